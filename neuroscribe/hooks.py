@@ -1,0 +1,87 @@
+"""Forward hooks as context managers that always remove what they registered.
+
+    with capture_outputs(model, ["layer3", "layer4"]) as outputs:
+        model(x)
+    outputs["layer4"]            # the layer's output from the last forward
+
+    with edit_outputs(model, {"layer4": lambda out: out * mask}):
+        logits = model(x)        # layer4's output replaced for this forward only
+
+Hooks are removed in ``finally``, so an exception mid-forward leaves the model clean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from neuroscribe.errors import NeuroscribeError
+
+
+def _modules(model: nn.Module, names: Iterable[str]) -> dict[str, nn.Module]:
+    available = dict(model.named_modules())
+    missing = [n for n in names if n not in available]
+    if missing:
+        raise NeuroscribeError(f"no module named {missing} in the model; see `neuroscribe layers`")
+    return {n: available[n] for n in names}
+
+
+@contextmanager
+def _registered(handles: list) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def capture_outputs(model: nn.Module, names: Iterable[str]) -> Iterator[dict[str, torch.Tensor]]:
+    outputs: dict[str, torch.Tensor] = {}
+    handles = []
+
+    def make(name):
+        def hook(_module, _inputs, output):
+            outputs[name] = output
+
+        return hook
+
+    for name, module in _modules(model, list(names)).items():
+        handles.append(module.register_forward_hook(make(name)))
+    with _registered(handles):
+        yield outputs
+
+
+@contextmanager
+def count_calls(model: nn.Module, names: Iterable[str]) -> Iterator[dict[str, int]]:
+    calls: dict[str, int] = {}
+    handles = []
+
+    def make(name):
+        def hook(_module, _inputs, _output):
+            calls[name] = calls.get(name, 0) + 1
+
+        return hook
+
+    for name, module in _modules(model, list(names)).items():
+        handles.append(module.register_forward_hook(make(name)))
+    with _registered(handles):
+        yield calls
+
+
+@contextmanager
+def edit_outputs(model: nn.Module, edits: dict[str, Callable[[torch.Tensor], torch.Tensor]]) -> Iterator[None]:
+    handles = []
+    for name, module in _modules(model, list(edits)).items():
+        fn = edits[name]
+        handles.append(module.register_forward_hook(lambda _m, _i, out, fn=fn: fn(out)))
+    with _registered(handles):
+        yield
+
+
+def hook_count(model: nn.Module) -> int:
+    """How many forward (pre-)hooks are registered anywhere in the model (tests use it)."""
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())

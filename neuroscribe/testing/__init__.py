@@ -1,0 +1,1 @@
+"""Tiny deterministic models and image sets for tests, demos and Dask workers (importable anywhere)."""
