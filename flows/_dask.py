@@ -1,0 +1,67 @@
+"""Dask plumbing shared by the flows: which task runner, and whether GPU work can be annotated.
+
+    runner_flow = with_dask_runner(extract_flow, cfg.runner)   # LocalCluster or existing scheduler
+    with gpu_resources():                                       # inside a flow: tasks ask for a GPU
+        future = extract_task.submit(cfg, shard_ids)           # ... only if a worker declares one
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import dask
+from prefect.context import FlowRunContext
+from prefect_dask import DaskTaskRunner
+
+from neuroscribe.config import RunnerSpec
+
+
+def dask_task_runner(runner: RunnerSpec) -> DaskTaskRunner:
+    if runner.dask_address:
+        return DaskTaskRunner(address=runner.dask_address)
+    cluster_kwargs = {
+        "n_workers": runner.n_workers,
+        "threads_per_worker": runner.threads_per_worker,
+        "processes": True,
+        "dashboard_address": None,
+    }
+    gpus = _local_gpu_count() if runner.device != "cpu" else 0
+    if gpus:
+        cluster_kwargs["resources"] = {"GPU": gpus}
+    return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs=cluster_kwargs)
+
+
+def _local_gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def with_dask_runner(flow_obj, runner: RunnerSpec):
+    return flow_obj.with_options(task_runner=dask_task_runner(runner))
+
+
+def workers_with_gpu() -> int:
+    """How many workers of the current flow's Dask cluster declare a ``GPU`` resource."""
+    context = FlowRunContext.get()
+    task_runner = getattr(context, "task_runner", None) if context else None
+    client = getattr(task_runner, "_client", None)
+    if client is None:
+        return 0
+    workers = client.scheduler_info(n_workers=-1).get("workers", {})
+    return sum(1 for w in workers.values() if w.get("resources", {}).get("GPU", 0) > 0)
+
+
+@contextlib.contextmanager
+def gpu_resources() -> Iterator[bool]:
+    """Annotate submissions with ``resources={"GPU": 1}`` when the cluster has GPU workers.
+
+    Without GPU workers the annotation would leave tasks unschedulable, so it is only added when
+    one exists; yields whether it was.
+    """
+    if workers_with_gpu():
+        with dask.annotate(resources={"GPU": 1}):
+            yield True
+    else:
+        yield False

@@ -1,0 +1,28 @@
+"""The ``neuroscribe`` command line: ``neuroscribe --help`` lists the commands.
+
+Each command module registers on the shared ``app``; bad input (``NeuroscribeError``) is printed
+as one line without a traceback and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from neuroscribe.cli.app import app
+from neuroscribe.errors import NeuroscribeError
+
+# command modules register themselves on import
+from neuroscribe.cli import extract as _extract  # noqa: E402,F401
+
+
+def main() -> None:
+    try:
+        app()
+    except NeuroscribeError as exc:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,144 @@
+"""The run store: one Zarr v3 group (local path or ``s3://``) plus a few side files.
+
+    group = open_group("runs/r50", mode="a")               # zarr.Group
+    write_json("runs/r50", "shards/000003.json", {...})
+    write_table("runs/r50", "explanations/layer4", frame)  # .parquet and .csv
+
+Layout (the one place it is documented; README links here)::
+
+    <store>/zarr.json                        group attrs["neuroscribe"]: version, run_key, model,
+                                             layers {name: kind, units, map_shape}, dataset, k
+    <store>/index.parquet                    id, path, label, status (ok|skipped|pending), reason
+    <store>/shards/<shard:06d>.json          per-shard done marker: run_key, ok, skipped [{id, reason}]
+    <store>/activations/<layer>/max          float32 [images, units]  spatial max (NaN = skipped image)
+    <store>/activations/<layer>/mean         float32 [images, units]  spatial mean
+    <store>/activations/<layer>/cls          float32 [images, units]  token layers: class-token value
+    <store>/topk/<layer>/value               float32 [units, k]       top-k spatial max, descending
+    <store>/topk/<layer>/image_id            int64   [units, k]       their image ids (-1 = fewer than k)
+    <store>/topk/<layer>/maps                float32 [units, k, H, W] their activation maps, native size
+    <store>/summary/extract.json             images, ok, skipped, reasons, seconds, images/s
+    <store>/vocabulary/...                   concept vocabularies (neuroscribe.vocabulary)
+    <store>/patches/<layer>/...              patch crops and masks (neuroscribe.patches)
+    <store>/explanations/<layer>.parquet|csv one row per unit (neuroscribe.tables)
+    <store>/ablation/<layer>.parquet         per unit and class accuracy drop (neuroscribe.ablation)
+    <store>/gallery/<layer>.html             patch galleries
+
+Activation arrays are Zarr-sharded with one Zarr shard per dataset shard along the image axis,
+so no two tasks ever write the same shard object.  Credentials come from ``storage_options``
+or the standard AWS variables and are never logged.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import posixpath
+from typing import Any
+
+import fsspec
+import pandas as pd
+import zarr
+
+from neuroscribe.errors import NeuroscribeError
+
+
+def filesystem(uri: str, storage_options: dict | None = None):
+    """(fsspec filesystem, root path without protocol) for a store URI."""
+    try:
+        return fsspec.core.url_to_fs(uri, **(storage_options or {}))
+    except Exception as exc:
+        raise NeuroscribeError(f"store {uri} cannot be opened ({exc}); check the URL and credentials") from None
+
+
+def _zarr_store(uri: str, storage_options: dict | None, read_only: bool):
+    if "://" in uri and not uri.startswith("file://"):
+        return zarr.storage.FsspecStore.from_url(uri, storage_options=storage_options or {}, read_only=read_only)
+    return zarr.storage.LocalStore(uri.removeprefix("file://"), read_only=read_only)
+
+
+def open_group(uri: str, mode: str = "a", storage_options: dict | None = None) -> zarr.Group:
+    """Open (``r``) or create-or-open (``a``) the run's Zarr group."""
+    if mode == "r" and not exists(uri, "zarr.json", storage_options):
+        raise NeuroscribeError(f"store {uri} holds no neuroscribe run; run `neuroscribe extract` into it first")
+    store = _zarr_store(uri, storage_options, read_only=(mode == "r"))
+    return zarr.open_group(store=store, mode=mode, zarr_format=3)
+
+
+def run_attrs(uri: str, storage_options: dict | None = None) -> dict[str, Any]:
+    return dict(open_group(uri, "r", storage_options).attrs.get("neuroscribe", {}))
+
+
+def _path(uri: str, relpath: str, storage_options: dict | None) -> tuple[Any, str]:
+    fs, root = filesystem(uri, storage_options)
+    return fs, posixpath.join(root, relpath)
+
+
+def exists(uri: str, relpath: str, storage_options: dict | None = None) -> bool:
+    fs, path = _path(uri, relpath, storage_options)
+    return fs.exists(path)
+
+
+def write_bytes(uri: str, relpath: str, data: bytes, storage_options: dict | None = None) -> str:
+    """Write a side file whole; local writes go through a temporary name and a rename."""
+    fs, path = _path(uri, relpath, storage_options)
+    fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    if "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
+        tmp = path + ".tmp"
+        with fs.open(tmp, "wb") as f:
+            f.write(data)
+        fs.mv(tmp, path)
+    else:
+        with fs.open(path, "wb") as f:
+            f.write(data)
+    return path
+
+
+def read_bytes(uri: str, relpath: str, storage_options: dict | None = None) -> bytes:
+    fs, path = _path(uri, relpath, storage_options)
+    try:
+        with fs.open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise NeuroscribeError(f"{relpath} is missing from store {uri}; run the stage that writes it first") from None
+
+
+def write_json(uri: str, relpath: str, obj: Any, storage_options: dict | None = None) -> str:
+    return write_bytes(uri, relpath, json.dumps(obj, indent=2, default=str).encode(), storage_options)
+
+
+def read_json(uri: str, relpath: str, storage_options: dict | None = None) -> Any:
+    return json.loads(read_bytes(uri, relpath, storage_options))
+
+
+def write_parquet(uri: str, relpath: str, frame: pd.DataFrame, storage_options: dict | None = None) -> str:
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    return write_bytes(uri, relpath, buf.getvalue(), storage_options)
+
+
+def read_parquet(uri: str, relpath: str, storage_options: dict | None = None) -> pd.DataFrame:
+    return pd.read_parquet(io.BytesIO(read_bytes(uri, relpath, storage_options)))
+
+
+def write_table(uri: str, relstem: str, frame: pd.DataFrame, storage_options: dict | None = None) -> str:
+    """Write ``<relstem>.parquet`` and ``<relstem>.csv``; returns the parquet path."""
+    path = write_parquet(uri, relstem + ".parquet", frame, storage_options)
+    write_bytes(uri, relstem + ".csv", frame.to_csv(index=False).encode(), storage_options)
+    return path
+
+
+def list_files(uri: str, reldir: str, storage_options: dict | None = None) -> list[str]:
+    fs, path = _path(uri, reldir, storage_options)
+    if not fs.exists(path):
+        return []
+    return sorted(posixpath.basename(p) for p in fs.ls(path, detail=False))
+
+
+def remove(uri: str, storage_options: dict | None = None) -> None:
+    fs, root = filesystem(uri, storage_options)
+    if fs.exists(root):
+        fs.rm(root, recursive=True)
+
+
+def full_uri(uri: str, relpath: str) -> str:
+    return uri.rstrip("/") + "/" + relpath
