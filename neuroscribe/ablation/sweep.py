@@ -1,0 +1,293 @@
+"""A whole ablation sweep over a layer's units: plan, resumable parts, and the assembled outputs.
+
+    cfg = AblateConfig(model=ModelSpec(name="resnet50"), layer="layer4", units=None,   # None: every unit
+                       dataset=DatasetSpec(uri="/data/imagenet/val"), store="runs/r50")
+    summary = run_sweep(cfg)                       # in-process; flows/ablate.py maps the parts on Dask
+
+    plan = plan_sweep(cfg)                         # units, path, run key, parts (small, picklable)
+    run_part(cfg, plan, i)                         # one batch of units over the whole dataset
+    summary = assemble(cfg, plan)                  # tables, chart, HTML, summary
+
+Store layout (all under ``<store>/ablation/`` unless noted):
+    parts/<layer>/<run_key>/<part_key>.parquet   counts of one batch of units (units, class, support,
+                                                 baseline_correct, ablated_correct); its .json: images, skipped
+    <layer>.parquet|csv                          unit, units, class, class_name, support, baseline_acc,
+                                                 ablated_acc, drop, relative_drop, rank [, explanation, score]
+    <layer>.units.parquet|csv                    per unit: top_classes, top_drops, max_drop, mean_drop [, explanation]
+    <layer>.baseline.parquet|csv                 every model class: support, accuracy, present
+    <layer>.png, <layer>.html                    the chart and its report page
+    <store>/summary/ablate-<layer>.json          images, skipped, path used, absent classes, seconds
+A joint ablation (``together=True``) writes ``<layer>.set-<key>.*`` instead of ``<layer>.*``.
+
+``run_key`` hashes the model spec, layer, mode, the dataset listing (paths and labels) and the
+code of this package; ``part_key`` hashes the part's units.  A rerun with the same inputs skips
+every part already written; any change of inputs writes new parts.  The evaluation path is not
+in the key: every path computes the same numbers (see ``neuroscribe.ablation.fast``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+import pandas as pd
+import torch
+from pydantic import Field, field_validator
+
+from neuroscribe.ablation.dataset import image_batches, labelled_index
+from neuroscribe.ablation.evaluate import class_accuracy, count_correct, counts_frame, drop_table, units_label
+from neuroscribe.ablation.fast import FastPath, choose_path
+from neuroscribe.ablation.modes import AblationMode, target_module, validate_units
+from neuroscribe.ablation.report import (
+    default_chart_units,
+    drop_chart,
+    join_explanations,
+    report_page,
+    report_section,
+    unit_summary,
+)
+from neuroscribe.config import DatasetSpec, FrozenModel, ModelSpec, RunnerSpec
+from neuroscribe.data import listing_key
+from neuroscribe.errors import NeuroscribeError
+from neuroscribe.fingerprint import code_version, content_key
+from neuroscribe.models import load_model, resolve_device, resolve_layers
+from neuroscribe.store import exists, read_json, read_parquet, write_bytes, write_json, write_parquet, write_table
+
+CODE_MODULES = (
+    "neuroscribe.ablation.modes",
+    "neuroscribe.ablation.fast",
+    "neuroscribe.ablation.evaluate",
+    "neuroscribe.ablation.dataset",
+)
+PROBE_SEED = 0
+
+
+def parse_units(value: Any) -> tuple[int, ...] | None:
+    """``"12,559"`` / ``[12, 559]`` -> (12, 559); None or ``"all"`` -> None (every unit)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "all")):
+        return None
+    items = value.split(",") if isinstance(value, str) else list(value)
+    try:
+        return tuple(int(str(v).strip()) for v in items if str(v).strip())
+    except ValueError:
+        raise NeuroscribeError(f"--units {value!r} is not a comma-separated list of unit indices, e.g. 12,559") from None
+
+
+class AblateConfig(FrozenModel):
+    """Parameters of one ablation sweep (the ``ablate`` flow)."""
+
+    model: ModelSpec = ModelSpec()
+    layer: str = Field(description="the layer whose units are ablated, e.g. layer4")
+    dataset: DatasetSpec = Field(description="labelled images: a folder of class subfolders or a labelled file list")
+    store: str = Field(description="run store: local path or s3://bucket/prefix")
+    units: tuple[int, ...] | None = Field(default=None, description="units to ablate; None: every unit of the layer")
+    together: bool = Field(default=False, description="ablate `units` as one set instead of one at a time")
+    mode: AblationMode = "activation"
+    fast: FastPath = Field(default="auto", description="evaluation path; auto picks the fastest exact one")
+    units_per_pass: int = Field(default=32, ge=1, description="ablations stacked along the batch axis per pass")
+    units_per_task: int = Field(default=256, ge=1, description="ablations per part (the unit of work and resume)")
+    top: int = Field(default=5, ge=1, description="most affected classes kept per unit in summaries and the chart")
+    chart_units: tuple[int, ...] | None = Field(default=None, description="units charted; None: the 6 largest drops")
+    runner: RunnerSpec = RunnerSpec()
+    store_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for the store (not logged)")
+
+    @field_validator("units", "chart_units", mode="before")
+    @classmethod
+    def _split_units(cls, v: Any) -> tuple[int, ...] | None:
+        return parse_units(v)
+
+
+class SweepPlan(FrozenModel):
+    """What every part needs to know, computed once."""
+
+    run_key: str
+    layer: str
+    target: str
+    path: str
+    n_units: int
+    ablations: tuple[tuple[int, ...], ...]
+    parts: tuple[tuple[int, int], ...]
+    part_keys: tuple[str, ...]
+    class_names: tuple[str, ...]
+    images: int
+    unlabelled: int
+
+
+def _stem(cfg: AblateConfig, plan: SweepPlan) -> str:
+    if cfg.together:
+        return f"ablation/{plan.layer}.set-{content_key(plan.ablations, 8)}"
+    return f"ablation/{plan.layer}"
+
+
+def part_path(plan: SweepPlan, i: int) -> str:
+    return f"ablation/parts/{plan.layer}/{plan.run_key}/{plan.part_keys[i]}"
+
+
+def _probe(loaded, device: torch.device) -> torch.Tensor:
+    size = loaded.preprocessing.input_size
+    generator = torch.Generator().manual_seed(PROBE_SEED)
+    return torch.randn(1, 3, size, size, generator=generator).to(device)
+
+
+@lru_cache(maxsize=2)
+def _loaded_on(spec: ModelSpec, device: str):
+    # kept per process: the plan and every part a worker runs reuse one load (ablations always restore it)
+    loaded = load_model(spec)
+    loaded.model.to(device)
+    return loaded
+
+
+def _model_on(cfg: AblateConfig, device: torch.device):
+    loaded = _loaded_on(cfg.model, str(device))
+    [info] = resolve_layers(loaded, [cfg.layer])
+    return loaded, info
+
+
+def plan_sweep(cfg: AblateConfig) -> SweepPlan:
+    """Resolve the layer, units, dataset and evaluation path; fail here, before any long work."""
+    device = torch.device("cpu")
+    loaded, info = _model_on(cfg, device)
+    units = validate_units(info, cfg.units if cfg.units is not None else range(info.units))
+    ablations = (units,) if cfg.together else tuple((u,) for u in units)
+    frame, counts = labelled_index(cfg.dataset, loaded.class_names)
+    path = choose_path(loaded.model, info, cfg.mode, cfg.fast, _probe(loaded, device))
+    run_key = content_key(
+        {
+            "model": cfg.model,
+            "layer": info.name,
+            "mode": cfg.mode,
+            "listing": listing_key(frame),
+            "code": code_version(*CODE_MODULES),
+        }
+    )
+    parts = tuple((s, min(s + cfg.units_per_task, len(ablations))) for s in range(0, len(ablations), cfg.units_per_task))
+    return SweepPlan(
+        run_key=run_key,
+        layer=info.name,
+        target=target_module(loaded.model, info, cfg.mode),
+        path=path.name,
+        n_units=info.units,
+        ablations=ablations,
+        parts=parts,
+        part_keys=tuple(content_key([ablations[s:e], run_key]) for s, e in parts),
+        class_names=tuple(loaded.class_names),
+        images=len(frame),
+        unlabelled=counts["unlabelled"],
+    )
+
+
+def part_done(cfg: AblateConfig, plan: SweepPlan, i: int) -> bool:
+    return exists(cfg.store, part_path(plan, i) + ".parquet", cfg.store_options)
+
+
+def run_part(
+    cfg: AblateConfig, plan: SweepPlan, i: int, on_progress: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """Evaluate part ``i``'s ablations over the whole dataset and write its counts; skipped when done."""
+    if part_done(cfg, plan, i):
+        return {"part": i, "cached": True}
+    started = time.perf_counter()
+    device = resolve_device(cfg.runner.device)
+    loaded, info = _model_on(cfg, device)
+    path = choose_path(loaded.model, info, cfg.mode, plan.path)  # type: ignore[arg-type]  # checked by the plan
+    frame, _ = labelled_index(cfg.dataset, loaded.class_names)
+    skipped: list[dict] = []
+    batches = image_batches(
+        frame, loaded.preprocessing.transform(), cfg.runner.batch_size, cfg.runner.decode_threads,
+        cfg.dataset.storage_options, skipped,
+    )
+    start, end = plan.parts[i]
+    try:
+        counts = count_correct(path, batches, plan.ablations[start:end], info.units, cfg.units_per_pass, on_progress)
+    except ValueError:
+        raise NeuroscribeError(f"no image of dataset {cfg.dataset.uri} could be decoded; see the skipped reasons") from None
+    seconds = time.perf_counter() - started
+    meta = {"part": i, "images": counts.images, "skipped": skipped, "seconds": seconds, "path": path.name,
+            "device": str(device), "ablations": end - start}
+    # the json first: the parquet is what marks the part done
+    write_json(cfg.store, part_path(plan, i) + ".json", meta, cfg.store_options)
+    write_parquet(cfg.store, part_path(plan, i) + ".parquet", counts_frame(counts), cfg.store_options)
+    return {"part": i, "cached": False, "images": counts.images, "seconds": seconds}
+
+
+def assemble(cfg: AblateConfig, plan: SweepPlan) -> dict[str, Any]:
+    """Concatenate the parts into the ablation table, unit summary, baseline, chart and report."""
+    frames, metas = [], []
+    for i in range(len(plan.parts)):
+        if not part_done(cfg, plan, i):
+            raise NeuroscribeError(f"part {i} of the {plan.layer} sweep is missing from {cfg.store}; rerun `neuroscribe ablate`")
+        frames.append(read_parquet(cfg.store, part_path(plan, i) + ".parquet", cfg.store_options))
+        metas.append(read_json(cfg.store, part_path(plan, i) + ".json", cfg.store_options))
+    counts = pd.concat(frames, ignore_index=True)
+    names = list(plan.class_names)
+    table, joined = join_explanations(drop_table(counts, names), cfg.store, plan.layer, cfg.store_options)
+    stem = _stem(cfg, plan)
+    write_table(cfg.store, stem, table, cfg.store_options)
+    summary_units = unit_summary(table, cfg.top)
+    write_table(cfg.store, stem + ".units", summary_units, cfg.store_options)
+
+    first = frames[0].drop_duplicates("class").set_index("class")
+    support = first["support"].reindex(range(len(names)), fill_value=0).to_numpy()
+    correct = first["baseline_correct"].reindex(range(len(names)), fill_value=0).to_numpy()
+    baseline = class_accuracy(support, correct, names)
+    write_table(cfg.store, stem + ".baseline", baseline, cfg.store_options)
+
+    charted = [units_label((u,)) for u in cfg.chart_units] if cfg.chart_units else default_chart_units(summary_units)
+    missing = [u for u in charted if u not in set(table["units"])]
+    if missing:
+        raise NeuroscribeError(f"--chart-units {missing} were not ablated in this sweep; chart units from --units")
+    png = drop_chart(table, charted, cfg.top)
+    write_bytes(cfg.store, stem + ".png", png, cfg.store_options)
+    page = report_page(plan.layer, report_section(table, charted, cfg.top, png))
+    write_bytes(cfg.store, stem + ".html", page.encode(), cfg.store_options)
+
+    absent = baseline.loc[~baseline["present"], "class_name"].tolist()
+    skipped = metas[0]["skipped"]
+    summary = {
+        "layer": plan.layer,
+        "mode": cfg.mode,
+        "target_module": plan.target,
+        "path": plan.path,
+        "ablations": len(plan.ablations),
+        "images": int(metas[0]["images"]),
+        "unlabelled": plan.unlabelled,
+        "skipped": len(skipped),
+        "skipped_reasons": skipped[:20],
+        "classes_present": int(baseline["present"].sum()),
+        "classes_absent": len(absent),
+        "absent_examples": absent[:10],
+        "baseline_accuracy": float(correct.sum() / max(support.sum(), 1)),
+        "explanations_joined": joined,
+        "charted": charted,
+        "seconds": float(sum(m.get("seconds", 0.0) for m in metas)),
+        "table": stem + ".parquet",
+        "units_table": stem + ".units.parquet",
+        "chart": stem + ".png",
+        "report": stem + ".html",
+        "run_key": plan.run_key,
+    }
+    write_json(cfg.store, f"summary/ablate-{plan.layer}.json", summary, cfg.store_options)
+    return summary
+
+
+def run_sweep(
+    cfg: AblateConfig,
+    on_progress: Callable[[int], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Plan, run every part in this process, assemble.
+
+    ``on_start`` gets the total work, ``len(plan.parts) * plan.images`` image passes, and
+    ``on_progress`` how many are done.
+    """
+    plan = plan_sweep(cfg)
+    if on_start is not None:
+        on_start(len(plan.parts) * plan.images)
+    for i in range(len(plan.parts)):
+        base = i * plan.images
+        run_part(cfg, plan, i, None if on_progress is None else (lambda n, base=base: on_progress(base + n)))
+        if on_progress is not None:
+            on_progress(base + plan.images)
+    return assemble(cfg, plan)
