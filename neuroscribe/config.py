@@ -13,13 +13,31 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator
 
 from neuroscribe.errors import NeuroscribeError
 
 
+SECRET_WORDS = ("key", "secret", "token", "password", "credential")
+
+
+def mask_secrets(options: dict[str, Any]) -> dict[str, Any]:
+    """Options as they may be shown or stored: values under secret-looking names become '***'."""
+    return {
+        k: ("***" if any(w in k.lower() for w in SECRET_WORDS) else (mask_secrets(v) if isinstance(v, dict) else v))
+        for k, v in options.items()
+    }
+
+
 class FrozenModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @field_serializer("*", when_used="json")
+    def _mask_option_secrets(self, value: Any, info) -> Any:
+        # JSON dumps feed the Prefect UI, deployments and cache keys: never let credentials through
+        if info.field_name.endswith("options") and isinstance(value, dict):
+            return mask_secrets(value)
+        return value
 
 
 class ModelSpec(FrozenModel):
@@ -89,13 +107,14 @@ def load_config(cls: type[ConfigT], path: str | Path | None = None, overrides: d
 
 
 def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Overlay ``extra`` on ``base``; None means "not given" and nested dicts merge key by key."""
     out = dict(base)
     for key, value in extra.items():
-        if value is None:
-            continue
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
+        if isinstance(value, dict):
+            merged = _deep_merge(out.get(key) if isinstance(out.get(key), dict) else {}, value)
+            if merged:
+                out[key] = merged
+        elif value is not None:
             out[key] = value
     return out
 

@@ -1,0 +1,86 @@
+"""``neuroscribe layers`` and ``neuroscribe extract``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from neuroscribe.cli.app import app, parse_storage_options
+from neuroscribe.config import ExtractConfig, ModelSpec, load_config
+
+console = Console()
+
+MODEL_HELP = "torchvision name (resnet50, vit_b_16), timm:<name>, efficientnet_lite0/1/2, or package.module:factory"
+
+
+@app.command()
+def layers(
+    model: str = typer.Option("efficientnet_lite0", "--model", "-m", help=MODEL_HELP),
+    weights: Optional[str] = typer.Option(None, help="torchvision weight enum name, or DEFAULT"),
+    checkpoint: Optional[Path] = typer.Option(None, help="local state-dict file"),
+    kind: Optional[str] = typer.Option(None, help="only layers of this kind: conv, token or linear"),
+    contains: Optional[str] = typer.Option(None, help="only layer names containing this text"),
+) -> None:
+    """List the addressable layers of a model with their kind and unit count."""
+    from neuroscribe.models import list_layers, load_model
+
+    loaded = load_model(ModelSpec(name=model, weights=weights, checkpoint=str(checkpoint) if checkpoint else None, pretrained=False))
+    table = Table(title=f"addressable layers of {model}")
+    for col in ("layer", "kind", "units", "map", "module"):
+        table.add_column(col)
+    for info in list_layers(loaded):
+        if (kind and info.kind != kind) or (contains and contains not in info.name):
+            continue
+        shape = "x".join(map(str, info.map_shape)) if info.map_shape else "-"
+        table.add_row(info.name, info.kind, str(info.units), shape, info.module_type)
+    console.print(table)
+
+
+@app.command()
+def extract(
+    layers: Optional[str] = typer.Option(None, "--layers", "-l", help="comma-separated layer names (see `neuroscribe layers`)"),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="image folder or file list; local, s3:// or any fsspec URL"),
+    store: Optional[str] = typer.Option(None, "--store", "-s", help="run store: local path or s3://bucket/prefix"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    weights: Optional[str] = typer.Option(None, help="torchvision weight enum name, or DEFAULT"),
+    checkpoint: Optional[str] = typer.Option(None, help="local state-dict file (module. prefix stripped)"),
+    class_names: Optional[str] = typer.Option(None, help="file with the model's class names, one per line"),
+    class_list: Optional[str] = typer.Option(None, help="dataset class-folder order, one name per line"),
+    limit: Optional[int] = typer.Option(None, help="use only the first N images"),
+    shard_size: Optional[int] = typer.Option(None, help="images per shard (default 256)"),
+    k: Optional[int] = typer.Option(None, help="top-activating images kept per unit (default 50)"),
+    batch_size: Optional[int] = typer.Option(None, help="images per forward pass"),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda"),
+    dask_address: Optional[str] = typer.Option(None, help="existing Dask scheduler (default: a local cluster)"),
+    workers: Optional[int] = typer.Option(None, help="local cluster worker processes"),
+    overwrite: bool = typer.Option(False, help="replace a store that holds a different extraction"),
+    storage_option: Optional[list[str]] = typer.Option(None, help="fsspec option key=value for store and dataset"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of ExtractConfig fields; flags override it"),
+) -> None:
+    """Stream a dataset through a model and store per-unit statistics and top-k examples (Prefect + Dask)."""
+    from flows._run import run_flow
+    from flows.extract import extract_flow
+
+    options = parse_storage_options(storage_option)
+    overrides = {
+        "layers": layers,
+        "store": store,
+        "k": k,
+        "overwrite": overwrite or None,
+        "store_options": options or None,
+        "model": {"name": model, "weights": weights, "checkpoint": checkpoint, "class_names_file": class_names},
+        "dataset": {"uri": dataset, "class_list": class_list, "limit": limit, "shard_size": shard_size, "storage_options": options or None},
+        "runner": {"batch_size": batch_size, "device": device, "dask_address": dask_address, "n_workers": workers},
+    }
+    cfg = load_config(ExtractConfig, config, overrides)
+    summary = run_flow(extract_flow, cfg)
+    table = Table(title="extraction summary")
+    table.add_column("field")
+    table.add_column("value")
+    for key, value in summary.items():
+        table.add_row(key, str(value))
+    console.print(table)

@@ -1,0 +1,371 @@
+"""Stream a dataset through a model and store per-unit statistics and top-k examples in Zarr.
+
+    plan = prepare_extraction(cfg)                  # index, store arrays, the shards still to do
+    extract_shards(cfg, [0, 1, 2])                  # any worker, any order; skips finished shards
+    reduce_topk(cfg, "layer4")                      # merge per-shard top-k, keep the maps
+    summary = finalize_extraction(cfg)              # index statuses and summary/extract.json
+
+``run_extraction(cfg)`` does all of it in-process (the flow in ``flows/extract.py`` fans it out).
+The store layout is documented in ``neuroscribe.store``.  A shard is done when its marker
+``shards/<n>.json`` carries the run key, which hashes the model, layers, dataset listing and code
+version: a store made by a different extraction is never silently reused.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import BaseModel
+
+from neuroscribe import store as st
+from neuroscribe.config import ExtractConfig, ModelSpec
+from neuroscribe.data import ImageSkipped, build_index, listing_key, load_image, shard_ranges
+from neuroscribe.errors import NeuroscribeError
+from neuroscribe.fingerprint import code_version, content_key
+from neuroscribe.hooks import capture_outputs
+from neuroscribe.models import LayerInfo, LoadedModel, load_model, resolve_device, resolve_layers, unit_activations
+
+ProgressFn = Callable[[int], None] | None
+CODE_MODULES = (
+    "neuroscribe.extraction",
+    "neuroscribe.models.layers",
+    "neuroscribe.models.preprocessing",
+    "neuroscribe.data.images",
+)
+
+
+class ExtractionPlan(BaseModel):
+    run_key: str
+    n_images: int
+    n_shards: int
+    pending: list[int]
+    layers: dict[str, dict]
+
+
+class ExtractionSummary(BaseModel):
+    store: str
+    images: int
+    ok: int
+    skipped: int
+    skipped_reasons: dict[str, int]
+    shards: int
+    seconds: float
+    images_per_second: float
+
+
+@lru_cache(maxsize=4)
+def cached_model(spec: ModelSpec, device: str) -> LoadedModel:
+    """One model per process and device: Dask workers run many tasks with the same model."""
+    loaded = load_model(spec)
+    dev = torch.device(device)
+    loaded.model.to(dev)
+    if dev.type == "cuda":
+        loaded.model.to(memory_format=torch.channels_last)
+    return loaded
+
+
+def _layer_attrs(info: LayerInfo) -> dict:
+    return {"kind": info.kind, "units": info.units, "map_shape": list(info.map_shape or []), "prefix_tokens": info.prefix_tokens}
+
+
+def _unit_chunk(units: int, limit: int = 256) -> int:
+    # the largest divisor of `units` not above `limit`: Zarr shards must be whole multiples of chunks
+    return max(d for d in range(1, min(units, limit) + 1) if units % d == 0)
+
+
+def extraction_key(cfg: ExtractConfig, index: pd.DataFrame, infos: list[LayerInfo]) -> str:
+    return content_key(
+        {
+            "model": cfg.model,
+            "layers": [_layer_attrs(i) | {"name": i.name} for i in infos],
+            "listing": listing_key(index),
+            "shard_size": cfg.dataset.shard_size,
+            "code": code_version(*CODE_MODULES),
+        }
+    )
+
+
+def _create_arrays(group, infos: list[LayerInfo], n_images: int, shard_size: int) -> None:
+    for info in infos:
+        names = ["max", "mean"] + (["cls"] if info.kind == "token" and info.prefix_tokens else [])
+        for stat in names:
+            group.create_array(
+                f"activations/{info.name}/{stat}",
+                shape=(n_images, info.units),
+                chunks=(shard_size, _unit_chunk(info.units)),
+                shards=(shard_size, info.units),
+                dtype="float32",
+                fill_value=np.nan,
+                overwrite=True,
+            )
+
+
+def prepare_extraction(cfg: ExtractConfig) -> ExtractionPlan:
+    """Check the inputs, create (or reopen) the store, and list the shards still to compute."""
+    loaded = cached_model(cfg.model, "cpu")
+    infos = resolve_layers(loaded, cfg.layers)
+    index = build_index(cfg.dataset)
+    key = extraction_key(cfg, index, infos)
+    opts = cfg.store_options
+    ranges = shard_ranges(len(index), cfg.dataset.shard_size)
+    previous = st.run_attrs(cfg.store, opts).get("run_key") if st.exists(cfg.store, "zarr.json", opts) else None
+    if previous not in (None, key):
+        if not cfg.overwrite:
+            raise NeuroscribeError(
+                f"store {cfg.store} holds a different extraction (key {previous}, this one is {key}); "
+                f"pass a new --store, or --overwrite to replace it"
+            )
+        st.remove(cfg.store, opts)
+        previous = None
+    if previous is None:
+        group = st.open_group(cfg.store, "a", opts)
+        _create_arrays(group, infos, len(index), cfg.dataset.shard_size)
+        frame = index.assign(status="pending", reason="")
+        st.write_parquet(cfg.store, "index.parquet", frame, opts)
+        group.attrs["neuroscribe"] = {
+            "version": code_version(*CODE_MODULES),
+            "run_key": key,
+            "model": cfg.model.model_dump(mode="json"),
+            "class_names": loaded.class_names,
+            "preprocessing": loaded.preprocessing.model_dump(mode="json"),
+            "layers": {i.name: _layer_attrs(i) for i in infos},
+            "dataset": {
+                "uri": cfg.dataset.uri,
+                "n_images": len(index),
+                "shard_size": cfg.dataset.shard_size,
+                "n_shards": len(ranges),
+                "classes": index.attrs.get("classes", []),
+            },
+        }
+    pending = [s for s in range(len(ranges)) if not _shard_done(cfg, s, key)]
+    return ExtractionPlan(
+        run_key=key, n_images=len(index), n_shards=len(ranges), pending=pending, layers={i.name: _layer_attrs(i) for i in infos}
+    )
+
+
+def _marker(shard: int) -> str:
+    return f"shards/{shard:06d}.json"
+
+
+def _shard_done(cfg: ExtractConfig, shard: int, key: str) -> bool:
+    if not st.exists(cfg.store, _marker(shard), cfg.store_options):
+        return False
+    return st.read_json(cfg.store, _marker(shard), cfg.store_options).get("run_key") == key
+
+
+def _decode(row, transform, storage_options):
+    try:
+        return transform(load_image(row.path, storage_options))
+    except ImageSkipped as skip:
+        return skip
+
+
+def _autocast(device: torch.device):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+
+def forward_batches(
+    loaded: LoadedModel,
+    rows: pd.DataFrame,
+    layer_names: list[str],
+    batch_size: int,
+    device: torch.device,
+    decode_threads: int = 2,
+    storage_options: dict | None = None,
+) -> Iterable[tuple[np.ndarray, dict[str, torch.Tensor], list[tuple[int, str]]]]:
+    """Decode rows in threads and yield (row positions, layer outputs, skipped (position, reason)).
+
+    One forward per batch serves every requested layer.
+    """
+    transform = loaded.preprocessing.transform()
+    with ThreadPoolExecutor(decode_threads) as pool:
+        decoded = pool.map(lambda r: _decode(r, transform, storage_options), rows.itertuples(index=False))
+        batch, positions, skipped = [], [], []
+        for pos, item in enumerate(decoded):
+            if isinstance(item, ImageSkipped):
+                skipped.append((pos, item.reason))
+            else:
+                batch.append(item)
+                positions.append(pos)
+            if len(batch) == batch_size or (pos == len(rows) - 1 and batch):
+                x = torch.stack(batch).to(device)
+                if device.type == "cuda":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.inference_mode(), _autocast(device), capture_outputs(loaded.model, layer_names) as outs:
+                    loaded.model(x)
+                yield np.asarray(positions), outs, skipped
+                batch, positions, skipped = [], [], []
+        if skipped:
+            yield np.asarray([], dtype=int), {}, skipped
+
+
+def extract_shards(cfg: ExtractConfig, shard_ids: list[int], on_progress: ProgressFn = None) -> list[dict]:
+    """Compute and write the given shards; returns one small record per shard."""
+    attrs = st.run_attrs(cfg.store, cfg.store_options)
+    key = attrs["run_key"]
+    device = resolve_device(cfg.runner.device)
+    loaded = cached_model(cfg.model, str(device))
+    infos = resolve_layers(loaded, list(attrs["layers"]))
+    group = st.open_group(cfg.store, "a", cfg.store_options)
+    size = attrs["dataset"]["shard_size"]
+    n_images = attrs["dataset"]["n_images"]
+    records = []
+    for shard in shard_ids:
+        if _shard_done(cfg, shard, key):
+            records.append({"shard": shard, "resumed": True})
+            continue
+        start, stop = shard * size, min((shard + 1) * size, n_images)
+        rows = st.read_parquet(cfg.store, "index.parquet", cfg.store_options).iloc[start:stop]
+        records.append(_extract_one(cfg, loaded, infos, group, rows, shard, start, key, device, on_progress))
+    return records
+
+
+def _extract_one(cfg, loaded, infos, group, rows, shard, start, key, device, on_progress) -> dict:
+    began = time.perf_counter()
+    n = len(rows)
+    buffers = {
+        (info.name, stat): np.full((n, info.units), np.nan, dtype=np.float32)
+        for info in infos
+        for stat in (("max", "mean", "cls") if info.kind == "token" and info.prefix_tokens else ("max", "mean"))
+    }
+    skipped = []
+    ids = rows["id"].to_numpy()
+    for positions, outputs, bad in forward_batches(
+        loaded, rows, [i.name for i in infos], cfg.runner.batch_size, device, cfg.runner.decode_threads, cfg.dataset.storage_options
+    ):
+        skipped.extend({"id": int(ids[p]), "reason": reason} for p, reason in bad)
+        for info in infos:
+            if not len(positions):
+                break
+            maps, cls = unit_activations(outputs[info.name], info)
+            maps = maps.float()
+            buffers[(info.name, "max")][positions] = maps.amax(dim=(2, 3)).cpu().numpy()
+            buffers[(info.name, "mean")][positions] = maps.mean(dim=(2, 3)).cpu().numpy()
+            if cls is not None:
+                buffers[(info.name, "cls")][positions] = cls.float().cpu().numpy()
+        if on_progress and len(positions):
+            on_progress(len(positions))
+    for (layer, stat), values in buffers.items():
+        group[f"activations/{layer}/{stat}"][start : start + n] = values
+    record = {
+        "shard": shard,
+        "run_key": key,
+        "ok": n - len(skipped),
+        "skipped": skipped,
+        "seconds": time.perf_counter() - began,
+        "resumed": False,
+    }
+    # the marker goes last: a shard interrupted before this line is recomputed on rerun
+    st.write_json(cfg.store, _marker(shard), record, cfg.store_options)
+    return record
+
+
+def reduce_topk(cfg: ExtractConfig, layer: str, on_progress: ProgressFn = None) -> dict:
+    """Merge the per-shard top-k of ``layer`` and store the activation maps of the winners."""
+    attrs = st.run_attrs(cfg.store, cfg.store_options)
+    info_attrs = attrs["layers"][layer]
+    topk_key = content_key({"run": attrs["run_key"], "k": cfg.k, "layer": layer})
+    group = st.open_group(cfg.store, "a", cfg.store_options)
+    if f"topk/{layer}" in group and group[f"topk/{layer}"].attrs.get("topk_key") == topk_key:
+        return {"layer": layer, "cached": True}
+    size, n_images = attrs["dataset"]["shard_size"], attrs["dataset"]["n_images"]
+    maxima = group[f"activations/{layer}/max"]
+    from neuroscribe.stats import TopK
+
+    top = TopK(cfg.k, info_attrs["units"])
+    for start, stop in shard_ranges(n_images, size):
+        top.merge(TopK(cfg.k, info_attrs["units"]).add(maxima[start:stop], np.arange(start, stop)))
+    values, ids = top.result()
+    sub = group.require_group(f"topk/{layer}")
+    sub.create_array("value", data=values, chunks=values.shape, overwrite=True)
+    sub.create_array("image_id", data=ids, chunks=ids.shape, overwrite=True)
+    if info_attrs["map_shape"]:
+        maps = _collect_maps(cfg, attrs, layer, ids, on_progress)
+        units = maps.shape[0]
+        block = min(units, 64)
+        sub.create_array(
+            "maps", shape=maps.shape, chunks=(1, *maps.shape[1:]), shards=(block, *maps.shape[1:]), dtype="float32", overwrite=True
+        )
+        sub["maps"][:] = maps
+    sub.attrs["topk_key"] = topk_key
+    return {"layer": layer, "cached": False, "images": int(len(np.unique(ids[ids >= 0])))}
+
+
+def _collect_maps(cfg: ExtractConfig, attrs: dict, layer: str, ids: np.ndarray, on_progress: ProgressFn) -> np.ndarray:
+    """Rerun the model on each top image once and scatter its map to every (unit, rank) it holds."""
+    device = resolve_device(cfg.runner.device)
+    loaded = cached_model(cfg.model, str(device))
+    [info] = resolve_layers(loaded, [layer])
+    h, w = info.map_shape
+    maps = np.zeros((*ids.shape, h, w), dtype=np.float32)
+    wanted = np.unique(ids[ids >= 0])
+    index = st.read_parquet(cfg.store, "index.parquet", cfg.store_options).set_index("id", drop=False).loc[wanted]
+    for positions, outputs, _ in forward_batches(
+        loaded, index, [layer], cfg.runner.batch_size, device, cfg.runner.decode_threads, cfg.dataset.storage_options
+    ):
+        if not len(positions):
+            continue
+        unit_maps = unit_activations(outputs[layer], info)[0].float().cpu().numpy()
+        for row, image_id in zip(unit_maps, wanted[positions]):
+            units, ranks = np.nonzero(ids == image_id)
+            maps[units, ranks] = row[units]
+        if on_progress:
+            on_progress(len(positions))
+    return maps
+
+
+def finalize_extraction(cfg: ExtractConfig, wall_seconds: float | None = None) -> ExtractionSummary:
+    """Record each image's status in the index and write ``summary/extract.json``."""
+    attrs = st.run_attrs(cfg.store, cfg.store_options)
+    index = st.read_parquet(cfg.store, "index.parquet", cfg.store_options)
+    status = np.full(len(index), "pending", dtype=object)
+    reason = np.full(len(index), "", dtype=object)
+    size, seconds = attrs["dataset"]["shard_size"], 0.0
+    reasons: Counter[str] = Counter()
+    for shard in range(attrs["dataset"]["n_shards"]):
+        if not _shard_done(cfg, shard, attrs["run_key"]):
+            continue
+        record = st.read_json(cfg.store, _marker(shard), cfg.store_options)
+        start = shard * size
+        status[start : start + size] = "ok"
+        for item in record["skipped"]:
+            status[item["id"]], reason[item["id"]] = "skipped", item["reason"]
+            reasons[item["reason"].split(" (")[0]] += 1
+        seconds += record["seconds"]
+    index["status"], index["reason"] = status[: len(index)], reason[: len(index)]
+    st.write_parquet(cfg.store, "index.parquet", index, cfg.store_options)
+    ok, skipped = int((index["status"] == "ok").sum()), int((index["status"] == "skipped").sum())
+    elapsed = wall_seconds if wall_seconds is not None else seconds
+    summary = ExtractionSummary(
+        store=cfg.store,
+        images=len(index),
+        ok=ok,
+        skipped=skipped,
+        skipped_reasons=dict(reasons),
+        shards=attrs["dataset"]["n_shards"],
+        seconds=round(elapsed, 3),
+        images_per_second=round((ok + skipped) / elapsed, 2) if elapsed > 0 else 0.0,
+    )
+    st.write_json(cfg.store, "summary/extract.json", summary.model_dump(), cfg.store_options)
+    return summary
+
+
+def run_extraction(cfg: ExtractConfig, on_progress: ProgressFn = None, stop_after: int | None = None) -> ExtractionSummary:
+    """The whole extraction in this process; ``stop_after`` shards simulates an interruption."""
+    began = time.perf_counter()
+    plan = prepare_extraction(cfg)
+    todo = plan.pending if stop_after is None else plan.pending[:stop_after]
+    extract_shards(cfg, todo, on_progress)
+    if stop_after is not None:
+        return finalize_extraction(cfg, time.perf_counter() - began)
+    for layer in plan.layers:
+        reduce_topk(cfg, layer)
+    return finalize_extraction(cfg, time.perf_counter() - began)

@@ -1,0 +1,49 @@
+"""Shared fixtures: tiny synthetic image folders, the shared ImageNet samples, and Prefect isolation."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO.parent / "shared" / "data" / "imagenet-samples"
+
+
+@pytest.fixture(scope="session")
+def samples_dir() -> Path:
+    """The 500 real ImageNet images beside the checkout (absent in a user's clone)."""
+    if not (SAMPLES / "labels.tsv").is_file():
+        pytest.skip(f"needs the shared ImageNet samples at {SAMPLES} (not part of a user's clone)")
+    return SAMPLES
+
+
+def make_image_folder(root: Path, classes: int = 3, per_class: int = 4, size=(40, 48), seed: int = 0) -> Path:
+    """root/<class>/<n>.png with class-dependent colour so that classes differ."""
+    rng = np.random.default_rng(seed)
+    for c in range(classes):
+        folder = root / f"class{c}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            arr = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
+            arr[..., c % 3] = 255 - (i * 20)
+            Image.fromarray(arr).save(folder / f"img{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    return make_image_folder(tmp_path / "images")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_prefect_home(tmp_path_factory):
+    """Each test session gets its own Prefect home (ephemeral SQLite database, local results)."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    os.environ.setdefault("PREFECT_HOME", str(home))
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    yield
