@@ -93,8 +93,27 @@ def extraction_key(cfg: ExtractConfig, index: pd.DataFrame, infos: list[LayerInf
     )
 
 
+SAMPLES_PER_SHARD = 1024
+
+
+def _samples_per_shard(info: LayerInfo, shard_size: int) -> int:
+    h, w = info.map_shape
+    return min(SAMPLES_PER_SHARD, shard_size * h * w)
+
+
 def _create_arrays(group, infos: list[LayerInfo], n_images: int, shard_size: int) -> None:
+    n_shards = len(shard_ranges(n_images, shard_size))
     for info in infos:
+        if info.kind != "linear":
+            m = _samples_per_shard(info, shard_size)
+            group.create_array(
+                f"activations/{info.name}/samples",
+                shape=(n_shards, info.units, m),
+                chunks=(1, info.units, m),
+                dtype="float32",
+                fill_value=np.nan,
+                overwrite=True,
+            )
         names = ["max", "mean"] + (["cls"] if info.kind == "token" and info.prefix_tokens else [])
         for stat in names:
             group.create_array(
@@ -236,6 +255,11 @@ def _extract_one(cfg, loaded, infos, group, rows, shard, start, key, device, on_
         for info in infos
         for stat in (("max", "mean", "cls") if info.kind == "token" and info.prefix_tokens else ("max", "mean"))
     }
+    samplers = {
+        info.name: _ShardSampler(info.units, _samples_per_shard(info, cfg.dataset.shard_size), seed=shard)
+        for info in infos
+        if info.kind != "linear"
+    }
     skipped = []
     ids = rows["id"].to_numpy()
     for positions, outputs, bad in forward_batches(
@@ -251,10 +275,14 @@ def _extract_one(cfg, loaded, infos, group, rows, shard, start, key, device, on_
             buffers[(info.name, "mean")][positions] = maps.mean(dim=(2, 3)).cpu().numpy()
             if cls is not None:
                 buffers[(info.name, "cls")][positions] = cls.float().cpu().numpy()
+            if info.name in samplers:
+                samplers[info.name].add(maps)
         if on_progress and len(positions):
             on_progress(len(positions))
     for (layer, stat), values in buffers.items():
         group[f"activations/{layer}/{stat}"][start : start + n] = values
+    for layer, sampler in samplers.items():
+        group[f"activations/{layer}/samples"][shard] = sampler.result()
     record = {
         "shard": shard,
         "run_key": key,
@@ -266,6 +294,46 @@ def _extract_one(cfg, loaded, infos, group, rows, shard, start, key, device, on_
     # the marker goes last: a shard interrupted before this line is recomputed on rerun
     st.write_json(cfg.store, _marker(shard), record, cfg.store_options)
     return record
+
+
+class _ShardSampler:
+    """A uniform random sample (reservoir by random keys) of every unit's map values in one shard.
+
+    Samples of all shards together estimate per-unit activation quantiles over the dataset
+    (``unit_quantiles``); they merge by concatenation, so shards can run anywhere.
+    """
+
+    def __init__(self, units: int, size: int, seed: int):
+        self.size = size
+        self.rng = np.random.default_rng(seed)
+        self.values = np.empty((units, 0), dtype=np.float32)
+        self.keys = np.empty((units, 0), dtype=np.float32)
+
+    def add(self, maps: torch.Tensor) -> None:
+        values = maps.float().permute(1, 0, 2, 3).reshape(maps.shape[1], -1).cpu().numpy()
+        keys = self.rng.random(values.shape, dtype=np.float32)
+        self.values = np.concatenate([self.values, values], axis=1)
+        self.keys = np.concatenate([self.keys, keys], axis=1)
+        if self.values.shape[1] > self.size:
+            keep = np.argpartition(self.keys, self.size - 1, axis=1)[:, : self.size]
+            self.values = np.take_along_axis(self.values, keep, axis=1)
+            self.keys = np.take_along_axis(self.keys, keep, axis=1)
+
+    def result(self) -> np.ndarray:
+        out = np.full((self.values.shape[0], self.size), np.nan, dtype=np.float32)
+        out[:, : self.values.shape[1]] = self.values
+        return out
+
+
+def unit_quantiles(store: str, layer: str, q: float, storage_options: dict | None = None) -> np.ndarray:
+    """Per-unit ``q``-quantile of the layer's map values over the dataset, from the shard samples."""
+    group = st.open_group(store, "r", storage_options)
+    name = f"activations/{layer}/samples"
+    if name not in group:
+        raise NeuroscribeError(f"layer {layer!r} has no activation maps in store {store} (linear or not extracted)")
+    samples = group[name][:]  # [shards, units, m]
+    flat = samples.transpose(1, 0, 2).reshape(samples.shape[1], -1)
+    return np.nanquantile(flat, q, axis=1).astype(np.float32)
 
 
 def reduce_topk(cfg: ExtractConfig, layer: str, on_progress: ProgressFn = None) -> dict:
