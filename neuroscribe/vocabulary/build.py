@@ -1,0 +1,141 @@
+"""Build a vocabulary end to end in one process (the flow splits the same steps into tasks).
+
+    summary = build_vocabulary(VocabularyConfig(out="runs/r50", sources=("llm", "builtin:colors")))
+    summary.uri, summary.content_hash, summary.requests, summary.failures, summary.filter.concepts_after
+
+Steps: resolve the class list; ask the LLM once per class and template (cached) when ``llm`` is
+a source; collect every source's candidates; filter; write the artifact and its manifest.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from pydantic import Field
+
+from neuroscribe import __version__
+from neuroscribe.config import FrozenModel
+from neuroscribe.fingerprint import code_version
+from neuroscribe.store import full_uri
+from neuroscribe.vocabulary.artifact import artifact_paths, frame_hash, write_vocabulary
+from neuroscribe.vocabulary.cache import AnswerCache
+from neuroscribe.vocabulary.config import VocabularyConfig
+from neuroscribe.vocabulary.filtering import Candidate, FilterStats, filter_concepts
+from neuroscribe.vocabulary.llm import (
+    Failure,
+    GenerationResult,
+    generate_answers,
+    resolve_llm,
+)
+from neuroscribe.vocabulary.sources import (
+    builtin_concepts,
+    parse_source,
+    read_concept_file,
+    resolve_classes,
+)
+
+
+class VocabularySummary(FrozenModel):
+    """What a build did: where the artifact is, what the LLM cost, and what filtering removed."""
+
+    uri: str
+    content_hash: str
+    n_concepts: int
+    classes: int = Field(description="classes in the class list")
+    classes_asked: int = Field(default=0, description="classes with at least one LLM request in this run")
+    answers: int = Field(default=0, description="(class, template) answers used, cached or fresh")
+    cached_hits: int = 0
+    requests: int = Field(default=0, description="HTTP requests to the LLM, retries included")
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    failures: tuple[Failure, ...] = ()
+    candidates_by_source: dict[str, int] = Field(default_factory=dict)
+    filter: FilterStats = FilterStats()
+    seconds: float = 0.0
+
+
+def collect_candidates(cfg: VocabularyConfig, generation: GenerationResult | None) -> list[Candidate]:
+    """Every proposal of every source in ``cfg.sources``, with its provenance."""
+    out: list[Candidate] = []
+    for spec in map(parse_source, cfg.sources):
+        if spec.kind == "llm":
+            for answer in (generation or GenerationResult()).answers:
+                source = f"llm:{answer.template}"
+                out.extend(Candidate(text, source, answer.class_name) for text in answer.concepts)
+        elif spec.kind == "builtin":
+            for name in spec.names:
+                texts = builtin_concepts(name, cfg.places365_file)
+                out.extend(Candidate(text, f"builtin:{name}", curated=True) for text in texts)
+        else:
+            texts = read_concept_file(spec.path, cfg.store_options)
+            out.extend(Candidate(text, f"file:{spec.path}", curated=True) for text in texts)
+    return out
+
+
+def assemble_vocabulary(
+    cfg: VocabularyConfig, classes: list[str], generation: GenerationResult | None, started: float | None = None
+) -> VocabularySummary:
+    """Filter all sources' candidates and write the artifact; the reduce step of the flow.
+
+    ``started`` is the run's start as ``time.time()`` (wall clock: the flow starts it in another process).
+    """
+    started = time.time() if started is None else started
+    generation = generation or GenerationResult()
+    candidates = collect_candidates(cfg, generation)
+    frame, stats = filter_concepts(candidates, cfg.filter)
+    summary = VocabularySummary(
+        uri=full_uri(cfg.out, artifact_paths(cfg.name)[0]),
+        content_hash=frame_hash(frame),
+        n_concepts=len(frame),
+        classes=len(classes),
+        classes_asked=generation.classes_asked,
+        answers=len(generation.answers),
+        cached_hits=generation.cached_hits,
+        requests=generation.requests,
+        prompt_tokens=generation.prompt_tokens,
+        completion_tokens=generation.completion_tokens,
+        failures=tuple(generation.failures),
+        candidates_by_source=dict(sorted(Counter(c.source for c in candidates).items())),
+        filter=stats,
+        seconds=time.time() - started,
+    )
+    manifest = {
+        "name": cfg.name,
+        "created": datetime.now(timezone.utc).isoformat(),
+        "neuroscribe": __version__,
+        "code": code_version("neuroscribe.vocabulary.filtering", "neuroscribe.vocabulary.sources"),
+        "config": cfg.model_dump(mode="json", exclude={"store_options"}),
+        "summary": summary.model_dump(mode="json"),
+    }
+    write_vocabulary(cfg.out, cfg.name, frame, manifest, cfg.store_options)
+    return summary
+
+
+def prepare_llm_run(cfg: VocabularyConfig) -> tuple[VocabularyConfig, list[str]]:
+    """The config with its LLM settings resolved from the environment, and the classes to ask about.
+
+    Resolved once where the run starts, so every worker asks the same model (it is part of the
+    cache key); without an ``llm`` source there is nothing to ask and the class list is not read.
+    """
+    if not cfg.uses_llm:
+        return cfg, []
+    cfg = cfg.model_copy(update={"llm": resolve_llm(cfg.llm)})
+    return cfg, resolve_classes(cfg.classes, cfg.places365_file)
+
+
+def build_vocabulary(cfg: VocabularyConfig, on_progress: Callable[[int], None] | None = None) -> VocabularySummary:
+    """Build and write the vocabulary of ``cfg`` in this process.
+
+    ``on_progress(n_done)`` counts finished (class, template) LLM answers, out of
+    ``len(classes) * len(cfg.llm.templates)``; it is not called without an ``llm`` source, and
+    the class list is only read when there is one.
+    """
+    started = time.time()
+    cfg, classes = prepare_llm_run(cfg)
+    generation = None
+    if cfg.uses_llm:
+        generation = generate_answers(classes, cfg.llm, AnswerCache(cfg.cache_uri, cfg.store_options), on_progress)
+    return assemble_vocabulary(cfg, classes, generation, started)

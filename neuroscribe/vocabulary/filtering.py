@@ -1,0 +1,185 @@
+"""Clean candidate concepts into a vocabulary: normalise, drop, deduplicate, keep provenance.
+
+    frame, stats = filter_concepts([Candidate("Striped", "llm:appearance", "zebra"), ...], FilterSpec())
+    frame.columns  # concept, count, n_classes, sources, classes, aliases
+
+Steps, in order: normalise (lowercase, trim articles, numbering, quotes and punctuation; drop
+empties); drop concepts over ``max_words``/``max_chars``; drop LLM proposals that restate the
+class they were asked for; merge near-synonyms whose sentence embeddings are at least
+``dedup_threshold`` similar; drop concepts proposed fewer than ``min_count`` times.  Curated
+concepts (built-in sets, user files) are taken as given: only normalised and merged when equal,
+never dropped for their length (``black and gold garden spider`` is an ImageNet class).
+
+Near-synonyms merge greedily into a representative, visited in order: curated concepts (built-in
+sets, user files) first, then by count, then shorter first.  Curated concepts never merge into
+each other unless ``dedup_curated`` is set: their sets are deliberate (``snow leopard`` and
+``leopard`` are distinct ImageNet classes).  A representative keeps the union of the classes and
+sources of everything merged into it, and the merged spellings as ``aliases``.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+
+from neuroscribe.vocabulary.config import FilterSpec
+
+COLUMNS = ["concept", "count", "n_classes", "sources", "classes", "aliases"]
+_LEADING = re.compile(r"^(?:\d+[.)]\s+|[a-z]\)\s+|[-*\u2022]\s*)")
+_ARTICLE = re.compile(r"^(?:a|an|the)\s+")
+_EDGE = " \t\n.,;:!?\"'`()[]{}*\u2022"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One proposal of a concept: its text, where it came from, and the class it was asked for."""
+
+    text: str
+    source: str
+    class_name: str | None = None
+    curated: bool = False
+
+
+class FilterStats(BaseModel):
+    """Counts through the filter; concepts_before - dropped_* - merged_synonyms = concepts_after."""
+
+    candidates: int = 0
+    dropped_empty: int = 0
+    concepts_before: int = 0
+    dropped_too_long: int = 0
+    dropped_class_name: int = 0
+    merged_synonyms: int = 0
+    dropped_rare: int = 0
+    concepts_after: int = 0
+
+
+def normalise_concept(text: str) -> str:
+    """Lowercase, NFKC, single spaces; strip list markers, edge punctuation and leading articles."""
+    t = unicodedata.normalize("NFKC", text).lower().replace("_", " ")
+    t = re.sub(r"\s+", " ", t).strip(_EDGE)
+    t = _LEADING.sub("", t).strip(_EDGE)
+    while _ARTICLE.match(t):
+        t = _ARTICLE.sub("", t, count=1).strip(_EDGE)
+    return "" if t in ("a", "an", "the") else t
+
+
+def restates_class(concept: str, class_name: str, mode: str) -> bool:
+    """Whether ``concept`` only repeats ``class_name`` (any of its comma-separated aliases)."""
+    if mode == "off":
+        return False
+    for alias in filter(None, (normalise_concept(a) for a in class_name.split(","))):
+        if mode == "exact" and concept in (alias, alias + "s", alias + "es"):
+            return True
+        if mode == "contains" and re.search(rf"\b{re.escape(alias)}(?:e?s)?\b", concept):
+            return True
+    return False
+
+
+@dataclass
+class _Entry:
+    concept: str
+    curated: bool = False
+    count: int = 0
+    sources: set[str] = field(default_factory=set)
+    classes: set[str] = field(default_factory=set)
+    aliases: set[str] = field(default_factory=set)
+
+    def absorb(self, other: _Entry) -> None:
+        self.curated |= other.curated
+        self.count += other.count
+        self.sources |= other.sources
+        self.classes |= other.classes
+        self.aliases |= other.aliases | {other.concept}
+
+
+def filter_concepts(
+    candidates: list[Candidate], spec: FilterSpec, embed=None
+) -> tuple[pd.DataFrame, FilterStats]:
+    """The vocabulary frame (sorted by concept) and the counts of what each step removed.
+
+    ``embed(texts) -> ndarray`` (unit-norm rows) defaults to ``embed_sentences`` with
+    ``spec.embedding_model``; it is only called when deduplication is on.
+    """
+    stats = FilterStats(candidates=len(candidates))
+    entries: dict[str, _Entry] = {}
+    kept_any: set[str] = set()
+    for cand in candidates:
+        concept = normalise_concept(cand.text)
+        if not concept:
+            stats.dropped_empty += 1
+            continue
+        entry = entries.setdefault(concept, _Entry(concept))
+        if cand.class_name is not None and restates_class(concept, cand.class_name, spec.class_names):
+            continue
+        kept_any.add(concept)
+        entry.curated |= cand.curated
+        entry.count += 1
+        entry.sources.add(cand.source)
+        if cand.class_name is not None:
+            entry.classes.add(cand.class_name)
+    stats.concepts_before = len(entries)
+
+    short = {c for c, e in entries.items() if e.curated or (len(c.split()) <= spec.max_words and len(c) <= spec.max_chars)}
+    stats.dropped_too_long = len(entries) - len(short)
+    survivors = [entries[c] for c in entries if c in short and c in kept_any]
+    stats.dropped_class_name = len(short) - len(survivors)
+
+    if spec.dedup_threshold is not None and (spec.dedup_curated or not all(e.curated for e in survivors)):
+        if embed is None:
+            from neuroscribe.vocabulary.embedder import embed_sentences
+
+            def embed(texts: list[str]) -> np.ndarray:
+                return embed_sentences(texts, model=spec.embedding_model)
+
+        merged = dedup_entries(survivors, embed, spec.dedup_threshold, spec.dedup_curated)
+        stats.merged_synonyms = len(survivors) - len(merged)
+        survivors = merged
+
+    final = [e for e in survivors if e.curated or e.count >= spec.min_count]
+    stats.dropped_rare = len(survivors) - len(final)
+    stats.concepts_after = len(final)
+    rows = [
+        {
+            "concept": e.concept,
+            "count": e.count,
+            "n_classes": len(e.classes),
+            "sources": sorted(e.sources),
+            "classes": sorted(e.classes),
+            "aliases": sorted(e.aliases),
+        }
+        for e in sorted(final, key=lambda e: e.concept)
+    ]
+    return pd.DataFrame(rows, columns=COLUMNS), stats
+
+
+def dedup_entries(entries: list[_Entry], embed, threshold: float, dedup_curated: bool, block: int = 512) -> list[_Entry]:
+    """Greedy merge of near-synonyms into representatives (see the module docstring for the order).
+
+    Similarities are computed a block of rows at a time against the rows before them, so memory
+    stays ``block x n`` however large the vocabulary.
+    """
+    ordered = sorted(entries, key=lambda e: (not e.curated, -e.count, len(e.concept), e.concept))
+    vectors = np.asarray(embed([e.concept for e in ordered]), dtype=np.float32)
+    rep = np.arange(len(ordered))
+    is_rep = np.zeros(len(ordered), dtype=bool)
+    for start in range(0, len(ordered), block):
+        stop = min(start + block, len(ordered))
+        sims = vectors[start:stop] @ vectors[:stop].T
+        for i in range(start, stop):
+            if ordered[i].curated and not dedup_curated:
+                is_rep[i] = True
+                continue
+            row = np.where(is_rep[:i], sims[i - start, :i], -np.inf)
+            best = int(np.argmax(row)) if i else -1
+            if best >= 0 and row[best] >= threshold:
+                rep[i] = best
+            else:
+                is_rep[i] = True
+    for i in np.flatnonzero(~is_rep):
+        ordered[rep[i]].absorb(ordered[i])
+    return [ordered[i] for i in np.flatnonzero(is_rep)]

@@ -1,0 +1,389 @@
+"""Ask an OpenAI-compatible LLM, once per class and prompt template, for visual concepts.
+
+    spec = resolve_llm(LLMSpec(base_url="http://127.0.0.1:8000/v1"))   # env fills the rest
+    cache = AnswerCache(cfg.cache_uri, cfg.store_options)
+    result = generate_answers(["goldfish", "tabby cat"], spec, cache)  # GenerationResult
+    result.failures, result.requests, result.cached_hits
+
+Every answer must be JSON ``{"concepts": [...]}``; a malformed one is asked again with the
+parse error (``answer_retries`` times), then recorded as a failure while the run goes on.
+One HTTP request is retried with jittered exponential backoff after 429, 5xx and timeouts
+(honouring ``Retry-After``); a missing key, a rejected key, an unknown model or an endpoint that
+cannot be reached raise ``NeuroscribeError`` at once.  Valid answers go to the ``AnswerCache``
+as they arrive, so an interrupted run loses nothing and a rerun asks nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import re
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import openai
+from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
+
+from neuroscribe.config import FrozenModel
+from neuroscribe.errors import NeuroscribeError
+from neuroscribe.vocabulary.cache import AnswerCache, answer_key
+from neuroscribe.vocabulary.config import LLMSpec, PromptTemplate
+
+DEFAULT_MODEL = "gpt-4o-mini"
+_RETRY_STATUS = {408, 409, 429}
+_CONCEPTS_SCHEMA = {
+    "type": "object",
+    "properties": {"concepts": {"type": "array", "items": {"type": "string"}}},
+    "required": ["concepts"],
+    "additionalProperties": False,
+}
+
+
+class Answer(FrozenModel):
+    class_name: str
+    template: str
+    concepts: tuple[str, ...]
+    cached: bool
+
+
+class Failure(FrozenModel):
+    class_name: str
+    template: str
+    error: str
+
+
+class GenerationResult(BaseModel):
+    """Answers and failures of some classes, with what it cost; results of batches merge by ``+``."""
+
+    answers: list[Answer] = []
+    failures: list[Failure] = []
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def cached_hits(self) -> int:
+        return sum(a.cached for a in self.answers)
+
+    @property
+    def classes_asked(self) -> int:
+        """Classes that needed at least one request in this run."""
+        asked = {a.class_name for a in self.answers if not a.cached} | {f.class_name for f in self.failures}
+        return len(asked)
+
+    def __add__(self, other: GenerationResult) -> GenerationResult:
+        return GenerationResult(
+            answers=self.answers + other.answers,
+            failures=self.failures + other.failures,
+            requests=self.requests + other.requests,
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+        )
+
+    def as_cached(self) -> GenerationResult:
+        """The same answers as served by a cache: no requests, no tokens spent now."""
+        answers = [a.model_copy(update={"cached": True}) for a in self.answers]
+        return GenerationResult(answers=answers, failures=self.failures)
+
+
+def resolve_llm(spec: LLMSpec) -> LLMSpec:
+    """Fill unset model, endpoint and key from ``OPENAI_MODEL``/``OPENAI_BASE_URL``/``OPENAI_API_KEY``.
+
+    Resolved once, where the run starts, so every worker uses the same model (it is in the cache key).
+    """
+    key = spec.api_key or (SecretStr(os.environ["OPENAI_API_KEY"]) if os.environ.get("OPENAI_API_KEY") else None)
+    return spec.model_copy(
+        update={
+            "model": spec.model or os.environ.get("OPENAI_MODEL") or DEFAULT_MODEL,
+            "base_url": spec.base_url or os.environ.get("OPENAI_BASE_URL") or None,
+            "api_key": key,
+        }
+    )
+
+
+def _endpoint(spec: LLMSpec) -> str:
+    return spec.base_url or "https://api.openai.com/v1"
+
+
+def make_client(spec: LLMSpec) -> openai.OpenAI:
+    """An ``openai.OpenAI`` client without its own retries (``ask`` retries, counting each request)."""
+    spec = resolve_llm(spec)
+    if spec.api_key is None or not spec.api_key.get_secret_value().strip():
+        raise NeuroscribeError(
+            f"no API key for the LLM endpoint {_endpoint(spec)}; set OPENAI_API_KEY (any non-empty value "
+            "for a local vLLM, Ollama or llama.cpp server) or pass --api-key"
+        )
+    return openai.OpenAI(
+        api_key=spec.api_key.get_secret_value(),
+        base_url=spec.base_url,
+        timeout=spec.timeout_s,
+        max_retries=0,
+    )
+
+
+def _fatal(exc: openai.APIError, spec: LLMSpec) -> NeuroscribeError | None:
+    """The errors that would repeat for every class: stop the run with one message."""
+    url = _endpoint(spec)
+    if isinstance(exc, openai.APIConnectionError) and not isinstance(exc, openai.APITimeoutError):
+        return NeuroscribeError(
+            f"cannot reach the LLM endpoint {url} ({exc.__class__.__name__}: {exc}); start the server "
+            "or fix --base-url / OPENAI_BASE_URL"
+        )
+    if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
+        return NeuroscribeError(
+            f"the LLM endpoint {url} rejected the API key (HTTP {exc.status_code}); set a valid OPENAI_API_KEY"
+        )
+    if isinstance(exc, openai.NotFoundError):
+        return NeuroscribeError(
+            f"the LLM endpoint {url} does not serve model {spec.model!r} (HTTP 404); pass --model with a model it serves"
+        )
+    return None
+
+
+def check_endpoint(spec: LLMSpec) -> None:
+    """Fail fast on a missing or rejected key and an unreachable endpoint, before any class is asked.
+
+    Lists models (``GET /models``) once without retries; servers without that route still pass.
+    """
+    spec = resolve_llm(spec)
+    client = make_client(spec).with_options(timeout=min(spec.timeout_s, 10.0))
+    try:
+        client.models.list()
+    except openai.APITimeoutError:
+        raise NeuroscribeError(
+            f"the LLM endpoint {_endpoint(spec)} did not answer within 10 s; start the server or fix --base-url"
+        ) from None
+    except (openai.APIConnectionError, openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+        raise _fatal(exc, spec) from None
+    except openai.APIError:
+        pass  # it answered: reachable, even if it has no /models route
+
+
+class _Unanswered(Exception):
+    """A request that failed for this class only, after all retries."""
+
+
+@dataclass
+class _Tally:
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    log: list[str] = field(default_factory=list)
+
+
+def _retry_after(exc: openai.APIStatusError) -> float | None:
+    headers = exc.response.headers
+    try:
+        if "retry-after-ms" in headers:
+            return float(headers["retry-after-ms"]) / 1000
+        if "retry-after" in headers:
+            return float(headers["retry-after"])
+    except ValueError:
+        pass  # an HTTP date: fall back to our own backoff
+    return None
+
+
+def _request_kwargs(spec: LLMSpec) -> dict:
+    kwargs: dict = {"model": spec.model}
+    if spec.temperature is not None:
+        kwargs["temperature"] = spec.temperature
+    if spec.seed is not None:
+        kwargs["seed"] = spec.seed
+    if spec.max_tokens is not None:
+        kwargs["max_tokens"] = spec.max_tokens
+    if spec.response_format == "json_object":
+        kwargs["response_format"] = {"type": "json_object"}
+    elif spec.response_format == "json_schema":
+        kwargs["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "concepts", "strict": True, "schema": _CONCEPTS_SCHEMA},
+        }
+    return kwargs
+
+
+def chat(client: openai.OpenAI, spec: LLMSpec, messages: list[dict], tally: _Tally) -> str:
+    """One completion with retries and backoff; returns the message text."""
+    for attempt in range(spec.max_retries + 1):
+        wait = None
+        try:
+            tally.requests += 1
+            response = client.chat.completions.create(messages=messages, **_request_kwargs(spec))
+        except openai.APIStatusError as exc:
+            fatal = _fatal(exc, spec)
+            if fatal is not None:
+                raise fatal from None
+            if exc.status_code not in _RETRY_STATUS and exc.status_code < 500:
+                raise _Unanswered(f"HTTP {exc.status_code}: {exc.message}") from None
+            tally.log.append(f"HTTP {exc.status_code}")
+            wait = _retry_after(exc)
+        except openai.APIConnectionError as exc:  # timeouts included; the endpoint answered before
+            tally.log.append(exc.__class__.__name__)
+        else:
+            if response.usage is not None:
+                tally.prompt_tokens += response.usage.prompt_tokens or 0
+                tally.completion_tokens += response.usage.completion_tokens or 0
+            if not response.choices:
+                raise _Unanswered("the answer held no choices")
+            return response.choices[0].message.content or ""
+        if attempt < spec.max_retries:
+            backoff = spec.backoff_s * 2**attempt * random.uniform(0.5, 1.0)
+            time.sleep(min(spec.max_backoff_s, wait if wait is not None else backoff))
+    raise _Unanswered(f"gave up after {spec.max_retries + 1} requests ({', '.join(tally.log[-3:])})")
+
+
+_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+_CONCEPT_LIST = TypeAdapter(list[str])
+
+
+def parse_concepts(text: str) -> list[str]:
+    """The concept strings of a JSON answer ``{"concepts": [...]}``; ``ValueError`` says what is wrong."""
+    match = _FENCE.match(text)
+    body = match.group(1) if match else text
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc.msg} at character {exc.pos})") from None
+    if isinstance(data, dict):
+        if "concepts" not in data:
+            raise ValueError(f'the JSON object has no "concepts" key (keys: {sorted(data)[:5]})')
+        data = data["concepts"]
+    try:
+        items = _CONCEPT_LIST.validate_python(data, strict=True)
+    except ValidationError:
+        raise ValueError('"concepts" must be a list of strings') from None
+    concepts = [c.strip() for c in items if c.strip()]
+    if not concepts:
+        raise ValueError('"concepts" is empty')
+    return concepts
+
+
+def ask_class(client: openai.OpenAI, spec: LLMSpec, template: PromptTemplate, class_name: str, tally: _Tally) -> tuple[list[str], str]:
+    """Concepts for one class and template, re-asking after malformed answers; (concepts, raw text)."""
+    messages = [
+        {"role": "system", "content": spec.system_prompt},
+        {"role": "user", "content": template.render(class_name)},
+    ]
+    problems = []
+    for _ in range(spec.answer_retries + 1):
+        text = chat(client, spec, messages, tally)
+        try:
+            return parse_concepts(text), text
+        except ValueError as exc:
+            problems.append(str(exc))
+            messages = messages[:2] + [
+                {"role": "assistant", "content": text},
+                {"role": "user", "content": f'That answer is {exc}. Reply with only the JSON object {{"concepts": [...]}}.'},
+            ]
+    raise _Unanswered(f"malformed answer {len(problems)} times (last: {problems[-1]})")
+
+
+def _key(spec: LLMSpec, template: PromptTemplate, class_name: str) -> str:
+    return answer_key(
+        model=spec.model or DEFAULT_MODEL,
+        system=spec.system_prompt,
+        template=template.text,
+        class_name=class_name,
+        temperature=spec.temperature,
+        seed=spec.seed,
+    )
+
+
+def answer_keys(classes: list[str], spec: LLMSpec) -> list[str]:
+    """Cache keys of every (class, template) answer, in class-major order."""
+    spec = resolve_llm(spec)
+    return [_key(spec, t, c) for c in classes for t in spec.templates]
+
+
+def missing_answers(classes: list[str], spec: LLMSpec, cache: AnswerCache) -> int:
+    return sum(key not in cache for key in answer_keys(classes, spec))
+
+
+def generate_answers(
+    classes: list[str],
+    spec: LLMSpec,
+    cache: AnswerCache,
+    on_progress: Callable[[int], None] | None = None,
+    check: bool = True,
+) -> GenerationResult:
+    """Answers for every class and template, from the cache where possible, else from the LLM.
+
+    ``on_progress(n_done)`` counts finished (class, template) answers out of
+    ``len(classes) * len(spec.templates)``.  ``check=False`` skips the endpoint probe when the
+    caller already ran ``check_endpoint``.
+    """
+    spec = resolve_llm(spec)
+    order = {(c, t.name): i for i, (c, t) in enumerate(itertools.product(classes, spec.templates))}
+    answers: list[Answer] = []
+    todo: list[tuple[str, PromptTemplate, str]] = []
+    for class_name in classes:
+        for template in spec.templates:
+            key = _key(spec, template, class_name)
+            record = cache.get(key)
+            if record is not None:
+                answers.append(Answer(class_name=class_name, template=template.name, concepts=tuple(record["concepts"]), cached=True))
+            else:
+                todo.append((class_name, template, key))
+    done = len(answers)
+    if on_progress and done:
+        on_progress(done)
+    result = GenerationResult(answers=answers)
+    if not todo:
+        return result
+    client = make_client(spec)
+    if check:
+        check_endpoint(spec)
+
+    def work(class_name: str, template: PromptTemplate) -> tuple[list[str] | None, str, _Tally]:
+        tally = _Tally()
+        try:
+            concepts, raw = ask_class(client, spec, template, class_name, tally)
+            return concepts, raw, tally
+        except _Unanswered as exc:
+            return None, str(exc), tally
+
+    failures: list[Failure] = []
+    with ThreadPoolExecutor(max_workers=spec.concurrency) as pool:
+        futures = {pool.submit(work, c, t): (c, t, k) for c, t, k in todo}
+        try:
+            for future in as_completed(futures):
+                class_name, template, key = futures[future]
+                concepts, text, tally = future.result()
+                result.requests += tally.requests
+                result.prompt_tokens += tally.prompt_tokens
+                result.completion_tokens += tally.completion_tokens
+                if concepts is None:
+                    failures.append(Failure(class_name=class_name, template=template.name, error=text))
+                else:
+                    cache.put(key, _record(spec, template, class_name, concepts, text, tally))
+                    answers.append(Answer(class_name=class_name, template=template.name, concepts=tuple(concepts), cached=False))
+                done += 1
+                if on_progress:
+                    on_progress(done)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    result.answers = sorted(answers, key=lambda a: order[(a.class_name, a.template)])
+    result.failures = sorted(failures, key=lambda f: order[(f.class_name, f.template)])
+    return result
+
+
+def _record(spec: LLMSpec, template: PromptTemplate, class_name: str, concepts: list[str], raw: str, tally: _Tally) -> dict:
+    return {
+        "model": spec.model,
+        "system": spec.system_prompt,
+        "template_name": template.name,
+        "template": template.text,
+        "class_name": class_name,
+        "temperature": spec.temperature,
+        "seed": spec.seed,
+        "concepts": concepts,
+        "raw": raw,
+        "requests": tally.requests,
+        "usage": {"prompt_tokens": tally.prompt_tokens, "completion_tokens": tally.completion_tokens},
+        "created": datetime.now(timezone.utc).isoformat(),
+    }

@@ -1,0 +1,1 @@
+"""Tests of neuroscribe.vocabulary (LLM generation, filtering, sources, artifact, flow and CLI)."""
