@@ -1,0 +1,329 @@
+"""Cut each unit's top-k images into patches once, and store crops and masks in the run.
+
+    cfg = PatchConfig(quantile=0.995, patches_per_unit=20)
+    summary = extract_patches("runs/r50", "layer4", cfg)          # resumable, cached by content
+    extract_patches("runs/r50", "layer4", cfg, units=[0, 1, 2])    # a slice (a flow's task)
+
+For every (unit, rank) of ``topk/<layer>`` the stored activation map is upsampled onto the
+original image through the model's own resize and centre crop (``neuroscribe.patches.geometry``),
+thresholded, and the *highest* connected region - the one holding the map's peak - gives a box
+that grows by ``margin`` (and to at least ``min_side``).  The crop is the square around that box
+(``fit="context"``: real image context on the short side; ``fit="pad"``: grey outside the box),
+resized to ``crop_size``; its mask is the region in crop coordinates.  Linear units (no map) use
+the whole image with a full mask.
+
+Which images give a patch (documented choices):
+- threshold: the unit's ``quantile`` of all its map values over the dataset
+  (``neuroscribe.extraction.unit_quantiles``), or Otsu's threshold of its pooled top-k maps;
+- a map that is flat (all values equal, e.g. all zero), or whose peak is neither positive nor
+  above the threshold, gives no patch: the unit does not fire on that image;
+- a map that fires (peak > 0) but stays at or below the threshold is still used, thresholded at
+  the middle of its own range, and flagged ``fallback`` - lower ranks in a small dataset often
+  sit below a 0.995 quantile, and a visibly weaker patch beats a hole;
+- a unit with no usable map gets ``image_id`` -1 everywhere: the caller labels it "(inactive)".
+
+Store layout, under ``<store>/patches/<layer>/`` (one Zarr chunk per unit, so tasks writing
+different units never touch the same object)::
+
+    crops      uint8   [units, P, S, S, 3]   square crops, S = crop_size
+    masks      bool    [units, P, S, S]      the region in crop coordinates
+    boxes      float32 [units, P, 4]         region box + margin (left, top, right, bottom), original px
+    windows    float32 [units, P, 4]         the square the crop shows (may run past the image)
+    image_id   int64   [units, P]            index id; -1 no patch; -2 not computed yet
+    rank       int32   [units, P]            position in topk/<layer>
+    threshold  float32 [units, P]            threshold applied to the map
+    fallback   bool    [units, P]            thresholded at the map's own mid-range
+    attrs      patches_key, run_key, layer, config, version
+
+``patches_key`` hashes the run and top-k keys, the layer, the config and this code: a store with
+another key is recomputed; with the same key only units still at -2 are computed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from neuroscribe import store as st
+from neuroscribe.config import FrozenModel
+from neuroscribe.data import ImageSkipped, load_image
+from neuroscribe.errors import NeuroscribeError
+from neuroscribe.fingerprint import code_version, content_key
+from neuroscribe.models import Preprocessing
+from neuroscribe.patches.geometry import (
+    cut_patch,
+    expand_box,
+    highest_region,
+    otsu_threshold,
+    region_bbox,
+    square_window,
+    upsample_map,
+)
+
+NOT_COMPUTED = -2
+NO_PATCH = -1
+CODE_MODULES = ("neuroscribe.patches.extract", "neuroscribe.patches.geometry")
+
+
+class PatchConfig(FrozenModel):
+    """How activation maps become patches (see the module docstring for the rules)."""
+
+    method: Literal["quantile", "otsu"] = Field(
+        default="quantile", description="threshold: the unit's dataset quantile, or Otsu on its top-k maps"
+    )
+    quantile: float = Field(default=0.995, gt=0.0, lt=1.0, description="per-unit activation quantile (Network Dissection)")
+    margin: float = Field(default=0.1, ge=0.0, le=2.0, description="box growth on each side, fraction of its width/height")
+    min_side: float = Field(
+        default=0.1, ge=0.0, le=1.0, description="smallest box side, fraction of the model view's shorter side"
+    )
+    patches_per_unit: int | None = Field(default=None, ge=1, description="patches kept per unit (default: all top-k)")
+    crop_size: int = Field(default=128, ge=16, le=1024, description="side in pixels of the stored square crops")
+    fit: Literal["context", "pad"] = Field(
+        default="context", description="square the box with image context, or with grey padding"
+    )
+
+
+def patches_key(run_attrs: dict, topk_key: str | None, layer: str, cfg: PatchConfig) -> str:
+    return content_key(
+        {"run": run_attrs["run_key"], "topk": topk_key, "layer": layer, "config": cfg, "code": code_version(*CODE_MODULES)}
+    )
+
+
+def _layer_inputs(store: str, layer: str, storage_options: dict | None):
+    attrs = st.run_attrs(store, storage_options)
+    if layer not in attrs.get("layers", {}):
+        known = ", ".join(attrs.get("layers", {})) or "none"
+        raise NeuroscribeError(f"layer {layer!r} was not extracted into {store} (extracted: {known}); extract it first")
+    group = st.open_group(store, "a", storage_options)
+    if f"topk/{layer}/image_id" not in group:
+        raise NeuroscribeError(f"store {store} has no top-k images for layer {layer!r}; finish `neuroscribe extract` first")
+    return attrs, group, group[f"topk/{layer}"]
+
+
+def prepare_patches(store: str, layer: str, cfg: PatchConfig, storage_options: dict | None = None) -> dict[str, Any]:
+    """Create ``patches/<layer>`` for this config (or keep it when its key matches); returns its attrs.
+
+    A flow calls this once before fanning ``extract_patches(units=...)`` out to workers.
+    """
+    attrs, group, topk = _layer_inputs(store, layer, storage_options)
+    key = patches_key(attrs, topk.attrs.get("topk_key"), layer, cfg)
+    name = f"patches/{layer}"
+    if name in group and group[name].attrs.get("patches_key") == key:
+        return dict(group[name].attrs)
+    units, k = topk["image_id"].shape
+    p, s = min(cfg.patches_per_unit or k, k), cfg.crop_size
+    if name in group:
+        del group[name]
+    sub = group.require_group(name)
+    specs = {
+        "crops": ((units, p, s, s, 3), "uint8", 0),
+        "masks": ((units, p, s, s), "bool", False),
+        "boxes": ((units, p, 4), "float32", np.nan),
+        "windows": ((units, p, 4), "float32", np.nan),
+        "image_id": ((units, p), "int64", NOT_COMPUTED),
+        "rank": ((units, p), "int32", -1),
+        "threshold": ((units, p), "float32", np.nan),
+        "fallback": ((units, p), "bool", False),
+    }
+    for array, (shape, dtype, fill) in specs.items():
+        sub.create_array(array, shape=shape, chunks=(1, *shape[1:]), dtype=dtype, fill_value=fill, overwrite=True)
+    # the key goes last: arrays interrupted before this line are recreated on rerun
+    sub.attrs.update(
+        {
+            "patches_key": key,
+            "run_key": attrs["run_key"],
+            "layer": layer,
+            "config": cfg.model_dump(mode="json"),
+            "version": code_version(*CODE_MODULES),
+        }
+    )
+    return dict(sub.attrs)
+
+
+def _unit_thresholds(store: str, layer: str, cfg: PatchConfig, has_maps: bool, storage_options) -> np.ndarray | None:
+    """Dataset quantile per unit; None where thresholds come from each block's maps (Otsu) or none apply."""
+    if not has_maps or cfg.method != "quantile":
+        return None
+    from neuroscribe.extraction import unit_quantiles  # imports torch: only when a threshold is needed
+
+    return unit_quantiles(store, layer, cfg.quantile, storage_options)
+
+
+def _usable(maps: np.ndarray | None, values: np.ndarray, ids: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """[units, k] bool: which top-k entries can give a patch (the rules in the module docstring)."""
+    ok = ids >= 0
+    if maps is None:
+        flat_unit = (values.max(axis=1, keepdims=True) == values.min(axis=1, keepdims=True)) & (values <= 0)
+        return ok & ~flat_unit
+    peak, low = maps.max(axis=(2, 3)), maps.min(axis=(2, 3))
+    fires = (peak > 0) | (peak > thresholds[:, None])
+    return ok & (peak > low) & fires
+
+
+def _otsu_thresholds(maps: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    return np.array(
+        [otsu_threshold(m[u]) if u.any() else np.inf for m, u in zip(maps, usable)], dtype=np.float64
+    )
+
+
+class _Block:
+    """Output buffers of one block of units, filled rank by rank."""
+
+    def __init__(self, n: int, p: int, s: int):
+        self.crops = np.zeros((n, p, s, s, 3), np.uint8)
+        self.masks = np.zeros((n, p, s, s), bool)
+        self.boxes = np.full((n, p, 4), np.nan, np.float32)
+        self.windows = np.full((n, p, 4), np.nan, np.float32)
+        self.image_id = np.full((n, p), NO_PATCH, np.int64)
+        self.rank = np.full((n, p), -1, np.int32)
+        self.threshold = np.full((n, p), np.nan, np.float32)
+        self.fallback = np.zeros((n, p), bool)
+
+    def put(self, i: int, slot: int, image_id: int, rank: int, patch: dict) -> None:
+        self.crops[i, slot], self.masks[i, slot] = patch["crop"], patch["mask"]
+        self.boxes[i, slot], self.windows[i, slot] = patch["box"], patch["window"]
+        self.image_id[i, slot], self.rank[i, slot] = image_id, rank
+        self.threshold[i, slot], self.fallback[i, slot] = patch["threshold"], patch["fallback"]
+
+    def write(self, sub, units: np.ndarray) -> None:
+        for name in ("crops", "masks", "boxes", "windows", "rank", "threshold", "fallback", "image_id"):
+            # image_id last: it is the per-unit "done" marker
+            sub[name].oindex[units] = getattr(self, name)
+
+
+def _one_patch(image, unit_map, threshold, cfg: PatchConfig, prep: Preprocessing) -> dict | None:
+    width, height = image.size
+    crop_box = prep.crop_box(width, height)
+    if unit_map is None:
+        box, region, offset, fallback, used = (0.0, 0.0, float(width), float(height)), np.ones((height, width), bool), (0, 0), False, np.nan
+    else:
+        up, offset = upsample_map(unit_map, crop_box, (width, height))
+        if up.size == 0:
+            return None
+        fallback = not up.max() > threshold
+        used = float(up.min() + 0.5 * (up.max() - up.min())) if fallback else float(threshold)
+        region = highest_region(up, used)
+        if region is None:
+            return None
+        min_side = cfg.min_side * min(crop_box[2] - crop_box[0], crop_box[3] - crop_box[1])
+        box = expand_box(region_bbox(region, offset), cfg.margin, min_side, (width, height))
+    window = square_window(box, (width, height))
+    crop, mask = cut_patch(image, window, region, cfg.crop_size, offset, box if cfg.fit == "pad" else None)
+    return {"crop": crop, "mask": mask, "box": box, "window": window, "threshold": used, "fallback": fallback}
+
+
+def _image_patches(path, jobs, maps, thresholds, cfg, prep, image_options) -> list[tuple[int, int, dict | None]]:
+    """Load one image once and cut every (unit position, rank) that wants it."""
+    try:
+        image = load_image(path, image_options)
+    except ImageSkipped:
+        return [(i, r, None) for i, r in jobs]
+    return [
+        (i, r, _one_patch(image, None if maps is None else maps[i, r], None if thresholds is None else thresholds[i], cfg, prep))
+        for i, r in jobs
+    ]
+
+
+def _compute_block(units, topk, paths, thresholds, cfg, prep, p, image_options, threads) -> tuple[_Block, int]:
+    ids = topk["image_id"].oindex[units]
+    values = topk["value"].oindex[units]
+    maps = topk["maps"].oindex[units] if "maps" in topk else None
+    if maps is None:
+        block_thr = None
+        usable = _usable(None, values, ids, np.zeros(len(units)))
+    else:
+        base = thresholds[units] if thresholds is not None else np.full(len(units), -np.inf)
+        usable = _usable(maps, values, ids, base)
+        block_thr = thresholds[units].astype(np.float64) if thresholds is not None else _otsu_thresholds(maps, usable)
+        usable &= np.isfinite(block_thr)[:, None]
+    candidates = [list(np.flatnonzero(row)) for row in usable]
+    found: list[dict[int, dict]] = [{} for _ in units]
+    loads = 0
+    with ThreadPoolExecutor(threads) as pool:
+        while True:
+            by_image: dict[int, list[tuple[int, int]]] = defaultdict(list)
+            for i, cands in enumerate(candidates):
+                want = p - len(found[i])
+                take, candidates[i] = cands[: max(want, 0)], cands[max(want, 0) :]
+                for r in take:
+                    by_image[int(ids[i, r])].append((i, int(r)))
+            if not by_image:
+                break
+            loads += len(by_image)
+            results = pool.map(
+                lambda item: _image_patches(paths[item[0]], item[1], maps, block_thr, cfg, prep, image_options),
+                by_image.items(),
+            )
+            for batch in results:
+                for i, r, patch in batch:
+                    if patch is not None:
+                        found[i][r] = patch
+    block = _Block(len(units), p, cfg.crop_size)
+    for i, patches in enumerate(found):
+        for slot, r in enumerate(sorted(patches)[:p]):
+            block.put(i, slot, int(ids[i, r]), r, patches[r])
+    return block, loads
+
+
+def extract_patches(
+    store: str,
+    layer: str,
+    cfg: PatchConfig,
+    storage_options: dict | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    units: list[int] | None = None,
+    *,
+    image_storage_options: dict | None = None,
+    block_units: int = 64,
+    threads: int = 4,
+) -> dict[str, Any]:
+    """Compute and store the patches of ``units`` (default: all) of ``layer``; skip those already done.
+
+    ``image_storage_options`` are the dataset's fsspec options (images are read from the paths in
+    ``index.parquet``).  ``on_progress(n)`` is called with the number of units finished per block.
+    """
+    began = time.perf_counter()
+    meta = prepare_patches(store, layer, cfg, storage_options)
+    attrs, group, topk = _layer_inputs(store, layer, storage_options)
+    sub = group[f"patches/{layer}"]
+    n_units = sub["image_id"].shape[0]
+    wanted = np.arange(n_units) if units is None else np.unique(np.asarray(units, dtype=np.int64))
+    if wanted.size and (wanted.min() < 0 or wanted.max() >= n_units):
+        raise NeuroscribeError(f"units must lie in 0..{n_units - 1} for layer {layer!r}; got {list(units or [])[:5]}...")
+    done_ids = sub["image_id"][:]
+    todo = wanted[(done_ids[wanted] == NOT_COMPUTED).any(axis=1)] if wanted.size else wanted
+    summary: dict[str, Any] = {"layer": layer, "key": meta["patches_key"], "units": int(todo.size), "cached": not todo.size}
+    if todo.size:
+        thresholds = _unit_thresholds(store, layer, cfg, "maps" in topk, storage_options)
+        index = st.read_parquet(store, "index.parquet", storage_options)
+        paths = dict(zip(index["id"].to_numpy().tolist(), index["path"]))
+        prep = Preprocessing(**attrs["preprocessing"])
+        p = sub["image_id"].shape[1]
+        loads = 0
+        for start in range(0, todo.size, block_units):
+            block_units_ids = todo[start : start + block_units]
+            block, n_loads = _compute_block(
+                block_units_ids, topk, paths, thresholds, cfg, prep, p, image_storage_options, threads
+            )
+            block.write(sub, block_units_ids)
+            loads += n_loads
+            if on_progress:
+                on_progress(int(block_units_ids.size))
+        summary["images_loaded"] = loads
+    final = sub["image_id"].oindex[wanted] if wanted.size else np.zeros((0, 1), np.int64)
+    seconds = time.perf_counter() - began
+    made = int((sub["image_id"].oindex[todo] >= 0).sum()) if todo.size else 0
+    summary |= {
+        "patches": int((final >= 0).sum()),
+        "inactive": int((final == NO_PATCH).all(axis=1).sum()),
+        "fallback": int(sub["fallback"].oindex[wanted].sum()) if wanted.size else 0,
+        "seconds": round(seconds, 3),
+        "patches_per_second": round(made / seconds, 1) if made else None,
+    }
+    return summary

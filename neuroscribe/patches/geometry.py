@@ -1,0 +1,167 @@
+"""Pure geometry of one patch: activation map -> region in the original image -> square crop and mask.
+
+    up, (x_lo, y_lo) = upsample_map(unit_map, prep.crop_box(w, h), (w, h))   # map in original pixels
+    region = highest_region(up, threshold)                                   # bool mask, or None
+    box = expand_box(region_bbox(region, (x_lo, y_lo)), margin=0.1, min_side=22, size=(w, h))
+    window = square_window(box, (w, h))
+    crop, mask = cut_patch(image, window, region, crop_size=128, mask_offset=(x_lo, y_lo))
+
+Conventions: pixel ``p`` covers ``[p, p + 1)``, so its centre is ``p + 0.5``; boxes are
+``(left, top, right, bottom)`` with an exclusive right and bottom.  A map of ``h x w`` cells tiles
+the model input, which sits at ``Preprocessing.crop_box(W, H)`` in the original image; cell ``j``
+is centred at ``left + (j + 0.5) * (right - left) / w``.  Upsampling is bilinear between cell
+centres with the edges clamped (``align_corners=False`` in PyTorch terms), so a cell-aligned hot
+square upsampled and thresholded halfway between its value and the background's comes back as
+exactly the square's footprint in the original image.  Pixels the model never saw (outside the
+crop box) never enter a region.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+Box = tuple[float, float, float, float]
+# Neutral grey where a square window runs past the image edge (ImageNet's mean colour).
+PAD_RGB = (124, 116, 104)
+# 8-connectivity: diagonal neighbours belong to the same region, as in a dilated blob.
+_CONNECTIVITY = np.ones((3, 3), dtype=bool)
+
+
+def interp_matrix(n_pixels: int, first_pixel: int, n_cells: int, start: float, step: float) -> np.ndarray:
+    """Bilinear weights [n_pixels, n_cells] from ``n_cells`` map cells (size ``step``, first at ``start``)
+    to the pixels ``first_pixel ..``: each row samples the map at the pixel centre, edges clamped."""
+    centres = first_pixel + np.arange(n_pixels) + 0.5
+    u = np.clip((centres - start) / step - 0.5, 0.0, n_cells - 1)
+    lo = np.floor(u).astype(int)
+    hi = np.minimum(lo + 1, n_cells - 1)
+    frac = u - lo
+    weights = np.zeros((n_pixels, n_cells), dtype=np.float64)
+    rows = np.arange(n_pixels)
+    np.add.at(weights, (rows, lo), 1.0 - frac)
+    np.add.at(weights, (rows, hi), frac)
+    return weights
+
+
+def pixel_span(lo: float, hi: float, extent: int) -> tuple[int, int]:
+    """The pixels whose centres lie in ``[lo, hi)``, clipped to ``[0, extent)``: (first, stop)."""
+    first = max(0, math.ceil(lo - 0.5))
+    stop = min(extent, math.ceil(hi - 0.5))
+    return first, max(first, stop)
+
+
+def upsample_map(unit_map: np.ndarray, crop_box: Box, image_size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
+    """The map resampled onto the original image's pixels inside the model's crop box.
+
+    Returns (values [rows, cols], (x_lo, y_lo)): the values cover the pixels
+    ``x_lo .. x_lo + cols`` and ``y_lo .. y_lo + rows`` of the original image.
+    """
+    h, w = unit_map.shape
+    left, top, right, bottom = crop_box
+    width, height = image_size
+    x_lo, x_hi = pixel_span(left, right, width)
+    y_lo, y_hi = pixel_span(top, bottom, height)
+    ax = interp_matrix(x_hi - x_lo, x_lo, w, left, (right - left) / w)
+    ay = interp_matrix(y_hi - y_lo, y_lo, h, top, (bottom - top) / h)
+    return (ay @ unit_map.astype(np.float64) @ ax.T), (x_lo, y_lo)
+
+
+def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold of a sample: the cut that maximises the between-class variance of a histogram.
+
+    Returns the upper edge of the last bin of the lower class, so ``values > t`` is the upper class.
+    """
+    values = np.asarray(values, dtype=np.float64).ravel()
+    values = values[np.isfinite(values)]
+    if values.size == 0 or values.min() == values.max():
+        return float(values.max()) if values.size else math.inf
+    counts, edges = np.histogram(values, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(counts)[:-1].astype(np.float64)
+    w1 = values.size - w0
+    s0 = np.cumsum(counts * centres)[:-1]
+    m0 = s0 / np.maximum(w0, 1)
+    m1 = (np.sum(counts * centres) - s0) / np.maximum(w1, 1)
+    between = w0 * w1 * (m0 - m1) ** 2
+    return float(edges[1 + int(np.argmax(between))])
+
+
+def highest_region(values: np.ndarray, threshold: float) -> np.ndarray | None:
+    """The connected region above ``threshold`` that holds the map's peak (bool mask), or None."""
+    above = values > threshold
+    if not above.any():
+        return None
+    labels, _ = ndimage.label(above, structure=_CONNECTIVITY)
+    peak = np.unravel_index(int(np.argmax(values)), values.shape)
+    return labels == labels[peak]
+
+
+def region_bbox(region: np.ndarray, offset: tuple[int, int] = (0, 0)) -> Box:
+    """Tight (left, top, right, bottom) of a mask's True pixels, shifted by ``offset`` (x, y)."""
+    ys = np.flatnonzero(region.any(axis=1))
+    xs = np.flatnonzero(region.any(axis=0))
+    return (offset[0] + xs[0], offset[1] + ys[0], offset[0] + xs[-1] + 1, offset[1] + ys[-1] + 1)
+
+
+def expand_box(box: Box, margin: float, min_side: float, size: tuple[int, int]) -> Box:
+    """Grow a box by ``margin`` of its width/height on each side and to at least ``min_side``
+    around its centre, then round outwards to whole pixels inside the image."""
+    width, height = size
+    out = []
+    for lo, hi, extent in ((box[0], box[2], width), (box[1], box[3], height)):
+        pad = margin * (hi - lo)
+        lo, hi = lo - pad, hi + pad
+        if hi - lo < min_side:
+            centre = (lo + hi) / 2
+            lo, hi = centre - min_side / 2, centre + min_side / 2
+        out.append((max(0, math.floor(lo + 1e-9)), min(extent, math.ceil(hi - 1e-9))))
+    (x0, x1), (y0, y1) = out
+    return (float(x0), float(y0), float(x1), float(y1))
+
+
+def square_window(box: Box, size: tuple[int, int]) -> Box:
+    """The square (side = the box's longer side) centred on the box and slid inside the image
+    where it fits; along an axis shorter than the side it stays centred and runs past the edge."""
+    side = max(box[2] - box[0], box[3] - box[1])
+    starts = []
+    for lo, hi, extent in ((box[0], box[2], size[0]), (box[1], box[3], size[1])):
+        start = math.floor((lo + hi - side) / 2)
+        if side <= extent:
+            start = min(max(start, 0), extent - side)
+        starts.append(start)
+    return (float(starts[0]), float(starts[1]), float(starts[0] + side), float(starts[1] + side))
+
+
+def cut_patch(
+    image: Image.Image,
+    window: Box,
+    mask: np.ndarray,
+    crop_size: int,
+    mask_offset: tuple[int, int] = (0, 0),
+    keep: Box | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(crop uint8 [S, S, 3], mask bool [S, S]) of the square ``window`` of ``image``.
+
+    ``mask`` covers the image pixels from ``mask_offset`` (x, y) on.  Outside the image, and
+    outside ``keep`` when given, the crop shows ``PAD_RGB``.
+    """
+    x0, y0, x1, y1 = (int(v) for v in window)
+    side = x1 - x0
+    canvas = Image.new("RGB", (side, side), PAD_RGB)
+    shown = keep or (0, 0, image.width, image.height)
+    sx0, sy0 = max(x0, int(shown[0]), 0), max(y0, int(shown[1]), 0)
+    sx1, sy1 = min(x1, int(shown[2]), image.width), min(y1, int(shown[3]), image.height)
+    if sx1 > sx0 and sy1 > sy0:
+        canvas.paste(image.crop((sx0, sy0, sx1, sy1)), (sx0 - x0, sy0 - y0))
+    mask_canvas = np.zeros((side, side), dtype=np.uint8)
+    ox, oy = mask_offset
+    mx0, my0 = max(x0, ox), max(y0, oy)
+    mx1, my1 = min(x1, ox + mask.shape[1]), min(y1, oy + mask.shape[0])
+    if mx1 > mx0 and my1 > my0:
+        mask_canvas[my0 - y0 : my1 - y0, mx0 - x0 : mx1 - x0] = mask[my0 - oy : my1 - oy, mx0 - ox : mx1 - ox] * 255
+    crop = canvas.resize((crop_size, crop_size), Image.Resampling.BICUBIC)
+    small_mask = Image.fromarray(mask_canvas).resize((crop_size, crop_size), Image.Resampling.BILINEAR)
+    return np.asarray(crop), np.asarray(small_mask) >= 128

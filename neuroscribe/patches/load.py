@@ -1,0 +1,113 @@
+"""Read stored patches back: one unit as a list of ``Patch``, or a layer in blocks of units.
+
+    for patch in load_unit_patches("runs/r50", "layer4", unit=12):
+        patch.crop, patch.mask, patch.box, patch.image_id         # PIL image, bool [S, S], ...
+    for block in load_layer_patches("runs/r50", "layer4", block_units=128):
+        block.crops[block.image_id >= 0]                          # the scorer's input, unit-major
+        block.unit_patches(0)                                     # list[Patch] of block.units[0]
+
+An empty list means the unit has no patch (it never fires: label it "(inactive)").  Patches are
+written by ``neuroscribe.patches.extract``; asking for units not computed yet raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from neuroscribe import store as st
+from neuroscribe.errors import NeuroscribeError
+from neuroscribe.patches.extract import NOT_COMPUTED
+
+_ARRAYS = ("crops", "masks", "boxes", "windows", "image_id", "rank", "threshold", "fallback")
+
+
+@dataclass(frozen=True)
+class Patch:
+    image_id: int
+    rank: int  # position in topk/<layer>
+    crop: Image.Image  # square RGB crop of ``window``
+    mask: np.ndarray  # bool [S, S]: the activated region in crop coordinates
+    box: tuple[float, float, float, float]  # region box + margin in original-image pixels
+    window: tuple[float, float, float, float]  # the square the crop shows, original-image pixels
+    threshold: float
+    fallback: bool  # thresholded at the map's own mid-range (it never passed the unit's threshold)
+
+
+@dataclass
+class PatchBlock:
+    """Arrays of consecutive units, as stored (see ``neuroscribe.patches.extract``)."""
+
+    units: np.ndarray
+    crops: np.ndarray
+    masks: np.ndarray
+    boxes: np.ndarray
+    windows: np.ndarray
+    image_id: np.ndarray
+    rank: np.ndarray
+    threshold: np.ndarray
+    fallback: np.ndarray
+
+    def unit_patches(self, i: int) -> list[Patch]:
+        """The patches of ``self.units[i]`` in rank order (empty: inactive)."""
+        return [
+            Patch(
+                image_id=int(self.image_id[i, j]),
+                rank=int(self.rank[i, j]),
+                crop=Image.fromarray(self.crops[i, j]),
+                mask=self.masks[i, j],
+                box=tuple(float(v) for v in self.boxes[i, j]),
+                window=tuple(float(v) for v in self.windows[i, j]),
+                threshold=float(self.threshold[i, j]),
+                fallback=bool(self.fallback[i, j]),
+            )
+            for j in np.flatnonzero(self.image_id[i] >= 0)
+        ]
+
+
+def patches_group(store: str, layer: str, storage_options: dict | None = None):
+    """The Zarr group ``patches/<layer>``; its attrs hold ``patches_key`` for downstream cache keys."""
+    group = st.open_group(store, "r", storage_options)
+    name = f"patches/{layer}"
+    if name not in group:
+        raise NeuroscribeError(f"store {store} has no patches for layer {layer!r}; run extract_patches (the patches stage) first")
+    return group[name]
+
+
+def _read(sub, units: np.ndarray, layer: str) -> PatchBlock:
+    arrays = {name: sub[name].oindex[units] for name in _ARRAYS}
+    pending = units[(arrays["image_id"] == NOT_COMPUTED).any(axis=1)]
+    if pending.size:
+        raise NeuroscribeError(
+            f"patches of layer {layer!r} are not computed yet for units {pending[:5].tolist()}"
+            f"{'...' if pending.size > 5 else ''}; rerun extract_patches to finish them"
+        )
+    return PatchBlock(units=units, **arrays)
+
+
+def load_unit_patches(store: str, layer: str, unit: int, storage_options: dict | None = None) -> list[Patch]:
+    sub = patches_group(store, layer, storage_options)
+    n = sub["image_id"].shape[0]
+    if not 0 <= unit < n:
+        raise NeuroscribeError(f"unit {unit} is out of range for layer {layer!r}; pass 0..{n - 1}")
+    return _read(sub, np.array([unit]), layer).unit_patches(0)
+
+
+def load_layer_patches(
+    store: str,
+    layer: str,
+    storage_options: dict | None = None,
+    block_units: int = 64,
+    units: list[int] | None = None,
+) -> Iterator[PatchBlock]:
+    """Blocks of ``block_units`` units (all, or ``units`` in ascending order), read lazily."""
+    sub = patches_group(store, layer, storage_options)
+    n = sub["image_id"].shape[0]
+    wanted = np.arange(n) if units is None else np.unique(np.asarray(units, dtype=np.int64))
+    if wanted.size and (wanted.min() < 0 or wanted.max() >= n):
+        raise NeuroscribeError(f"units must lie in 0..{n - 1} for layer {layer!r}")
+    for start in range(0, wanted.size, block_units):
+        yield _read(sub, wanted[start : start + block_units], layer)

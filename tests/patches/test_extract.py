@@ -1,0 +1,245 @@
+"""Patch extraction on a real tiny run whose top-k maps are overwritten with known patterns.
+
+Expected boxes come from torchvision's own Resize + CenterCrop applied to a grid of pixel
+coordinates, not from ``Preprocessing.crop_box``: they check that resize and crop are undone.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+from PIL import Image
+from torchvision.transforms import v2
+
+from neuroscribe import store as st
+from neuroscribe.errors import NeuroscribeError
+from neuroscribe.extraction import unit_quantiles
+from neuroscribe.models import Preprocessing
+from neuroscribe.patches import PatchConfig, extract_patches, load_layer_patches, load_unit_patches
+from neuroscribe.patches import extract as extract_module
+from neuroscribe.patches.geometry import PAD_RGB
+
+from .helpers import SIZES, hot_square, image_size, index_frame, set_samples, set_unit
+
+MAP = (16, 16)  # tiny_cnn conv2 over a 32 px input: each cell is 2 x 2 input pixels
+EXACT = PatchConfig(margin=0.0, min_side=0.0, crop_size=64)
+
+
+def _prep(store: str) -> Preprocessing:
+    return Preprocessing(**st.run_attrs(store)["preprocessing"])
+
+
+def input_pixel_centres(width: int, height: int, prep: Preprocessing):
+    """Centres (original px) of the model input's columns and rows, and the input pixel's size."""
+    xs = torch.arange(width, dtype=torch.float64) + 0.5
+    ys = torch.arange(height, dtype=torch.float64) + 0.5
+    grid = torch.stack([xs.expand(height, width), ys[:, None].expand(height, width)])
+    out = v2.CenterCrop(prep.input_size)(v2.Resize(prep.resize_size, antialias=False)(grid))
+    cx, cy = out[0, 0].numpy(), out[1, :, 0].numpy()
+    return cx, cy, cx[1] - cx[0], cy[1] - cy[0]
+
+
+def expected_footprint(store: str, image_id: int, rows, cols) -> tuple[int, int, int, int]:
+    """The original pixels whose centres fall inside map cells rows x cols (exclusive ends)."""
+    width, height = image_size(store, image_id)
+    cx, cy, sx, sy = input_pixel_centres(width, height, _prep(store))
+    per_cell = _prep(store).input_size // MAP[0]
+    left, right = cx[cols[0] * per_cell] - sx / 2, cx[cols[1] * per_cell - 1] + sx / 2
+    top, bottom = cy[rows[0] * per_cell] - sy / 2, cy[rows[1] * per_cell - 1] + sy / 2
+    px, py = np.arange(width) + 0.5, np.arange(height) + 0.5
+    inside_x = np.flatnonzero((px > left) & (px < right))
+    inside_y = np.flatnonzero((py > top) & (py < bottom))
+    return (inside_x[0], inside_y[0], inside_x[-1] + 1, inside_y[-1] + 1)
+
+
+SQUARES = [((3, 9), (4, 11)), ((6, 13), (2, 6)), ((0, 4), (5, 14)), ((9, 16), (9, 15)), ((2, 12), (2, 12)), ((5, 8), (10, 13))]
+
+
+def test_hot_square_yields_exactly_its_footprint(tiny_run):
+    set_samples(tiny_run, "conv2", 0.5)  # every unit's threshold: halfway between square and background
+    for unit, (rows, cols) in enumerate(SQUARES):
+        set_unit(tiny_run, "conv2", unit, [unit], [hot_square(MAP, rows, cols)])
+    summary = extract_patches(tiny_run, "conv2", EXACT, units=list(range(len(SQUARES))))
+    assert summary["patches"] == len(SQUARES) and summary["fallback"] == 0
+    index = index_frame(tiny_run)
+    for unit, (rows, cols) in enumerate(SQUARES):
+        [patch] = load_unit_patches(tiny_run, "conv2", unit)
+        assert patch.image_id == unit and patch.rank == 0 and not patch.fallback
+        assert patch.box == expected_footprint(tiny_run, unit, rows, cols), (unit, SIZES[unit])
+        # the crop is the image's square window around the box, resized
+        x0, y0, x1, y1 = patch.window
+        assert x1 - x0 == y1 - y0 == max(patch.box[2] - patch.box[0], patch.box[3] - patch.box[1])
+        image = Image.open(index.loc[unit, "path"]).convert("RGB")
+        if x0 >= 0 and y0 >= 0 and x1 <= image.width and y1 <= image.height:
+            expected = image.crop(patch.window).resize((64, 64), Image.Resampling.BICUBIC)
+            np.testing.assert_array_equal(np.asarray(patch.crop), np.asarray(expected))
+        # the mask spans the box, in crop coordinates
+        scale = 64 / (x1 - x0)
+        ys, xs = np.nonzero(patch.mask)
+        want = [(patch.box[0] - x0) * scale, (patch.box[1] - y0) * scale, (patch.box[2] - x0) * scale, (patch.box[3] - y0) * scale]
+        np.testing.assert_allclose([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], want, atol=1.0)
+
+
+def test_square_at_the_map_edge_stops_where_the_model_view_ends(tiny_run):
+    set_samples(tiny_run, "conv2", 0.5)
+    set_unit(tiny_run, "conv2", 0, [0], [hot_square(MAP, (4, 8), (12, 16))])  # touches the right edge
+    extract_patches(tiny_run, "conv2", EXACT, units=[0])
+    [patch] = load_unit_patches(tiny_run, "conv2", 0)
+    width, height = image_size(tiny_run, 0)
+    cx, _, sx, _ = input_pixel_centres(width, height, _prep(tiny_run))
+    view_right = cx[-1] + sx / 2
+    assert view_right < width - 1  # the model never saw the image's right strip
+    assert patch.box[2] == np.flatnonzero(np.arange(width) + 0.5 < view_right)[-1] + 1
+
+
+def test_margin_grows_the_box_and_pad_fit_greys_outside_it(tiny_run):
+    set_samples(tiny_run, "conv2", 0.5)
+    set_unit(tiny_run, "conv2", 0, [0], [hot_square(MAP, (4, 8), (4, 12))])
+    cfg = PatchConfig(margin=0.25, min_side=0.0, crop_size=64, fit="pad")
+    extract_patches(tiny_run, "conv2", cfg, units=[0])
+    [patch] = load_unit_patches(tiny_run, "conv2", 0)
+    x0, y0, x1, y1 = expected_footprint(tiny_run, 0, (4, 8), (4, 12))
+    dx, dy = 0.25 * (x1 - x0), 0.25 * (y1 - y0)
+    assert patch.box == (np.floor(x0 - dx), np.floor(y0 - dy), np.ceil(x1 + dx), np.ceil(y1 + dy))
+    crop = np.asarray(patch.crop)
+    assert patch.box[2] - patch.box[0] > patch.box[3] - patch.box[1]  # wide box: grey bands above and below
+    assert (crop[0] == PAD_RGB).all() and (crop[-1] == PAD_RGB).all()
+    assert not (crop[32] == PAD_RGB).all()
+
+
+def test_unit_that_never_fires_gets_no_patches(tiny_run):
+    set_unit(tiny_run, "relu2", 5, [0, 1, 2, 3], [np.zeros(MAP)] * 4)
+    summary = extract_patches(tiny_run, "relu2", PatchConfig(), units=[4, 5])
+    assert summary["inactive"] == 1
+    assert load_unit_patches(tiny_run, "relu2", 5) == []
+    ids = st.open_group(tiny_run, "r")["patches/relu2/image_id"][5]
+    assert (ids == -1).all()
+    assert len(load_unit_patches(tiny_run, "relu2", 4)) > 0
+
+
+def test_weak_map_falls_back_to_its_own_mid_range(tiny_run):
+    set_samples(tiny_run, "conv2", 0.5)
+    weak = hot_square(MAP, (3, 9), (4, 11), value=0.3)  # fires, but never reaches the 0.5 threshold
+    set_unit(tiny_run, "conv2", 0, [0, 1], [hot_square(MAP, (3, 9), (4, 11)), weak])
+    extract_patches(tiny_run, "conv2", EXACT, units=[0])
+    strong, fallback = load_unit_patches(tiny_run, "conv2", 0)
+    assert not strong.fallback and strong.threshold == pytest.approx(0.5)
+    assert fallback.fallback and fallback.threshold == pytest.approx(0.15)
+    # halfway between the square's value and the background: again exactly its footprint
+    assert fallback.box == expected_footprint(tiny_run, 1, (3, 9), (4, 11))
+
+
+def test_otsu_thresholds_each_unit_from_its_own_maps(tiny_run):
+    set_samples(tiny_run, "conv2", 100.0)  # a dataset quantile no map reaches: Otsu must not use it
+    rows, cols = (2, 10), (3, 9)
+    set_unit(tiny_run, "conv2", 0, [0, 2], [hot_square(MAP, rows, cols, 4.0), hot_square(MAP, (5, 9), (5, 9), 4.0)])
+    extract_patches(tiny_run, "conv2", EXACT.model_copy(update={"method": "otsu"}), units=[0])
+    first, second = load_unit_patches(tiny_run, "conv2", 0)
+    assert not first.fallback and 0 < first.threshold < 4
+    x0, y0, x1, y1 = expected_footprint(tiny_run, 0, rows, cols)
+    # the threshold sits somewhere between the two levels: the footprint, give or take the ramp's pixels
+    assert first.box[0] <= x0 + 2 and first.box[2] >= x1 - 2 and first.box[1] <= y0 + 2 and first.box[3] >= y1 - 2
+    assert first.box[0] >= x0 - 2 and first.box[2] <= x1 + 2 and first.box[1] >= y0 - 2 and first.box[3] <= y1 + 2
+
+
+def test_rerun_is_cached_by_content_and_config_change_recomputes(tiny_run, monkeypatch):
+    loads: Counter[str] = Counter()
+    real = extract_module.load_image
+
+    def counting(path, options=None):
+        loads[path] += 1
+        return real(path, options)
+
+    monkeypatch.setattr(extract_module, "load_image", counting)
+    cfg = PatchConfig(crop_size=32)
+    first = extract_patches(tiny_run, "relu2", cfg)
+    topk_ids = st.open_group(tiny_run, "r")["topk/relu2/image_id"][:]
+    assert first["units"] == 16 and not first["cached"]
+    assert set(loads.values()) == {1}  # each image once, however many units hold it
+    assert len(loads) == len(np.unique(topk_ids[topk_ids >= 0]))
+    before = st.open_group(tiny_run, "r")["patches/relu2/boxes"][:]
+
+    loads.clear()
+    again = extract_patches(tiny_run, "relu2", cfg)
+    assert again["cached"] and again["patches"] == first["patches"] and not loads
+
+    changed = extract_patches(tiny_run, "relu2", cfg.model_copy(update={"margin": 0.5}))
+    assert not changed["cached"] and changed["key"] != first["key"] and loads
+    after = st.open_group(tiny_run, "r")["patches/relu2/boxes"][:]
+    ok = np.isfinite(before)
+    assert (after[ok] != before[ok]).any() and (after[ok][0::4] <= before[ok][0::4]).all()  # lefts moved out
+
+
+def test_slices_resume_and_refuse_unfinished_reads(tiny_run):
+    cfg = PatchConfig(crop_size=32, patches_per_unit=2)
+    part = extract_patches(tiny_run, "relu2", cfg, units=[0, 1, 2])
+    assert part["units"] == 3
+    with pytest.raises(NeuroscribeError, match="not computed yet"):
+        list(load_layer_patches(tiny_run, "relu2", block_units=8))
+    rest = extract_patches(tiny_run, "relu2", cfg, block_units=5)
+    assert rest["units"] == 13
+    blocks = list(load_layer_patches(tiny_run, "relu2", block_units=8))
+    assert [b.units.tolist() for b in blocks] == [list(range(8)), list(range(8, 16))]
+    assert blocks[0].crops.shape == (8, 2, 32, 32, 3)
+    topk = st.open_group(tiny_run, "r")["topk/relu2/image_id"][:]
+    for block in blocks:
+        for i, unit in enumerate(block.units):
+            patches = block.unit_patches(i)
+            assert [p.image_id for p in patches] == [topk[unit, p.rank] for p in patches]
+            assert [p.rank for p in patches] == sorted(p.rank for p in patches)
+
+
+def _scipy_upsample(unit_map: np.ndarray, crop_box, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bilinear map values at every original pixel centre inside the crop box (scipy, edges clamped)."""
+    left, top, right, bottom = crop_box
+    px, py = np.arange(width) + 0.5, np.arange(height) + 0.5
+    px, py = px[(px >= left) & (px < right)], py[(py >= top) & (py < bottom)]
+    u = (px - left) / ((right - left) / MAP[1]) - 0.5
+    v = (py - top) / ((bottom - top) / MAP[0]) - 0.5
+    vv, uu = np.meshgrid(v, u, indexing="ij")
+    return ndimage.map_coordinates(unit_map.astype(np.float64), [vv, uu], order=1, mode="nearest"), px, py
+
+
+def test_real_maps_patch_covers_the_peak(tiny_run):
+    extract_patches(tiny_run, "relu2", PatchConfig(crop_size=32))
+    group = st.open_group(tiny_run, "r")
+    maps, ids = group["topk/relu2/maps"][:], group["topk/relu2/image_id"][:]
+    prep = _prep(tiny_run)
+    quantiles = unit_quantiles(tiny_run, "relu2", 0.995)
+    n = 0
+    for unit in range(maps.shape[0]):
+        for patch in load_unit_patches(tiny_run, "relu2", unit):
+            width, height = image_size(tiny_run, patch.image_id)
+            up, px, py = _scipy_upsample(maps[unit, patch.rank], prep.crop_box(width, height), width, height)
+            r, c = np.unravel_index(np.argmax(up), up.shape)
+            assert ids[unit, patch.rank] == patch.image_id
+            assert patch.box[0] <= px[c] <= patch.box[2] and patch.box[1] <= py[r] <= patch.box[3]
+            assert patch.fallback == (up.max() <= quantiles[unit]) and patch.mask.any()
+            if not patch.fallback:
+                assert patch.threshold == pytest.approx(quantiles[unit])
+            n += 1
+    assert n > 16
+
+
+def test_linear_units_use_the_whole_image(tiny_run):
+    summary = extract_patches(tiny_run, "fc", PatchConfig(crop_size=32))
+    assert summary["patches"] > 0
+    for patch in load_unit_patches(tiny_run, "fc", 0):
+        width, height = image_size(tiny_run, patch.image_id)
+        assert patch.box == (0, 0, width, height)
+        side = max(width, height)
+        inside = patch.mask.mean()
+        assert inside == pytest.approx(width * height / side**2, abs=0.08)
+
+
+def test_bad_inputs_name_the_fix(tiny_run):
+    with pytest.raises(NeuroscribeError, match="not extracted"):
+        extract_patches(tiny_run, "nope", PatchConfig())
+    with pytest.raises(NeuroscribeError, match="no patches"):
+        load_unit_patches(tiny_run, "conv2", 0)
+    with pytest.raises(NeuroscribeError, match="units must lie"):
+        extract_patches(tiny_run, "conv2", PatchConfig(), units=[99])
