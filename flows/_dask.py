@@ -24,7 +24,7 @@ def dask_task_runner(runner: RunnerSpec) -> DaskTaskRunner:
         "n_workers": runner.n_workers,
         "threads_per_worker": runner.threads_per_worker,
         "processes": True,
-        "dashboard_address": None,
+        "dashboard_address": ":0",
     }
     gpus = _local_gpu_count() if runner.device != "cpu" else 0
     if gpus:
@@ -46,9 +46,11 @@ def workers_with_gpu() -> int:
     """How many workers of the current flow's Dask cluster declare a ``GPU`` resource."""
     context = FlowRunContext.get()
     task_runner = getattr(context, "task_runner", None) if context else None
-    client = getattr(task_runner, "_client", None)
-    if client is None:
+    if not isinstance(task_runner, DaskTaskRunner):
         return 0
+    # prefect-dask connects its client on first use (the first submit): connect now, or a flow that
+    # asks before its first submission would never see the GPU workers and never annotate
+    client = task_runner.client
     workers = client.scheduler_info(n_workers=-1).get("workers", {})
     return sum(1 for w in workers.values() if w.get("resources", {}).get("GPU", 0) > 0)
 
