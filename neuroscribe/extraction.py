@@ -13,6 +13,7 @@ version: a store made by a different extraction is never silently reused.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -61,15 +62,27 @@ class ExtractionSummary(BaseModel):
     images_per_second: float
 
 
+_BUILD_LOCK = threading.Lock()
+
+
 @lru_cache(maxsize=4)
-def cached_model(spec: ModelSpec, device: str) -> LoadedModel:
-    """One model per process and device: Dask workers run many tasks with the same model."""
+def _cached_model(spec: ModelSpec, device: str) -> LoadedModel:
     loaded = load_model(spec)
     dev = torch.device(device)
     loaded.model.to(dev)
     if dev.type == "cuda":
         loaded.model.to(memory_format=torch.channels_last)
     return loaded
+
+
+def cached_model(spec: ModelSpec, device: str) -> LoadedModel:
+    """One model per process and device: Dask workers run many tasks with the same model.
+
+    Built under a lock: concurrent task threads would otherwise build it twice, and seeded
+    factories would interleave draws from torch's global generator and differ.
+    """
+    with _BUILD_LOCK:
+        return _cached_model(spec, device)
 
 
 def _layer_attrs(info: LayerInfo) -> dict:
@@ -127,22 +140,31 @@ def _create_arrays(group, infos: list[LayerInfo], n_images: int, shard_size: int
             )
 
 
-def prepare_extraction(cfg: ExtractConfig) -> ExtractionPlan:
-    """Check the inputs, create (or reopen) the store, and list the shards still to compute."""
+def validate_extraction(cfg: ExtractConfig) -> tuple[LoadedModel, list[LayerInfo], pd.DataFrame, str, str | None]:
+    """Check model, layers, dataset and store before any work: (model, layers, index, key, stored key)."""
     loaded = cached_model(cfg.model, "cpu")
     infos = resolve_layers(loaded, cfg.layers)
     index = build_index(cfg.dataset)
+    if index.empty:
+        raise NeuroscribeError(f"dataset {cfg.dataset.uri} lists no images; check the path and --limit")
     key = extraction_key(cfg, index, infos)
     opts = cfg.store_options
-    ranges = shard_ranges(len(index), cfg.dataset.shard_size)
     previous = st.run_attrs(cfg.store, opts).get("run_key") if st.exists(cfg.store, "zarr.json", opts) else None
+    if previous not in (None, key) and not cfg.overwrite:
+        raise NeuroscribeError(
+            f"store {cfg.store} holds a different extraction (key {previous}, this one is {key}); "
+            f"pass a new --store, or --overwrite to replace it"
+        )
+    return loaded, infos, index, key, previous
+
+
+def prepare_extraction(cfg: ExtractConfig) -> ExtractionPlan:
+    """Check the inputs, create (or reopen) the store, and list the shards still to compute."""
+    loaded, infos, index, key, previous = validate_extraction(cfg)
+    opts = cfg.store_options
+    ranges = shard_ranges(len(index), cfg.dataset.shard_size)
     if previous not in (None, key):
-        if not cfg.overwrite:
-            raise NeuroscribeError(
-                f"store {cfg.store} holds a different extraction (key {previous}, this one is {key}); "
-                f"pass a new --store, or --overwrite to replace it"
-            )
-        st.remove(cfg.store, opts)
+        st.remove(cfg.store, opts)  # validate_extraction let a different key through only with overwrite
         previous = None
     if previous is None:
         group = st.open_group(cfg.store, "a", opts)
@@ -218,7 +240,7 @@ def forward_batches(
                 x = torch.stack(batch).to(device)
                 if device.type == "cuda":
                     x = x.contiguous(memory_format=torch.channels_last)
-                with torch.inference_mode(), _autocast(device), capture_outputs(loaded.model, layer_names) as outs:
+                with loaded.lock, torch.inference_mode(), _autocast(device), capture_outputs(loaded.model, layer_names) as outs:
                     loaded.model(x)
                 yield np.asarray(positions), outs, skipped
                 batch, positions, skipped = [], [], []

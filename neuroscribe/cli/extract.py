@@ -64,6 +64,7 @@ def extract(
     """Stream a dataset through a model and store per-unit statistics and top-k examples (Prefect + Dask)."""
     from flows._run import run_flow
     from flows.extract import extract_flow
+    from neuroscribe.extraction import validate_extraction
 
     options = parse_storage_options(storage_option)
     overrides = {
@@ -77,6 +78,7 @@ def extract(
         "runner": {"batch_size": batch_size, "device": device, "dask_address": dask_address, "n_workers": workers},
     }
     cfg = load_config(ExtractConfig, config, overrides)
+    validate_extraction(cfg)  # bad input fails here, in one line, before any server or cluster starts
     summary = run_flow(extract_flow, cfg)
     table = Table(title="extraction summary")
     table.add_column("field")

@@ -71,7 +71,7 @@ def list_layers(loaded) -> list[LayerInfo]:
     names = [n for n, _ in model.named_modules() if n]
     size = loaded.preprocessing.input_size
     device = next(model.parameters(), torch.empty(0)).device
-    with torch.no_grad(), count_calls(model, names) as calls, capture_outputs(model, names) as outputs:
+    with loaded.lock, torch.no_grad(), count_calls(model, names) as calls, capture_outputs(model, names) as outputs:
         model(torch.zeros(1, 3, size, size, device=device))
     modules = dict(model.named_modules())
     infos = []

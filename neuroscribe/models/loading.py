@@ -15,6 +15,7 @@ checkpoint is a state dict, a ``module.`` prefix is stripped, and its classifier
 from __future__ import annotations
 
 import importlib
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -38,6 +39,9 @@ class LoadedModel:
     name: str
     num_prefix_tokens: int | None = None  # ViTs: tokens before the patch grid (class token, registers)
     extra: dict = field(default_factory=dict)
+    # Hooks on a shared model see every thread's forward: hold this lock from hook registration
+    # to removal whenever several tasks (Dask threads) may use the same cached model.
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
 
 @lru_cache(maxsize=1)
