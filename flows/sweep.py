@@ -1,0 +1,80 @@
+"""The ``sweep`` flow: one subflow per grid combination, each with its own store; finished ones are skipped.
+
+    summary = sweep_flow(SweepConfig(flow="explain", root="s3://bucket/sweeps/v1", models=[...], ...))
+
+Each combination runs the stage's flow as a subflow on the Dask runner of ``config.runner`` (an
+existing scheduler with ``runner.dask_address``).  A combination whose store already carries its
+content key (``neuroscribe.sweep.combination_done``) is skipped; one that fails is reported and,
+with ``continue_on_error``, the others still run; the sweep fails at the end if any did.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
+
+from flows._dask import with_dask_runner
+from flows._naming import _get
+from flows._progress import FlowProgress
+from neuroscribe import sweep
+from neuroscribe.config import ModelSpec
+from neuroscribe.sweep import SweepConfig
+
+STAGE_FLOWS = {"extract": "flows.extract:extract_flow", "explain": "flows.explain:explain_flow"}
+
+
+def stage_flow(name: str):
+    module, _, attr = STAGE_FLOWS[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def sweep_run_name() -> str:
+    cfg = flow_run.parameters.get("config", {})
+    models = [ModelSpec.model_validate(m) if isinstance(m, dict) else m for m in _get(cfg, "models") or []]
+    runs = 1
+    for grid in ("models", "datasets", "layers", "vocabularies"):
+        runs *= len(_get(cfg, grid) or []) or 1
+    return f"sweep-{_get(cfg, 'flow') or 'explain'}-{'+'.join(sweep.model_slug(m) for m in models)}-{runs}runs"
+
+
+def _small(summary) -> dict:
+    summary = summary.model_dump(mode="json") if hasattr(summary, "model_dump") else summary
+    return summary if isinstance(summary, dict) else {"result": str(summary)}
+
+
+@flow(name="sweep", flow_run_name=sweep_run_name, log_prints=True)
+def sweep_flow(config: SweepConfig) -> dict:
+    combos = sweep.plan_sweep(config)
+    target = stage_flow(config.flow)
+    opts = config.store_options
+    rows: list[dict] = []
+    progress = FlowProgress("sweep-combinations", total=len(combos), unit="run", description=f"{config.flow} sweep into {config.root}")
+    for combo in combos:
+        row = {"name": combo.name, "store": combo.store, "key": combo.key}
+        if sweep.combination_done(combo, opts):
+            rows.append(row | {"status": "skipped (done)"})
+            print(f"{combo.name}: already done (key {combo.key}), skipped")
+        else:
+            state = with_dask_runner(target, combo.config.runner)(combo.config, return_state=True)
+            if state.is_completed():
+                sweep.mark_done(combo, _small(state.result()), opts)
+                rows.append(row | {"status": "done"})
+            else:
+                rows.append(row | {"status": f"failed: {state.message or state.name}"})
+                print(f"{combo.name}: {state.name} ({state.message})")
+                if not config.continue_on_error:
+                    break
+        progress.advance(1)
+    progress.close()
+    failed = [r["name"] for r in rows if r["status"].startswith("failed")]
+    create_markdown_artifact(
+        f"## {config.flow} sweep into {config.root}\n\n{sweep.sweep_table(rows)}\n",
+        key="sweep-summary",
+        description=f"{len(combos)} combinations, {len(failed)} failed",
+    )
+    if failed or len(rows) < len(combos):
+        raise RuntimeError(f"sweep combinations failed: {failed}; rerun the sweep to retry them (finished ones are skipped)")
+    return {"root": config.root, "combinations": rows}

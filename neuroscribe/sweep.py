@@ -1,0 +1,229 @@
+"""A sweep: one run per combination of models x datasets x layer groups x vocabulary sources.
+
+    cfg = SweepConfig(root="s3://bucket/sweeps/v1", flow="explain",
+                      models=[ModelSpec(name="resnet50"), ModelSpec(name="efficientnet_lite0")],
+                      datasets=[DatasetSpec(uri="s3://bucket/imagenet/val")],
+                      layers=["layer4", "layer3,layer4"], vocabularies=["builtin:imagenet+colors"],
+                      settings={"k": 50})
+    for combo in expand_grid(cfg, ExtractConfig, CODE_MODULES):    # validated run configs
+        if not combination_done(combo):
+            summary = run(combo.config)                           # flows/sweep.py: a subflow each
+            mark_done(combo, summary)
+
+Each combination gets its own store ``<root>/<model>/<dataset>/<layers>[/<vocabulary>]`` (slugs,
+made unique within the grid) and a content key over its whole config (less ``runner`` and
+``overwrite``, which do not change results) and the code of the stage.  A combination is done
+when ``<store>/summary/sweep.json`` carries the same key: a rerun skips it, while a changed
+setting, model or code version runs it again.
+"""
+
+from __future__ import annotations
+
+import datetime
+import posixpath
+import re
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from neuroscribe import store as st
+from neuroscribe.config import DatasetSpec, FrozenModel, ModelSpec, RunnerSpec, parse_layers
+from neuroscribe.errors import NeuroscribeError
+from neuroscribe.fingerprint import code_version, content_key
+
+DONE_FILE = "summary/sweep.json"
+# fields that say how or where a run executes, not what it computes
+NOT_IN_KEY = {"runner", "overwrite"}
+
+
+class SweepConfig(FrozenModel):
+    """Parameters of a sweep (the ``sweep`` flow): a grid of runs of one stage."""
+
+    flow: Literal["explain", "extract"] = Field(default="explain", description="the stage each combination runs")
+    root: str = Field(description="stores go under it: local path or s3://bucket/prefix")
+    models: tuple[ModelSpec, ...] = Field(min_length=1)
+    datasets: tuple[DatasetSpec, ...] = Field(min_length=1)
+    layers: tuple[tuple[str, ...], ...] = Field(
+        min_length=1, description='layer groups, one run each: ["layer4", "layer3,layer4"]'
+    )
+    vocabularies: tuple[str, ...] = Field(
+        default=(), description="explain only: concept sources, one run each (e.g. builtin:imagenet+colors, llm)"
+    )
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="other fields of every run's config, e.g. {\"k\": 50}"
+    )
+    runner: RunnerSpec = RunnerSpec()
+    store_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for the stores (not logged)")
+    continue_on_error: bool = Field(default=True, description="run the other combinations when one fails")
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _layer_groups(cls, v: Any) -> tuple[tuple[str, ...], ...]:
+        items = [v] if isinstance(v, str) else list(v)
+        return tuple(parse_layers(item) for item in items)
+
+    @field_validator("vocabularies", mode="before")
+    @classmethod
+    def _vocabularies(cls, v: Any) -> tuple[str, ...]:
+        items = [v] if isinstance(v, str) else list(v or ())
+        return tuple(s.strip() for s in items if s and s.strip())
+
+
+@dataclass(frozen=True)
+class Combination:
+    """One run of the grid: its name (also its path under the root), store, key and config."""
+
+    name: str
+    store: str
+    key: str
+    config: Any  # the stage's validated config (ExtractConfig, ExplainConfig)
+    model: ModelSpec
+    dataset: DatasetSpec
+    layers: tuple[str, ...]
+    vocabulary: str | None
+
+
+def slugify(text: str) -> str:
+    """A path segment that is safe on local disks and S3 and still readable."""
+    slug = re.sub(r"[^A-Za-z0-9._+=-]+", "-", text).strip("-.")
+    return slug or "x"
+
+
+def model_slug(spec: ModelSpec) -> str:
+    base = re.split(r"[:/]", spec.name)[-1]
+    extra = [spec.weights or "", posixpath.basename(spec.checkpoint or "").rsplit(".", 1)[0]]
+    return slugify("-".join([base, *[e for e in extra if e]]))
+
+
+def dataset_slug(spec: DatasetSpec) -> str:
+    path = spec.uri.split("://", 1)[-1].rstrip("/")
+    parts = [p for p in path.split("/") if p][-2:]
+    return slugify("-".join(parts) + (f"-first{spec.limit}" if spec.limit else ""))
+
+
+def _unique_slugs(items: Sequence[Any], slug: Callable[[Any], str]) -> dict[int, str]:
+    """Slug per position; items whose slugs collide but differ get a short content key appended."""
+    groups: dict[str, set[str]] = defaultdict(set)
+    for item in items:
+        groups[slug(item)].add(content_key(item, 8))
+    return {
+        i: slug(item) + (f"-{content_key(item, 8)}" if len(groups[slug(item)]) > 1 else "") for i, item in enumerate(items)
+    }
+
+
+def _dataset_key_view(spec: DatasetSpec) -> dict:
+    # storage options are how to reach the data, not which data
+    return spec.model_dump(mode="json", exclude={"storage_options"})
+
+
+def combination_key(stage: str, config: BaseModel, code_modules: Sequence[str]) -> str:
+    view = config.model_dump(mode="json", exclude=NOT_IN_KEY | {"store_options"})
+    if isinstance(view.get("dataset"), dict):
+        view["dataset"].pop("storage_options", None)
+    return content_key({"stage": stage, "config": view, "code": code_version(*code_modules)})
+
+
+def expand_grid(
+    cfg: SweepConfig,
+    config_cls: type[BaseModel],
+    code_modules: Sequence[str],
+    vocabulary_fields: Callable[[str], dict[str, Any]] | None = None,
+) -> list[Combination]:
+    """Every combination as a validated ``config_cls``, in grid order (models, datasets, layers, vocabularies).
+
+    ``vocabulary_fields(source)`` maps a vocabulary source onto the stage's config fields; a stage
+    without vocabularies (extract) takes none.
+    """
+    if cfg.vocabularies and vocabulary_fields is None:
+        raise NeuroscribeError(f"the {cfg.flow} stage takes no vocabularies; remove `vocabularies` from the sweep config")
+    if len(set(cfg.layers)) != len(cfg.layers):
+        raise NeuroscribeError(f"sweep layers {list(cfg.layers)} repeat a group; list each layer group once")
+    model_slugs = _unique_slugs(cfg.models, model_slug)
+    dataset_slugs = _unique_slugs([_dataset_key_view(d) for d in cfg.datasets], lambda d: dataset_slug(DatasetSpec(**d)))
+    vocabularies: list[str | None] = list(cfg.vocabularies) or [None]
+    combos = []
+    for m, model in enumerate(cfg.models):
+        for d, dataset in enumerate(cfg.datasets):
+            for layers in cfg.layers:
+                for vocabulary in vocabularies:
+                    parts = [model_slugs[m], dataset_slugs[d], slugify("+".join(layers))]
+                    if vocabulary is not None:
+                        parts.append(slugify(vocabulary))
+                    name = "/".join(parts)
+                    store = st.full_uri(cfg.root, name)
+                    fields = dict(cfg.settings) | {
+                        "model": model,
+                        "dataset": dataset,
+                        "layers": layers,
+                        "store": store,
+                        "runner": cfg.runner,
+                        "store_options": cfg.store_options,
+                    }
+                    if vocabulary is not None:
+                        fields |= vocabulary_fields(vocabulary)
+                    try:
+                        config = config_cls.model_validate(fields)
+                    except ValidationError as exc:
+                        raise NeuroscribeError(
+                            f"sweep combination {name} is not a valid {config_cls.__name__} ({exc}); "
+                            f"fix `settings` or the grid lists"
+                        ) from None
+                    combos.append(
+                        Combination(name, store, combination_key(cfg.flow, config, code_modules), config, model, dataset, layers, vocabulary)
+                    )
+    names = [c.name for c in combos]
+    if len(set(names)) != len(names):
+        raise NeuroscribeError("two sweep combinations share a store path; make the grid entries distinct")
+    return combos
+
+
+def combination_done(combo: Combination, storage_options: dict | None = None) -> bool:
+    """True when the store's sweep summary carries this combination's key."""
+    if not st.exists(combo.store, DONE_FILE, storage_options):
+        return False
+    return st.read_json(combo.store, DONE_FILE, storage_options).get("key") == combo.key
+
+
+def mark_done(combo: Combination, summary: Any, storage_options: dict | None = None) -> str:
+    """Record that the combination finished with ``summary`` (small and JSON-able)."""
+    record = {
+        "key": combo.key,
+        "name": combo.name,
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "summary": summary,
+    }
+    return st.write_json(combo.store, DONE_FILE, record, storage_options)
+
+
+def sweep_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Markdown table of combinations: name, status, store and key."""
+    lines = ["| combination | status | store | key |", "|---|---|---|---|"]
+    lines += [f"| {r['name']} | {r['status']} | [{r['store']}]({r['store']}) | `{r['key']}` |" for r in rows]
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What a sweep needs to know about the stage it runs."""
+
+    config_cls: type[BaseModel]
+    code_modules: tuple[str, ...]
+    vocabulary_fields: Callable[[str], dict[str, Any]] | None = None
+
+
+def stage(name: str) -> Stage:
+    """The stage a sweep's ``flow`` names (imported lazily: stages load torch and friends)."""
+    if name == "extract":
+        from neuroscribe.config import ExtractConfig
+        from neuroscribe.extraction import CODE_MODULES
+
+        return Stage(ExtractConfig, CODE_MODULES)
+    raise NeuroscribeError(f"sweep flow {name!r} is not available yet; use flow: extract")
+
+
+def plan_sweep(cfg: SweepConfig) -> list[Combination]:
+    spec = stage(cfg.flow)
+    return expand_grid(cfg, spec.config_cls, spec.code_modules, spec.vocabulary_fields)
