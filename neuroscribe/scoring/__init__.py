@@ -1,0 +1,44 @@
+"""Vision-language scoring: which concept of a vocabulary best describes a unit's top patches.
+
+    backend = make_backend(BackendSpec(kind="open_clip", checkpoint="vitb32.pt"))   # or kind="conse"
+    concepts = concept_embeddings(backend, vocab.concepts, cache_uri=store, vocab_hash=vocab.content_hash)
+    patches = [backend.embed_images(crops) for crops in unit_crops]                 # one [P_u, d] per unit
+    results = explain_units("seed", patches, concepts, vocab.concepts)              # list[UnitScore]
+
+One algorithm per module: ``backend`` (interface, spec, factory), ``open_clip_backend``, ``conse``,
+``concepts`` (cached concept embeddings), ``seed`` and ``softwpmi`` (rules), ``rules`` (registry
+and ``explain_units``).
+"""
+
+from neuroscribe.scoring.backend import BackendSpec, ImageTextBackend, make_backend
+from neuroscribe.scoring.concepts import concept_cache_key, concept_embeddings
+from neuroscribe.scoring.rules import (
+    INACTIVE,
+    RULES,
+    RuleSpec,
+    UnitScore,
+    explain_units,
+)
+from neuroscribe.scoring.seed import seed_scores
+from neuroscribe.scoring.softwpmi import (
+    softwpmi_from_activations,
+    softwpmi_scores,
+    top_image_embeddings,
+)
+
+__all__ = [
+    "INACTIVE",
+    "RULES",
+    "BackendSpec",
+    "ImageTextBackend",
+    "RuleSpec",
+    "UnitScore",
+    "concept_cache_key",
+    "concept_embeddings",
+    "explain_units",
+    "make_backend",
+    "seed_scores",
+    "softwpmi_from_activations",
+    "softwpmi_scores",
+    "top_image_embeddings",
+]

@@ -1,0 +1,176 @@
+"""Image-text backends: one embedding space for image patches and concept texts.
+
+    backend = make_backend(BackendSpec(kind="open_clip", arch="ViT-B-32", pretrained="openai"))
+    backend = make_backend(BackendSpec(kind="open_clip", checkpoint="weights/ViT-B-32.pt"))   # offline
+    backend = make_backend(BackendSpec(kind="conse"))        # offline: ImageNet classifier + MiniLM
+    images = backend.embed_images(pil_images)                # float32 [n, d], rows L2-normalised
+    texts = backend.embed_texts(["a photo of stripes."])     # float32 [m, d], same space
+    backend.fingerprint                                      # content key used by caches
+
+``open_clip`` is a CLIP model (``neuroscribe.scoring.open_clip_backend``); ``conse`` embeds an
+image as the probability-weighted mean of the sentence embeddings of its top classifier labels
+(``neuroscribe.scoring.conse``), which needs no CLIP weights.  Templates are applied by
+``neuroscribe.scoring.concepts.concept_embeddings``; ``embed_texts`` embeds the texts as given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from pydantic import Field, field_validator
+
+from neuroscribe.config import FrozenModel, ModelSpec
+from neuroscribe.errors import NeuroscribeError
+
+ProgressFn = Callable[[int], None] | None
+
+DEFAULT_TEMPLATES = {
+    # CLIP was trained on captions: the prompt closes most of the gap to bare words (Radford et al. 2021)
+    "open_clip": ("a photo of {}.",),
+    # sentence embedders compare phrases directly; a template would only add shared words
+    "conse": ("{}",),
+}
+
+
+@runtime_checkable
+class ImageTextBackend(Protocol):
+    """What scoring needs from a vision-language model; both outputs live in one space."""
+
+    name: str
+    fingerprint: str  # content key of the config and weight identity (cache keys use it)
+    templates: tuple[str, ...]  # default prompt templates for concept texts
+    dim: int
+
+    def embed_images(self, images: Sequence[Any], on_progress: ProgressFn = None) -> np.ndarray:
+        """float32 ``[len(images), dim]`` with unit rows; ``on_progress(n_done)`` after each batch."""
+        ...
+
+    def embed_texts(self, texts: Sequence[str], on_progress: ProgressFn = None) -> np.ndarray:
+        """float32 ``[len(texts), dim]`` with unit rows."""
+        ...
+
+
+class BackendSpec(FrozenModel):
+    """Which image-text backend embeds patches and concepts.
+
+    ``open_clip``: ``arch`` with ``pretrained`` (an open_clip tag, downloaded once; ``None`` =
+    random weights, for tests) or ``checkpoint`` (a local weights file, needs no network).
+    ``conse``: ``classifier`` (any neuroscribe model name or ModelSpec with ImageNet-style class
+    names) combined over its ``top_t`` most probable labels, in the space of ``sentence_model``.
+    """
+
+    kind: Literal["open_clip", "conse"] = "open_clip"
+    arch: str = Field(default="ViT-B-32", description="open_clip architecture (open_clip.list_models())")
+    pretrained: str | None = Field(default="openai", description="open_clip pretrained tag; None = random weights")
+    checkpoint: str | None = Field(default=None, description="open_clip: local weights file (wins over pretrained)")
+    classifier: ModelSpec = Field(default=ModelSpec(name="efficientnet_lite2"), description="conse: the classifier")
+    # Norouzi et al. (2014) report their best ImageNet zero-shot results with T = 10
+    top_t: int = Field(default=10, ge=1, description="conse: labels combined per image")
+    sentence_model: str | None = Field(default=None, description="conse: sentence-transformers model; None = bundled MiniLM")
+    templates: tuple[str, ...] | None = Field(default=None, description="prompt templates with '{}'; None = per-kind default")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = Field(default=64, ge=1)
+
+    @field_validator("classifier", mode="before")
+    @classmethod
+    def _classifier_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @field_validator("templates")
+    @classmethod
+    def _check_templates(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return value
+        if not value:
+            raise ValueError("templates is empty; give at least one template such as 'a photo of {}.' or leave it unset")
+        bad = [t for t in value if t.count("{}") != 1]
+        if bad:
+            raise ValueError(f"templates {bad} must each contain '{{}}' exactly once, where the concept goes")
+        return value
+
+    @property
+    def resolved_templates(self) -> tuple[str, ...]:
+        return self.templates or DEFAULT_TEMPLATES[self.kind]
+
+
+def make_backend(spec: BackendSpec) -> ImageTextBackend:
+    """Build the backend a spec names (loads weights; call once per process and reuse)."""
+    if spec.kind == "open_clip":
+        from neuroscribe.scoring.open_clip_backend import OpenClipBackend
+
+        return OpenClipBackend(spec)
+    from neuroscribe.scoring.conse import ConseBackend
+
+    return ConseBackend(spec)
+
+
+def precision(device: torch.device) -> str:
+    """The arithmetic a device computes embeddings in; part of fingerprints since it changes the values."""
+    return "bf16-autocast" if device.type == "cuda" else "fp32"
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def l2_normalise(vectors: torch.Tensor) -> np.ndarray:
+    """float32 numpy rows of unit length (an all-zero row stays zero instead of becoming NaN)."""
+    vectors = vectors.float()
+    return torch.nn.functional.normalize(vectors, dim=-1, eps=1e-12).cpu().numpy().astype(np.float32, copy=False)
+
+
+def batched_embed(
+    items: Sequence[Any],
+    batch_size: int,
+    embed_batch: Callable[[Sequence[Any]], np.ndarray],
+    dim: int,
+    on_progress: ProgressFn = None,
+) -> np.ndarray:
+    """Run ``embed_batch`` over slices of ``items``; ``on_progress`` gets the running count."""
+    if not len(items):
+        return np.zeros((0, dim), dtype=np.float32)
+    chunks = []
+    for start in range(0, len(items), batch_size):
+        chunks.append(embed_batch(items[start : start + batch_size]))
+        if on_progress:
+            on_progress(min(start + batch_size, len(items)))
+    return np.concatenate(chunks, axis=0)
+
+
+@lru_cache(maxsize=16)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def file_digest(path: str) -> str:
+    """sha256 of a weights file, hashed once per (path, size, mtime) in a process."""
+    stat = os.stat(path)
+    return _file_digest(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@contextlib.contextmanager
+def seeded_init(seed: int = 0) -> Iterator[None]:
+    """Make random initialisation reproducible without touching the caller's RNG state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def require_file(path: str, what: str, fix: str) -> str:
+    if not Path(path).is_file():
+        raise NeuroscribeError(f"{what} {path} does not exist; {fix}")
+    return path

@@ -1,0 +1,107 @@
+"""Concept text embeddings, computed once per (backend, vocabulary, templates) and cached by content.
+
+    vocab = load_vocabulary("runs/r50")
+    concepts = concept_embeddings(backend, vocab.concepts, cache_uri="runs/r50", vocab_hash=vocab.content_hash)
+    concepts.shape                       # [C, d] float32, unit rows, same order as vocab.concepts
+
+With several templates each concept's embedding is the mean of its per-template unit
+embeddings, renormalised (CLIP's prompt ensembling).  The cache file is
+``<store>/embeddings/<key>.npy``, the key a content hash of the backend fingerprint, the
+vocabulary hash, the concept list, the templates and this module's code: a changed vocabulary,
+backend or template gives a new key, never a stale hit.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from neuroscribe.errors import NeuroscribeError
+from neuroscribe.fingerprint import code_version, content_key
+from neuroscribe.store import exists, read_bytes, write_bytes
+
+EMBEDDINGS_DIR = "embeddings"
+
+
+def fill_template(template: str, concept: str) -> str:
+    # replace, not str.format: a concept may itself contain braces
+    return template.replace("{}", concept)
+
+
+def embed_with_templates(
+    embed_texts: Callable[..., np.ndarray],
+    texts: Sequence[str],
+    templates: Sequence[str],
+    on_progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """``[len(texts), d]``: per text, the renormalised mean of its unit embeddings over ``templates``."""
+    prompts = [fill_template(t, text) for t in templates for text in texts]
+    vectors = embed_texts(prompts, on_progress=on_progress)
+    mean = vectors.reshape(len(templates), len(texts), -1).mean(axis=0)
+    norms = np.linalg.norm(mean, axis=1, keepdims=True)
+    return (mean / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def concept_cache_key(backend, concepts: Sequence[str], templates: Sequence[str], vocab_hash: str | None) -> str:
+    return content_key(
+        {
+            "backend": backend.fingerprint,
+            "vocabulary": vocab_hash,
+            "concepts": content_key(list(concepts)),
+            "templates": list(templates),
+            "code": code_version("neuroscribe.scoring.concepts"),
+        }
+    )
+
+
+def concept_cache_path(key: str) -> str:
+    """Cache file of a key, relative to the store."""
+    return f"{EMBEDDINGS_DIR}/{key}.npy"
+
+
+def concept_embeddings(
+    backend,
+    concepts: Sequence[str],
+    templates: Sequence[str] | None = None,
+    cache_uri: str | None = None,
+    vocab_hash: str | None = None,
+    storage_options: dict | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """float32 ``[len(concepts), backend.dim]`` unit embeddings of the concepts.
+
+    ``templates`` defaults to the backend's (``"a photo of {}."`` for CLIP); ``cache_uri`` is a run
+    store (local or ``s3://``) to read and write the cache in, ``None`` for no cache;
+    ``vocab_hash`` is the vocabulary's content hash.  ``on_progress(n_done)`` counts embedded
+    prompts (concepts x templates) and is not called on a cache hit.
+    """
+    concepts = list(concepts)
+    if not concepts:
+        raise NeuroscribeError("the concept vocabulary is empty; build one with `neuroscribe vocabulary` or pass concepts")
+    templates = tuple(templates or backend.templates)
+    bad = [t for t in templates if t.count("{}") != 1]
+    if bad:
+        raise NeuroscribeError(f"templates {bad} must each contain '{{}}' exactly once, where the concept goes")
+    key = concept_cache_key(backend, concepts, templates, vocab_hash)
+    relpath = concept_cache_path(key)
+    if cache_uri is not None and exists(cache_uri, relpath, storage_options):
+        cached = _load(read_bytes(cache_uri, relpath, storage_options))
+        # an interrupted or foreign file is recomputed rather than trusted
+        if cached is not None and cached.shape == (len(concepts), backend.dim):
+            return cached
+    vectors = embed_with_templates(backend.embed_texts, concepts, templates, on_progress)
+    if cache_uri is not None:
+        buf = io.BytesIO()
+        np.save(buf, vectors, allow_pickle=False)
+        write_bytes(cache_uri, relpath, buf.getvalue(), storage_options)
+    return vectors
+
+
+def _load(data: bytes) -> np.ndarray | None:
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError):
+        return None
+    return array.astype(np.float32, copy=False)

@@ -1,0 +1,135 @@
+"""Scoring rules by name, and the batch function that turns embeddings into one label per unit.
+
+    results = explain_units("seed", patch_embeddings, concept_vectors, concepts, tau=0.01)
+    results = explain_units("softwpmi", top_image_embeddings, concept_vectors, concepts)  # a whole layer
+    results = explain_units(spec.name, embeddings, concept_vectors, concepts, **spec.kwargs())
+    results[0].best, results[0].score, results[0].alternatives
+
+``unit_patch_embeddings`` holds one ``[P_u, d]`` array per unit, embedded by the same backend as
+the concepts: the unit's top patches for ``seed`` (``neuroscribe.scoring.seed``), the unit's
+top-activating probe images in descending activation order for ``softwpmi``
+(``neuroscribe.scoring.softwpmi``).  A rule maps the per-unit similarity matrices
+``S_u = E_u @ concepts.T`` to scores ``[units, concepts]``; everything else here is shared.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from neuroscribe.config import FrozenModel
+from neuroscribe.errors import NeuroscribeError
+from neuroscribe.scoring.seed import seed_scores
+from neuroscribe.scoring.softwpmi import softwpmi_scores
+
+INACTIVE = "(inactive)"
+TOP_N = 5
+
+RULES: dict[str, Callable[..., np.ndarray]] = {"seed": seed_scores, "softwpmi": softwpmi_scores}
+
+
+@dataclass(frozen=True)
+class UnitScore:
+    """One unit's explanation.
+
+    ``score`` is the rule's value for ``best`` (seed: mean probability in [0, 1]; softwpmi: a log
+    ratio), ``margin`` its lead over the runner-up in the same units (the score itself when there
+    is one concept), ``alternatives`` the top 5
+    concepts with scores, best first (so ``alternatives[0] == (best, score)``), and ``agreement``
+    the fraction of the unit's patches (or images) whose own most similar concept is ``best``.
+    """
+
+    best: str
+    score: float
+    margin: float
+    alternatives: list[tuple[str, float]] = field(default_factory=list)
+    agreement: float = 0.0
+    n: int = 0  # patches (seed) or images (softwpmi) the unit was scored on
+
+
+class RuleSpec(FrozenModel):
+    """Which rule scores units, with its parameters (only those of the chosen rule are used)."""
+
+    name: Literal["seed", "softwpmi"] = "seed"
+    tau: float = Field(default=0.01, gt=0, description="seed: softmax temperature (CLIP's logit scale 100)")
+    a: float = Field(default=10.0, gt=0, description="softwpmi: softmax scale on cosine similarities")
+    lam: float = Field(default=1.0, ge=0, description="softwpmi: weight of the concept prior")
+    top_k: int | None = Field(default=None, ge=1, description="softwpmi: ranked images used; None = all given")
+    p_start: float = Field(default=0.998, gt=0, le=1, description="softwpmi: weight of the top image")
+    p_end: float = Field(default=0.97, gt=0, le=1, description="softwpmi: weight of the k-th image")
+
+    def kwargs(self) -> dict:
+        names = inspect.signature(RULES[self.name]).parameters
+        return {k: v for k, v in self.model_dump().items() if k in names and k != "unit_sims"}
+
+
+def _check_inputs(
+    unit_patch_embeddings: Sequence[np.ndarray], concept_embeddings: np.ndarray, concepts: Sequence[str]
+) -> np.ndarray:
+    if len(concepts) == 0:
+        raise NeuroscribeError("the concept vocabulary is empty; build one with `neuroscribe vocabulary` or pass concepts")
+    vectors = np.asarray(concept_embeddings, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[0] != len(concepts):
+        raise NeuroscribeError(
+            f"concept embeddings have shape {vectors.shape} but there are {len(concepts)} concepts; "
+            "embed exactly these concepts with concept_embeddings()"
+        )
+    for u, patches in enumerate(unit_patch_embeddings):
+        patches = np.asarray(patches)
+        if patches.size and (patches.ndim != 2 or patches.shape[1] != vectors.shape[1]):
+            raise NeuroscribeError(
+                f"unit {u}'s patch embeddings have shape {patches.shape} but concept embeddings have dimension "
+                f"{vectors.shape[1]}; embed patches and concepts with the same backend (recompute the concept "
+                "embeddings for this backend)"
+            )
+    return vectors
+
+
+def _check_rule(rule: str, rule_kwargs: dict) -> Callable[..., np.ndarray]:
+    if rule not in RULES:
+        raise NeuroscribeError(f"unknown scoring rule {rule!r}; use one of {', '.join(RULES)}")
+    fn = RULES[rule]
+    accepted = set(inspect.signature(fn).parameters) - {"unit_sims"}
+    unknown = sorted(set(rule_kwargs) - accepted)
+    if unknown:
+        raise NeuroscribeError(f"scoring rule {rule!r} takes no option {unknown}; its options are {sorted(accepted)}")
+    return fn
+
+
+def explain_units(
+    rule: str,
+    unit_patch_embeddings: Sequence[np.ndarray],
+    concept_embeddings: np.ndarray,
+    concepts: Sequence[str],
+    **rule_kwargs,
+) -> list[UnitScore]:
+    """One ``UnitScore`` per unit; a unit with no patches gets ``best="(inactive)"`` and zeros."""
+    fn = _check_rule(rule, rule_kwargs)
+    vectors = _check_inputs(unit_patch_embeddings, concept_embeddings, concepts)
+    sims = [
+        np.asarray(p, dtype=np.float32).reshape(-1, vectors.shape[1]) @ vectors.T for p in unit_patch_embeddings
+    ]
+    scores = fn(sims, **rule_kwargs) if sims else np.zeros((0, len(concepts)))
+    return [_unit_score(unit_sims, row, concepts) for unit_sims, row in zip(sims, scores)]
+
+
+def _unit_score(sims: np.ndarray, scores: np.ndarray, concepts: Sequence[str]) -> UnitScore:
+    if len(sims) == 0:
+        return UnitScore(best=INACTIVE, score=0.0, margin=0.0, alternatives=[], agreement=0.0, n=0)
+    order = np.argsort(-scores, kind="stable")
+    best = int(order[0])
+    margin = float(scores[best] - scores[order[1]]) if len(order) > 1 else float(scores[best])
+    agreement = float(np.mean(np.argmax(sims, axis=1) == best))
+    return UnitScore(
+        best=concepts[best],
+        score=float(scores[best]),
+        margin=margin,
+        alternatives=[(concepts[i], float(scores[i])) for i in order[:TOP_N]],
+        agreement=agreement,
+        n=len(sims),
+    )
