@@ -15,6 +15,7 @@ out rather than report 0%.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,19 +52,21 @@ def count_correct(
     n_units: int,
     units_per_pass: int = 64,
     on_progress: Callable[[int], None] | None = None,
+    lock: AbstractContextManager | None = None,
 ) -> Counts:
     """Correct top-1 counts per class for the baseline and each ablation (a ``neuroscribe.ablation.fast`` path).
 
     Each image batch is prepared once and then evaluated ``units_per_pass`` ablations at a time;
-    ``on_progress`` gets the number of images done after each batch.
+    ``on_progress`` gets the number of images done after each batch.  ``lock`` (the model's, when
+    other threads share it) is held while a batch is evaluated, not while the next one decodes.
     """
     device = _path_device(path)
     ablations = [tuple(a) for a in ablations]
     masks = torch.stack([units_mask(a, n_units, device) for a in ablations])
     support = baseline = ablated = None
     images = 0
-    with torch.no_grad():
-        for x, y in batches:
+    for x, y in batches:
+        with lock or nullcontext(), torch.no_grad():
             x, y = x.to(device, non_blocking=True), y.to(device)
             state = path.prepare(x)
             classes = state.logits.shape[-1]
@@ -77,9 +80,9 @@ def count_correct(
                 logits = path.ablated_logits(state, masks[start : start + units_per_pass])
                 which, sample = (logits.argmax(-1) == y.unsqueeze(0)).nonzero(as_tuple=True)
                 ablated.index_add_(0, (which + start) * classes + y[sample], torch.ones_like(which))
-            images += int(y.numel())
-            if on_progress is not None:
-                on_progress(images)
+        images += int(y.numel())
+        if on_progress is not None:
+            on_progress(images)
     if support is None:
         raise ValueError("no image could be evaluated")
     return Counts(

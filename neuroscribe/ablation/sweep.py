@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Any
 
 import pandas as pd
@@ -52,7 +51,8 @@ from neuroscribe.config import DatasetSpec, FrozenModel, ModelSpec, RunnerSpec
 from neuroscribe.data import listing_key
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import code_version, content_key
-from neuroscribe.models import load_model, resolve_device, resolve_layers
+from neuroscribe.extraction import cached_model
+from neuroscribe.models import resolve_device, resolve_layers
 from neuroscribe.store import exists, read_json, read_parquet, write_bytes, write_json, write_parquet, write_table
 
 CODE_MODULES = (
@@ -131,16 +131,10 @@ def _probe(loaded, device: torch.device) -> torch.Tensor:
     return torch.randn(1, 3, size, size, generator=generator).to(device)
 
 
-@lru_cache(maxsize=2)
-def _loaded_on(spec: ModelSpec, device: str):
-    # kept per process: the plan and every part a worker runs reuse one load (ablations always restore it)
-    loaded = load_model(spec)
-    loaded.model.to(device)
-    return loaded
-
-
 def _model_on(cfg: AblateConfig, device: torch.device):
-    loaded = _loaded_on(cfg.model, str(device))
+    # one model per process, shared by the task threads of a worker: hooks and zeroed weights are
+    # only ever in place while its lock is held (see count_correct's ``lock``)
+    loaded = cached_model(cfg.model, str(device))
     [info] = resolve_layers(loaded, [cfg.layer])
     return loaded, info
 
@@ -152,7 +146,8 @@ def plan_sweep(cfg: AblateConfig) -> SweepPlan:
     units = validate_units(info, cfg.units if cfg.units is not None else range(info.units))
     ablations = (units,) if cfg.together else tuple((u,) for u in units)
     frame, counts = labelled_index(cfg.dataset, loaded.class_names)
-    path = choose_path(loaded.model, info, cfg.mode, cfg.fast, _probe(loaded, device))
+    with loaded.lock:
+        path = choose_path(loaded.model, info, cfg.mode, cfg.fast, _probe(loaded, device))
     run_key = content_key(
         {
             "model": cfg.model,
@@ -200,7 +195,8 @@ def run_part(
     )
     start, end = plan.parts[i]
     try:
-        counts = count_correct(path, batches, plan.ablations[start:end], info.units, cfg.units_per_pass, on_progress)
+        counts = count_correct(path, batches, plan.ablations[start:end], info.units, cfg.units_per_pass, on_progress,
+                               lock=loaded.lock)
     except ValueError:
         raise NeuroscribeError(f"no image of dataset {cfg.dataset.uri} could be decoded; see the skipped reasons") from None
     seconds = time.perf_counter() - started

@@ -114,8 +114,8 @@ def ablate(
 
             summary = run_sweep(cfg, on_progress=advance, on_start=start)
     else:
-        from flows._dask import with_dask_runner
+        from flows._run import run_flow
         from flows.ablate import ablate_flow
 
-        summary = with_dask_runner(ablate_flow, cfg.runner)(cfg)
+        summary = run_flow(ablate_flow, cfg)
     _print_summary(summary, cfg.store)

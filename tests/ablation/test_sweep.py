@@ -32,8 +32,9 @@ def folder(tmp_path_factory):
 
 def _cfg(folder, store, **kw):
     runner = RunnerSpec(device="cpu", batch_size=5)
+    fields = {"units_per_task": 4, "units_per_pass": 3} | kw
     return AblateConfig(model=PLANTED, layer="conv", dataset=DatasetSpec(uri=str(folder)), store=str(store),
-                        runner=runner, units_per_task=4, units_per_pass=3, **kw)
+                        runner=runner, **fields)
 
 
 def _hand_ablated_accuracy(folder, unit):
@@ -158,3 +159,19 @@ def test_errors_before_any_work(folder, tmp_path):
         plan_sweep(_cfg(folder, tmp_path, fast="closed"))
     with pytest.raises(NeuroscribeError, match="chart-units"):
         run_sweep(_cfg(folder, tmp_path, units=(0, 1), chart_units=(5,)))
+
+
+def test_parts_running_in_threads_of_one_worker_do_not_mix(folder, tmp_path):
+    """Dask runs several tasks per worker process on one cached model: hooks and zeroed weights must not cross."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    for mode, fast in (("activation", "suffix"), ("weights", "naive")):
+        cfg = _cfg(folder, tmp_path / f"threads-{mode}", mode=mode, fast=fast, units_per_task=1)
+        plan = plan_sweep(cfg)
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda i: sweep.run_part(cfg, plan, i), range(len(plan.parts))))
+        threaded = sweep.assemble(cfg, plan)
+        sequential = run_sweep(cfg.model_copy(update={"store": str(tmp_path / f"seq-{mode}")}))
+        assert threaded["run_key"] == sequential["run_key"]
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / f"threads-{mode}" / "ablation" / "conv.parquet"),
+                                      pd.read_parquet(tmp_path / f"seq-{mode}" / "ablation" / "conv.parquet"))

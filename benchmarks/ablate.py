@@ -1,0 +1,112 @@
+"""Benchmark: a full-layer ablation sweep, fast paths against the naive one-forward-per-unit loop.
+
+    python benchmarks/ablate.py                                  # ResNet50 (random init) layer4, CPU
+    python benchmarks/ablate.py --device cuda --images 1024 --batch-size 256 --naive-units 8
+
+Images are the shared ImageNet samples when present (else seeded random tensors), decoded once
+before timing so that only evaluation is measured.  The naive loop is timed on ``--naive-units``
+units and extrapolated to the whole layer (it is linear in the number of units); the fast paths
+sweep every unit.  Counts of the fast paths are checked against the naive ones on the units both
+ran.  Prints one JSON line per path and a summary with the speed-up ratios and the throughput
+in unit-images per second (units x images / seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neuroscribe.ablation.evaluate import count_correct
+from neuroscribe.ablation.fast import choose_path
+from neuroscribe.config import ModelSpec
+from neuroscribe.data import load_image
+from neuroscribe.models import load_model, resolve_device, resolve_layers
+
+SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imagenet-samples"
+
+
+def _images(loaded, n: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+    size = loaded.preprocessing.input_size
+    labels_file = SAMPLES / "labels.tsv"
+    if labels_file.is_file():
+        import pandas as pd
+
+        rows = pd.read_csv(labels_file, sep="\t").head(n)
+        transform = loaded.preprocessing.transform()
+        x = torch.stack([transform(load_image(str(SAMPLES / f))) for f in rows["file"]])
+        y = torch.tensor(rows["index"].tolist(), dtype=torch.long)
+        if len(x) < n:  # more images than samples: repeat them
+            reps = -(-n // len(x))
+            x, y = x.repeat(reps, 1, 1, 1)[:n], y.repeat(reps)[:n]
+        return x, y, f"imagenet-samples ({n} images)"
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(n, 3, size, size, generator=generator), torch.randint(0, 1000, (n,), generator=generator), "random tensors"
+
+
+def _sweep(path, batches, units, n_units, per_pass, device) -> tuple[float, np.ndarray]:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    began = time.perf_counter()
+    counts = count_correct(path, batches, [(u,) for u in units], n_units, per_pass)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - began, counts.ablated_correct
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="resnet50")
+    parser.add_argument("--layer", default="layer4")
+    parser.add_argument("--images", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--naive-units", type=int, default=4, help="units timed with the naive loop (then extrapolated)")
+    parser.add_argument("--hook-units", type=int, default=32, help="units timed with the hook path (then extrapolated)")
+    parser.add_argument("--units-per-pass", type=int, default=32)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    device = resolve_device(args.device)
+    loaded = load_model(ModelSpec(name=args.model, pretrained=False))  # torchvision: weights=None, random init
+    loaded.model.to(device)
+    [info] = resolve_layers(loaded, [args.layer])
+    x, y, source = _images(loaded, args.images)
+    batches = [(x[i : i + args.batch_size].to(device), y[i : i + args.batch_size].to(device)) for i in range(0, len(x), args.batch_size)]
+    probe = x[:1].to(device)
+    all_units = list(range(info.units))
+    naive_units = all_units[: args.naive_units]
+    setup = {"model": args.model, "layer": args.layer, "units": info.units, "images": len(x), "batch_size": args.batch_size,
+             "source": source, "device": str(device), "torch_threads": torch.get_num_threads(),
+             "units_per_pass": args.units_per_pass}
+    print(json.dumps({"setup": setup}))
+
+    naive_seconds, naive_counts = _sweep(choose_path(loaded.model, info, "activation", "naive"), batches, naive_units,
+                                         info.units, args.units_per_pass, device)
+    naive_full = naive_seconds / len(naive_units) * info.units
+    results = {"naive": {"units_timed": len(naive_units), "seconds": naive_seconds, "full_layer_seconds_extrapolated": naive_full}}
+    print(json.dumps({"naive": results["naive"]}))
+    for kind in ("closed", "suffix", "hook"):
+        path = choose_path(loaded.model, info, "activation", kind, probe)
+        units = all_units if kind != "hook" else all_units[: max(args.hook_units, len(naive_units))]
+        seconds, counts = _sweep(path, batches, units, info.units, args.units_per_pass, device)
+        full = seconds / len(units) * info.units
+        equal = bool(np.array_equal(counts[: len(naive_units)], naive_counts))
+        results[kind] = {
+            "units_timed": len(units), "seconds": seconds, "full_layer_seconds": full,
+            "speedup_vs_naive": naive_full / full, "unit_images_per_second": info.units * len(x) / full,
+            "counts_equal_naive": equal,
+        }
+        print(json.dumps({kind: results[kind]}))
+    print(json.dumps({"summary": {k: round(v.get("speedup_vs_naive", 1.0), 1) for k, v in results.items()},
+                      "naive_unit_images_per_second": info.units * len(x) / naive_full}))
+
+
+if __name__ == "__main__":
+    main()
