@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pytest
 
+from neuroscribe.config import DatasetSpec, ExtractConfig, ModelSpec, RunnerSpec
+
 REPO = Path(__file__).resolve().parents[2]
 FLOWRUN = Path(__file__).with_name("flowrun.py")
 # a credential that must never show up in a log, a Prefect parameter or an artifact
@@ -80,7 +82,7 @@ def wait_until(predicate, timeout: float, what: str, service: Service | None = N
             raise RuntimeError(f"{service.name} exited with {service.proc.returncode} before {what}:\n{service.tail()}")
         try:
             value = predicate()
-        except Exception:
+        except (OSError, ValueError, KeyError):  # not up yet: connection refused, half-written answer
             value = None
         if value:
             return value
@@ -263,13 +265,51 @@ def cluster(start_cluster) -> Cluster:
 
 
 def task_stream(cluster: Cluster, since: float = 0.0) -> list[dict]:
-    """Tasks the scheduler saw finish since a ``time.time()``: key, worker name, status."""
+    """Tasks the scheduler saw computed, started since a ``time.time()``: key, name, worker name, start, status."""
     with cluster.client() as client:
         records = client.get_task_stream(start=since, count=100000)
-    return [
-        {"key": r["key"], "name": r["key"].rsplit("-", 1)[0], "worker": cluster.names.get(r["worker"], r["worker"]), "status": r.get("status")}
-        for r in records
-    ]
+    out = []
+    for r in records:
+        start = min((s["start"] for s in r["startstops"] if s["action"] == "compute"), default=None)
+        if start is not None and start >= since:
+            name = r["key"].rsplit("-", 1)[0]
+            out.append({"key": r["key"], "name": name, "worker": cluster.names.get(r["worker"], r["worker"]), "start": start, "status": r["status"]})
+    return out
+
+
+def wait_idle(cluster: Cluster, timeout: float = 60) -> None:
+    """Until no worker executes anything, released work included."""
+    with cluster.client() as client:
+        # a lambda travels by value: the workers cannot import this test module
+        executing = lambda dask_worker: len(dask_worker.state.executing)
+        wait_until(lambda: not any(client.run(executing).values()), timeout, "idle workers", every=0.5)
+
+
+TINY = ModelSpec(name="neuroscribe.testing.tiny_models:tiny_cnn")
+LAYERS = ("conv1", "conv2")
+
+
+def extract_config(dataset: str, store: str, address: str, options: dict, shard_size: int = 2) -> ExtractConfig:
+    return ExtractConfig(
+        model=TINY,
+        layers=LAYERS,
+        dataset=DatasetSpec(uri=dataset, shard_size=shard_size, storage_options=options),
+        store=store,
+        k=5,
+        store_options=options,
+        runner=RunnerSpec(dask_address=address, device="auto", batch_size=2),
+    )
+
+
+def local_run(cfg: ExtractConfig, folder, tmp_path) -> str:
+    """The same extraction in this process, no Prefect, no Dask, local files only."""
+    local = cfg.model_copy(
+        update={"dataset": cfg.dataset.model_copy(update={"uri": str(folder), "storage_options": {}}), "store": str(tmp_path / "local"), "store_options": {}}
+    )
+    from neuroscribe.extraction import run_extraction
+
+    run_extraction(local)
+    return local.store
 
 
 def write_config(path: Path, cfg) -> Path:
@@ -285,7 +325,7 @@ def flow_command(flow_ref: str, config_file: Path) -> list[str]:
 def run_flow_process(flow_ref: str, config_file: Path, env: dict, log: Path, timeout: float = 240) -> dict:
     """Run a flow in its own process, as the CLI would; returns its summary (printed as the last JSON line)."""
     with open(log, "wb") as out:
-        proc = subprocess.run(flow_command(flow_ref, config_file), env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, timeout=timeout)
+        proc = subprocess.run(flow_command(flow_ref, config_file), env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, timeout=timeout, check=False)
     text = log.read_text(errors="replace")
     if proc.returncode != 0:
         raise AssertionError(f"flow {flow_ref} failed with {proc.returncode}:\n{text[-6000:]}")

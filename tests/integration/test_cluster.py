@@ -12,41 +12,17 @@ import pytest
 from integration.conftest import (
     SECRET,
     assert_same_store,
+    extract_config,
+    local_run,
     run_flow_process,
     task_stream,
     wait_until,
     write_config,
 )
-from neuroscribe.config import DatasetSpec, ExtractConfig, ModelSpec, RunnerSpec
-from neuroscribe.extraction import run_extraction
 
 pytestmark = pytest.mark.integration
 
-TINY = ModelSpec(name="neuroscribe.testing.tiny_models:tiny_cnn")
-LAYERS = ("conv1", "conv2")
 GPU_TASKS = {"extract_shards", "reduce_topk"}
-
-
-def extract_config(dataset: str, store: str, address: str, options: dict, shard_size: int = 2) -> ExtractConfig:
-    return ExtractConfig(
-        model=TINY,
-        layers=LAYERS,
-        dataset=DatasetSpec(uri=dataset, shard_size=shard_size, storage_options=options),
-        store=store,
-        k=5,
-        store_options=options,
-        runner=RunnerSpec(dask_address=address, device="auto", batch_size=2),
-    )
-
-
-def local_run(cfg: ExtractConfig, folder, tmp_path) -> str:
-    """The same extraction in this process, no Prefect, no Dask, local files only."""
-    local = cfg.model_copy(
-        update={"dataset": cfg.dataset.model_copy(update={"uri": str(folder), "storage_options": {}}), "store": str(tmp_path / "local"), "store_options": {}}
-    )
-    run_extraction(local)
-    return local.store
-
 
 def stored_result(data: bytes):
     """A value Prefect persisted: a whole result record, or a bare serialized value (its metadata kept apart)."""
