@@ -31,8 +31,8 @@ def summary_markdown(title: str, fields: dict) -> str:
     return f"## {title}\n\n| field | value |\n|---|---|\n{rows}\n"
 
 
-@flow(name="extract", flow_run_name=config_run_name("extract"), log_prints=True)
-def extract_flow(config: ExtractConfig) -> dict:
+def extraction_stage(config: ExtractConfig) -> dict:
+    """Extraction tasks inside the calling flow (``extract`` or ``explain``): shards, reduce, summary."""
     began = time.perf_counter()
     plan = t.prepare_extraction(config)
     progress = FlowProgress(
@@ -57,3 +57,8 @@ def extract_flow(config: ExtractConfig) -> dict:
     )
     print(f"extracted {summary.ok} images ({summary.skipped} skipped) at {summary.images_per_second} img/s into {config.store}")
     return summary.model_dump()
+
+
+@flow(name="extract", flow_run_name=config_run_name("extract"), log_prints=True)
+def extract_flow(config: ExtractConfig) -> dict:
+    return extraction_stage(config)

@@ -23,6 +23,11 @@ from tasks.vocabulary import assemble_task, check_llm_task, generate_batch_task
 
 @flow(name="vocabulary", log_prints=True)
 def vocabulary_flow(config: VocabularyConfig) -> VocabularySummary:
+    return vocabulary_stage(config)
+
+
+def vocabulary_stage(config: VocabularyConfig) -> VocabularySummary:
+    """Vocabulary tasks inside the calling flow (``vocabulary`` or ``explain``)."""
     started = time.time()
     config, classes = prepare_llm_run(config)
     generation = None

@@ -42,3 +42,12 @@ def tiny_vit() -> nn.Module:
     model = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=24, num_classes=4)
     model.preprocessing = TINY_PREPROCESSING
     return model
+
+
+def tiny_cnn_dead_unit() -> nn.Module:
+    """``tiny_cnn`` whose ``relu2`` channel 0 never fires (zero weights, negative bias)."""
+    model = tiny_cnn()
+    with torch.no_grad():
+        model.conv2.weight[0].zero_()
+        model.conv2.bias[0] = -1.0
+    return model

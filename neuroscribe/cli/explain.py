@@ -1,0 +1,98 @@
+"""``neuroscribe explain`` (the whole method, from flags or a YAML config) and ``neuroscribe demo``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from neuroscribe.cli.app import app, parse_storage_options
+from neuroscribe.cli.extract import MODEL_HELP
+
+console = Console()
+
+
+def _print_result(result: dict, seconds: float) -> None:
+    table = Table(title=f"explanations in {result['store']}")
+    for col in ("layer", "units", "explained", "most frequent concepts", "mean score"):
+        table.add_column(col)
+    for s in result["layers"]:
+        table.add_row(s["layer"], str(s["units"]), str(s["explained"]), s["most_frequent"], str(s["mean_score"]))
+    console.print(table)
+    for s in result["layers"]:
+        console.print(f"table   [bold]{s['table']}[/] (and .csv)")
+        console.print(f"gallery [bold]{result['galleries'][s['layer']]}[/]")
+    console.print(f"done in {seconds:.0f} s")
+
+
+@app.command()
+def explain(
+    layers: Optional[str] = typer.Option(None, "--layers", "-l", help="comma-separated layer names"),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="image folder or file list (local, s3://, fsspec)"),
+    store: Optional[str] = typer.Option(None, "--store", "-s", help="run store: local path or s3://bucket/prefix"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    weights: Optional[str] = typer.Option(None, help="torchvision weight enum name, or DEFAULT"),
+    checkpoint: Optional[str] = typer.Option(None, help="local state-dict file"),
+    k: Optional[int] = typer.Option(None, help="top-activating images per unit (default 50)"),
+    vocabulary: Optional[list[str]] = typer.Option(None, help="vocabulary source (repeat): llm, builtin:NAME[+NAME], file:PATH"),
+    vocabulary_uri: Optional[str] = typer.Option(None, help="use a prebuilt vocabulary artifact"),
+    classes: Optional[str] = typer.Option(None, help="classes the LLM is asked about: imagenet, places365 or FILE"),
+    backend: Optional[str] = typer.Option(None, help="open_clip (default, ViT-B-32/openai) or conse (offline)"),
+    clip_arch: Optional[str] = typer.Option(None, help="open_clip architecture"),
+    clip_pretrained: Optional[str] = typer.Option(None, help="open_clip pretrained tag"),
+    clip_checkpoint: Optional[str] = typer.Option(None, help="open_clip local weights file"),
+    rule: Optional[str] = typer.Option(None, help="scoring rule: seed (default) or softwpmi"),
+    quantile: Optional[float] = typer.Option(None, help="patch threshold quantile (default 0.995)"),
+    batch_size: Optional[int] = typer.Option(None, help="images per forward pass"),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda"),
+    dask_address: Optional[str] = typer.Option(None, help="existing Dask scheduler (default: a local cluster)"),
+    workers: Optional[int] = typer.Option(None, help="local cluster worker processes"),
+    overwrite: bool = typer.Option(False, help="replace a store that holds a different extraction"),
+    storage_option: Optional[list[str]] = typer.Option(None, help="fsspec option key=value for store and dataset"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of ExplainConfig fields; flags override it"),
+) -> None:
+    """Explain every unit of the given layers: extract, vocabulary, patches, scoring, tables, galleries."""
+    from flows._run import run_flow
+    from flows.explain import explain_flow
+    from neuroscribe.config import load_config
+    from neuroscribe.explain import ExplainConfig, validate_explain
+
+    options = parse_storage_options(storage_option)
+    overrides = {
+        "layers": layers, "store": store, "k": k, "overwrite": overwrite or None, "store_options": options or None,
+        "vocabulary_sources": tuple(vocabulary) if vocabulary else None, "vocabulary_uri": vocabulary_uri, "vocabulary_classes": classes,
+        "model": {"name": model, "weights": weights, "checkpoint": checkpoint},
+        "dataset": {"uri": dataset, "storage_options": options or None},
+        "backend": {"kind": backend, "arch": clip_arch, "pretrained": clip_pretrained, "checkpoint": clip_checkpoint, "device": device},
+        "rule": {"name": rule},
+        "patches": {"quantile": quantile},
+        "runner": {"batch_size": batch_size, "device": device, "dask_address": dask_address, "n_workers": workers},
+    }
+    cfg = load_config(ExplainConfig, config, overrides)
+    validate_explain(cfg)
+    began = time.perf_counter()
+    _print_result(run_flow(explain_flow, cfg), time.perf_counter() - began)
+
+
+@app.command()
+def demo(
+    images: Optional[str] = typer.Option(None, help="probe images: folder or file list (default: scikit-image's bundled photos)"),
+    out: str = typer.Option("runs/demo", help="output folder"),
+    limit: Optional[int] = typer.Option(None, help="use only the first N images"),
+    k: int = typer.Option(5, help="top-activating images per unit"),
+    overwrite: bool = typer.Option(False, help="replace an earlier demo store that differs"),
+) -> None:
+    """The whole method offline on EfficientNet-Lite0 (ConSE backend, built-in vocabulary); prints where results are."""
+    from flows._run import run_flow
+    from flows.explain import explain_flow
+    from neuroscribe.demo import demo_config
+    from neuroscribe.explain import validate_explain
+
+    cfg = demo_config(images=images, out=out, k=k, limit=limit, overwrite=overwrite)
+    validate_explain(cfg)
+    began = time.perf_counter()
+    _print_result(run_flow(explain_flow, cfg), time.perf_counter() - began)

@@ -1,0 +1,71 @@
+"""The offline demo: the whole method with embedded defaults, on a real model and real photos.
+
+    cfg = demo_config(images="../shared/data/imagenet-samples", out="runs/demo")
+    run_flow(explain_flow, cfg)        # what `neuroscribe demo` does
+
+Defaults (no network, no GPU): EfficientNet-Lite0 with its packaged ImageNet weights; layers
+``classifier`` (the 1000 logit units, whose class name is the ground truth) and ``blocks.5``
+(192 conv channels); k=5 top images per unit; the built-in vocabulary of ImageNet class names plus
+the project's colours, textures and materials; the offline ConSE backend (EfficientNet-Lite0
+probabilities over MiniLM sentence embeddings); the seed scoring rule.
+
+Probe images: the folder or file list you pass; otherwise the photographs that scikit-image
+ships in ``skimage/data`` (astronaut, cat, coffee, rocket, motorcycle, ... - about 20 photos,
+public domain or CC0 per scikit-image's data README).  That built-in set is tiny: pass a real
+image folder (e.g. ImageNet val, or ``../shared/data/imagenet-samples`` in this repo's workplace)
+to see the method work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from neuroscribe.config import DatasetSpec, ModelSpec, RunnerSpec
+from neuroscribe.errors import NeuroscribeError
+from neuroscribe.explain import ExplainConfig
+from neuroscribe.patches.extract import PatchConfig
+from neuroscribe.scoring.backend import BackendSpec
+
+DEMO_LAYERS = ("classifier", "blocks.5")
+# skimage/data files that are photographs (not masks, charts or scans)
+SKIMAGE_PHOTOS = (
+    "astronaut.png", "brick.png", "camera.png", "chelsea.png", "coffee.png", "coins.png", "color.png", "grass.png",
+    "gravel.png", "hubble_deep_field.jpg", "ihc.png", "moon.png", "motorcycle_left.png", "motorcycle_right.png",
+    "page.png", "retina.jpg", "rocket.jpg", "text.png", "logo.png", "horse.png",
+)
+
+
+def builtin_probe_set(out: str) -> str:
+    """Write a file list of scikit-image's bundled photographs under ``out``; returns its path."""
+    try:
+        import skimage
+    except ImportError:
+        raise NeuroscribeError("the built-in probe set needs scikit-image (`pip install scikit-image`); or pass --images FOLDER") from None
+    data = Path(skimage.__file__).parent / "data"
+    files = [str(data / name) for name in SKIMAGE_PHOTOS if (data / name).is_file()]
+    if not files:
+        raise NeuroscribeError(f"no bundled photographs found in {data}; pass --images FOLDER")
+    listing = Path(out) / "builtin_probe_set.txt"
+    listing.parent.mkdir(parents=True, exist_ok=True)
+    listing.write_text("\n".join(files) + "\n")
+    return str(listing)
+
+
+def demo_config(
+    images: str | None = None, out: str = "runs/demo", layers: tuple[str, ...] = DEMO_LAYERS, k: int = 5, limit: int | None = None,
+    workers: int = 1, overwrite: bool = False,
+) -> ExplainConfig:
+    uri = images or builtin_probe_set(out)
+    return ExplainConfig(
+        model=ModelSpec(name="efficientnet_lite0"),
+        layers=layers,
+        dataset=DatasetSpec(uri=uri, shard_size=64, limit=limit),
+        store=str(Path(out) / "store"),
+        k=k,
+        vocabulary_sources=("builtin:imagenet+colors+textures+materials",),
+        backend=BackendSpec(kind="conse", classifier=ModelSpec(name="efficientnet_lite0"), device="cpu"),
+        patches=PatchConfig(crop_size=112),
+        units_per_task=512,
+        runner=RunnerSpec(n_workers=workers, threads_per_worker=2, device="cpu", batch_size=32),
+        overwrite=overwrite,
+    )

@@ -1,0 +1,310 @@
+"""Explanations: embed each unit's patches, score them against the vocabulary, write per-layer tables.
+
+    cfg = ExplainConfig(model=ModelSpec(name="efficientnet_lite0"), layers=("classifier",),
+                        dataset=DatasetSpec(uri="images/"), store="runs/demo",
+                        backend=BackendSpec(kind="conse"))
+    embed_unit_block(cfg, "classifier", units=range(0, 256))     # a flow task; GPU when present
+    frame = score_layer(cfg, "classifier", vocabulary_uri)        # explanations/<layer>.parquet|csv
+
+Stages and what each is keyed on (a rerun recomputes only stages whose key changed):
+- extraction and patches: see ``neuroscribe.extraction`` and ``neuroscribe.patches``;
+- patch embeddings ``embeddings/<layer>/<key>/<first unit>.npy``: the patches key, the backend's
+  fingerprint and what the rule embeds (seed: patches; softwpmi: whole top images);
+- concept embeddings: backend fingerprint, vocabulary hash, templates (``neuroscribe.scoring``);
+- the table ``explanations/<layer>.parquet``: all of the above plus the rule; its key is in
+  ``explanations/<layer>.json``.  A new vocabulary therefore reruns only concept embedding and scoring.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from neuroscribe import store as st
+from neuroscribe.config import DatasetSpec, ExtractConfig, ModelSpec, RunnerSpec, _LayersMixin
+from neuroscribe.data import ImageSkipped, load_image
+from neuroscribe.errors import NeuroscribeError
+from neuroscribe.fingerprint import code_version, content_key
+from neuroscribe.patches.extract import PatchConfig
+from neuroscribe.patches.load import load_layer_patches, patches_group
+from neuroscribe.scoring.backend import BackendSpec, make_backend
+from neuroscribe.scoring.concepts import concept_embeddings
+from neuroscribe.scoring.rules import INACTIVE, RuleSpec, explain_units
+from neuroscribe.vocabulary.config import FilterSpec, LLMSpec, VocabularyConfig
+
+ProgressFn = Callable[[int], None] | None
+CODE_MODULES = ("neuroscribe.explain", "neuroscribe.scoring.rules", "neuroscribe.scoring.seed", "neuroscribe.scoring.softwpmi")
+
+
+class ExplainConfig(_LayersMixin):
+    """Everything one explanation run needs: the flow's single parameter."""
+
+    model: ModelSpec = ModelSpec()
+    dataset: DatasetSpec
+    store: str = Field(description="run store: local path or s3://bucket/prefix")
+    k: int = Field(default=50, ge=1, description="top-activating images kept per unit")
+    vocabulary_classes: str = Field(default="imagenet", description="imagenet | places365 | FILE (classes the LLM is asked about)")
+    vocabulary_sources: tuple[str, ...] = Field(
+        default=("builtin:imagenet+colors+textures+materials",), description="union of: llm, builtin:NAME[+NAME], file:PATH"
+    )
+    vocabulary_uri: str | None = Field(default=None, description="use this prebuilt vocabulary artifact instead")
+    places365_file: str | None = None
+    llm: LLMSpec = LLMSpec()
+    filter: FilterSpec = FilterSpec()
+    backend: BackendSpec = BackendSpec()
+    rule: RuleSpec = RuleSpec()
+    patches: PatchConfig = PatchConfig()
+    units_per_task: int = Field(default=256, ge=1, description="units per scoring task")
+    gallery_patches: int = Field(default=6, ge=1, description="patches shown per unit in the gallery")
+    runner: RunnerSpec = RunnerSpec()
+    overwrite: bool = False
+    store_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for the store (not logged)")
+
+    def extract_config(self) -> ExtractConfig:
+        return ExtractConfig(
+            model=self.model, layers=self.layers, dataset=self.dataset, store=self.store, k=self.k,
+            runner=self.runner, overwrite=self.overwrite, store_options=self.store_options,
+        )
+
+    def vocabulary_config(self) -> VocabularyConfig:
+        return VocabularyConfig(
+            out=self.store, classes=self.vocabulary_classes, places365_file=self.places365_file,
+            sources=self.vocabulary_sources, llm=self.llm, filter=self.filter,
+            store_options=self.store_options, runner=self.runner,
+        )
+
+
+_BACKEND_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=2)
+def _cached_backend(spec: BackendSpec):
+    return make_backend(spec)
+
+
+def cached_backend(spec: BackendSpec):
+    """One backend per process (weights load once per Dask worker), built under a lock."""
+    with _BACKEND_LOCK:
+        return _cached_backend(spec)
+
+
+def embeds_whole_images(rule: RuleSpec) -> bool:
+    # CLIP-Dissect's rule scores a unit's top images; the seed rule scores its patches
+    return rule.name == "softwpmi"
+
+
+def embedding_key(cfg: ExplainConfig, layer: str, backend_fingerprint: str) -> str:
+    patches_key = patches_group(cfg.store, layer, cfg.store_options).attrs["patches_key"]
+    return content_key(
+        {"patches": patches_key, "backend": backend_fingerprint, "images": embeds_whole_images(cfg.rule), "code": code_version("neuroscribe.explain")}
+    )
+
+
+def unit_blocks(n_units: int, size: int) -> list[list[int]]:
+    return [list(range(s, min(s + size, n_units))) for s in range(0, n_units, size)]
+
+
+def _embed_unique(backend, crops: list[np.ndarray]) -> np.ndarray:
+    """Embed crops, each distinct one once (a linear unit's patches are whole images shared by many units)."""
+    digests = [hashlib.blake2b(c.tobytes(), digest_size=16).digest() for c in crops]
+    first: dict[bytes, int] = {}
+    for i, d in enumerate(digests):
+        first.setdefault(d, i)
+    order = list(first.values())
+    from PIL import Image
+
+    vectors = backend.embed_images([Image.fromarray(crops[i]) for i in order]) if order else np.zeros((0, backend.dim), np.float32)
+    row = {d: j for j, d in enumerate(first)}
+    return vectors[[row[d] for d in digests]] if digests else vectors
+
+
+def _block_inputs(cfg: ExplainConfig, layer: str, units: list[int]) -> tuple[list[np.ndarray], np.ndarray]:
+    """The images to embed for ``units``, and for each (unit, slot) its index in that list or -1."""
+    [block] = list(load_layer_patches(cfg.store, layer, cfg.store_options, block_units=len(units), units=units))
+    if not embeds_whole_images(cfg.rule):
+        slots = np.full(block.image_id.shape, -1, dtype=np.int64)
+        crops = []
+        for i, j in zip(*np.nonzero(block.image_id >= 0)):
+            slots[i, j] = len(crops)
+            crops.append(block.crops[i, j])
+        return crops, slots
+    group = st.open_group(cfg.store, "r", cfg.store_options)
+    ids = group[f"topk/{layer}/image_id"].oindex[np.asarray(units)]
+    active = (block.image_id >= 0).any(axis=1)
+    index = st.read_parquet(cfg.store, "index.parquet", cfg.store_options).set_index("id")
+    wanted = sorted({int(i) for i in ids[active].ravel() if i >= 0})
+    images, position = [], {}
+    for image_id in wanted:
+        try:
+            image = load_image(index.at[image_id, "path"], cfg.dataset.storage_options)
+        except ImageSkipped:
+            continue
+        position[image_id] = len(images)
+        images.append(np.asarray(image))
+    slots = np.array([[position.get(int(i), -1) if active[u] else -1 for i in row] for u, row in enumerate(ids)], dtype=np.int64)
+    return images, slots
+
+
+def embed_unit_block(cfg: ExplainConfig, layer: str, units: Iterable[int]) -> dict:
+    """Embed what the rule needs for ``units``; skipped when the block's content-keyed file exists."""
+    units = list(units)
+    require_extracted(cfg, layer)
+    backend = cached_backend(cfg.backend)
+    key = embedding_key(cfg, layer, backend.fingerprint)
+    relpath = f"embeddings/{layer}/{key}/{units[0]:06d}-{units[-1]:06d}.npy"
+    if st.exists(cfg.store, relpath, cfg.store_options):
+        return {"layer": layer, "first_unit": units[0], "units": len(units), "cached": True}
+    images, slots = _block_inputs(cfg, layer, units)
+    if embeds_whole_images(cfg.rule):
+        vectors = backend.embed_images(images) if images else np.zeros((0, backend.dim), np.float32)
+    else:
+        vectors = _embed_unique(backend, images)
+    out = np.full((*slots.shape, backend.dim), np.nan, dtype=np.float32)
+    out[slots >= 0] = vectors[slots[slots >= 0]]
+    buf = io.BytesIO()
+    np.save(buf, out, allow_pickle=False)
+    st.write_bytes(cfg.store, relpath, buf.getvalue(), cfg.store_options)
+    return {"layer": layer, "first_unit": units[0], "units": len(units), "cached": False, "embedded": len(images)}
+
+
+def _load_embeddings(cfg: ExplainConfig, layer: str, key: str, n_units: int) -> list[np.ndarray]:
+    per_unit: list[np.ndarray] = []
+    for block in unit_blocks(n_units, cfg.units_per_task):
+        relpath = f"embeddings/{layer}/{key}/{block[0]:06d}-{block[-1]:06d}.npy"
+        if not st.exists(cfg.store, relpath, cfg.store_options):
+            raise NeuroscribeError(f"units {block[0]}..{block[-1]} of {layer!r} are not embedded yet in {cfg.store}; rerun `neuroscribe explain`")
+        array = np.load(io.BytesIO(st.read_bytes(cfg.store, relpath, cfg.store_options)))
+        per_unit.extend(rows[~np.isnan(rows).any(axis=1)] for rows in array)
+    return per_unit
+
+
+def table_key(cfg: ExplainConfig, layer: str, backend_fingerprint: str, vocabulary_hash: str) -> str:
+    return content_key(
+        {
+            "embeddings": embedding_key(cfg, layer, backend_fingerprint),
+            "vocabulary": vocabulary_hash,
+            "templates": cfg.backend.resolved_templates,
+            "rule": cfg.rule,
+            "code": code_version(*CODE_MODULES),
+        }
+    )
+
+
+def require_extracted(cfg: ExplainConfig, layer: str) -> None:
+    extracted = st.run_attrs(cfg.store, cfg.store_options).get("layers", {})
+    if layer not in extracted:
+        raise NeuroscribeError(
+            f"layer {layer!r} was not extracted into {cfg.store} (extracted: {', '.join(extracted) or 'none'}); "
+            f"add it to --layers and rerun"
+        )
+
+
+def score_layer(cfg: ExplainConfig, layer: str, vocabulary_uri: str) -> pd.DataFrame:
+    """Score every unit of ``layer`` against the vocabulary and write ``explanations/<layer>``."""
+    from neuroscribe.vocabulary import load_vocabulary
+
+    require_extracted(cfg, layer)
+    vocabulary = load_vocabulary(vocabulary_uri, cfg.store_options)
+    if not vocabulary.concepts:
+        raise NeuroscribeError(f"vocabulary {vocabulary_uri} is empty; build it with other sources (see `neuroscribe vocabulary --help`)")
+    backend = cached_backend(cfg.backend)
+    key = table_key(cfg, layer, backend.fingerprint, vocabulary.content_hash)
+    manifest = f"explanations/{layer}.json"
+    if st.exists(cfg.store, manifest, cfg.store_options) and st.read_json(cfg.store, manifest, cfg.store_options).get("key") == key:
+        return st.read_parquet(cfg.store, f"explanations/{layer}.parquet", cfg.store_options)
+    n_units = patches_group(cfg.store, layer, cfg.store_options)["image_id"].shape[0]
+    embeddings = _load_embeddings(cfg, layer, embedding_key(cfg, layer, backend.fingerprint), n_units)
+    concepts = concept_embeddings(
+        backend, vocabulary.concepts, cfg.backend.resolved_templates, cfg.store, vocabulary.content_hash, cfg.store_options
+    )
+    scores = explain_units(cfg.rule.name, embeddings, concepts, vocabulary.concepts, **cfg.rule.kwargs())
+    top_ids = st.open_group(cfg.store, "r", cfg.store_options)[f"topk/{layer}/image_id"][:]
+    frame = pd.DataFrame(
+        {
+            "layer": layer,
+            "unit": np.arange(n_units),
+            "explanation": [s.best for s in scores],
+            "score": [s.score for s in scores],
+            "margin": [s.margin for s in scores],
+            "agreement": [s.agreement for s in scores],
+            "alternatives": [[{"concept": c, "score": v} for c, v in s.alternatives] for s in scores],
+            "top_image_ids": [row[row >= 0].tolist() for row in top_ids],
+        }
+    )
+    st.write_parquet(cfg.store, f"explanations/{layer}.parquet", frame, cfg.store_options)
+    csv = frame.assign(alternatives=frame.alternatives.map(json.dumps), top_image_ids=frame.top_image_ids.map(json.dumps))
+    st.write_bytes(cfg.store, f"explanations/{layer}.csv", csv.to_csv(index=False).encode(), cfg.store_options)
+    st.write_json(
+        cfg.store, manifest,
+        {"key": key, "vocabulary": vocabulary_uri, "vocabulary_hash": vocabulary.content_hash, "backend": cfg.backend.model_dump(mode="json"), "rule": cfg.rule.model_dump()},
+        cfg.store_options,
+    )
+    return frame
+
+
+def layer_summary(frame: pd.DataFrame, top: int = 5) -> dict:
+    """Units explained, the most frequent concepts and the mean score of one layer's table."""
+    active = frame[frame.explanation != INACTIVE]
+    common = Counter(active.explanation).most_common(top)
+    return {
+        "layer": str(frame.layer.iloc[0]) if len(frame) else "",
+        "units": int(len(frame)),
+        "explained": int(len(active)),
+        "inactive": int(len(frame) - len(active)),
+        "most_frequent": ", ".join(f"{c} ({n})" for c, n in common),
+        "mean_score": round(float(active.score.mean()), 4) if len(active) else None,
+    }
+
+
+def validate_explain(cfg: ExplainConfig) -> None:
+    """Fail on bad input before any work: model, layers, dataset, store, vocabulary sources."""
+    from neuroscribe.extraction import validate_extraction
+    from neuroscribe.vocabulary.sources import parse_source
+
+    validate_extraction(cfg.extract_config())
+    if cfg.vocabulary_uri is None:
+        for source in cfg.vocabulary_sources:
+            parse_source(source)
+
+
+def save_config(cfg: ExplainConfig) -> None:
+    """Keep the run's config in the store (secrets masked) so ``evaluate`` and reruns can read it."""
+    st.write_bytes(cfg.store, "explain_config.json", cfg.model_dump_json(indent=2).encode(), cfg.store_options)
+
+
+def load_config(store: str, storage_options: dict | None = None) -> ExplainConfig:
+    return ExplainConfig.model_validate_json(st.read_bytes(store, "explain_config.json", storage_options))
+
+
+def n_units(cfg: ExplainConfig, layer: str) -> int:
+    return int(st.run_attrs(cfg.store, cfg.store_options)["layers"][layer]["units"])
+
+
+def run_explain(cfg: ExplainConfig) -> dict[str, pd.DataFrame]:
+    """The whole method in this process (the ``explain`` flow fans the same calls out on Dask)."""
+    from neuroscribe.extraction import run_extraction
+    from neuroscribe.gallery import render_gallery
+    from neuroscribe.patches.extract import extract_patches
+    from neuroscribe.vocabulary import build_vocabulary
+
+    run_extraction(cfg.extract_config())
+    save_config(cfg)  # after extraction: --overwrite may have cleared the store
+    vocabulary_uri = cfg.vocabulary_uri or build_vocabulary(cfg.vocabulary_config()).uri
+    frames = {}
+    for layer in cfg.layers:
+        extract_patches(cfg.store, layer, cfg.patches, cfg.store_options, image_storage_options=cfg.dataset.storage_options)
+        for block in unit_blocks(n_units(cfg, layer), cfg.units_per_task):
+            embed_unit_block(cfg, layer, block)
+        frames[layer] = score_layer(cfg, layer, vocabulary_uri)
+        render_gallery(cfg.store, layer, frames[layer], cfg.store_options, cfg.gallery_patches)
+    return frames

@@ -1,0 +1,116 @@
+"""The explain stage end to end on tiny models: valid tables, content-keyed reruns, inactive units, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from neuroscribe import store as st
+from neuroscribe.config import DatasetSpec, ModelSpec, RunnerSpec
+from neuroscribe.errors import NeuroscribeError
+from neuroscribe.explain import ExplainConfig, run_explain, score_layer
+from neuroscribe.scoring.backend import BackendSpec
+from neuroscribe.scoring.rules import INACTIVE
+
+CONCEPTS = ["red", "green", "blue", "stripes", "dots", "grass", "sky", "metal"]
+
+
+@pytest.fixture
+def concept_file(tmp_path):
+    path = tmp_path / "concepts.txt"
+    path.write_text("\n".join(CONCEPTS) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_clip_spec(tmp_path_factory):
+    import json
+
+    import open_clip
+
+    folder = tmp_path_factory.mktemp("clip")
+    (folder / "ns-explain-tiny.json").write_text(json.dumps({
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+    }))
+    open_clip.add_model_config(folder)
+    return BackendSpec(kind="open_clip", arch="ns-explain-tiny", pretrained=None, device="cpu", batch_size=16)
+
+
+def _config(image_folder, tmp_path, concept_file, backend, model="neuroscribe.testing.tiny_models:tiny_cnn", **kw):
+    return ExplainConfig(
+        model=ModelSpec(name=model),
+        layers=kw.pop("layers", ("relu2", "fc")),
+        dataset=DatasetSpec(uri=str(image_folder), shard_size=4),
+        store=str(tmp_path / "store"),
+        k=3,
+        vocabulary_sources=(f"file:{concept_file}",),
+        backend=backend,
+        units_per_task=5,
+        runner=RunnerSpec(device="cpu"),
+        **kw,
+    )
+
+
+def test_tables_have_one_valid_row_per_unit_and_a_gallery(image_folder, tmp_path, concept_file, tiny_clip_spec):
+    cfg = _config(image_folder, tmp_path, concept_file, tiny_clip_spec)
+    frames = run_explain(cfg)
+    for layer, units in (("relu2", 16), ("fc", 4)):
+        frame = st.read_parquet(cfg.store, f"explanations/{layer}.parquet")
+        assert list(frame.unit) == list(range(units)) and (frame.layer == layer).all()
+        assert list(frame.columns) == ["layer", "unit", "explanation", "score", "margin", "agreement", "alternatives", "top_image_ids"]
+        active = frame[frame.explanation != INACTIVE]
+        assert active.explanation.isin(CONCEPTS).all()
+        assert ((active.score > 0) & (active.score <= 1)).all() and (active.margin >= 0).all()
+        assert ((active.agreement >= 0) & (active.agreement <= 1)).all()
+        for _, row in active.iterrows():
+            scores = [a["score"] for a in row.alternatives]
+            assert row.alternatives[0]["concept"] == row.explanation and scores == sorted(scores, reverse=True)
+            assert len(scores) == 5 and np.isclose(row.margin, scores[0] - scores[1])
+            assert 1 <= len(row.top_image_ids) <= 3 and all(0 <= i < 12 for i in row.top_image_ids)
+        assert st.exists(cfg.store, f"gallery/{layer}.html") and st.exists(cfg.store, f"explanations/{layer}.csv")
+        assert frames[layer].explanation.tolist() == frame.explanation.tolist()
+        np.testing.assert_allclose(frames[layer].score, frame.score)
+
+
+def test_new_vocabulary_reruns_only_concept_embedding_and_scoring(image_folder, tmp_path, concept_file, tiny_clip_spec, monkeypatch):
+    from neuroscribe import explain
+
+    cfg = _config(image_folder, tmp_path, concept_file, tiny_clip_spec)
+    run_explain(cfg)
+    backend = explain.cached_backend(cfg.backend)
+    calls = {"images": 0, "texts": 0}
+    original_images, original_texts = backend.embed_images, backend.embed_texts
+    monkeypatch.setattr(backend, "embed_images", lambda imgs, *a, **k: calls.__setitem__("images", calls["images"] + 1) or original_images(imgs, *a, **k))
+    monkeypatch.setattr(backend, "embed_texts", lambda txt, *a, **k: calls.__setitem__("texts", calls["texts"] + 1) or original_texts(txt, *a, **k))
+    run_explain(cfg)
+    assert calls == {"images": 0, "texts": 0}  # everything cached by content
+    other = tmp_path / "other.txt"
+    other.write_text("yellow\ncheckerboard\nfur\n")
+    frames = run_explain(cfg.model_copy(update={"vocabulary_sources": (f"file:{other}",)}))
+    assert calls["images"] == 0 and calls["texts"] >= 1
+    assert set(frames["fc"].explanation) <= {"yellow", "checkerboard", "fur", INACTIVE}
+
+
+def test_a_unit_that_never_fires_is_inactive(image_folder, tmp_path, concept_file, tiny_clip_spec):
+    cfg = _config(image_folder, tmp_path, concept_file, tiny_clip_spec, model="neuroscribe.testing.tiny_models:tiny_cnn_dead_unit", layers=("relu2",))
+    frame = run_explain(cfg)["relu2"]
+    assert frame.explanation[0] == INACTIVE and frame.score[0] == 0
+    assert (frame.explanation[1:] != INACTIVE).all()
+
+
+def test_bad_input_errors(image_folder, tmp_path, concept_file, tiny_clip_spec):
+    cfg = _config(image_folder, tmp_path, concept_file, tiny_clip_spec, layers=("fc",))
+    run_explain(cfg)
+    with pytest.raises(NeuroscribeError, match="layer 'relu2' was not extracted"):
+        score_layer(cfg.model_copy(update={"layers": ("relu2",)}), "relu2", str(tmp_path / "store"))
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    with pytest.raises(NeuroscribeError, match="empty"):
+        run_explain(cfg.model_copy(update={"vocabulary_sources": (f"file:{empty}",)}))
+    # concept vectors of another backend (dimension 384) cannot score patches embedded in 32 dimensions
+    from neuroscribe.scoring.rules import explain_units
+
+    with pytest.raises(NeuroscribeError, match="same backend"):
+        explain_units("seed", [np.ones((2, 32), np.float32)], np.ones((3, 384), np.float32), ["a", "b", "c"])
