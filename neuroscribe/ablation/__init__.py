@@ -8,12 +8,55 @@ Modules: ``modes`` (what ablating means, and exact restore), ``fast`` (closed-fo
 and naive evaluation paths), ``evaluate`` (per-class accuracy counts and the drop table),
 ``dataset`` (labelled images mapped onto the model's classes), ``report`` (explanations, chart,
 HTML), ``sweep`` (config, resumable parts, assembled outputs).
+
+Modes (details in ``modes``): ``activation`` (default) forces the unit's output to exactly 0
+with a hook; ``weights`` (the seed paper's definition) zeroes the weights and bias producing
+the unit's map.  With a BatchNorm after the zeroed conv the channel is not exactly zero: it
+becomes the BatchNorm's constant ``beta - gamma * mean / sqrt(var + eps)``, and a residual block
+adds its shortcut back.  Both restore the model bit for bit, also after an exception.
+
+Speed.  Sweeping all 2,048 units of ResNet50 ``layer4`` naively is 2,048 full passes over the
+data.  Instead each image batch goes through the network once, and then (``fast``):
+- ``closed``: for a layer followed only by global average pooling and a linear head (``layer4``,
+  ``avgpool``, the logits), the logit change of ablating unit u is ``-W[:, u] * mean(A_u)``, an
+  outer product per unit: a full-layer sweep costs about one forward pass.
+- ``suffix``: otherwise, if the rest of the network is a chain of modules (checked on a probe
+  batch), the layer's output is cached and only the rest runs, on ``units_per_pass`` masked
+  copies stacked along the batch axis.
+- ``hook``: any other model: the whole network on stacked copies (batching only).
+A sweep is cut into parts of ``units_per_task`` units (the Dask tasks, resumable); each part
+decodes the data once and evaluates its units batch by batch, so the prefix runs once per part.
+Every fast path is tested against the naive path (``tests/ablation/test_fast.py``), and the
+plan checks the chosen one against the hook path on a probe batch before any work.
+
+Measured (``benchmarks/ablate.py``, ResNet50 random init, ``layer4``, CPU, 2 shared cores,
+32 ImageNet samples, batch 32; naive timed on 2 units and extrapolated): naive 23 s per unit
+(13 h for the layer), ``closed`` 24 s for all 2,048 units (about 2,000x), ``suffix`` 117 s
+(about 400x), ``hook`` 1x; counts identical to the naive ones.
 """
 
-from neuroscribe.ablation.evaluate import Counts, class_accuracy, count_correct, counts_frame, drop_table
+from neuroscribe.ablation.evaluate import (
+    Counts,
+    class_accuracy,
+    count_correct,
+    counts_frame,
+    drop_table,
+)
 from neuroscribe.ablation.fast import FastPath, choose_path
-from neuroscribe.ablation.modes import AblationMode, ablate, target_module, validate_units
-from neuroscribe.ablation.sweep import AblateConfig, SweepPlan, assemble, plan_sweep, run_part, run_sweep
+from neuroscribe.ablation.modes import (
+    AblationMode,
+    ablate,
+    target_module,
+    validate_units,
+)
+from neuroscribe.ablation.sweep import (
+    AblateConfig,
+    SweepPlan,
+    assemble,
+    plan_sweep,
+    run_part,
+    run_sweep,
+)
 
 __all__ = [
     "AblateConfig",

@@ -35,7 +35,7 @@ def _imagenet_wnids() -> list[str]:
         from timm.data import ImageNetInfo
 
         return list(ImageNetInfo().label_names())
-    except Exception:  # an older timm without the label info: wnid folders just do not match
+    except (ImportError, AttributeError, OSError):  # a timm without the label info: wnid folders just do not match
         return []
 
 

@@ -36,7 +36,13 @@ import torch
 from pydantic import Field, field_validator
 
 from neuroscribe.ablation.dataset import image_batches, labelled_index
-from neuroscribe.ablation.evaluate import class_accuracy, count_correct, counts_frame, drop_table, units_label
+from neuroscribe.ablation.evaluate import (
+    class_accuracy,
+    count_correct,
+    counts_frame,
+    drop_table,
+    units_label,
+)
 from neuroscribe.ablation.fast import FastPath, choose_path
 from neuroscribe.ablation.modes import AblationMode, target_module, validate_units
 from neuroscribe.ablation.report import (
@@ -50,10 +56,18 @@ from neuroscribe.ablation.report import (
 from neuroscribe.config import DatasetSpec, FrozenModel, ModelSpec, RunnerSpec
 from neuroscribe.data import listing_key
 from neuroscribe.errors import NeuroscribeError
-from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.extraction import cached_model
+from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.models import resolve_device, resolve_layers
-from neuroscribe.store import exists, read_json, read_parquet, write_bytes, write_json, write_parquet, write_table
+from neuroscribe.store import (
+    exists,
+    read_json,
+    read_parquet,
+    write_bytes,
+    write_json,
+    write_parquet,
+    write_table,
+)
 
 CODE_MODULES = (
     "neuroscribe.ablation.modes",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -47,31 +46,31 @@ def _print_summary(summary: dict, store: str) -> None:
 
 @app.command()
 def ablate(
-    layer: Optional[str] = typer.Option(None, "--layer", "-l", help="layer whose units are ablated (see `neuroscribe layers`)"),
-    units: Optional[str] = typer.Option(None, "--units", "-u", help="comma-separated unit indices, e.g. 12,559"),
+    layer: str | None = typer.Option(None, "--layer", "-l", help="layer whose units are ablated (see `neuroscribe layers`)"),
+    units: str | None = typer.Option(None, "--units", "-u", help="comma-separated unit indices, e.g. 12,559"),
     all_units: bool = typer.Option(False, "--all", help="ablate every unit of the layer, one at a time"),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="labelled images: folder of class subfolders or a file list with labels"),
-    store: Optional[str] = typer.Option(None, "--store", "-s", help="run store: local path or s3://bucket/prefix"),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
-    weights: Optional[str] = typer.Option(None, help="torchvision weight enum name, or DEFAULT"),
-    checkpoint: Optional[str] = typer.Option(None, help="local state-dict file (module. prefix stripped)"),
-    class_names: Optional[str] = typer.Option(None, help="file with the model's class names, one per line"),
-    class_list: Optional[str] = typer.Option(None, help="dataset class-folder order, one name per line"),
-    limit: Optional[int] = typer.Option(None, help="use only the first N images"),
-    mode: Optional[str] = typer.Option(None, help="activation (default: force the unit's output to 0) or weights (zero its weights and bias)"),
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help="labelled images: folder of class subfolders or a file list with labels"),
+    store: str | None = typer.Option(None, "--store", "-s", help="run store: local path or s3://bucket/prefix"),
+    model: str | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    weights: str | None = typer.Option(None, help="torchvision weight enum name, or DEFAULT"),
+    checkpoint: str | None = typer.Option(None, help="local state-dict file (module. prefix stripped)"),
+    class_names: str | None = typer.Option(None, help="file with the model's class names, one per line"),
+    class_list: str | None = typer.Option(None, help="dataset class-folder order, one name per line"),
+    limit: int | None = typer.Option(None, help="use only the first N images"),
+    mode: str | None = typer.Option(None, help="activation (default: force the unit's output to 0) or weights (zero its weights and bias)"),
     together: bool = typer.Option(False, help="ablate the --units as one set instead of one at a time"),
-    fast: Optional[str] = typer.Option(None, help="evaluation path: auto (default), closed, suffix, hook or naive"),
-    units_per_pass: Optional[int] = typer.Option(None, help="ablations stacked along the batch axis per pass (default 32)"),
-    units_per_task: Optional[int] = typer.Option(None, help="ablations per task, the unit of resume (default 256)"),
-    top: Optional[int] = typer.Option(None, help="most affected classes listed per unit (default 5)"),
-    chart_units: Optional[str] = typer.Option(None, help="units to chart, e.g. 12,559 (default: the 6 largest drops)"),
-    batch_size: Optional[int] = typer.Option(None, help="images per forward pass"),
-    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda"),
-    dask_address: Optional[str] = typer.Option(None, help="existing Dask scheduler (default: a local cluster)"),
-    workers: Optional[int] = typer.Option(None, help="local cluster worker processes"),
+    fast: str | None = typer.Option(None, help="evaluation path: auto (default), closed, suffix, hook or naive"),
+    units_per_pass: int | None = typer.Option(None, help="ablations stacked along the batch axis per pass (default 32)"),
+    units_per_task: int | None = typer.Option(None, help="ablations per task, the unit of resume (default 256)"),
+    top: int | None = typer.Option(None, help="most affected classes listed per unit (default 5)"),
+    chart_units: str | None = typer.Option(None, help="units to chart, e.g. 12,559 (default: the 6 largest drops)"),
+    batch_size: int | None = typer.Option(None, help="images per forward pass"),
+    device: str | None = typer.Option(None, help="auto, cpu or cuda"),
+    dask_address: str | None = typer.Option(None, help="existing Dask scheduler (default: a local cluster)"),
+    workers: int | None = typer.Option(None, help="local cluster worker processes"),
     local: bool = typer.Option(False, help="run in this process with a progress bar instead of the Prefect flow on Dask"),
-    storage_option: Optional[list[str]] = typer.Option(None, help="fsspec option key=value for store and dataset"),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of AblateConfig fields; flags override it"),
+    storage_option: list[str] | None = typer.Option(None, help="fsspec option key=value for store and dataset"),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML file of AblateConfig fields; flags override it"),
 ) -> None:
     """Ablate units of a layer and measure each class's top-1 accuracy drop; writes ablation/<layer>.parquet and a chart."""
     from neuroscribe.ablation.sweep import AblateConfig

@@ -10,7 +10,11 @@ import torch
 from neuroscribe.ablation.dataset import image_batches, labelled_index, model_label_map
 from neuroscribe.config import DatasetSpec
 from neuroscribe.errors import NeuroscribeError
-from neuroscribe.testing.planted import CLASSES, TINY_PREPROCESSING, write_planted_folder
+from neuroscribe.testing.planted import (
+    CLASSES,
+    TINY_PREPROCESSING,
+    write_planted_folder,
+)
 
 
 def test_folder_names_map_to_model_classes_by_name(tmp_path):

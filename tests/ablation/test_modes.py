@@ -72,13 +72,12 @@ def test_weights_restored_bit_identical_after_an_exception(tiny):
     hooks = hook_count(model)
     info = _layer(loaded, "conv2")
     for mode in ("weights", "activation"):
-        with pytest.raises(RuntimeError, match="mid-forward"):
-            with ablate(model, info, [0, 5, 15], mode):
-                if mode == "weights":
-                    assert torch.count_nonzero(model.conv2.weight[[0, 5, 15]]) == 0
-                    assert torch.count_nonzero(model.conv2.bias[[0, 5, 15]]) == 0
-                model(x)
-                raise RuntimeError("mid-forward failure")
+        with pytest.raises(RuntimeError, match="mid-forward"), ablate(model, info, [0, 5, 15], mode):
+            if mode == "weights":
+                assert torch.count_nonzero(model.conv2.weight[[0, 5, 15]]) == 0
+                assert torch.count_nonzero(model.conv2.bias[[0, 5, 15]]) == 0
+            model(x)
+            raise RuntimeError("mid-forward failure")
         assert _bit_identical(before, model)
         assert hook_count(model) == hooks
 
@@ -108,9 +107,8 @@ def test_unit_out_of_range_is_named(tiny):
         validate_units(info, [3, 16, 99, -1])
     message = str(err.value)
     assert "[-1, 16, 99]" in message and "conv2" in message and "0..15" in message
-    with pytest.raises(NeuroscribeError, match="16"):
-        with ablate(loaded.model, info, [16]):
-            pass
+    with pytest.raises(NeuroscribeError, match="16"), ablate(loaded.model, info, [16]):
+        pass
 
 
 def test_weights_module_of_a_composite_layer_is_its_last_conv_not_the_shortcut():

@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from neuroscribe.ablation.evaluate import class_accuracy, count_correct, counts_frame, drop_table
+from neuroscribe.ablation.evaluate import (
+    class_accuracy,
+    count_correct,
+    counts_frame,
+    drop_table,
+)
 from neuroscribe.ablation.fast import choose_path
 from neuroscribe.config import ModelSpec
 from neuroscribe.models import load_model, resolve_layers

@@ -169,7 +169,7 @@ def test_parts_running_in_threads_of_one_worker_do_not_mix(folder, tmp_path):
         cfg = _cfg(folder, tmp_path / f"threads-{mode}", mode=mode, fast=fast, units_per_task=1)
         plan = plan_sweep(cfg)
         with ThreadPoolExecutor(4) as pool:
-            list(pool.map(lambda i: sweep.run_part(cfg, plan, i), range(len(plan.parts))))
+            list(pool.map(sweep.run_part, [cfg] * len(plan.parts), [plan] * len(plan.parts), range(len(plan.parts))))
         threaded = sweep.assemble(cfg, plan)
         sequential = run_sweep(cfg.model_copy(update={"store": str(tmp_path / f"seq-{mode}")}))
         assert threaded["run_key"] == sequential["run_key"]
