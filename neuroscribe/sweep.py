@@ -30,7 +30,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from neuroscribe import store as st
-from neuroscribe.config import DatasetSpec, FrozenModel, ModelSpec, RunnerSpec, parse_layers
+from neuroscribe.config import (
+    DatasetSpec,
+    FrozenModel,
+    ModelSpec,
+    RunnerSpec,
+    parse_layers,
+)
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import code_version, content_key
 
@@ -50,7 +56,9 @@ class SweepConfig(FrozenModel):
         min_length=1, description='layer groups, one run each: ["layer4", "layer3,layer4"]'
     )
     vocabularies: tuple[str, ...] = Field(
-        default=(), description="explain only: concept sources, one run each (e.g. builtin:imagenet+colors, llm)"
+        default=(),
+        description="explain only: vocabulary sources, one run each; an entry may be a comma-separated union "
+        "(e.g. [\"builtin:imagenet+colors\", \"llm,builtin:colors\"]); empty: the explain default",
     )
     settings: dict[str, Any] = Field(
         default_factory=dict, description="other fields of every run's config, e.g. {\"k\": 50}"
@@ -167,8 +175,9 @@ def expand_grid(
                     try:
                         config = config_cls.model_validate(fields)
                     except ValidationError as exc:
+                        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
                         raise NeuroscribeError(
-                            f"sweep combination {name} is not a valid {config_cls.__name__} ({exc}); "
+                            f"sweep combination {name} is not a valid {config_cls.__name__} ({problems}); "
                             f"fix `settings` or the grid lists"
                         ) from None
                     combos.append(
@@ -216,12 +225,23 @@ class Stage:
 
 def stage(name: str) -> Stage:
     """The stage a sweep's ``flow`` names (imported lazily: stages load torch and friends)."""
+    from neuroscribe.extraction import CODE_MODULES as EXTRACTION_CODE
+
     if name == "extract":
         from neuroscribe.config import ExtractConfig
-        from neuroscribe.extraction import CODE_MODULES
 
-        return Stage(ExtractConfig, CODE_MODULES)
-    raise NeuroscribeError(f"sweep flow {name!r} is not available yet; use flow: extract")
+        return Stage(ExtractConfig, EXTRACTION_CODE)
+    if name == "explain":
+        from neuroscribe.explain import CODE_MODULES, ExplainConfig
+        from neuroscribe.patches.extract import CODE_MODULES as PATCHES_CODE
+
+        return Stage(ExplainConfig, (*EXTRACTION_CODE, *PATCHES_CODE, *CODE_MODULES), vocabulary_sources)
+    raise NeuroscribeError(f"sweep flow {name!r} is unknown; use explain or extract")
+
+
+def vocabulary_sources(source: str) -> dict[str, Any]:
+    """A sweep vocabulary entry (one source, or a comma-separated union) as explain config fields."""
+    return {"vocabulary_sources": tuple(s.strip() for s in source.split(",") if s.strip())}
 
 
 def plan_sweep(cfg: SweepConfig) -> list[Combination]:

@@ -318,14 +318,16 @@ def write_config(path: Path, cfg) -> Path:
     return path
 
 
-def flow_command(flow_ref: str, config_file: Path) -> list[str]:
-    return [sys.executable, str(FLOWRUN), flow_ref, str(config_file)]
+def flow_command(flow_ref: str, config_file: Path, direct: bool = False) -> list[str]:
+    return [sys.executable, str(FLOWRUN), flow_ref, str(config_file)] + (["--direct"] if direct else [])
 
 
-def run_flow_process(flow_ref: str, config_file: Path, env: dict, log: Path, timeout: float = 240) -> dict:
+def run_flow_process(flow_ref: str, config_file: Path, env: dict, log: Path, timeout: float = 240, direct: bool = False) -> dict:
     """Run a flow in its own process, as the CLI would; returns its summary (printed as the last JSON line)."""
     with open(log, "wb") as out:
-        proc = subprocess.run(flow_command(flow_ref, config_file), env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, timeout=timeout, check=False)
+        proc = subprocess.run(
+            flow_command(flow_ref, config_file, direct), env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, timeout=timeout, check=False
+        )
     text = log.read_text(errors="replace")
     if proc.returncode != 0:
         raise AssertionError(f"flow {flow_ref} failed with {proc.returncode}:\n{text[-6000:]}")
