@@ -35,8 +35,25 @@ def prefect_api(timeout: int = 120) -> Iterator[str]:
         with temporary_settings({PREFECT_API_URL: server.api_url}):
             yield server.api_url
     finally:
+        _drain_prefect_clients()
         os.environ.pop("PREFECT_API_URL", None)
         server.stop()
+
+
+def _drain_prefect_clients(timeout: float = 10.0) -> None:
+    """Flush queued run events and logs while the server still answers.
+
+    Stopping the temporary server first leaves these background workers retrying a dead address
+    for more than a minute before the process can exit.
+    """
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        try:
+            worker.drain_all(timeout=timeout, at_exit=False)
+        except Exception:  # best effort: a flush that fails must not mask the run's own result
+            pass
 
 
 def run_flow(flow_obj, config):

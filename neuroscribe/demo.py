@@ -65,7 +65,7 @@ def demo_config(
         vocabulary_sources=("builtin:imagenet+colors+textures+materials",),
         backend=BackendSpec(kind="conse", classifier=ModelSpec(name="efficientnet_lite0"), device="cpu"),
         patches=PatchConfig(crop_size=112),
-        units_per_task=512,
+        units_per_task=1024,  # one block per demo layer: whole-image patches are embedded once
         runner=RunnerSpec(n_workers=workers, threads_per_worker=2, device="cpu", batch_size=32),
         overwrite=overwrite,
     )
