@@ -110,9 +110,9 @@ def test_compose_cli_config_check():
 
 def test_dockerfile_copies_what_exists_and_sets_the_home_the_deployments_use():
     text = (INFRA / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.11", text, re.M)
+    assert re.search(r"^FROM python:3\.11", text, re.MULTILINE)
     assert "NEUROSCRIBE_HOME=/opt/neuroscribe" in text
-    for line in re.findall(r"^COPY (.+)$", text, re.M):
+    for line in re.findall(r"^COPY (.+)$", text, re.MULTILINE):
         sources = line.split()[:-1]
         for source in sources:
             if source != ".":
