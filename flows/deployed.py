@@ -17,11 +17,19 @@ from flows._dask import with_dask_runner
 from flows._naming import config_run_name
 from neuroscribe.ablation.sweep import AblateConfig
 from neuroscribe.config import ExtractConfig
+from neuroscribe.explain import ExplainConfig
 from neuroscribe.sweep import SweepConfig
 
 
 def _summary(result):
     return result.model_dump(mode="json") if hasattr(result, "model_dump") else result
+
+
+@flow(name="neuroscribe-explain", flow_run_name=config_run_name("deployed-explain"), log_prints=True)
+def explain(config: ExplainConfig) -> dict:
+    from flows.explain import explain_flow
+
+    return _summary(with_dask_runner(explain_flow, config.runner)(config))
 
 
 @flow(name="neuroscribe-extract", flow_run_name=config_run_name("deployed-extract"), log_prints=True)
