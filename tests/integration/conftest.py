@@ -259,9 +259,31 @@ def start_cluster(flow_env, logdir):
 
 
 @pytest.fixture(scope="session")
-def cluster(start_cluster) -> Cluster:
-    """The shared cluster: one worker declaring GPU=1, one CPU-only worker."""
-    return start_cluster("shared", {"gpu": True, "cpu": False})
+def tiny_clip(tmp_path_factory):
+    """A 2-layer open_clip architecture (random, seeded weights): (its config folder, a BackendSpec)."""
+    import open_clip
+
+    from neuroscribe.scoring.backend import BackendSpec
+
+    folder = tmp_path_factory.mktemp("open_clip")
+    (folder / "ns-integration-tiny.json").write_text(json.dumps({
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+    }))
+    open_clip.add_model_config(folder)
+    return folder, BackendSpec(kind="open_clip", arch="ns-integration-tiny", pretrained=None, device="auto", batch_size=16)
+
+
+@pytest.fixture(scope="session")
+def cluster(start_cluster, tiny_clip) -> Cluster:
+    """The shared cluster: one worker declaring GPU=1, one CPU-only worker; both know the tiny CLIP."""
+    import open_clip
+
+    cluster = start_cluster("shared", {"gpu": True, "cpu": False})
+    with cluster.client() as client:
+        client.run(open_clip.add_model_config, str(tiny_clip[0]))  # as a model installed on every worker
+    return cluster
 
 
 def task_stream(cluster: Cluster, since: float = 0.0) -> list[dict]:

@@ -1,28 +1,35 @@
-"""The extraction flow on real components: a Prefect server, a Dask scheduler with a GPU and a CPU worker, S3.
+"""The explain flow on real components: a Prefect server, a Dask scheduler with a GPU and a CPU worker, S3.
 
-Run alone with ``pytest -m integration``.  Each flow runs in its own process, as the CLI runs it.
+Run alone with ``pytest -m integration``.  The flow runs in its own process, as the CLI runs it;
+the store and the dataset are on S3, the credentials in the config (so they must stay unlogged).
 """
 
 from __future__ import annotations
 
 import time
 
+import pandas as pd
 import pytest
 
 from integration.conftest import (
     SECRET,
+    TINY,
     assert_same_store,
-    extract_config,
-    local_run,
     run_flow_process,
     task_stream,
     wait_until,
     write_config,
 )
+from neuroscribe import store as st
+from neuroscribe.config import DatasetSpec, RunnerSpec
+from neuroscribe.explain import ExplainConfig, run_explain
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
-GPU_TASKS = {"extract_shards", "reduce_topk"}
+LAYERS = ("relu2", "fc")
+GPU_TASKS = {"extract_shards", "reduce_topk", "embed_units_task"}
+CONCEPTS = ["red", "green", "blue", "stripes", "dots", "grass", "sky", "metal"]
+
 
 def stored_result(data: bytes):
     """A value Prefect persisted: a whole result record, or a bare serialized value (its metadata kept apart)."""
@@ -35,43 +42,64 @@ def stored_result(data: bytes):
         return PickleSerializer().loads(data)
 
 
-def flow_runs_named(server, name: str) -> list[dict]:
-    return server.post("/flow_runs/filter", {"flow_runs": {"name": {"any_": [name]}}})
-
-
-def test_extract_flow_on_cluster_with_store_and_dataset_on_s3(s3, prefect_server, flow_env, cluster, tmp_path, logdir):
+def test_explain_flow_on_the_cluster_with_store_and_dataset_on_s3(s3, prefect_server, flow_env, cluster, tiny_clip, tmp_path, logdir):
     dataset, folder = s3.upload_images("images-main", tmp_path, per_class=4)  # 16 images, 8 shards
-    cfg = extract_config(dataset, s3.uri("runs", "main"), cluster.address, s3.options)
+    concepts = tmp_path / "concepts.txt"
+    concepts.write_text("\n".join(CONCEPTS) + "\n")
+    cfg = ExplainConfig(
+        model=TINY, layers=LAYERS, dataset=DatasetSpec(uri=dataset, shard_size=2, storage_options=s3.options),
+        store=s3.uri("runs", "main"), store_options=s3.options, k=3, vocabulary_sources=(f"file:{concepts}",),
+        backend=tiny_clip[1], units_per_task=8, runner=RunnerSpec(dask_address=cluster.address, batch_size=2),
+    )
     began = time.time()
-    summary = run_flow_process("flows.extract:extract_flow", write_config(tmp_path / "cfg.json", cfg), flow_env, logdir / "main-flow.log")
-    assert (summary["ok"], summary["skipped"], summary["shards"]) == (16, 0, 8)
+    summary = run_flow_process("flows.explain:explain_flow", write_config(tmp_path / "cfg.json", cfg), flow_env, logdir / "main-flow.log")
+    assert summary["extraction"]["ok"] == 16 and [s["layer"] for s in summary["layers"]] == list(LAYERS)
 
-    # GPU-annotated work ran on the GPU-declaring worker only, every piece of it, as the scheduler saw it
-    ran = [t for t in task_stream(cluster, since=began) if t["name"] in GPU_TASKS]
-    assert sorted(t["name"] for t in ran) == sorted(["extract_shards"] * 8 + ["reduce_topk"] * 2)
-    assert {t["worker"] for t in ran} == {"gpu"} and {t["status"] for t in ran} == {"OK"}
+    # GPU-annotated work (extraction, top-k maps, embeddings) ran on the GPU-declaring worker only
+    ran = task_stream(cluster, began)
+    gpu_work = [t for t in ran if t["name"] in GPU_TASKS]
+    assert sorted({t["name"] for t in gpu_work}) == sorted(GPU_TASKS)
+    assert [t["name"] for t in gpu_work].count("extract_shards") == 8
+    assert {t["worker"] for t in gpu_work} == {"gpu"} and {t["status"] for t in ran} == {"OK"}
 
     # every task run of the flow run finished, as the Prefect server recorded them
-    [run] = flow_runs_named(prefect_server, "extract-tiny_cnn-images-main-conv1+conv2")
+    [run] = prefect_server.post("/flow_runs/filter", {"flow_runs": {"name": {"any_": ["explain-tiny_cnn-images-main-relu2+fc"]}}})
     assert run["state_type"] == "COMPLETED"
 
     def task_states():
         runs = prefect_server.post("/task_runs/filter", {"flow_runs": {"id": {"any_": [run["id"]]}}})
-        return sorted(r["state_type"] for r in runs) if len(runs) == 12 else None
+        return {r["state_type"] for r in runs} if len(runs) >= len(ran) else None
 
-    assert wait_until(task_states, 30, "task runs on the server") == ["COMPLETED"] * 12
+    assert wait_until(task_states, 30, "task runs on the server") == {"COMPLETED"}
 
-    # the store on S3 equals a plain local run's, array by array
-    assert_same_store(cfg.store, s3.options, local_run(cfg, folder, tmp_path))
+    # the tables and the whole store equal a plain local run's (no Prefect, no Dask, local files)
+    local = cfg.model_copy(update={
+        "dataset": cfg.dataset.model_copy(update={"uri": str(folder), "storage_options": {}}),
+        "store": str(tmp_path / "local"), "store_options": {}, "runner": RunnerSpec(device="cpu"),
+    })
+    run_explain(local)
+    for layer in LAYERS:
+        pd.testing.assert_frame_equal(
+            st.read_parquet(cfg.store, f"explanations/{layer}.parquet", s3.options), st.read_parquet(local.store, f"explanations/{layer}.parquet")
+        )
+        assert st.exists(cfg.store, f"gallery/{layer}.html", s3.options)
+    assert_same_store(cfg.store, s3.options, local.store)
+
+    # the final markdown artifact links the tables and galleries; progress artifacts were kept up to date
+    artifacts = prefect_server.post("/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [run["id"]]}}})
+    [markdown] = [a for a in artifacts if a["key"] == "explain-summary"]
+    assert all(f"{cfg.store}/explanations/{layer}.parquet" in markdown["data"] for layer in LAYERS)
+    assert all(f"{cfg.store}/gallery/{layer}.html" in markdown["data"] for layer in LAYERS)
+    progress = [a for a in artifacts if a["type"] == "progress"]
+    assert progress and all(a["data"] == 100.0 for a in progress)
 
     # Prefect persisted results to S3 through the result-storage block: the flow's own summary is there
     assert summary in [stored_result(s3.fs.cat_file(p)) for p in s3.fs.find(s3.uri("prefect-results"))]
 
     # the credential given in the config shows up nowhere: not in logs, parameters or artifacts
     params = prefect_server.get(f"/flow_runs/{run['id']}")["parameters"]
-    assert params["config"]["store_options"]["secret"] == "***" and params["config"]["store_options"]["key"] == "***"
+    assert params["config"]["store_options"]["secret"] == "***" and params["config"]["dataset"]["storage_options"]["key"] == "***"
     logs = prefect_server.post("/logs/filter", {"logs": {"flow_run_id": {"any_": [run["id"]]}}})
-    artifacts = prefect_server.post("/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [run["id"]]}}})
-    assert logs and artifacts
+    assert logs
     shown = str(params) + str(logs) + str(artifacts) + "".join(p.read_text(errors="replace") for p in logdir.glob("*.log"))
     assert SECRET not in shown

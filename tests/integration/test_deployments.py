@@ -17,7 +17,7 @@ from neuroscribe import store as st
 from neuroscribe import sweep
 from neuroscribe.config import DatasetSpec, RunnerSpec
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
 POOL = "neuroscribe"
 

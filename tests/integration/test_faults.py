@@ -28,7 +28,7 @@ from integration.conftest import (
     write_config,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
 SHARDS = 20
 
