@@ -47,3 +47,21 @@ def _isolated_prefect_home(tmp_path_factory):
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     yield
+
+
+@pytest.fixture
+def s3_options():
+    """fsspec options of a throwaway S3 endpoint (moto server on 127.0.0.1) holding an empty bucket ``test``."""
+    boto3 = pytest.importorskip("boto3")
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    credentials = {"key": "test-key", "secret": "test-secret"}
+    boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id=credentials["key"], aws_secret_access_key=credentials["secret"], region_name="us-east-1"
+    ).create_bucket(Bucket="test")
+    yield {**credentials, "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"}}
+    server.stop()

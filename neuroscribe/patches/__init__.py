@@ -7,10 +7,24 @@
 Geometry in ``neuroscribe.patches.geometry``, rules and layout in ``neuroscribe.patches.extract``.
 """
 
-from neuroscribe.patches.extract import PatchConfig, extract_patches, patches_key, prepare_patches
-from neuroscribe.patches.load import Patch, PatchBlock, load_layer_patches, load_unit_patches, patches_group
+from neuroscribe.patches.extract import (
+    BLOCK_UNITS,
+    PatchConfig,
+    extract_patches,
+    patches_key,
+    prepare_patches,
+    unit_blocks,
+)
+from neuroscribe.patches.load import (
+    Patch,
+    PatchBlock,
+    load_layer_patches,
+    load_unit_patches,
+    patches_group,
+)
 
 __all__ = [
+    "BLOCK_UNITS",
     "Patch",
     "PatchBlock",
     "PatchConfig",
@@ -20,4 +34,5 @@ __all__ = [
     "patches_group",
     "patches_key",
     "prepare_patches",
+    "unit_blocks",
 ]

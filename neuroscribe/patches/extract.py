@@ -12,18 +12,23 @@ that grows by ``margin`` (and to at least ``min_side``).  The crop is the square
 resized to ``crop_size``; its mask is the region in crop coordinates.  Linear units (no map) use
 the whole image with a full mask.
 
-Which images give a patch (documented choices):
-- threshold: the unit's ``quantile`` of all its map values over the dataset
+Thresholds and which images give a patch (documented choices):
+- the unit's threshold is its ``quantile`` of all its map values over the dataset
   (``neuroscribe.extraction.unit_quantiles``), or Otsu's threshold of its pooled top-k maps;
+- a map is cut at the lower of that threshold and the middle of the map's own range: on its
+  own, a threshold the peak barely passes leaves a sliver of a region, and on saturating
+  activations (ReLU6: the 0.995 quantile *is* the cap) only the lines between saturated cells;
 - a map that is flat (all values equal, e.g. all zero), or whose peak is neither positive nor
   above the threshold, gives no patch: the unit does not fire on that image;
-- a map that fires (peak > 0) but stays at or below the threshold is still used, thresholded at
-  the middle of its own range, and flagged ``fallback`` - lower ranks in a small dataset often
-  sit below a 0.995 quantile, and a visibly weaker patch beats a hole;
+- a map that fires (peak > 0) but never passes the unit's threshold is still used (at its
+  mid-range) and flagged ``fallback``: lower ranks in a small dataset often sit below a 0.995
+  quantile, and a visibly weaker patch beats a hole;
 - a unit with no usable map gets ``image_id`` -1 everywhere: the caller labels it "(inactive)".
 
-Store layout, under ``<store>/patches/<layer>/`` (one Zarr chunk per unit, so tasks writing
-different units never touch the same object)::
+Store layout, under ``<store>/patches/<layer>/``: one Zarr chunk per unit inside one Zarr shard
+per block of ``BLOCK_UNITS`` units.  Work is done and written a whole block at a time, so
+``units=[...]`` is rounded out to whole blocks: give concurrent tasks disjoint blocks
+(``unit_blocks``) and no two ever write the same object::
 
     crops      uint8   [units, P, S, S, 3]   square crops, S = crop_size
     masks      bool    [units, P, S, S]      the region in crop coordinates
@@ -31,8 +36,8 @@ different units never touch the same object)::
     windows    float32 [units, P, 4]         the square the crop shows (may run past the image)
     image_id   int64   [units, P]            index id; -1 no patch; -2 not computed yet
     rank       int32   [units, P]            position in topk/<layer>
-    threshold  float32 [units, P]            threshold applied to the map
-    fallback   bool    [units, P]            thresholded at the map's own mid-range
+    threshold  float32 [units, P]            threshold applied to the map (upsampled values > it)
+    fallback   bool    [units, P]            the map never passes the unit's threshold
     attrs      patches_key, run_key, layer, config, version
 
 ``patches_key`` hashes the run and top-k keys, the layer, the config and this code: a store with
@@ -68,6 +73,7 @@ from neuroscribe.patches.geometry import (
 
 NOT_COMPUTED = -2
 NO_PATCH = -1
+BLOCK_UNITS = 64
 CODE_MODULES = ("neuroscribe.patches.extract", "neuroscribe.patches.geometry")
 
 
@@ -118,8 +124,11 @@ def prepare_patches(store: str, layer: str, cfg: PatchConfig, storage_options: d
         return dict(group[name].attrs)
     units, k = topk["image_id"].shape
     p, s = min(cfg.patches_per_unit or k, k), cfg.crop_size
-    if name in group:
-        del group[name]
+    fs, root = st.filesystem(store, storage_options)
+    if fs.exists(f"{root}/{name}"):
+        # one recursive delete (a bulk request on S3), not one call per chunk through Zarr
+        fs.rm(f"{root}/{name}", recursive=True)
+        group = st.open_group(store, "a", storage_options)
     sub = group.require_group(name)
     specs = {
         "crops": ((units, p, s, s, 3), "uint8", 0),
@@ -132,7 +141,15 @@ def prepare_patches(store: str, layer: str, cfg: PatchConfig, storage_options: d
         "fallback": ((units, p), "bool", False),
     }
     for array, (shape, dtype, fill) in specs.items():
-        sub.create_array(array, shape=shape, chunks=(1, *shape[1:]), dtype=dtype, fill_value=fill, overwrite=True)
+        sub.create_array(
+            array,
+            shape=shape,
+            chunks=(1, *shape[1:]),
+            shards=(min(BLOCK_UNITS, units), *shape[1:]),
+            dtype=dtype,
+            fill_value=fill,
+            overwrite=True,
+        )
     # the key goes last: arrays interrupted before this line are recreated on rerun
     sub.attrs.update(
         {
@@ -150,7 +167,9 @@ def _unit_thresholds(store: str, layer: str, cfg: PatchConfig, has_maps: bool, s
     """Dataset quantile per unit; None where thresholds come from each block's maps (Otsu) or none apply."""
     if not has_maps or cfg.method != "quantile":
         return None
-    from neuroscribe.extraction import unit_quantiles  # imports torch: only when a threshold is needed
+    from neuroscribe.extraction import (
+        unit_quantiles,  # imports torch: only when a threshold is needed
+    )
 
     return unit_quantiles(store, layer, cfg.quantile, storage_options)
 
@@ -191,10 +210,11 @@ class _Block:
         self.image_id[i, slot], self.rank[i, slot] = image_id, rank
         self.threshold[i, slot], self.fallback[i, slot] = patch["threshold"], patch["fallback"]
 
-    def write(self, sub, units: np.ndarray) -> None:
+    def write(self, sub, start: int) -> None:
+        stop = start + self.image_id.shape[0]
         for name in ("crops", "masks", "boxes", "windows", "rank", "threshold", "fallback", "image_id"):
-            # image_id last: it is the per-unit "done" marker
-            sub[name].oindex[units] = getattr(self, name)
+            # image_id last: it is the block's "done" marker
+            sub[name][start:stop] = getattr(self, name)
 
 
 def _one_patch(image, unit_map, threshold, cfg: PatchConfig, prep: Preprocessing) -> dict | None:
@@ -207,7 +227,7 @@ def _one_patch(image, unit_map, threshold, cfg: PatchConfig, prep: Preprocessing
         if up.size == 0:
             return None
         fallback = not up.max() > threshold
-        used = float(up.min() + 0.5 * (up.max() - up.min())) if fallback else float(threshold)
+        used = min(float(threshold), float(up.min() + 0.5 * (up.max() - up.min())))
         region = highest_region(up, used)
         if region is None:
             return None
@@ -230,27 +250,29 @@ def _image_patches(path, jobs, maps, thresholds, cfg, prep, image_options) -> li
     ]
 
 
-def _compute_block(units, topk, paths, thresholds, cfg, prep, p, image_options, threads) -> tuple[_Block, int]:
-    ids = topk["image_id"].oindex[units]
-    values = topk["value"].oindex[units]
-    maps = topk["maps"].oindex[units] if "maps" in topk else None
+def _compute_block(start, stop, topk, paths, thresholds, cfg, prep, p, image_options, threads) -> tuple[_Block, int]:
+    ids = topk["image_id"][start:stop]
+    values = topk["value"][start:stop]
+    maps = topk["maps"][start:stop] if "maps" in topk else None
+    n = stop - start
     if maps is None:
         block_thr = None
-        usable = _usable(None, values, ids, np.zeros(len(units)))
+        usable = _usable(None, values, ids, np.zeros(n))
     else:
-        base = thresholds[units] if thresholds is not None else np.full(len(units), -np.inf)
+        base = thresholds[start:stop] if thresholds is not None else np.full(n, -np.inf)
         usable = _usable(maps, values, ids, base)
-        block_thr = thresholds[units].astype(np.float64) if thresholds is not None else _otsu_thresholds(maps, usable)
+        block_thr = thresholds[start:stop].astype(np.float64) if thresholds is not None else _otsu_thresholds(maps, usable)
         usable &= np.isfinite(block_thr)[:, None]
     candidates = [list(np.flatnonzero(row)) for row in usable]
-    found: list[dict[int, dict]] = [{} for _ in units]
+    found: list[dict[int, dict]] = [{} for _ in range(n)]
     loads = 0
     with ThreadPoolExecutor(threads) as pool:
         while True:
+            # the next candidates of every unit still short of p patches, grouped so each image loads once
             by_image: dict[int, list[tuple[int, int]]] = defaultdict(list)
             for i, cands in enumerate(candidates):
-                want = p - len(found[i])
-                take, candidates[i] = cands[: max(want, 0)], cands[max(want, 0) :]
+                want = max(p - len(found[i]), 0)
+                take, candidates[i] = cands[:want], cands[want:]
                 for r in take:
                     by_image[int(ids[i, r])].append((i, int(r)))
             if not by_image:
@@ -264,11 +286,16 @@ def _compute_block(units, topk, paths, thresholds, cfg, prep, p, image_options, 
                 for i, r, patch in batch:
                     if patch is not None:
                         found[i][r] = patch
-    block = _Block(len(units), p, cfg.crop_size)
+    block = _Block(n, p, cfg.crop_size)
     for i, patches in enumerate(found):
         for slot, r in enumerate(sorted(patches)[:p]):
             block.put(i, slot, int(ids[i, r]), r, patches[r])
     return block, loads
+
+
+def unit_blocks(n_units: int) -> list[range]:
+    """The blocks of units that are computed and written together (a flow's unit of work)."""
+    return [range(b, min(b + BLOCK_UNITS, n_units)) for b in range(0, n_units, BLOCK_UNITS)]
 
 
 def extract_patches(
@@ -280,49 +307,47 @@ def extract_patches(
     units: list[int] | None = None,
     *,
     image_storage_options: dict | None = None,
-    block_units: int = 64,
     threads: int = 4,
 ) -> dict[str, Any]:
-    """Compute and store the patches of ``units`` (default: all) of ``layer``; skip those already done.
+    """Compute and store the patches of ``units`` (default: all) of ``layer``; skip blocks already done.
 
-    ``image_storage_options`` are the dataset's fsspec options (images are read from the paths in
-    ``index.parquet``).  ``on_progress(n)`` is called with the number of units finished per block.
+    ``units`` is rounded out to whole blocks of ``BLOCK_UNITS``.  ``image_storage_options`` are
+    the dataset's fsspec options (images are read from the paths in ``index.parquet``).
+    ``on_progress(n)`` is called with the number of units finished, block by block.
     """
     began = time.perf_counter()
     meta = prepare_patches(store, layer, cfg, storage_options)
     attrs, group, topk = _layer_inputs(store, layer, storage_options)
     sub = group[f"patches/{layer}"]
-    n_units = sub["image_id"].shape[0]
+    n_units, p = sub["image_id"].shape
     wanted = np.arange(n_units) if units is None else np.unique(np.asarray(units, dtype=np.int64))
     if wanted.size and (wanted.min() < 0 or wanted.max() >= n_units):
         raise NeuroscribeError(f"units must lie in 0..{n_units - 1} for layer {layer!r}; got {list(units or [])[:5]}...")
     done_ids = sub["image_id"][:]
-    todo = wanted[(done_ids[wanted] == NOT_COMPUTED).any(axis=1)] if wanted.size else wanted
-    summary: dict[str, Any] = {"layer": layer, "key": meta["patches_key"], "units": int(todo.size), "cached": not todo.size}
-    if todo.size:
+    blocks = [b for b in unit_blocks(n_units) if np.isin(wanted, b).any()]
+    todo = [b for b in blocks if (done_ids[b.start : b.stop] == NOT_COMPUTED).any()]
+    summary: dict[str, Any] = {"layer": layer, "key": meta["patches_key"], "units": sum(map(len, todo)), "cached": not todo}
+    made = loads = 0
+    if todo:
         thresholds = _unit_thresholds(store, layer, cfg, "maps" in topk, storage_options)
         index = st.read_parquet(store, "index.parquet", storage_options)
         paths = dict(zip(index["id"].to_numpy().tolist(), index["path"]))
         prep = Preprocessing(**attrs["preprocessing"])
-        p = sub["image_id"].shape[1]
-        loads = 0
-        for start in range(0, todo.size, block_units):
-            block_units_ids = todo[start : start + block_units]
+        for b in todo:
             block, n_loads = _compute_block(
-                block_units_ids, topk, paths, thresholds, cfg, prep, p, image_storage_options, threads
+                b.start, b.stop, topk, paths, thresholds, cfg, prep, p, image_storage_options, threads
             )
-            block.write(sub, block_units_ids)
-            loads += n_loads
+            block.write(sub, b.start)
+            made, loads = made + int((block.image_id >= 0).sum()), loads + n_loads
             if on_progress:
-                on_progress(int(block_units_ids.size))
+                on_progress(len(b))
         summary["images_loaded"] = loads
-    final = sub["image_id"].oindex[wanted] if wanted.size else np.zeros((0, 1), np.int64)
+    final = sub["image_id"][:][wanted]
     seconds = time.perf_counter() - began
-    made = int((sub["image_id"].oindex[todo] >= 0).sum()) if todo.size else 0
     summary |= {
         "patches": int((final >= 0).sum()),
         "inactive": int((final == NO_PATCH).all(axis=1).sum()),
-        "fallback": int(sub["fallback"].oindex[wanted].sum()) if wanted.size else 0,
+        "fallback": int(sub["fallback"][:][wanted].sum()),
         "seconds": round(seconds, 3),
         "patches_per_second": round(made / seconds, 1) if made else None,
     }

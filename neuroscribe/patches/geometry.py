@@ -31,19 +31,13 @@ PAD_RGB = (124, 116, 104)
 _CONNECTIVITY = np.ones((3, 3), dtype=bool)
 
 
-def interp_matrix(n_pixels: int, first_pixel: int, n_cells: int, start: float, step: float) -> np.ndarray:
-    """Bilinear weights [n_pixels, n_cells] from ``n_cells`` map cells (size ``step``, first at ``start``)
-    to the pixels ``first_pixel ..``: each row samples the map at the pixel centre, edges clamped."""
+def _linear_taps(n_pixels: int, first_pixel: int, n_cells: int, start: float, step: float):
+    """For pixels ``first_pixel ..``: the two map cells around each pixel centre and the weight of
+    the second (bilinear, edges clamped)."""
     centres = first_pixel + np.arange(n_pixels) + 0.5
     u = np.clip((centres - start) / step - 0.5, 0.0, n_cells - 1)
-    lo = np.floor(u).astype(int)
-    hi = np.minimum(lo + 1, n_cells - 1)
-    frac = u - lo
-    weights = np.zeros((n_pixels, n_cells), dtype=np.float64)
-    rows = np.arange(n_pixels)
-    np.add.at(weights, (rows, lo), 1.0 - frac)
-    np.add.at(weights, (rows, hi), frac)
-    return weights
+    lo = np.floor(u).astype(np.intp)
+    return lo, np.minimum(lo + 1, n_cells - 1), u - lo
 
 
 def pixel_span(lo: float, hi: float, extent: int) -> tuple[int, int]:
@@ -64,9 +58,12 @@ def upsample_map(unit_map: np.ndarray, crop_box: Box, image_size: tuple[int, int
     width, height = image_size
     x_lo, x_hi = pixel_span(left, right, width)
     y_lo, y_hi = pixel_span(top, bottom, height)
-    ax = interp_matrix(x_hi - x_lo, x_lo, w, left, (right - left) / w)
-    ay = interp_matrix(y_hi - y_lo, y_lo, h, top, (bottom - top) / h)
-    return (ay @ unit_map.astype(np.float64) @ ax.T), (x_lo, y_lo)
+    # separable gathers, not matrix products: BLAS threads cost more than this tiny work
+    y0, y1, fy = _linear_taps(y_hi - y_lo, y_lo, h, top, (bottom - top) / h)
+    x0, x1, fx = _linear_taps(x_hi - x_lo, x_lo, w, left, (right - left) / w)
+    m = unit_map.astype(np.float64)
+    rows = m[y0] * (1.0 - fy)[:, None] + m[y1] * fy[:, None]
+    return rows[:, x0] * (1.0 - fx) + rows[:, x1] * fx, (x_lo, y_lo)
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:

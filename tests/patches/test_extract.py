@@ -11,15 +11,20 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-from scipy import ndimage
 from PIL import Image
+from scipy import ndimage
 from torchvision.transforms import v2
 
 from neuroscribe import store as st
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.extraction import unit_quantiles
 from neuroscribe.models import Preprocessing
-from neuroscribe.patches import PatchConfig, extract_patches, load_layer_patches, load_unit_patches
+from neuroscribe.patches import (
+    PatchConfig,
+    extract_patches,
+    load_layer_patches,
+    load_unit_patches,
+)
 from neuroscribe.patches import extract as extract_module
 from neuroscribe.patches.geometry import PAD_RGB
 
@@ -133,12 +138,21 @@ def test_weak_map_falls_back_to_its_own_mid_range(tiny_run):
     assert fallback.box == expected_footprint(tiny_run, 1, (3, 9), (4, 11))
 
 
+def test_saturated_plateau_gives_its_footprint_not_a_sliver(tiny_run):
+    set_samples(tiny_run, "conv2", 5.999)  # ReLU6-like: the dataset quantile sits at the cap
+    set_unit(tiny_run, "conv2", 0, [0], [hot_square(MAP, (3, 9), (4, 11), value=6.0)])
+    extract_patches(tiny_run, "conv2", EXACT, units=[0])
+    [patch] = load_unit_patches(tiny_run, "conv2", 0)
+    assert not patch.fallback and patch.threshold == pytest.approx(3.0)
+    assert patch.box == expected_footprint(tiny_run, 0, (3, 9), (4, 11))
+
+
 def test_otsu_thresholds_each_unit_from_its_own_maps(tiny_run):
     set_samples(tiny_run, "conv2", 100.0)  # a dataset quantile no map reaches: Otsu must not use it
     rows, cols = (2, 10), (3, 9)
     set_unit(tiny_run, "conv2", 0, [0, 2], [hot_square(MAP, rows, cols, 4.0), hot_square(MAP, (5, 9), (5, 9), 4.0)])
     extract_patches(tiny_run, "conv2", EXACT.model_copy(update={"method": "otsu"}), units=[0])
-    first, second = load_unit_patches(tiny_run, "conv2", 0)
+    first, _ = load_unit_patches(tiny_run, "conv2", 0)
     assert not first.fallback and 0 < first.threshold < 4
     x0, y0, x1, y1 = expected_footprint(tiny_run, 0, rows, cols)
     # the threshold sits somewhere between the two levels: the footprint, give or take the ramp's pixels
@@ -174,14 +188,17 @@ def test_rerun_is_cached_by_content_and_config_change_recomputes(tiny_run, monke
     assert (after[ok] != before[ok]).any() and (after[ok][0::4] <= before[ok][0::4]).all()  # lefts moved out
 
 
-def test_slices_resume_and_refuse_unfinished_reads(tiny_run):
+def test_slices_round_out_to_blocks_resume_and_refuse_unfinished_reads(tiny_run, monkeypatch):
+    monkeypatch.setattr(extract_module, "BLOCK_UNITS", 4)
     cfg = PatchConfig(crop_size=32, patches_per_unit=2)
-    part = extract_patches(tiny_run, "relu2", cfg, units=[0, 1, 2])
-    assert part["units"] == 3
+    part = extract_patches(tiny_run, "relu2", cfg, units=[1, 6])
+    assert part["units"] == 8  # units 0-3 and 4-7: whole blocks
+    ids = st.open_group(tiny_run, "r")["patches/relu2/image_id"][:]
+    assert (ids[:8] != -2).all() and (ids[8:] == -2).all()
     with pytest.raises(NeuroscribeError, match="not computed yet"):
         list(load_layer_patches(tiny_run, "relu2", block_units=8))
-    rest = extract_patches(tiny_run, "relu2", cfg, block_units=5)
-    assert rest["units"] == 13
+    rest = extract_patches(tiny_run, "relu2", cfg)
+    assert rest["units"] == 8
     blocks = list(load_layer_patches(tiny_run, "relu2", block_units=8))
     assert [b.units.tolist() for b in blocks] == [list(range(8)), list(range(8, 16))]
     assert blocks[0].crops.shape == (8, 2, 32, 32, 3)
@@ -219,8 +236,8 @@ def test_real_maps_patch_covers_the_peak(tiny_run):
             assert ids[unit, patch.rank] == patch.image_id
             assert patch.box[0] <= px[c] <= patch.box[2] and patch.box[1] <= py[r] <= patch.box[3]
             assert patch.fallback == (up.max() <= quantiles[unit]) and patch.mask.any()
-            if not patch.fallback:
-                assert patch.threshold == pytest.approx(quantiles[unit])
+            # cut at the lower of the unit's threshold and the map's mid-range
+            assert patch.threshold == pytest.approx(min(quantiles[unit], (up.max() + up.min()) / 2), rel=1e-5)
             n += 1
     assert n > 16
 

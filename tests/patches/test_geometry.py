@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -44,7 +46,7 @@ def _brute_force_otsu_split(values: np.ndarray) -> float:
     """The cut between sorted distinct values with the largest between-class variance, from raw values."""
     best, best_cut = -1.0, None
     distinct = np.unique(values)
-    for lo, hi in zip(distinct[:-1], distinct[1:]):
+    for lo, hi in itertools.pairwise(distinct):
         a, b = values[values <= lo], values[values > lo]
         score = a.size * b.size * (a.mean() - b.mean()) ** 2
         if score > best:

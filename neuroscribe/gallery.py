@@ -1,0 +1,223 @@
+"""An offline HTML gallery per layer: each unit's top patches with the activated region outlined,
+its explanation and score (the layout of dissection papers' figures: a label above a row of patches).
+
+    uri = render_gallery("runs/r50", "layer4", explanations=frame)   # -> <store>/gallery/layer4.html
+    uri = render_gallery("runs/r50", "layer4")                       # no explanations: "unexplained"
+
+Files written (through ``neuroscribe.store``, so ``s3://`` works)::
+
+    <store>/gallery/<layer>.html                 one self-contained page: inline CSS, JS and unit data
+    <store>/gallery/<layer>/<unit>-<key>.jpg     one strip of outlined patches per active unit
+
+The page needs no network: the unit data is an inline JSON blob rendered page by page in
+vanilla JS (search, concept filter, sort), and strips load lazily, so 2,048 units stay fast.  A
+strip's name carries a hash of what it shows, so a rerun rewrites only strips that changed and
+removes the ones no longer used.  ``explanations`` has one row per unit with the columns
+``unit`` and optionally ``layer``, ``explanation``, ``score``, ``margin``, ``agreement``,
+``alternatives`` (list) and ``top_image_ids`` (list: those images' patches are shown first).
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import math
+import posixpath
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from importlib.resources import files
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from scipy import ndimage
+
+from neuroscribe import store as st
+from neuroscribe.errors import NeuroscribeError
+from neuroscribe.fingerprint import code_version, content_key
+from neuroscribe.patches.extract import NOT_COMPUTED, unit_blocks
+from neuroscribe.patches.load import patches_group
+
+OUTLINE_RGB = np.array([255, 214, 0], dtype=np.float32)
+# Outside the region the patch is dimmed a little, so the outline reads at a glance.
+DIM = 0.6
+GAP = 4
+BACKGROUND = (255, 255, 255)
+CONCEPTS_LISTED = 100
+_FIELDS = ("explanation", "score", "margin", "agreement", "alternatives", "top_image_ids")
+
+
+def _template(name: str) -> str:
+    return files("neuroscribe").joinpath("templates", name).read_text(encoding="utf-8")
+
+
+def outlined(crop: np.ndarray, mask: np.ndarray, size: int, outline: bool = True) -> Image.Image:
+    """A thumbnail of ``crop`` with the ``mask`` region outlined and the rest slightly dimmed."""
+    image = Image.fromarray(crop)
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BICUBIC)
+    if not outline or not mask.any() or mask.all():
+        return image
+    small = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((size, size), Image.Resampling.NEAREST)) > 127
+    # a two-pixel line straddling the region's edge; none along the crop's own border
+    edge = ndimage.binary_dilation(small) & ~ndimage.binary_erosion(small, border_value=1)
+    pixels = np.asarray(image, dtype=np.float32).copy()
+    pixels[~small] *= DIM
+    pixels[edge] = OUTLINE_RGB
+    return Image.fromarray(pixels.astype(np.uint8))
+
+
+def strip(patches: list[tuple[np.ndarray, np.ndarray]], size: int, outline: bool = True) -> Image.Image:
+    """Thumbnails side by side with a small gap: one image per unit keeps the page's requests few."""
+    canvas = Image.new("RGB", (len(patches) * size + (len(patches) - 1) * GAP, size), BACKGROUND)
+    for i, (crop, mask) in enumerate(patches):
+        canvas.paste(outlined(crop, mask, size, outline), (i * (size + GAP), 0))
+    return canvas
+
+
+def _as_list(value: Any) -> list:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return []
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return [value] if value else []
+        return parsed if isinstance(parsed, list) else [parsed]
+    return list(value) if hasattr(value, "__iter__") else [value]
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else round(number, 4)
+
+
+def _explanation_rows(explanations: pd.DataFrame | None, layer: str) -> dict[int, dict[str, Any]]:
+    if explanations is None or explanations.empty:
+        return {}
+    if "unit" not in explanations.columns:
+        raise NeuroscribeError("explanations need a 'unit' column (one row per unit); pass the explanations table")
+    frame = explanations
+    if "layer" in frame.columns:
+        frame = frame[frame["layer"].astype(str) == layer]
+    rows = {}
+    for record in frame.to_dict("records"):
+        text = record.get("explanation")
+        rows[int(record["unit"])] = {
+            "x": None if text is None or (isinstance(text, float) and math.isnan(text)) else str(text),
+            "s": _number(record.get("score")),
+            "m": _number(record.get("margin")),
+            "a": _number(record.get("agreement")),
+            "alt": [str(v) for v in _as_list(record.get("alternatives"))],
+            "top": [int(v) for v in _as_list(record.get("top_image_ids"))],
+        }
+    return rows
+
+
+def _entry(unit: int, i: int, small: dict, row: dict, shown: int, layer: str, thumb_key: Callable) -> tuple[dict, str | None, list[int]]:
+    """The unit's record for the page, its strip's file name (None: inactive) and the slots it shows."""
+    ids = small["image_id"][i]
+    if (ids == NOT_COMPUTED).any():
+        raise NeuroscribeError(f"patches of layer {layer!r} are not computed yet for unit {unit}; rerun extract_patches to finish them")
+    slots = [int(j) for j in np.flatnonzero(ids >= 0)]
+    by_image = {int(ids[j]): j for j in slots}
+    first = [by_image[image] for image in dict.fromkeys(row.get("top", [])) if image in by_image]
+    # images named by the explanation first (in its order), then the rest by rank
+    slots = (first + [j for j in slots if j not in first])[:shown]
+    entry = {"u": unit, "n": len(by_image)} | {k: v for k, v in row.items() if k != "top"}
+    entry["w"] = int(small["fallback"][i, slots].sum()) if slots else 0
+    if not slots:
+        return entry, None, []
+    pairs = [(int(ids[j]), int(small["rank"][i, j])) for j in slots]
+    name = f"{unit:05d}-{thumb_key(unit, pairs)}.jpg"
+    return entry | {"img": f"{quote(layer)}/{name}", "k": len(slots), "ids": [image for image, _ in pairs]}, name, slots
+
+
+def _page(title: str, subtitle: str, units: list[dict], concepts: list[list], page_size: int, thumb: int) -> str:
+    data = json.dumps({"units": units, "concepts": concepts, "pageSize": page_size, "thumb": thumb}, separators=(",", ":"))
+    page = _template("gallery.html")
+    for token, value in (
+        ("/*STYLE*/", _template("gallery.css")),
+        ("/*SCRIPT*/", _template("gallery.js")),
+        # "<" escaped so no string inside the data can close the script element
+        ("/*DATA*/", data.replace("<", "\\u003c")),
+        ("<!--TITLE-->", html.escape(title)),
+        ("<!--SUBTITLE-->", html.escape(subtitle)),
+    ):
+        page = page.replace(token, value)
+    return page
+
+
+def render_gallery(
+    store: str,
+    layer: str,
+    explanations: pd.DataFrame | None = None,
+    storage_options: dict | None = None,
+    patches_shown: int = 6,
+    *,
+    thumb_size: int = 88,
+    page_size: int = 48,
+    on_progress: Callable[[int], None] | None = None,
+) -> str:
+    """Write ``gallery/<layer>.html`` (and its strips) for the layer's stored patches; returns its URI."""
+    if patches_shown < 1 or thumb_size < 16:
+        raise NeuroscribeError("patches_shown must be >= 1 and thumb_size >= 16 pixels")
+    sub = patches_group(store, layer, storage_options)
+    attrs = st.run_attrs(store, storage_options)
+    linear = attrs.get("layers", {}).get(layer, {}).get("kind") == "linear"
+    rows = _explanation_rows(explanations, layer)
+    folder = f"gallery/{layer}"
+    existing = set(st.list_files(store, folder, storage_options))
+    patches = sub.attrs.get("patches_key")
+    version = code_version("neuroscribe.gallery")
+
+    def thumb_key(unit: int, shown: list[tuple[int, int]]) -> str:
+        # a strip's name hashes what it shows: reruns redraw only strips that changed
+        return content_key({"patches": patches, "unit": unit, "shown": shown, "thumb": thumb_size, "code": version}, 10)
+
+    units: list[dict] = []
+    with ThreadPoolExecutor(4) as pool:
+        for block in unit_blocks(sub["image_id"].shape[0]):
+            small = {name: sub[name][block.start : block.stop] for name in ("image_id", "rank", "fallback")}
+            pending: list[tuple[int, str, list[int]]] = []
+            for i, unit in enumerate(block):
+                entry, name, slots = _entry(unit, i, small, rows.get(unit, {}), patches_shown, layer, thumb_key)
+                units.append(entry)
+                if name and name not in existing:
+                    pending.append((i, name, slots))
+            if pending:
+                # crops are the bulk of the data: read them only for strips not drawn yet
+                crops, masks = sub["crops"][block.start : block.stop], sub["masks"][block.start : block.stop]
+                draw = partial(_draw_strip, store, folder, crops, masks, thumb_size, not linear, storage_options)
+                list(pool.map(draw, pending))
+            if on_progress:
+                on_progress(len(block))
+    used = {posixpath.basename(u["img"]) for u in units if "img" in u}
+    fs, root = st.filesystem(store, storage_options)
+    for stale in existing - used:
+        fs.rm(posixpath.join(root, folder, stale))
+    counts = Counter(u["x"] for u in units if u.get("x"))
+    concepts = [[c, n] for c, n in sorted(counts.items(), key=lambda cn: (-cn[1], cn[0]))[:CONCEPTS_LISTED]]
+    model = attrs.get("model", {}).get("name", "model")
+    explained = sum(1 for u in units if u.get("x"))
+    inactive = sum(1 for u in units if not u["n"])
+    subtitle = f"{len(units)} units · {explained} explained · {inactive} inactive"
+    page = _page(f"{model} · {layer}", subtitle, units, concepts, page_size, thumb_size)
+    st.write_bytes(store, f"gallery/{layer}.html", page.encode("utf-8"), storage_options)
+    return st.full_uri(store, f"gallery/{layer}.html")
+
+
+def _draw_strip(store, folder, crops, masks, size, outline, storage_options, item: tuple[int, str, list[int]]) -> None:
+    i, name, slots = item
+    image = strip([(crops[i, j], masks[i, j]) for j in slots], size, outline)
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=85)
+    st.write_bytes(store, f"{folder}/{name}", buf.getvalue(), storage_options)
