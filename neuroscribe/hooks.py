@@ -39,46 +39,31 @@ def _registered(handles: list) -> Iterator[None]:
 
 
 @contextmanager
+def _forward_hooks(model: nn.Module, names: Iterable[str], make_hook: Callable[[str], Callable]) -> Iterator[None]:
+    """Register ``make_hook(name)`` on each named module; remove them all on exit, error or not."""
+    handles = [module.register_forward_hook(make_hook(name)) for name, module in _modules(model, list(names)).items()]
+    with _registered(handles):
+        yield
+
+
+@contextmanager
 def capture_outputs(model: nn.Module, names: Iterable[str]) -> Iterator[dict[str, torch.Tensor]]:
     outputs: dict[str, torch.Tensor] = {}
-    handles = []
-
-    def make(name):
-        def hook(_module, _inputs, output):
-            outputs[name] = output
-
-        return hook
-
-    for name, module in _modules(model, list(names)).items():
-        handles.append(module.register_forward_hook(make(name)))
-    with _registered(handles):
+    with _forward_hooks(model, names, lambda name: lambda _m, _i, out: outputs.__setitem__(name, out)):
         yield outputs
 
 
 @contextmanager
 def count_calls(model: nn.Module, names: Iterable[str]) -> Iterator[dict[str, int]]:
     calls: dict[str, int] = {}
-    handles = []
-
-    def make(name):
-        def hook(_module, _inputs, _output):
-            calls[name] = calls.get(name, 0) + 1
-
-        return hook
-
-    for name, module in _modules(model, list(names)).items():
-        handles.append(module.register_forward_hook(make(name)))
-    with _registered(handles):
+    with _forward_hooks(model, names, lambda name: lambda _m, _i, _o: calls.__setitem__(name, calls.get(name, 0) + 1)):
         yield calls
 
 
 @contextmanager
 def edit_outputs(model: nn.Module, edits: dict[str, Callable[[torch.Tensor], torch.Tensor]]) -> Iterator[None]:
-    handles = []
-    for name, module in _modules(model, list(edits)).items():
-        fn = edits[name]
-        handles.append(module.register_forward_hook(lambda _m, _i, out, fn=fn: fn(out)))
-    with _registered(handles):
+    # a forward hook that returns a value replaces the module's output
+    with _forward_hooks(model, edits, lambda name: lambda _m, _i, out: edits[name](out)):
         yield
 
 
