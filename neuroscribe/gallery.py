@@ -141,7 +141,7 @@ def _entry(unit: int, i: int, small: dict, row: dict, shown: int, layer: str, th
     return entry | {"img": f"{quote(layer)}/{name}", "k": len(slots), "ids": [image for image, _ in pairs]}, name, slots
 
 
-def _page(title: str, subtitle: str, units: list[dict], concepts: list[list], page_size: int, thumb: int) -> str:
+def page_html(title: str, subtitle: str, units: list[dict], concepts: list[list], page_size: int, thumb: int) -> str:
     data = json.dumps({"units": units, "concepts": concepts, "pageSize": page_size, "thumb": thumb}, separators=(",", ":"))
     page = _template("gallery.html")
     for token, value in (
@@ -210,7 +210,7 @@ def render_gallery(
     explained = sum(1 for u in units if u.get("x"))
     inactive = sum(1 for u in units if not u["n"])
     subtitle = f"{len(units)} units · {explained} explained · {inactive} inactive"
-    page = _page(f"{model} · {layer}", subtitle, units, concepts, page_size, thumb_size)
+    page = page_html(f"{model} · {layer}", subtitle, units, concepts, page_size, thumb_size)
     st.write_bytes(store, f"gallery/{layer}.html", page.encode("utf-8"), storage_options)
     return st.full_uri(store, f"gallery/{layer}.html")
 

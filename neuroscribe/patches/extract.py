@@ -59,6 +59,7 @@ from neuroscribe import store as st
 from neuroscribe.config import FrozenModel
 from neuroscribe.data import ImageSkipped, load_image
 from neuroscribe.errors import NeuroscribeError
+from neuroscribe.extraction import unit_quantiles
 from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.models import Preprocessing
 from neuroscribe.patches.geometry import (
@@ -167,10 +168,6 @@ def _unit_thresholds(store: str, layer: str, cfg: PatchConfig, has_maps: bool, s
     """Dataset quantile per unit; None where thresholds come from each block's maps (Otsu) or none apply."""
     if not has_maps or cfg.method != "quantile":
         return None
-    from neuroscribe.extraction import (
-        unit_quantiles,  # imports torch: only when a threshold is needed
-    )
-
     return unit_quantiles(store, layer, cfg.quantile, storage_options)
 
 
@@ -186,9 +183,7 @@ def _usable(maps: np.ndarray | None, values: np.ndarray, ids: np.ndarray, thresh
 
 
 def _otsu_thresholds(maps: np.ndarray, usable: np.ndarray) -> np.ndarray:
-    return np.array(
-        [otsu_threshold(m[u]) if u.any() else np.inf for m, u in zip(maps, usable)], dtype=np.float64
-    )
+    return np.array([otsu_threshold(m[u]) if u.any() else np.inf for m, u in zip(maps, usable)], dtype=np.float64)
 
 
 class _Block:

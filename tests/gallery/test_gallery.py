@@ -15,7 +15,14 @@ from PIL import Image
 
 from neuroscribe import store as st
 from neuroscribe.errors import NeuroscribeError
-from neuroscribe.gallery import DIM, GAP, OUTLINE_RGB, outlined, render_gallery
+from neuroscribe.gallery import (
+    DIM,
+    GAP,
+    OUTLINE_RGB,
+    outlined,
+    page_html,
+    render_gallery,
+)
 from neuroscribe.patches import load_unit_patches
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
@@ -147,3 +154,22 @@ def test_browser_pages_search_and_filter(gallery_run):
     found = _dump_dom(url + "#q=unit%2012")
     assert found.count('<article class="unit') == 1 and 'id="unit-12"' in found
     assert _dump_dom(url + "#concept=red%20blobs&size=48").count('<article class="unit') == 8
+
+
+def test_a_2048_unit_page_stays_small_and_renders_one_page(tmp_path):
+    vocab = ["dog faces", "stripes", "text", "water", "grass"]
+    units = [
+        {"u": u, "n": 10, "x": vocab[u % 5], "s": round(u / 2048, 4), "alt": ["sky"], "img": f"layer/{u:05d}.jpg", "k": 6, "ids": list(range(6)), "w": 0}
+        for u in range(2048)
+    ]
+    page = page_html("model · layer", "2048 units", units, [[c, 2048 // 5] for c in vocab], 48, 88)
+    assert len(page) < 800_000 and [u["u"] for u in page_data(page)["units"]] == list(range(2048))
+    if CHROMIUM is None:
+        pytest.skip("rendering check needs chromium installed (optional)")
+    path = tmp_path / "layer.html"
+    path.write_text(page)
+    url = path.resolve().as_uri()
+    assert _dump_dom(url).count('<article class="unit') == 48  # one page in the DOM, not 2,048 cards
+    assert _dump_dom(url + "#page=43").count('<article class="unit') == 2048 - 42 * 48
+    assert _dump_dom(url + "#q=unit%202047").count('<article class="unit') == 1
+    assert _dump_dom(url + "#concept=text&sort=score-desc&size=192").count('<article class="unit') == 192

@@ -19,6 +19,7 @@ from neuroscribe.config import DatasetSpec, ExtractConfig, ModelSpec, RunnerSpec
 from neuroscribe.extraction import run_extraction
 
 TINY_CNN = "neuroscribe.testing.tiny_models:tiny_cnn"
+TINY_VIT = "neuroscribe.testing.tiny_models:tiny_vit"
 # (width, height): landscape, portrait, square, wide; none matches the model's 36 px resize
 SIZES = [(90, 60), (50, 75), (40, 40), (120, 64), (66, 90), (80, 48)]
 
@@ -33,11 +34,11 @@ def _write_images(root: Path) -> None:
         Image.fromarray(arr).save(folder / f"img{i:02d}.png")
 
 
-def build_tiny_run(root: Path, k: int = 4) -> str:
+def build_tiny_run(root: Path, k: int = 4, model: str = TINY_CNN, layers: tuple[str, ...] = ("conv2", "relu2", "fc")) -> str:
     _write_images(root / "images")
     cfg = ExtractConfig(
-        model=ModelSpec(name=TINY_CNN),
-        layers=("conv2", "relu2", "fc"),
+        model=ModelSpec(name=model),
+        layers=layers,
         dataset=DatasetSpec(uri=str(root / "images"), shard_size=4),
         store=str(root / "run"),
         k=k,

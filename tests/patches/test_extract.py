@@ -28,7 +28,16 @@ from neuroscribe.patches import (
 from neuroscribe.patches import extract as extract_module
 from neuroscribe.patches.geometry import PAD_RGB
 
-from .helpers import SIZES, hot_square, image_size, index_frame, set_samples, set_unit
+from .helpers import (
+    SIZES,
+    TINY_VIT,
+    build_tiny_run,
+    hot_square,
+    image_size,
+    index_frame,
+    set_samples,
+    set_unit,
+)
 
 MAP = (16, 16)  # tiny_cnn conv2 over a 32 px input: each cell is 2 x 2 input pixels
 EXACT = PatchConfig(margin=0.0, min_side=0.0, crop_size=64)
@@ -215,31 +224,40 @@ def _scipy_upsample(unit_map: np.ndarray, crop_box, width: int, height: int) -> 
     left, top, right, bottom = crop_box
     px, py = np.arange(width) + 0.5, np.arange(height) + 0.5
     px, py = px[(px >= left) & (px < right)], py[(py >= top) & (py < bottom)]
-    u = (px - left) / ((right - left) / MAP[1]) - 0.5
-    v = (py - top) / ((bottom - top) / MAP[0]) - 0.5
+    u = (px - left) / ((right - left) / unit_map.shape[1]) - 0.5
+    v = (py - top) / ((bottom - top) / unit_map.shape[0]) - 0.5
     vv, uu = np.meshgrid(v, u, indexing="ij")
     return ndimage.map_coordinates(unit_map.astype(np.float64), [vv, uu], order=1, mode="nearest"), px, py
 
 
-def test_real_maps_patch_covers_the_peak(tiny_run):
-    extract_patches(tiny_run, "relu2", PatchConfig(crop_size=32))
-    group = st.open_group(tiny_run, "r")
-    maps, ids = group["topk/relu2/maps"][:], group["topk/relu2/image_id"][:]
-    prep = _prep(tiny_run)
-    quantiles = unit_quantiles(tiny_run, "relu2", 0.995)
+def check_patches_cover_the_peak(store: str, layer: str) -> None:
+    """Every patch holds its upsampled map's peak, and is cut at min(unit threshold, map mid-range)."""
+    extract_patches(store, layer, PatchConfig(crop_size=32))
+    group = st.open_group(store, "r")
+    maps, ids = group[f"topk/{layer}/maps"][:], group[f"topk/{layer}/image_id"][:]
+    prep = _prep(store)
+    quantiles = unit_quantiles(store, layer, 0.995)
     n = 0
     for unit in range(maps.shape[0]):
-        for patch in load_unit_patches(tiny_run, "relu2", unit):
-            width, height = image_size(tiny_run, patch.image_id)
+        for patch in load_unit_patches(store, layer, unit):
+            width, height = image_size(store, patch.image_id)
             up, px, py = _scipy_upsample(maps[unit, patch.rank], prep.crop_box(width, height), width, height)
             r, c = np.unravel_index(np.argmax(up), up.shape)
             assert ids[unit, patch.rank] == patch.image_id
             assert patch.box[0] <= px[c] <= patch.box[2] and patch.box[1] <= py[r] <= patch.box[3]
             assert patch.fallback == (up.max() <= quantiles[unit]) and patch.mask.any()
-            # cut at the lower of the unit's threshold and the map's mid-range
             assert patch.threshold == pytest.approx(min(quantiles[unit], (up.max() + up.min()) / 2), rel=1e-5)
             n += 1
-    assert n > 16
+    assert n > maps.shape[0]
+
+
+def test_real_maps_patch_covers_the_peak(tiny_run):
+    check_patches_cover_the_peak(tiny_run, "relu2")
+
+
+def test_vit_token_maps(tmp_path):
+    store = build_tiny_run(tmp_path, model=TINY_VIT, layers=("encoder.layers.encoder_layer_1.mlp.1",))
+    check_patches_cover_the_peak(store, "encoder.layers.encoder_layer_1.mlp.1")
 
 
 def test_linear_units_use_the_whole_image(tiny_run):
