@@ -100,6 +100,19 @@ def _number(value: Any) -> float | None:
     return None if math.isnan(number) else round(number, 4)
 
 
+def _alternative_concept(value: Any) -> Any:
+    if isinstance(value, dict):
+        return value.get("concept")
+    return value[0] if isinstance(value, (list, tuple)) and value else value
+
+
+def _alternative(value: Any) -> str:
+    """``concept (score)`` from the table's {concept, score} records or (concept, score) pairs."""
+    score = value.get("score") if isinstance(value, dict) else (value[1] if isinstance(value, (list, tuple)) and len(value) > 1 else None)
+    number = _number(score)
+    return f"{_alternative_concept(value)} ({number:.3f})" if number is not None else str(_alternative_concept(value))
+
+
 def _explanation_rows(explanations: pd.DataFrame | None, layer: str) -> dict[int, dict[str, Any]]:
     if explanations is None or explanations.empty:
         return {}
@@ -116,7 +129,7 @@ def _explanation_rows(explanations: pd.DataFrame | None, layer: str) -> dict[int
             "s": _number(record.get("score")),
             "m": _number(record.get("margin")),
             "a": _number(record.get("agreement")),
-            "alt": [str(v) for v in _as_list(record.get("alternatives"))],
+            "alt": [_alternative(v) for v in _as_list(record.get("alternatives")) if _alternative_concept(v) != text],
             "top": [int(v) for v in _as_list(record.get("top_image_ids"))],
         }
     return rows
