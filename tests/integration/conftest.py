@@ -180,7 +180,7 @@ def prefect_server(tmp_path_factory, logdir):
         "PREFECT_UI_ENABLED": "false",
     }
     env.pop("PREFECT_API_URL", None)
-    service = start_service("prefect-server", ["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, logdir)
+    service = start_service("prefect-server", [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, logdir)
     api = f"http://127.0.0.1:{port}/api"
     try:
         wait_until(lambda: _http_ok(api + "/health"), 120, "the Prefect server", service, every=0.5)
@@ -234,13 +234,13 @@ def start_cluster(flow_env, logdir):
     def start(tag: str, workers: dict[str, bool]) -> Cluster:
         port = free_port()
         scheduler = start_service(
-            f"{tag}-scheduler", ["dask", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], flow_env, logdir
+            f"{tag}-scheduler", [sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], flow_env, logdir
         )
         address = f"tcp://127.0.0.1:{port}"
         services = {}
         for name, gpu in workers.items():
             # no nanny: one process per worker, so killing it is a machine going away, not a restart
-            cmd = ["dask", "worker", address, "--name", name, "--nthreads", "1", "--no-nanny", "--no-dashboard", "--host", "127.0.0.1"]
+            cmd = [sys.executable, "-m", "dask", "worker", address, "--name", name, "--nthreads", "1", "--no-nanny", "--no-dashboard", "--host", "127.0.0.1"]
             services[name] = start_service(f"{tag}-{name}", cmd + (["--resources", "GPU=1"] if gpu else []), flow_env, logdir)
         cluster = Cluster(address, scheduler, services)
         clusters.append(cluster)
@@ -259,30 +259,21 @@ def start_cluster(flow_env, logdir):
 
 
 @pytest.fixture(scope="session")
-def tiny_clip(tmp_path_factory):
-    """A 2-layer open_clip architecture (random, seeded weights): (its config folder, a BackendSpec)."""
-    import open_clip
+def tiny_clip():
+    """A tiny open_clip architecture (seeded random weights), registered in this process."""
+    from neuroscribe.testing.tiny_clip import register_tiny_clip
 
-    from neuroscribe.scoring.backend import BackendSpec
-
-    folder = tmp_path_factory.mktemp("open_clip")
-    (folder / "ns-integration-tiny.json").write_text(json.dumps({
-        "embed_dim": 32,
-        "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-    }))
-    open_clip.add_model_config(folder)
-    return folder, BackendSpec(kind="open_clip", arch="ns-integration-tiny", pretrained=None, device="auto", batch_size=16)
+    return register_tiny_clip()
 
 
 @pytest.fixture(scope="session")
 def cluster(start_cluster, tiny_clip) -> Cluster:
     """The shared cluster: one worker declaring GPU=1, one CPU-only worker; both know the tiny CLIP."""
-    import open_clip
+    from neuroscribe.testing.tiny_clip import register_tiny_clip
 
     cluster = start_cluster("shared", {"gpu": True, "cpu": False})
     with cluster.client() as client:
-        client.run(open_clip.add_model_config, str(tiny_clip[0]))  # as a model installed on every worker
+        client.run(register_tiny_clip)  # as a model installed on every worker
     return cluster
 
 

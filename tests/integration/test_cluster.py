@@ -49,7 +49,7 @@ def test_explain_flow_on_the_cluster_with_store_and_dataset_on_s3(s3, prefect_se
     cfg = ExplainConfig(
         model=TINY, layers=LAYERS, dataset=DatasetSpec(uri=dataset, shard_size=2, storage_options=s3.options),
         store=s3.uri("runs", "main"), store_options=s3.options, k=3, vocabulary_sources=(f"file:{concepts}",),
-        backend=tiny_clip[1], units_per_task=8, runner=RunnerSpec(dask_address=cluster.address, batch_size=2),
+        backend=tiny_clip, units_per_task=8, runner=RunnerSpec(dask_address=cluster.address, batch_size=2),
     )
     began = time.time()
     summary = run_flow_process("flows.explain:explain_flow", write_config(tmp_path / "cfg.json", cfg), flow_env, logdir / "main-flow.log")

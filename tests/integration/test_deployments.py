@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import time
 
 import pytest
@@ -27,12 +28,12 @@ def deployed(prefect_server, flow_env, logdir):
     """The work pool, every deployment of prefect.yaml, and a process worker polling the pool."""
     env = flow_env | {"NEUROSCRIBE_HOME": str(REPO), "PREFECT_WORKER_QUERY_SECONDS": "1"}
     for cmd in (
-        ["prefect", "work-pool", "create", POOL, "--type", "process", "--overwrite"],
-        ["prefect", "--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml"],
+        [sys.executable, "-m", "prefect", "work-pool", "create", POOL, "--type", "process", "--overwrite"],
+        [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml"],
     ):
         done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=240, check=False)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    worker = start_service("prefect-worker", ["prefect", "worker", "start", "--pool", POOL, "--limit", "1"], env, logdir)
+    worker = start_service("prefect-worker", [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--limit", "1"], env, logdir)
     yield prefect_server
     worker.stop()
 
