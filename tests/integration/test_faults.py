@@ -67,12 +67,13 @@ def test_a_worker_killed_mid_extraction_loses_nothing(s3, flow_env, start_cluste
         killed = time.time()
         done_at_kill = len(shard_markers(s3.fs, cfg.store))
         assert proc.wait(timeout=300) == 0, (logdir / "kill-worker-flow.log").read_text()[-4000:]
+        after = task_stream(cluster, killed)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+        cluster.stop()  # this cluster is this test's alone: free its processes now
     assert done_at_kill < SHARDS
     # from the kill on, the surviving worker did all the work, the dead one's share included
-    after = task_stream(cluster, killed)
     assert after and {t["worker"] for t in after} == {"gpu-a"}
     assert "Remove worker" in cluster.scheduler.tail(100000)
     assert len(shard_markers(s3.fs, cfg.store)) == SHARDS
