@@ -23,19 +23,10 @@ def concept_file(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_clip_spec(tmp_path_factory):
-    import json
+def tiny_clip_spec():
+    from neuroscribe.testing.tiny_clip import register_tiny_clip
 
-    import open_clip
-
-    folder = tmp_path_factory.mktemp("clip")
-    (folder / "ns-explain-tiny.json").write_text(json.dumps({
-        "embed_dim": 32,
-        "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-    }))
-    open_clip.add_model_config(folder)
-    return BackendSpec(kind="open_clip", arch="ns-explain-tiny", pretrained=None, device="cpu", batch_size=16)
+    return register_tiny_clip(device="cpu")
 
 
 def _config(image_folder, tmp_path, concept_file, backend, model="neuroscribe.testing.tiny_models:tiny_cnn", **kw):
