@@ -66,6 +66,7 @@ def demo_config(
         backend=BackendSpec(kind="conse", classifier=ModelSpec(name="efficientnet_lite0"), device="cpu"),
         patches=PatchConfig(crop_size=112),
         units_per_task=1024,  # one block per demo layer: whole-image patches are embedded once
-        runner=RunnerSpec(n_workers=workers, threads_per_worker=2, device="cpu", batch_size=32),
+        # one task at a time per worker: torch already uses every core, two tasks would oversubscribe
+        runner=RunnerSpec(n_workers=workers, threads_per_worker=1, device="cpu", batch_size=32),
         overwrite=overwrite,
     )
