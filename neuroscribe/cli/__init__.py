@@ -16,6 +16,7 @@ from neuroscribe.cli import extract as _extract  # noqa: E402,F401
 from neuroscribe.cli import ablate as _ablate  # noqa: E402,F401
 from neuroscribe.cli import vocabulary as _vocabulary  # noqa: E402,F401
 from neuroscribe.cli import explain as _explain  # noqa: E402,F401
+from neuroscribe.cli import evaluate as _evaluate  # noqa: E402,F401
 
 
 def main() -> None:

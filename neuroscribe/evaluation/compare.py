@@ -1,0 +1,128 @@
+"""Compare scoring rules, vocabularies and the number of top images k on one extraction, as a table.
+
+    rows, labels = compare_layer(ctx, ("rules", "k", "vocab"))   # one row per variant; labels per unit
+    rows[["axis", "variant", "exact_match_present", "auc_mean"]]
+    labels["rules:softwpmi"]                                      # every unit's label under SoftWPMI
+
+Every variant rescores the stored evidence (``neuroscribe.evaluation.evidence``); nothing is
+extracted again:
+- ``rules``: the seed rule (patches) and SoftWPMI (whole top images) with the run's k and vocabulary;
+  the evidence the run did not use is embedded once (cached by content);
+- ``k``: the run's rule on each unit's first k' ranks only, for every k' of ``compare_k`` up to the
+  run's k (the top-k is fixed at extraction; a smaller k' truncates it);
+- ``vocab``: the run's rule on the run's vocabulary and on each of ``compare_vocabularies``, built into
+  ``<store>/evaluation/vocabulary/`` (LLM answers come from the run's own cache).
+Each row has the label metrics when the layer has ground truth (exact match over present and all
+labelled units, with chance, and cosine similarity over present units per text space), the AUC
+of the activation-grounded check, and ``same_as_run``: the fraction of units labelled as in the
+run's table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from neuroscribe.evaluation.consistency import unit_aucs
+from neuroscribe.evaluation.context import LayerContext
+from neuroscribe.evaluation.evidence import Evidence, evidence_for, rescore
+from neuroscribe.evaluation.metrics import label_metrics
+from neuroscribe.explain import embeds_whole_images
+from neuroscribe.fingerprint import content_key
+from neuroscribe.scoring.rules import RuleSpec
+from neuroscribe.store import full_uri
+
+ProgressFn = Callable[[int], None] | None
+RULE_NAMES = ("seed", "softwpmi")
+
+
+@dataclass(frozen=True)
+class Variant:
+    axis: str
+    name: str
+    rule: RuleSpec
+    max_rank: int | None = None  # None: all the run's top-k
+    sources: tuple[str, ...] | None = None  # None: the run's vocabulary
+
+
+def run_k(ctx: LayerContext) -> int:
+    return int(ctx.topk_ids.shape[1])
+
+
+def plan_variants(ctx: LayerContext, axes: tuple[str, ...]) -> list[Variant]:
+    rule, k = ctx.explain.rule, run_k(ctx)
+    out: list[Variant] = []
+    if "rules" in axes:
+        out += [Variant("rules", name, rule.model_copy(update={"name": name})) for name in RULE_NAMES]
+    if "k" in axes:
+        out += [Variant("k", f"k={kk}", rule, max_rank=kk) for kk in sorted({*(x for x in ctx.cfg.compare_k if x < k), k})]
+    if "vocab" in axes:
+        out.append(Variant("vocab", "run: " + "+".join(ctx.explain.vocabulary_sources), rule))
+        for item in ctx.cfg.compare_vocabularies:
+            sources = tuple(s.strip() for s in item.split(",") if s.strip())
+            out.append(Variant("vocab", "+".join(sources), rule, sources=sources))
+    return out
+
+
+def compare_vocabulary(ctx: LayerContext, sources: tuple[str, ...]):
+    """Build (or reuse, the build caches by content) the vocabulary of ``sources`` beside the evaluation."""
+    from neuroscribe.vocabulary import (
+        VocabularyConfig,
+        build_vocabulary,
+        load_vocabulary,
+    )
+
+    base = ctx.explain.vocabulary_config()
+    cfg = VocabularyConfig.model_validate(
+        base.model_dump()
+        | {"sources": sources, "out": full_uri(ctx.cfg.store, "evaluation"), "name": f"compare-{content_key(list(sources), 10)}", "cache_dir": base.cache_uri}
+    )
+    return load_vocabulary(build_vocabulary(cfg).uri, ctx.cfg.store_options)
+
+
+def variant_row(ctx: LayerContext, variant: Variant, explanations: list[str], vocabulary, vectors: np.ndarray) -> dict:
+    stored = ctx.explanations
+    row = {
+        "axis": variant.axis,
+        "variant": variant.name,
+        "rule": variant.rule.name,
+        "k": variant.max_rank or run_k(ctx),
+        "vocabulary": "+".join(variant.sources) if variant.sources else "run",
+        "concepts": len(vocabulary.concepts),
+        "same_as_run": round(float(np.mean([a == b for a, b in zip(explanations, stored)])), 4),
+    }
+    if ctx.truth is not None:
+        summary, _ = label_metrics(explanations, ctx.truth, ctx.spaces, ctx.cfg.permutations, ctx.cfg.seed, ctx.cfg.truth_text)
+        row["exact_match_present"] = summary["present"]["exact_match"]["value"]
+        row["exact_match_present_chance"] = summary["present"]["exact_match"]["chance"]
+        row["exact_match_all"] = summary["all"]["exact_match"]["value"]
+        for space, result in summary["present"]["cosine"].items():
+            row[f"cosine_present {space}"] = result["value"]
+    aucs = unit_aucs(ctx.probe, ctx.fired_ids, ctx.text_vectors(explanations, vocabulary, vectors), ctx.topk_ids)
+    finite = aucs[np.isfinite(aucs)]
+    row["auc_mean"] = round(float(finite.mean()), 4) if len(finite) else None
+    row["auc_median"] = round(float(np.median(finite)), 4) if len(finite) else None
+    return row
+
+
+def compare_layer(ctx: LayerContext, axes: tuple[str, ...], on_progress: ProgressFn = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(one row per variant of ``axes``, each unit's label under each variant: columns ``axis:variant``)."""
+    evidence: dict[bool, Evidence] = {}
+    rows, labels = [], {"unit": np.arange(len(ctx.table))}
+    for i, variant in enumerate(plan_variants(ctx, axes)):
+        vocabulary, vectors = ctx.vocabulary, ctx.concept_vectors
+        if variant.sources is not None:
+            vocabulary = compare_vocabulary(ctx, variant.sources)
+            vectors = ctx.vectors_for(vocabulary)
+        kind = embeds_whole_images(variant.rule)
+        if kind not in evidence:
+            evidence[kind] = evidence_for(ctx.explain, ctx.layer, variant.rule, ctx.probe)
+        scores = rescore(evidence[kind], evidence[kind].repeats(variant.max_rank), variant.rule, vectors, vocabulary.concepts)
+        labels[f"{variant.axis}:{variant.name}"] = [s.best for s in scores]
+        rows.append(variant_row(ctx, variant, labels[f"{variant.axis}:{variant.name}"], vocabulary, vectors))
+        if on_progress:
+            on_progress(i + 1)
+    return pd.DataFrame(rows), pd.DataFrame(labels)

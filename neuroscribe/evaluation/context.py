@@ -1,0 +1,224 @@
+"""The evaluation's config, and everything one layer's evaluation reads from the run, loaded once.
+
+    cfg = EvaluateConfig(store="runs/r50", compare=("rules", "k"))
+    explain_cfg = resolve_explain_config(cfg)           # the run's ExplainConfig (explain_config.json)
+    ctx = layer_context(cfg, explain_cfg, "fc", probe)  # table, vocabulary, concept vectors, truth, ...
+    ctx.text_vectors(["tench", "(inactive)"])            # concept embeddings of explanations, NaN rows
+    spaces = text_spaces(cfg, explain_cfg)              # backend text space, MiniLM, mpnet if available
+
+The run's config comes from ``<store>/explain_config.json`` (written by the explain stage), or
+from ``EvaluateConfig.explain`` for a store without one.  Its secrets were masked when it was
+written, so the evaluation's own ``store_options`` (also used for the images) replace them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, field_validator
+
+from neuroscribe import store as st
+from neuroscribe.config import FrozenModel, RunnerSpec
+from neuroscribe.errors import NeuroscribeError
+from neuroscribe.evaluation.evidence import ProbeImages, topk_image_ids
+from neuroscribe.evaluation.metrics import TextSpace
+from neuroscribe.evaluation.truth import LayerTruth, layer_truth
+from neuroscribe.explain import ExplainConfig, cached_backend
+from neuroscribe.patches.load import patches_group
+from neuroscribe.scoring.backend import BackendSpec
+from neuroscribe.scoring.concepts import concept_embeddings
+from neuroscribe.scoring.rules import INACTIVE
+
+CompareAxis = Literal["rules", "k", "vocab"]
+MINILM = "minilm"
+MPNET = "all-mpnet-base-v2"
+
+
+class EvaluateConfig(FrozenModel):
+    """One evaluation of an explained run: the ``evaluate`` flow's single parameter."""
+
+    store: str = Field(description="run store holding explanations: local path or s3://bucket/prefix")
+    layers: tuple[str, ...] = Field(default=(), description="layers to evaluate; empty = every layer the run explained")
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="layer -> labels file (.csv/.tsv unit,label[,variants] or .txt one per line)"
+    )
+    explain: ExplainConfig | None = Field(default=None, description="the run's config when the store has no explain_config.json")
+    compare: tuple[CompareAxis, ...] = Field(default=(), description="rescoring comparisons: rules, k, vocab")
+    compare_k: tuple[int, ...] = Field(default=(1, 2, 3, 5, 10, 20, 50), description="top images per unit compared (<= the run's k)")
+    compare_vocabularies: tuple[str, ...] = Field(
+        default=("builtin:imagenet", "builtin:colors+textures+materials", "builtin:imagenet+colors+textures+materials"),
+        description="vocabularies compared, each a comma-separated union of sources (llm, builtin:NAME, file:PATH)",
+    )
+    sentence_models: tuple[str, ...] = Field(
+        default=(MINILM, MPNET), description="sentence spaces for cosine similarity: minilm (bundled) or a sentence-transformers name/folder"
+    )
+    truth_text: Literal["name", "synonyms"] = Field(
+        default="name", description="ground-truth text embedded: the class name, or all its synonyms comma-joined (CLIP-Dissect's labels file)"
+    )
+    permutations: int = Field(default=100, ge=0, description="random permutations of the ground truth for the chance baseline")
+    random_images: int = Field(default=1000, ge=1, description="random probe images: AUC negatives (every image when fewer)")
+    bootstrap: int = Field(default=10, ge=0, description="bootstrap resamples of the probe images for stability")
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] | None = Field(default=None, description="override the backend's device")
+    runner: RunnerSpec = RunnerSpec()
+    store_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for store and images (not logged)")
+
+    @field_validator("layers", "compare", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> tuple:
+        if isinstance(value, str):
+            value = value.split(",")
+        return tuple(v.strip() for v in value if v and v.strip())
+
+    @field_validator("compare_k")
+    @classmethod
+    def _positive(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(k < 1 for k in value):
+            raise ValueError("compare_k values must be >= 1 (top images per unit)")
+        return tuple(sorted(set(value)))
+
+
+def resolve_explain_config(cfg: EvaluateConfig) -> ExplainConfig:
+    """The run's ExplainConfig, pointed at ``cfg.store`` with the evaluation's options and device."""
+    from neuroscribe.explain import load_config
+
+    if cfg.explain is not None:
+        base = cfg.explain
+    elif st.exists(cfg.store, "explain_config.json", cfg.store_options):
+        base = load_config(cfg.store, cfg.store_options)
+    else:
+        raise NeuroscribeError(
+            f"store {cfg.store} has no explain_config.json (written by `neuroscribe explain`); "
+            "pass the run's config with --explain-config FILE"
+        )
+    update: dict[str, Any] = {"store": cfg.store}
+    if cfg.store_options:
+        update["store_options"] = cfg.store_options
+        update["dataset"] = base.dataset.model_copy(update={"storage_options": cfg.store_options})
+    if cfg.device is not None:
+        update["backend"] = base.backend.model_copy(update={"device": cfg.device})
+    return base.model_copy(update=update)
+
+
+def evaluated_layers(cfg: EvaluateConfig, explain_cfg: ExplainConfig) -> list[str]:
+    layers = list(cfg.layers or explain_cfg.layers)
+    missing = [layer for layer in layers if not st.exists(cfg.store, f"explanations/{layer}.parquet", cfg.store_options)]
+    if missing:
+        raise NeuroscribeError(
+            f"layers {missing} of {cfg.store} have no explanations; run `neuroscribe explain --layers {','.join(missing)}` first"
+        )
+    unknown = sorted(set(cfg.labels) - set(layers))
+    if unknown:
+        raise NeuroscribeError(f"labels are given for layers {unknown} that are not evaluated; evaluate them with --layer")
+    return layers
+
+
+def _sentence_model_path(name: str) -> str | None:
+    """A loadable sentence-transformers model for ``name``, or None when it is not available offline."""
+    if Path(name).is_dir():
+        return name
+    repo = name if "/" in name else f"sentence-transformers/{name}"
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(repo, "modules.json")
+    except Exception:  # noqa: BLE001 - any cache lookup failure means "not available"
+        return None
+    return repo if isinstance(cached, str) else None
+
+
+@lru_cache(maxsize=4)
+def _text_spaces(backend_spec: BackendSpec, sentence_models: tuple[str, ...]) -> tuple[tuple[TextSpace, ...], tuple[str, ...]]:
+    # one set per process and backend: the steps of an evaluation embed the same truths and concepts
+    from neuroscribe.vocabulary.embedder import embed_sentences
+
+    backend = cached_backend(backend_spec)
+    spaces = [TextSpace(f"backend ({backend.name})", lambda texts: backend.embed_texts(texts))]
+    backend_is_minilm = backend_spec.kind == "conse" and backend_spec.sentence_model is None
+    notes = []
+    for name in sentence_models:
+        if name == MINILM:
+            spaces.append(TextSpace("MiniLM (all-MiniLM-L6-v2)", embed_sentences, same_as=spaces[0] if backend_is_minilm else None))
+            continue
+        path = _sentence_model_path(name)
+        if path is None:
+            notes.append(f"sentence model {name} is not available offline (not in the Hugging Face cache); its cosine is not reported")
+            continue
+        spaces.append(TextSpace(Path(name).name, lambda texts, path=path: embed_sentences(texts, path)))
+    return tuple(spaces), tuple(notes)
+
+
+def text_spaces(cfg: EvaluateConfig, explain_cfg: ExplainConfig) -> tuple[list[TextSpace], list[str]]:
+    """The embedding spaces for cosine similarity, and notes on the ones that could not be used."""
+    spaces, notes = _text_spaces(explain_cfg.backend, tuple(cfg.sentence_models))
+    return list(spaces), list(notes)
+
+
+@dataclass
+class LayerContext:
+    """What evaluating one layer reads from the run."""
+
+    cfg: EvaluateConfig
+    explain: ExplainConfig
+    layer: str
+    table: pd.DataFrame  # explanations/<layer>.parquet
+    vocabulary: Any  # neuroscribe.vocabulary.Vocabulary
+    concept_vectors: np.ndarray
+    truth: LayerTruth | None
+    probe: ProbeImages
+    fired_ids: np.ndarray  # [units, P] images with a patch (the unit fired): AUC positives
+    topk_ids: np.ndarray  # [units, k]
+    spaces: list[TextSpace] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def explanations(self) -> list[str]:
+        return self.table.sort_values("unit")["explanation"].astype(str).tolist()
+
+    def vectors_for(self, vocabulary) -> np.ndarray:
+        """Concept embeddings of a vocabulary in the backend's space, exactly as scoring computes them."""
+        return concept_embeddings(
+            cached_backend(self.explain.backend), vocabulary.concepts, self.explain.backend.resolved_templates,
+            self.explain.store, vocabulary.content_hash, self.explain.store_options,
+        )
+
+    def text_vectors(self, explanations: list[str], vocabulary=None, vectors: np.ndarray | None = None) -> np.ndarray:
+        """[units, d] the concept embedding of each explanation; NaN rows for "(inactive)"."""
+        vocabulary = vocabulary or self.vocabulary
+        vectors = self.concept_vectors if vectors is None else vectors
+        row = {c: i for i, c in enumerate(vocabulary.concepts)}
+        out = np.full((len(explanations), vectors.shape[1]), np.nan, dtype=np.float32)
+        for u, text in enumerate(explanations):
+            if text != INACTIVE and text in row:
+                out[u] = vectors[row[text]]
+        return out
+
+
+def layer_context(cfg: EvaluateConfig, explain_cfg: ExplainConfig, layer: str, probe: ProbeImages) -> LayerContext:
+    from neuroscribe.vocabulary import load_vocabulary
+
+    manifest = st.read_json(cfg.store, f"explanations/{layer}.json", cfg.store_options)
+    vocabulary = load_vocabulary(manifest["vocabulary"], cfg.store_options)
+    table = st.read_parquet(cfg.store, f"explanations/{layer}.parquet", cfg.store_options)
+    spaces, notes = text_spaces(cfg, explain_cfg)
+    ctx = LayerContext(
+        cfg=cfg,
+        explain=explain_cfg,
+        layer=layer,
+        table=table,
+        vocabulary=vocabulary,
+        concept_vectors=np.empty((0, 0)),
+        truth=layer_truth(cfg.store, layer, cfg.labels.get(layer), cfg.store_options),
+        probe=probe,
+        fired_ids=patches_group(cfg.store, layer, cfg.store_options)["image_id"][:].astype(np.int64),
+        topk_ids=topk_image_ids(explain_cfg, layer).astype(np.int64),
+        spaces=spaces,
+        notes=notes,
+    )
+    ctx.concept_vectors = ctx.vectors_for(vocabulary)
+    return ctx

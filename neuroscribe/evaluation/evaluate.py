@@ -1,0 +1,176 @@
+"""Evaluate an explained run: label metrics, activation-grounded AUC, bootstrap stability, comparisons.
+
+    summary = run_evaluation(EvaluateConfig(store="runs/r50", compare=("rules", "k")))   # in process
+    summary["layers"]["fc"]["labels"]["present"]["exact_match"]      # {"value", "chance", ...}
+
+Steps (the ``evaluate`` flow runs the same functions as tasks):
+1. ``embedding_jobs``: unit blocks whose rule embeddings are missing (the rule the run did not use,
+   when rules are compared), each an ``embed_unit_block`` call cached by content;
+2. ``embed_probe``: whole-image embeddings of the probe images the checks need;
+3. ``evaluate_layer`` per layer: ``evaluation/<layer>/summary.json`` and ``units.parquet``
+   (per unit: explanation, truth, match, cosines, AUC, stability);
+4. ``compare_step`` per layer: ``evaluation/<layer>/compare.parquet`` (a row per variant) and
+   ``compare_units.parquet`` (each unit's label under each variant);
+5. ``write_report``: ``evaluation/evaluation.json``, ``evaluation.md`` and ``evaluation.png``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from neuroscribe import store as st
+from neuroscribe.evaluation.compare import compare_layer
+from neuroscribe.evaluation.consistency import (
+    bootstrap_stability,
+    distribution,
+    unit_aucs,
+)
+from neuroscribe.evaluation.context import (
+    EvaluateConfig,
+    evaluated_layers,
+    layer_context,
+    resolve_explain_config,
+)
+from neuroscribe.evaluation.evidence import (
+    evidence_for,
+    probe_images,
+    rescore,
+    rule_config,
+)
+from neuroscribe.evaluation.metrics import label_metrics
+from neuroscribe.evaluation.report import write_report
+from neuroscribe.explain import (
+    ExplainConfig,
+    cached_backend,
+    embed_unit_block,
+    embedding_key,
+    embeds_whole_images,
+    n_units,
+    unit_blocks,
+)
+from neuroscribe.scoring.rules import INACTIVE
+
+ProgressFn = Callable[[int], None] | None
+
+
+def layer_dir(layer: str) -> str:
+    return f"evaluation/{layer}"
+
+
+def embedding_jobs(cfg: EvaluateConfig) -> list[tuple[ExplainConfig, str, list[int]]]:
+    """(config, layer, units) blocks to embed first: the run's rule always (normally cached), and the
+    patch embeddings of the seed rule when rules are compared on a softwpmi run."""
+    explain_cfg = resolve_explain_config(cfg)
+    configs = [explain_cfg]
+    if "rules" in cfg.compare and embeds_whole_images(explain_cfg.rule):
+        configs.append(rule_config(explain_cfg, "seed"))
+    jobs = []
+    for layer in evaluated_layers(cfg, explain_cfg):
+        for c in configs:
+            key = embedding_key(c, layer, cached_backend(c.backend).fingerprint)
+            for block in unit_blocks(n_units(c, layer), c.units_per_task):
+                if not st.exists(c.store, f"embeddings/{layer}/{key}/{block[0]:06d}-{block[-1]:06d}.npy", c.store_options):
+                    jobs.append((c, layer, block))
+    return jobs
+
+
+def embed_probe(cfg: EvaluateConfig, on_progress: ProgressFn = None) -> dict:
+    explain_cfg = resolve_explain_config(cfg)
+    probe = probe_images(explain_cfg, evaluated_layers(cfg, explain_cfg), cfg.random_images, cfg.seed, on_progress)
+    return {"images": len(probe.ids), "random": len(probe.random)}
+
+
+def _context(cfg: EvaluateConfig, layer: str):
+    explain_cfg = resolve_explain_config(cfg)
+    probe = probe_images(explain_cfg, evaluated_layers(cfg, explain_cfg), cfg.random_images, cfg.seed)
+    return layer_context(cfg, explain_cfg, layer, probe)
+
+
+def _stability(ctx, units: pd.DataFrame) -> dict:
+    """Bootstrap stability of the run's rule; also checks that rescoring reproduces the run's table."""
+    cfg, rule = ctx.cfg, ctx.explain.rule
+    evidence = evidence_for(ctx.explain, ctx.layer, rule, ctx.probe)
+
+    def relabel(repeats: np.ndarray) -> list[str]:
+        return [s.best for s in rescore(evidence, repeats, rule, ctx.concept_vectors, ctx.vocabulary.concepts)]
+
+    reference = relabel(evidence.repeats())
+    group = st.open_group(cfg.store, "r", cfg.store_options)
+    values = group[f"activations/{ctx.layer}/max"]
+    index = st.read_parquet(cfg.store, "index.parquet", cfg.store_options)
+    ok_ids = index.loc[index["status"] == "ok", "id"].to_numpy(dtype=np.int64)
+    summary, per_unit = bootstrap_stability(
+        lambda block: values.oindex[:, np.asarray(block)], evidence.image_id, ok_ids, values.shape[0],
+        int(ctx.topk_ids.shape[1]), relabel, reference, cfg.bootstrap, cfg.seed,
+    )
+    units["stability"] = per_unit
+    summary["reproduces_table"] = round(float(np.mean([a == b for a, b in zip(reference, ctx.explanations)])), 4)
+    return summary
+
+
+def evaluate_layer(cfg: EvaluateConfig, layer: str) -> dict:
+    """Label metrics (when the layer has ground truth), AUC and stability of one layer; written to the store."""
+    ctx = _context(cfg, layer)
+    explanations = ctx.explanations
+    units = pd.DataFrame({"unit": np.arange(len(explanations)), "explanation": explanations})
+    explained = int(sum(e != INACTIVE for e in explanations))
+    summary: dict = {"layer": layer, "units": len(explanations), "explained": explained, "inactive": len(explanations) - explained,
+                     "notes": list(ctx.notes)}
+    if ctx.truth is not None:
+        labels, per_unit = label_metrics(explanations, ctx.truth, ctx.spaces, cfg.permutations, cfg.seed, cfg.truth_text)
+        summary["labels"] = {"source": ctx.truth.source, "variants": ctx.truth.variant_source, "truth_text": cfg.truth_text, **labels}
+        units["truth"] = ctx.truth.names
+        units["present"] = ctx.truth.present
+        for name, values in per_unit.items():
+            units[name] = values
+    else:
+        summary["labels"] = None
+        summary["notes"].append(f"{layer} has no ground truth (not the classifier output, no labels file): label metrics are not reported")
+    aucs = unit_aucs(ctx.probe, ctx.fired_ids, ctx.text_vectors(explanations), ctx.topk_ids)
+    units["auc"] = aucs
+    summary["auc"] = distribution(aucs) | {"above_0.5": round(float(np.mean(aucs[np.isfinite(aucs)] > 0.5)), 4) if np.isfinite(aucs).any() else None,
+                                           "random_images": len(ctx.probe.random)}
+    summary["stability"] = _stability(ctx, units)
+    st.write_parquet(cfg.store, f"{layer_dir(layer)}/units.parquet", units, cfg.store_options)
+    st.write_json(cfg.store, f"{layer_dir(layer)}/summary.json", summary, cfg.store_options)
+    return summary
+
+
+def compare_step(cfg: EvaluateConfig, layer: str, on_progress: ProgressFn = None) -> dict:
+    """The comparison table of one layer (``cfg.compare`` axes), written to ``evaluation/<layer>/compare.parquet``."""
+    frame, labels = compare_layer(_context(cfg, layer), cfg.compare, on_progress)
+    st.write_parquet(cfg.store, f"{layer_dir(layer)}/compare.parquet", frame, cfg.store_options)
+    st.write_parquet(cfg.store, f"{layer_dir(layer)}/compare_units.parquet", labels, cfg.store_options)
+    return {"layer": layer, "variants": len(frame)}
+
+
+def run_evaluation(cfg: EvaluateConfig, on_progress: ProgressFn = None) -> dict:
+    """The whole evaluation in this process; ``on_progress(n)`` counts finished steps."""
+    explain_cfg = resolve_explain_config(cfg)
+    layers = evaluated_layers(cfg, explain_cfg)
+    done = 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        if on_progress:
+            on_progress(done)
+
+    for config, layer, block in embedding_jobs(cfg):
+        embed_unit_block(config, layer, block)
+    embed_probe(cfg)
+    step()
+    for layer in layers:
+        evaluate_layer(cfg, layer)
+        step()
+        if cfg.compare:
+            compare_step(cfg, layer)
+            step()
+    return write_report(cfg, layers)
+
+
+def total_steps(cfg: EvaluateConfig, layers: list[str]) -> int:
+    return 1 + len(layers) * (2 if cfg.compare else 1)

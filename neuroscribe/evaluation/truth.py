@@ -1,0 +1,160 @@
+"""Ground truth for explanations: each unit's known name, its synonyms, and whether the probe set shows it.
+
+    truth = layer_truth("runs/r50", "fc")                        # classifier output: unit u = class u
+    truth = layer_truth("runs/r50", "layer4", labels="units.csv")  # any layer, labels from a file
+    truth.names[12], truth.variants[12], truth.present[12]
+    is_match("Tinca tinca", truth.variants[0])                   # True: a synonym of "tench"
+
+Sources of truth, in order:
+- a labels file (``labels``): ``.csv``/``.tsv`` with columns ``unit``, ``label`` and optionally
+  ``variants`` (synonyms separated by ``;``), or a ``.txt`` with one label per line (line i is
+  unit i); in both, a label written WordNet-style (``tench, Tinca tinca``) names the unit by its
+  first item and lists every item as a variant;
+- the model's classes, when the layer is the classifier's output (a ``linear`` layer with as many
+  units as the model has classes): unit u is class u.  For ImageNet-1k models the variants are
+  the class's WordNet lemmas shipped with timm (``timm.data.ImageNetInfo``: ``tench, Tinca
+  tinca``), otherwise the comma-separated items of the class name.
+
+``present`` marks units whose class occurs in the probe set (at least one decoded image with that
+label): a logit unit of an absent class cannot show its class among its top images, so the
+exact-match rate is reported both over present units and over all labelled units.  Units from a
+labels file are all taken as present.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from neuroscribe import store as st
+from neuroscribe.errors import NeuroscribeError
+
+_SEPARATORS = re.compile(r"[_\-/]+")
+_DROPPED = re.compile(r"[^\w\s']+")
+
+
+def normalise(text: str) -> str:
+    """Case, underscores, hyphens and punctuation folded: ``Red-breasted_Merganser`` -> ``red breasted merganser``."""
+    text = _SEPARATORS.sub(" ", str(text).casefold())
+    return " ".join(_DROPPED.sub(" ", text).split())
+
+
+def is_match(explanation: str, variants: list[str] | tuple[str, ...]) -> bool:
+    """Whether the explanation is one of the unit's names, after ``normalise``."""
+    return normalise(explanation) in {normalise(v) for v in variants}
+
+
+def split_variants(label: str) -> list[str]:
+    """``tench, Tinca tinca`` -> ``["tench", "Tinca tinca"]`` (a plain name stays one item)."""
+    return [part.strip() for part in str(label).split(",") if part.strip()] or [str(label).strip()]
+
+
+@dataclass(frozen=True)
+class LayerTruth:
+    """Per unit of one layer: its name (``None`` = unknown), name variants, and whether the probe set shows it."""
+
+    names: list[str | None]
+    variants: list[list[str]]
+    present: np.ndarray  # bool [units]
+    source: str  # "model classes" or the labels file
+    variant_source: str
+
+    @property
+    def labelled(self) -> np.ndarray:
+        return np.array([n is not None for n in self.names], dtype=bool)
+
+
+@lru_cache(maxsize=1)
+def _imagenet_lemmas() -> tuple[tuple[str, ...], ...] | None:
+    """timm's WordNet lemmas of the 1000 ImageNet-1k classes, in class-index order (None without them)."""
+    try:
+        from timm.data import ImageNetInfo
+
+        info = ImageNetInfo()
+        return tuple(tuple(split_variants(info.index_to_description(i))) for i in range(info.num_classes()))
+    except (ImportError, AttributeError, OSError, KeyError):
+        return None
+
+
+def class_variants(class_names: list[str]) -> tuple[list[list[str]], str]:
+    """Name variants per class, and where they came from."""
+    from neuroscribe.models.loading import imagenet_class_names
+
+    lemmas = _imagenet_lemmas()
+    if lemmas is not None and list(class_names) == imagenet_class_names():
+        return [[name, *lemma] for name, lemma in zip(class_names, lemmas)], "ImageNet WordNet lemmas (timm)"
+    return [[name, *split_variants(name)] for name in class_names], "comma-separated items of the class names"
+
+
+def read_labels_file(path: str, n_units: int) -> tuple[list[str | None], list[list[str]]]:
+    """Names and variants per unit from a labels file (see the module docstring for its formats)."""
+    p = Path(path)
+    if not p.is_file():
+        raise NeuroscribeError(f"labels file {path} does not exist; pass a .csv/.tsv with columns unit,label or a .txt with one label per line")
+    names: list[str | None] = [None] * n_units
+    variants: list[list[str]] = [[] for _ in range(n_units)]
+    if p.suffix.lower() in (".csv", ".tsv"):
+        frame = pd.read_csv(io.StringIO(p.read_text()), sep="\t" if p.suffix.lower() == ".tsv" else ",", dtype={"label": str})
+        if not {"unit", "label"} <= set(frame.columns):
+            raise NeuroscribeError(f"labels file {path} needs columns unit and label (found {list(frame.columns)}); add a header line")
+        extra = frame["variants"] if "variants" in frame.columns else pd.Series("", index=frame.index)
+        rows = [
+            (int(unit), str(label), "" if pd.isna(more) else str(more))
+            for unit, label, more in zip(frame["unit"], frame["label"], extra)
+            if pd.notna(label)
+        ]
+    else:
+        rows = [(i, line.strip(), "") for i, line in enumerate(p.read_text().splitlines()) if line.strip()]
+    for unit, label, extra in rows:
+        if not 0 <= unit < n_units:
+            raise NeuroscribeError(f"labels file {path} names unit {unit}, but the layer has units 0..{n_units - 1}; fix the unit column")
+        items = split_variants(label)
+        names[unit] = items[0]
+        more = [v.strip() for v in extra.split(";") if v.strip()]
+        variants[unit] = [label, *items, *more]
+    return names, variants
+
+
+def present_classes(store: str, class_names: list[str], storage_options: dict | None = None) -> np.ndarray:
+    """bool [classes]: model classes with at least one decoded probe image."""
+    from neuroscribe.ablation.dataset import model_label_map
+
+    attrs = st.run_attrs(store, storage_options)
+    index = st.read_parquet(store, "index.parquet", storage_options)
+    labels = index.loc[(index["status"] == "ok") & (index["label"] >= 0), "label"].to_numpy(dtype=np.int64)
+    mapping = model_label_map(list(attrs.get("dataset", {}).get("classes", [])), class_names, attrs.get("dataset", {}).get("uri", store))
+    if mapping is not None:
+        labels = mapping[labels[labels < len(mapping)]]
+    present = np.zeros(len(class_names), dtype=bool)
+    present[labels[(labels >= 0) & (labels < len(class_names))]] = True
+    return present
+
+
+def is_classifier_output(attrs: dict, layer: str) -> bool:
+    """A linear layer with one unit per model class: its units are the class logits."""
+    info = attrs.get("layers", {}).get(layer, {})
+    return info.get("kind") == "linear" and int(info.get("units", -1)) == len(attrs.get("class_names", []))
+
+
+def layer_truth(store: str, layer: str, labels: str | None = None, storage_options: dict | None = None) -> LayerTruth | None:
+    """Ground truth of ``layer``; ``None`` when it has none (not the classifier output, no labels file)."""
+    attrs = st.run_attrs(store, storage_options)
+    if layer not in attrs.get("layers", {}):
+        raise NeuroscribeError(f"layer {layer!r} is not in run {store}; choose one of {sorted(attrs.get('layers', {}))}")
+    n_units = int(attrs["layers"][layer]["units"])
+    if labels is not None:
+        names, variants = read_labels_file(labels, n_units)
+        present = np.array([n is not None for n in names], dtype=bool)
+        return LayerTruth(names, variants, present, f"labels file {labels}", "labels file")
+    if not is_classifier_output(attrs, layer):
+        return None
+    class_names = list(attrs["class_names"])
+    variants, variant_source = class_variants(class_names)
+    present = present_classes(store, class_names, storage_options)
+    return LayerTruth(list(class_names), variants, present, "model classes", variant_source)
