@@ -77,13 +77,18 @@ def test_label_metrics_match_an_independent_computation(evaluated):
     assert units["match"].tolist() == match and units["truth"].tolist() == truth
 
 
+def _direct_inputs(run):
+    """The backend, vocabulary, concept vectors and image index, loaded here without the evaluation code."""
+    backend = cached_backend(run.backend)
+    vocabulary = load_vocabulary(run.store)
+    vectors = concept_embeddings(backend, vocabulary.concepts, run.backend.resolved_templates)
+    return backend, vocabulary, vectors, st.read_parquet(run.store, "index.parquet")
+
+
 def test_auc_matches_sklearn_on_directly_embedded_images(evaluated, tiny_run_base):
     cfg, _ = evaluated
     units = st.read_parquet(cfg.store, "evaluation/relu2/units.parquet")
-    backend = cached_backend(tiny_run_base.backend)
-    vocabulary = load_vocabulary(tiny_run_base.store)
-    vectors = concept_embeddings(backend, vocabulary.concepts, tiny_run_base.backend.resolved_templates)
-    index = st.read_parquet(tiny_run_base.store, "index.parquet")
+    backend, vocabulary, vectors, index = _direct_inputs(tiny_run_base)
     images = backend.embed_images([load_image(p) for p in index["path"]])
     group = st.open_group(tiny_run_base.store, "r")
     fired = group["patches/relu2/image_id"][:]
@@ -100,10 +105,7 @@ def test_auc_matches_sklearn_on_directly_embedded_images(evaluated, tiny_run_bas
 def test_compared_rules_and_k_match_scoring_from_scratch(evaluated, tiny_run_base):
     cfg, _ = evaluated
     labels = st.read_parquet(cfg.store, "evaluation/fc/compare_units.parquet")
-    backend = cached_backend(tiny_run_base.backend)
-    vocabulary = load_vocabulary(tiny_run_base.store)
-    vectors = concept_embeddings(backend, vocabulary.concepts, tiny_run_base.backend.resolved_templates)
-    index = st.read_parquet(tiny_run_base.store, "index.parquet")
+    backend, vocabulary, vectors, index = _direct_inputs(tiny_run_base)
     topk = st.open_group(tiny_run_base.store, "r")["topk/fc/image_id"][:]
     # SoftWPMI on each unit's whole top images, embedded here image by image
     per_unit = [backend.embed_images([load_image(index.loc[i, "path"]) for i in row if i >= 0]) for row in topk]
