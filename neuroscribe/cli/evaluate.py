@@ -32,6 +32,12 @@ def _split(value: str | None, sep: str = ",") -> tuple[str, ...] | None:
     return tuple(v.strip() for v in value.split(sep) if v.strip()) if value else None
 
 
+def _clip_spec(item: str, device: str | None) -> dict:
+    arch, _, tag = item.partition(":")
+    spec = {"kind": "open_clip", "arch": arch, "device": device or "auto"}
+    return spec | ({"checkpoint": tag} if Path(tag).is_file() else {"pretrained": tag or "openai"})
+
+
 @app.command()
 def evaluate(
     store: str | None = typer.Option(None, "--store", "-s", help="run store with explanations: local path or s3://bucket/prefix"),
@@ -46,6 +52,9 @@ def evaluate(
     ),
     sentence_models: str | None = typer.Option(
         None, help="sentence spaces for cosine similarity (default minilm,all-mpnet-base-v2; mpnet only if available offline)"
+    ),
+    clip_text: str | None = typer.Option(
+        None, help="extra CLIP text spaces for cosine similarity, comma-separated ARCH:TAG or ARCH:WEIGHTS_FILE (e.g. ViT-B-16:openai, the papers' space)"
     ),
     truth_text: str | None = typer.Option(None, help="ground-truth text embedded: name (default) or synonyms"),
     permutations: int | None = typer.Option(None, help="permutations for the chance baseline (default 100)"),
@@ -80,6 +89,7 @@ def evaluate(
         "compare_k": tuple(int(k) for k in _split(compare_k)) if compare_k else None,
         "compare_vocabularies": _split(vocabularies, ";"),
         "sentence_models": _split(sentence_models),
+        "text_backends": tuple(_clip_spec(item, device) for item in _split(clip_text)) if clip_text else None,
         "truth_text": truth_text,
         "permutations": permutations,
         "random_images": random_images,

@@ -4,7 +4,8 @@
     explain_cfg = resolve_explain_config(cfg)           # the run's ExplainConfig (explain_config.json)
     ctx = layer_context(cfg, explain_cfg, "fc", probe)  # table, vocabulary, concept vectors, truth, ...
     ctx.text_vectors(["tench", "(inactive)"])            # concept embeddings of explanations, NaN rows
-    spaces = text_spaces(cfg, explain_cfg)              # backend text space, MiniLM, mpnet if available
+    spaces = text_spaces(cfg, explain_cfg)              # backend text space, MiniLM, mpnet if available,
+                                                        # and any text_backends (CLIP ViT-B-16 for the papers' number)
 
 The run's config comes from ``<store>/explain_config.json`` (written by the explain stage), or
 from ``EvaluateConfig.explain`` for a store without one.  Its secrets were masked when it was
@@ -56,6 +57,9 @@ class EvaluateConfig(FrozenModel):
     )
     sentence_models: tuple[str, ...] = Field(
         default=(MINILM, MPNET), description="sentence spaces for cosine similarity: minilm (bundled) or a sentence-transformers name/folder"
+    )
+    text_backends: tuple[BackendSpec, ...] = Field(
+        default=(), description="more text spaces for cosine similarity, e.g. CLIP ViT-B-16 as the papers measure (open_clip text encoders)"
     )
     truth_text: Literal["name", "synonyms"] = Field(
         default="name", description="ground-truth text embedded: the class name, or all its synonyms comma-joined (CLIP-Dissect's labels file)"
@@ -133,12 +137,18 @@ def _sentence_model_path(name: str) -> str | None:
 
 
 @lru_cache(maxsize=4)
-def _text_spaces(backend_spec: BackendSpec, sentence_models: tuple[str, ...]) -> tuple[tuple[TextSpace, ...], tuple[str, ...]]:
+def _text_spaces(
+    backend_spec: BackendSpec, sentence_models: tuple[str, ...], text_backends: tuple[BackendSpec, ...]
+) -> tuple[tuple[TextSpace, ...], tuple[str, ...]]:
     # one set per process and backend: the steps of an evaluation embed the same truths and concepts
+    from neuroscribe.scoring.backend import make_backend
     from neuroscribe.vocabulary.embedder import embed_sentences
 
     backend = cached_backend(backend_spec)
     spaces = [TextSpace(f"backend ({backend.name})", lambda texts: backend.embed_texts(texts))]
+    for spec in text_backends:
+        extra = make_backend(spec)
+        spaces.append(TextSpace(extra.name, lambda texts, extra=extra: extra.embed_texts(texts)))
     backend_is_minilm = backend_spec.kind == "conse" and backend_spec.sentence_model is None
     notes = []
     for name in sentence_models:
@@ -155,7 +165,7 @@ def _text_spaces(backend_spec: BackendSpec, sentence_models: tuple[str, ...]) ->
 
 def text_spaces(cfg: EvaluateConfig, explain_cfg: ExplainConfig) -> tuple[list[TextSpace], list[str]]:
     """The embedding spaces for cosine similarity, and notes on the ones that could not be used."""
-    spaces, notes = _text_spaces(explain_cfg.backend, tuple(cfg.sentence_models))
+    spaces, notes = _text_spaces(explain_cfg.backend, tuple(cfg.sentence_models), tuple(cfg.text_backends))
     return list(spaces), list(notes)
 
 

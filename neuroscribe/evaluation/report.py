@@ -25,6 +25,10 @@ LITERATURE = [
     {"source": "Describe-and-Dissect (its paper)", "CLIP ViT-B/16 cosine": "~0.76", "all-mpnet-base-v2 cosine": "~0.46"},
     {"source": "CLIP-Dissect release, soft-WPMI, 20k words (experiments/table3)", "CLIP ViT-B/16 cosine": "0.790", "all-mpnet-base-v2 cosine": "0.526"},
 ]
+REPRODUCE = (
+    "The same measurement in the papers' spaces: `neuroscribe evaluate --store RUN --clip-text ViT-B-16:openai "
+    "--sentence-models minilm,all-mpnet-base-v2` (mpnet from the Hugging Face cache or a local folder)."
+)
 CHOICES = [
     (
         "Ground truth of the classifier output: unit u is the model's class u; synonyms are the class's WordNet lemmas "
@@ -217,6 +221,7 @@ def write_report(cfg: EvaluateConfig, layers: list[str]) -> dict:
         lines += layer_markdown(summary, compares.get(summary["layer"]))
         lines.append("")
     lines += ["## For reference: ResNet-50 final layer in the literature", "", markdown_table(LITERATURE), "",
+              REPRODUCE, "",
               "## How the numbers are computed", "", *[f"- {c}" for c in CHOICES], ""]
     paths = {
         "json": st.full_uri(cfg.store, "evaluation/evaluation.json"),

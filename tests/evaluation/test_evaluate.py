@@ -173,3 +173,18 @@ def test_evaluate_flow_on_local_dask_cluster(tiny_run, tmp_path):
     assert again["layers"]["fc"]["labels"] == document["layers"]["fc"]["labels"]
     assert again["layers"]["relu2"]["auc"] == document["layers"]["relu2"]["auc"]
     assert local["headline"] == result["headline"]
+
+
+def test_extra_clip_text_space_matches_its_text_encoder(tiny_run):
+    from neuroscribe.scoring.backend import make_backend
+    from neuroscribe.testing.tiny_clip import register_tiny_clip
+
+    clip = register_tiny_clip(device="cpu")
+    cfg = EvaluateConfig(store=tiny_run.store, layers=("fc",), text_backends=(clip,), sentence_models=(), bootstrap=0, permutations=0)
+    run_evaluation(cfg)
+    cosine = st.read_json(cfg.store, "evaluation/fc/summary.json")["labels"]["all"]["cosine"]
+    encoder = make_backend(clip)
+    explanations = st.read_parquet(cfg.store, "explanations/fc.parquet").sort_values("unit")["explanation"].tolist()
+    e, t = encoder.embed_texts(explanations), encoder.embed_texts(list(COLOURS))
+    assert cosine[encoder.name]["value"] == pytest.approx(float(np.mean(np.sum(e * t, axis=1))), abs=1e-4)
+    assert len(cosine) == 2  # the scoring backend's space and the CLIP one
