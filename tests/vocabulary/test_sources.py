@@ -103,39 +103,22 @@ def test_artifact_round_trip_hash_and_errors(tmp_path):
         load_vocabulary(summary.uri)
 
 
-@pytest.fixture
-def s3_store():
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    credentials = {"key": "s3-key-value", "secret": "s3-secret-value"}
-    boto3.client(
-        "s3", endpoint_url=endpoint, aws_access_key_id=credentials["key"], aws_secret_access_key=credentials["secret"], region_name="us-east-1"
-    ).create_bucket(Bucket="vocab")
-    yield {**credentials, "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"}}
-    server.stop()
-
-
-def test_artifact_and_answer_cache_on_s3(tmp_path, s3_store, fake_llm):
+def test_artifact_and_answer_cache_on_s3(tmp_path, s3_options, fake_llm):
     classes = tmp_path / "classes.txt"
     classes.write_text("goldfish\n")
     cfg = VocabularyConfig(
-        out="s3://vocab/run",
+        out="s3://test/run",
         classes=str(classes),
         sources=("llm", "builtin:colors"),
         llm=LLMSpec(base_url=fake_llm.base_url, api_key=fake_llm.api_key, model=fake_llm.model),
         filter={"dedup_threshold": None},
-        store_options=s3_store,
+        store_options=s3_options,
     )
     first = build_vocabulary(cfg)
-    assert first.uri == "s3://vocab/run/vocabulary/vocabulary.parquet" and first.requests == 4
-    vocab = load_vocabulary(first.uri, storage_options=s3_store)
+    assert first.uri == "s3://test/run/vocabulary/vocabulary.parquet" and first.requests == 4
+    vocab = load_vocabulary(first.uri, storage_options=s3_options)
     assert vocab.content_hash == first.content_hash and "red" in vocab.concepts
     manifest = str(vocab.manifest)  # no credentials in the manifest
-    assert "s3-secret-value" not in manifest and fake_llm.api_key not in manifest
+    assert s3_options["secret"] not in manifest and fake_llm.api_key not in manifest
     second = build_vocabulary(cfg)
     assert (second.requests, second.cached_hits) == (0, 4) and len(fake_llm.chat_requests()) == 4
