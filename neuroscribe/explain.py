@@ -128,8 +128,9 @@ def _embed_unique(backend, crops: list[np.ndarray]) -> np.ndarray:
     return vectors[[row[d] for d in digests]] if digests else vectors
 
 
-def _block_inputs(cfg: ExplainConfig, layer: str, units: list[int]) -> tuple[list[np.ndarray], np.ndarray]:
-    """The images to embed for ``units``, and for each (unit, slot) its index in that list or -1."""
+def _block_inputs(cfg: ExplainConfig, layer: str, units: list[int]) -> tuple[list, np.ndarray]:
+    """The images to embed for ``units`` (crop arrays, or PIL top images for softwpmi), and for each
+    (unit, slot) its index in that list or -1."""
     [block] = list(load_layer_patches(cfg.store, layer, cfg.store_options, block_units=len(units), units=units))
     if not embeds_whole_images(cfg.rule):
         slots = np.full(block.image_id.shape, -1, dtype=np.int64)
@@ -150,7 +151,7 @@ def _block_inputs(cfg: ExplainConfig, layer: str, units: list[int]) -> tuple[lis
         except ImageSkipped:
             continue
         position[image_id] = len(images)
-        images.append(np.asarray(image))
+        images.append(image)
     slots = np.array([[position.get(int(i), -1) if active[u] else -1 for i in row] for u, row in enumerate(ids)], dtype=np.int64)
     return images, slots
 

@@ -22,6 +22,11 @@ Layout (the one place it is documented; README links here)::
     <store>/explanations/<layer>.parquet|csv one row per unit (neuroscribe.tables)
     <store>/ablation/<layer>.parquet         per unit and class accuracy drop (neuroscribe.ablation)
     <store>/gallery/<layer>.html             patch galleries
+    <store>/embeddings/...                   cached patch and concept embeddings (neuroscribe.explain, .scoring)
+    <store>/explain_config.json              the explain run's config (secrets masked)
+    <store>/evaluation/evaluation.json|md|png  quality metrics (neuroscribe.evaluation); per layer
+                                             evaluation/<layer>/{summary.json, units.parquet,
+                                             compare.parquet, compare_units.parquet}, images/, vocabulary/
 
 Activation arrays are Zarr-sharded with one Zarr shard per dataset shard along the image axis,
 so no two tasks ever write the same shard object.  Credentials come from ``storage_options``

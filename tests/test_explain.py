@@ -84,6 +84,15 @@ def test_new_vocabulary_reruns_only_concept_embedding_and_scoring(image_folder, 
     assert set(frames["fc"].explanation) <= {"yellow", "checkerboard", "fur", INACTIVE}
 
 
+def test_softwpmi_rule_scores_whole_top_images(image_folder, tmp_path, concept_file, tiny_clip_spec):
+    from neuroscribe.scoring.rules import RuleSpec
+
+    cfg = _config(image_folder, tmp_path, concept_file, tiny_clip_spec, layers=("fc",), rule=RuleSpec(name="softwpmi"))
+    frame = run_explain(cfg)["fc"]
+    assert list(frame.unit) == [0, 1, 2, 3] and frame.explanation.isin(CONCEPTS).all()
+    assert all(row[0]["concept"] == best for row, best in zip(frame.alternatives, frame.explanation))
+
+
 def test_a_unit_that_never_fires_is_inactive(image_folder, tmp_path, concept_file, tiny_clip_spec):
     cfg = _config(image_folder, tmp_path, concept_file, tiny_clip_spec, model="neuroscribe.testing.tiny_models:tiny_cnn_dead_unit", layers=("relu2",))
     frame = run_explain(cfg)["relu2"]

@@ -121,9 +121,9 @@ def explain_units(
 def _unit_score(sims: np.ndarray, scores: np.ndarray, concepts: Sequence[str]) -> UnitScore:
     if len(sims) == 0:
         return UnitScore(best=INACTIVE, score=0.0, margin=0.0, alternatives=[], agreement=0.0, n=0)
-    # ties (near one-hot softmaxes over few patches often tie exactly) go to the concept that the
+    # ties (near one-hot softmaxes over few patches tie to within ~1e-6) go to the concept that the
     # top-ranked patch resembles most, then to vocabulary order
-    order = np.lexsort((-sims[0], -np.round(scores, 9)))
+    order = np.lexsort((-sims[0], -np.round(scores, 6)))
     best = int(order[0])
     margin = float(scores[best] - scores[order[1]]) if len(order) > 1 else float(scores[best])
     agreement = float(np.mean(np.argmax(sims, axis=1) == best))
