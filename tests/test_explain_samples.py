@@ -32,5 +32,5 @@ def test_efficientnet_lite0_logit_units_are_explained_by_their_class_names(sampl
     present = frame[frame.unit.isin(set(labels["index"]))]
     match = (present.explanation.str.lower() == [names[u] for u in present.unit]).mean()
     print(f"logit-unit top-1 match rate: {match:.3f} over {len(present)} units")
-    # chance is 1 in ~1000 concepts; measured here: 0.470 (200 images, k=3, ConSE over EfficientNet-Lite0)
-    assert match > 0.40, f"top-1 match rate {match:.3f}"
+    # chance is 1 in ~1000 concepts; measured here: 0.525 (200 images, k=3, ConSE over EfficientNet-Lite0)
+    assert match > 0.45, f"top-1 match rate {match:.3f}"
