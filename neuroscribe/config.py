@@ -128,7 +128,9 @@ def parse_layers(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return layers
 
 
-class _LayersMixin(FrozenModel):
+class LayersConfig(FrozenModel):
+    """Base of configs that name layers: accepts "a,b" or a list and stores a tuple."""
+
     layers: tuple[str, ...]
 
     @field_validator("layers", mode="before")
@@ -137,7 +139,7 @@ class _LayersMixin(FrozenModel):
         return parse_layers(v)
 
 
-class ExtractConfig(_LayersMixin):
+class ExtractConfig(LayersConfig):
     """Parameters of one activation extraction (the ``extract`` flow)."""
 
     model: ModelSpec = ModelSpec()

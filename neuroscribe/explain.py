@@ -31,7 +31,7 @@ import pandas as pd
 from pydantic import Field
 
 from neuroscribe import store as st
-from neuroscribe.config import DatasetSpec, ExtractConfig, ModelSpec, RunnerSpec, _LayersMixin
+from neuroscribe.config import DatasetSpec, ExtractConfig, ModelSpec, RunnerSpec, LayersConfig
 from neuroscribe.data import ImageSkipped, load_image
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import code_version, content_key
@@ -46,7 +46,7 @@ ProgressFn = Callable[[int], None] | None
 CODE_MODULES = ("neuroscribe.explain", "neuroscribe.scoring.rules", "neuroscribe.scoring.seed", "neuroscribe.scoring.softwpmi")
 
 
-class ExplainConfig(_LayersMixin):
+class ExplainConfig(LayersConfig):
     """Everything one explanation run needs: the flow's single parameter."""
 
     model: ModelSpec = ModelSpec()
