@@ -8,12 +8,22 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from neuroscribe.cli.app import app, parse_storage_options
+from neuroscribe.cli.app import (
+    BatchSizeOption,
+    CheckpointOption,
+    DaskAddressOption,
+    DeviceOption,
+    ModelOption,
+    StorageOption,
+    WeightsOption,
+    WorkersOption,
+    app,
+    parse_storage_options,
+    runner_overrides,
+)
 from neuroscribe.config import load_config
 
 console = Console()
-
-MODEL_HELP = "torchvision name (resnet50), timm:<name>, efficientnet_lite0/1/2, or package.module:factory"
 
 
 def _print_summary(summary: dict, store: str) -> None:
@@ -51,9 +61,9 @@ def ablate(
     all_units: bool = typer.Option(False, "--all", help="ablate every unit of the layer, one at a time"),
     dataset: str | None = typer.Option(None, "--dataset", "-d", help="labelled images: folder of class subfolders or a file list with labels"),
     store: str | None = typer.Option(None, "--store", "-s", help="run store: local path or s3://bucket/prefix"),
-    model: str | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
-    weights: str | None = typer.Option(None, help="torchvision weight enum name, or DEFAULT"),
-    checkpoint: str | None = typer.Option(None, help="local state-dict file (module. prefix stripped)"),
+    model: ModelOption = None,
+    weights: WeightsOption = None,
+    checkpoint: CheckpointOption = None,
     class_names: str | None = typer.Option(None, help="file with the model's class names, one per line"),
     class_list: str | None = typer.Option(None, help="dataset class-folder order, one name per line"),
     limit: int | None = typer.Option(None, help="use only the first N images"),
@@ -64,12 +74,12 @@ def ablate(
     units_per_task: int | None = typer.Option(None, help="ablations per task, the unit of resume (default 256)"),
     top: int | None = typer.Option(None, help="most affected classes listed per unit (default 5)"),
     chart_units: str | None = typer.Option(None, help="units to chart, e.g. 12,559 (default: the 6 largest drops)"),
-    batch_size: int | None = typer.Option(None, help="images per forward pass"),
-    device: str | None = typer.Option(None, help="auto, cpu or cuda"),
-    dask_address: str | None = typer.Option(None, help="existing Dask scheduler (default: a local cluster)"),
-    workers: int | None = typer.Option(None, help="local cluster worker processes"),
+    batch_size: BatchSizeOption = None,
+    device: DeviceOption = None,
+    dask_address: DaskAddressOption = None,
+    workers: WorkersOption = None,
     local: bool = typer.Option(False, help="run in this process with a progress bar instead of the Prefect flow on Dask"),
-    storage_option: list[str] | None = typer.Option(None, help="fsspec option key=value for store and dataset"),
+    storage_option: StorageOption = None,
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML file of AblateConfig fields; flags override it"),
 ) -> None:
     """Ablate units of a layer and measure each class's top-1 accuracy drop; writes ablation/<layer>.parquet and a chart."""
@@ -93,7 +103,7 @@ def ablate(
         "store_options": options or None,
         "model": {"name": model, "weights": weights, "checkpoint": checkpoint, "class_names_file": class_names},
         "dataset": {"uri": dataset, "class_list": class_list, "limit": limit, "storage_options": options or None},
-        "runner": {"batch_size": batch_size, "device": device, "dask_address": dask_address, "n_workers": workers},
+        "runner": runner_overrides(batch_size, device, dask_address, workers),
     }
     cfg = load_config(AblateConfig, config, overrides)
     if cfg.units is None and not (all_units or config):

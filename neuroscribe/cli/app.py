@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Optional
+
 import typer
 
 app = typer.Typer(
@@ -22,3 +24,20 @@ def parse_storage_options(pairs: list[str] | None) -> dict:
             raise typer.BadParameter(f"{pair!r} is not key=value")
         options[key] = value
     return options
+
+
+# Options shared by the commands that run flows: one definition, the same help everywhere.
+MODEL_HELP = "torchvision name (resnet50, vit_b_16), timm:<name>, efficientnet_lite0/1/2, or package.module:factory"
+ModelOption = Annotated[Optional[str], typer.Option("--model", "-m", help=MODEL_HELP)]
+WeightsOption = Annotated[Optional[str], typer.Option(help="torchvision weight enum name, or DEFAULT")]
+CheckpointOption = Annotated[Optional[str], typer.Option(help="local state-dict file (module. prefix stripped)")]
+BatchSizeOption = Annotated[Optional[int], typer.Option(help="images per forward pass")]
+DeviceOption = Annotated[Optional[str], typer.Option(help="auto, cpu or cuda")]
+DaskAddressOption = Annotated[Optional[str], typer.Option(help="existing Dask scheduler (default: a local cluster)")]
+WorkersOption = Annotated[Optional[int], typer.Option(help="local cluster worker processes")]
+OverwriteOption = Annotated[bool, typer.Option(help="replace a store that holds a different extraction")]
+StorageOption = Annotated[Optional[list[str]], typer.Option(help="fsspec option key=value for store and dataset")]
+
+
+def runner_overrides(batch_size: int | None, device: str | None, dask_address: str | None, workers: int | None) -> dict:
+    return {"batch_size": batch_size, "device": device, "dask_address": dask_address, "n_workers": workers}

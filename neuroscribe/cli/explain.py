@@ -10,8 +10,20 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from neuroscribe.cli.app import app, parse_storage_options
-from neuroscribe.cli.extract import MODEL_HELP
+from neuroscribe.cli.app import (
+    BatchSizeOption,
+    CheckpointOption,
+    DaskAddressOption,
+    DeviceOption,
+    ModelOption,
+    OverwriteOption,
+    StorageOption,
+    WeightsOption,
+    WorkersOption,
+    app,
+    parse_storage_options,
+    runner_overrides,
+)
 
 console = Console()
 
@@ -34,9 +46,9 @@ def explain(
     layers: Optional[str] = typer.Option(None, "--layers", "-l", help="comma-separated layer names"),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="image folder or file list (local, s3://, fsspec)"),
     store: Optional[str] = typer.Option(None, "--store", "-s", help="run store: local path or s3://bucket/prefix"),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
-    weights: Optional[str] = typer.Option(None, help="torchvision weight enum name, or DEFAULT"),
-    checkpoint: Optional[str] = typer.Option(None, help="local state-dict file"),
+    model: ModelOption = None,
+    weights: WeightsOption = None,
+    checkpoint: CheckpointOption = None,
     k: Optional[int] = typer.Option(None, help="top-activating images per unit (default 50)"),
     vocabulary: Optional[list[str]] = typer.Option(None, help="vocabulary source (repeat): llm, builtin:NAME[+NAME], file:PATH"),
     vocabulary_uri: Optional[str] = typer.Option(None, help="use a prebuilt vocabulary artifact"),
@@ -47,12 +59,12 @@ def explain(
     clip_checkpoint: Optional[str] = typer.Option(None, help="open_clip local weights file"),
     rule: Optional[str] = typer.Option(None, help="scoring rule: seed (default) or softwpmi"),
     quantile: Optional[float] = typer.Option(None, help="patch threshold quantile (default 0.995)"),
-    batch_size: Optional[int] = typer.Option(None, help="images per forward pass"),
-    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda"),
-    dask_address: Optional[str] = typer.Option(None, help="existing Dask scheduler (default: a local cluster)"),
-    workers: Optional[int] = typer.Option(None, help="local cluster worker processes"),
-    overwrite: bool = typer.Option(False, help="replace a store that holds a different extraction"),
-    storage_option: Optional[list[str]] = typer.Option(None, help="fsspec option key=value for store and dataset"),
+    batch_size: BatchSizeOption = None,
+    device: DeviceOption = None,
+    dask_address: DaskAddressOption = None,
+    workers: WorkersOption = None,
+    overwrite: OverwriteOption = False,
+    storage_option: StorageOption = None,
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of ExplainConfig fields; flags override it"),
 ) -> None:
     """Explain every unit of the given layers: extract, vocabulary, patches, scoring, tables, galleries."""
@@ -70,7 +82,7 @@ def explain(
         "backend": {"kind": backend, "arch": clip_arch, "pretrained": clip_pretrained, "checkpoint": clip_checkpoint, "device": device},
         "rule": {"name": rule},
         "patches": {"quantile": quantile},
-        "runner": {"batch_size": batch_size, "device": device, "dask_address": dask_address, "n_workers": workers},
+        "runner": runner_overrides(batch_size, device, dask_address, workers),
     }
     cfg = load_config(ExplainConfig, config, overrides)
     validate_explain(cfg)

@@ -9,18 +9,30 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from neuroscribe.cli.app import app, parse_storage_options
+from neuroscribe.cli.app import (
+    MODEL_HELP,
+    BatchSizeOption,
+    CheckpointOption,
+    DaskAddressOption,
+    DeviceOption,
+    ModelOption,
+    OverwriteOption,
+    StorageOption,
+    WeightsOption,
+    WorkersOption,
+    app,
+    parse_storage_options,
+    runner_overrides,
+)
 from neuroscribe.config import ExtractConfig, ModelSpec, load_config
 
 console = Console()
-
-MODEL_HELP = "torchvision name (resnet50, vit_b_16), timm:<name>, efficientnet_lite0/1/2, or package.module:factory"
 
 
 @app.command()
 def layers(
     model: str = typer.Option("efficientnet_lite0", "--model", "-m", help=MODEL_HELP),
-    weights: Optional[str] = typer.Option(None, help="torchvision weight enum name, or DEFAULT"),
+    weights: WeightsOption = None,
     checkpoint: Optional[Path] = typer.Option(None, help="local state-dict file"),
     kind: Optional[str] = typer.Option(None, help="only layers of this kind: conv, token or linear"),
     contains: Optional[str] = typer.Option(None, help="only layer names containing this text"),
@@ -45,20 +57,20 @@ def extract(
     layers: Optional[str] = typer.Option(None, "--layers", "-l", help="comma-separated layer names (see `neuroscribe layers`)"),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="image folder or file list; local, s3:// or any fsspec URL"),
     store: Optional[str] = typer.Option(None, "--store", "-s", help="run store: local path or s3://bucket/prefix"),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
-    weights: Optional[str] = typer.Option(None, help="torchvision weight enum name, or DEFAULT"),
-    checkpoint: Optional[str] = typer.Option(None, help="local state-dict file (module. prefix stripped)"),
+    model: ModelOption = None,
+    weights: WeightsOption = None,
+    checkpoint: CheckpointOption = None,
     class_names: Optional[str] = typer.Option(None, help="file with the model's class names, one per line"),
     class_list: Optional[str] = typer.Option(None, help="dataset class-folder order, one name per line"),
     limit: Optional[int] = typer.Option(None, help="use only the first N images"),
     shard_size: Optional[int] = typer.Option(None, help="images per shard (default 256)"),
     k: Optional[int] = typer.Option(None, help="top-activating images kept per unit (default 50)"),
-    batch_size: Optional[int] = typer.Option(None, help="images per forward pass"),
-    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda"),
-    dask_address: Optional[str] = typer.Option(None, help="existing Dask scheduler (default: a local cluster)"),
-    workers: Optional[int] = typer.Option(None, help="local cluster worker processes"),
-    overwrite: bool = typer.Option(False, help="replace a store that holds a different extraction"),
-    storage_option: Optional[list[str]] = typer.Option(None, help="fsspec option key=value for store and dataset"),
+    batch_size: BatchSizeOption = None,
+    device: DeviceOption = None,
+    dask_address: DaskAddressOption = None,
+    workers: WorkersOption = None,
+    overwrite: OverwriteOption = False,
+    storage_option: StorageOption = None,
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of ExtractConfig fields; flags override it"),
 ) -> None:
     """Stream a dataset through a model and store per-unit statistics and top-k examples (Prefect + Dask)."""
@@ -75,7 +87,7 @@ def extract(
         "store_options": options or None,
         "model": {"name": model, "weights": weights, "checkpoint": checkpoint, "class_names_file": class_names},
         "dataset": {"uri": dataset, "class_list": class_list, "limit": limit, "shard_size": shard_size, "storage_options": options or None},
-        "runner": {"batch_size": batch_size, "device": device, "dask_address": dask_address, "n_workers": workers},
+        "runner": runner_overrides(batch_size, device, dask_address, workers),
     }
     cfg = load_config(ExtractConfig, config, overrides)
     validate_extraction(cfg)  # bad input fails here, in one line, before any server or cluster starts
