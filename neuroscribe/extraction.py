@@ -256,12 +256,15 @@ def extract_shards(cfg: ExtractConfig, shard_ids: list[int], on_progress: Progre
     size = attrs["dataset"]["shard_size"]
     n_images = attrs["dataset"]["n_images"]
     records = []
+    index = None  # read once per task, and only if some shard is still to do
     for shard in shard_ids:
         if _shard_done(cfg, shard, key):
             records.append({"shard": shard, "resumed": True})
             continue
+        if index is None:
+            index = st.read_parquet(cfg.store, "index.parquet", cfg.store_options)
         start, stop = shard * size, min((shard + 1) * size, n_images)
-        rows = st.read_parquet(cfg.store, "index.parquet", cfg.store_options).iloc[start:stop]
+        rows = index.iloc[start:stop]
         records.append(_extract_one(cfg, loaded, infos, group, rows, shard, start, key, device, on_progress))
     return records
 
