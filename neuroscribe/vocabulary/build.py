@@ -21,7 +21,7 @@ from neuroscribe.config import FrozenModel
 from neuroscribe.fingerprint import code_version
 from neuroscribe.store import full_uri
 from neuroscribe.vocabulary.artifact import artifact_paths, frame_hash, write_vocabulary
-from neuroscribe.vocabulary.cache import AnswerCache
+from neuroscribe.vocabulary.cache import run_answer_cache
 from neuroscribe.vocabulary.config import VocabularyConfig
 from neuroscribe.vocabulary.filtering import Candidate, FilterStats, filter_concepts
 from neuroscribe.vocabulary.llm import (
@@ -137,5 +137,5 @@ def build_vocabulary(cfg: VocabularyConfig, on_progress: Callable[[int], None] |
     cfg, classes = prepare_llm_run(cfg)
     generation = None
     if cfg.uses_llm:
-        generation = generate_answers(classes, cfg.llm, AnswerCache(cfg.cache_uri, cfg.store_options), on_progress)
+        generation = generate_answers(classes, cfg.llm, run_answer_cache(cfg), on_progress)
     return assemble_vocabulary(cfg, classes, generation, started)
