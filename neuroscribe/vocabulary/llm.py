@@ -21,7 +21,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +33,7 @@ from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
 from neuroscribe.config import FrozenModel
 from neuroscribe.errors import NeuroscribeError
+from neuroscribe.progress import ProgressFn
 from neuroscribe.vocabulary.cache import AnswerCache, answer_key
 from neuroscribe.vocabulary.config import LLMSpec, PromptTemplate
 
@@ -309,7 +310,7 @@ def generate_answers(
     classes: list[str],
     spec: LLMSpec,
     cache: AnswerCache,
-    on_progress: Callable[[int], None] | None = None,
+    on_progress: ProgressFn = None,
     check: bool = True,
 ) -> GenerationResult:
     """Answers for every class and template, from the cache where possible, else from the LLM.
