@@ -38,6 +38,7 @@ from __future__ import annotations
 import io
 import json
 import posixpath
+import uuid
 from typing import Any
 
 import fsspec
@@ -88,7 +89,8 @@ def write_bytes(uri: str, relpath: str, data: bytes, storage_options: dict | Non
     fs, path = _path(uri, relpath, storage_options)
     fs.makedirs(posixpath.dirname(path), exist_ok=True)
     if "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
-        tmp = path + ".tmp"
+        # one temporary name per write: writers of the same file must not share (and move) one
+        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
         with fs.open(tmp, "wb") as f:
             f.write(data)
         fs.mv(tmp, path)
