@@ -35,8 +35,17 @@ _LAZY = {
 }
 
 __all__ = [
-    "NeuroscribeError", "__version__", "explain", "ablate", "evaluate", "open_run",
-    "Run", "Gallery", "Unit", "Ablation", "Evaluation",
+    "Ablation",
+    "Evaluation",
+    "Gallery",
+    "NeuroscribeError",
+    "Run",
+    "Unit",
+    "__version__",
+    "ablate",
+    "evaluate",
+    "explain",
+    "open_run",
 ]
 
 

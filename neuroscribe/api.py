@@ -466,6 +466,9 @@ def evaluate(
 @user_facing
 def open_run(store: str | Path, storage_options: dict | None = None) -> Run:
     """Reopen a run store (local or ``s3://``) made by the CLI, a flow or this API."""
-    run = Run(str(store), storage_options or {})
-    run.attrs  # noqa: B018  (reads the store's attributes: fails here, with the fix, on a store with no run)
-    return run
+    store, options = str(store), storage_options or {}
+    if not (st.exists(store, "zarr.json", options) or st.list_files(store, "summary", options)):
+        raise NeuroscribeError(
+            f"store {store} holds no neuroscribe run (no extraction, explanation or ablation); pass the store of a run"
+        )
+    return Run(store, options)

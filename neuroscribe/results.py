@@ -282,7 +282,11 @@ class Run:
 
     @functools.cached_property
     def attrs(self) -> dict:
-        """The run's attributes: model, layers {name: kind, units, map_shape}, dataset, class names."""
+        """The run's attributes: model, layers {name: kind, units, map_shape}, dataset, class names.
+
+        Empty for a store that holds only an ablation (``neuroscribe ablate`` extracts nothing)."""
+        if not st.exists(self.store, "zarr.json", self.storage_options):
+            return {}
         return st.run_attrs(self.store, self.storage_options)
 
     @property
