@@ -68,7 +68,9 @@ def test_import_is_light_and_explain_is_both_module_and_function():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
     import neuroscribe.explain as stage
-    from tasks import explain as explain_tasks  # the flows still reach the stage module by this name
+    from tasks import (
+        explain as explain_tasks,  # the flows still reach the stage module by this name
+    )
 
     assert ns.explain is stage and callable(ns.explain) and explain_tasks.explain.run_explain is stage.run_explain
     assert {"explain", "ablate", "evaluate", "open_run", "Run"} <= set(dir(ns))
