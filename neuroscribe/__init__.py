@@ -63,6 +63,10 @@ class _ExplainModule(types.ModuleType):
 
         return explain(*args, **kwargs)
 
+    def __reduce__(self):
+        # (cloud)pickle sends plain modules by name; a subclass needs saying so (Dask ships task globals)
+        return importlib.import_module, (self.__name__,)
+
 
 class _Package(types.ModuleType):
     def __setattr__(self, name, value):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import pickle
 import subprocess
 import sys
 import threading
@@ -73,6 +74,11 @@ def test_import_is_light_and_explain_is_both_module_and_function():
     )
 
     assert ns.explain is stage and callable(ns.explain) and explain_tasks.explain.run_explain is stage.run_explain
+    import cloudpickle
+
+    # Dask ships the tasks' globals: the module still travels by name
+    assert pickle.loads(cloudpickle.dumps(stage)) is stage
+    assert pickle.loads(cloudpickle.dumps(explain_tasks.embed_units_task.fn)).__globals__["explain"] is stage
     assert {"explain", "ablate", "evaluate", "open_run", "Run"} <= set(dir(ns))
 
 
@@ -164,6 +170,17 @@ def test_in_memory_images_are_written_once_by_content(tmp_path, backend, vocabul
     paths = _explain(tiny_cnn(), list(index["path"]), tmp_path / "paths", backend, vocabulary)
     assert paths.images["path"].tolist() == index["path"].tolist()
     pd.testing.assert_frame_equal(paths.table("relu2"), run.table("relu2"))
+
+
+def test_overwrite_keeps_the_inputs_it_just_wrote(tmp_path, backend, vocabulary):
+    store = tmp_path / "store"
+    first = _explain(tiny_cnn(), _pil_images(6, seed=2), store, backend, vocabulary)
+    key = first.attrs["run_key"]
+    with pytest.raises(ns.NeuroscribeError, match="holds a different extraction"):
+        _explain(tiny_cnn(), _pil_images(6, seed=3), store, backend, vocabulary)
+    second = _explain(tiny_cnn(), _pil_images(6, seed=3), store, backend, vocabulary, overwrite=True)
+    assert ns.open_run(second.store).attrs["run_key"] != key
+    assert second.images["status"].eq("ok").all() and len(second.table("relu2")) == 16
 
 
 def _png_bytes(image: Image.Image) -> bytes:
