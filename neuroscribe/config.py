@@ -21,6 +21,7 @@ from pydantic import (
     ValidationError,
     field_serializer,
     field_validator,
+    model_serializer,
 )
 
 from neuroscribe.errors import NeuroscribeError
@@ -69,6 +70,14 @@ class ModelSpec(FrozenModel):
     pretrained: bool = Field(default=True, description="timm only: load timm's pretrained weights")
     fingerprint: str | None = Field(default=None, description="an in-memory model object's content hash (set by model_object_spec)")
     _object: Any = PrivateAttr(default=None)  # neuroscribe.models.loading.ModelObject of an in-memory model
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_fingerprint(self, handler) -> dict[str, Any]:
+        # a named model dumps (and so keys runs and caches) exactly as before in-memory models existed
+        data = handler(self)
+        if data.get("fingerprint") is None:
+            data.pop("fingerprint", None)
+        return data
 
 
 class DatasetSpec(FrozenModel):

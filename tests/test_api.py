@@ -87,6 +87,7 @@ def test_fingerprint_is_a_content_key_and_the_callers_module_is_left_alone():
     spec = model_object_spec(first)
     assert spec.fingerprint == model_object_spec(second).fingerprint and spec.name == "TinyCNN"
     assert spec.model_dump(mode="json")["fingerprint"] == spec.fingerprint  # what run and cache keys hash
+    assert "fingerprint" not in ModelSpec(name=TINY).model_dump(mode="json")  # named models keep their keys
     with torch.no_grad():
         second.conv1.bias[0] += 1e-3
     assert model_object_spec(second).fingerprint != spec.fingerprint
