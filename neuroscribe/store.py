@@ -24,6 +24,8 @@ Layout (the one place it is documented; README links here)::
     <store>/gallery/<layer>.html             patch galleries
     <store>/embeddings/...                   cached patch and concept embeddings (neuroscribe.explain, .scoring)
     <store>/explain_config.json              the explain run's config (secrets masked)
+    <store>/inputs/images/<hash>.png, <hash>.tsv  images handed to the Python API in memory, and their
+                                             file list (path, label); both named by content (neuroscribe.api)
     <store>/evaluation/evaluation.json|md|png  quality metrics (neuroscribe.evaluation); per layer
                                              evaluation/<layer>/{summary.json, units.parquet,
                                              compare.parquet, compare_units.parquet}, images/, vocabulary/

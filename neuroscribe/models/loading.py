@@ -6,19 +6,31 @@
     loaded = load_model(ModelSpec(name="timm:convnext_tiny"))
     loaded = load_model(ModelSpec(name="mypkg.models:build"))       # import path
     loaded = load_model(ModelSpec(name="efficientnet_lite0"))      # real weights, offline
+    loaded = load_model(model_object_spec(my_module, preprocessing=transform))   # an nn.Module object
 
 torchvision weights come from their enums (downloaded where the network allows); a local
 checkpoint is a state dict, a ``module.`` prefix is stripped, and its classifier width decides
 ``num_classes`` (365 for the CSAIL Places365 checkpoints).
+
+An in-memory ``nn.Module`` gets a spec whose ``fingerprint`` hashes its class, architecture
+(``repr``), state dict, preprocessing and class names, so run and cache keys stay content keys.
+The object travels inside the spec (in this process, and by cloudpickle to Dask workers);
+``load_model`` checks the fingerprint again and hands the pipeline a deep copy, so the caller's
+module is never moved, switched to eval mode or hooked (a module that cannot be copied, e.g. one
+holding a lock, is used in place).
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import importlib
+import pickle
 import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -133,17 +145,34 @@ def _torchvision(spec: ModelSpec) -> LoadedModel:
                 f"checkpoint {spec.checkpoint} does not fit {spec.name}: missing keys {missing[:5]}, "
                 f"unexpected keys {unexpected[:5]}; pass the architecture it was trained with"
             )
-    t = meta_weights.transforms()
-    prep = Preprocessing(
+    prep = _preset_preprocessing(meta_weights.transforms())
+    names = _class_names(spec, num_classes, list(meta_weights.meta["categories"]))
+    return LoadedModel(model.eval(), prep, names, spec.name, num_prefix_tokens=_prefix_tokens(model))
+
+
+def _preset_preprocessing(t) -> Preprocessing:
+    """From torchvision's ``ImageClassification`` preset (what ``weights.transforms()`` returns)."""
+    return Preprocessing(
         input_size=int(t.crop_size[0]),
         resize_size=int(t.resize_size[0]),
         interpolation=t.interpolation.value,
         mean=tuple(t.mean),
         std=tuple(t.std),
     )
-    names = _class_names(spec, num_classes, list(meta_weights.meta["categories"]))
-    prefix = 1 if hasattr(model, "class_token") else None
-    return LoadedModel(model.eval(), prep, names, spec.name, num_prefix_tokens=prefix)
+
+
+def _timm_preprocessing(data_config: dict) -> Preprocessing:
+    """From a timm data config (``timm.data.resolve_data_config``): resize to size / crop_pct, crop."""
+    return Preprocessing.from_crop_pct(
+        int(data_config["input_size"][-1]), float(data_config["crop_pct"]), interpolation=data_config["interpolation"],
+        mean=tuple(data_config["mean"]), std=tuple(data_config["std"]),
+    )
+
+
+def _prefix_tokens(model: nn.Module) -> int | None:
+    """ViTs: tokens before the patch grid (timm says so; torchvision's ViT has one class token)."""
+    prefix = getattr(model, "num_prefix_tokens", None)
+    return int(prefix) if prefix is not None else (1 if hasattr(model, "class_token") else None)
 
 
 def _timm(spec: ModelSpec, arch: str) -> LoadedModel:
@@ -162,11 +191,7 @@ def _timm(spec: ModelSpec, arch: str) -> LoadedModel:
         ) from None
     if state is not None:
         model.load_state_dict(state)
-    cfg = timm.data.resolve_data_config({}, model=model)
-    prep = Preprocessing.from_crop_pct(
-        int(cfg["input_size"][-1]), float(cfg["crop_pct"]), interpolation=cfg["interpolation"],
-        mean=tuple(cfg["mean"]), std=tuple(cfg["std"]),
-    )
+    prep = _timm_preprocessing(timm.data.resolve_data_config({}, model=model))
     names = _class_names(spec, model.num_classes)
     return LoadedModel(model.eval(), prep, names, spec.name, num_prefix_tokens=getattr(model, "num_prefix_tokens", None))
 
@@ -221,6 +246,8 @@ def load_model(spec: ModelSpec | str) -> LoadedModel:
     """Build the model on CPU in eval mode; move it with ``loaded.model.to(device)``."""
     if isinstance(spec, str):
         spec = ModelSpec(name=spec)
+    if spec.fingerprint is not None:
+        return _in_memory(spec)
     name = spec.name
     if name in LITE_VARIANTS:
         if spec.weights or spec.checkpoint:
@@ -243,3 +270,175 @@ def load_model(spec: ModelSpec | str) -> LoadedModel:
     if name in timm.list_models():
         return _timm(spec, name)
     raise NeuroscribeError(_unknown_model_message(name))
+
+
+# --- in-memory model objects ---------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class ModelObject:
+    """An ``nn.Module`` handed over as an object, with how to feed it and what its outputs are.
+
+    Equal when their fingerprints (taken when handed over) are: a Dask worker unpickles a new
+    object with every task, and per-process model caches must still see the same model.
+    """
+
+    model: nn.Module
+    preprocessing: Preprocessing
+    class_names: list[str]
+    num_prefix_tokens: int | None = None
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        self.key = self.key or self.fingerprint()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ModelObject) and other.key == self.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def fingerprint(self) -> str:
+        """Hash of class, architecture, every state-dict tensor, preprocessing and class names."""
+        digest = hashlib.blake2b(digest_size=16)
+        kind = type(self.model)
+        digest.update(f"{kind.__module__}.{kind.__qualname__}\n{self.model!r}".encode())
+        for key, tensor in self.model.state_dict().items():
+            t = tensor.detach().cpu().contiguous()
+            digest.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())  # raw bytes: any dtype, bfloat16 too
+        digest.update(self.preprocessing.model_dump_json().encode())
+        digest.update("\n".join(self.class_names).encode())
+        digest.update(str(self.num_prefix_tokens).encode())
+        return digest.hexdigest()
+
+
+TRANSFORM_HELP = (
+    "pass preprocessing= as a torchvision Compose of Resize(int), CenterCrop(int), ToTensor/PILToTensor and "
+    "Normalize, a torchvision weights object (e.g. ResNet50_Weights.IMAGENET1K_V2), a timm data config "
+    "(timm.data.resolve_data_config({}, model=model)), or a dict of input_size, resize_size, interpolation, mean, std"
+)
+# what copying or pickling an object that holds a lock, a file or a local function raises
+UNPICKLABLE = (TypeError, AttributeError, RuntimeError, pickle.PicklingError)
+# transforms that only change the tensor's type or range: no effect on where a pixel lands
+_TYPE_TRANSFORMS = {"ToTensor", "PILToTensor", "ToImage", "ToDtype", "ConvertImageDtype", "ToPureTensor"}
+
+
+def _compose_preprocessing(transforms: list) -> Preprocessing:
+    """Resize-shorter-side + centre-crop + normalise, read from a torchvision Compose (v1 or v2)."""
+    fields: dict[str, Any] = {}
+    for t in transforms:
+        kind = type(t).__name__
+        if kind == "Resize":
+            size = t.size if isinstance(t.size, int) else (t.size[0] if len(t.size) == 1 else None)
+            if size is None:
+                raise NeuroscribeError(f"Resize({t.size}) resizes to a fixed shape; use Resize(int) (shorter side) and CenterCrop; {TRANSFORM_HELP}")
+            interpolation = getattr(t.interpolation, "value", str(t.interpolation))
+            fields |= {"resize_size": int(size), "interpolation": interpolation}
+        elif kind == "CenterCrop":
+            height, width = t.size if len(t.size) == 2 else (t.size[0], t.size[0])
+            if height != width:
+                raise NeuroscribeError(f"CenterCrop({t.size}) is not square; {TRANSFORM_HELP}")
+            fields["input_size"] = int(height)
+        elif kind == "Normalize":
+            fields |= {"mean": tuple(float(v) for v in t.mean), "std": tuple(float(v) for v in t.std)}
+        elif kind not in _TYPE_TRANSFORMS:
+            # activations are mapped back onto the image through this geometry: nothing else may move pixels
+            raise NeuroscribeError(f"transform {kind} is not supported in the model's preprocessing; {TRANSFORM_HELP}")
+    if "resize_size" not in fields or "input_size" not in fields:
+        raise NeuroscribeError(f"the preprocessing transform needs a Resize(int) and a CenterCrop(int); {TRANSFORM_HELP}")
+    fields.setdefault("mean", (0.0, 0.0, 0.0))
+    fields.setdefault("std", (1.0, 1.0, 1.0))
+    try:
+        return Preprocessing(**fields)
+    except ValueError as exc:
+        raise NeuroscribeError(f"preprocessing {fields} is not usable ({exc}); {TRANSFORM_HELP}") from None
+
+
+def resolve_preprocessing(value: Any, model: nn.Module) -> Preprocessing:
+    """The model's ``Preprocessing`` from what a caller gives, or from the model itself (timm, ``.preprocessing``)."""
+    if isinstance(value, Preprocessing):
+        return value
+    if value is None:
+        if isinstance(getattr(model, "preprocessing", None), Preprocessing):
+            return model.preprocessing
+        if getattr(model, "pretrained_cfg", None):
+            import timm
+
+            return _timm_preprocessing(timm.data.resolve_data_config({}, model=model))
+        raise NeuroscribeError(f"model object {type(model).__name__} does not say how its inputs are preprocessed; {TRANSFORM_HELP}")
+    if hasattr(value, "transforms") and hasattr(value, "meta"):  # a torchvision weights enum member
+        value = value.transforms()
+    if hasattr(value, "crop_size") and hasattr(value, "resize_size"):  # torchvision's ImageClassification preset
+        return _preset_preprocessing(value)
+    if hasattr(value, "transforms") and isinstance(value.transforms, (list, tuple)):  # Compose
+        return _compose_preprocessing(list(value.transforms))
+    if isinstance(value, dict):
+        try:
+            return _timm_preprocessing(value) if "crop_pct" in value else Preprocessing(**value)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise NeuroscribeError(f"preprocessing {value} is not usable ({exc}); {TRANSFORM_HELP}") from None
+    raise NeuroscribeError(f"preprocessing of type {type(value).__name__} is not understood; {TRANSFORM_HELP}")
+
+
+def model_object_spec(
+    model: nn.Module,
+    preprocessing: Any = None,
+    class_names: list[str] | str | None = None,
+    name: str | None = None,
+) -> ModelSpec:
+    """A spec for an ``nn.Module`` object: content-fingerprinted, carrying the object.
+
+    ``preprocessing``: see ``resolve_preprocessing`` (a torchvision weights object also gives the
+    class names).  ``class_names``: a list or a file with one per line; by default the weights'
+    categories, ImageNet's for 1000 outputs, else ``class i``.
+    """
+    if not isinstance(model, nn.Module):
+        raise NeuroscribeError(f"model is a {type(model).__name__}, not a torch.nn.Module; pass a module, a model name or package.module:factory")
+    categories = list(preprocessing.meta.get("categories") or []) if hasattr(preprocessing, "meta") else None
+    prep = resolve_preprocessing(preprocessing, model)
+    width = int(getattr(model, "num_classes", 0) or 0) or _find_classifier_width(model)
+    if isinstance(class_names, str):
+        names = read_class_names(class_names)
+    elif class_names is not None:
+        names = [str(c) for c in class_names]
+    else:
+        names = _class_names(ModelSpec(), width, categories)
+    if class_names is not None and width and len(names) != width:
+        raise NeuroscribeError(f"class_names has {len(names)} names but the model has {width} outputs; pass one name per output")
+    obj = ModelObject(model, prep, names, _prefix_tokens(model))
+    spec = ModelSpec(name=name or type(model).__name__, fingerprint=obj.key)
+    spec._object = obj
+    return spec
+
+
+def _in_memory(spec: ModelSpec) -> LoadedModel:
+    obj: ModelObject | None = spec._object
+    if obj is None:
+        raise NeuroscribeError(
+            f"model {spec.name} (fingerprint {spec.fingerprint}) was an in-memory object that this process does not hold; "
+            f"pass the model object again, or a name or import path package.module:factory that any process can build"
+        )
+    if obj.fingerprint() != spec.fingerprint:
+        raise NeuroscribeError(f"model object {spec.name} changed after it was handed over (its weights differ); pass it again")
+    try:
+        model = copy.deepcopy(obj.model)
+    except UNPICKLABLE:  # a module holding a lock or a file cannot be copied: use it in place
+        model = obj.model
+    return LoadedModel(model.eval(), obj.preprocessing, list(obj.class_names), spec.name, num_prefix_tokens=obj.num_prefix_tokens)
+
+
+def require_picklable(spec: ModelSpec) -> None:
+    """Fail before any work when an in-memory model cannot travel to Dask workers, saying what to do."""
+    if spec._object is None:
+        return
+    import cloudpickle
+
+    try:
+        cloudpickle.dumps(spec._object)
+    except UNPICKLABLE as exc:
+        raise NeuroscribeError(
+            f"model object {spec.name} cannot be pickled ({type(exc).__name__}: {exc}), so it cannot travel to Dask workers; "
+            f"run it in this process (runner=None), remove what cannot be pickled (a lock, an open file, a generator) "
+            f"from the module, or pass a name or import path package.module:factory that workers build the model from"
+        ) from None
