@@ -9,14 +9,21 @@ Every spec is immutable and hashable into a content key (see ``neuroscribe.finge
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+)
 
 from neuroscribe.errors import NeuroscribeError
-
 
 SECRET_WORDS = ("key", "secret", "token", "password", "credential")
 
@@ -57,6 +64,17 @@ class ModelSpec(FrozenModel):
     pretrained: bool = Field(default=True, description="timm only: load timm's pretrained weights")
 
 
+@cache
+def pil_max_image_pixels() -> int:
+    """PIL's own refusal limit, about 179 Mpx: twice ``Image.MAX_IMAGE_PIXELS`` (below it PIL only warns).
+
+    Read once, never changed.
+    """
+    from PIL import Image
+
+    return 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else 2**62  # None: a process that disabled the check
+
+
 class DatasetSpec(FrozenModel):
     """Where the images are.
 
@@ -69,9 +87,13 @@ class DatasetSpec(FrozenModel):
     limit: int | None = Field(default=None, ge=1, description="use only the first N images of the listing")
     shard_size: int = Field(default=256, ge=1, description="images per shard (the unit of work and resume)")
     storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options (not logged)")
+    max_image_pixels: int = Field(
+        default_factory=pil_max_image_pixels, ge=1,
+        description="images over this many pixels are skipped (JPEGs decoded at reduced scale); default PIL's ~179 Mpx",
+    )
 
     def __hash__(self) -> int:  # storage_options is a dict
-        return hash((self.uri, self.class_list, self.limit, self.shard_size))
+        return hash((self.uri, self.class_list, self.limit, self.shard_size, self.max_image_pixels))
 
 
 class RunnerSpec(FrozenModel):

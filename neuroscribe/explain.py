@@ -147,7 +147,7 @@ def _block_inputs(cfg: ExplainConfig, layer: str, units: list[int]) -> tuple[lis
     images, position = [], {}
     for image_id in wanted:
         try:
-            image = load_image(index.at[image_id, "path"], cfg.dataset.storage_options)
+            image = load_image(index.at[image_id, "path"], cfg.dataset.storage_options, max_image_pixels=cfg.dataset.max_image_pixels)
         except ImageSkipped:
             continue
         position[image_id] = len(images)

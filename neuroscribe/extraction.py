@@ -100,6 +100,7 @@ def extraction_key(cfg: ExtractConfig, index: pd.DataFrame, infos: list[LayerInf
             "layers": [_layer_attrs(i) | {"name": i.name} for i in infos],
             "listing": listing_key(index),
             "shard_size": cfg.dataset.shard_size,
+            "max_image_pixels": cfg.dataset.max_image_pixels,  # decides which images are skipped or drafted
             "code": code_version(*CODE_MODULES),
         }
     )
@@ -201,9 +202,9 @@ def _shard_done(cfg: ExtractConfig, shard: int, key: str) -> bool:
     return st.read_json(cfg.store, _marker(shard), cfg.store_options).get("run_key") == key
 
 
-def _decode(row, transform, storage_options):
+def _decode(row, transform, storage_options, max_image_pixels=None):
     try:
-        return transform(load_image(row.path, storage_options))
+        return transform(load_image(row.path, storage_options, max_image_pixels=max_image_pixels))
     except ImageSkipped as skip:
         return skip
 
@@ -220,6 +221,7 @@ def forward_batches(
     device: torch.device,
     decode_threads: int = 2,
     storage_options: dict | None = None,
+    max_image_pixels: int | None = None,
 ) -> Iterable[tuple[np.ndarray, dict[str, torch.Tensor], list[tuple[int, str]]]]:
     """Decode rows in threads and yield (row positions, layer outputs, skipped (position, reason)).
 
@@ -227,7 +229,7 @@ def forward_batches(
     """
     transform = loaded.preprocessing.transform()
     with ThreadPoolExecutor(decode_threads) as pool:
-        decoded = pool.map(lambda r: _decode(r, transform, storage_options), rows.itertuples(index=False))
+        decoded = pool.map(lambda r: _decode(r, transform, storage_options, max_image_pixels), rows.itertuples(index=False))
         batch, positions, skipped = [], [], []
         for pos, item in enumerate(decoded):
             if isinstance(item, ImageSkipped):
@@ -285,7 +287,8 @@ def _extract_one(cfg, loaded, infos, group, rows, shard, start, key, device, on_
     skipped = []
     ids = rows["id"].to_numpy()
     for positions, outputs, bad in forward_batches(
-        loaded, rows, [i.name for i in infos], cfg.runner.batch_size, device, cfg.runner.decode_threads, cfg.dataset.storage_options
+        loaded, rows, [i.name for i in infos], cfg.runner.batch_size, device, cfg.runner.decode_threads, cfg.dataset.storage_options,
+        cfg.dataset.max_image_pixels,
     ):
         skipped.extend({"id": int(ids[p]), "reason": reason} for p, reason in bad)
         for info in infos:
@@ -399,7 +402,8 @@ def _collect_maps(cfg: ExtractConfig, attrs: dict, layer: str, ids: np.ndarray, 
     wanted = np.unique(ids[ids >= 0])
     index = st.read_parquet(cfg.store, "index.parquet", cfg.store_options).set_index("id", drop=False).loc[wanted]
     for positions, outputs, _ in forward_batches(
-        loaded, index, [layer], cfg.runner.batch_size, device, cfg.runner.decode_threads, cfg.dataset.storage_options
+        loaded, index, [layer], cfg.runner.batch_size, device, cfg.runner.decode_threads, cfg.dataset.storage_options,
+        cfg.dataset.max_image_pixels,
     ):
         if not len(positions):
             continue

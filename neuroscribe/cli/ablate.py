@@ -13,6 +13,7 @@ from neuroscribe.cli.app import (
     CheckpointOption,
     DaskAddressOption,
     DeviceOption,
+    MaxImagePixelsOption,
     ModelOption,
     StorageOption,
     WeightsOption,
@@ -80,6 +81,7 @@ def ablate(
     workers: WorkersOption = None,
     local: bool = typer.Option(False, help="run in this process with a progress bar instead of the Prefect flow on Dask"),
     storage_option: StorageOption = None,
+    max_image_pixels: MaxImagePixelsOption = None,
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML file of AblateConfig fields; flags override it"),
 ) -> None:
     """Ablate units of a layer and measure each class's top-1 accuracy drop; writes ablation/<layer>.parquet and a chart."""
@@ -102,7 +104,7 @@ def ablate(
         "chart_units": chart_units,
         "store_options": options or None,
         "model": {"name": model, "weights": weights, "checkpoint": checkpoint, "class_names_file": class_names},
-        "dataset": {"uri": dataset, "class_list": class_list, "limit": limit, "storage_options": options or None},
+        "dataset": {"uri": dataset, "class_list": class_list, "limit": limit, "storage_options": options or None, "max_image_pixels": max_image_pixels},
         "runner": runner_overrides(batch_size, device, dask_address, workers),
     }
     cfg = load_config(AblateConfig, config, overrides)

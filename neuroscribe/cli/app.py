@@ -37,6 +37,10 @@ DaskAddressOption = Annotated[Optional[str], typer.Option(help="existing Dask sc
 WorkersOption = Annotated[Optional[int], typer.Option(help="local cluster worker processes")]
 OverwriteOption = Annotated[bool, typer.Option(help="replace a store that holds a different extraction")]
 StorageOption = Annotated[Optional[list[str]], typer.Option(help="fsspec option key=value for store and dataset")]
+MaxImagePixelsOption = Annotated[
+    Optional[int],
+    typer.Option(help="images over this many pixels are skipped, JPEGs decoded at reduced scale (default PIL's ~179 Mpx)"),
+]
 
 
 def runner_overrides(batch_size: int | None, device: str | None, dask_address: str | None, workers: int | None) -> dict:

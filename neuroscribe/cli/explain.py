@@ -15,6 +15,7 @@ from neuroscribe.cli.app import (
     CheckpointOption,
     DaskAddressOption,
     DeviceOption,
+    MaxImagePixelsOption,
     ModelOption,
     OverwriteOption,
     StorageOption,
@@ -65,6 +66,7 @@ def explain(
     workers: WorkersOption = None,
     overwrite: OverwriteOption = False,
     storage_option: StorageOption = None,
+    max_image_pixels: MaxImagePixelsOption = None,
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of ExplainConfig fields; flags override it"),
 ) -> None:
     """Explain every unit of the given layers: extract, vocabulary, patches, scoring, tables, galleries."""
@@ -78,7 +80,7 @@ def explain(
         "layers": layers, "store": store, "k": k, "overwrite": overwrite or None, "store_options": options or None,
         "vocabulary_sources": tuple(vocabulary) if vocabulary else None, "vocabulary_uri": vocabulary_uri, "vocabulary_classes": classes,
         "model": {"name": model, "weights": weights, "checkpoint": checkpoint},
-        "dataset": {"uri": dataset, "storage_options": options or None},
+        "dataset": {"uri": dataset, "storage_options": options or None, "max_image_pixels": max_image_pixels},
         "backend": {"kind": backend, "arch": clip_arch, "pretrained": clip_pretrained, "checkpoint": clip_checkpoint, "device": device},
         "rule": {"name": rule},
         "patches": {"quantile": quantile},
@@ -97,6 +99,7 @@ def demo(
     limit: Optional[int] = typer.Option(None, help="use only the first N images"),
     k: int = typer.Option(5, help="top-activating images per unit"),
     overwrite: bool = typer.Option(False, help="replace an earlier demo store that differs"),
+    max_image_pixels: MaxImagePixelsOption = None,
 ) -> None:
     """The whole method offline on EfficientNet-Lite0 (ConSE backend, built-in vocabulary); prints where results are."""
     from flows._run import run_flow
@@ -104,7 +107,7 @@ def demo(
     from neuroscribe.demo import demo_config
     from neuroscribe.explain import validate_explain
 
-    cfg = demo_config(images=images, out=out, k=k, limit=limit, overwrite=overwrite)
+    cfg = demo_config(images=images, out=out, k=k, limit=limit, overwrite=overwrite, max_image_pixels=max_image_pixels)
     validate_explain(cfg)
     began = time.perf_counter()
     _print_result(run_flow(explain_flow, cfg), time.perf_counter() - began)

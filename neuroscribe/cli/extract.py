@@ -15,6 +15,7 @@ from neuroscribe.cli.app import (
     CheckpointOption,
     DaskAddressOption,
     DeviceOption,
+    MaxImagePixelsOption,
     ModelOption,
     OverwriteOption,
     StorageOption,
@@ -71,6 +72,7 @@ def extract(
     workers: WorkersOption = None,
     overwrite: OverwriteOption = False,
     storage_option: StorageOption = None,
+    max_image_pixels: MaxImagePixelsOption = None,
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of ExtractConfig fields; flags override it"),
 ) -> None:
     """Stream a dataset through a model and store per-unit statistics and top-k examples (Prefect + Dask)."""
@@ -86,7 +88,7 @@ def extract(
         "overwrite": overwrite or None,
         "store_options": options or None,
         "model": {"name": model, "weights": weights, "checkpoint": checkpoint, "class_names_file": class_names},
-        "dataset": {"uri": dataset, "class_list": class_list, "limit": limit, "shard_size": shard_size, "storage_options": options or None},
+        "dataset": {"uri": dataset, "class_list": class_list, "limit": limit, "shard_size": shard_size, "storage_options": options or None, "max_image_pixels": max_image_pixels},
         "runner": runner_overrides(batch_size, device, dask_address, workers),
     }
     cfg = load_config(ExtractConfig, config, overrides)
