@@ -106,6 +106,9 @@ class RunnerSpec(FrozenModel):
     batch_size: int = Field(default=32, ge=1)
     decode_threads: int = Field(default=2, ge=1)
     shards_per_task: int = Field(default=1, ge=1)
+    wait_for_store_s: float = Field(
+        default=0.0, ge=0, description="wait up to this long for another run's lease on the store (neuroscribe.lease)"
+    )
 
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)

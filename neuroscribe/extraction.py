@@ -32,6 +32,7 @@ from neuroscribe.data import ImageSkipped, build_index, listing_key, load_image,
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.hooks import capture_outputs
+from neuroscribe.lease import require_lease, store_lease
 from neuroscribe.models import LayerInfo, LoadedModel, load_model, resolve_device, resolve_layers, unit_activations
 
 ProgressFn = Callable[[int], None] | None
@@ -164,6 +165,7 @@ def prepare_extraction(cfg: ExtractConfig) -> ExtractionPlan:
     opts = cfg.store_options
     ranges = shard_ranges(len(index), cfg.dataset.shard_size)
     if previous not in (None, key):
+        require_lease(cfg.store, "--overwrite", opts)
         st.remove(cfg.store, opts)  # validate_extraction let a different key through only with overwrite
         previous = None
     if previous is None:
@@ -455,11 +457,11 @@ def finalize_extraction(cfg: ExtractConfig, wall_seconds: float | None = None) -
 def run_extraction(cfg: ExtractConfig, on_progress: ProgressFn = None, stop_after: int | None = None) -> ExtractionSummary:
     """The whole extraction in this process; ``stop_after`` shards simulates an interruption."""
     began = time.perf_counter()
-    plan = prepare_extraction(cfg)
-    todo = plan.pending if stop_after is None else plan.pending[:stop_after]
-    extract_shards(cfg, todo, on_progress)
-    if stop_after is not None:
+    with store_lease(cfg.store, cfg.store_options, wait_s=cfg.runner.wait_for_store_s):
+        plan = prepare_extraction(cfg)
+        todo = plan.pending if stop_after is None else plan.pending[:stop_after]
+        extract_shards(cfg, todo, on_progress)
+        if stop_after is None:
+            for layer in plan.layers:
+                reduce_topk(cfg, layer)
         return finalize_extraction(cfg, time.perf_counter() - began)
-    for layer in plan.layers:
-        reduce_topk(cfg, layer)
-    return finalize_extraction(cfg, time.perf_counter() - began)

@@ -8,6 +8,7 @@ Layout (the one place it is documented; README links here)::
 
     <store>/zarr.json                        group attrs["neuroscribe"]: version, run_key, model,
                                              layers {name: kind, units, map_shape}, dataset, k
+    <store>/lease/<generation:08d>.json      the writer lease: owner, host, pid, run, expiry (neuroscribe.lease)
     <store>/index.parquet                    id, path, label, status (ok|skipped|pending), reason
     <store>/shards/<shard:06d>.json          per-shard done marker: run_key, ok, skipped [{id, reason}]
     <store>/activations/<layer>/max          float32 [images, units]  spatial max (NaN = skipped image)
@@ -45,6 +46,8 @@ import pandas as pd
 import zarr
 
 from neuroscribe.errors import NeuroscribeError
+
+LEASE_DIR = "lease"  # kept by ``remove``: the lease of the run that replaces a store must survive it
 
 
 def filesystem(uri: str, storage_options: dict | None = None):
@@ -140,9 +143,12 @@ def list_files(uri: str, reldir: str, storage_options: dict | None = None) -> li
 
 
 def remove(uri: str, storage_options: dict | None = None) -> None:
+    """Delete the store's contents, except the writer lease of the run that is replacing them."""
     fs, root = filesystem(uri, storage_options)
     if fs.exists(root):
-        fs.rm(root, recursive=True)
+        for child in fs.ls(root, detail=False):
+            if posixpath.basename(child.rstrip("/")) != LEASE_DIR:
+                fs.rm(child, recursive=True)
 
 
 def full_uri(uri: str, relpath: str) -> str:
