@@ -69,8 +69,9 @@ def run_flow(flow_obj, config):
 def mark_crashed(dead: LeaseRecord) -> None:
     """Mark the flow run of a lease holder that died (its lease expired) Crashed, if it still shows as running.
 
-    Prefect's own flow-run heartbeats only turn into a state change through a zombie automation
-    (``deployments/zombie_automation.py``); this covers servers without one.
+    Prefect 3 flow runs emit heartbeat events (``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``), but the server
+    turns their absence into a Crashed state only through an automation each workspace must define;
+    the store's own lease knows for certain that the holder stopped, so the run that takes over says so.
     """
     if not dead.flow_run_id:
         return
@@ -98,6 +99,6 @@ def flow_lease(config) -> Iterator[LeaseRecord | None]:
 
     with store_lease(
         _store_of(config), config.store_options, wait_s=config.runner.wait_for_store_s,
-        flow_run_id=flow_run.id, on_takeover=mark_crashed,
+        ttl_s=config.runner.store_lease_ttl_s, flow_run_id=flow_run.id, on_takeover=mark_crashed,
     ) as lease:
         yield lease

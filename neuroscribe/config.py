@@ -109,6 +109,9 @@ class RunnerSpec(FrozenModel):
     wait_for_store_s: float = Field(
         default=0.0, ge=0, description="wait up to this long for another run's lease on the store (neuroscribe.lease)"
     )
+    store_lease_ttl_s: float = Field(
+        default=60.0, ge=2, description="a store lease not renewed for this long belongs to a dead run and is taken over"
+    )
 
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)

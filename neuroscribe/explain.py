@@ -300,7 +300,7 @@ def run_explain(cfg: ExplainConfig) -> dict[str, pd.DataFrame]:
 
     from neuroscribe.lease import store_lease
 
-    with store_lease(cfg.store, cfg.store_options, wait_s=cfg.runner.wait_for_store_s):
+    with store_lease(cfg.store, cfg.store_options, wait_s=cfg.runner.wait_for_store_s, ttl_s=cfg.runner.store_lease_ttl_s):
         run_extraction(cfg.extract_config())
         save_config(cfg)  # after extraction: --overwrite may have cleared the store
         vocabulary_uri = cfg.vocabulary_uri or build_vocabulary(cfg.vocabulary_config()).uri

@@ -457,7 +457,7 @@ def finalize_extraction(cfg: ExtractConfig, wall_seconds: float | None = None) -
 def run_extraction(cfg: ExtractConfig, on_progress: ProgressFn = None, stop_after: int | None = None) -> ExtractionSummary:
     """The whole extraction in this process; ``stop_after`` shards simulates an interruption."""
     began = time.perf_counter()
-    with store_lease(cfg.store, cfg.store_options, wait_s=cfg.runner.wait_for_store_s):
+    with store_lease(cfg.store, cfg.store_options, wait_s=cfg.runner.wait_for_store_s, ttl_s=cfg.runner.store_lease_ttl_s):
         plan = prepare_extraction(cfg)
         todo = plan.pending if stop_after is None else plan.pending[:stop_after]
         extract_shards(cfg, todo, on_progress)

@@ -41,7 +41,7 @@ from datetime import datetime, timedelta, timezone
 from pydantic import BaseModel, ValidationError
 
 from neuroscribe.errors import NeuroscribeError
-from neuroscribe.store import LEASE_DIR, filesystem
+from neuroscribe.store import LEASE_DIR, filesystem, storage_errors
 
 DEFAULT_TTL_S = 60.0
 POLL_S = 2.0
@@ -121,7 +121,8 @@ class _LeaseFiles:
 
     def create(self, record: LeaseRecord) -> bool:
         """Exclusively create ``record``'s generation; False when another run created it first."""
-        self.fs.makedirs(self.folder, exist_ok=True)
+        if "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)):
+            self.fs.makedirs(self.folder, exist_ok=True)  # object stores have no folders (nor should a bucket be made)
         try:
             self.fs.pipe_file(self.path(record.generation), record.model_dump_json().encode(), mode="create")
         except FileExistsError:
@@ -217,7 +218,8 @@ def store_lease(
         yield None
         return
     files = _LeaseFiles(store, storage_options)
-    record = _acquire(files, ttl_s, wait_s, flow_run_id, on_takeover)
+    with storage_errors(files.folder):
+        record = _acquire(files, ttl_s, wait_s, flow_run_id, on_takeover)
     heartbeat = _Heartbeat(files, record, ttl_s)
     heartbeat.start()
     token = _HELD.set(_HELD.get() | {key})
