@@ -146,6 +146,23 @@ def holder(store: str, storage_options: dict | None = None) -> LeaseRecord | Non
     return top if top is not None and top.live(_now()) else None
 
 
+def _held_error(store: str, top: LeaseRecord) -> NeuroscribeError:
+    return NeuroscribeError(
+        f"store {store} is being written by {top.describe()}; its lease runs until {top.expires_at:%H:%M:%S} UTC "
+        f"while it lives. Wait for that run to finish, pass --wait SECONDS to queue behind it, or write to another --store"
+    )
+
+
+def ensure_free(store: str, storage_options: dict | None = None, wait_s: float = 0.0) -> None:
+    """Fail early (before servers and clusters start) when another run writes ``store`` and we would not wait.
+
+    Only a courtesy: the run's own ``store_lease`` is what excludes a second writer.
+    """
+    live = holder(store, storage_options) if wait_s <= 0 else None
+    if live is not None:
+        raise _held_error(store, live)
+
+
 def _acquire(
     files: _LeaseFiles, ttl_s: float, wait_s: float, flow_run_id: str | None, on_takeover: Callable[[LeaseRecord], None] | None
 ) -> LeaseRecord:
@@ -167,11 +184,7 @@ def _acquire(
             continue  # another run created this generation first: look again
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise NeuroscribeError(
-                f"store {files.store} is being written by {top.describe()}; its lease runs until "
-                f"{top.expires_at:%H:%M:%S} UTC while it lives. Wait for that run to finish, pass --wait SECONDS "
-                f"to queue behind it, or write to another --store"
-            )
+            raise _held_error(files.store, top)
         time.sleep(min(POLL_S, remaining))
 
 

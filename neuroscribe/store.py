@@ -43,10 +43,10 @@ written before stays (a shard's done marker is written last, so a rerun resumes)
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
-import contextlib
 import posixpath
 from collections.abc import Iterator
 from typing import Any

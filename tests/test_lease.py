@@ -135,3 +135,19 @@ def test_the_same_context_re_enters_and_overwrite_needs_the_lease(tmp_path):
             assert inner is None
         require_lease(uri, "--overwrite")
         assert holder(uri).run_id == outer.run_id
+
+
+def test_the_cli_refuses_a_second_writer_in_one_line(image_folder, tmp_path):
+    store = str(tmp_path / "store")
+    proc, _ = start_holder(store, {}, tmp_path)
+    try:
+        cli = subprocess.run(
+            [sys.executable, "-c", "from neuroscribe.cli import main; main()", "extract", "--model",
+             "neuroscribe.testing.tiny_models:tiny_cnn", "--layers", "conv1", "--dataset", str(image_folder), "--store", store],
+            capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(REPO)), check=False,
+        )
+    finally:
+        proc.kill()
+        proc.wait()
+    assert cli.returncode == 2 and "Traceback" not in cli.stderr
+    assert "is being written by" in cli.stderr and f"pid {proc.pid}" in cli.stderr and "--wait" in cli.stderr

@@ -180,9 +180,11 @@ def test_permanent_faults_name_the_path(tmp_path, s3_options, monkeypatch):
     with pytest.raises(NeuroscribeError, match=r"the bucket of s3://no-such-bucket/run/index.parquet does not exist"):
         st.write_bytes("s3://no-such-bucket/run", "index.parquet", b"x", s3_options)
     st.write_bytes("s3://test/denied", "kept.json", b"{}", s3_options)
-    with FaultyProxy(s3_options["client_kwargs"]["endpoint_url"], methods=("PUT",), deny=True) as proxy:
-        with pytest.raises(NeuroscribeError, match=r"access to s3://test/denied/index.parquet is denied"):
-            st.write_bytes("s3://test/denied", "index.parquet", b"x", _through(proxy, s3_options))
+    with (
+        FaultyProxy(s3_options["client_kwargs"]["endpoint_url"], methods=("PUT",), deny=True) as proxy,
+        pytest.raises(NeuroscribeError, match=r"access to s3://test/denied/index.parquet is denied"),
+    ):
+        st.write_bytes("s3://test/denied", "index.parquet", b"x", _through(proxy, s3_options))
     assert st.read_bytes("s3://test/denied", "kept.json", s3_options) == b"{}"  # nothing already written is lost
 
     store = str(tmp_path / "store")
@@ -191,7 +193,7 @@ def test_permanent_faults_name_the_path(tmp_path, s3_options, monkeypatch):
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    import fsspec.implementations.local as local
+    from fsspec.implementations import local
 
     monkeypatch.setattr(local.LocalFileOpener, "write", full)
     with pytest.raises(NeuroscribeError, match=rf"cannot write {store}/index.parquet: the disk is full"):

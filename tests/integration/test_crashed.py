@@ -16,7 +16,14 @@ import time
 
 import pytest
 
-from integration.conftest import FLOWRUN, REPO, TINY, run_flow_process, wait_until, write_config
+from integration.conftest import (
+    FLOWRUN,
+    REPO,
+    TINY,
+    run_flow_process,
+    wait_until,
+    write_config,
+)
 from neuroscribe.config import DatasetSpec, ExtractConfig, RunnerSpec
 from neuroscribe.lease import holder
 
