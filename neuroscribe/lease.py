@@ -41,7 +41,7 @@ from datetime import datetime, timedelta, timezone
 from pydantic import BaseModel, ValidationError
 
 from neuroscribe.errors import NeuroscribeError
-from neuroscribe.store import LEASE_DIR, filesystem, storage_errors
+from neuroscribe.store import LEASE_DIR, filesystem, is_local, storage_errors
 
 DEFAULT_TTL_S = 60.0
 POLL_S = 2.0
@@ -121,7 +121,7 @@ class _LeaseFiles:
 
     def create(self, record: LeaseRecord) -> bool:
         """Exclusively create ``record``'s generation; False when another run created it first."""
-        if "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)):
+        if is_local(self.fs):
             self.fs.makedirs(self.folder, exist_ok=True)  # object stores have no folders (nor should a bucket be made)
         try:
             self.fs.pipe_file(self.path(record.generation), record.model_dump_json().encode(), mode="create")

@@ -97,6 +97,12 @@ def filesystem(uri: str, storage_options: dict | None = None):
         raise NeuroscribeError(f"store {uri} cannot be opened ({exc}); check the URL and credentials") from None
 
 
+def is_local(fs) -> bool:
+    """Whether an fsspec filesystem is the local disk (which has folders, renames and O_EXCL)."""
+    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    return "file" in protocols or "local" in protocols
+
+
 def _zarr_store(uri: str, storage_options: dict | None, read_only: bool):
     if "://" in uri and not uri.startswith("file://"):
         return zarr.storage.FsspecStore.from_url(uri, storage_options=with_retries(uri, storage_options), read_only=read_only)
@@ -130,7 +136,7 @@ def write_bytes(uri: str, relpath: str, data: bytes, storage_options: dict | Non
     """Write a side file whole; local writes go through a temporary name and a rename."""
     fs, path = _path(uri, relpath, storage_options)
     with storage_errors(full_uri(uri, relpath)):
-        if "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
+        if is_local(fs):
             # only local paths have folders (s3fs's makedirs would try to create a missing bucket)
             fs.makedirs(posixpath.dirname(path), exist_ok=True)
             tmp = path + ".tmp"

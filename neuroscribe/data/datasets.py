@@ -26,6 +26,7 @@ import pandas as pd
 from neuroscribe.config import DatasetSpec
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import content_key
+from neuroscribe.store import is_local
 
 LIST_SUFFIXES = (".txt", ".csv", ".tsv")
 PATH_COLUMNS = ("path", "file", "filename", "image")
@@ -48,13 +49,8 @@ def _read_class_list(path: str, storage_options: dict) -> list[str]:
         raise NeuroscribeError(f"class list {path} does not exist; pass a file with one class folder name per line") from None
 
 
-def _is_local(fs) -> bool:
-    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
-    return "file" in protocols or "local" in protocols
-
-
 def _full(fs, path: str) -> str:
-    return path if _is_local(fs) else fs.unstrip_protocol(path)
+    return path if is_local(fs) else fs.unstrip_protocol(path)
 
 
 def _index_folder(fs, root: str, spec: DatasetSpec) -> pd.DataFrame:
