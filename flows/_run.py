@@ -75,17 +75,24 @@ def mark_crashed(dead: LeaseRecord) -> None:
     """
     if not dead.flow_run_id:
         return
+    import httpx
     from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+    from prefect.logging import get_logger
     from prefect.states import Crashed
 
-    with get_client(sync_client=True) as client:
-        run = client.read_flow_run(dead.flow_run_id)
-        if run.state is not None and not run.state.is_final():
-            message = (
-                f"crashed: its process (pid {dead.pid} on {dead.host}) stopped renewing the lease of the store at "
-                f"{dead.renewed_at:%Y-%m-%d %H:%M:%S} UTC; a new run took the store over"
-            )
-            client.set_flow_run_state(dead.flow_run_id, Crashed(message=message), force=True)
+    message = (
+        f"crashed: its process (pid {dead.pid} on {dead.host}) stopped renewing the lease of the store at "
+        f"{dead.renewed_at:%Y-%m-%d %H:%M:%S} UTC; a new run took the store over"
+    )
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(dead.flow_run_id)
+            if run.state is not None and not run.state.is_final():
+                client.set_flow_run_state(dead.flow_run_id, Crashed(message=message), force=True)
+    except (ObjectNotFound, httpx.HTTPError, OSError) as exc:
+        # the dead run reported to another server (e.g. a temporary one of an earlier CLI call): say so, go on
+        get_logger("neuroscribe.lease").warning(f"flow run {dead.flow_run_id} of the dead holder could not be marked crashed ({exc!r})")
 
 
 def _store_of(config) -> str:

@@ -73,3 +73,22 @@ def test_a_killed_flow_run_is_marked_crashed_by_the_run_that_takes_its_store_ove
     assert dead["state"]["type"] == "CRASHED"
     assert f"pid {first.pid}" in dead["state"]["message"] and "stopped renewing the lease" in dead["state"]["message"]
     assert holder(cfg.store) is None  # the second run released it
+
+
+def test_a_dead_holder_unknown_to_this_server_is_reported_not_fatal(prefect_server, caplog):
+    """An earlier run may have reported to another (e.g. temporary) server: the takeover goes on."""
+    import uuid
+    from datetime import datetime, timezone
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows._run import mark_crashed
+    from neuroscribe.lease import LeaseRecord
+
+    now = datetime.now(timezone.utc)
+    dead = LeaseRecord(
+        generation=0, owner="x@y", host="y", pid=1, run_id="r", flow_run_id=str(uuid.uuid4()), acquired_at=now, renewed_at=now, expires_at=now,
+    )
+    with temporary_settings({PREFECT_API_URL: prefect_server.api_url}):
+        mark_crashed(dead)
+    assert f"flow run {dead.flow_run_id} of the dead holder could not be marked crashed" in caplog.text
