@@ -26,7 +26,7 @@ import pandas as pd
 from neuroscribe.config import DatasetSpec
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import content_key
-from neuroscribe.store import is_local
+from neuroscribe.store import is_local, with_retries
 
 LIST_SUFFIXES = (".txt", ".csv", ".tsv")
 PATH_COLUMNS = ("path", "file", "filename", "image")
@@ -35,7 +35,7 @@ LABEL_COLUMNS = ("label", "index", "target", "class_index", "class")
 
 def _filesystem(uri: str, storage_options: dict):
     try:
-        fs, root = fsspec.core.url_to_fs(uri, **storage_options)
+        fs, root = fsspec.core.url_to_fs(uri, **with_retries(uri, storage_options))
     except Exception as exc:
         raise NeuroscribeError(f"dataset {uri} cannot be opened ({exc}); check the URL and its credentials") from None
     return fs, root

@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from neuroscribe.config import pil_max_image_pixels
+from neuroscribe.store import with_retries
 
 # JPEGs over this many pixels are decoded at reduced scale even under the limit: models see a few hundred pixels.
 LARGE_IMAGE_PIXELS = 40_000_000
@@ -49,7 +50,8 @@ class ImageSkipped(Exception):
 
 
 def read_bytes(path: str, storage_options: dict | None = None) -> bytes:
-    with fsspec.open(path, "rb", **(storage_options or {})) as f:
+    # s3:// images get the store's retry policy: a throttled read must not turn into a skipped image
+    with fsspec.open(path, "rb", **with_retries(path, storage_options)) as f:
         return f.read()
 
 
