@@ -151,3 +151,28 @@ def test_the_cli_refuses_a_second_writer_in_one_line(image_folder, tmp_path):
         proc.wait()
     assert cli.returncode == 2 and "Traceback" not in cli.stderr
     assert "is being written by" in cli.stderr and f"pid {proc.pid}" in cli.stderr and "--wait" in cli.stderr
+
+
+@pytest.mark.slow  # a Prefect server and a Dask LocalCluster: ~1 min on 2 cores
+def test_a_sweep_takes_each_combinations_lease_and_reports_a_held_one_as_failed(image_folder, tmp_path):
+    from flows._run import prefect_api
+    from flows.sweep import sweep_flow
+    from neuroscribe.config import DatasetSpec, ModelSpec, RunnerSpec
+    from neuroscribe.sweep import SweepConfig, combination_done, plan_sweep
+
+    cfg = SweepConfig(
+        flow="extract", root=str(tmp_path / "sweep"), models=[ModelSpec(name="neuroscribe.testing.tiny_models:tiny_cnn")],
+        datasets=[DatasetSpec(uri=str(image_folder), shard_size=4)], layers=["conv1", "conv2"], settings={"k": 2},
+        runner=RunnerSpec(n_workers=1, threads_per_worker=1, device="cpu"),
+    )
+    free, held = plan_sweep(cfg)
+    proc, _ = start_holder(held.store, {}, tmp_path, seconds=600)  # another process writes the second combination's store
+    try:
+        with prefect_api():
+            state = sweep_flow(cfg, return_state=True)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert state.is_failed() and held.name in state.message
+    assert combination_done(free, {}) and not combination_done(held, {})
+    assert holder(free.store) is None  # released after its run and its done mark
