@@ -8,8 +8,9 @@ Every writer (extract, explain, ablate, vocabulary, demo, each sweep combination
 ``store_lease`` once at the top of its run.  A second writer gets one ``NeuroscribeError`` naming
 the holder and since when, or polls for up to ``wait_s`` seconds.  The holder's heartbeat thread
 renews the lease every ``ttl_s / 4``; a holder that died stops renewing, its lease expires after
-``ttl_s`` and the next run takes it over (``on_takeover`` is told whom it replaced, so that the
-dead run can be marked crashed).  Entering again for a store this context already holds is a no-op.
+``ttl_s`` (at once when the holder was a process of this host that no longer exists) and the next
+run takes it over (``on_takeover`` is told whom it replaced, so that the dead run can be marked
+crashed).  Entering again for a store this context already holds is a no-op.
 
 Layout and guarantee: ``<store>/lease/<generation:08d>.json`` (owner, host, pid, run id, flow run
 id, acquired/renewed/expires at, released).  The holder is the highest generation, if it is
@@ -63,7 +64,20 @@ class LeaseRecord(BaseModel):
     released: bool = False
 
     def live(self, now: datetime) -> bool:
-        return not self.released and self.expires_at > now
+        """Unreleased, unexpired, and not a process of this host that no longer exists."""
+        return not self.released and self.expires_at > now and not self._dead_here()
+
+    def _dead_here(self) -> bool:
+        # a holder on this host is checked directly: a SIGKILLed run frees its store at once, not after ttl_s
+        if self.host != socket.gethostname():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, owned by another user
+            return False
+        return False
 
     def describe(self) -> str:
         flow = f", flow run {self.flow_run_id}" if self.flow_run_id else ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -79,17 +80,30 @@ def test_wait_queues_behind_the_holder_until_it_releases(store, tmp_path):
     assert holder(uri, options) is None  # released on exit
 
 
-def test_an_expired_lease_of_a_dead_holder_is_taken_over(store, tmp_path):
+def test_an_expired_lease_of_a_dead_holder_on_another_host_is_taken_over(store, tmp_path, monkeypatch):
     uri, options = store
     proc, dead_run = start_holder(uri, options, tmp_path, ttl=3)
     os.kill(proc.pid, signal.SIGKILL)  # no release, no more heartbeats
     proc.wait()
+    monkeypatch.setattr(socket, "gethostname", lambda: "another-host")  # its pid cannot be checked from there
     with pytest.raises(NeuroscribeError, match="is being written by"), store_lease(uri, options):
         pass  # not yet expired
     replaced = []
     with store_lease(uri, options, wait_s=30, on_takeover=replaced.append) as lease:
         assert lease.generation == 1
     assert [(r.run_id, r.pid, r.flow_run_id) for r in replaced] == [(dead_run, proc.pid, "flow-run-of-the-holder")]
+
+
+def test_a_dead_holder_on_this_host_is_taken_over_at_once(tmp_path):
+    uri = str(tmp_path / "store")
+    proc, dead_run = start_holder(uri, {}, tmp_path, ttl=600)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    replaced = []
+    began = time.monotonic()
+    with store_lease(uri, on_takeover=replaced.append):  # no --wait needed
+        assert time.monotonic() - began < 5
+    assert [r.run_id for r in replaced] == [dead_run]
 
 
 def test_the_heartbeat_keeps_a_short_lease_alive(store, tmp_path):

@@ -1,9 +1,9 @@
 """A killed flow process shows as Crashed in a real ``prefect server``, once the next run takes its store over.
 
 The first ``extract`` flow process is SIGKILLed mid-run: no engine is left to report, so its flow run
-stays Running.  Its lease on the store stops being renewed; the next run on the same store (queued
-with ``wait_for_store_s``) takes the expired lease over, marks the dead run Crashed with a message,
-and finishes the extraction.
+stays Running.  The next run on the same store finds the lease's process gone (same host; from
+another host it would wait for the lease to expire, see tests/test_lease.py), takes the store over,
+marks the dead run Crashed with a message, and finishes the extraction.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -64,11 +63,9 @@ def test_a_killed_flow_run_is_marked_crashed_by_the_run_that_takes_its_store_ove
         first.wait(10)
     dead = flow_run(prefect_server, lease.flow_run_id)
     assert dead["state"]["type"] == "RUNNING", log.read_text()[-3000:]  # what the UI shows without help
-    killed = time.monotonic()
 
     summary = run_flow_process("flows.extract:extract_flow", config_file, env, logdir / "crashed-second.log", direct=True)
     assert summary["ok"] == 144 and summary["shards"] == 72
-    assert time.monotonic() - killed >= TTL_S - 1  # it waited for the lease to expire, then took it over
     dead = flow_run(prefect_server, lease.flow_run_id)
     assert dead["state"]["type"] == "CRASHED"
     assert f"pid {first.pid}" in dead["state"]["message"] and "stopped renewing the lease" in dead["state"]["message"]
