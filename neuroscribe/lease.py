@@ -130,8 +130,12 @@ class _LeaseFiles:
         raise NeuroscribeError(f"lease file {self.path(generation)} of store {self.store} is unreadable; delete it if no run is writing the store")
 
     def top(self) -> LeaseRecord | None:
-        generations = self.generations()
-        return self.read(generations[-1]) if generations else None
+        """The highest generation; listed again if a newer holder pruned it between listing and reading."""
+        while generations := self.generations():
+            record = self.read(generations[-1])
+            if record is not None:
+                return record
+        return None
 
     def create(self, record: LeaseRecord) -> bool:
         """Exclusively create ``record``'s generation; False when another run created it first."""
