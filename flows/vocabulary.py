@@ -42,9 +42,7 @@ def vocabulary_stage(config: VocabularyConfig) -> VocabularySummary:
         progress = FlowProgress("vocabulary-llm", total=len(batches), unit="batch", description=f"LLM answers for {len(classes)} classes")
         results: list[GenerationResult | None] = [None] * len(batches)
         for future in as_completed(futures):
-            result = future.result()
-            # a Prefect cache hit returns the stored result, whose requests were made by an earlier run
-            results[position[future.task_run_id]] = result.as_cached() if future.state.name == "Cached" else result
+            results[position[future.task_run_id]] = future.result()
             progress.advance(1)
         progress.close()
         generation = sum(results, GenerationResult())

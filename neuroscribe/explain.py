@@ -22,7 +22,7 @@ import io
 import json
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -42,7 +42,6 @@ from neuroscribe.scoring.concepts import concept_embeddings
 from neuroscribe.scoring.rules import INACTIVE, RuleSpec, explain_units
 from neuroscribe.vocabulary.config import FilterSpec, LLMSpec, VocabularyConfig
 
-ProgressFn = Callable[[int], None] | None
 CODE_MODULES = ("neuroscribe.explain", "neuroscribe.scoring.rules", "neuroscribe.scoring.seed", "neuroscribe.scoring.softwpmi")
 
 

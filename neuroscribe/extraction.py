@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from functools import lru_cache
@@ -34,8 +34,8 @@ from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.hooks import capture_outputs
 from neuroscribe.lease import require_lease, store_lease
 from neuroscribe.models import LayerInfo, LoadedModel, load_model, resolve_device, resolve_layers, unit_activations
+from neuroscribe.progress import ProgressFn
 
-ProgressFn = Callable[[int], None] | None
 CODE_MODULES = (
     "neuroscribe.extraction",
     "neuroscribe.models.layers",

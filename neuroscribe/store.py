@@ -48,6 +48,7 @@ import errno
 import io
 import json
 import posixpath
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -139,7 +140,8 @@ def write_bytes(uri: str, relpath: str, data: bytes, storage_options: dict | Non
         if is_local(fs):
             # only local paths have folders (s3fs's makedirs would try to create a missing bucket)
             fs.makedirs(posixpath.dirname(path), exist_ok=True)
-            tmp = path + ".tmp"
+            # one temporary name per write: writers of the same file must not share (and move) one
+            tmp = f"{path}.{uuid.uuid4().hex}.tmp"
             with fs.open(tmp, "wb") as f:
                 f.write(data)
             fs.mv(tmp, path)

@@ -190,3 +190,15 @@ def test_a_sweep_takes_each_combinations_lease_and_reports_a_held_one_as_failed(
     assert state.is_failed() and held.name in state.message
     assert combination_done(free, {}) and not combination_done(held, {})
     assert holder(free.store) is None  # released after its run and its done mark
+
+
+def test_overwrite_removes_the_store_but_not_the_lease_of_the_run_replacing_it(store):
+    from neuroscribe import store as st
+
+    uri, options = store
+    st.write_json(uri, "zarr.json", {}, options)
+    st.write_json(uri, "shards/000000.json", {}, options)
+    with store_lease(uri, options) as lease:
+        st.remove(uri, options)
+        assert not st.exists(uri, "zarr.json", options) and not st.exists(uri, "shards/000000.json", options)
+        assert holder(uri, options).run_id == lease.run_id

@@ -39,7 +39,7 @@ def vocabulary(
     max_words: int = typer.Option(None, "--max-words", min=1, help="drop longer LLM concepts \\[default: 4]"),
     dedup_threshold: float = typer.Option(None, "--dedup-threshold", help="cosine similarity that merges near-synonyms \\[default: 0.88]"),
     no_dedup: bool = typer.Option(False, "--no-dedup", help="keep near-synonyms apart"),
-    cache_dir: str = typer.Option(None, "--cache-dir", help="shared LLM answer cache \\[default: <out>/vocabulary/llm_cache]"),
+    cache_dir: str = typer.Option(None, "--cache-dir", help="shared LLM answer cache, read and written besides the run's own <out>/vocabulary/llm_cache"),
     name: str = typer.Option(None, "--name", help="artifact stem under <out>/vocabulary/ \\[default: vocabulary]"),
     config: Path = typer.Option(None, "--config", help="YAML file of VocabularyConfig fields; options override it"),
     storage_option: list[str] = typer.Option(None, "--storage-option", help="fsspec key=value for the store, repeatable"),

@@ -20,7 +20,6 @@ run's table.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,10 +31,10 @@ from neuroscribe.evaluation.evidence import Evidence, evidence_for, rescore
 from neuroscribe.evaluation.metrics import label_metrics
 from neuroscribe.explain import embeds_whole_images
 from neuroscribe.fingerprint import content_key
+from neuroscribe.progress import ProgressFn
 from neuroscribe.scoring.rules import RuleSpec
 from neuroscribe.store import full_uri
 
-ProgressFn = Callable[[int], None] | None
 RULE_NAMES = ("seed", "softwpmi")
 
 

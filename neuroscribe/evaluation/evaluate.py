@@ -16,8 +16,6 @@ Steps (the ``evaluate`` flow runs the same functions as tasks):
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pandas as pd
 
@@ -51,9 +49,8 @@ from neuroscribe.explain import (
     n_units,
     unit_blocks,
 )
+from neuroscribe.progress import ProgressFn
 from neuroscribe.scoring.rules import INACTIVE
-
-ProgressFn = Callable[[int], None] | None
 
 
 def layer_dir(layer: str) -> str:

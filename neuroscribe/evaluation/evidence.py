@@ -23,7 +23,6 @@ keyed by the run, the image ids, the backend fingerprint and this code.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,9 +41,9 @@ from neuroscribe.explain import (
 )
 from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.patches.load import patches_group
+from neuroscribe.progress import ProgressFn
 from neuroscribe.scoring.rules import RuleSpec, UnitScore, explain_units
 
-ProgressFn = Callable[[int], None] | None
 IMAGE_BATCH = 64  # images decoded and embedded together: bounds memory on 50k-image probe sets
 
 

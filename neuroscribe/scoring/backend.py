@@ -29,8 +29,7 @@ from pydantic import Field, field_validator
 
 from neuroscribe.config import FrozenModel, ModelSpec
 from neuroscribe.errors import NeuroscribeError
-
-ProgressFn = Callable[[int], None] | None
+from neuroscribe.progress import ProgressFn
 
 DEFAULT_TEMPLATES = {
     # CLIP was trained on captions: the prompt closes most of the gap to bare words (Radford et al. 2021)

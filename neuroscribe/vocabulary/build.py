@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import datetime, timezone
 
 from pydantic import Field
@@ -19,9 +18,10 @@ from pydantic import Field
 from neuroscribe import __version__
 from neuroscribe.config import FrozenModel
 from neuroscribe.fingerprint import code_version
+from neuroscribe.progress import ProgressFn
 from neuroscribe.store import full_uri
 from neuroscribe.vocabulary.artifact import artifact_paths, frame_hash, write_vocabulary
-from neuroscribe.vocabulary.cache import AnswerCache
+from neuroscribe.vocabulary.cache import run_answer_cache
 from neuroscribe.vocabulary.config import VocabularyConfig
 from neuroscribe.vocabulary.filtering import Candidate, FilterStats, filter_concepts
 from neuroscribe.vocabulary.llm import (
@@ -126,7 +126,7 @@ def prepare_llm_run(cfg: VocabularyConfig) -> tuple[VocabularyConfig, list[str]]
     return cfg, resolve_classes(cfg.classes, cfg.places365_file)
 
 
-def build_vocabulary(cfg: VocabularyConfig, on_progress: Callable[[int], None] | None = None) -> VocabularySummary:
+def build_vocabulary(cfg: VocabularyConfig, on_progress: ProgressFn = None) -> VocabularySummary:
     """Build and write the vocabulary of ``cfg`` in this process.
 
     ``on_progress(n_done)`` counts finished (class, template) LLM answers, out of
@@ -137,5 +137,5 @@ def build_vocabulary(cfg: VocabularyConfig, on_progress: Callable[[int], None] |
     cfg, classes = prepare_llm_run(cfg)
     generation = None
     if cfg.uses_llm:
-        generation = generate_answers(classes, cfg.llm, AnswerCache(cfg.cache_uri, cfg.store_options), on_progress)
+        generation = generate_answers(classes, cfg.llm, run_answer_cache(cfg), on_progress)
     return assemble_vocabulary(cfg, classes, generation, started)

@@ -4,21 +4,29 @@
                      temperature=0.0, seed=0)
     cache = AnswerCache("runs/r50/vocabulary/llm_cache")
     cache.get(key) or cache.put(key, {...})
+    cache = run_answer_cache(cfg)        # the run's own cache, backed by cfg.cache_dir when set
 
 The key covers exactly what decides an answer: model, system prompt and template text, class
 name, temperature and seed.  Endpoint URL, response format and token limit are left out on
 purpose, so the same model served by another server reuses its answers.  Only valid answers are
 stored, so a rerun asks again for what failed.
+
+A run's answers always land in its own ``<out>/vocabulary/llm_cache``; a shared cache
+(``cache_dir``) is a second level: its hits are copied into the run's cache and new answers are
+written to both, so the run holds every answer it used and other runs can reuse them.
 """
 
 from __future__ import annotations
 
 import json
 import posixpath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from neuroscribe.fingerprint import content_key
 from neuroscribe.store import filesystem, write_json
+
+if TYPE_CHECKING:
+    from neuroscribe.vocabulary.config import VocabularyConfig
 
 CACHE_FORMAT = 1
 
@@ -41,11 +49,15 @@ def answer_key(
 
 
 class AnswerCache:
-    """Answers under ``<uri>/<key>.json``; the directory is listed once, so lookups cost no I/O."""
+    """Answers under ``<uri>/<key>.json``; the directory is listed once, so lookups cost no I/O.
 
-    def __init__(self, uri: str, storage_options: dict | None = None):
+    With ``shared``, a miss here is looked up there and copied here, and ``put`` writes to both.
+    """
+
+    def __init__(self, uri: str, storage_options: dict | None = None, shared: AnswerCache | None = None):
         self.uri = uri
         self.storage_options = storage_options or {}
+        self.shared = shared
         self._fs, self._root = filesystem(uri, self.storage_options)
         self._known: set[str] | None = None
 
@@ -59,9 +71,22 @@ class AnswerCache:
         return self._known
 
     def __contains__(self, key: str) -> bool:
-        return key in self.keys()
+        return key in self.keys() or (self.shared is not None and key in self.shared)
 
     def get(self, key: str) -> dict[str, Any] | None:
+        record = self._read(key)
+        if record is None and self.shared is not None:
+            record = self.shared.get(key)
+            if record is not None:
+                self._write(key, record)
+        return record
+
+    def put(self, key: str, record: dict[str, Any]) -> None:
+        self._write(key, record)
+        if self.shared is not None:
+            self.shared.put(key, record)
+
+    def _read(self, key: str) -> dict[str, Any] | None:
         if key not in self.keys():
             return None
         try:
@@ -70,6 +95,12 @@ class AnswerCache:
             return None  # removed or half-written by someone else: ask again
         return record if record.get("key") == key else None
 
-    def put(self, key: str, record: dict[str, Any]) -> None:
+    def _write(self, key: str, record: dict[str, Any]) -> None:
         write_json(self.uri, f"{key}.json", {**record, "key": key}, self.storage_options)
         self.keys().add(key)
+
+
+def run_answer_cache(cfg: VocabularyConfig) -> AnswerCache:
+    """The run's own answer cache, with ``cfg.cache_dir`` (same storage options) as its shared level."""
+    shared = AnswerCache(cfg.cache_dir, cfg.store_options) if cfg.cache_dir else None
+    return AnswerCache(cfg.cache_uri, cfg.store_options, shared)

@@ -85,9 +85,9 @@ class LLMSpec(FrozenModel):
     concurrency: int = Field(default=8, ge=1, description="requests in flight at once, per task")
     batch_size: int = Field(default=50, ge=1, description="classes per flow task")
     timeout_s: float = Field(default=60.0, gt=0)
-    max_retries: int = Field(default=5, ge=0, description="retries of one request after 429, 5xx, timeouts")
-    backoff_s: float = Field(default=1.0, ge=0, description="first retry delay; doubles per retry, jittered")
-    max_backoff_s: float = Field(default=30.0, ge=0)
+    max_retries: int = Field(
+        default=5, ge=0, description="the openai client's retries of one request after 429, 5xx, timeouts (its backoff)"
+    )
     answer_retries: int = Field(default=2, ge=0, description="re-asks after an answer that is not valid JSON")
 
     @field_validator("templates")
@@ -126,8 +126,8 @@ class FilterSpec(FrozenModel):
 class VocabularyConfig(FrozenModel):
     """Parameters of one vocabulary build (the ``vocabulary`` flow).
 
-    The artifact goes to ``<out>/vocabulary/<name>.parquet`` (plus a ``.json`` manifest), and the
-    LLM answer cache to ``cache_dir`` or ``<out>/vocabulary/llm_cache``.
+    The artifact goes to ``<out>/vocabulary/<name>.parquet`` (plus a ``.json`` manifest), and every
+    LLM answer the run uses to ``<out>/vocabulary/llm_cache`` (and to ``cache_dir`` when set).
     """
 
     out: str = Field(description="run store: local path or s3://bucket/prefix")
@@ -142,7 +142,9 @@ class VocabularyConfig(FrozenModel):
     llm: LLMSpec = LLMSpec()
     filter: FilterSpec = FilterSpec()
     name: str = Field(default="vocabulary", pattern=r"^[A-Za-z0-9_.\-]+$", description="artifact stem")
-    cache_dir: str | None = Field(default=None, description="shared LLM answer cache (local path or s3://)")
+    cache_dir: str | None = Field(
+        default=None, description="shared LLM answer cache (local path or s3://), read and written besides the run's own"
+    )
     store_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options (not logged)")
     runner: RunnerSpec = RunnerSpec()
 
@@ -167,6 +169,7 @@ class VocabularyConfig(FrozenModel):
 
     @property
     def cache_uri(self) -> str:
+        """The run's own answer cache (``cache_dir`` is a shared second level)."""
         from neuroscribe.store import full_uri
 
-        return self.cache_dir or full_uri(self.out, "vocabulary/llm_cache")
+        return full_uri(self.out, "vocabulary/llm_cache")

@@ -1,16 +1,17 @@
 """Ask an OpenAI-compatible LLM, once per class and prompt template, for visual concepts.
 
     spec = resolve_llm(LLMSpec(base_url="http://127.0.0.1:8000/v1"))   # env fills the rest
-    cache = AnswerCache(cfg.cache_uri, cfg.store_options)
+    cache = run_answer_cache(cfg)                                      # <out>/vocabulary/llm_cache
     result = generate_answers(["goldfish", "tabby cat"], spec, cache)  # GenerationResult
     result.failures, result.requests, result.cached_hits
 
 Every answer must be JSON ``{"concepts": [...]}``; a malformed one is asked again with the
 parse error (``answer_retries`` times), then recorded as a failure while the run goes on.
-One HTTP request is retried with jittered exponential backoff after 429, 5xx and timeouts
-(honouring ``Retry-After``); a missing key, a rejected key, an unknown model or an endpoint that
-cannot be reached raise ``NeuroscribeError`` at once.  Valid answers go to the ``AnswerCache``
-as they arrive, so an interrupted run loses nothing and a rerun asks nothing.
+The openai client retries one request (``max_retries``) after 429, 5xx and timeouts with its own
+jittered backoff, honouring ``Retry-After``; an httpx event hook counts every attempt.  A missing
+key, a rejected key, an unknown model or an endpoint that cannot be reached raise
+``NeuroscribeError`` at once.  Valid answers go to the ``AnswerCache`` as they arrive, so an
+interrupted run loses nothing and a rerun asks nothing.
 """
 
 from __future__ import annotations
@@ -18,24 +19,25 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import random
 import re
-import time
-from collections.abc import Callable
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import httpx
 import openai
 from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
 from neuroscribe.config import FrozenModel
 from neuroscribe.errors import NeuroscribeError
+from neuroscribe.progress import ProgressFn
 from neuroscribe.vocabulary.cache import AnswerCache, answer_key
 from neuroscribe.vocabulary.config import LLMSpec, PromptTemplate
 
 DEFAULT_MODEL = "gpt-4o-mini"
-_RETRY_STATUS = {408, 409, 429}
 _CONCEPTS_SCHEMA = {
     "type": "object",
     "properties": {"concepts": {"type": "array", "items": {"type": "string"}}},
@@ -85,11 +87,6 @@ class GenerationResult(BaseModel):
             completion_tokens=self.completion_tokens + other.completion_tokens,
         )
 
-    def as_cached(self) -> GenerationResult:
-        """The same answers as served by a cache: no requests, no tokens spent now."""
-        answers = [a.model_copy(update={"cached": True}) for a in self.answers]
-        return GenerationResult(answers=answers, failures=self.failures)
-
 
 def resolve_llm(spec: LLMSpec) -> LLMSpec:
     """Fill unset model, endpoint and key from ``OPENAI_MODEL``/``OPENAI_BASE_URL``/``OPENAI_API_KEY``.
@@ -110,8 +107,11 @@ def _endpoint(spec: LLMSpec) -> str:
     return spec.base_url or "https://api.openai.com/v1"
 
 
-def make_client(spec: LLMSpec) -> openai.OpenAI:
-    """An ``openai.OpenAI`` client without its own retries (``ask`` retries, counting each request)."""
+def make_client(spec: LLMSpec, counter: RequestCounter | None = None) -> openai.OpenAI:
+    """An ``openai.OpenAI`` client that retries ``spec.max_retries`` times with its own backoff.
+
+    With ``counter``, every HTTP attempt is counted (see ``RequestCounter``).
+    """
     spec = resolve_llm(spec)
     if spec.api_key is None or not spec.api_key.get_secret_value().strip():
         raise NeuroscribeError(
@@ -122,7 +122,8 @@ def make_client(spec: LLMSpec) -> openai.OpenAI:
         api_key=spec.api_key.get_secret_value(),
         base_url=spec.base_url,
         timeout=spec.timeout_s,
-        max_retries=0,
+        max_retries=spec.max_retries,
+        http_client=counter.http_client() if counter is not None else None,
     )
 
 
@@ -151,17 +152,17 @@ def check_endpoint(spec: LLMSpec) -> None:
     Lists models (``GET /models``) once without retries; servers without that route still pass.
     """
     spec = resolve_llm(spec)
-    client = make_client(spec).with_options(timeout=min(spec.timeout_s, 10.0))
-    try:
-        client.models.list()
-    except openai.APITimeoutError:
-        raise NeuroscribeError(
-            f"the LLM endpoint {_endpoint(spec)} did not answer within 10 s; start the server or fix --base-url"
-        ) from None
-    except (openai.APIConnectionError, openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-        raise _fatal(exc, spec) from None
-    except openai.APIError:
-        pass  # it answered: reachable, even if it has no /models route
+    with make_client(spec) as client:
+        try:
+            client.with_options(timeout=min(spec.timeout_s, 10.0), max_retries=0).models.list()
+        except openai.APITimeoutError:
+            raise NeuroscribeError(
+                f"the LLM endpoint {_endpoint(spec)} did not answer within 10 s; start the server or fix --base-url"
+            ) from None
+        except (openai.APIConnectionError, openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+            raise _fatal(exc, spec) from None
+        except openai.APIError:
+            pass  # it answered: reachable, even if it has no /models route
 
 
 class _Unanswered(Exception):
@@ -173,19 +174,37 @@ class _Tally:
     requests: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    log: list[str] = field(default_factory=list)
 
 
-def _retry_after(exc: openai.APIStatusError) -> float | None:
-    headers = exc.response.headers
-    try:
-        if "retry-after-ms" in headers:
-            return float(headers["retry-after-ms"]) / 1000
-        if "retry-after" in headers:
-            return float(headers["retry-after"])
-    except ValueError:
-        pass  # an HTTP date: fall back to our own backoff
-    return None
+class RequestCounter:
+    """Counts every HTTP attempt, the openai client's retries included, into the asking thread's tally.
+
+        counter = RequestCounter()
+        with make_client(spec, counter) as client, counter.counting(tally):
+            client.chat.completions.create(...)     # tally.requests counts 429s, 5xx and timeouts too
+
+    The sync client retries in the calling thread, so a thread-local tally attributes each attempt
+    to the (class, template) being asked there, while threads share one connection pool.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def http_client(self) -> httpx.Client:
+        return openai.DefaultHttpxClient(event_hooks={"request": [self._on_request]})
+
+    @contextmanager
+    def counting(self, tally: _Tally) -> Iterator[_Tally]:
+        self._local.tally = tally
+        try:
+            yield tally
+        finally:
+            self._local.tally = None
+
+    def _on_request(self, request: httpx.Request) -> None:
+        tally = getattr(self._local, "tally", None)
+        if tally is not None:
+            tally.requests += 1
 
 
 def _request_kwargs(spec: LLMSpec) -> dict:
@@ -207,33 +226,21 @@ def _request_kwargs(spec: LLMSpec) -> dict:
 
 
 def chat(client: openai.OpenAI, spec: LLMSpec, messages: list[dict], tally: _Tally) -> str:
-    """One completion with retries and backoff; returns the message text."""
-    for attempt in range(spec.max_retries + 1):
-        wait = None
-        try:
-            tally.requests += 1
-            response = client.chat.completions.create(messages=messages, **_request_kwargs(spec))
-        except openai.APIStatusError as exc:
-            fatal = _fatal(exc, spec)
-            if fatal is not None:
-                raise fatal from None
-            if exc.status_code not in _RETRY_STATUS and exc.status_code < 500:
-                raise _Unanswered(f"HTTP {exc.status_code}: {exc.message}") from None
-            tally.log.append(f"HTTP {exc.status_code}")
-            wait = _retry_after(exc)
-        except openai.APIConnectionError as exc:  # timeouts included; the endpoint answered before
-            tally.log.append(exc.__class__.__name__)
-        else:
-            if response.usage is not None:
-                tally.prompt_tokens += response.usage.prompt_tokens or 0
-                tally.completion_tokens += response.usage.completion_tokens or 0
-            if not response.choices:
-                raise _Unanswered("the answer held no choices")
-            return response.choices[0].message.content or ""
-        if attempt < spec.max_retries:
-            backoff = spec.backoff_s * 2**attempt * random.uniform(0.5, 1.0)
-            time.sleep(min(spec.max_backoff_s, wait if wait is not None else backoff))
-    raise _Unanswered(f"gave up after {spec.max_retries + 1} requests ({', '.join(tally.log[-3:])})")
+    """One completion (the client retries transport errors); returns the message text."""
+    try:
+        response = client.chat.completions.create(messages=messages, **_request_kwargs(spec))
+    except (openai.APIStatusError, openai.APIConnectionError) as exc:
+        fatal = _fatal(exc, spec)  # e.g. still unreachable after the retries: every class would fail
+        if fatal is not None:
+            raise fatal from None
+        reason = f"HTTP {exc.status_code}: {exc.message}" if isinstance(exc, openai.APIStatusError) else exc.__class__.__name__
+        raise _Unanswered(f"gave up after {tally.requests} requests ({reason})") from None
+    if response.usage is not None:
+        tally.prompt_tokens += response.usage.prompt_tokens or 0
+        tally.completion_tokens += response.usage.completion_tokens or 0
+    if not response.choices:
+        raise _Unanswered("the answer held no choices")
+    return response.choices[0].message.content or ""
 
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
@@ -293,21 +300,17 @@ def _key(spec: LLMSpec, template: PromptTemplate, class_name: str) -> str:
     )
 
 
-def answer_keys(classes: list[str], spec: LLMSpec) -> list[str]:
-    """Cache keys of every (class, template) answer, in class-major order."""
-    spec = resolve_llm(spec)
-    return [_key(spec, t, c) for c in classes for t in spec.templates]
-
-
 def missing_answers(classes: list[str], spec: LLMSpec, cache: AnswerCache) -> int:
-    return sum(key not in cache for key in answer_keys(classes, spec))
+    """How many (class, template) answers ``cache`` lacks."""
+    spec = resolve_llm(spec)
+    return sum(_key(spec, t, c) not in cache for c in classes for t in spec.templates)
 
 
 def generate_answers(
     classes: list[str],
     spec: LLMSpec,
     cache: AnswerCache,
-    on_progress: Callable[[int], None] | None = None,
+    on_progress: ProgressFn = None,
     check: bool = True,
 ) -> GenerationResult:
     """Answers for every class and template, from the cache where possible, else from the LLM.
@@ -334,39 +337,40 @@ def generate_answers(
     result = GenerationResult(answers=answers)
     if not todo:
         return result
-    client = make_client(spec)
-    if check:
-        check_endpoint(spec)
+    counter = RequestCounter()
 
-    def work(class_name: str, template: PromptTemplate) -> tuple[list[str] | None, str, _Tally]:
-        tally = _Tally()
-        try:
-            concepts, raw = ask_class(client, spec, template, class_name, tally)
-            return concepts, raw, tally
-        except _Unanswered as exc:
-            return None, str(exc), tally
+    def work(client: openai.OpenAI, class_name: str, template: PromptTemplate) -> tuple[list[str] | None, str, _Tally]:
+        with counter.counting(_Tally()) as tally:
+            try:
+                concepts, raw = ask_class(client, spec, template, class_name, tally)
+                return concepts, raw, tally
+            except _Unanswered as exc:
+                return None, str(exc), tally
 
     failures: list[Failure] = []
-    with ThreadPoolExecutor(max_workers=spec.concurrency) as pool:
-        futures = {pool.submit(work, c, t): (c, t, k) for c, t, k in todo}
-        try:
-            for future in as_completed(futures):
-                class_name, template, key = futures[future]
-                concepts, text, tally = future.result()
-                result.requests += tally.requests
-                result.prompt_tokens += tally.prompt_tokens
-                result.completion_tokens += tally.completion_tokens
-                if concepts is None:
-                    failures.append(Failure(class_name=class_name, template=template.name, error=text))
-                else:
-                    cache.put(key, _record(spec, template, class_name, concepts, text, tally))
-                    answers.append(Answer(class_name=class_name, template=template.name, concepts=tuple(concepts), cached=False))
-                done += 1
-                if on_progress:
-                    on_progress(done)
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    with make_client(spec, counter) as client:
+        if check:
+            check_endpoint(spec)
+        with ThreadPoolExecutor(max_workers=spec.concurrency) as pool:
+            futures = {pool.submit(work, client, c, t): (c, t, k) for c, t, k in todo}
+            try:
+                for future in as_completed(futures):
+                    class_name, template, key = futures[future]
+                    concepts, text, tally = future.result()
+                    result.requests += tally.requests
+                    result.prompt_tokens += tally.prompt_tokens
+                    result.completion_tokens += tally.completion_tokens
+                    if concepts is None:
+                        failures.append(Failure(class_name=class_name, template=template.name, error=text))
+                    else:
+                        cache.put(key, _record(spec, template, class_name, concepts, text, tally))
+                        answers.append(Answer(class_name=class_name, template=template.name, concepts=tuple(concepts), cached=False))
+                    done += 1
+                    if on_progress:
+                        on_progress(done)
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
     result.answers = sorted(answers, key=lambda a: order[(a.class_name, a.template)])
     result.failures = sorted(failures, key=lambda f: order[(f.class_name, f.template)])
     return result

@@ -25,7 +25,7 @@ CLASSES = ["goldfish", "tabby cat", "fire truck"]
 def make_config(tmp_path: Path, server, classes=CLASSES, **llm) -> VocabularyConfig:
     class_file = tmp_path / "classes.txt"
     class_file.write_text("\n".join(classes) + "\n")
-    spec = {"base_url": server.base_url, "api_key": server.api_key, "model": server.model, "backoff_s": 0.001, **llm}
+    spec = {"base_url": server.base_url, "api_key": server.api_key, "model": server.model, **llm}
     return VocabularyConfig(
         out=str(tmp_path / "run"),
         classes=str(class_file),
@@ -151,11 +151,11 @@ def test_unreachable_endpoint_fails_fast(tmp_path, fake_llm):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cfg = make_config(tmp_path, fake_llm)
-    gone = cfg.model_copy(update={"llm": cfg.llm.model_copy(update={"base_url": f"http://127.0.0.1:{port}/v1", "backoff_s": 1.0})})
+    gone = cfg.model_copy(update={"llm": cfg.llm.model_copy(update={"base_url": f"http://127.0.0.1:{port}/v1"})})
     started = time.perf_counter()
     with pytest.raises(NeuroscribeError, match=rf"cannot reach the LLM endpoint http://127.0.0.1:{port}/v1"):
         build_vocabulary(gone)
-    assert time.perf_counter() - started < 3.0  # no retry loop with 1 s backoffs
+    assert time.perf_counter() - started < 3.0  # no retry loop (the client backs off 0.5, 1, 2, 4, 8 s)
 
 
 def test_rejected_key_and_unknown_model_fail_fast(tmp_path, fake_llm):
@@ -194,3 +194,21 @@ def test_parse_concepts_accepts_json_answers(text, expected):
 def test_parse_concepts_rejects_malformed_answers(text, problem):
     with pytest.raises(ValueError, match=problem):
         parse_concepts(text)
+
+
+def test_a_shared_cache_serves_a_new_run_and_its_answers_are_copied_into_the_run(tmp_path, fake_llm):
+    first = make_config(tmp_path, fake_llm)
+    build_vocabulary(first)
+    shared = tmp_path / "run" / "vocabulary" / "llm_cache"
+    fake_llm.reset()
+
+    second = first.model_copy(update={"out": str(tmp_path / "second"), "cache_dir": str(shared)})
+    summary = build_vocabulary(second)
+    assert fake_llm.chat_requests() == [] and (summary.requests, summary.cached_hits) == (0, 12)
+    own = tmp_path / "second" / "vocabulary" / "llm_cache"
+    assert sorted(p.name for p in own.glob("*.json")) == sorted(p.name for p in shared.glob("*.json"))
+
+    # a new answer goes to the run's cache and to the shared one
+    reseeded = second.model_copy(update={"llm": second.llm.model_copy(update={"seed": 7})})
+    assert build_vocabulary(reseeded).requests == 12
+    assert len(list(own.glob("*.json"))) == len(list(shared.glob("*.json"))) == 24
