@@ -2,6 +2,9 @@
 
     summary = run_flow(extract_flow, cfg)       # cfg.runner picks LocalCluster or a scheduler
 
+    with flow_lease(config):                    # top of every writing flow: one writer per store
+        ...
+
 With ``PREFECT_API_URL`` set, runs report to that server (a real ``prefect server``).  Without it,
 one temporary local server is started for the run and its URL is exported, so Dask worker
 processes report to the same server instead of each starting an ephemeral one of their own.
@@ -14,6 +17,7 @@ import os
 from collections.abc import Iterator
 
 from flows._dask import with_dask_runner
+from neuroscribe.lease import LeaseRecord, store_lease
 
 
 @contextlib.contextmanager
@@ -60,3 +64,48 @@ def run_flow(flow_obj, config):
     """Call ``flow_obj(config)`` on the Dask runner that ``config.runner`` describes."""
     with prefect_api():
         return with_dask_runner(flow_obj, config.runner)(config)
+
+
+def mark_crashed(dead: LeaseRecord) -> None:
+    """Mark the flow run of a lease holder that died (its lease expired) Crashed, if it still shows as running.
+
+    Prefect 3 flow runs emit heartbeat events (``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``), but the server
+    turns their absence into a Crashed state only through an automation each workspace must define;
+    the store's own lease knows for certain that the holder stopped, so the run that takes over says so.
+    """
+    if not dead.flow_run_id:
+        return
+    import httpx
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+    from prefect.logging import get_logger
+    from prefect.states import Crashed
+
+    message = (
+        f"crashed: its process (pid {dead.pid} on {dead.host}) stopped renewing the lease of the store at "
+        f"{dead.renewed_at:%Y-%m-%d %H:%M:%S} UTC; a new run took the store over"
+    )
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(dead.flow_run_id)
+            if run.state is not None and not run.state.is_final():
+                client.set_flow_run_state(dead.flow_run_id, Crashed(message=message), force=True)
+    except (ObjectNotFound, httpx.HTTPError, OSError) as exc:
+        # the dead run reported to another server (e.g. a temporary one of an earlier CLI call): say so, go on
+        get_logger("neuroscribe.lease").warning(f"flow run {dead.flow_run_id} of the dead holder could not be marked crashed ({exc!r})")
+
+
+def _store_of(config) -> str:
+    return config.store if hasattr(config, "store") else config.out  # VocabularyConfig writes into ``out``
+
+
+@contextlib.contextmanager
+def flow_lease(config) -> Iterator[LeaseRecord | None]:
+    """The store's writer lease for the current flow run (see ``neuroscribe.lease``); enter it first thing."""
+    from prefect.runtime import flow_run
+
+    with store_lease(
+        _store_of(config), config.store_options, wait_s=config.runner.wait_for_store_s,
+        ttl_s=config.runner.store_lease_ttl_s, flow_run_id=flow_run.id, on_takeover=mark_crashed,
+    ) as lease:
+        yield lease

@@ -16,6 +16,7 @@ from prefect.futures import as_completed
 from flows._dask import gpu_resources
 from flows._naming import config_run_name
 from flows._progress import FlowProgress
+from flows._run import flow_lease
 from flows.extract import summary_markdown
 from neuroscribe.ablation import sweep
 from neuroscribe.ablation.sweep import AblateConfig
@@ -24,6 +25,11 @@ from tasks import ablate as t
 
 @flow(name="ablate", flow_run_name=config_run_name("ablate"), log_prints=True)
 def ablate_flow(config: AblateConfig) -> dict:
+    with flow_lease(config):
+        return _ablate(config)
+
+
+def _ablate(config: AblateConfig) -> dict:
     plan = t.plan_ablation(config)
     pending = [i for i in range(len(plan.parts)) if not sweep.part_done(config, plan, i)]
     progress = FlowProgress(

@@ -19,6 +19,7 @@ from prefect.futures import as_completed
 from flows._dask import gpu_resources
 from flows._naming import config_run_name
 from flows._progress import FlowProgress
+from flows._run import flow_lease
 from flows.extract import extraction_stage
 from flows.vocabulary import vocabulary_stage
 from neuroscribe import explain
@@ -69,4 +70,5 @@ def explain_stages(config: ExplainConfig) -> dict:
 
 @flow(name="explain", flow_run_name=config_run_name("explain"), log_prints=True)
 def explain_flow(config: ExplainConfig) -> dict:
-    return explain_stages(config)
+    with flow_lease(config):
+        return explain_stages(config)

@@ -18,6 +18,7 @@ from prefect.futures import as_completed
 from flows._dask import gpu_resources
 from flows._naming import config_run_name
 from flows._progress import FlowProgress
+from flows._run import flow_lease
 from neuroscribe.config import ExtractConfig
 from tasks import extract as t
 
@@ -61,4 +62,5 @@ def extraction_stage(config: ExtractConfig) -> dict:
 
 @flow(name="extract", flow_run_name=config_run_name("extract"), log_prints=True)
 def extract_flow(config: ExtractConfig) -> dict:
-    return extraction_stage(config)
+    with flow_lease(config):
+        return extraction_stage(config)

@@ -19,8 +19,10 @@ from prefect.runtime import flow_run
 from flows._dask import with_dask_runner
 from flows._naming import _get
 from flows._progress import FlowProgress
+from flows._run import flow_lease
 from neuroscribe import sweep
 from neuroscribe.config import ModelSpec
+from neuroscribe.errors import NeuroscribeError
 from neuroscribe.sweep import SweepConfig
 
 STAGE_FLOWS = {"extract": "flows.extract:extract_flow", "explain": "flows.explain:explain_flow"}
@@ -45,6 +47,17 @@ def _small(summary) -> dict:
     return summary if isinstance(summary, dict) else {"result": str(summary)}
 
 
+def _run_combination(combo, target, opts: dict) -> str:
+    if sweep.combination_done(combo, opts):
+        print(f"{combo.name}: already done (key {combo.key}), skipped")
+        return "skipped (done)"
+    state = with_dask_runner(target, combo.config.runner)(combo.config, return_state=True)
+    if not state.is_completed():
+        return f"failed: {state.message or state.name}"
+    sweep.mark_done(combo, _small(state.result()), opts)
+    return "done"
+
+
 @flow(name="sweep", flow_run_name=sweep_run_name, log_prints=True)
 def sweep_flow(config: SweepConfig) -> dict:
     combos = sweep.plan_sweep(config)
@@ -54,19 +67,16 @@ def sweep_flow(config: SweepConfig) -> dict:
     progress = FlowProgress("sweep-combinations", total=len(combos), unit="run", description=f"{config.flow} sweep into {config.root}")
     for combo in combos:
         row = {"name": combo.name, "store": combo.store, "key": combo.key}
-        if sweep.combination_done(combo, opts):
-            rows.append(row | {"status": "skipped (done)"})
-            print(f"{combo.name}: already done (key {combo.key}), skipped")
-        else:
-            state = with_dask_runner(target, combo.config.runner)(combo.config, return_state=True)
-            if state.is_completed():
-                sweep.mark_done(combo, _small(state.result()), opts)
-                rows.append(row | {"status": "done"})
-            else:
-                rows.append(row | {"status": f"failed: {state.message or state.name}"})
-                print(f"{combo.name}: {state.name} ({state.message})")
-                if not config.continue_on_error:
-                    break
+        try:
+            with flow_lease(combo.config):  # held across the check, the run and the done mark
+                status = _run_combination(combo, target, opts)
+        except NeuroscribeError as exc:  # another run writes this combination's store
+            status = f"failed: {exc}"
+        rows.append(row | {"status": status})
+        if status.startswith("failed"):
+            print(f"{combo.name}: {status}")
+            if not config.continue_on_error:
+                break
         progress.advance(1)
     progress.close()
     failed = [r["name"] for r in rows if r["status"].startswith("failed")]

@@ -15,6 +15,7 @@ from prefect import flow, unmapped
 from prefect.futures import as_completed
 
 from flows._progress import FlowProgress
+from flows._run import flow_lease
 from neuroscribe.vocabulary.build import VocabularySummary, prepare_llm_run
 from neuroscribe.vocabulary.config import VocabularyConfig
 from neuroscribe.vocabulary.llm import GenerationResult
@@ -23,7 +24,8 @@ from tasks.vocabulary import assemble_task, check_llm_task, generate_batch_task
 
 @flow(name="vocabulary", log_prints=True)
 def vocabulary_flow(config: VocabularyConfig) -> VocabularySummary:
-    return vocabulary_stage(config)
+    with flow_lease(config):
+        return vocabulary_stage(config)
 
 
 def vocabulary_stage(config: VocabularyConfig) -> VocabularySummary:

@@ -9,6 +9,7 @@ Every spec is immutable and hashable into a content key (see ``neuroscribe.finge
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -80,6 +81,17 @@ class ModelSpec(FrozenModel):
         return data
 
 
+@cache
+def pil_max_image_pixels() -> int:
+    """PIL's own refusal limit, about 179 Mpx: twice ``Image.MAX_IMAGE_PIXELS`` (below it PIL only warns).
+
+    Read once, never changed.
+    """
+    from PIL import Image
+
+    return 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else 2**62  # None: a process that disabled the check
+
+
 class DatasetSpec(FrozenModel):
     """Where the images are.
 
@@ -92,9 +104,13 @@ class DatasetSpec(FrozenModel):
     limit: int | None = Field(default=None, ge=1, description="use only the first N images of the listing")
     shard_size: int = Field(default=256, ge=1, description="images per shard (the unit of work and resume)")
     storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options (not logged)")
+    max_image_pixels: int = Field(
+        default_factory=pil_max_image_pixels, ge=1,
+        description="images over this many pixels are skipped (JPEGs decoded at reduced scale); default PIL's ~179 Mpx",
+    )
 
     def __hash__(self) -> int:  # storage_options is a dict
-        return hash((self.uri, self.class_list, self.limit, self.shard_size))
+        return hash((self.uri, self.class_list, self.limit, self.shard_size, self.max_image_pixels))
 
 
 class RunnerSpec(FrozenModel):
@@ -107,6 +123,12 @@ class RunnerSpec(FrozenModel):
     batch_size: int = Field(default=32, ge=1)
     decode_threads: int = Field(default=2, ge=1)
     shards_per_task: int = Field(default=1, ge=1)
+    wait_for_store_s: float = Field(
+        default=0.0, ge=0, description="wait up to this long for another run's lease on the store (neuroscribe.lease)"
+    )
+    store_lease_ttl_s: float = Field(
+        default=60.0, ge=2, description="a store lease not renewed for this long belongs to a dead run and is taken over"
+    )
 
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)

@@ -53,13 +53,13 @@ def builtin_probe_set(out: str) -> str:
 
 def demo_config(
     images: str | None = None, out: str = "runs/demo", layers: tuple[str, ...] = DEMO_LAYERS, k: int = 5, limit: int | None = None,
-    workers: int = 1, overwrite: bool = False,
+    workers: int = 1, overwrite: bool = False, max_image_pixels: int | None = None,
 ) -> ExplainConfig:
     uri = images or builtin_probe_set(out)
     return ExplainConfig(
         model=ModelSpec(name="efficientnet_lite0"),
         layers=layers,
-        dataset=DatasetSpec(uri=uri, shard_size=64, limit=limit),
+        dataset=DatasetSpec(uri=uri, shard_size=64, limit=limit, **({"max_image_pixels": max_image_pixels} if max_image_pixels else {})),
         store=str(Path(out) / "store"),
         k=k,
         vocabulary_sources=("builtin:imagenet+colors+textures+materials",),

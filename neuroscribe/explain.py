@@ -146,7 +146,7 @@ def _block_inputs(cfg: ExplainConfig, layer: str, units: list[int]) -> tuple[lis
     images, position = [], {}
     for image_id in wanted:
         try:
-            image = load_image(index.at[image_id, "path"], cfg.dataset.storage_options)
+            image = load_image(index.at[image_id, "path"], cfg.dataset.storage_options, max_image_pixels=cfg.dataset.max_image_pixels)
         except ImageSkipped:
             continue
         position[image_id] = len(images)
@@ -297,14 +297,17 @@ def run_explain(cfg: ExplainConfig) -> dict[str, pd.DataFrame]:
     from neuroscribe.patches.extract import extract_patches
     from neuroscribe.vocabulary import build_vocabulary
 
-    run_extraction(cfg.extract_config())
-    save_config(cfg)  # after extraction: --overwrite may have cleared the store
-    vocabulary_uri = cfg.vocabulary_uri or build_vocabulary(cfg.vocabulary_config()).uri
-    frames = {}
-    for layer in cfg.layers:
-        extract_patches(cfg.store, layer, cfg.patches, cfg.store_options, image_storage_options=cfg.dataset.storage_options)
-        for block in unit_blocks(n_units(cfg, layer), cfg.units_per_task):
-            embed_unit_block(cfg, layer, block)
-        frames[layer] = score_layer(cfg, layer, vocabulary_uri)
-        render_gallery(cfg.store, layer, frames[layer], cfg.store_options, cfg.gallery_patches)
-    return frames
+    from neuroscribe.lease import store_lease
+
+    with store_lease(cfg.store, cfg.store_options, wait_s=cfg.runner.wait_for_store_s, ttl_s=cfg.runner.store_lease_ttl_s):
+        run_extraction(cfg.extract_config())
+        save_config(cfg)  # after extraction: --overwrite may have cleared the store
+        vocabulary_uri = cfg.vocabulary_uri or build_vocabulary(cfg.vocabulary_config()).uri
+        frames = {}
+        for layer in cfg.layers:
+            extract_patches(cfg.store, layer, cfg.patches, cfg.store_options, image_storage_options=cfg.dataset.storage_options)
+            for block in unit_blocks(n_units(cfg, layer), cfg.units_per_task):
+                embed_unit_block(cfg, layer, block)
+            frames[layer] = score_layer(cfg, layer, vocabulary_uri)
+            render_gallery(cfg.store, layer, frames[layer], cfg.store_options, cfg.gallery_patches)
+        return frames

@@ -32,6 +32,7 @@ from neuroscribe.data import ImageSkipped, build_index, listing_key, load_image,
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.hooks import capture_outputs
+from neuroscribe.lease import require_lease, store_lease
 from neuroscribe.models import LayerInfo, LoadedModel, load_model, resolve_device, resolve_layers, unit_activations
 from neuroscribe.progress import ProgressFn
 
@@ -100,6 +101,7 @@ def extraction_key(cfg: ExtractConfig, index: pd.DataFrame, infos: list[LayerInf
             "layers": [_layer_attrs(i) | {"name": i.name} for i in infos],
             "listing": listing_key(index),
             "shard_size": cfg.dataset.shard_size,
+            "max_image_pixels": cfg.dataset.max_image_pixels,  # decides which images are skipped or drafted
             "code": code_version(*CODE_MODULES),
         }
     )
@@ -163,6 +165,7 @@ def prepare_extraction(cfg: ExtractConfig) -> ExtractionPlan:
     opts = cfg.store_options
     ranges = shard_ranges(len(index), cfg.dataset.shard_size)
     if previous not in (None, key):
+        require_lease(cfg.store, "--overwrite", opts)
         st.remove(cfg.store, opts)  # validate_extraction let a different key through only with overwrite
         previous = None
     if previous is None:
@@ -201,9 +204,9 @@ def _shard_done(cfg: ExtractConfig, shard: int, key: str) -> bool:
     return st.read_json(cfg.store, _marker(shard), cfg.store_options).get("run_key") == key
 
 
-def _decode(row, transform, storage_options):
+def _decode(row, transform, storage_options, max_image_pixels=None):
     try:
-        return transform(load_image(row.path, storage_options))
+        return transform(load_image(row.path, storage_options, max_image_pixels=max_image_pixels))
     except ImageSkipped as skip:
         return skip
 
@@ -220,6 +223,7 @@ def forward_batches(
     device: torch.device,
     decode_threads: int = 2,
     storage_options: dict | None = None,
+    max_image_pixels: int | None = None,
 ) -> Iterable[tuple[np.ndarray, dict[str, torch.Tensor], list[tuple[int, str]]]]:
     """Decode rows in threads and yield (row positions, layer outputs, skipped (position, reason)).
 
@@ -227,7 +231,7 @@ def forward_batches(
     """
     transform = loaded.preprocessing.transform()
     with ThreadPoolExecutor(decode_threads) as pool:
-        decoded = pool.map(lambda r: _decode(r, transform, storage_options), rows.itertuples(index=False))
+        decoded = pool.map(lambda r: _decode(r, transform, storage_options, max_image_pixels), rows.itertuples(index=False))
         batch, positions, skipped = [], [], []
         for pos, item in enumerate(decoded):
             if isinstance(item, ImageSkipped):
@@ -285,7 +289,8 @@ def _extract_one(cfg, loaded, infos, group, rows, shard, start, key, device, on_
     skipped = []
     ids = rows["id"].to_numpy()
     for positions, outputs, bad in forward_batches(
-        loaded, rows, [i.name for i in infos], cfg.runner.batch_size, device, cfg.runner.decode_threads, cfg.dataset.storage_options
+        loaded, rows, [i.name for i in infos], cfg.runner.batch_size, device, cfg.runner.decode_threads, cfg.dataset.storage_options,
+        cfg.dataset.max_image_pixels,
     ):
         skipped.extend({"id": int(ids[p]), "reason": reason} for p, reason in bad)
         for info in infos:
@@ -399,7 +404,8 @@ def _collect_maps(cfg: ExtractConfig, attrs: dict, layer: str, ids: np.ndarray, 
     wanted = np.unique(ids[ids >= 0])
     index = st.read_parquet(cfg.store, "index.parquet", cfg.store_options).set_index("id", drop=False).loc[wanted]
     for positions, outputs, _ in forward_batches(
-        loaded, index, [layer], cfg.runner.batch_size, device, cfg.runner.decode_threads, cfg.dataset.storage_options
+        loaded, index, [layer], cfg.runner.batch_size, device, cfg.runner.decode_threads, cfg.dataset.storage_options,
+        cfg.dataset.max_image_pixels,
     ):
         if not len(positions):
             continue
@@ -451,11 +457,11 @@ def finalize_extraction(cfg: ExtractConfig, wall_seconds: float | None = None) -
 def run_extraction(cfg: ExtractConfig, on_progress: ProgressFn = None, stop_after: int | None = None) -> ExtractionSummary:
     """The whole extraction in this process; ``stop_after`` shards simulates an interruption."""
     began = time.perf_counter()
-    plan = prepare_extraction(cfg)
-    todo = plan.pending if stop_after is None else plan.pending[:stop_after]
-    extract_shards(cfg, todo, on_progress)
-    if stop_after is not None:
+    with store_lease(cfg.store, cfg.store_options, wait_s=cfg.runner.wait_for_store_s, ttl_s=cfg.runner.store_lease_ttl_s):
+        plan = prepare_extraction(cfg)
+        todo = plan.pending if stop_after is None else plan.pending[:stop_after]
+        extract_shards(cfg, todo, on_progress)
+        if stop_after is None:
+            for layer in plan.layers:
+                reduce_topk(cfg, layer)
         return finalize_extraction(cfg, time.perf_counter() - began)
-    for layer in plan.layers:
-        reduce_topk(cfg, layer)
-    return finalize_extraction(cfg, time.perf_counter() - began)

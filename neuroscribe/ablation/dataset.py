@@ -89,9 +89,9 @@ def labelled_index(spec: DatasetSpec, class_names: list[str]) -> tuple[pd.DataFr
     return labelled.reset_index(drop=True), {"images": len(index), "unlabelled": int(len(index) - len(labelled))}
 
 
-def _decode(path: str, transform: Callable, storage_options: dict | None):
+def _decode(path: str, transform: Callable, storage_options: dict | None, max_image_pixels: int | None = None):
     try:
-        return transform(load_image(path, storage_options))
+        return transform(load_image(path, storage_options, max_image_pixels=max_image_pixels))
     except ImageSkipped as skip:
         return skip
 
@@ -103,6 +103,7 @@ def image_batches(
     threads: int = 2,
     storage_options: dict | None = None,
     skipped: list[dict] | None = None,
+    max_image_pixels: int | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Batches of (images, labels) in index order; undecodable images go to ``skipped`` with a reason.
 
@@ -112,7 +113,7 @@ def image_batches(
     with ThreadPoolExecutor(max_workers=threads) as pool:
 
         def submit(chunk):
-            return [pool.submit(_decode, p, transform, storage_options) for p in chunk["path"]]
+            return [pool.submit(_decode, p, transform, storage_options, max_image_pixels) for p in chunk["path"]]
 
         pending = submit(chunks[0]) if chunks else []
         for i, chunk in enumerate(chunks):

@@ -205,7 +205,7 @@ def run_part(
     skipped: list[dict] = []
     batches = image_batches(
         frame, loaded.preprocessing.transform(), cfg.runner.batch_size, cfg.runner.decode_threads,
-        cfg.dataset.storage_options, skipped,
+        cfg.dataset.storage_options, skipped, cfg.dataset.max_image_pixels,
     )
     start, end = plan.parts[i]
     try:

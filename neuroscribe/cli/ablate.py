@@ -13,8 +13,10 @@ from neuroscribe.cli.app import (
     CheckpointOption,
     DaskAddressOption,
     DeviceOption,
+    MaxImagePixelsOption,
     ModelOption,
     StorageOption,
+    WaitOption,
     WeightsOption,
     WorkersOption,
     app,
@@ -80,6 +82,8 @@ def ablate(
     workers: WorkersOption = None,
     local: bool = typer.Option(False, help="run in this process with a progress bar instead of the Prefect flow on Dask"),
     storage_option: StorageOption = None,
+    max_image_pixels: MaxImagePixelsOption = None,
+    wait: WaitOption = None,
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML file of AblateConfig fields; flags override it"),
 ) -> None:
     """Ablate units of a layer and measure each class's top-1 accuracy drop; writes ablation/<layer>.parquet and a chart."""
@@ -102,8 +106,8 @@ def ablate(
         "chart_units": chart_units,
         "store_options": options or None,
         "model": {"name": model, "weights": weights, "checkpoint": checkpoint, "class_names_file": class_names},
-        "dataset": {"uri": dataset, "class_list": class_list, "limit": limit, "storage_options": options or None},
-        "runner": runner_overrides(batch_size, device, dask_address, workers),
+        "dataset": {"uri": dataset, "class_list": class_list, "limit": limit, "storage_options": options or None, "max_image_pixels": max_image_pixels},
+        "runner": runner_overrides(batch_size, device, dask_address, workers, wait),
     }
     cfg = load_config(AblateConfig, config, overrides)
     if cfg.units is None and not (all_units or config):
@@ -121,7 +125,10 @@ def ablate(
                 bar.total = total
                 bar.refresh()
 
-            summary = run_sweep(cfg, on_progress=advance, on_start=start)
+            from neuroscribe.lease import store_lease
+
+            with store_lease(cfg.store, cfg.store_options, wait_s=cfg.runner.wait_for_store_s, ttl_s=cfg.runner.store_lease_ttl_s):
+                summary = run_sweep(cfg, on_progress=advance, on_start=start)
     else:
         from flows._run import run_flow
         from flows.ablate import ablate_flow

@@ -37,7 +37,17 @@ DaskAddressOption = Annotated[Optional[str], typer.Option(help="existing Dask sc
 WorkersOption = Annotated[Optional[int], typer.Option(help="local cluster worker processes")]
 OverwriteOption = Annotated[bool, typer.Option(help="replace a store that holds a different extraction")]
 StorageOption = Annotated[Optional[list[str]], typer.Option(help="fsspec option key=value for store and dataset")]
+WaitOption = Annotated[
+    float | None,
+    typer.Option("--wait", help="seconds to queue behind another run writing the same store (default: fail at once, naming it)"),
+]
+MaxImagePixelsOption = Annotated[
+    int | None,
+    typer.Option(help="images over this many pixels are skipped, JPEGs decoded at reduced scale (default PIL's ~179 Mpx)"),
+]
 
 
-def runner_overrides(batch_size: int | None, device: str | None, dask_address: str | None, workers: int | None) -> dict:
-    return {"batch_size": batch_size, "device": device, "dask_address": dask_address, "n_workers": workers}
+def runner_overrides(
+    batch_size: int | None, device: str | None, dask_address: str | None, workers: int | None, wait: float | None = None
+) -> dict:
+    return {"batch_size": batch_size, "device": device, "dask_address": dask_address, "n_workers": workers, "wait_for_store_s": wait}

@@ -15,9 +15,11 @@ from neuroscribe.cli.app import (
     CheckpointOption,
     DaskAddressOption,
     DeviceOption,
+    MaxImagePixelsOption,
     ModelOption,
     OverwriteOption,
     StorageOption,
+    WaitOption,
     WeightsOption,
     WorkersOption,
     app,
@@ -65,6 +67,8 @@ def explain(
     workers: WorkersOption = None,
     overwrite: OverwriteOption = False,
     storage_option: StorageOption = None,
+    max_image_pixels: MaxImagePixelsOption = None,
+    wait: WaitOption = None,
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of ExplainConfig fields; flags override it"),
 ) -> None:
     """Explain every unit of the given layers: extract, vocabulary, patches, scoring, tables, galleries."""
@@ -72,20 +76,22 @@ def explain(
     from flows.explain import explain_flow
     from neuroscribe.config import load_config
     from neuroscribe.explain import ExplainConfig, validate_explain
+    from neuroscribe.lease import ensure_free
 
     options = parse_storage_options(storage_option)
     overrides = {
         "layers": layers, "store": store, "k": k, "overwrite": overwrite or None, "store_options": options or None,
         "vocabulary_sources": tuple(vocabulary) if vocabulary else None, "vocabulary_uri": vocabulary_uri, "vocabulary_classes": classes,
         "model": {"name": model, "weights": weights, "checkpoint": checkpoint},
-        "dataset": {"uri": dataset, "storage_options": options or None},
+        "dataset": {"uri": dataset, "storage_options": options or None, "max_image_pixels": max_image_pixels},
         "backend": {"kind": backend, "arch": clip_arch, "pretrained": clip_pretrained, "checkpoint": clip_checkpoint, "device": device},
         "rule": {"name": rule},
         "patches": {"quantile": quantile},
-        "runner": runner_overrides(batch_size, device, dask_address, workers),
+        "runner": runner_overrides(batch_size, device, dask_address, workers, wait),
     }
     cfg = load_config(ExplainConfig, config, overrides)
     validate_explain(cfg)
+    ensure_free(cfg.store, cfg.store_options, cfg.runner.wait_for_store_s)
     began = time.perf_counter()
     _print_result(run_flow(explain_flow, cfg), time.perf_counter() - began)
 
@@ -97,14 +103,20 @@ def demo(
     limit: Optional[int] = typer.Option(None, help="use only the first N images"),
     k: int = typer.Option(5, help="top-activating images per unit"),
     overwrite: bool = typer.Option(False, help="replace an earlier demo store that differs"),
+    max_image_pixels: MaxImagePixelsOption = None,
+    wait: WaitOption = None,
 ) -> None:
     """The whole method offline on EfficientNet-Lite0 (ConSE backend, built-in vocabulary); prints where results are."""
     from flows._run import run_flow
     from flows.explain import explain_flow
     from neuroscribe.demo import demo_config
     from neuroscribe.explain import validate_explain
+    from neuroscribe.lease import ensure_free
 
-    cfg = demo_config(images=images, out=out, k=k, limit=limit, overwrite=overwrite)
+    cfg = demo_config(images=images, out=out, k=k, limit=limit, overwrite=overwrite, max_image_pixels=max_image_pixels)
+    if wait:
+        cfg = cfg.model_copy(update={"runner": cfg.runner.model_copy(update={"wait_for_store_s": wait})})
     validate_explain(cfg)
+    ensure_free(cfg.store, cfg.store_options, cfg.runner.wait_for_store_s)
     began = time.perf_counter()
     _print_result(run_flow(explain_flow, cfg), time.perf_counter() - began)

@@ -15,9 +15,11 @@ from neuroscribe.cli.app import (
     CheckpointOption,
     DaskAddressOption,
     DeviceOption,
+    MaxImagePixelsOption,
     ModelOption,
     OverwriteOption,
     StorageOption,
+    WaitOption,
     WeightsOption,
     WorkersOption,
     app,
@@ -71,12 +73,15 @@ def extract(
     workers: WorkersOption = None,
     overwrite: OverwriteOption = False,
     storage_option: StorageOption = None,
+    max_image_pixels: MaxImagePixelsOption = None,
+    wait: WaitOption = None,
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of ExtractConfig fields; flags override it"),
 ) -> None:
     """Stream a dataset through a model and store per-unit statistics and top-k examples (Prefect + Dask)."""
     from flows._run import run_flow
     from flows.extract import extract_flow
     from neuroscribe.extraction import validate_extraction
+    from neuroscribe.lease import ensure_free
 
     options = parse_storage_options(storage_option)
     overrides = {
@@ -86,11 +91,12 @@ def extract(
         "overwrite": overwrite or None,
         "store_options": options or None,
         "model": {"name": model, "weights": weights, "checkpoint": checkpoint, "class_names_file": class_names},
-        "dataset": {"uri": dataset, "class_list": class_list, "limit": limit, "shard_size": shard_size, "storage_options": options or None},
-        "runner": runner_overrides(batch_size, device, dask_address, workers),
+        "dataset": {"uri": dataset, "class_list": class_list, "limit": limit, "shard_size": shard_size, "storage_options": options or None, "max_image_pixels": max_image_pixels},
+        "runner": runner_overrides(batch_size, device, dask_address, workers, wait),
     }
     cfg = load_config(ExtractConfig, config, overrides)
     validate_extraction(cfg)  # bad input fails here, in one line, before any server or cluster starts
+    ensure_free(cfg.store, cfg.store_options, cfg.runner.wait_for_store_s)
     summary = run_flow(extract_flow, cfg)
     table = Table(title="extraction summary")
     table.add_column("field")

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from neuroscribe.cli.app import app, parse_storage_options
+from neuroscribe.cli.app import WaitOption, app, parse_storage_options
 from neuroscribe.config import load_config
 
 
@@ -46,6 +46,7 @@ def vocabulary(
     dask_address: str = typer.Option(None, "--dask-address", help="existing Dask scheduler \\[default: a local cluster]"),
     workers: int = typer.Option(None, "--workers", min=1, help="local cluster worker processes \\[default: 1]"),
     in_process: bool = typer.Option(False, "--in-process", help="run here with a progress bar, without Prefect and Dask"),
+    wait: WaitOption = None,
 ) -> None:
     """Build the concept vocabulary explanations are chosen from: LLM-generated per class (cached), built-in or from files."""
     from neuroscribe.vocabulary import VocabularyConfig
@@ -60,12 +61,18 @@ def vocabulary(
         "store_options": parse_storage_options(storage_option) or None,
         "llm": {"model": model, "base_url": base_url, "api_key": api_key, "concurrency": concurrency, "batch_size": batch_size},
         "filter": {"max_words": max_words, "dedup_threshold": dedup_threshold},
-        "runner": {"dask_address": dask_address, "n_workers": workers},
+        "runner": {"dask_address": dask_address, "n_workers": workers, "wait_for_store_s": wait},
     }
     cfg = load_config(VocabularyConfig, config, overrides)
     if no_dedup:
         cfg = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"dedup_threshold": None})})
-    summary = _run_in_process(cfg) if in_process else _run_flow(cfg)
+    if in_process:
+        from neuroscribe.lease import store_lease
+
+        with store_lease(cfg.out, cfg.store_options, wait_s=cfg.runner.wait_for_store_s, ttl_s=cfg.runner.store_lease_ttl_s):
+            summary = _run_in_process(cfg)
+    else:
+        summary = _run_flow(cfg)
     print_summary(summary, Console())
 
 

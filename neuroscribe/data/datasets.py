@@ -26,6 +26,7 @@ import pandas as pd
 from neuroscribe.config import DatasetSpec
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import content_key
+from neuroscribe.store import is_local, with_retries
 
 LIST_SUFFIXES = (".txt", ".csv", ".tsv")
 PATH_COLUMNS = ("path", "file", "filename", "image")
@@ -34,7 +35,7 @@ LABEL_COLUMNS = ("label", "index", "target", "class_index", "class")
 
 def _filesystem(uri: str, storage_options: dict):
     try:
-        fs, root = fsspec.core.url_to_fs(uri, **storage_options)
+        fs, root = fsspec.core.url_to_fs(uri, **with_retries(uri, storage_options))
     except Exception as exc:
         raise NeuroscribeError(f"dataset {uri} cannot be opened ({exc}); check the URL and its credentials") from None
     return fs, root
@@ -48,13 +49,8 @@ def _read_class_list(path: str, storage_options: dict) -> list[str]:
         raise NeuroscribeError(f"class list {path} does not exist; pass a file with one class folder name per line") from None
 
 
-def _is_local(fs) -> bool:
-    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
-    return "file" in protocols or "local" in protocols
-
-
 def _full(fs, path: str) -> str:
-    return path if _is_local(fs) else fs.unstrip_protocol(path)
+    return path if is_local(fs) else fs.unstrip_protocol(path)
 
 
 def _index_folder(fs, root: str, spec: DatasetSpec) -> pd.DataFrame:

@@ -1,29 +1,43 @@
 """Decode any image a dataset may hold into an RGB PIL image, or say why it was skipped.
 
     try:
-        image = load_image("s3://bucket/img.jpg", storage_options)
+        image = load_image("s3://bucket/img.jpg", storage_options, max_image_pixels=cfg.dataset.max_image_pixels)
     except ImageSkipped as skip:
         record(skip.reason)
 
 Handled: grayscale, CMYK, palette (with transparency), 16-bit and float, alpha (composited on
-white), EXIF orientation, and very large images (JPEGs over ``LARGE_IMAGE_PIXELS`` are decoded
-at a reduced DCT scale).  Zero-byte, truncated and non-image files raise ``ImageSkipped``.
+white), EXIF orientation, and very large images.  Zero-byte, truncated and non-image files raise
+``ImageSkipped``.
+
+Cost per image is bounded by ``max_image_pixels`` (default: PIL's own limit, about 179 Mpx).  The
+size is read from the header before anything is decoded: a JPEG over the limit (or over
+``LARGE_IMAGE_PIXELS``) is decoded at a reduced DCT scale (draft mode: 1/2, 1/4 or 1/8 per side, cheap);
+any other format over the limit, or a JPEG still over it after the 1/8 reduction, is skipped with a
+reason naming its size, the limit and ``--max-image-pixels``.
+
+The header is read by the format's own PIL plugin, without ``Image.open``: ``Image.open`` applies
+PIL's bomb check against the module-global ``Image.MAX_IMAGE_PIXELS`` (a warning above it, an error
+above twice it), which would refuse JPEGs that draft mode decodes cheaply and ignore a limit chosen
+per run.  Changing that global, even briefly, would change it for every thread of the process, so
+this module never writes it; it only reads PIL's default once as the default limit.
 """
 
 from __future__ import annotations
 
 import io
-import warnings
+import struct
 
 import fsspec
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# Beyond this many pixels a JPEG is decoded at reduced scale: models see a few hundred pixels.
+from neuroscribe.config import pil_max_image_pixels
+from neuroscribe.store import with_retries
+
+# JPEGs over this many pixels are decoded at reduced scale even under the limit: models see a few hundred pixels.
 LARGE_IMAGE_PIXELS = 40_000_000
-# Refuse only absurd sizes (PIL's own bomb check stops at ~179 Mpx, which real scans exceed).
-MAX_IMAGE_PIXELS = 1_000_000_000
 DRAFT_MIN_SIDE = 1024
+MAX_IMAGE_PIXELS_FLAG = "--max-image-pixels"
 
 
 class ImageSkipped(Exception):
@@ -36,7 +50,8 @@ class ImageSkipped(Exception):
 
 
 def read_bytes(path: str, storage_options: dict | None = None) -> bytes:
-    with fsspec.open(path, "rb", **(storage_options or {})) as f:
+    # s3:// images get the store's retry policy: a throttled read must not turn into a skipped image
+    with fsspec.open(path, "rb", **with_retries(path, storage_options)) as f:
         return f.read()
 
 
@@ -59,36 +74,86 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB") if mode != "RGB" else img
 
 
-def decode_image(data: bytes, path: str = "<bytes>") -> Image.Image:
+def _open_header(data: bytes, path: str) -> Image.Image:
+    """Identify the format and parse the header (size, mode) without decoding pixels.
+
+    The same plugin search as ``Image.open`` (every registered format whose ``accept`` takes the
+    prefix), minus its check against the module-global pixel limit: the caller applies its own.
+    """
+    Image.init()  # registers every plugin once; what Image.open does lazily
+    prefix = data[:16]
+    for fmt in Image.ID:
+        factory, accept = Image.OPEN[fmt]
+        if accept is not None and (not (ok := accept(prefix)) or isinstance(ok, str)):
+            continue
+        try:
+            return factory(io.BytesIO(data), path)
+        except (SyntaxError, IndexError, TypeError, struct.error):  # not this format after all: try the next
+            continue
+    raise UnidentifiedImageError(path)
+
+
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1e6:.1f} Mpx"
+
+
+def _too_large(size: tuple[int, int], limit: int, how: str = "") -> str:
+    w, h = size
+    return (
+        f"image too large ({w}x{h} = {_megapixels(w * h)}{how} over the limit of {_megapixels(limit)}; "
+        f"raise it with {MAX_IMAGE_PIXELS_FLAG})"
+    )
+
+
+JPEG_SCALES = (1, 2, 4, 8)  # the reductions per side libjpeg decodes directly from the DCT
+
+
+def _jpeg_scale(size: tuple[int, int], limit: int) -> int:
+    """The largest of: the smallest scale that fits ``limit``, the largest that keeps ``DRAFT_MIN_SIDE``."""
+    w, h = size
+    fits = next((s for s in JPEG_SCALES if -(-w // s) * -(-h // s) <= limit), JPEG_SCALES[-1])
+    keeps_detail = next((s for s in reversed(JPEG_SCALES) if min(w, h) // s >= DRAFT_MIN_SIDE), 1)
+    return max(fits, keeps_detail)
+
+
+def _bounded(img: Image.Image, path: str, limit: int) -> Image.Image:
+    """``img`` ready to load at a bounded size: JPEGs drafted, anything else over ``limit`` refused."""
+    size = img.size
+    if img.format == "JPEG" and size[0] * size[1] > min(LARGE_IMAGE_PIXELS, limit):
+        scale = _jpeg_scale(size, limit)
+        img.draft("RGB", (max(1, size[0] // scale), max(1, size[1] // scale)))
+        if img.width * img.height > limit:  # over 64 times the limit (or a JPEG draft cannot reduce)
+            raise ImageSkipped(path, _too_large(size, limit, f", {img.width}x{img.height} at the smallest JPEG scale,"))
+    elif size[0] * size[1] > limit:
+        raise ImageSkipped(path, _too_large(size, limit))
+    return img
+
+
+def decode_image(data: bytes, path: str = "<bytes>", *, max_image_pixels: int | None = None) -> Image.Image:
+    """Decode ``data`` to RGB; ``max_image_pixels`` None means PIL's default limit."""
     if not data:
         raise ImageSkipped(path, "empty file (0 bytes)")
+    limit = pil_max_image_pixels() if max_image_pixels is None else max_image_pixels
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS
-            try:
-                img = Image.open(io.BytesIO(data))
-                if img.format == "JPEG" and img.width * img.height > LARGE_IMAGE_PIXELS:
-                    img.draft("RGB", (DRAFT_MIN_SIDE, DRAFT_MIN_SIDE))
-                img.load()
-            finally:
-                Image.MAX_IMAGE_PIXELS = previous
+        img = _bounded(_open_header(data, path), path, limit)
+        img.load()
         img = ImageOps.exif_transpose(img)
         return _to_rgb(img)
     except UnidentifiedImageError:
         raise ImageSkipped(path, "not an image file (unidentified format)") from None
-    except Image.DecompressionBombError as exc:
-        raise ImageSkipped(path, f"image too large ({exc})") from None
+    except Image.DecompressionBombError as exc:  # a plugin's own per-frame or per-tile check (GIF, TIFF)
+        raise ImageSkipped(path, f"image too large ({exc}; raise it with {MAX_IMAGE_PIXELS_FLAG})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         reason = "truncated image" if "truncated" in str(exc).lower() else f"corrupt image ({exc})"
         raise ImageSkipped(path, reason) from None
 
 
-def load_image(path: str, storage_options: dict | None = None) -> Image.Image:
+def load_image(path: str, storage_options: dict | None = None, *, max_image_pixels: int | None = None) -> Image.Image:
+    """Read and decode one image; ``ImageSkipped`` says why it cannot be used."""
     try:
         data = read_bytes(path, storage_options)
     except FileNotFoundError:
         raise ImageSkipped(path, "file not found") from None
     except OSError as exc:
         raise ImageSkipped(path, f"unreadable ({exc})") from None
-    return decode_image(data, path)
+    return decode_image(data, path, max_image_pixels=max_image_pixels)

@@ -198,7 +198,7 @@ def probe_images(
         images, rows = [], []
         for row, image_id in enumerate(ids[start : start + IMAGE_BATCH], start=start):
             try:
-                images.append(load_image(index.at[int(image_id), "path"], cfg.dataset.storage_options))
+                images.append(load_image(index.at[int(image_id), "path"], cfg.dataset.storage_options, max_image_pixels=cfg.dataset.max_image_pixels))
                 rows.append(row)
             except ImageSkipped:
                 continue

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from neuroscribe.config import pil_max_image_pixels
 from neuroscribe.data import images as img_mod
 from neuroscribe.data.images import ImageSkipped, decode_image, load_image
 
@@ -83,10 +84,11 @@ def test_very_large_jpeg_decodes_at_reduced_scale(monkeypatch):
     assert min(out.size) >= 64 and out.size[0] < 768 and abs(out.size[0] / out.size[1] - 1.5) < 0.05
 
 
-def test_image_beyond_pils_bomb_limit_still_decodes(monkeypatch):
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # PIL would refuse anything over 200 px
+def test_pils_global_limit_is_neither_used_per_decode_nor_changed(monkeypatch):
+    default = pil_max_image_pixels()  # read once: the default limit
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # another library in the process lowers PIL's global
     out = decode_image(_encode(Image.new("RGB", (40, 30)), "PNG"))
-    assert out.size == (40, 30) and Image.MAX_IMAGE_PIXELS == 100  # restored
+    assert out.size == (40, 30) and Image.MAX_IMAGE_PIXELS == 100 and pil_max_image_pixels() == default
 
 
 @pytest.mark.parametrize(
