@@ -25,7 +25,7 @@ def main() -> None:
     except NeuroscribeError as exc:
         from rich.console import Console
 
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {exc}", highlight=False)  # one line, whatever the terminal width
         sys.exit(2)
 
 
