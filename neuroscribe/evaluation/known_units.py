@@ -147,8 +147,10 @@ def superclass_labels() -> list[tuple[str, list[str]]]:
 
 def colour_labels() -> list[tuple[str, list[str]]]:
     """(name, name variants) of each ``colours`` unit: the colour and the built-in colour concepts
-    that end in it (``blue``: ``navy blue``, ``sky blue``, ``light blue``, ``dark blue``)."""
+    that are one modifier plus it (``blue``: ``navy blue``, ``sky blue``, ``light blue``, ``dark
+    blue``; ``white``: ``off-white``; not ``black and white``)."""
+    from neuroscribe.evaluation.truth import normalise
     from neuroscribe.vocabulary.sources import builtin_concepts
 
-    shades = builtin_concepts("colors")
-    return [(c, [c, *[s for s in shades if s != c and s.split()[-1] == c]]) for c in COLOUR_UNITS]
+    shades = [(s, normalise(s).split()) for s in builtin_concepts("colors")]
+    return [(c, [c, *[s for s, words in shades if len(words) == 2 and words[1] == c]]) for c in COLOUR_UNITS]

@@ -106,3 +106,4 @@ def test_unit_labels_and_variants():
     variants = dict(colour_labels())
     assert list(variants) == list(COLOUR_UNITS)
     assert "navy blue" in variants["blue"] and "red" in variants["red"] and "blue" not in variants["red"]
+    assert "off-white" in variants["white"] and "black and white" not in variants["white"]
