@@ -15,8 +15,8 @@ Groups (targets of issue 10 in ``TARGETS``):
 - ``demo blocks.5``: the demo's own config (``neuroscribe.demo.demo_config``) on the same images:
   the median activation-grounded AUC (``neuroscribe.evaluation.consistency.unit_aucs``) and the
   share of explained units carrying the most frequent label.
-For the labelled groups: top-1 match, the mean confidence and the AUROC of the confidence for
-right against wrong labels.  The confidence is the table's ``confidence`` column when the scoring
+For the labelled groups, and for their units pooled (``all_known``): top-1 match, the mean
+confidence and the AUROC of the confidence for right against wrong labels.  The confidence is the table's ``confidence`` column when the scoring
 rule writes one, else its ``score``; the result names the column used.
 
 Everything except the backend (``conse``) and the vocabulary is ``ExplainConfig``'s default (k=50,
@@ -68,22 +68,32 @@ def confidence_column(frame: pd.DataFrame) -> str:
     return "confidence" if "confidence" in frame.columns else "score"
 
 
+def judged_units(frame: pd.DataFrame, variants: list[list[str]], included: np.ndarray) -> pd.DataFrame:
+    """Per ``included`` unit of one table: its label, whether it is right, and its confidence."""
+    frame = frame.sort_values("unit").reset_index(drop=True)
+    included = np.asarray(included, dtype=bool)
+    labels = frame["explanation"].astype(str).to_numpy()[included]
+    return pd.DataFrame({
+        "label": labels,
+        "right": match_vector(labels, [v for v, keep in zip(variants, included) if keep]),
+        "confidence": frame[confidence_column(frame)].to_numpy(dtype=np.float64)[included],
+    })
+
+
 def group_metrics(frame: pd.DataFrame, variants: list[list[str]], included: np.ndarray) -> dict:
     """Top-1 match, mean confidence and the confidence's AUROC (right vs wrong) over the ``included`` units
     of one table (rows in unit order; an inactive unit counts as wrong)."""
-    frame = frame.sort_values("unit").reset_index(drop=True)
-    column = confidence_column(frame)
-    included = np.asarray(included, dtype=bool)
-    labels = frame["explanation"].astype(str).to_numpy()[included]
-    right = match_vector(labels, [v for v, keep in zip(variants, included) if keep])
-    confidence = frame[column].to_numpy(dtype=np.float64)[included]
+    return judged_metrics(judged_units(frame, variants, included)) | {"confidence_column": confidence_column(frame)}
+
+
+def judged_metrics(judged: pd.DataFrame) -> dict:
+    labels, right, confidence = judged["label"].to_numpy(), judged["right"].to_numpy(bool), judged["confidence"].to_numpy()
     active = labels != INACTIVE
     return {
-        "units": int(included.sum()),
+        "units": len(judged),
         "top1": round(float(right.mean()), 4) if len(right) else None,
         "mean_confidence": round(float(np.nanmean(confidence[active])), 4) if active.any() else None,
         "confidence_auroc": _rounded(auc(confidence[active & right], confidence[active & ~right])),
-        "confidence_column": column,
         "inactive": int((~active).sum()),
         "most_frequent": ", ".join(f"{c} ({n})" for c, n in Counter(labels[active]).most_common(3)),
     }
@@ -162,11 +172,15 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
     timings["known_units_s"] = round(time.perf_counter() - began, 1)
     store = known_explain_config(cfg).store
     truth = layer_truth(store, "classifier")
-    groups = {
-        "logits": group_metrics(frames["classifier"], truth.variants, truth.present),
-        "superclasses": group_metrics(frames["superclasses"], [v for _, v in superclass_labels()], superclass_presence(store)),
-        "colours": group_metrics(frames["colours"], [v for _, v in colour_labels()], np.ones(len(frames["colours"]), dtype=bool)),
+    judged = {
+        "logits": (frames["classifier"], truth.variants, truth.present),
+        "superclasses": (frames["superclasses"], [v for _, v in superclass_labels()], superclass_presence(store)),
+        "colours": (frames["colours"], [v for _, v in colour_labels()], np.ones(len(frames["colours"]), dtype=bool)),
     }
+    groups = {name: group_metrics(*args) for name, args in judged.items()}
+    # the issue's confidence target is over all benchmark units together
+    groups["all_known"] = judged_metrics(pd.concat([judged_units(*args) for args in judged.values()], ignore_index=True))
+    groups["all_known"]["confidence_column"] = ", ".join(sorted({g["confidence_column"] for g in groups.values() if "confidence_column" in g}))
     began = time.perf_counter()
     demo_cfg = demo_config(images=cfg.images, out=str(Path(cfg.out) / "demo"), layers=("blocks.5",), limit=cfg.limit)
     demo_cfg = demo_cfg.model_copy(update={"backend": demo_cfg.backend.model_copy(update={"device": cfg.device})})
@@ -207,7 +221,7 @@ def benchmark_markdown(result: dict) -> str:
         {"group": name, "units": g[name]["units"], "top-1": g[name]["top1"], "mean confidence": g[name]["mean_confidence"],
          "confidence AUROC": g[name]["confidence_auroc"], "confidence column": g[name]["confidence_column"],
          "most frequent": g[name]["most_frequent"]}
-        for name in ("logits", "superclasses", "colours")
+        for name in ("logits", "superclasses", "colours", "all_known") if name in g
     ]
     demo = g["demo_blocks5"]
     demo_rows = [{"group": "demo blocks.5", "units": demo["units"], "median AUC": demo["median_auc"],

@@ -81,3 +81,15 @@ def test_targets_and_markdown():
 def test_known_vocabulary_is_imagenet_plus_superclasses_plus_colours():
     [spec] = [parse_source(s) for s in KNOWN_VOCABULARY]
     assert set(spec.names) == {"imagenet", "superclasses", "colors"}
+
+
+def test_pooled_units_give_one_auroc_over_groups():
+    from neuroscribe.evaluation.benchmark import judged_metrics, judged_units
+
+    first = judged_units(_table(LABELS, SCORES), VARIANTS, np.ones(6, dtype=bool))
+    second = judged_units(_table(["dog", "cat"], [0.95, 0.05]), [["dog"], ["bird"]], np.ones(2, dtype=bool))
+    pooled = judged_metrics(pd.concat([first, second], ignore_index=True))
+    right = np.array([True, True, False, True, False, True, False])  # active units only (the inactive one is left out)
+    conf = np.array([0.9, 0.7, 0.8, 0.4, 0.3, 0.95, 0.05])
+    assert pooled["units"] == 8 and pooled["top1"] == pytest.approx(4 / 8, abs=1e-4)
+    assert pooled["confidence_auroc"] == pytest.approx(roc_auc_score(right, conf), abs=1e-4)
