@@ -39,11 +39,13 @@ from neuroscribe.patches.extract import PatchConfig
 from neuroscribe.patches.load import load_layer_patches, patches_group
 from neuroscribe.scoring.backend import BackendSpec, make_backend
 from neuroscribe.scoring.concepts import concept_embeddings
-from neuroscribe.scoring.rules import INACTIVE, RuleSpec, explain_units
+from neuroscribe.scoring.rules import INACTIVE, UNCERTAIN_BELOW, RuleSpec, explain_units
 from neuroscribe.vocabulary.config import FilterSpec, LLMSpec, VocabularyConfig
 
 ProgressFn = Callable[[int], None] | None
-CODE_MODULES = ("neuroscribe.explain", "neuroscribe.scoring.rules", "neuroscribe.scoring.seed", "neuroscribe.scoring.softwpmi")
+CODE_MODULES = (
+    "neuroscribe.explain", "neuroscribe.scoring.rules", "neuroscribe.scoring.seed", "neuroscribe.scoring.softwpmi", "neuroscribe.scoring.percentile",
+)
 
 
 class ExplainConfig(LayersConfig):
@@ -123,7 +125,7 @@ def _embed_unique(backend, crops: list[np.ndarray]) -> np.ndarray:
     order = list(first.values())
     from PIL import Image
 
-    vectors = backend.embed_images([Image.fromarray(crops[i]) for i in order]) if order else np.zeros((0, backend.dim), np.float32)
+    vectors = backend.embed_images([Image.fromarray(crops[i], "RGBA" if crops[i].shape[-1] == 4 else "RGB") for i in order]) if order else np.zeros((0, backend.dim), np.float32)
     row = {d: j for j, d in enumerate(first)}
     return vectors[[row[d] for d in digests]] if digests else vectors
 
@@ -137,7 +139,8 @@ def _block_inputs(cfg: ExplainConfig, layer: str, units: list[int]) -> tuple[lis
         crops = []
         for i, j in zip(*np.nonzero(block.image_id >= 0)):
             slots[i, j] = len(crops)
-            crops.append(block.crops[i, j])
+            # the mask rides along as alpha: backends that read the region (ConSE's colour names) use it
+            crops.append(np.dstack([block.crops[i, j], block.masks[i, j].astype(np.uint8) * 255]))
         return crops, slots
     group = st.open_group(cfg.store, "r", cfg.store_options)
     ids = group[f"topk/{layer}/image_id"].oindex[np.asarray(units)]
@@ -237,6 +240,8 @@ def score_layer(cfg: ExplainConfig, layer: str, vocabulary_uri: str) -> pd.DataF
             "explanation": [s.best for s in scores],
             "score": [s.score for s in scores],
             "margin": [s.margin for s in scores],
+            "confidence": [s.confidence for s in scores],
+            "uncertain": [s.best != INACTIVE and s.confidence < UNCERTAIN_BELOW for s in scores],
             "agreement": [s.agreement for s in scores],
             "alternatives": [[{"concept": c, "score": v} for c, v in s.alternatives] for s in scores],
             "top_image_ids": [row[row >= 0].tolist() for row in top_ids],
