@@ -85,3 +85,43 @@ def test_bad_decay_is_refused():
 def test_units_without_patches_get_nan_rows():
     scores = percentile_scores([np.zeros((0, 2)), np.array([[0.1, 0.2]])])
     assert np.isnan(scores[0]).all() and np.isfinite(scores[1]).all()
+
+
+def test_confidence_is_the_lead_over_the_runner_up_against_chance():
+    from math import erf, sqrt
+
+    from neuroscribe.scoring.percentile import lead_confidence, null_sd
+
+    q = np.array([[0.9, 0.5, 0.2], [0.8, 0.6, 0.1], [0.4, 0.45, 0.3]])
+    w = np.array([1, 2**-0.5, 3**-0.5])
+    lead = (w @ (q[:, 0] - q[:, 1])) / w.sum()
+    sd = sqrt((w**2).sum()) / w.sum() / sqrt(12)
+    assert null_sd(3, 0.5) == pytest.approx(sd)
+    assert lead_confidence(q, 0, 1, 0.5) == pytest.approx(erf(lead / (sd * sqrt(2))))
+    assert lead_confidence(q, 1, 0, 0.5) == 0.0  # no lead, no confidence
+    assert 0 <= lead_confidence(q, 0, 2, 0.5) < 1
+
+
+def test_confidence_separates_planted_units_from_noise():
+    """Units whose patches all stand out for one concept are confident; units of random patches are not."""
+    rng = np.random.default_rng(3)
+    noise = [rng.normal(size=(20, 8)) for _ in range(40)]
+    planted = []
+    for u in range(40):
+        sims = rng.normal(size=(20, 8))
+        sims[:, u % 8] += 2.5
+        planted.append(sims)
+    concepts = [f"c{i}" for i in range(8)]
+    eye = np.eye(8, dtype=np.float32)  # patch "embeddings" that are their similarities
+    results = explain_units("percentile", [s.astype(np.float32) for s in planted + noise], eye, concepts)
+    planted_conf = np.array([r.confidence for r in results[:40]])
+    noise_conf = np.array([r.confidence for r in results[40:]])
+    assert [r.best for r in results[:40]] == [f"c{u % 8}" for u in range(40)]
+    assert planted_conf.min() > np.median(noise_conf) and np.median(planted_conf) > 0.9
+
+
+def test_labels_are_not_decided_by_ties():
+    rng = np.random.default_rng(4)
+    sims = [rng.normal(size=(int(n), 50)).astype(np.float32) for n in rng.integers(1, 30, size=300)]
+    results = explain_units("percentile", sims, np.eye(50, dtype=np.float32), [f"c{i}" for i in range(50)])
+    assert np.mean([abs(r.margin) < 1e-6 for r in results]) <= 0.01
