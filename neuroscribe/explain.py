@@ -116,16 +116,21 @@ def unit_blocks(n_units: int, size: int) -> list[list[int]]:
     return [list(range(s, min(s + size, n_units))) for s in range(0, n_units, size)]
 
 
-def _embed_unique(backend, crops: list[np.ndarray]) -> np.ndarray:
-    """Embed crops, each distinct one once (a linear unit's patches are whole images shared by many units)."""
-    digests = [hashlib.blake2b(c.tobytes(), digest_size=16).digest() for c in crops]
+def _embed_unique(backend, crops: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Embed (crop, mask) pairs, each distinct one once (a linear unit's patches are whole images shared
+    by many units); the mask rides along as alpha, for backends that read the region (ConSE's colours)."""
+    digests = [hashlib.blake2b(c.tobytes() + np.packbits(m).tobytes(), digest_size=16).digest() for c, m in crops]
     first: dict[bytes, int] = {}
     for i, d in enumerate(digests):
         first.setdefault(d, i)
     order = list(first.values())
     from PIL import Image
 
-    vectors = backend.embed_images([Image.fromarray(crops[i], "RGBA" if crops[i].shape[-1] == 4 else "RGB") for i in order]) if order else np.zeros((0, backend.dim), np.float32)
+    def rgba(i: int) -> Image.Image:
+        crop, mask = crops[i]
+        return Image.fromarray(np.dstack([crop, mask.astype(np.uint8) * 255]), "RGBA")
+
+    vectors = backend.embed_images([rgba(i) for i in order]) if order else np.zeros((0, backend.dim), np.float32)
     row = {d: j for j, d in enumerate(first)}
     return vectors[[row[d] for d in digests]] if digests else vectors
 
@@ -139,8 +144,7 @@ def _block_inputs(cfg: ExplainConfig, layer: str, units: list[int]) -> tuple[lis
         crops = []
         for i, j in zip(*np.nonzero(block.image_id >= 0)):
             slots[i, j] = len(crops)
-            # the mask rides along as alpha: backends that read the region (ConSE's colour names) use it
-            crops.append(np.dstack([block.crops[i, j], block.masks[i, j].astype(np.uint8) * 255]))
+            crops.append((block.crops[i, j], block.masks[i, j]))
         return crops, slots
     group = st.open_group(cfg.store, "r", cfg.store_options)
     ids = group[f"topk/{layer}/image_id"].oindex[np.asarray(units)]
