@@ -5,8 +5,8 @@
 
 Defaults (no network, no GPU): EfficientNet-Lite0 with its packaged ImageNet weights; layers
 ``classifier`` (the 1000 logit units, whose class name is the ground truth) and ``blocks.5``
-(192 conv channels); k=5 top images per unit; the built-in vocabulary of ImageNet class names plus
-the project's colours, textures and materials; the offline ConSE backend (EfficientNet-Lite0
+(192 conv channels); k=5 top images per unit; the built-in vocabulary of ImageNet class names, their
+WordNet superclasses (dog, bird, fish, ...) and the project's colours, textures and materials; the offline ConSE backend (EfficientNet-Lite0
 probabilities over MiniLM sentence embeddings); the seed scoring rule.
 
 Probe images: the folder or file list you pass; otherwise the photographs that scikit-image
@@ -62,7 +62,7 @@ def demo_config(
         dataset=DatasetSpec(uri=uri, shard_size=64, limit=limit),
         store=str(Path(out) / "store"),
         k=k,
-        vocabulary_sources=("builtin:imagenet+colors+textures+materials",),
+        vocabulary_sources=("builtin:imagenet+superclasses+colors+textures+materials",),
         backend=BackendSpec(kind="conse", classifier=ModelSpec(name="efficientnet_lite0"), device="cpu"),
         patches=PatchConfig(crop_size=112),
         units_per_task=1024,  # one block per demo layer: whole-image patches are embedded once

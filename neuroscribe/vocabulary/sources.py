@@ -17,6 +17,9 @@ Provenance of the built-in sets:
 - ``colors``, ``textures``, ``materials``: short lists written for this project (Apache-2.0), in
   ``neuroscribe/vocabulary/data/*.txt``: basic colour terms, everyday surface-pattern words and
   common materials; not copied from any dataset's label set.
+- ``superclasses``: names of groups of ImageNet classes (dog, bird, fish, musical instrument, ...)
+  derived from WordNet 3.0 hypernyms (WordNet 3.0 licence); see
+  ``neuroscribe.vocabulary.superclasses`` and the provenance header of its data file.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import fsspec
 
 from neuroscribe.errors import NeuroscribeError
 
-BUILTIN_NAMES = ("imagenet", "places365", "colors", "textures", "materials")
+BUILTIN_NAMES = ("imagenet", "places365", "colors", "textures", "materials", "superclasses")
 _PACKAGE_DATA = ("colors", "textures", "materials")
 
 
@@ -92,6 +95,10 @@ def builtin_concepts(name: str, path: str | None = None) -> list[str]:
                 "pass --places365-file categories_places365.txt (from the CSAIL Places365 repository)"
             )
         return read_class_names(path)
+    if key == "superclasses":
+        from neuroscribe.vocabulary.superclasses import imagenet_superclasses
+
+        return [group.name for group in imagenet_superclasses()]
     if key in _PACKAGE_DATA:
         text = resources.files("neuroscribe.vocabulary").joinpath("data", f"{key}.txt").read_text(encoding="utf-8")
         return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]

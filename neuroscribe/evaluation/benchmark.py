@@ -1,0 +1,215 @@
+"""The quality benchmark: explanations of units whose meaning is known, at ``neuroscribe explain``'s defaults.
+
+    result = run_benchmark(BenchmarkConfig(images="../shared/data/imagenet-samples/labels.tsv", out="runs/quality"))
+    result["groups"]["superclasses"]["top1"]      # share of units named by their superclass
+    print(benchmark_markdown(result))             # what `python benchmarks/quality.py` prints
+
+Groups (targets of issue 10 in ``TARGETS``):
+- ``logits``: the classifier's output units with the ``builtin:imagenet`` vocabulary; a unit is right
+  when its label is its class name or a WordNet synonym (``neuroscribe.evaluation.truth``); only
+  units whose class has a probe image count;
+- ``superclasses`` and ``colours``: the known-unit layers of
+  ``neuroscribe.evaluation.known_units`` with the vocabulary ImageNet names + superclasses +
+  colours; right when labelled with the superclass (or a WordNet synonym) or the colour (or a
+  built-in shade of it, ``navy blue`` for blue); superclasses without a probe image are left out;
+- ``demo blocks.5``: the demo's own config (``neuroscribe.demo.demo_config``) on the same images:
+  the median activation-grounded AUC (``neuroscribe.evaluation.consistency.unit_aucs``) and the
+  share of explained units carrying the most frequent label.
+For the labelled groups: top-1 match, the mean confidence and the AUROC of the confidence for
+right against wrong labels.  The confidence is the table's ``confidence`` column when the scoring
+rule writes one, else its ``score``; the result names the column used.
+
+Everything except the backend (``conse``) and the vocabulary is ``ExplainConfig``'s default (k=50,
+the default rule and patch settings).  The runs go to ``<out>/known`` and ``<out>/demo``; a rerun
+reuses every cached stage.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from neuroscribe.config import DatasetSpec, FrozenModel, ModelSpec
+from neuroscribe.evaluation.consistency import auc
+from neuroscribe.evaluation.metrics import match_vector
+from neuroscribe.scoring.backend import BackendSpec
+from neuroscribe.scoring.rules import INACTIVE
+
+KNOWN_UNITS_MODEL = "neuroscribe.evaluation.known_units:efficientnet_lite0_with_known_units"
+LOGIT_VOCABULARY = ("builtin:imagenet",)
+KNOWN_VOCABULARY = ("builtin:imagenet+superclasses+colors",)
+TARGETS = {  # issue 10: (measure, comparison, target)
+    "logits": ("top1", ">=", 0.95),
+    "superclasses": ("top1", ">=", 0.75),
+    "colours": ("top1", ">=", 0.75),
+    "demo_auc": ("median_auc", ">=", 0.85),
+    "demo_top_label": ("top_label_share", "<=", 0.05),
+}
+
+
+class BenchmarkConfig(FrozenModel):
+    images: str = Field(description="probe images: an image folder with class subfolders, or a .txt/.csv/.tsv list with labels")
+    out: str = Field(description="folder for the benchmark's run stores and reports")
+    model: str = Field(default=KNOWN_UNITS_MODEL, description="a model with classifier, superclasses and colours layers")
+    backend: BackendSpec = BackendSpec(kind="conse")
+    limit: int | None = Field(default=None, ge=1, description="use only the first N images (smoke runs)")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+def confidence_column(frame: pd.DataFrame) -> str:
+    """The table's confidence: ``confidence`` when the rule writes it, else ``score``."""
+    return "confidence" if "confidence" in frame.columns else "score"
+
+
+def group_metrics(frame: pd.DataFrame, variants: list[list[str]], included: np.ndarray) -> dict:
+    """Top-1 match, mean confidence and the confidence's AUROC (right vs wrong) over the ``included`` units
+    of one table (rows in unit order; an inactive unit counts as wrong)."""
+    frame = frame.sort_values("unit").reset_index(drop=True)
+    column = confidence_column(frame)
+    included = np.asarray(included, dtype=bool)
+    labels = frame["explanation"].astype(str).to_numpy()[included]
+    right = match_vector(labels, [v for v, keep in zip(variants, included) if keep])
+    confidence = frame[column].to_numpy(dtype=np.float64)[included]
+    active = labels != INACTIVE
+    return {
+        "units": int(included.sum()),
+        "top1": round(float(right.mean()), 4) if len(right) else None,
+        "mean_confidence": round(float(np.nanmean(confidence[active])), 4) if active.any() else None,
+        "confidence_auroc": _rounded(auc(confidence[active & right], confidence[active & ~right])),
+        "confidence_column": column,
+        "inactive": int((~active).sum()),
+        "most_frequent": ", ".join(f"{c} ({n})" for c, n in Counter(labels[active]).most_common(3)),
+    }
+
+
+def top_label_share(frame: pd.DataFrame) -> float | None:
+    """Share of explained units that carry the single most frequent label."""
+    labels = [e for e in frame["explanation"].astype(str) if e != INACTIVE]
+    return round(Counter(labels).most_common(1)[0][1] / len(labels), 4) if labels else None
+
+
+def _rounded(value: float) -> float | None:
+    return round(float(value), 4) if np.isfinite(value) else None
+
+
+def known_explain_config(cfg: BenchmarkConfig):
+    """``explain``'s defaults on the known-units model, apart from backend and vocabulary."""
+    from neuroscribe.explain import ExplainConfig
+
+    backend = cfg.backend.model_copy(update={"device": cfg.device})
+    return ExplainConfig(
+        model=ModelSpec(name=cfg.model), layers=("classifier", "superclasses", "colours"),
+        dataset=DatasetSpec(uri=cfg.images, limit=cfg.limit), store=str(Path(cfg.out) / "known" / "store"),
+        vocabulary_sources=LOGIT_VOCABULARY, backend=backend,
+    )
+
+
+def run_known_units(cfg: BenchmarkConfig) -> dict[str, pd.DataFrame]:
+    """Explain the logit units with the ImageNet vocabulary, then rescore the superclass and colour
+    units with ImageNet names + superclasses + colours (a second vocabulary artifact in the same store)."""
+    from neuroscribe.explain import run_explain, score_layer
+    from neuroscribe.gallery import render_gallery
+    from neuroscribe.vocabulary import build_vocabulary
+
+    explain_cfg = known_explain_config(cfg)
+    frames = run_explain(explain_cfg)
+    known_cfg = explain_cfg.model_copy(update={"vocabulary_sources": KNOWN_VOCABULARY})
+    vocabulary = build_vocabulary(known_cfg.vocabulary_config().model_copy(update={"name": "known_units_vocabulary"}))
+    for layer in ("superclasses", "colours"):
+        frames[layer] = score_layer(known_cfg, layer, vocabulary.uri)
+        render_gallery(known_cfg.store, layer, frames[layer], known_cfg.store_options, known_cfg.gallery_patches)
+    return frames
+
+
+def superclass_presence(store: str) -> np.ndarray:
+    """bool [superclasses]: superclasses with at least one probe image of one of their classes."""
+    from neuroscribe import store as st
+    from neuroscribe.evaluation.truth import present_classes
+    from neuroscribe.vocabulary.superclasses import imagenet_superclasses
+
+    present = present_classes(store, list(st.run_attrs(store)["class_names"]))
+    return np.array([present[list(g.classes)].any() for g in imagenet_superclasses()], dtype=bool)
+
+
+def layer_aucs(explain_cfg, layer: str) -> np.ndarray:
+    """Per-unit activation-grounded AUC of the stored explanations, exactly as ``neuroscribe evaluate`` computes it."""
+    from neuroscribe.evaluation.consistency import unit_aucs
+    from neuroscribe.evaluation.context import EvaluateConfig, layer_context
+    from neuroscribe.evaluation.evidence import probe_images
+
+    eval_cfg = EvaluateConfig(store=explain_cfg.store, layers=(layer,), explain=explain_cfg, sentence_models=())
+    ctx = layer_context(eval_cfg, explain_cfg, layer, probe_images(explain_cfg, [layer], eval_cfg.random_images, eval_cfg.seed))
+    return unit_aucs(ctx.probe, ctx.fired_ids, ctx.text_vectors(ctx.explanations), ctx.topk_ids)
+
+
+def run_benchmark(cfg: BenchmarkConfig) -> dict:
+    """Run every group and return the result (also written to ``<out>/quality.json`` and ``.md``)."""
+    from neuroscribe.demo import demo_config
+    from neuroscribe.evaluation.known_units import colour_labels, superclass_labels
+    from neuroscribe.evaluation.truth import layer_truth
+    from neuroscribe.explain import run_explain
+
+    timings = {}
+    began = time.perf_counter()
+    frames = run_known_units(cfg)
+    timings["known_units_s"] = round(time.perf_counter() - began, 1)
+    store = known_explain_config(cfg).store
+    truth = layer_truth(store, "classifier")
+    groups = {
+        "logits": group_metrics(frames["classifier"], truth.variants, truth.present),
+        "superclasses": group_metrics(frames["superclasses"], [v for _, v in superclass_labels()], superclass_presence(store)),
+        "colours": group_metrics(frames["colours"], [v for _, v in colour_labels()], np.ones(len(frames["colours"]), dtype=bool)),
+    }
+    began = time.perf_counter()
+    demo_cfg = demo_config(images=cfg.images, out=str(Path(cfg.out) / "demo"), layers=("blocks.5",), limit=cfg.limit)
+    demo_cfg = demo_cfg.model_copy(update={"backend": demo_cfg.backend.model_copy(update={"device": cfg.device})})
+    demo_frame = run_explain(demo_cfg)["blocks.5"]
+    aucs = layer_aucs(demo_cfg, "blocks.5")
+    groups["demo_blocks5"] = {
+        "units": len(demo_frame),
+        "median_auc": _rounded(np.nanmedian(aucs)) if np.isfinite(aucs).any() else None,
+        "top_label_share": top_label_share(demo_frame),
+        "most_frequent": ", ".join(f"{c} ({n})" for c, n in Counter(demo_frame.explanation[demo_frame.explanation != INACTIVE]).most_common(3)),
+        "confidence_column": confidence_column(demo_frame),
+    }
+    timings["demo_s"] = round(time.perf_counter() - began, 1)
+    result = {"config": cfg.model_dump(mode="json"), "groups": groups, "targets": _target_rows(groups), "timings": timings}
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "quality.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "quality.md").write_text(benchmark_markdown(result) + "\n")
+    return result
+
+
+def _target_rows(groups: dict) -> list[dict]:
+    where = {"logits": "logits", "superclasses": "superclasses", "colours": "colours", "demo_auc": "demo_blocks5", "demo_top_label": "demo_blocks5"}
+    rows = []
+    for name, (measure, op, target) in TARGETS.items():
+        value = groups[where[name]].get(measure)
+        met = None if value is None else (value >= target if op == ">=" else value <= target)
+        rows.append({"target": name, "measure": measure, "value": value, "goal": f"{op} {target}", "met": met})
+    return rows
+
+
+def benchmark_markdown(result: dict) -> str:
+    """The result as Markdown tables: one row per group, then the issue's targets."""
+    from neuroscribe.evaluation.report import markdown_table
+
+    g = result["groups"]
+    rows = [
+        {"group": name, "units": g[name]["units"], "top-1": g[name]["top1"], "mean confidence": g[name]["mean_confidence"],
+         "confidence AUROC": g[name]["confidence_auroc"], "confidence column": g[name]["confidence_column"],
+         "most frequent": g[name]["most_frequent"]}
+        for name in ("logits", "superclasses", "colours")
+    ]
+    demo = g["demo_blocks5"]
+    demo_rows = [{"group": "demo blocks.5", "units": demo["units"], "median AUC": demo["median_auc"],
+                  "top-label share": demo["top_label_share"], "most frequent": demo["most_frequent"]}]
+    return "\n\n".join([markdown_table(rows), markdown_table(demo_rows), markdown_table(result["targets"])])
