@@ -49,7 +49,7 @@ from neuroscribe.scoring.backend import (
     l2_normalise,
     precision,
 )
-from neuroscribe.scoring.colour import BASIC_COLOURS, colour_index, region_colours
+from neuroscribe.scoring.colour import COLOUR_NAMES, colour_index, region_colours
 from neuroscribe.scoring.concepts import embed_with_templates
 from neuroscribe.vocabulary.embedder import embed_sentences, sentence_embedder
 
@@ -93,7 +93,7 @@ class ConseBackend:
         embedder = sentence_embedder(spec.sentence_model, self.device.type)
         self.text_dim = int(embedder.get_embedding_dimension())
         self.class_dim = len(names) if spec.class_scores else 0
-        self.colour_dim = len(BASIC_COLOURS) if spec.colour_names else 0
+        self.colour_dim = len(COLOUR_NAMES) if spec.colour_names else 0
         self.dim = self.class_dim + self.text_dim + self.colour_dim
         self._class_index = {n.lower(): i for i, n in reversed(list(enumerate(names)))}
         self._class_embeddings: torch.Tensor | None = None
@@ -109,7 +109,7 @@ class ConseBackend:
                 "sentence_model": _sentence_model_id(spec.sentence_model),
                 "templates": list(self.templates),
                 "precision": precision(self.device),
-                "code": code_version("neuroscribe.scoring.conse", "neuroscribe.scoring.colour"),
+                "code": code_version("neuroscribe.scoring.conse", "neuroscribe.scoring.colour", "neuroscribe.evaluation.known_units"),
             }
         )
 

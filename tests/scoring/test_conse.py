@@ -63,7 +63,7 @@ def test_texts_go_to_the_block_that_can_judge_them(tiny_conse, small_images):
     np.testing.assert_allclose(texts[[0, 3], 4 : 4 + 384], embed_sentences(["stripes", "fur"]), atol=1e-6)
     assert not texts[[0, 3], :4].any() and not texts[[0, 3], 4 + 384 :].any()
     np.testing.assert_array_equal(texts[1], np.eye(tiny_conse.dim)[3])  # the classifier's class "banana"
-    np.testing.assert_array_equal(texts[2], np.eye(tiny_conse.dim)[4 + 384 + 2])  # basic colour "red"
+    np.testing.assert_array_equal(texts[2], np.eye(tiny_conse.dim)[4 + 384 + 0])  # basic colour "red"
     # a class concept's similarity is the classifier's own probability, sqrt(p / 3)
     sims = tiny_conse.embed_images(small_images) @ texts[1]
     np.testing.assert_allclose(sims, np.sqrt(tiny_conse.label_probabilities(small_images).numpy()[:, 3] / 3), atol=1e-5)
