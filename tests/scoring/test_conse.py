@@ -125,3 +125,15 @@ def test_real_images_land_near_their_class_and_its_hypernym(samples_dir):
     expected = [words.index(w) for w, group in HYPERNYMS.items() for _ in group]
     accuracy = float(np.mean(predicted == np.array(expected)))
     assert accuracy >= 0.75, accuracy  # measured: 0.95 (19/20; a cicada goes to "snake")
+
+
+def test_superclasses_map_to_their_imagenet_classes():
+    from neuroscribe.models.loading import imagenet_class_names
+    from neuroscribe.scoring.conse import class_groups
+    from neuroscribe.vocabulary.superclasses import imagenet_superclasses
+
+    groups = class_groups(list(imagenet_class_names()))
+    for group in imagenet_superclasses():
+        assert groups[group.name.lower()] == tuple(group.classes)
+        assert all(groups[s.lower()] == tuple(group.classes) for s in group.synonyms if s.lower() not in {g.name for g in imagenet_superclasses()} - {group.name})
+    assert class_groups(["tabby", "golden retriever"]) == {}  # not an ImageNet-1k classifier: no groups
