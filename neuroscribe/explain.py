@@ -31,7 +31,13 @@ import pandas as pd
 from pydantic import Field
 
 from neuroscribe import store as st
-from neuroscribe.config import DatasetSpec, ExtractConfig, ModelSpec, RunnerSpec, LayersConfig
+from neuroscribe.config import (
+    DatasetSpec,
+    ExtractConfig,
+    LayersConfig,
+    ModelSpec,
+    RunnerSpec,
+)
 from neuroscribe.data import ImageSkipped, load_image
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import code_version, content_key
@@ -268,8 +274,8 @@ def layer_summary(frame: pd.DataFrame, top: int = 5) -> dict:
     common = Counter(active.explanation).most_common(top)
     return {
         "layer": str(frame.layer.iloc[0]) if len(frame) else "",
-        "units": int(len(frame)),
-        "explained": int(len(active)),
+        "units": len(frame),
+        "explained": len(active),
         "inactive": int(len(frame) - len(active)),
         "most_frequent": ", ".join(f"{c} ({n})" for c, n in common),
         "mean_score": round(float(active.score.mean()), 4) if len(active) else None,

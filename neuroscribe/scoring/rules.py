@@ -1,12 +1,14 @@
 """Scoring rules by name, and the batch function that turns embeddings into one label per unit.
 
+    results = explain_units("percentile", patch_embeddings, concept_vectors, concepts)   # the default
     results = explain_units("seed", patch_embeddings, concept_vectors, concepts, tau=0.01)
     results = explain_units("softwpmi", top_image_embeddings, concept_vectors, concepts)  # a whole layer
     results = explain_units(spec.name, embeddings, concept_vectors, concepts, **spec.kwargs())
     results[0].best, results[0].score, results[0].alternatives
 
 ``unit_patch_embeddings`` holds one ``[P_u, d]`` array per unit, embedded by the same backend as
-the concepts: the unit's top patches for ``seed`` (``neuroscribe.scoring.seed``), the unit's
+the concepts: the unit's top patches in rank order for ``percentile`` (``neuroscribe.scoring.percentile``) and
+``seed`` (``neuroscribe.scoring.seed``), the unit's
 top-activating probe images in descending activation order for ``softwpmi``
 (``neuroscribe.scoring.softwpmi``).  A rule maps the per-unit similarity matrices
 ``S_u = E_u @ concepts.T`` to scores ``[units, concepts]``; everything else here is shared.
@@ -24,7 +26,13 @@ from pydantic import Field
 
 from neuroscribe.config import FrozenModel
 from neuroscribe.errors import NeuroscribeError
-from neuroscribe.scoring.percentile import POOL_SIZE, concept_percentiles, lead_confidence, percentile_scores, weighted_percentiles
+from neuroscribe.scoring.percentile import (
+    POOL_SIZE,
+    concept_percentiles,
+    lead_confidence,
+    percentile_scores,
+    weighted_percentiles,
+)
 from neuroscribe.scoring.seed import seed_scores
 from neuroscribe.scoring.softwpmi import softwpmi_scores
 
@@ -42,8 +50,8 @@ RULES: dict[str, Callable[..., np.ndarray]] = {"seed": seed_scores, "softwpmi": 
 class UnitScore:
     """One unit's explanation.
 
-    ``score`` is the rule's value for ``best`` (seed: mean probability in [0, 1]; softwpmi: a log
-    ratio), ``margin`` its lead over the runner-up in the same units (the score itself when there
+    ``score`` is the rule's value for ``best`` (percentile: weighted mean percentile in [0, 1]; seed:
+    mean probability in [0, 1]; softwpmi: a log ratio), ``margin`` its lead over the runner-up in the same units (the score itself when there
     is one concept), ``alternatives`` the top 5
     concepts with scores, best first (so ``alternatives[0] == (best, score)``), and ``agreement``
     the fraction of the unit's patches (or images) whose own most similar concept is ``best``.
