@@ -9,7 +9,6 @@ from neuroscribe import store as st
 from neuroscribe.config import DatasetSpec, ModelSpec, RunnerSpec
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.explain import ExplainConfig, run_explain, score_layer
-from neuroscribe.scoring.backend import BackendSpec
 from neuroscribe.scoring.rules import INACTIVE
 
 CONCEPTS = ["red", "green", "blue", "stripes", "dots", "grass", "sky", "metal"]
