@@ -7,7 +7,7 @@ Defaults (no network, no GPU): EfficientNet-Lite0 with its packaged ImageNet wei
 ``classifier`` (the 1000 logit units, whose class name is the ground truth) and ``blocks.5``
 (192 conv channels); k=5 top images per unit; the built-in vocabulary of ImageNet class names, their
 WordNet superclasses (dog, bird, fish, ...) and the project's colours, textures and materials; the offline ConSE backend (EfficientNet-Lite0
-probabilities over MiniLM sentence embeddings); the seed scoring rule.
+probabilities over MiniLM sentence embeddings); the default (percentile) scoring rule.
 
 Probe images: the folder or file list you pass; otherwise the photographs that scikit-image
 ships in ``skimage/data`` (astronaut, cat, coffee, rocket, motorcycle, ... - about 20 photos,

@@ -31,7 +31,13 @@ import pandas as pd
 from pydantic import Field
 
 from neuroscribe import store as st
-from neuroscribe.config import DatasetSpec, ExtractConfig, ModelSpec, RunnerSpec, LayersConfig
+from neuroscribe.config import (
+    DatasetSpec,
+    ExtractConfig,
+    LayersConfig,
+    ModelSpec,
+    RunnerSpec,
+)
 from neuroscribe.data import ImageSkipped, load_image
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import code_version, content_key
@@ -39,10 +45,12 @@ from neuroscribe.patches.extract import PatchConfig
 from neuroscribe.patches.load import load_layer_patches, patches_group
 from neuroscribe.scoring.backend import BackendSpec, make_backend
 from neuroscribe.scoring.concepts import concept_embeddings
-from neuroscribe.scoring.rules import INACTIVE, RuleSpec, explain_units
+from neuroscribe.scoring.rules import INACTIVE, UNCERTAIN_BELOW, RuleSpec, explain_units
 from neuroscribe.vocabulary.config import FilterSpec, LLMSpec, VocabularyConfig
 
-CODE_MODULES = ("neuroscribe.explain", "neuroscribe.scoring.rules", "neuroscribe.scoring.seed", "neuroscribe.scoring.softwpmi")
+CODE_MODULES = (
+    "neuroscribe.explain", "neuroscribe.scoring.rules", "neuroscribe.scoring.seed", "neuroscribe.scoring.softwpmi", "neuroscribe.scoring.percentile",
+)
 
 
 class ExplainConfig(LayersConfig):
@@ -113,16 +121,21 @@ def unit_blocks(n_units: int, size: int) -> list[list[int]]:
     return [list(range(s, min(s + size, n_units))) for s in range(0, n_units, size)]
 
 
-def _embed_unique(backend, crops: list[np.ndarray]) -> np.ndarray:
-    """Embed crops, each distinct one once (a linear unit's patches are whole images shared by many units)."""
-    digests = [hashlib.blake2b(c.tobytes(), digest_size=16).digest() for c in crops]
+def _embed_unique(backend, crops: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Embed (crop, mask) pairs, each distinct one once (a linear unit's patches are whole images shared
+    by many units); the mask rides along as alpha, for backends that read the region (ConSE's colours)."""
+    digests = [hashlib.blake2b(c.tobytes() + np.packbits(m).tobytes(), digest_size=16).digest() for c, m in crops]
     first: dict[bytes, int] = {}
     for i, d in enumerate(digests):
         first.setdefault(d, i)
     order = list(first.values())
     from PIL import Image
 
-    vectors = backend.embed_images([Image.fromarray(crops[i]) for i in order]) if order else np.zeros((0, backend.dim), np.float32)
+    def rgba(i: int) -> Image.Image:
+        crop, mask = crops[i]
+        return Image.fromarray(np.dstack([crop, mask.astype(np.uint8) * 255]), "RGBA")
+
+    vectors = backend.embed_images([rgba(i) for i in order]) if order else np.zeros((0, backend.dim), np.float32)
     row = {d: j for j, d in enumerate(first)}
     return vectors[[row[d] for d in digests]] if digests else vectors
 
@@ -136,7 +149,7 @@ def _block_inputs(cfg: ExplainConfig, layer: str, units: list[int]) -> tuple[lis
         crops = []
         for i, j in zip(*np.nonzero(block.image_id >= 0)):
             slots[i, j] = len(crops)
-            crops.append(block.crops[i, j])
+            crops.append((block.crops[i, j], block.masks[i, j]))
         return crops, slots
     group = st.open_group(cfg.store, "r", cfg.store_options)
     ids = group[f"topk/{layer}/image_id"].oindex[np.asarray(units)]
@@ -236,6 +249,8 @@ def score_layer(cfg: ExplainConfig, layer: str, vocabulary_uri: str) -> pd.DataF
             "explanation": [s.best for s in scores],
             "score": [s.score for s in scores],
             "margin": [s.margin for s in scores],
+            "confidence": [s.confidence for s in scores],
+            "uncertain": [s.best != INACTIVE and s.confidence < UNCERTAIN_BELOW for s in scores],
             "agreement": [s.agreement for s in scores],
             "alternatives": [[{"concept": c, "score": v} for c, v in s.alternatives] for s in scores],
             "top_image_ids": [row[row >= 0].tolist() for row in top_ids],
@@ -258,8 +273,8 @@ def layer_summary(frame: pd.DataFrame, top: int = 5) -> dict:
     common = Counter(active.explanation).most_common(top)
     return {
         "layer": str(frame.layer.iloc[0]) if len(frame) else "",
-        "units": int(len(frame)),
-        "explained": int(len(active)),
+        "units": len(frame),
+        "explained": len(active),
         "inactive": int(len(frame) - len(active)),
         "most_frequent": ", ".join(f"{c} ({n})" for c, n in common),
         "mean_score": round(float(active.score.mean()), 4) if len(active) else None,
@@ -294,10 +309,9 @@ def run_explain(cfg: ExplainConfig) -> dict[str, pd.DataFrame]:
     """The whole method in this process (the ``explain`` flow fans the same calls out on Dask)."""
     from neuroscribe.extraction import run_extraction
     from neuroscribe.gallery import render_gallery
+    from neuroscribe.lease import store_lease
     from neuroscribe.patches.extract import extract_patches
     from neuroscribe.vocabulary import build_vocabulary
-
-    from neuroscribe.lease import store_lease
 
     with store_lease(cfg.store, cfg.store_options, wait_s=cfg.runner.wait_for_store_s, ttl_s=cfg.runner.store_lease_ttl_s):
         run_extraction(cfg.extract_config())

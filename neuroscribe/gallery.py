@@ -13,8 +13,11 @@ The page needs no network: the unit data is an inline JSON blob rendered page by
 vanilla JS (search, concept filter, sort), and strips load lazily, so 2,048 units stay fast.  A
 strip's name carries a hash of what it shows, so a rerun rewrites only strips that changed and
 removes the ones no longer used.  ``explanations`` has one row per unit with the columns
-``unit`` and optionally ``layer``, ``explanation``, ``score``, ``margin``, ``agreement``,
-``alternatives`` (list) and ``top_image_ids`` (list: those images' patches are shown first).
+``unit`` and optionally ``layer``, ``explanation``, ``score``, ``margin``, ``confidence``,
+``uncertain``, ``agreement``, ``alternatives`` (list) and ``top_image_ids`` (list: those images'
+patches are shown first).  A label whose confidence is below
+``neuroscribe.scoring.rules.UNCERTAIN_BELOW`` (0.5) is marked "uncertain" and greyed, and the page
+can filter to uncertain labels or sort by confidence.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.patches.extract import NOT_COMPUTED, unit_blocks
 from neuroscribe.patches.load import patches_group
+from neuroscribe.scoring.rules import INACTIVE, UNCERTAIN_BELOW
 
 OUTLINE_RGB = np.array([255, 214, 0], dtype=np.float32)
 # Outside the region the patch is dimmed a little, so the outline reads at a glance.
@@ -49,7 +53,7 @@ DIM = 0.6
 GAP = 4
 BACKGROUND = (255, 255, 255)
 CONCEPTS_LISTED = 100
-_FIELDS = ("explanation", "score", "margin", "agreement", "alternatives", "top_image_ids")
+_FIELDS = ("explanation", "score", "margin", "confidence", "agreement", "alternatives", "top_image_ids")
 
 
 def _template(name: str) -> str:
@@ -113,6 +117,15 @@ def _alternative(value: Any) -> str:
     return f"{_alternative_concept(value)} ({number:.3f})" if number is not None else str(_alternative_concept(value))
 
 
+def _uncertain(record: dict) -> bool:
+    """Whether a label is shown as uncertain: confidence below ``UNCERTAIN_BELOW`` (no confidence: no mark)."""
+    flag = record.get("uncertain")
+    if flag is not None and not (isinstance(flag, float) and math.isnan(flag)):
+        return bool(flag)
+    confidence = _number(record.get("confidence"))
+    return confidence is not None and confidence < UNCERTAIN_BELOW and record.get("explanation") != INACTIVE
+
+
 def _explanation_rows(explanations: pd.DataFrame | None, layer: str) -> dict[int, dict[str, Any]]:
     if explanations is None or explanations.empty:
         return {}
@@ -129,6 +142,9 @@ def _explanation_rows(explanations: pd.DataFrame | None, layer: str) -> dict[int
             "s": _number(record.get("score")),
             "m": _number(record.get("margin")),
             "a": _number(record.get("agreement")),
+            "c": _number(record.get("confidence")),
+            # the scorer's own flag when the table has one, else the documented threshold
+            "unc": _uncertain(record),
             "alt": [_alternative(v) for v in _as_list(record.get("alternatives")) if _alternative_concept(v) != text],
             "top": [int(v) for v in _as_list(record.get("top_image_ids"))],
         }

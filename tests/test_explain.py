@@ -9,7 +9,6 @@ from neuroscribe import store as st
 from neuroscribe.config import DatasetSpec, ModelSpec, RunnerSpec
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.explain import ExplainConfig, run_explain, score_layer
-from neuroscribe.scoring.backend import BackendSpec
 from neuroscribe.scoring.rules import INACTIVE
 
 CONCEPTS = ["red", "green", "blue", "stripes", "dots", "grass", "sky", "metal"]
@@ -50,11 +49,12 @@ def test_tables_have_one_valid_row_per_unit_and_a_gallery(image_folder, tmp_path
     for layer, units in (("relu2", 16), ("fc", 4)):
         frame = st.read_parquet(cfg.store, f"explanations/{layer}.parquet")
         assert list(frame.unit) == list(range(units)) and (frame.layer == layer).all()
-        assert list(frame.columns) == ["layer", "unit", "explanation", "score", "margin", "agreement", "alternatives", "top_image_ids"]
+        assert list(frame.columns) == ["layer", "unit", "explanation", "score", "margin", "confidence", "uncertain", "agreement", "alternatives", "top_image_ids"]
         active = frame[frame.explanation != INACTIVE]
         assert active.explanation.isin(CONCEPTS).all()
         assert ((active.score > 0) & (active.score <= 1)).all() and (active.margin >= 0).all()
         assert ((active.agreement >= 0) & (active.agreement <= 1)).all()
+        assert ((frame.confidence >= 0) & (frame.confidence < 1)).all() and (frame.uncertain == (active.confidence < 0.5)).reindex(frame.index, fill_value=False).all()
         for _, row in active.iterrows():
             scores = [a["score"] for a in row.alternatives]
             assert row.alternatives[0]["concept"] == row.explanation and scores == sorted(scores, reverse=True)

@@ -6,7 +6,8 @@
 
 Every variant rescores the stored evidence (``neuroscribe.evaluation.evidence``); nothing is
 extracted again:
-- ``rules``: the seed rule (patches) and SoftWPMI (whole top images) with the run's k and vocabulary;
+- ``rules``: the percentile rule and the seed rule (patches) and SoftWPMI (whole top images) with
+  the run's k and vocabulary;
   the evidence the run did not use is embedded once (cached by content);
 - ``k``: the run's rule on each unit's first k' ranks only, for every k' of ``compare_k`` up to the
   run's k (the top-k is fixed at extraction; a smaller k' truncates it);
@@ -35,7 +36,7 @@ from neuroscribe.progress import ProgressFn
 from neuroscribe.scoring.rules import RuleSpec
 from neuroscribe.store import full_uri
 
-RULE_NAMES = ("seed", "softwpmi")
+RULE_NAMES = ("percentile", "seed", "softwpmi")
 
 
 @dataclass(frozen=True)

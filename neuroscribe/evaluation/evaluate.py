@@ -123,6 +123,7 @@ def evaluate_layer(cfg: EvaluateConfig, layer: str) -> dict:
         units["present"] = ctx.truth.present
         for name, values in per_unit.items():
             units[name] = values
+        summary["labels"]["confidence"] = confidence_summary(ctx.table.sort_values("unit"), units["match"].to_numpy(), units["present"].to_numpy())
     else:
         summary["labels"] = None
         summary["notes"].append(f"{layer} has no ground truth (not the classifier output, no labels file): label metrics are not reported")
@@ -134,6 +135,33 @@ def evaluate_layer(cfg: EvaluateConfig, layer: str) -> dict:
     st.write_parquet(cfg.store, f"{layer_dir(layer)}/units.parquet", units, cfg.store_options)
     st.write_json(cfg.store, f"{layer_dir(layer)}/summary.json", summary, cfg.store_options)
     return summary
+
+
+def confidence_summary(table: pd.DataFrame, match: np.ndarray, present: np.ndarray) -> dict | None:
+    """How well the table's ``confidence`` separates right from wrong labels on units whose truth is present.
+
+    ``auroc``: the chance that a right label has a higher confidence than a wrong one (0.5 = no
+    information); ``right_certain``/``wrong_uncertain``: the shares on each side of the gallery's
+    "uncertain" threshold.  None for tables written before confidence existed.
+    """
+    from scipy.stats import mannwhitneyu
+
+    from neuroscribe.scoring.rules import UNCERTAIN_BELOW
+
+    if "confidence" not in table.columns:
+        return None
+    confidence = table["confidence"].to_numpy(dtype=float)[present]
+    right = np.asarray(match, dtype=bool)[present]
+    certain = confidence >= UNCERTAIN_BELOW
+    return {
+        "mean": round(float(confidence.mean()), 4) if len(confidence) else None,
+        # AUROC is the Mann-Whitney U of right vs wrong, over the number of pairs (ties count half)
+        "auroc": round(float(mannwhitneyu(confidence[right], confidence[~right]).statistic / (right.sum() * (~right).sum())), 4)
+        if 0 < right.sum() < len(right) else None,
+        "threshold": UNCERTAIN_BELOW,
+        "right_certain": round(float(certain[right].mean()), 4) if right.any() else None,
+        "wrong_uncertain": round(float((~certain[~right]).mean()), 4) if (~right).any() else None,
+    }
 
 
 def compare_step(cfg: EvaluateConfig, layer: str, on_progress: ProgressFn = None) -> dict:

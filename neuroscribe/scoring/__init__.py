@@ -3,18 +3,20 @@
     backend = make_backend(BackendSpec(kind="open_clip", checkpoint="vitb32.pt"))   # or kind="conse"
     concepts = concept_embeddings(backend, vocab.concepts, cache_uri=store, vocab_hash=vocab.content_hash)
     patches = [backend.embed_images(crops) for crops in unit_crops]                 # one [P_u, d] per unit
-    results = explain_units("seed", patches, concepts, vocab.concepts)              # list[UnitScore]
+    results = explain_units("percentile", patches, concepts, vocab.concepts)        # list[UnitScore]
 
 One algorithm per module: ``backend`` (interface, spec, factory), ``open_clip_backend``, ``conse``,
-``concepts`` (cached concept embeddings), ``seed`` and ``softwpmi`` (rules), ``rules`` (registry
-and ``explain_units``).
+``concepts`` (cached concept embeddings), ``colour`` (colour names of a region), ``percentile``
+(the default rule), ``seed`` and ``softwpmi`` (rules), ``rules`` (registry and ``explain_units``).
 """
 
 from neuroscribe.scoring.backend import BackendSpec, ImageTextBackend, make_backend
 from neuroscribe.scoring.concepts import concept_cache_key, concept_embeddings
+from neuroscribe.scoring.percentile import percentile_scores
 from neuroscribe.scoring.rules import (
     INACTIVE,
     RULES,
+    UNCERTAIN_BELOW,
     RuleSpec,
     UnitScore,
     explain_units,
@@ -29,6 +31,7 @@ from neuroscribe.scoring.softwpmi import (
 __all__ = [
     "INACTIVE",
     "RULES",
+    "UNCERTAIN_BELOW",
     "BackendSpec",
     "ImageTextBackend",
     "RuleSpec",
@@ -37,6 +40,7 @@ __all__ = [
     "concept_embeddings",
     "explain_units",
     "make_backend",
+    "percentile_scores",
     "seed_scores",
     "softwpmi_from_activations",
     "softwpmi_scores",

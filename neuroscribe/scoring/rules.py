@@ -1,12 +1,14 @@
 """Scoring rules by name, and the batch function that turns embeddings into one label per unit.
 
+    results = explain_units("percentile", patch_embeddings, concept_vectors, concepts)   # the default
     results = explain_units("seed", patch_embeddings, concept_vectors, concepts, tau=0.01)
     results = explain_units("softwpmi", top_image_embeddings, concept_vectors, concepts)  # a whole layer
     results = explain_units(spec.name, embeddings, concept_vectors, concepts, **spec.kwargs())
     results[0].best, results[0].score, results[0].alternatives
 
 ``unit_patch_embeddings`` holds one ``[P_u, d]`` array per unit, embedded by the same backend as
-the concepts: the unit's top patches for ``seed`` (``neuroscribe.scoring.seed``), the unit's
+the concepts: the unit's top patches in rank order for ``percentile`` (``neuroscribe.scoring.percentile``) and
+``seed`` (``neuroscribe.scoring.seed``), the unit's
 top-activating probe images in descending activation order for ``softwpmi``
 (``neuroscribe.scoring.softwpmi``).  A rule maps the per-unit similarity matrices
 ``S_u = E_u @ concepts.T`` to scores ``[units, concepts]``; everything else here is shared.
@@ -24,24 +26,39 @@ from pydantic import Field
 
 from neuroscribe.config import FrozenModel
 from neuroscribe.errors import NeuroscribeError
+from neuroscribe.scoring.percentile import (
+    POOL_SIZE,
+    concept_percentiles,
+    lead_confidence,
+    percentile_scores,
+    weighted_percentiles,
+)
 from neuroscribe.scoring.seed import seed_scores
 from neuroscribe.scoring.softwpmi import softwpmi_scores
 
 INACTIVE = "(inactive)"
 TOP_N = 5
+# labels whose lead over the runner-up is under ~0.67 null sd (confidence 0.5) are marked uncertain;
+# measured on final-layer units of EfficientNet-Lite0: see README "Quality"
+UNCERTAIN_BELOW = 0.5
+CONFIDENCE_DECAY = 0.5  # rank weighting of confidence for rules without their own (the default rule's)
 
-RULES: dict[str, Callable[..., np.ndarray]] = {"seed": seed_scores, "softwpmi": softwpmi_scores}
+RULES: dict[str, Callable[..., np.ndarray]] = {"seed": seed_scores, "softwpmi": softwpmi_scores, "percentile": percentile_scores}
 
 
 @dataclass(frozen=True)
 class UnitScore:
     """One unit's explanation.
 
-    ``score`` is the rule's value for ``best`` (seed: mean probability in [0, 1]; softwpmi: a log
-    ratio), ``margin`` its lead over the runner-up in the same units (the score itself when there
+    ``score`` is the rule's value for ``best`` (percentile: weighted mean percentile in [0, 1]; seed:
+    mean probability in [0, 1]; softwpmi: a log ratio), ``margin`` its lead over the runner-up in the same units (the score itself when there
     is one concept), ``alternatives`` the top 5
     concepts with scores, best first (so ``alternatives[0] == (best, score)``), and ``agreement``
     the fraction of the unit's patches (or images) whose own most similar concept is ``best``.
+    ``confidence`` (any rule) is ``neuroscribe.scoring.percentile.lead_confidence``: how
+    consistently the patches, each ranked against the layer's patches per concept, prefer ``best``
+    over the runner-up, scaled by what random patches would give; below ``UNCERTAIN_BELOW`` the
+    label is shown as uncertain.
     """
 
     best: str
@@ -50,18 +67,21 @@ class UnitScore:
     alternatives: list[tuple[str, float]] = field(default_factory=list)
     agreement: float = 0.0
     n: int = 0  # patches (seed) or images (softwpmi) the unit was scored on
+    confidence: float = 0.0  # in [0, 1): the patches' lead for best over the runner-up against chance
 
 
 class RuleSpec(FrozenModel):
     """Which rule scores units, with its parameters (only those of the chosen rule are used)."""
 
-    name: Literal["seed", "softwpmi"] = "seed"
+    name: Literal["seed", "softwpmi", "percentile"] = "percentile"
     tau: float = Field(default=0.01, gt=0, description="seed: softmax temperature (CLIP's logit scale 100)")
     a: float = Field(default=10.0, gt=0, description="softwpmi: softmax scale on cosine similarities")
     lam: float = Field(default=1.0, ge=0, description="softwpmi: weight of the concept prior")
     top_k: int | None = Field(default=None, ge=1, description="softwpmi: ranked images used; None = all given")
     p_start: float = Field(default=0.998, gt=0, le=1, description="softwpmi: weight of the top image")
     p_end: float = Field(default=0.97, gt=0, le=1, description="softwpmi: weight of the k-th image")
+    decay: float = Field(default=0.5, ge=0, description="percentile: weight (rank + 1) ** -decay of the rank-th patch")
+    pool_size: int = Field(default=POOL_SIZE, ge=100, description="percentile: patches in the concept prior at most")
 
     def kwargs(self) -> dict:
         names = inspect.signature(RULES[self.name]).parameters
@@ -114,13 +134,18 @@ def explain_units(
     sims = [
         np.asarray(p, dtype=np.float32).reshape(-1, vectors.shape[1]) @ vectors.T for p in unit_patch_embeddings
     ]
-    scores = fn(sims, **rule_kwargs) if sims else np.zeros((0, len(concepts)))
-    return [_unit_score(unit_sims, row, concepts) for unit_sims, row in zip(sims, scores)]
+    percentiles = concept_percentiles(sims, rule_kwargs.get("pool_size", POOL_SIZE)) if sims else []
+    decay = rule_kwargs.get("decay", CONFIDENCE_DECAY)
+    if rule == "percentile":  # its scores are the confidence's percentiles, weighted: compute them once
+        scores = weighted_percentiles(percentiles, decay)
+    else:
+        scores = fn(sims, **rule_kwargs) if sims else np.zeros((0, len(concepts)))
+    return [_unit_score(s, row, q, concepts, decay) for s, row, q in zip(sims, scores, percentiles)]
 
 
-def _unit_score(sims: np.ndarray, scores: np.ndarray, concepts: Sequence[str]) -> UnitScore:
+def _unit_score(sims: np.ndarray, scores: np.ndarray, q: np.ndarray, concepts: Sequence[str], decay: float) -> UnitScore:
     if len(sims) == 0:
-        return UnitScore(best=INACTIVE, score=0.0, margin=0.0, alternatives=[], agreement=0.0, n=0)
+        return UnitScore(best=INACTIVE, score=0.0, margin=0.0, alternatives=[], agreement=0.0, n=0, confidence=0.0)
     # ties (near one-hot softmaxes over few patches tie to within ~1e-6) go to the concept that the
     # top-ranked patch resembles most, then to vocabulary order
     order = np.lexsort((-sims[0], -np.round(scores, 6)))
@@ -134,4 +159,5 @@ def _unit_score(sims: np.ndarray, scores: np.ndarray, concepts: Sequence[str]) -
         alternatives=[(concepts[i], float(scores[i])) for i in order[:TOP_N]],
         agreement=agreement,
         n=len(sims),
+        confidence=lead_confidence(q, best, int(order[1]), decay) if len(order) > 1 else 0.0,
     )

@@ -37,12 +37,14 @@
       if (q && u.text.indexOf(q) < 0) return false;
       if (state.concept === "__unexplained__") return !u.x;
       if (state.concept === "__inactive__") return !u.n;
+      if (state.concept === "__uncertain__") return !!u.unc;
       return !state.concept || u.x === state.concept;
     });
     if (state.sort !== "unit") {
-      var sign = state.sort === "score-desc" ? -1 : 1;
+      var sign = state.sort.slice(-5) === "-desc" ? -1 : 1;
+      var key = state.sort.indexOf("confidence") === 0 ? "c" : "s";
       list = list.slice().sort(function (a, b) {
-        var sa = a.s == null ? null : a.s, sb = b.s == null ? null : b.s;
+        var sa = a[key] == null ? null : a[key], sb = b[key] == null ? null : b[key];
         if (sa === sb) return a.u - b.u;
         if (sa === null) return 1;
         if (sb === null) return -1;
@@ -60,11 +62,21 @@
   }
 
   function card(u) {
-    var node = el("article", "unit" + (u.n ? "" : " inactive") + (u.x ? "" : " unexplained"));
+    var node = el("article", "unit" + (u.n ? "" : " inactive") + (u.x ? "" : " unexplained") + (u.unc ? " uncertain" : ""));
     node.id = "unit-" + u.u;
     var head = el("div", "head");
     head.appendChild(el("span", "id", "unit " + u.u));
     head.appendChild(el("span", "label", label(u)));
+    if (u.unc) {
+      var flag = el("span", "flag", "uncertain");
+      flag.title = "confidence " + u.c + " is below 0.5: the patches barely prefer this label over the runner-up";
+      head.appendChild(flag);
+    }
+    if (u.c != null) {
+      var conf = el("span", "confidence", "conf " + u.c.toFixed(2));
+      conf.title = "confidence in [0, 1]: the patches' lead for this label over the runner-up, against chance";
+      head.appendChild(conf);
+    }
     if (u.s != null) {
       var score = el("span", "score", u.s.toFixed(3));
       var parts = ["score " + u.s];

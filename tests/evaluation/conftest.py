@@ -19,6 +19,7 @@ from neuroscribe.config import DatasetSpec, ModelSpec, RunnerSpec
 from neuroscribe.explain import ExplainConfig, run_explain
 from neuroscribe.patches.extract import PatchConfig
 from neuroscribe.scoring.backend import BackendSpec
+from neuroscribe.scoring.rules import RuleSpec
 
 TINY_CNN = "neuroscribe.testing.tiny_models:tiny_cnn"
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "gray": (128, 128, 128)}
@@ -52,7 +53,11 @@ def tiny_explain_config(root: Path) -> ExplainConfig:
         store=str(root / "run"),
         k=4,
         vocabulary_sources=(f"file:{concepts}",),
-        backend=BackendSpec(kind="conse", classifier=model, top_t=4, device="cpu", batch_size=16),
+        # the plain ConSE space and the seed rule: these tests check the evaluation machinery against
+        # independent computations in that space (text side = MiniLM); the default rule and blocks
+        # are tested in tests/scoring and compared here through the "rules" axis
+        backend=BackendSpec(kind="conse", classifier=model, top_t=4, device="cpu", batch_size=16, class_scores=False, colour_names=False),
+        rule=RuleSpec(name="seed"),
         patches=PatchConfig(crop_size=32),
         units_per_task=8,
         runner=RunnerSpec(device="cpu", batch_size=8, decode_threads=1),

@@ -173,3 +173,17 @@ def test_a_2048_unit_page_stays_small_and_renders_one_page(tmp_path):
     assert _dump_dom(url + "#page=43").count('<article class="unit') == 2048 - 42 * 48
     assert _dump_dom(url + "#q=unit%202047").count('<article class="unit') == 1
     assert _dump_dom(url + "#concept=text&sort=score-desc&size=192").count('<article class="unit') == 192
+
+
+def test_low_confidence_labels_are_marked_uncertain(gallery_run):
+    frame = explanations_for([0, 1, 2, 3]).assign(confidence=[0.9, 0.2, 0.5, 0.49])
+    page = Path(render_gallery(gallery_run, "relu2", frame, patches_shown=2)).read_text()
+    by_unit = {u["u"]: u for u in page_data(page)["units"]}
+    # the documented threshold: confidence below 0.5 (UNCERTAIN_BELOW) is uncertain
+    assert [by_unit[u]["unc"] for u in range(4)] == [False, True, False, True]
+    assert by_unit[1]["c"] == pytest.approx(0.2)
+    # the table's own flag wins over the threshold
+    flagged = frame.assign(uncertain=[True, False, False, False])
+    page = Path(render_gallery(gallery_run, "relu2", flagged, patches_shown=2)).read_text()
+    assert [u["unc"] for u in page_data(page)["units"][:4]] == [True, False, False, False]
+    assert 'value="__uncertain__"' in page and 'value="confidence-asc"' in page

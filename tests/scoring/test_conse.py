@@ -40,19 +40,49 @@ def tiny_conse(tmp_path_factory):
     return make_backend(spec)
 
 
-def test_image_embedding_is_the_probability_weighted_mean_of_label_embeddings(tiny_conse, small_images):
+def test_image_embedding_joins_probabilities_mixture_and_colours(tiny_conse, small_images):
+    from neuroscribe.scoring.colour import region_colours
+
     assert tiny_conse.class_names == ["tabby", "golden retriever", "sports car", "banana"]
     label_vectors = embed_sentences(tiny_conse.class_names)  # template "{}": the names themselves
     probs = tiny_conse.label_probabilities(small_images).numpy()
     expected = []
-    for row in probs:  # written out: top 3 labels, weights p_t / sum p_t, then unit length
+    for image, row in zip(small_images, probs):  # written out: top 3 labels, weights p_t / sum p_t, then unit length
         top = sorted(range(len(row)), key=lambda c: -row[c])[:3]
         mixed = sum(row[c] * label_vectors[c] for c in top) / sum(row[c] for c in top)
-        expected.append(mixed / np.linalg.norm(mixed))
+        # three unit-norm blocks: sqrt(p), the ConSE mixture, sqrt(colour shares of the whole image)
+        joined = np.concatenate([np.sqrt(row), mixed / np.linalg.norm(mixed), np.sqrt(region_colours(image))])
+        expected.append(joined / np.sqrt(3))
     got = tiny_conse.embed_images(small_images)
     np.testing.assert_allclose(got, np.array(expected), atol=1e-5)
-    assert got.shape == (len(small_images), tiny_conse.dim) and got.dtype == np.float32
-    np.testing.assert_allclose(tiny_conse.embed_texts(["stripes", "fur"]), embed_sentences(["stripes", "fur"]), atol=1e-6)
+    assert got.shape == (len(small_images), 4 + 384 + 11) and got.dtype == np.float32
+
+
+def test_texts_go_to_the_block_that_can_judge_them(tiny_conse, small_images):
+    texts = tiny_conse.embed_texts(["stripes", "Banana", "red", "fur"])
+    np.testing.assert_allclose(texts[[0, 3], 4 : 4 + 384], embed_sentences(["stripes", "fur"]), atol=1e-6)
+    assert not texts[[0, 3], :4].any() and not texts[[0, 3], 4 + 384 :].any()
+    np.testing.assert_array_equal(texts[1], np.eye(tiny_conse.dim)[3])  # the classifier's class "banana"
+    np.testing.assert_array_equal(texts[2], np.eye(tiny_conse.dim)[4 + 384 + 0])  # basic colour "red"
+    # a class concept's similarity is the classifier's own probability, sqrt(p / 3)
+    sims = tiny_conse.embed_images(small_images) @ texts[1]
+    np.testing.assert_allclose(sims, np.sqrt(tiny_conse.label_probabilities(small_images).numpy()[:, 3] / 3), atol=1e-5)
+    plain = make_backend(tiny_conse.spec.model_copy(update={"class_scores": False, "colour_names": False}))
+    assert plain.dim == 384 and plain.fingerprint != tiny_conse.fingerprint
+    np.testing.assert_allclose(plain.embed_texts(["banana"]), embed_sentences(["banana"]), atol=1e-6)
+
+
+def test_colour_terms_are_read_from_the_masked_region(tiny_conse):
+    from PIL import Image
+
+    pixels = np.zeros((32, 32, 3), dtype=np.uint8)
+    pixels[:, :16] = (220, 20, 20)
+    pixels[:, 16:] = (20, 40, 220)
+    mask = np.zeros((32, 32), dtype=np.uint8)
+    mask[:, 16:] = 255
+    red, blue = tiny_conse.embed_texts(["red", "blue"])
+    region = tiny_conse.embed_images([Image.fromarray(np.dstack([pixels, mask]), "RGBA")])[0]
+    assert region @ blue > 0.5 > region @ red  # the masked half is blue
 
 
 def test_fingerprint_follows_what_changes_embeddings(tiny_conse, tmp_path):
@@ -84,7 +114,7 @@ def test_real_images_land_near_their_class_and_its_hypernym(samples_dir):
     embedded = backend.embed_images(images)
 
     # 1. the image of class c is closer to the embedding of c's name than to (almost) all 1000 names
-    name_sims = embedded @ backend.class_embeddings().numpy().T
+    name_sims = embedded @ backend.embed_texts(backend.class_names).T  # the classifier's own probabilities
     truth = [int(labels.loc[c, "index"]) for c in classes]
     ranks = [int((row > row[t]).sum()) for row, t in zip(name_sims, truth)]
     assert sum(r < 5 for r in ranks) >= 18, ranks  # measured: all 20 at rank 0
@@ -95,3 +125,15 @@ def test_real_images_land_near_their_class_and_its_hypernym(samples_dir):
     expected = [words.index(w) for w, group in HYPERNYMS.items() for _ in group]
     accuracy = float(np.mean(predicted == np.array(expected)))
     assert accuracy >= 0.75, accuracy  # measured: 0.95 (19/20; a cicada goes to "snake")
+
+
+def test_superclasses_map_to_their_imagenet_classes():
+    from neuroscribe.models.loading import imagenet_class_names
+    from neuroscribe.scoring.conse import class_groups
+    from neuroscribe.vocabulary.superclasses import imagenet_superclasses
+
+    groups = class_groups(list(imagenet_class_names()))
+    for group in imagenet_superclasses():
+        assert groups[group.name.lower()] == tuple(group.classes)
+        assert all(groups[s.lower()] == tuple(group.classes) for s in group.synonyms if s.lower() not in {g.name for g in imagenet_superclasses()} - {group.name})
+    assert class_groups(["tabby", "golden retriever"]) == {}  # not an ImageNet-1k classifier: no groups

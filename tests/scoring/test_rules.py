@@ -92,7 +92,7 @@ def test_bad_inputs_name_the_problem_and_the_fix():
         explain_units("seed", [np.ones((1, 2))], np.zeros((0, 2)), [])
     with pytest.raises(NeuroscribeError, match="shape \\(3, 2\\) but there are 2 concepts"):
         explain_units("seed", [np.ones((1, 2))], CONCEPT_VECTORS, CONCEPTS[:2])
-    with pytest.raises(NeuroscribeError, match="unknown scoring rule 'netdissect'; use one of seed, softwpmi"):
+    with pytest.raises(NeuroscribeError, match="unknown scoring rule 'netdissect'; use one of seed, softwpmi, percentile"):
         explain_units("netdissect", [np.ones((1, 2))], CONCEPT_VECTORS, CONCEPTS)
     with pytest.raises(NeuroscribeError, match="takes no option \\['a'\\]"):
         explain_units("seed", [np.ones((1, 2))], CONCEPT_VECTORS, CONCEPTS, a=3)
@@ -101,13 +101,14 @@ def test_bad_inputs_name_the_problem_and_the_fix():
 
 
 def test_rule_spec_passes_only_its_rules_options():
-    assert set(RULES) == {"seed", "softwpmi"}
-    assert RuleSpec().kwargs() == {"tau": 0.01}
+    assert set(RULES) == {"seed", "softwpmi", "percentile"}
+    assert RuleSpec().kwargs() == {"decay": 0.5, "pool_size": 20000}  # the default rule
+    assert RuleSpec(name="seed").kwargs() == {"tau": 0.01}
     assert RuleSpec(name="softwpmi", top_k=20).kwargs() == {
         "a": 10.0, "lam": 1.0, "top_k": 20, "p_start": 0.998, "p_end": 0.97,
     }
     patches = [np.array([[0.6, 0.8]], dtype=np.float32)]
-    spec = RuleSpec(tau=0.5)
+    spec = RuleSpec(name="seed", tau=0.5)
     assert explain_units(spec.name, patches, CONCEPT_VECTORS, CONCEPTS, **spec.kwargs())[0].score == pytest.approx(
         by_hand_seed([(0.6, 0.8)], 0.5)[2], abs=1e-6
     )
