@@ -1,13 +1,16 @@
 """Unit ablation: which classes depend on which units (per-class accuracy drop per ablated unit).
 
-    summary = run_sweep(AblateConfig(layer="layer4", dataset=DatasetSpec(uri="/data/val"), store="runs/r50"))
+    result = run_ablation(AblateConfig(layer="layer4", dataset=DatasetSpec(uri="/data/val"), store="runs/r50"))
+    result.table, result.units, result.classes        # frames; run_sweep(cfg) returns result.summary
+    class_units(result.table, "guacamole")           # the units a class depends on, ranked by drop
     with ablate(loaded.model, info, units=(12, 559), mode="weights"):
         logits = loaded.model(x)
 
 Modules: ``modes`` (what ablating means, and exact restore), ``fast`` (closed-form, suffix, hook
 and naive evaluation paths), ``evaluate`` (per-class accuracy counts and the drop table),
-``dataset`` (labelled images mapped onto the model's classes), ``report`` (explanations, chart,
-HTML), ``sweep`` (config, resumable parts, assembled outputs).
+``dataset`` (labelled images mapped onto the model's classes), ``stats`` (confidence intervals),
+``report`` (explanations, unit and class views, chart, HTML), ``sweep`` (config, resumable parts,
+assembled outputs).
 
 Modes (details in ``modes``): ``activation`` (default) forces the unit's output to exactly 0
 with a hook; ``weights`` (the seed paper's definition) zeroes the weights and bias producing
@@ -43,6 +46,7 @@ from neuroscribe.ablation.evaluate import (
     drop_table,
 )
 from neuroscribe.ablation.fast import FastPath, choose_path
+from neuroscribe.ablation.report import class_units
 from neuroscribe.ablation.modes import (
     AblationMode,
     ablate,
@@ -51,9 +55,11 @@ from neuroscribe.ablation.modes import (
 )
 from neuroscribe.ablation.sweep import (
     AblateConfig,
+    AblationResult,
     SweepPlan,
     assemble,
     plan_sweep,
+    run_ablation,
     run_part,
     run_sweep,
 )
@@ -61,6 +67,7 @@ from neuroscribe.ablation.sweep import (
 __all__ = [
     "AblateConfig",
     "AblationMode",
+    "AblationResult",
     "Counts",
     "FastPath",
     "SweepPlan",
@@ -68,10 +75,12 @@ __all__ = [
     "assemble",
     "choose_path",
     "class_accuracy",
+    "class_units",
     "count_correct",
     "counts_frame",
     "drop_table",
     "plan_sweep",
+    "run_ablation",
     "run_part",
     "run_sweep",
     "target_module",

@@ -82,7 +82,7 @@ def _compare(loaded, layer, mode, expected_auto):
 @pytest.mark.parametrize(
     "layer, mode, auto",
     [("conv1", "activation", "suffix"), ("relu2", "activation", "closed"), ("fc", "activation", "closed"),
-     ("conv2", "weights", "suffix"), ("fc", "weights", "closed")],
+     ("conv2", "weights", "closed"), ("conv2", "activation", "closed"), ("fc", "weights", "closed")],
 )
 def test_tiny_cnn_paths_equal_naive(tiny_cnn, layer, mode, auto):
     _compare(tiny_cnn, layer, mode, auto)

@@ -74,7 +74,7 @@ def test_sweep_writes_the_table_summary_chart_and_report(folder, tmp_path):
     assert pd.read_parquet(store / "ablation" / "conv.baseline.parquet").present.all()
     saved = json.loads((store / "summary" / "ablate-conv.json").read_text())
     assert saved == summary
-    assert summary["images"] == 12 and summary["path"] == "suffix" and not summary["explanations_joined"]
+    assert summary["images"] == 12 and summary["path"] == "closed" and not summary["explanations_joined"]
     assert summary["charted"][0] in {"0", "1", "2"} and summary["classes_absent"] == 0
 
 
@@ -155,8 +155,9 @@ def test_cli_local_run_and_bad_input(folder, tmp_path):
 def test_errors_before_any_work(folder, tmp_path):
     with pytest.raises(NeuroscribeError, match="layer 'conv9' is not an addressable layer"):
         plan_sweep(_cfg(folder, tmp_path, units=(0,)).model_copy(update={"layer": "conv9"}))
-    with pytest.raises(NeuroscribeError, match="does not apply to layer conv"):
-        plan_sweep(_cfg(folder, tmp_path, fast="closed"))
+    tiny = ModelSpec(name="neuroscribe.testing.tiny_models:tiny_cnn")  # conv1 -> relu1 -> conv2: no closed form
+    with pytest.raises(NeuroscribeError, match="--fast closed does not apply to layer conv1"):
+        plan_sweep(_cfg(folder, tmp_path, fast="closed").model_copy(update={"model": tiny, "layer": "conv1"}))
     with pytest.raises(NeuroscribeError, match="chart-units"):
         run_sweep(_cfg(folder, tmp_path, units=(0, 1), chart_units=(5,)))
 
