@@ -46,13 +46,13 @@ from neuroscribe.ablation.evaluate import (
     drop_table,
 )
 from neuroscribe.ablation.fast import FastPath, choose_path
-from neuroscribe.ablation.report import class_units
 from neuroscribe.ablation.modes import (
     AblationMode,
     ablate,
     target_module,
     validate_units,
 )
+from neuroscribe.ablation.report import class_units
 from neuroscribe.ablation.sweep import (
     AblateConfig,
     AblationResult,

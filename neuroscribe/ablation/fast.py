@@ -16,7 +16,8 @@ Every path computes the same thing: the model's logits with the target module's 
   changes them by ``-W[:, u] * (p[:, u] - c_u)``: one outer product per unit, no network at all.
   Unit sets sum their columns.
 - ``suffix``: the network after the target is a plain chain of modules (top-level children of a
-  model whose forward chains them, and the rest of each enclosing ``nn.Sequential``; nested plain
+  model whose forward chains them, the rest of each enclosing ``nn.Sequential``, and the known
+  heads of torchvision's and timm's vision transformers, ``known_tail``; nested plain
   ``nn.Sequential`` steps are unrolled, and a ``Linear`` after a 4-d map gets it flattened, as
   ``torch.flatten(x, 1)`` in torchvision forwards).  The target's output is cached once per image
   batch, and only the chain after it runs, on G masked copies stacked along the batch axis.  When
@@ -222,23 +223,57 @@ def _unrolled(modules: Sequence[nn.Module]) -> list[nn.Module]:
     return [leaf for m in modules for leaf in (_unrolled(list(m.children())) if _is_chain(m) else [m])]
 
 
+class ClassToken(nn.Module):
+    """``x[:, 0]``: the class token, which torchvision's ViT head takes from the encoder's output."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, 0]
+
+
+class HeadOf(nn.Module):
+    """A model's own ``forward_head`` as a step (timm models: pooling, norm, dropout and classifier)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.forward_head = model.forward_head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(x)
+
+
+def known_tail(container: nn.Module, child: str) -> list[nn.Module] | None:
+    """What the forward of a container that is not an ``nn.Sequential`` does after child ``child``,
+    for the classifier heads of torchvision's and timm's vision transformers; None when unknown."""
+    from torchvision.models import vision_transformer as tv_vit
+
+    if isinstance(container, tv_vit.VisionTransformer) and child == "encoder":
+        return [ClassToken(), container.heads]
+    if isinstance(container, tv_vit.Encoder) and child == "layers":
+        return [container.ln]
+    if type(container).__name__ == "VisionTransformer" and child == "blocks" and hasattr(container, "forward_head"):
+        return [container.norm, HeadOf(container)]  # timm: forward_features ends with norm
+    return None
+
+
 def suffix_modules(model: nn.Module, name: str) -> list[nn.Module] | None:
     """The modules after ``name`` if the network could be a chain from there on, else None.
 
-    Inside the model only ``nn.Sequential`` containers (with their own forward) count as chains;
-    the model's own forward is taken on trust here and checked on a probe by ``choose_path``.
+    Inside the model only ``nn.Sequential`` containers (with their own forward) and the known
+    heads of ``known_tail`` count as chains; the model's own forward is taken on trust here
+    (unless ``known_tail`` knows it) and checked on a probe by ``choose_path``.
     """
     container: nn.Module = model
     rests: list[list[nn.Module]] = []
     for depth, part in enumerate(name.split(".")):
-        if depth > 0 and not _is_chain(container):
-            return None
         children = list(container.named_children())
         names = [n for n, _ in children]
         if part not in names:
             return None
         position = names.index(part)
-        rests.append([m for _, m in children[position + 1 :]])
+        tail = known_tail(container, part)
+        if tail is None and depth > 0 and not _is_chain(container):
+            return None
+        rests.append(tail if tail is not None else [m for _, m in children[position + 1 :]])
         container = children[position][1]
     return _unrolled([m for rest in reversed(rests) for m in rest])
 
@@ -310,35 +345,41 @@ def _per_channel(module: nn.Module) -> bool:
     return isinstance(module, _ELEMENTWISE)
 
 
-def closed_head(modules: Sequence[nn.Module]) -> tuple[bool, list[nn.Module], nn.Linear | None]:
-    """(applies, per-channel steps, head): modules = per-channel steps, global average pooling /
-    pass-through steps, then one Linear; or nothing (the target is the logits)."""
+def closed_head(modules: Sequence[nn.Module]) -> tuple[bool, list[nn.Module], list[nn.Module], nn.Linear | None]:
+    """(applies, per-channel steps, pooling steps, head): modules = per-channel steps, then global
+    average pooling / class-token / pass-through steps, then one Linear; or nothing (the logits)."""
     if not modules:
-        return True, [], None
+        return True, [], [], None
     *between, head = modules
     if not isinstance(head, nn.Linear):
-        return False, [], None
+        return False, [], [], None
     n_channel = 0
     while n_channel < len(between) and _per_channel(between[n_channel]) and not isinstance(between[n_channel], _PASS_THROUGH):
         n_channel += 1
-    ok = all(isinstance(m, _PASS_THROUGH) or _is_global_average(m) for m in between[n_channel:])
-    return ok, list(between[:n_channel]), head if ok else None
+    pooling = list(between[n_channel:])
+    ok = all(isinstance(m, (*_PASS_THROUGH, ClassToken)) or _is_global_average(m) for m in pooling)
+    return ok, list(between[:n_channel]), pooling, head if ok else None
 
 
 class ClosedPath:
     name = "closed"
 
-    def __init__(self, model: nn.Module, target: str, head: nn.Linear | None, per_channel: Sequence[nn.Module] = ()):
-        self.model, self.target, self.head, self.per_channel = model, target, head, Chain(per_channel)
+    def __init__(
+        self, model: nn.Module, target: str, head: nn.Linear | None,
+        per_channel: Sequence[nn.Module] = (), pooling: Sequence[nn.Module] = (),
+    ):
+        self.model, self.target, self.head = model, target, head
+        self.per_channel, self.pooling = Chain(per_channel), Chain(pooling)
+
+    def _pooled(self, out: torch.Tensor) -> torch.Tensor:
+        pooled = self.pooling(self.per_channel(out))
+        return torch.flatten(pooled, 1) if pooled.ndim > 2 else pooled
 
     def prepare(self, x: torch.Tensor) -> State:
         logits, out, _ = _capture(self.model, self.target, x, MEMORY_BUDGET)
-        after = self.per_channel(out)
-        pooled = after.mean(dim=(2, 3)) if after.ndim == 4 else after
-        # what a zeroed channel becomes after the per-channel steps, pooled (0 without such steps)
-        constant = self.per_channel(torch.zeros_like(out[:1]))
-        constant = constant.mean(dim=(2, 3)) if constant.ndim == 4 else constant
-        return State(x, logits, pooled - constant)
+        # what a zeroed channel becomes after the per-channel and pooling steps (0 without per-channel steps)
+        constant = self._pooled(torch.zeros_like(out[:1]))
+        return State(x, logits, self._pooled(out) - constant)
 
     def ablated_logits(self, state: State, masks: torch.Tensor) -> torch.Tensor:
         logits, change = state.logits, state.cached
@@ -375,10 +416,10 @@ def _candidate(kind: str, model: nn.Module, target: str):
         return f"the network after {target} is not a chain of modules"
     if kind == "suffix":
         return SuffixPath(model, target, Chain(modules))
-    ok, per_channel, head = closed_head(modules)
+    ok, per_channel, pooling, head = closed_head(modules)
     if not ok:
         return f"{target} is not followed by per-channel modules, global average pooling and a linear head only"
-    return ClosedPath(model, target, head, per_channel)
+    return ClosedPath(model, target, head, per_channel, pooling)
 
 
 def choose_path(
@@ -426,7 +467,7 @@ def choose_path(
                 state = path.prepare(probe)
                 ok = _agree(state.logits, reference_state.logits) and _agree(path.ablated_logits(state, masks), expected)
             why = "its logits differ from the full network's on a probe batch"
-        except (RuntimeError, ValueError, TypeError) as exc:  # shape mismatches in a wrong chain
+        except (RuntimeError, ValueError, TypeError, AssertionError, IndexError) as exc:  # a wrong chain: shapes
             ok, why = False, f"{type(exc).__name__}: {exc}"
         if ok:
             return path

@@ -4,6 +4,7 @@
     units = unit_summary(table, top=5)        # per ablation: the classes it hurts (drop > 0 only), ranked
     classes = class_summary(table, top=5)     # per class: the units it depends on (drop > 0 only), ranked
     class_units(table, "guacamole")           # one class's units, ranked by drop, with explanations
+    unit_classes(table, "559")                # one unit's classes, ranked by drop
     png = drop_chart(table, ["559", "12"], top=5)   # PNG bytes, the seed paper's Figure 3 style
     page = report_page("layer4", table, units, classes, ["559", "12"], top=5, png=png, notes=[...])
 
@@ -160,9 +161,11 @@ def default_chart_units(summary: pd.DataFrame, n: int = CHART_UNITS) -> list[str
     return order["units"].head(n).tolist()
 
 
-def chart_rows(table: pd.DataFrame, label: str, top: int) -> pd.DataFrame:
-    """The bars of one chart panel: the ``top`` classes that ablation ``label`` hurts (drop > 0 only)."""
-    return _hurt(table[table["units"] == str(label)]).head(top)
+def unit_classes(table: pd.DataFrame, label: str | int, top: int | None = None) -> pd.DataFrame:
+    """The classes that ablation ``label`` (``"559"``, ``"12+559"``) hurts, largest drop first (drop > 0 only);
+    also the bars of its chart panel."""
+    rows = _hurt(table[table["units"] == str(label)])
+    return rows if top is None else rows.head(top)
 
 
 def _explanation(group: pd.DataFrame) -> str | None:
@@ -193,7 +196,7 @@ def drop_figure(table: pd.DataFrame, units: Sequence[str | int], top: int = 5):
         ax.axis("off")
     for ax, label in zip(axes.flat, chosen):
         ablated = table[table["units"] == label]
-        group = chart_rows(table, label, top)
+        group = unit_classes(table, label, top)
         title = "\n".join(textwrap.wrap(unit_title(label, ablated), 44))
         if group.empty:
             ax.set_title(title + ("\nnot ablated" if ablated.empty else "\nno class drops"), fontsize=9)
@@ -252,7 +255,7 @@ def report_page(
     panels = []
     for label in (str(u) for u in charted):
         ablated = table[table["units"] == label]
-        panels.append({"title": unit_title(label, ablated), "rows": chart_rows(table, label, top).to_dict("records")})
+        panels.append({"title": unit_title(label, ablated), "rows": unit_classes(table, label, top).to_dict("records")})
     depends = []
     for row in classes[classes["units_hurting"] > 0].sort_values(["max_drop", "class"], ascending=[False, True]).itertuples():
         explanations = getattr(row, "top_explanations", None) or [None] * len(row.top_units)

@@ -257,7 +257,7 @@ def _support_notes(baseline: pd.DataFrame, table: pd.DataFrame) -> tuple[dict[st
         "support_median": float(present["support"].median()) if len(present) else 0.0,
         "min_support_to_tell": need,
         "classes_too_small_to_tell": small,
-        "drops": int(len(hurt)),
+        "drops": len(hurt),
         "drops_resolved": int((hurt["drop_low"] > 0).sum()),
     }
     notes = []
