@@ -65,63 +65,62 @@ def _hurt(table: pd.DataFrame) -> pd.DataFrame:
     return hurt.sort_values(["drop", "drop_low", "units", "class"], ascending=[False, False, True, True], kind="stable")
 
 
-def _explanation_fields(group: pd.DataFrame) -> dict:
-    return {c: group[c].iloc[0] for c in EXPLANATION_COLUMNS if c in group.columns}
+def _ranked_lists(hurt: pd.DataFrame, key: str, top: int, columns: dict[str, str]) -> pd.DataFrame:
+    """Per ``key`` value, the first ``top`` rows of ``hurt`` (already ranked) as lists: {new name: column}."""
+    best = hurt.groupby(key, sort=False).head(top)
+    grouped = best.groupby(key, sort=False)
+    return pd.DataFrame({name: grouped[column].agg(list) for name, column in columns.items()})
+
+
+def _as_lists(frame: pd.DataFrame, columns: Sequence[str]) -> None:
+    """Missing list cells (keys with no real drop) become empty lists."""
+    for column in columns:
+        frame[column] = [v if isinstance(v, list) else [] for v in frame[column]]
 
 
 def unit_summary(table: pd.DataFrame, top: int = 5) -> pd.DataFrame:
     """One row per ablation: the ``top`` classes it hurts (drop > 0), how many it hurts, its largest drop."""
-    hurt = _hurt(table)
-    by_units = {label: g for label, g in hurt.groupby("units", sort=False)}
-    rows = []
-    for units, group in table.groupby("units", sort=False):
-        best = by_units.get(units, group.iloc[:0]).head(top)
-        drops = group["drop"].clip(lower=0)
-        rows.append({
-            "unit": int(group["unit"].iloc[0]),
-            "units": units,
-            "top_classes": best["class_name"].tolist(),
-            "top_class_ids": best["class"].astype(int).tolist(),
-            "top_drops": best["drop"].astype(float).tolist(),
-            "top_drops_low": best["drop_low"].astype(float).tolist(),
-            "classes_hurt": int((group["drop"] > 0).sum()),
-            "classes_resolved": int((group["drop_low"] > 0).sum()),
-            "max_drop": float(group["drop"].max()),
-            "max_drop_low": float(group["drop_low"].max()),
-            "total_drop": float(drops.sum()),
-            "mean_drop": float(group["drop"].mean()),
-            **_explanation_fields(group),
-        })
-    return pd.DataFrame(rows)
+    grouped = table.groupby("units", sort=False)
+    out = pd.DataFrame({
+        "unit": grouped["unit"].first().astype(int),
+        "classes_hurt": grouped["drop"].agg(lambda d: int((d > 0).sum())),
+        "classes_resolved": grouped["drop_low"].agg(lambda d: int((d > 0).sum())),
+        "max_drop": grouped["drop"].max().astype(float),
+        "max_drop_low": grouped["drop_low"].max().astype(float),
+        "total_drop": grouped["drop"].agg(lambda d: float(d.clip(lower=0).sum())),
+        "mean_drop": grouped["drop"].mean().astype(float),
+    })
+    lists = {"top_classes": "class_name", "top_class_ids": "class", "top_drops": "drop", "top_drops_low": "drop_low"}
+    out = out.join(_ranked_lists(_hurt(table), "units", top, lists))
+    _as_lists(out, list(lists))
+    for column in EXPLANATION_COLUMNS:
+        if column in table.columns:
+            out[column] = grouped[column].first()
+    out = out.reset_index()
+    order = ["unit", "units", *lists, "classes_hurt", "classes_resolved", "max_drop", "max_drop_low", "total_drop",
+             "mean_drop", *[c for c in EXPLANATION_COLUMNS if c in out.columns]]
+    return out[order]
 
 
 def class_summary(table: pd.DataFrame, top: int = 5) -> pd.DataFrame:
     """One row per class present: its baseline and the ``top`` single units whose ablation hurts it most."""
     single = table[table["unit"] >= 0]
-    hurt = _hurt(single)
-    by_class = {c: g for c, g in hurt.groupby("class", sort=False)}
-    rows = []
-    for cls, group in single.groupby("class", sort=True):
-        best = by_class.get(cls, group.iloc[:0]).head(top)
-        first = group.iloc[0]
-        row = {
-            "class": int(cls),
-            "class_name": first["class_name"],
-            "support": int(first["support"]),
-            "baseline_acc": float(first["baseline_acc"]),
-            "baseline_acc_low": float(first["baseline_acc_low"]),
-            "baseline_acc_high": float(first["baseline_acc_high"]),
-            "units_hurting": int((group["drop"] > 0).sum()),
-            "units_resolved": int((group["drop_low"] > 0).sum()),
-            "top_units": best["unit"].astype(int).tolist(),
-            "top_drops": best["drop"].astype(float).tolist(),
-            "top_drops_low": best["drop_low"].astype(float).tolist(),
-            "max_drop": float(group["drop"].max()),
-        }
-        if "explanation" in best.columns:
-            row["top_explanations"] = [None if pd.isna(e) else str(e) for e in best["explanation"]]
-        rows.append(row)
-    return pd.DataFrame(rows, columns=list(CLASS_COLUMNS) + (["top_explanations"] if "explanation" in table else []))
+    columns = list(CLASS_COLUMNS) + (["top_explanations"] if "explanation" in table else [])
+    if single.empty:
+        return pd.DataFrame(columns=columns)
+    grouped = single.groupby("class", sort=True)
+    out = grouped[["class_name", "support", "baseline_acc", "baseline_acc_low", "baseline_acc_high"]].first()
+    out["units_hurting"] = grouped["drop"].agg(lambda d: int((d > 0).sum()))
+    out["units_resolved"] = grouped["drop_low"].agg(lambda d: int((d > 0).sum()))
+    out["max_drop"] = grouped["drop"].max().astype(float)
+    lists = {"top_units": "unit", "top_drops": "drop", "top_drops_low": "drop_low"}
+    if "explanation" in single.columns:
+        lists["top_explanations"] = "explanation"
+    out = out.join(_ranked_lists(_hurt(single), "class", top, lists))
+    _as_lists(out, list(lists))
+    if "top_explanations" in out.columns:
+        out["top_explanations"] = [[None if pd.isna(e) else str(e) for e in v] for v in out["top_explanations"]]
+    return out.reset_index()[columns]
 
 
 def _norm(name: str) -> str:

@@ -110,7 +110,8 @@ class AblateConfig(FrozenModel):
     mode: AblationMode = "activation"
     fast: FastPath = Field(default="auto", description="evaluation path; auto picks the fastest exact one")
     units_per_pass: int = Field(default=32, ge=1, description="ablations stacked along the batch axis per pass")
-    units_per_task: int = Field(default=256, ge=1, description="ablations per part (the unit of work and resume)")
+    units_per_task: int = Field(
+        default=256, ge=1, description="ablations per part (the unit of work and resume); the closed path uses one part")
     top: int = Field(default=5, ge=1, description="most affected classes kept per unit in summaries and the chart")
     chart_units: tuple[int, ...] | None = Field(
         default=None, description=f"units charted; None: the {CHART_UNITS} with the largest drops")
@@ -182,7 +183,9 @@ def plan_sweep(cfg: AblateConfig) -> SweepPlan:
             "code": code_version(*CODE_MODULES),
         }
     )
-    parts = tuple((s, min(s + cfg.units_per_task, len(ablations))) for s in range(0, len(ablations), cfg.units_per_task))
+    # a part passes over the whole dataset once; on the closed path that pass is all the work, so one part
+    per_task = len(ablations) if path.name == "closed" else cfg.units_per_task
+    parts = tuple((s, min(s + per_task, len(ablations))) for s in range(0, len(ablations), per_task))
     return SweepPlan(
         run_key=run_key,
         layer=info.name,

@@ -10,7 +10,11 @@ import pandas as pd
 import pytest
 
 from neuroscribe.ablation.evaluate import drop_table
-from neuroscribe.ablation.stats import min_support_to_tell, paired_drop_interval, wilson_interval
+from neuroscribe.ablation.stats import (
+    min_support_to_tell,
+    paired_drop_interval,
+    wilson_interval,
+)
 
 Z = NormalDist().inv_cdf(0.975)
 

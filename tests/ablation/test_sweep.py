@@ -95,10 +95,11 @@ def test_explanations_are_joined_when_present(folder, tmp_path):
 
 def test_rerun_resumes_per_part_and_keys_by_content(folder, tmp_path, monkeypatch):
     store = tmp_path / "store"
-    cfg = _cfg(folder, store)
+    cfg = _cfg(folder, store, fast="suffix")  # the closed path makes one part
     first = run_sweep(cfg)
     plan = plan_sweep(cfg)
     assert len(plan.parts) == 2
+    assert len(plan_sweep(_cfg(folder, store)).parts) == 1
     calls = []
     real = sweep.count_correct
     monkeypatch.setattr(sweep, "count_correct", lambda path, batches, ablations, *a, **k: calls.append(ablations) or real(path, batches, ablations, *a, **k))
@@ -114,7 +115,7 @@ def test_rerun_resumes_per_part_and_keys_by_content(folder, tmp_path, monkeypatc
     shutil.copytree(folder, tmp_path / "more")
     write_planted_folder(tmp_path / "more2", 1, seed=9)
     shutil.copy(tmp_path / "more2" / "red" / "0000.png", tmp_path / "more" / "red" / "extra.png")
-    assert plan_sweep(_cfg(tmp_path / "more", store)).run_key != plan.run_key  # the listing is content too
+    assert plan_sweep(_cfg(tmp_path / "more", store, fast="suffix")).run_key != plan.run_key  # the listing is content too
 
 
 def test_units_ablated_together(folder, tmp_path):
