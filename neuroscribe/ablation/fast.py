@@ -86,15 +86,19 @@ def _leaves(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if next(m.children(), None) is None]
 
 
-def _forward_measured(model: nn.Module, x: torch.Tensor, budget: int) -> tuple[torch.Tensor, int]:
-    """(logits, stacked copies of ``x`` per forward within ``budget`` bytes), from the widest leaf output."""
+def _forward_measured(
+    model: nn.Module, x: torch.Tensor, budget: int, watched: Sequence[nn.Module] | None = None
+) -> tuple[torch.Tensor, int]:
+    """(logits, stacked copies of ``x`` per forward within ``budget`` bytes), from the widest output of
+    the leaf modules of ``watched`` (default: the whole model), the ones the stacked forward runs."""
     widest = [0]
 
     def record(_m, _i, out):
         if isinstance(out, torch.Tensor):
             widest[0] = max(widest[0], out.numel() * out.element_size())
 
-    handles = [m.register_forward_hook(record) for m in _leaves(model)]
+    leaves = {id(m): m for w in (watched if watched is not None else [model]) for m in _leaves(w)}
+    handles = [m.register_forward_hook(record) for m in leaves.values()]
     try:
         logits = model(x)
     finally:
@@ -103,8 +107,10 @@ def _forward_measured(model: nn.Module, x: torch.Tensor, budget: int) -> tuple[t
     return logits, max(1, budget // (max(1, widest[0]) * ACTIVATION_FACTOR))
 
 
-def _capture(model: nn.Module, module_name: str, x: torch.Tensor, budget: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """(logits, a copy of the module's output, copies per stacked forward).
+def _capture(
+    model: nn.Module, module_name: str, x: torch.Tensor, budget: int, watched: Sequence[nn.Module] | None = None
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(logits, a copy of the module's output, copies per stacked forward of ``watched``).
 
     Copied because later in-place ops (``out += identity``) would change it.
     """
@@ -115,7 +121,9 @@ def _capture(model: nn.Module, module_name: str, x: torch.Tensor, budget: int) -
         return out
 
     with edit_outputs(model, {module_name: keep}):
-        logits, copies = _forward_measured(model, x, budget)
+        logits, copies = _forward_measured(model, x, budget, watched)
+    # the chain also holds the stacked copies of the module's output itself
+    copies = min(copies, max(1, budget // (kept["out"].numel() * kept["out"].element_size() * ACTIVATION_FACTOR)))
     return logits, kept["out"], copies
 
 
@@ -184,7 +192,7 @@ class HookPath:
 
     def prepare(self, x: torch.Tensor) -> State:
         logits, copies = _forward_measured(self.model, x, self.budget)
-        return State(x, logits, copies=max(1, copies // x.shape[0]))
+        return State(x, logits, copies=copies)
 
     def _run(self, state: State, masks: torch.Tensor) -> torch.Tensor:
         copies, batch = masks.shape[0], state.x.shape[0]
@@ -296,11 +304,11 @@ class SuffixPath:
         self.first = chain.steps[0] if chain.steps and _rank_one_first(chain.steps[0]) else None
 
     def prepare(self, x: torch.Tensor) -> State:
-        logits, cached, copies = _capture(self.model, self.target, x, self.budget)
+        logits, cached, copies = _capture(self.model, self.target, x, self.budget, self.chain.steps)
         # a Linear after a 4-d map sees flattened positions, not units: no rank-one shortcut then
         usable = self.first is not None and not (isinstance(self.first, nn.Linear) and cached.ndim == 4)
         first = self.first(cached) if usable else None
-        return State(x, logits, cached, first, max(1, copies // x.shape[0]))
+        return State(x, logits, cached, first, copies)
 
     def _single_units(self, state: State, masks: torch.Tensor) -> torch.Tensor:
         """The first step's output with one input unit per copy removed: ``first - W[:, u] x_u``, stacked."""

@@ -65,8 +65,8 @@ def test_wilson_is_nan_without_images_and_keeps_the_shape():
 def test_paired_drop_interval_matches_newcombe_by_hand(table):
     low, high = paired_drop_interval(*table)
     assert (float(low), float(high)) == pytest.approx(_newcombe_by_hand(*table), abs=1e-9)
-    a, b, c, d = table
-    drop = (b - c) / sum(table)
+    _, lost, gained, _ = table
+    drop = (lost - gained) / sum(table)
     assert float(low) <= drop <= float(high)
 
 
