@@ -68,7 +68,8 @@ def _sweep(path, batches, units, n_units, per_pass, device) -> tuple[float, np.n
 DEMO_LAYERS = "classifier,bn2,bn2.act,conv_head,blocks.6,blocks.5"
 
 
-def _sweep_layer(model: str, layer: str, images: int, device: str, threads: int | None, store: str) -> dict:
+def _sweep_layer(model: str, layer: str, images: int, device: str, threads: int | None, store: str,
+                 fast: str = "auto", n_units: int | None = None) -> dict:
     """One ``--all`` sweep in this process (run in a fresh one per layer): path, seconds, peak RSS."""
     import resource
 
@@ -77,7 +78,8 @@ def _sweep_layer(model: str, layer: str, images: int, device: str, threads: int 
 
     if threads:
         torch.set_num_threads(threads)
-    cfg = AblateConfig(model=ModelSpec(name=model), layer=layer, units=None, store=store,
+    cfg = AblateConfig(model=ModelSpec(name=model), layer=layer, units=None if n_units is None else tuple(range(n_units)),
+                       store=store, fast=fast,
                        dataset=DatasetSpec(uri=str(SAMPLES / "labels.tsv"), limit=images), runner=RunnerSpec(device=device))
     began = time.perf_counter()
     result = run_ablation(cfg)
@@ -100,7 +102,7 @@ def sweep_main(args) -> None:
         for layer in args.layers.split(","):
             with context.Pool(1) as pool:  # a fresh process per layer: its own peak memory, no warm caches
                 row = pool.apply(_sweep_layer, (args.model, layer, args.images, args.device, args.threads,
-                                                f"{tmp}/{layer}"))
+                                                f"{tmp}/{layer}", args.fast, args.sweep_units))
             results[layer] = row
             print(json.dumps(row), flush=True)
     reference = results.get(args.reference)
@@ -116,6 +118,8 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true", help="time `--all` sweeps end to end on --layers")
     parser.add_argument("--layers", default=DEMO_LAYERS, help="with --sweep: layers to sweep")
     parser.add_argument("--reference", default="bn2", help="with --sweep: the closed-form layer others are compared to")
+    parser.add_argument("--fast", default="auto", help="with --sweep: force a path, e.g. hook to measure its memory")
+    parser.add_argument("--sweep-units", type=int, default=None, help="with --sweep: the first N units instead of --all")
     parser.add_argument("--model", default="resnet50")
     parser.add_argument("--layer", default="layer4")
     parser.add_argument("--images", type=int, default=32)

@@ -20,13 +20,19 @@ adds its shortcut back.  Both restore the model bit for bit, also after an excep
 
 Speed.  Sweeping all 2,048 units of ResNet50 ``layer4`` naively is 2,048 full passes over the
 data.  Instead each image batch goes through the network once, and then (``fast``):
-- ``closed``: for a layer followed only by global average pooling and a linear head (``layer4``,
-  ``avgpool``, the logits), the logit change of ablating unit u is ``-W[:, u] * mean(A_u)``, an
-  outer product per unit: a full-layer sweep costs about one forward pass.
+- ``closed``: for a layer followed only by per-channel modules (BatchNorm, activations), global
+  average pooling and a linear head (``layer4``, ``avgpool``, the logits; EfficientNet's
+  ``conv_head``, ``bn2``, ``bn2.act``), the logit change of ablating unit u is
+  ``-W[:, u] * (mean(A_u) - c_u)``, an outer product per unit: a full-layer sweep costs about one
+  forward pass, so it runs as one part.
 - ``suffix``: otherwise, if the rest of the network is a chain of modules (checked on a probe
-  batch), the layer's output is cached and only the rest runs, on ``units_per_pass`` masked
-  copies stacked along the batch axis.
+  batch; nested ``nn.Sequential`` heads unrolled, ViT class-token heads known), the layer's output
+  is cached and only the rest runs, on masked copies stacked along the batch axis; a rest that
+  starts with a 1x1 conv or a linear layer (EfficientNet's ``blocks.6`` -> ``conv_head``) starts
+  from a rank-one update of that layer's cached output.
 - ``hook``: any other model: the whole network on stacked copies (batching only).
+A name for the same tensor as an enclosing module (``bn2.act``, ``blocks.6``) is evaluated from
+that module.  Stacked copies are capped at ``fast.MEMORY_BUDGET`` bytes of activations per forward.
 A sweep is cut into parts of ``units_per_task`` units (the Dask tasks, resumable); each part
 decodes the data once and evaluates its units batch by batch, so the prefix runs once per part.
 Every fast path is tested against the naive path (``tests/ablation/test_fast.py``), and the
@@ -35,7 +41,8 @@ plan checks the chosen one against the hook path on a probe batch before any wor
 Measured (``benchmarks/ablate.py``, ResNet50 random init, ``layer4``, CPU, 2 shared cores,
 32 ImageNet samples, batch 32; naive timed on 2 units and extrapolated): naive 23 s per unit
 (13 h for the layer), ``closed`` 24 s for all 2,048 units (about 2,000x), ``suffix`` 117 s
-(about 400x), ``hook`` 1x; counts identical to the naive ones.
+(about 400x), ``hook`` 1x; counts identical to the naive ones.  ``benchmarks/ablate.py --sweep``
+times ``--all`` end to end on EfficientNet-Lite0's demo layers.
 """
 
 from neuroscribe.ablation.evaluate import (

@@ -18,7 +18,7 @@ from neuroscribe.config import ModelSpec
 from neuroscribe.models import load_model, resolve_layers
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-MARKERS = re.compile(r"<!-- ablation-paths:begin -->\n(.*?)<!-- ablation-paths:end -->", re.S)
+MARKERS = re.compile(r"<!-- ablation-paths:begin -->\n(.*?)<!-- ablation-paths:end -->", re.DOTALL)
 
 # torchvision models with random weights (weights=None); EfficientNet-Lite0 with its packaged weights
 LAYERS = {
