@@ -2,6 +2,13 @@
 
     python benchmarks/ablate.py                                  # ResNet50 (random init) layer4, CPU
     python benchmarks/ablate.py --device cuda --images 1024 --batch-size 256 --naive-units 8
+    python benchmarks/ablate.py --sweep                          # `--all` on the demo layers, end to end
+
+``--sweep`` runs ``run_ablation`` (what ``neuroscribe ablate --all --local`` runs: decoding, the
+plan's probe checks, every part, tables, chart and report) with default settings for each of
+``--layers`` of ``--model`` (EfficientNet-Lite0 by default, real weights) on the shared samples'
+``labels.tsv``, each layer in a fresh process, and prints per layer the path, seconds, peak
+resident memory (``ru_maxrss``) and the ratio to the closed-form layer's time (``--reference``).
 
 Images are the shared ImageNet samples when present (else seeded random tensors), decoded once
 before timing so that only evaluation is measured.  The naive loop is timed on ``--naive-units``
@@ -58,8 +65,61 @@ def _sweep(path, batches, units, n_units, per_pass, device) -> tuple[float, np.n
     return time.perf_counter() - began, counts.ablated_correct
 
 
+DEMO_LAYERS = "classifier,bn2,bn2.act,conv_head,blocks.6,blocks.5"
+
+
+def _sweep_layer(model: str, layer: str, images: int, device: str, threads: int | None, store: str,
+                 fast: str = "auto", n_units: int | None = None) -> dict:
+    """One ``--all`` sweep in this process (run in a fresh one per layer): path, seconds, peak RSS."""
+    import resource
+
+    from neuroscribe.ablation.sweep import AblateConfig, run_ablation
+    from neuroscribe.config import DatasetSpec, RunnerSpec
+
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = AblateConfig(model=ModelSpec(name=model), layer=layer, units=None if n_units is None else tuple(range(n_units)),
+                       store=store, fast=fast,
+                       dataset=DatasetSpec(uri=str(SAMPLES / "labels.tsv"), limit=images), runner=RunnerSpec(device=device))
+    began = time.perf_counter()
+    result = run_ablation(cfg)
+    seconds = time.perf_counter() - began
+    return {"layer": layer, "path": result.summary["path"], "starts_from": result.summary["path_start"],
+            "units": result.summary["ablations"], "images": result.summary["images"], "seconds": round(seconds, 1),
+            "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+            "drops_resolved": result.summary["statistics"]["drops_resolved"], "drops": result.summary["statistics"]["drops"]}
+
+
+def sweep_main(args) -> None:
+    import multiprocessing
+    import tempfile
+
+    if not (SAMPLES / "labels.tsv").is_file():
+        raise SystemExit(f"--sweep needs the shared samples at {SAMPLES}")
+    context = multiprocessing.get_context("spawn")
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for layer in args.layers.split(","):
+            with context.Pool(1) as pool:  # a fresh process per layer: its own peak memory, no warm caches
+                row = pool.apply(_sweep_layer, (args.model, layer, args.images, args.device, args.threads,
+                                                f"{tmp}/{layer}", args.fast, args.sweep_units))
+            results[layer] = row
+            print(json.dumps(row), flush=True)
+    reference = results.get(args.reference)
+    if reference:
+        print(json.dumps({"summary": {layer: {"path": r["path"], "seconds": r["seconds"],
+                                              "x_closed_form": round(r["seconds"] / reference["seconds"], 2),
+                                              "peak_rss_gb": r["peak_rss_gb"]} for layer, r in results.items()},
+                          "reference": args.reference}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sweep", action="store_true", help="time `--all` sweeps end to end on --layers")
+    parser.add_argument("--layers", default=DEMO_LAYERS, help="with --sweep: layers to sweep")
+    parser.add_argument("--reference", default="bn2", help="with --sweep: the closed-form layer others are compared to")
+    parser.add_argument("--fast", default="auto", help="with --sweep: force a path, e.g. hook to measure its memory")
+    parser.add_argument("--sweep-units", type=int, default=None, help="with --sweep: the first N units instead of --all")
     parser.add_argument("--model", default="resnet50")
     parser.add_argument("--layer", default="layer4")
     parser.add_argument("--images", type=int, default=32)
@@ -70,6 +130,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args()
+    if args.sweep:
+        if args.model == "resnet50":
+            args.model = "efficientnet_lite0"
+        if args.images == 32:
+            args.images = 500
+        return sweep_main(args)
     if args.threads:
         torch.set_num_threads(args.threads)
 

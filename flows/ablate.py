@@ -43,11 +43,14 @@ def _ablate(config: AblateConfig) -> dict:
         progress.advance(1)
     progress.close()
     summary = t.assemble_ablation(config, plan)
-    shown = {k: v for k, v in summary.items() if k not in ("skipped_reasons", "charted")}
+    shown = {k: v for k, v in summary.items() if k not in ("skipped_reasons", "charted", "statistics", "notes")}
+    shown |= summary["statistics"]
     create_markdown_artifact(
         summary_markdown(f"Ablation of {plan.layer}", shown | {"resumed parts": len(plan.parts) - len(pending)}),
         key="ablate-summary",
         description=f"ablation summary for {config.store}",
     )
     print(f"ablated {summary['ablations']} unit sets of {plan.layer} over {summary['images']} images into {config.store}")
+    for note in summary["notes"]:
+        print(note)
     return summary

@@ -7,7 +7,10 @@
 
 Accuracies are fractions in [0, 1].  ``drop = baseline_acc - ablated_acc`` (accuracy points;
 negative when the ablation helps) and ``relative_drop = drop / baseline_acc`` (the seed paper's
-"drops the class by 84%"; NaN when the baseline is 0).  A class with no image in the dataset has
+"drops the class by 84%"; NaN when the baseline is 0).  Each has a 95% interval (see
+``neuroscribe.ablation.stats``: Wilson for the accuracies, Newcombe's paired interval for the
+drop, from the images ``lost`` and ``gained`` by the ablation); ``resolved`` says the drop's
+interval excludes 0, i.e. the class has enough images to tell this drop from chance.  A class with no image in the dataset has
 no accuracy: ``class_accuracy`` marks it ``present=False`` with NaN, and the drop table leaves it
 out rather than report 0%.
 """
@@ -23,8 +26,9 @@ import pandas as pd
 import torch
 
 from neuroscribe.ablation.modes import units_mask
+from neuroscribe.ablation.stats import paired_drop_interval, wilson_interval
 
-COUNT_COLUMNS = ["units", "class", "support", "baseline_correct", "ablated_correct"]
+COUNT_COLUMNS = ["units", "class", "support", "baseline_correct", "ablated_correct", "lost"]
 
 
 @dataclass
@@ -33,6 +37,7 @@ class Counts:
     support: np.ndarray           # [classes] images per class
     baseline_correct: np.ndarray  # [classes] correct top-1 without ablation
     ablated_correct: np.ndarray   # [ablations, classes] correct top-1 under each ablation
+    lost: np.ndarray              # [ablations, classes] correct at baseline, wrong under the ablation
     images: int
 
 
@@ -63,7 +68,7 @@ def count_correct(
     device = _path_device(path)
     ablations = [tuple(a) for a in ablations]
     masks = torch.stack([units_mask(a, n_units, device) for a in ablations])
-    support = baseline = ablated = None
+    support = baseline = ablated = lost = None
     images = 0
     for x, y in batches:
         with lock or nullcontext(), torch.no_grad():
@@ -74,12 +79,16 @@ def count_correct(
                 support = torch.zeros(classes, dtype=torch.long, device=device)
                 baseline = torch.zeros_like(support)
                 ablated = torch.zeros(len(ablations) * classes, dtype=torch.long, device=device)
+                lost = torch.zeros_like(ablated)
+            hit = state.logits.argmax(-1) == y
             support += torch.bincount(y, minlength=classes)
-            baseline += torch.bincount(y[state.logits.argmax(-1) == y], minlength=classes)
+            baseline += torch.bincount(y[hit], minlength=classes)
             for start in range(0, len(ablations), units_per_pass):
                 logits = path.ablated_logits(state, masks[start : start + units_per_pass])
-                which, sample = (logits.argmax(-1) == y.unsqueeze(0)).nonzero(as_tuple=True)
-                ablated.index_add_(0, (which + start) * classes + y[sample], torch.ones_like(which))
+                correct = logits.argmax(-1) == y.unsqueeze(0)
+                for counter, where in ((ablated, correct), (lost, hit.unsqueeze(0) & ~correct)):
+                    which, sample = where.nonzero(as_tuple=True)
+                    counter.index_add_(0, (which + start) * classes + y[sample], torch.ones_like(which))
         images += int(y.numel())
         if on_progress is not None:
             on_progress(images)
@@ -90,6 +99,7 @@ def count_correct(
         support=support.cpu().numpy(),
         baseline_correct=baseline.cpu().numpy(),
         ablated_correct=ablated.reshape(len(ablations), -1).cpu().numpy(),
+        lost=lost.reshape(len(ablations), -1).cpu().numpy(),
         images=images,
     )
 
@@ -105,16 +115,19 @@ def counts_frame(counts: Counts) -> pd.DataFrame:
             "support": np.tile(counts.support[present], n).astype(np.int64),
             "baseline_correct": np.tile(counts.baseline_correct[present], n).astype(np.int64),
             "ablated_correct": counts.ablated_correct[:, present].reshape(-1).astype(np.int64),
+            "lost": counts.lost[:, present].reshape(-1).astype(np.int64),
         },
         columns=COUNT_COLUMNS,
     )
 
 
 def class_accuracy(support: np.ndarray, correct: np.ndarray, class_names: Sequence[str]) -> pd.DataFrame:
-    """Every model class: support, correct, accuracy (NaN and ``present=False`` when it has no image)."""
+    """Every model class: support, correct, accuracy with its Wilson interval (NaN and
+    ``present=False`` when it has no image)."""
     support = np.asarray(support)
     with np.errstate(invalid="ignore", divide="ignore"):
         acc = np.where(support > 0, np.asarray(correct) / np.maximum(support, 1), np.nan)
+    low, high = wilson_interval(correct, support)
     return pd.DataFrame(
         {
             "class": np.arange(len(support), dtype=np.int64),
@@ -122,6 +135,8 @@ def class_accuracy(support: np.ndarray, correct: np.ndarray, class_names: Sequen
             "support": support.astype(np.int64),
             "correct": np.asarray(correct, dtype=np.int64),
             "accuracy": acc,
+            "accuracy_low": low,
+            "accuracy_high": high,
             "present": support > 0,
         }
     )
@@ -130,8 +145,9 @@ def class_accuracy(support: np.ndarray, correct: np.ndarray, class_names: Sequen
 def drop_table(frame: pd.DataFrame, class_names: Sequence[str]) -> pd.DataFrame:
     """The ablation table from a counts frame: one row per ablation and present class.
 
-    Columns: unit (-1 for a set), units, class, class_name, support, baseline_acc, ablated_acc,
-    drop, relative_drop, rank (1 = the class this ablation hurts most).
+    Columns: unit (-1 for a set), units, class, class_name, support, lost, gained, baseline_acc
+    [_low, _high], ablated_acc [_low, _high], drop [_low, _high], resolved, relative_drop, rank
+    (1 = the class this ablation hurts most; ties broken by the drop's lower bound, then class).
     """
     out = pd.DataFrame(
         {
@@ -142,13 +158,22 @@ def drop_table(frame: pd.DataFrame, class_names: Sequence[str]) -> pd.DataFrame:
             "support": frame["support"].astype(np.int64),
         }
     )
-    out["baseline_acc"] = frame["baseline_correct"] / frame["support"]
-    out["ablated_acc"] = frame["ablated_correct"] / frame["support"]
+    support, base, ablated = (frame[c].to_numpy(np.int64) for c in ("support", "baseline_correct", "ablated_correct"))
+    lost = frame["lost"].to_numpy(np.int64)
+    gained = lost - (base - ablated)  # ablated = base - lost + gained
+    out["lost"], out["gained"] = lost, gained
+    out["baseline_acc"] = base / support
+    out["baseline_acc_low"], out["baseline_acc_high"] = wilson_interval(base, support)
+    out["ablated_acc"] = ablated / support
+    out["ablated_acc_low"], out["ablated_acc_high"] = wilson_interval(ablated, support)
     out["drop"] = out["baseline_acc"] - out["ablated_acc"]
+    both = base - lost
+    out["drop_low"], out["drop_high"] = paired_drop_interval(both, lost, gained, support - both - lost - gained)
+    out["resolved"] = (out["drop_low"] > 0) | (out["drop_high"] < 0)
     out["relative_drop"] = (out["drop"] / out["baseline_acc"]).where(out["baseline_acc"] > 0)
     position = {label: i for i, label in enumerate(dict.fromkeys(out["units"]))}
     out["_order"] = out["units"].map(position)
-    out = out.sort_values(["_order", "drop", "class"], ascending=[True, False, True], kind="stable")
+    out = out.sort_values(["_order", "drop", "drop_low", "class"], ascending=[True, False, False, True], kind="stable")
     out["rank"] = out.groupby("_order", sort=False).cumcount() + 1
     out = out.drop(columns="_order")
     return out.reset_index(drop=True)

@@ -7,22 +7,39 @@
 Every path computes the same thing: the model's logits with the target module's units (see
 ``neuroscribe.ablation.modes.target_module``) set to zero.  From fastest to most general:
 
-- ``closed``: the target is followed only by global average pooling and one linear head (ResNet's
-  ``layer4`` -> ``avgpool`` -> ``fc``), or is itself that head's input or its logits.  Logits are
-  affine in the pooled activation ``p``, so ablating unit u changes them by ``-W[:, u] * p[:, u]``:
-  one outer product per unit, no network at all.  Unit sets sum their columns.
+- ``closed``: the target is followed only by per-channel modules (eval BatchNorm, timm's
+  ``BatchNormAct2d``, activations, dropout), global average pooling and one linear head
+  (ResNet's ``layer4`` -> ``avgpool`` -> ``fc``; EfficientNet's ``conv_head`` -> ``bn2`` ->
+  ``global_pool`` -> ``classifier``), or is itself that head's input or its logits.  A per-channel
+  module maps a zeroed channel u to a constant ``c_u`` (its output on zeros) and leaves the other
+  channels alone, and the logits are affine in the pooled activation ``p``, so ablating unit u
+  changes them by ``-W[:, u] * (p[:, u] - c_u)``: one outer product per unit, no network at all.
+  Unit sets sum their columns.
 - ``suffix``: the network after the target is a plain chain of modules (top-level children of a
-  model whose forward chains them, and the rest of each enclosing ``nn.Sequential``).  The
-  target's output is cached once per image batch, and only the chain after it runs, on G masked
-  copies stacked along the batch axis.
+  model whose forward chains them, the rest of each enclosing ``nn.Sequential``, and the known
+  heads of torchvision's and timm's vision transformers, ``known_tail``; nested plain
+  ``nn.Sequential`` steps are unrolled, and a ``Linear`` after a 4-d map gets it flattened, as
+  ``torch.flatten(x, 1)`` in torchvision forwards).  The target's output is cached once per image
+  batch, and only the chain after it runs, on G masked copies stacked along the batch axis.  When
+  the chain starts with a 1x1 convolution or a linear layer, its output is cached too, and a
+  single unit's ablation subtracts a rank-one term instead of rerunning it.
 - ``hook``: any model.  The whole network runs on G copies of the batch stacked along the batch
-  axis; a hook zeroes unit set g in copy g.  No compute is saved per unit, but batches are large.
+  axis; a hook zeroes unit set g in copy g.  No compute is saved per unit.
 - ``naive``: the reference, one ablated forward per unit set with ``modes.ablate`` (in ``weights``
   mode it really zeroes the weights).
 
 ``auto`` takes the first of closed, suffix, hook whose structure applies and whose ablated logits
 match the hook path's on a probe batch, so a model whose forward is not what its module order
 suggests falls back instead of giving wrong numbers.  Tests check every path against ``naive``.
+
+Equivalent targets: a module whose output *is* an enclosing module's output (the last operation
+inside it: EfficientNet's ``bn2.act`` inside ``bn2``; ``blocks.6``, the last of ``blocks``) is
+evaluated as the outermost such module (``equivalent_target``, found on the probe batch), so every
+name of one tensor gets the same path.
+
+Memory: ``suffix`` and ``hook`` stack copies of a batch.  The copies per forward are capped so that
+the largest activation of the network, times ``ACTIVATION_FACTOR`` live tensors, stays within
+``MEMORY_BUDGET`` bytes (measured on each batch by a hook that records sizes, never tensors).
 """
 
 from __future__ import annotations
@@ -36,26 +53,67 @@ from torch import nn
 
 from neuroscribe.ablation.modes import AblationMode, ablate, target_module, zero_units
 from neuroscribe.errors import NeuroscribeError
-from neuroscribe.hooks import edit_outputs
+from neuroscribe.hooks import capture_outputs, count_calls, edit_outputs
 from neuroscribe.models.layers import LayerInfo
 
 FastPath = Literal["auto", "closed", "suffix", "hook", "naive"]
 PATH_ORDER = ("closed", "suffix", "hook")
 # Modules that may sit between the target and the linear head of a closed-form path.
 _PASS_THROUGH = (nn.Flatten, nn.Identity, nn.Dropout)
+# Elementwise modules: output channel c depends on input channel c only.
+_ELEMENTWISE = (
+    nn.Identity, nn.Dropout, nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid,
+    nn.Tanh, nn.LeakyReLU, nn.ELU, nn.Mish,
+)
+# A stacked forward holds about this many activations of the widest layer at once (its input, its
+# output, a temporary); benchmarks/ablate.py checks the resulting process memory.
+ACTIVATION_FACTOR = 4
+MEMORY_BUDGET = 1 << 30  # bytes of activations per stacked forward (suffix and hook paths)
 
 
 @dataclass
 class State:
-    """What ``prepare`` keeps of one image batch: the input, its baseline logits, a cached tensor."""
+    """What ``prepare`` keeps of one image batch: the input, its baseline logits, cached tensors."""
 
     x: torch.Tensor
     logits: torch.Tensor
     cached: torch.Tensor | None = None
+    first: torch.Tensor | None = None  # the suffix chain's first (linear) step applied to ``cached``
+    copies: int = 1  # stacked copies of the batch per forward within the memory budget
 
 
-def _capture(model: nn.Module, module_name: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, a copy of the module's output); copied because later in-place ops (``out += identity``) would change it."""
+def _leaves(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if next(m.children(), None) is None]
+
+
+def _forward_measured(
+    model: nn.Module, x: torch.Tensor, budget: int, watched: Sequence[nn.Module] | None = None
+) -> tuple[torch.Tensor, int]:
+    """(logits, stacked copies of ``x`` per forward within ``budget`` bytes), from the widest output of
+    the leaf modules of ``watched`` (default: the whole model), the ones the stacked forward runs."""
+    widest = [0]
+
+    def record(_m, _i, out):
+        if isinstance(out, torch.Tensor):
+            widest[0] = max(widest[0], out.numel() * out.element_size())
+
+    leaves = {id(m): m for w in (watched if watched is not None else [model]) for m in _leaves(w)}
+    handles = [m.register_forward_hook(record) for m in leaves.values()]
+    try:
+        logits = model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return logits, max(1, budget // (max(1, widest[0]) * ACTIVATION_FACTOR))
+
+
+def _capture(
+    model: nn.Module, module_name: str, x: torch.Tensor, budget: int, watched: Sequence[nn.Module] | None = None
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(logits, a copy of the module's output, copies per stacked forward of ``watched``).
+
+    Copied because later in-place ops (``out += identity``) would change it.
+    """
     kept: dict[str, torch.Tensor] = {}
 
     def keep(out: torch.Tensor) -> torch.Tensor:
@@ -63,8 +121,10 @@ def _capture(model: nn.Module, module_name: str, x: torch.Tensor) -> tuple[torch
         return out
 
     with edit_outputs(model, {module_name: keep}):
-        logits = model(x)
-    return logits, kept["out"]
+        logits, copies = _forward_measured(model, x, budget, watched)
+    # the chain also holds the stacked copies of the module's output itself
+    copies = min(copies, max(1, budget // (kept["out"].numel() * kept["out"].element_size() * ACTIVATION_FACTOR)))
+    return logits, kept["out"], copies
 
 
 def _stacked(masks: torch.Tensor, batch: int) -> torch.Tensor:
@@ -76,11 +136,42 @@ def _repeat(t: torch.Tensor, copies: int) -> torch.Tensor:
     return t.repeat(copies, *([1] * (t.ndim - 1)))
 
 
+def _in_chunks(masks: torch.Tensor, copies: int, run) -> torch.Tensor:
+    """``run`` on at most ``copies`` masks at a time, results concatenated along the copy axis."""
+    return torch.cat([run(masks[s : s + copies]) for s in range(0, masks.shape[0], copies)])
+
+
+def equivalent_target(model: nn.Module, target: str, probe: torch.Tensor) -> str:
+    """The outermost module enclosing ``target`` whose output is the same tensor on ``probe`` (else ``target``).
+
+    ``bn2.act`` -> ``bn2`` (the activation is the last operation of timm's ``BatchNormAct2d``);
+    ``blocks.6.0.bn3.act`` -> ``blocks`` when nothing follows inside.  Zeroing a unit of either
+    is the same edit, so the fast paths can start from the outer one.
+    """
+    parts = target.split(".")
+    enclosing = [".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
+    if not enclosing:
+        return target
+    names = [target, *enclosing]
+    with torch.no_grad(), count_calls(model, names) as calls, capture_outputs(model, names) as outputs:
+        model(probe)
+    found = target
+    for name in enclosing:
+        out, inner = outputs.get(name), outputs[target]
+        same = isinstance(out, torch.Tensor) and calls.get(name) == 1 and out.shape == inner.shape and (
+            out is inner or torch.equal(out, inner))
+        if not same:
+            break
+        found = name
+    return found
+
+
 class NaivePath:
     name = "naive"
 
     def __init__(self, model: nn.Module, info: LayerInfo, mode: AblationMode):
         self.model, self.info, self.mode = model, info, mode
+        self.target = info.name
 
     def prepare(self, x: torch.Tensor) -> State:
         return State(x, self.model(x))
@@ -96,70 +187,156 @@ class NaivePath:
 class HookPath:
     name = "hook"
 
-    def __init__(self, model: nn.Module, target: str):
-        self.model, self.target = model, target
+    def __init__(self, model: nn.Module, target: str, budget: int = MEMORY_BUDGET):
+        self.model, self.target, self.budget = model, target, budget
 
     def prepare(self, x: torch.Tensor) -> State:
-        return State(x, self.model(x))
+        logits, copies = _forward_measured(self.model, x, self.budget)
+        return State(x, logits, copies=copies)
 
-    def ablated_logits(self, state: State, masks: torch.Tensor) -> torch.Tensor:
+    def _run(self, state: State, masks: torch.Tensor) -> torch.Tensor:
         copies, batch = masks.shape[0], state.x.shape[0]
         per_sample = _stacked(masks, batch)
         with edit_outputs(self.model, {self.target: lambda out: zero_units(out, per_sample)}):
             logits = self.model(_repeat(state.x, copies))
         return logits.reshape(copies, batch, -1)
 
+    def ablated_logits(self, state: State, masks: torch.Tensor) -> torch.Tensor:
+        return _in_chunks(masks, state.copies, lambda m: self._run(state, m))
+
+
+def _flattened(h: torch.Tensor, module: nn.Module) -> torch.Tensor:
+    # classifier forwards call torch.flatten(x, 1) between their pooling and their first Linear
+    return torch.flatten(h, 1) if isinstance(module, nn.Linear) and h.ndim == 4 else h
+
 
 class Chain:
-    """Modules applied in order; a ``Linear`` fed a [B, C, 1, 1] map gets it flattened, as
-    classifier forwards do with ``torch.flatten(x, 1)`` between their pool and head."""
+    """Modules applied in order; a ``Linear`` fed a 4-d map gets it flattened first."""
 
     def __init__(self, modules: Sequence[nn.Module]):
         self.steps = list(modules)
 
-    def __call__(self, h: torch.Tensor) -> torch.Tensor:
-        for module in self.steps:
-            if isinstance(module, nn.Linear) and h.ndim == 4 and h.shape[2:] == (1, 1):
-                h = torch.flatten(h, 1)
-            h = module(h)
+    def __call__(self, h: torch.Tensor, start: int = 0) -> torch.Tensor:
+        for module in self.steps[start:]:
+            h = module(_flattened(h, module))
         return h
+
+
+def _is_chain(module: nn.Module) -> bool:
+    return isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
+
+
+def _unrolled(modules: Sequence[nn.Module]) -> list[nn.Module]:
+    """Plain ``nn.Sequential`` steps replaced by their children, recursively (AlexNet's ``classifier``)."""
+    return [leaf for m in modules for leaf in (_unrolled(list(m.children())) if _is_chain(m) else [m])]
+
+
+class ClassToken(nn.Module):
+    """``x[:, 0]``: the class token, which torchvision's ViT head takes from the encoder's output."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, 0]
+
+
+class HeadOf(nn.Module):
+    """A model's own ``forward_head`` as a step (timm models: pooling, norm, dropout and classifier)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.forward_head = model.forward_head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(x)
+
+
+def known_tail(container: nn.Module, child: str) -> list[nn.Module] | None:
+    """What the forward of a container that is not an ``nn.Sequential`` does after child ``child``,
+    for the classifier heads of torchvision's and timm's vision transformers; None when unknown."""
+    from torchvision.models import vision_transformer as tv_vit
+
+    if isinstance(container, tv_vit.VisionTransformer) and child == "encoder":
+        return [ClassToken(), container.heads]
+    if isinstance(container, tv_vit.Encoder) and child == "layers":
+        return [container.ln]
+    if type(container).__name__ == "VisionTransformer" and child == "blocks" and hasattr(container, "forward_head"):
+        return [container.norm, HeadOf(container)]  # timm: forward_features ends with norm
+    return None
 
 
 def suffix_modules(model: nn.Module, name: str) -> list[nn.Module] | None:
     """The modules after ``name`` if the network could be a chain from there on, else None.
 
-    Inside the model only ``nn.Sequential`` containers (with their own forward) count as chains;
-    the model's own forward is taken on trust here and checked on a probe by ``choose_path``.
+    Inside the model only ``nn.Sequential`` containers (with their own forward) and the known
+    heads of ``known_tail`` count as chains; the model's own forward is taken on trust here
+    (unless ``known_tail`` knows it) and checked on a probe by ``choose_path``.
     """
     container: nn.Module = model
     rests: list[list[nn.Module]] = []
     for depth, part in enumerate(name.split(".")):
-        if depth > 0 and (not isinstance(container, nn.Sequential) or type(container).forward is not nn.Sequential.forward):
-            return None
         children = list(container.named_children())
         names = [n for n, _ in children]
         if part not in names:
             return None
         position = names.index(part)
-        rests.append([m for _, m in children[position + 1 :]])
+        tail = known_tail(container, part)
+        if tail is None and depth > 0 and not _is_chain(container):
+            return None
+        rests.append(tail if tail is not None else [m for _, m in children[position + 1 :]])
         container = children[position][1]
-    return [m for rest in reversed(rests) for m in rest]
+    return _unrolled([m for rest in reversed(rests) for m in rest])
+
+
+def _rank_one_first(module: nn.Module | None) -> bool:
+    """A first step whose change under one zeroed input unit is a rank-one term: a 1x1 conv or a Linear."""
+    if isinstance(module, nn.Linear):
+        return True
+    return (
+        isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1) and module.stride == (1, 1)
+        and module.groups == 1 and module.padding in ((0, 0), "valid") and type(module).forward is nn.Conv2d.forward
+    )
 
 
 class SuffixPath:
     name = "suffix"
 
-    def __init__(self, model: nn.Module, target: str, chain: Chain):
-        self.model, self.target, self.chain = model, target, chain
+    def __init__(self, model: nn.Module, target: str, chain: Chain, budget: int = MEMORY_BUDGET):
+        self.model, self.target, self.chain, self.budget = model, target, chain, budget
+        self.first = chain.steps[0] if chain.steps and _rank_one_first(chain.steps[0]) else None
 
     def prepare(self, x: torch.Tensor) -> State:
-        logits, cached = _capture(self.model, self.target, x)
-        return State(x, logits, cached)
+        logits, cached, copies = _capture(self.model, self.target, x, self.budget, self.chain.steps)
+        # a Linear after a 4-d map sees flattened positions, not units: no rank-one shortcut then
+        usable = self.first is not None and not (isinstance(self.first, nn.Linear) and cached.ndim == 4)
+        first = self.first(cached) if usable else None
+        return State(x, logits, cached, first, copies)
+
+    def _single_units(self, state: State, masks: torch.Tensor) -> torch.Tensor:
+        """The first step's output with one input unit per copy removed: ``first - W[:, u] x_u``, stacked."""
+        cached, weight = state.cached, self.first.weight
+        unit = masks.to(torch.int8).argmax(dim=1)
+        if cached.ndim == 4:  # 1x1 conv: [G, B, out, H, W]
+            delta = weight[:, unit, 0, 0].T[:, None, :, None, None] * cached[:, unit].transpose(0, 1)[:, :, None]
+        else:
+            delta = weight[:, unit].T[:, None, :] * cached[:, unit].T[:, :, None]
+        return (state.first.unsqueeze(0) - delta).flatten(0, 1)
+
+    def _run(self, state: State, masks: torch.Tensor) -> torch.Tensor:
+        copies, batch = masks.shape[0], state.x.shape[0]
+        single = masks.sum(dim=1) == 1
+        if state.first is None or not bool(single.any()):
+            masked = zero_units(_repeat(state.cached, copies), _stacked(masks, batch))
+            return self.chain(masked).reshape(copies, batch, -1)
+        out = self.chain(self._single_units(state, masks[single]), start=1).reshape(int(single.sum()), batch, -1)
+        if bool(single.all()):
+            return out
+        together = masks[~single]
+        rest = self.chain(zero_units(_repeat(state.cached, together.shape[0]), _stacked(together, batch)))
+        merged = out.new_empty(copies, batch, out.shape[-1])
+        merged[single], merged[~single] = out, rest.reshape(together.shape[0], batch, -1)
+        return merged
 
     def ablated_logits(self, state: State, masks: torch.Tensor) -> torch.Tensor:
-        copies, batch = masks.shape[0], state.x.shape[0]
-        masked = zero_units(_repeat(state.cached, copies), _stacked(masks, batch))
-        return self.chain(masked).reshape(copies, batch, -1)
+        return _in_chunks(masks, state.copies, lambda m: self._run(state, m))
 
 
 def _is_global_average(module: nn.Module) -> bool:
@@ -169,38 +346,59 @@ def _is_global_average(module: nn.Module) -> bool:
     return type(module).__name__ == "SelectAdaptivePool2d" and getattr(module, "pool_type", "") == "avg"
 
 
-def closed_head(modules: Sequence[nn.Module]) -> tuple[bool, nn.Linear | None]:
-    """(applies, head): modules = global average pooling / pass-through steps then one Linear, or nothing."""
+def _per_channel(module: nn.Module) -> bool:
+    """Eval-mode BatchNorm (with per-channel children, as timm's BatchNormAct2d) or an elementwise module."""
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return not module.training and all(_per_channel(c) for c in module.children())
+    return isinstance(module, _ELEMENTWISE)
+
+
+def closed_head(modules: Sequence[nn.Module]) -> tuple[bool, list[nn.Module], list[nn.Module], nn.Linear | None]:
+    """(applies, per-channel steps, pooling steps, head): modules = per-channel steps, then global
+    average pooling / class-token / pass-through steps, then one Linear; or nothing (the logits)."""
     if not modules:
-        return True, None
+        return True, [], [], None
     *between, head = modules
     if not isinstance(head, nn.Linear):
-        return False, None
-    ok = all(isinstance(m, _PASS_THROUGH) or _is_global_average(m) for m in between)
-    return ok, head if ok else None
+        return False, [], [], None
+    n_channel = 0
+    while n_channel < len(between) and _per_channel(between[n_channel]) and not isinstance(between[n_channel], _PASS_THROUGH):
+        n_channel += 1
+    pooling = list(between[n_channel:])
+    ok = all(isinstance(m, (*_PASS_THROUGH, ClassToken)) or _is_global_average(m) for m in pooling)
+    return ok, list(between[:n_channel]), pooling, head if ok else None
 
 
 class ClosedPath:
     name = "closed"
 
-    def __init__(self, model: nn.Module, target: str, head: nn.Linear | None):
+    def __init__(
+        self, model: nn.Module, target: str, head: nn.Linear | None,
+        per_channel: Sequence[nn.Module] = (), pooling: Sequence[nn.Module] = (),
+    ):
         self.model, self.target, self.head = model, target, head
+        self.per_channel, self.pooling = Chain(per_channel), Chain(pooling)
+
+    def _pooled(self, out: torch.Tensor) -> torch.Tensor:
+        pooled = self.pooling(self.per_channel(out))
+        return torch.flatten(pooled, 1) if pooled.ndim > 2 else pooled
 
     def prepare(self, x: torch.Tensor) -> State:
-        logits, out = _capture(self.model, self.target, x)
-        pooled = out.mean(dim=(2, 3)) if out.ndim == 4 else out
-        return State(x, logits, pooled)
+        logits, out, _ = _capture(self.model, self.target, x, MEMORY_BUDGET)
+        # what a zeroed channel becomes after the per-channel and pooling steps (0 without per-channel steps)
+        constant = self._pooled(torch.zeros_like(out[:1]))
+        return State(x, logits, self._pooled(out) - constant)
 
     def ablated_logits(self, state: State, masks: torch.Tensor) -> torch.Tensor:
-        logits, pooled = state.logits, state.cached
+        logits, change = state.logits, state.cached
         if self.head is None:  # the target is the logits themselves
             return zero_units(logits.unsqueeze(0).expand(masks.shape[0], -1, -1), masks)
         weight = self.head.weight
         if bool((masks.sum(dim=1) == 1).all()):
             unit = masks.to(torch.int8).argmax(dim=1)
-            delta = pooled[:, unit].T.unsqueeze(2) * weight[:, unit].T.unsqueeze(1)
+            delta = change[:, unit].T.unsqueeze(2) * weight[:, unit].T.unsqueeze(1)
         else:
-            delta = torch.einsum("bc,gc,kc->gbk", pooled, masks.to(pooled.dtype), weight)
+            delta = torch.einsum("bc,gc,kc->gbk", change, masks.to(change.dtype), weight)
         return logits.unsqueeze(0) - delta
 
 
@@ -226,43 +424,60 @@ def _candidate(kind: str, model: nn.Module, target: str):
         return f"the network after {target} is not a chain of modules"
     if kind == "suffix":
         return SuffixPath(model, target, Chain(modules))
-    ok, head = closed_head(modules)
+    ok, per_channel, pooling, head = closed_head(modules)
     if not ok:
-        return f"{target} is not followed by global average pooling and a linear head only"
-    return ClosedPath(model, target, head)
+        return f"{target} is not followed by per-channel modules, global average pooling and a linear head only"
+    return ClosedPath(model, target, head, per_channel, pooling)
 
 
-def choose_path(model: nn.Module, info: LayerInfo, mode: AblationMode, fast: FastPath, probe: torch.Tensor | None = None):
+def choose_path(
+    model: nn.Module,
+    info: LayerInfo,
+    mode: AblationMode,
+    fast: FastPath,
+    probe: torch.Tensor | None = None,
+    fast_target: str | None = None,
+):
     """The requested path (``auto``: the fastest valid one), checked against the hook path on ``probe``.
 
-    Without a probe only the structure is checked: for re-creating a path that a plan already
-    checked (on a worker, maybe on another device).
+    The path's ``target`` is the module it starts from (``equivalent_target`` of the ablated
+    module, found on the probe).  Without a probe only the structure is checked, from
+    ``fast_target`` when given: for re-creating a path that a plan already checked (on a worker,
+    maybe on another device).
     """
     if fast == "naive":
         return NaivePath(model, info, mode)
     target = target_module(model, info, mode)
+    if probe is None:
+        start = fast_target or target
+        kinds = PATH_ORDER if fast == "auto" else (fast,)
+        for kind in kinds:
+            path = _candidate(kind, model, start if kind != "hook" else target)
+            if not isinstance(path, str):
+                return path
+        raise NeuroscribeError(f"--fast {fast} does not apply to layer {info.name}: {path}; use --fast auto")
     reasons = []
-    if probe is not None:
-        reference = HookPath(model, target)
-        masks = _probe_masks(info.units, probe.device)
-        with torch.no_grad():
-            reference_state = reference.prepare(probe)
-            expected = reference.ablated_logits(reference_state, masks)
+    reference = HookPath(model, target)
+    masks = _probe_masks(info.units, probe.device)
+    with torch.no_grad():
+        start = equivalent_target(model, target, probe)
+        reference_state = reference.prepare(probe)
+        expected = reference.ablated_logits(reference_state, masks)
     for kind in PATH_ORDER if fast == "auto" else (fast,):
-        path = _candidate(kind, model, target)
+        path = _candidate(kind, model, start if kind != "hook" else target)
         if isinstance(path, str):
             reasons.append(path)
             continue
-        if probe is None or kind == "hook":
+        if kind == "hook":
             return path
         try:
             with torch.no_grad():
                 state = path.prepare(probe)
                 ok = _agree(state.logits, reference_state.logits) and _agree(path.ablated_logits(state, masks), expected)
             why = "its logits differ from the full network's on a probe batch"
-        except (RuntimeError, ValueError, TypeError) as exc:  # shape mismatches in a wrong chain
+        except (RuntimeError, ValueError, TypeError, AssertionError, IndexError) as exc:  # a wrong chain: shapes
             ok, why = False, f"{type(exc).__name__}: {exc}"
         if ok:
             return path
-        reasons.append(f"the {kind} path for {target} failed its check ({why})")
+        reasons.append(f"the {kind} path for {start} failed its check ({why})")
     raise NeuroscribeError(f"--fast {fast} does not apply to layer {info.name}: {'; '.join(reasons)}; use --fast auto")

@@ -1,28 +1,42 @@
-"""What ablation results look like to people: explanations joined in, per-unit summaries, a chart, HTML.
+"""What ablation results look like to people: explanations joined in, per-unit and per-class views, chart, HTML.
 
     table, joined = join_explanations(table, store, "layer4")   # adds explanation, score if they exist
-    units = unit_summary(table, top=5)                          # one row per ablation: its top classes
-    png = drop_chart(table, units=[559, 12], top=5)             # PNG bytes, the seed paper's Figure 3 style
-    html = report_section(table, [559, 12], top=5, png=png)     # a fragment for the HTML report
-    page = report_page("layer4", html)
+    units = unit_summary(table, top=5)        # per ablation: the classes it hurts (drop > 0 only), ranked
+    classes = class_summary(table, top=5)     # per class: the units it depends on (drop > 0 only), ranked
+    class_units(table, "guacamole")           # one class's units, ranked by drop, with explanations
+    unit_classes(table, "559")                # one unit's classes, ranked by drop
+    png = drop_chart(table, ["559", "12"], top=5)   # PNG bytes, the seed paper's Figure 3 style
+    page = report_page("layer4", table, units, classes, ["559", "12"], top=5, png=png, notes=[...])
 
-The chart has one panel per chosen unit: its most affected classes as horizontal bars of their
-accuracy drop (baseline -> ablated, in accuracy points), titled with the unit's explanation.
+Only real drops are listed: a class an ablation does not hurt (drop <= 0) is never among its
+"most affected" classes, and a unit that hurts no class lists none.  Drops are ranked by size,
+ties by the lower end of their interval (more images, more certain), then by class or unit.
+
+The chart has one panel per chosen unit, titled with the unit's explanation: the classes it hurts
+most as horizontal bars of their accuracy drop, with the drop's 95% interval as error bars and
+baseline -> ablated accuracy at the bar's end.  The HTML page is rendered with jinja2 from
+``templates/report.html``.
 """
 
 from __future__ import annotations
 
 import base64
-import html
+import difflib
 import io
 import textwrap
 from collections.abc import Sequence
+from importlib.resources import files
 
+import numpy as np
 import pandas as pd
 
+from neuroscribe.errors import NeuroscribeError
 from neuroscribe.store import exists, read_parquet
 
 EXPLANATION_COLUMNS = ("explanation", "score")
+CHART_UNITS = 6
+CLASS_COLUMNS = ("class", "class_name", "support", "baseline_acc", "baseline_acc_low", "baseline_acc_high",
+                 "units_hurting", "units_resolved", "top_units", "top_drops", "top_drops_low", "max_drop")
 
 
 def explanations_path(layer: str) -> str:
@@ -45,47 +59,129 @@ def join_explanations(
     return table.merge(explained, on="unit", how="left"), True
 
 
+def _hurt(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows where the ablation lowered the class's accuracy, largest drop first."""
+    hurt = table[table["drop"] > 0]
+    return hurt.sort_values(["drop", "drop_low", "units", "class"], ascending=[False, False, True, True], kind="stable")
+
+
+def _ranked_lists(hurt: pd.DataFrame, key: str, top: int, columns: dict[str, str]) -> pd.DataFrame:
+    """Per ``key`` value, the first ``top`` rows of ``hurt`` (already ranked) as lists: {new name: column}."""
+    best = hurt.groupby(key, sort=False).head(top)
+    grouped = best.groupby(key, sort=False)
+    return pd.DataFrame({name: grouped[column].agg(list) for name, column in columns.items()})
+
+
+def _as_lists(frame: pd.DataFrame, columns: Sequence[str]) -> None:
+    """Missing list cells (keys with no real drop) become empty lists."""
+    for column in columns:
+        frame[column] = [v if isinstance(v, list) else [] for v in frame[column]]
+
+
 def unit_summary(table: pd.DataFrame, top: int = 5) -> pd.DataFrame:
-    """One row per ablation: its ``top`` most affected classes and drops, its largest and mean drop."""
-    rows = []
-    for units, group in table.groupby("units", sort=False):
-        best = group.nsmallest(top, "rank")
-        row = {
-            "unit": int(group["unit"].iloc[0]),
-            "units": units,
-            "top_classes": best["class_name"].tolist(),
-            "top_class_ids": best["class"].astype(int).tolist(),
-            "top_drops": best["drop"].astype(float).tolist(),
-            "max_drop": float(group["drop"].max()),
-            "mean_drop": float(group["drop"].mean()),
-        }
-        for column in EXPLANATION_COLUMNS:
-            if column in group.columns:
-                row[column] = group[column].iloc[0]
-        rows.append(row)
-    return pd.DataFrame(rows)
+    """One row per ablation: the ``top`` classes it hurts (drop > 0), how many it hurts, its largest drop."""
+    grouped = table.groupby("units", sort=False)
+    out = pd.DataFrame({
+        "unit": grouped["unit"].first().astype(int),
+        "classes_hurt": grouped["drop"].agg(lambda d: int((d > 0).sum())),
+        "classes_resolved": grouped["drop_low"].agg(lambda d: int((d > 0).sum())),
+        "max_drop": grouped["drop"].max().astype(float),
+        "max_drop_low": grouped["drop_low"].max().astype(float),
+        "total_drop": grouped["drop"].agg(lambda d: float(d.clip(lower=0).sum())),
+        "mean_drop": grouped["drop"].mean().astype(float),
+    })
+    lists = {"top_classes": "class_name", "top_class_ids": "class", "top_drops": "drop", "top_drops_low": "drop_low"}
+    out = out.join(_ranked_lists(_hurt(table), "units", top, lists))
+    _as_lists(out, list(lists))
+    for column in EXPLANATION_COLUMNS:
+        if column in table.columns:
+            out[column] = grouped[column].first()
+    out = out.reset_index()
+    order = ["unit", "units", *lists, "classes_hurt", "classes_resolved", "max_drop", "max_drop_low", "total_drop",
+             "mean_drop", *[c for c in EXPLANATION_COLUMNS if c in out.columns]]
+    return out[order]
 
 
-def default_chart_units(summary: pd.DataFrame, n: int = 6) -> list[str]:
-    """The ablations with the largest single-class drop, largest first."""
-    return summary.sort_values(["max_drop", "unit"], ascending=[False, True])["units"].head(n).tolist()
+def class_summary(table: pd.DataFrame, top: int = 5) -> pd.DataFrame:
+    """One row per class present: its baseline and the ``top`` single units whose ablation hurts it most."""
+    single = table[table["unit"] >= 0]
+    columns = list(CLASS_COLUMNS) + (["top_explanations"] if "explanation" in table else [])
+    if single.empty:
+        return pd.DataFrame(columns=columns)
+    grouped = single.groupby("class", sort=True)
+    out = grouped[["class_name", "support", "baseline_acc", "baseline_acc_low", "baseline_acc_high"]].first()
+    out["units_hurting"] = grouped["drop"].agg(lambda d: int((d > 0).sum()))
+    out["units_resolved"] = grouped["drop_low"].agg(lambda d: int((d > 0).sum()))
+    out["max_drop"] = grouped["drop"].max().astype(float)
+    lists = {"top_units": "unit", "top_drops": "drop", "top_drops_low": "drop_low"}
+    if "explanation" in single.columns:
+        lists["top_explanations"] = "explanation"
+    out = out.join(_ranked_lists(_hurt(single), "class", top, lists))
+    _as_lists(out, list(lists))
+    if "top_explanations" in out.columns:
+        out["top_explanations"] = [[None if pd.isna(e) else str(e) for e in v] for v in out["top_explanations"]]
+    return out.reset_index()[columns]
+
+
+def _norm(name: str) -> str:
+    return " ".join(str(name).replace("_", " ").lower().split())
+
+
+def resolve_class(table: pd.DataFrame, query: str | int) -> int:
+    """The class index of ``query`` (a name, any case and _/space, or an index) among the table's classes."""
+    names = table.drop_duplicates("class").set_index("class")["class_name"]
+    if isinstance(query, int) or str(query).strip().isdigit():
+        if int(query) in names.index:
+            return int(query)
+        raise NeuroscribeError(f"class {query} has no image in this ablation; pick a class the dataset has")
+    wanted = _norm(query)
+    for cls, name in names.items():
+        if _norm(name) == wanted or any(_norm(part) == wanted for part in str(name).split(",")):
+            return int(cls)
+    close = difflib.get_close_matches(wanted, [_norm(n) for n in names], n=5, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; see the class_name column of the ablation table"
+    raise NeuroscribeError(f"class {query!r} is not among the {len(names)} classes with images in this ablation{hint}")
+
+
+def class_units(table: pd.DataFrame, query: str | int, top: int | None = None) -> pd.DataFrame:
+    """The single units whose ablation lowers class ``query``'s accuracy, largest drop first, with explanations."""
+    cls = resolve_class(table, query)
+    rows = _hurt(table[(table["class"] == cls) & (table["unit"] >= 0)])
+    columns = ["unit", "class", "class_name", "support", "baseline_acc", "ablated_acc", "drop", "drop_low",
+               "drop_high", "resolved", *[c for c in EXPLANATION_COLUMNS if c in rows.columns]]
+    rows = rows[columns].reset_index(drop=True)
+    return rows if top is None else rows.head(top)
+
+
+def default_chart_units(summary: pd.DataFrame, n: int = CHART_UNITS) -> list[str]:
+    """The ablations with the largest single-class drop (ties: the more certain, then the larger total drop)."""
+    hurting = summary[summary["max_drop"] > 0]
+    order = hurting.sort_values(["max_drop", "max_drop_low", "total_drop", "unit"], ascending=[False, False, False, True])
+    return order["units"].head(n).tolist()
+
+
+def unit_classes(table: pd.DataFrame, label: str | int, top: int | None = None) -> pd.DataFrame:
+    """The classes that ablation ``label`` (``"559"``, ``"12+559"``) hurts, largest drop first (drop > 0 only);
+    also the bars of its chart panel."""
+    rows = _hurt(table[table["units"] == str(label)])
+    return rows if top is None else rows.head(top)
 
 
 def _explanation(group: pd.DataFrame) -> str | None:
-    if "explanation" not in group.columns:
+    if "explanation" not in group.columns or group.empty:
         return None
     value = group["explanation"].iloc[0]
     return None if pd.isna(value) else str(value)
 
 
-def _title(units: str, group: pd.DataFrame) -> str:
+def unit_title(units: str, group: pd.DataFrame) -> str:
     label = f"unit {units}" if "+" not in units else f"units {units}"
     text = _explanation(group)
     return f"{label}: “{text}”" if text else label
 
 
-def drop_chart(table: pd.DataFrame, units: Sequence[str | int], top: int = 5) -> bytes:
-    """PNG bytes: per ablation, its ``top`` most affected classes with their accuracy drops."""
+def drop_figure(table: pd.DataFrame, units: Sequence[str | int], top: int = 5):
+    """A matplotlib figure: per ablation, the ``top`` classes it hurts, drops with 95% error bars."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,52 +194,82 @@ def drop_chart(table: pd.DataFrame, units: Sequence[str | int], top: int = 5) ->
     for ax in axes.flat[len(chosen):]:
         ax.axis("off")
     for ax, label in zip(axes.flat, chosen):
-        group = table[table["units"] == label].nsmallest(top, "rank")
+        ablated = table[table["units"] == label]
+        group = unit_classes(table, label, top)
+        title = "\n".join(textwrap.wrap(unit_title(label, ablated), 44))
         if group.empty:
-            ax.set_title(f"unit {label}: not ablated", fontsize=9)
+            ax.set_title(title + ("\nnot ablated" if ablated.empty else "\nno class drops"), fontsize=9)
             ax.axis("off")
             continue
         drops = group["drop"].to_numpy() * 100
-        names = [textwrap.shorten(str(n), 28) for n in group["class_name"]]
-        bars = ax.barh(range(len(group)), drops, color=["#c0392b" if d > 0 else "#7f8c8d" for d in drops])
+        errors = np.stack([drops - group["drop_low"].to_numpy() * 100, group["drop_high"].to_numpy() * 100 - drops])
+        colors = ["#c0392b" if r else "#e6a09a" for r in group["resolved"]]
+        names = [f"{textwrap.shorten(str(n), 24)} (n={s})" for n, s in zip(group["class_name"], group["support"])]
+        bars = ax.barh(range(len(group)), drops, xerr=np.maximum(errors, 0), color=colors,
+                       error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "#333333"})
         ax.set_yticks(range(len(group)), names, fontsize=8)
         ax.invert_yaxis()
-        ax.set_xlabel("accuracy drop (points)", fontsize=8)
-        ax.set_xlim(min(0.0, float(drops.min())) - 5, max(100.0, float(drops.max())) * 1.3)  # room for the labels
-        for bar, (_, r) in zip(bars, group.iterrows()):
-            ax.text(bar.get_width() + 1, bar.get_y() + bar.get_height() / 2,
+        ax.set_xlabel("accuracy drop (points, 95% interval)", fontsize=8)
+        ax.set_xlim(min(0.0, float((group["drop_low"] * 100).min())) - 5, 145)  # room for the labels
+        for bar, high, r in zip(bars, group["drop_high"], group.itertuples()):
+            ax.text(max(bar.get_width(), high * 100) + 2, bar.get_y() + bar.get_height() / 2,
                     f"{r.baseline_acc:.0%}→{r.ablated_acc:.0%}", va="center", fontsize=7)
-        ax.set_title("\n".join(textwrap.wrap(_title(label, group), 44)), fontsize=9)
+        ax.set_title(title, fontsize=9)
         ax.tick_params(axis="x", labelsize=7)
     fig.tight_layout()
+    return fig
+
+
+def drop_chart(table: pd.DataFrame, units: Sequence[str | int], top: int = 5) -> bytes:
+    """PNG bytes of ``drop_figure``."""
+    import matplotlib.pyplot as plt
+
+    fig = drop_figure(table, units, top)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
     return buffer.getvalue()
 
 
-def report_section(table: pd.DataFrame, units: Sequence[str | int], top: int, png: bytes | None = None) -> str:
-    """An HTML fragment: the chart (if given) and, per chosen ablation, a table of its top classes."""
-    parts = ['<section class="ablation">', "<h2>Unit ablation: classes that depend on each unit</h2>"]
-    if png is not None:
-        parts.append(f'<img alt="ablation chart" src="data:image/png;base64,{base64.b64encode(png).decode()}">')
-    for label in (str(u) for u in units):
-        group = table[table["units"] == label].nsmallest(top, "rank")
-        if group.empty:
-            continue
-        parts.append(f"<h3>{html.escape(_title(label, group))}</h3>")
-        parts.append("<table><tr><th>class</th><th>images</th><th>baseline</th><th>ablated</th><th>drop</th></tr>")
-        for r in group.itertuples():
-            parts.append(
-                f"<tr><td>{html.escape(str(r.class_name))}</td><td>{r.support}</td><td>{r.baseline_acc:.1%}</td>"
-                f"<td>{r.ablated_acc:.1%}</td><td>{r.drop * 100:+.1f}</td></tr>"
-            )
-        parts.append("</table>")
-    parts.append("</section>")
-    return "\n".join(parts)
+def _template():
+    from jinja2 import Environment, select_autoescape
+
+    text = files("neuroscribe.ablation").joinpath("templates", "report.html").read_text(encoding="utf-8")
+    env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
+    env.filters["pct"] = lambda v, digits=0: "–" if v is None or pd.isna(v) else f"{v * 100:.{digits}f}"
+    return env.from_string(text)
 
 
-def report_page(layer: str, section: str) -> str:
-    title = html.escape(f"neuroscribe: ablation of {layer}")
-    style = "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #ddd}img{max-width:100%}"
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head><body><h1>{title}</h1>{section}</body></html>"
+def report_page(
+    layer: str,
+    table: pd.DataFrame,
+    units: pd.DataFrame,
+    classes: pd.DataFrame,
+    charted: Sequence[str],
+    top: int,
+    png: bytes | None = None,
+    notes: Sequence[str] = (),
+) -> str:
+    """The HTML report: notes on the statistics, the chart, the charted units' classes, every class's units."""
+    panels = []
+    for label in (str(u) for u in charted):
+        ablated = table[table["units"] == label]
+        panels.append({"title": unit_title(label, ablated), "rows": unit_classes(table, label, top).to_dict("records")})
+    depends = []
+    for row in classes[classes["units_hurting"] > 0].sort_values(["max_drop", "class"], ascending=[False, True]).itertuples():
+        explanations = getattr(row, "top_explanations", None) or [None] * len(row.top_units)
+        depends.append({
+            "row": row._asdict(),
+            "units": [{"unit": u, "drop": d, "low": lo, "explanation": e}
+                      for u, d, lo, e in zip(row.top_units, row.top_drops, row.top_drops_low, explanations)],
+        })
+    return _template().render(
+        layer=layer,
+        notes=list(notes),
+        png=base64.b64encode(png).decode() if png is not None else None,
+        panels=panels,
+        classes=depends,
+        classes_without=int((classes["units_hurting"] == 0).sum()) if len(classes) else 0,
+        units_without=int((units["classes_hurt"] == 0).sum()) if len(units) else 0,
+        top=top,
+    )

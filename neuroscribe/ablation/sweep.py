@@ -4,17 +4,23 @@
                        dataset=DatasetSpec(uri="/data/imagenet/val"), store="runs/r50")
     summary = run_sweep(cfg)                       # in-process; flows/ablate.py maps the parts on Dask
 
+    result = run_ablation(cfg)                     # the same, and the frames: result.table, .units, .classes
+
     plan = plan_sweep(cfg)                         # units, path, run key, parts (small, picklable)
     run_part(cfg, plan, i)                         # one batch of units over the whole dataset
     summary = assemble(cfg, plan)                  # tables, chart, HTML, summary
 
 Store layout (all under ``<store>/ablation/`` unless noted):
     parts/<layer>/<run_key>/<part_key>.parquet   counts of one batch of units (units, class, support,
-                                                 baseline_correct, ablated_correct); its .json: images, skipped
-    <layer>.parquet|csv                          unit, units, class, class_name, support, baseline_acc,
-                                                 ablated_acc, drop, relative_drop, rank [, explanation, score]
-    <layer>.units.parquet|csv                    per unit: top_classes, top_drops, max_drop, mean_drop [, explanation]
-    <layer>.baseline.parquet|csv                 every model class: support, accuracy, present
+                                                 baseline_correct, ablated_correct, lost); its .json: images, skipped
+    <layer>.parquet|csv                          unit, units, class, class_name, support, lost, gained,
+                                                 baseline_acc, ablated_acc, drop (each with _low, _high: 95%
+                                                 intervals), resolved, relative_drop, rank [, explanation, score]
+    <layer>.units.parquet|csv                    per unit: the classes it hurts (drop > 0) ranked, classes_hurt,
+                                                 max_drop, total_drop [, explanation]
+    <layer>.classes.parquet|csv                  per class: the units it depends on (drop > 0) ranked, with
+                                                 their explanations (top_explanations) when the run has them
+    <layer>.baseline.parquet|csv                 every model class: support, accuracy (+ interval), present
     <layer>.png, <layer>.html                    the chart and its report page
     <store>/summary/ablate-<layer>.json          images, skipped, path used, absent classes, seconds
 A joint ablation (``together=True``) writes ``<layer>.set-<key>.*`` instead of ``<layer>.*``.
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -46,13 +53,15 @@ from neuroscribe.ablation.evaluate import (
 from neuroscribe.ablation.fast import FastPath, choose_path
 from neuroscribe.ablation.modes import AblationMode, target_module, validate_units
 from neuroscribe.ablation.report import (
+    CHART_UNITS,
+    class_summary,
     default_chart_units,
     drop_chart,
     join_explanations,
     report_page,
-    report_section,
     unit_summary,
 )
+from neuroscribe.ablation.stats import CONFIDENCE, min_support_to_tell
 from neuroscribe.config import DatasetSpec, FrozenModel, ModelSpec, RunnerSpec
 from neuroscribe.data import listing_key
 from neuroscribe.errors import NeuroscribeError
@@ -101,9 +110,11 @@ class AblateConfig(FrozenModel):
     mode: AblationMode = "activation"
     fast: FastPath = Field(default="auto", description="evaluation path; auto picks the fastest exact one")
     units_per_pass: int = Field(default=32, ge=1, description="ablations stacked along the batch axis per pass")
-    units_per_task: int = Field(default=256, ge=1, description="ablations per part (the unit of work and resume)")
+    units_per_task: int = Field(
+        default=256, ge=1, description="ablations per part (the unit of work and resume); the closed path uses one part")
     top: int = Field(default=5, ge=1, description="most affected classes kept per unit in summaries and the chart")
-    chart_units: tuple[int, ...] | None = Field(default=None, description="units charted; None: the 6 largest drops")
+    chart_units: tuple[int, ...] | None = Field(
+        default=None, description=f"units charted; None: the {CHART_UNITS} with the largest drops")
     runner: RunnerSpec = RunnerSpec()
     store_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for the store (not logged)")
 
@@ -119,6 +130,7 @@ class SweepPlan(FrozenModel):
     run_key: str
     layer: str
     target: str
+    start: str  # the module the fast path starts from (``fast.equivalent_target`` of ``target``)
     path: str
     n_units: int
     ablations: tuple[tuple[int, ...], ...]
@@ -171,11 +183,14 @@ def plan_sweep(cfg: AblateConfig) -> SweepPlan:
             "code": code_version(*CODE_MODULES),
         }
     )
-    parts = tuple((s, min(s + cfg.units_per_task, len(ablations))) for s in range(0, len(ablations), cfg.units_per_task))
+    # a part passes over the whole dataset once; on the closed path that pass is all the work, so one part
+    per_task = len(ablations) if path.name == "closed" else cfg.units_per_task
+    parts = tuple((s, min(s + per_task, len(ablations))) for s in range(0, len(ablations), per_task))
     return SweepPlan(
         run_key=run_key,
         layer=info.name,
         target=target_module(loaded.model, info, cfg.mode),
+        start=path.target,
         path=path.name,
         n_units=info.units,
         ablations=ablations,
@@ -200,7 +215,7 @@ def run_part(
     started = time.perf_counter()
     device = resolve_device(cfg.runner.device)
     loaded, info = _model_on(cfg, device)
-    path = choose_path(loaded.model, info, cfg.mode, plan.path)  # type: ignore[arg-type]  # checked by the plan
+    path = choose_path(loaded.model, info, cfg.mode, plan.path, fast_target=plan.start)  # type: ignore[arg-type]  # checked by the plan
     frame, _ = labelled_index(cfg.dataset, loaded.class_names)
     skipped: list[dict] = []
     batches = image_batches(
@@ -222,8 +237,45 @@ def run_part(
     return {"part": i, "cached": False, "images": counts.images, "seconds": seconds}
 
 
-def assemble(cfg: AblateConfig, plan: SweepPlan) -> dict[str, Any]:
-    """Concatenate the parts into the ablation table, unit summary, baseline, chart and report."""
+@dataclass
+class AblationResult:
+    """The assembled outputs of a sweep, as frames (what the store holds, see the module docstring)."""
+
+    table: pd.DataFrame     # one row per ablation and class present
+    units: pd.DataFrame     # per ablation: the classes it hurts, ranked
+    classes: pd.DataFrame   # per class: the units it depends on, ranked
+    baseline: pd.DataFrame  # every model class: support and baseline accuracy
+    summary: dict[str, Any]
+
+
+def _support_notes(baseline: pd.DataFrame, table: pd.DataFrame) -> tuple[dict[str, Any], list[str]]:
+    """How many images the classes have, what that can tell, in numbers and in words for the report."""
+    present = baseline[baseline["present"]]
+    need = min_support_to_tell()
+    hurt = table[table["drop"] > 0]
+    small = int((present["support"] < need).sum())
+    stats = {
+        "confidence": CONFIDENCE,
+        "support_min": int(present["support"].min()) if len(present) else 0,
+        "support_median": float(present["support"].median()) if len(present) else 0.0,
+        "min_support_to_tell": need,
+        "classes_too_small_to_tell": small,
+        "drops": len(hurt),
+        "drops_resolved": int((hurt["drop_low"] > 0).sum()),
+    }
+    notes = []
+    if small:
+        notes.append(
+            f"{small} of {len(present)} classes have fewer than {need} images: for them even a drop from 100% to 0% "
+            f"is within chance at {CONFIDENCE:.0%} confidence, so their drops are too small a sample to tell. "
+            f"Use a dataset with more images per class (ImageNet's validation set has 50)."
+        )
+    notes.append(f"{stats['drops_resolved']} of {stats['drops']} class drops have a {CONFIDENCE:.0%} interval above 0.")
+    return stats, notes
+
+
+def assemble_result(cfg: AblateConfig, plan: SweepPlan) -> AblationResult:
+    """Concatenate the parts into the ablation table, unit and class views, baseline, chart and report, and write them."""
     frames, metas = [], []
     for i in range(len(plan.parts)):
         if not part_done(cfg, plan, i):
@@ -237,6 +289,8 @@ def assemble(cfg: AblateConfig, plan: SweepPlan) -> dict[str, Any]:
     write_table(cfg.store, stem, table, cfg.store_options)
     summary_units = unit_summary(table, cfg.top)
     write_table(cfg.store, stem + ".units", summary_units, cfg.store_options)
+    summary_classes = class_summary(table, cfg.top)
+    write_table(cfg.store, stem + ".classes", summary_classes, cfg.store_options)
 
     first = frames[0].drop_duplicates("class").set_index("class")
     support = first["support"].reindex(range(len(names)), fill_value=0).to_numpy()
@@ -248,9 +302,11 @@ def assemble(cfg: AblateConfig, plan: SweepPlan) -> dict[str, Any]:
     missing = [u for u in charted if u not in set(table["units"])]
     if missing:
         raise NeuroscribeError(f"--chart-units {missing} were not ablated in this sweep; chart units from --units")
-    png = drop_chart(table, charted, cfg.top)
-    write_bytes(cfg.store, stem + ".png", png, cfg.store_options)
-    page = report_page(plan.layer, report_section(table, charted, cfg.top, png))
+    statistics, notes = _support_notes(baseline, table)
+    png = drop_chart(table, charted, cfg.top) if charted else None
+    if png is not None:
+        write_bytes(cfg.store, stem + ".png", png, cfg.store_options)
+    page = report_page(plan.layer, table, summary_units, summary_classes, charted, cfg.top, png, notes)
     write_bytes(cfg.store, stem + ".html", page.encode(), cfg.store_options)
 
     absent = baseline.loc[~baseline["present"], "class_name"].tolist()
@@ -260,6 +316,7 @@ def assemble(cfg: AblateConfig, plan: SweepPlan) -> dict[str, Any]:
         "mode": cfg.mode,
         "target_module": plan.target,
         "path": plan.path,
+        "path_start": plan.start,
         "ablations": len(plan.ablations),
         "images": int(metas[0]["images"]),
         "unlabelled": plan.unlabelled,
@@ -271,23 +328,31 @@ def assemble(cfg: AblateConfig, plan: SweepPlan) -> dict[str, Any]:
         "baseline_accuracy": float(correct.sum() / max(support.sum(), 1)),
         "explanations_joined": joined,
         "charted": charted,
+        "statistics": statistics,
+        "notes": notes,
         "seconds": float(sum(m.get("seconds", 0.0) for m in metas)),
         "table": stem + ".parquet",
         "units_table": stem + ".units.parquet",
-        "chart": stem + ".png",
+        "classes_table": stem + ".classes.parquet",
+        "chart": stem + ".png" if png is not None else None,
         "report": stem + ".html",
         "run_key": plan.run_key,
     }
     write_json(cfg.store, f"summary/ablate-{plan.layer}.json", summary, cfg.store_options)
-    return summary
+    return AblationResult(table, summary_units, summary_classes, baseline, summary)
 
 
-def run_sweep(
+def assemble(cfg: AblateConfig, plan: SweepPlan) -> dict[str, Any]:
+    """``assemble_result``'s summary (what the flow passes on)."""
+    return assemble_result(cfg, plan).summary
+
+
+def run_ablation(
     cfg: AblateConfig,
     on_progress: Callable[[int], None] | None = None,
     on_start: Callable[[int], None] | None = None,
-) -> dict[str, Any]:
-    """Plan, run every part in this process, assemble.
+) -> AblationResult:
+    """Plan, run every part in this process (resuming parts already in the store), assemble; the frames.
 
     ``on_start`` gets the total work, ``len(plan.parts) * plan.images`` image passes, and
     ``on_progress`` how many are done.
@@ -300,4 +365,13 @@ def run_sweep(
         run_part(cfg, plan, i, None if on_progress is None else (lambda n, base=base: on_progress(base + n)))
         if on_progress is not None:
             on_progress(base + plan.images)
-    return assemble(cfg, plan)
+    return assemble_result(cfg, plan)
+
+
+def run_sweep(
+    cfg: AblateConfig,
+    on_progress: Callable[[int], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """``run_ablation``'s summary."""
+    return run_ablation(cfg, on_progress, on_start).summary

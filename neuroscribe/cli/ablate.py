@@ -1,4 +1,9 @@
-"""``neuroscribe ablate``: per-class accuracy drop when units of a layer are silenced."""
+"""``neuroscribe ablate``: per-class accuracy drop when units of a layer are silenced; ``ablation-report``: ask a stored one.
+
+    neuroscribe ablate -m efficientnet_lite0 -l bn2 --all -d data/val -s runs/lite0 --class guacamole
+    neuroscribe ablation-report -s runs/lite0 -l bn2 --class guacamole     # the units guacamole depends on
+    neuroscribe ablation-report -s runs/lite0 -l bn2 --unit 559            # the classes unit 559 hurts
+"""
 
 from __future__ import annotations
 
@@ -28,21 +33,59 @@ from neuroscribe.config import load_config
 console = Console()
 
 
-def _print_summary(summary: dict, store: str) -> None:
+def _text(value) -> str:
     import pandas as pd
 
+    return "" if value is None or (not isinstance(value, (list, tuple)) and pd.isna(value)) else str(value)
+
+
+def _interval(row) -> str:
+    return f"+{row.drop * 100:.0f} [{row.drop_low * 100:+.0f}, {row.drop_high * 100:+.0f}]"
+
+
+def _print_class_units(table, query: str, layer: str, top: int) -> None:
+    from neuroscribe.ablation.report import class_units
+
+    rows = class_units(table, query, top)
+    name = table.loc[table["class"] == rows["class"].iloc[0], "class_name"].iloc[0] if len(rows) else query
+    out = Table(title=f"units of {layer} that class {name!r} depends on (accuracy drop, points, 95% interval)")
+    for column in ("unit", "drop", "baseline -> ablated", "images", "explanation"):
+        out.add_column(column)
+    for row in rows.itertuples():
+        out.add_row(str(row.unit), _interval(row), f"{row.baseline_acc:.0%} -> {row.ablated_acc:.0%}", str(row.support),
+                    _text(getattr(row, "explanation", None)))
+    console.print(out if len(rows) else f"no single unit of {layer} lowers the accuracy of class {query!r}")
+
+
+def _print_unit_classes(table, unit: str, layer: str, top: int) -> None:
+    from neuroscribe.ablation.report import unit_classes, unit_title
+    from neuroscribe.errors import NeuroscribeError
+
+    if unit not in set(table["units"]):
+        raise NeuroscribeError(f"unit {unit} was not ablated in this run of {layer}; ask for one of its --units")
+    rows = unit_classes(table, unit, top)
+    out = Table(title=f"classes that {unit_title(unit, table[table['units'] == unit])} hurts (accuracy drop, 95% interval)")
+    for column in ("class", "drop", "baseline -> ablated", "images"):
+        out.add_column(column)
+    for row in rows.itertuples():
+        out.add_row(str(row.class_name), _interval(row), f"{row.baseline_acc:.0%} -> {row.ablated_acc:.0%}", str(row.support))
+    console.print(out if len(rows) else f"ablating unit {unit} of {layer} lowers no class's accuracy")
+
+
+def _print_summary(summary: dict, store: str) -> None:
     from neuroscribe.store import read_parquet
 
     units = read_parquet(store, summary["units_table"])
-    top = units.sort_values("max_drop", ascending=False).head(10)
+    top = units[units["max_drop"] > 0].sort_values(["max_drop", "max_drop_low", "total_drop"], ascending=False).head(10)
     table = Table(title=f"units of {summary['layer']} with the largest class drops ({summary['path']} path)")
-    for column in ("unit", "explanation", "most affected classes (accuracy drop)"):
+    for column in ("unit", "explanation", "classes it hurts (accuracy drop)", "classes hurt"):
         table.add_column(column)
     for row in top.itertuples():
-        drops = ", ".join(f"{c} {d * 100:+.0f}" for c, d in zip(row.top_classes, row.top_drops))
-        explanation = getattr(row, "explanation", None)
-        table.add_row(row.units, "" if explanation is None or pd.isna(explanation) else str(explanation), drops)
+        drops = ", ".join(f"{c} +{d * 100:.0f}" for c, d in zip(row.top_classes, row.top_drops))
+        table.add_row(row.units, _text(getattr(row, "explanation", None)), drops, str(row.classes_hurt))
     console.print(table)
+    for note in summary.get("notes", []):
+        console.print(note)
     console.print(
         f"{summary['images']} images ({summary['skipped']} skipped, {summary['unlabelled']} unlabelled), "
         f"baseline top-1 {summary['baseline_accuracy']:.1%}, {summary['classes_present']} classes present"
@@ -52,8 +95,9 @@ def _print_summary(summary: dict, store: str) -> None:
             f"{summary['classes_absent']} of the model's classes have no image in the dataset (e.g. "
             f"{', '.join(summary['absent_examples'][:5])}): their accuracy is undefined, not 0%, and they are left out"
         )
-    for key in ("table", "units_table", "chart", "report"):
-        console.print(f"{key}: {store.rstrip('/')}/{summary[key]}")
+    for key in ("table", "units_table", "classes_table", "chart", "report"):
+        if summary.get(key):
+            console.print(f"{key}: {store.rstrip('/')}/{summary[key]}")
 
 
 @app.command()
@@ -76,6 +120,7 @@ def ablate(
     units_per_task: int | None = typer.Option(None, help="ablations per task, the unit of resume (default 256)"),
     top: int | None = typer.Option(None, help="most affected classes listed per unit (default 5)"),
     chart_units: str | None = typer.Option(None, help="units to chart, e.g. 12,559 (default: the 6 largest drops)"),
+    class_name: str | None = typer.Option(None, "--class", help="then list the units this class depends on, e.g. guacamole"),
     batch_size: BatchSizeOption = None,
     device: DeviceOption = None,
     dask_address: DaskAddressOption = None,
@@ -86,7 +131,7 @@ def ablate(
     wait: WaitOption = None,
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML file of AblateConfig fields; flags override it"),
 ) -> None:
-    """Ablate units of a layer and measure each class's top-1 accuracy drop; writes ablation/<layer>.parquet and a chart."""
+    """Ablate units of a layer and measure each class's top-1 accuracy drop; writes ablation/<layer>.parquet, views, a chart."""
     from neuroscribe.ablation.sweep import AblateConfig
     from neuroscribe.errors import NeuroscribeError
 
@@ -135,3 +180,33 @@ def ablate(
 
         summary = run_flow(ablate_flow, cfg)
     _print_summary(summary, cfg.store)
+    if class_name:
+        from neuroscribe.store import read_parquet
+
+        _print_class_units(read_parquet(cfg.store, summary["table"], cfg.store_options), class_name, cfg.layer, cfg.top)
+
+
+@app.command("ablation-report")
+def ablation_report(
+    store: str = typer.Option(..., "--store", "-s", help="run store of a finished `neuroscribe ablate`"),
+    layer: str = typer.Option(..., "--layer", "-l", help="the ablated layer"),
+    class_name: str | None = typer.Option(None, "--class", help="list the units this class depends on, e.g. guacamole"),
+    unit: str | None = typer.Option(None, "--unit", "-u", help="list the classes this unit (or set, 12+559) hurts"),
+    top: int = typer.Option(10, help="rows listed"),
+    storage_option: StorageOption = None,
+) -> None:
+    """Ask a stored ablation: which units a class depends on (--class), or which classes a unit hurts (--unit)."""
+    from neuroscribe.errors import NeuroscribeError
+    from neuroscribe.store import exists, read_parquet
+
+    options = parse_storage_options(storage_option)
+    relpath = f"ablation/{layer}.parquet"
+    if not exists(store, relpath, options):
+        raise NeuroscribeError(f"no ablation of layer {layer} in {store}; run `neuroscribe ablate --layer {layer}` first")
+    if not (class_name or unit):
+        raise NeuroscribeError("say what to ask: --class guacamole (its units) or --unit 559 (its classes)")
+    table = read_parquet(store, relpath, options)
+    if class_name:
+        _print_class_units(table, class_name, layer, top)
+    if unit:
+        _print_unit_classes(table, unit, layer, top)

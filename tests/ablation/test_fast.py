@@ -42,10 +42,11 @@ def resnet18():
 
 
 def _masks(units: int) -> torch.Tensor:
-    masks = torch.zeros(4, units, dtype=torch.bool)
+    masks = torch.zeros(5, units, dtype=torch.bool)
     masks[0, 0] = masks[1, units - 1] = True
     masks[2, [1, units // 2]] = True  # a set ablated together
     masks[3, units // 3] = True
+    masks[4, ::2] = True  # half the layer: changes the logits even where single units sit idle
     return masks
 
 
@@ -82,7 +83,7 @@ def _compare(loaded, layer, mode, expected_auto):
 @pytest.mark.parametrize(
     "layer, mode, auto",
     [("conv1", "activation", "suffix"), ("relu2", "activation", "closed"), ("fc", "activation", "closed"),
-     ("conv2", "weights", "suffix"), ("fc", "weights", "closed")],
+     ("conv2", "weights", "closed"), ("conv2", "activation", "closed"), ("fc", "weights", "closed")],
 )
 def test_tiny_cnn_paths_equal_naive(tiny_cnn, layer, mode, auto):
     _compare(tiny_cnn, layer, mode, auto)
@@ -108,6 +109,76 @@ def test_vit_token_units_use_the_hook_path(tiny_vit, layer, mode):
 
 def test_vit_logits_closed_form(tiny_vit):
     _compare(tiny_vit, "heads.head", "activation", "closed")
+
+
+@pytest.mark.parametrize("layer, auto", [("encoder.layers.encoder_layer_0", "suffix"),
+                                         ("encoder.layers.encoder_layer_1", "suffix"), ("encoder.ln", "closed")])
+def test_vit_blocks_and_final_norm_use_the_known_head(tiny_vit, layer, auto):
+    _compare(tiny_vit, layer, "activation", auto)
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    loaded = load_model(ModelSpec(name="efficientnet_lite0"))  # real weights, offline
+    return _wrap(loaded.model, 96)  # any size works for the paths; small keeps the naive reference quick
+
+
+@pytest.mark.parametrize(
+    "layer, auto, start",
+    [("bn2.act", "closed", "bn2"), ("bn2", "closed", "bn2"), ("conv_head", "closed", "conv_head"),
+     ("blocks.6", "suffix", "blocks"), ("blocks.6.0.bn3.act", "suffix", "blocks"), ("blocks.5", "suffix", "blocks.5"),
+     ("global_pool", "closed", "global_pool"), ("classifier", "closed", "classifier")],
+)
+def test_efficientnet_lite0_demo_layers(lite0, layer, auto, start):
+    """The last operation inside a module is that module's output; conv_head and blocks.6 reach the head."""
+    _compare(lite0, layer, "activation", auto)
+    [info] = resolve_layers(lite0, [layer])
+    assert choose_path(lite0.model, info, "activation", "auto", torch.randn(1, 3, 96, 96)).target == start
+
+
+def test_rank_one_start_of_the_suffix_is_used_and_exact(lite0):
+    """blocks.6 -> conv_head (1x1): a single unit's ablation is a rank-one change of conv_head's output."""
+    [info] = resolve_layers(lite0, ["blocks.6"])
+    path = choose_path(lite0.model, info, "activation", "suffix", torch.randn(1, 3, 96, 96))
+    with torch.no_grad():
+        state = path.prepare(torch.randn(3, 3, 96, 96, generator=torch.Generator().manual_seed(2)))
+        assert state.first is not None and state.first.shape[1] == 1280
+        single = torch.eye(info.units, dtype=torch.bool)[[0, 7, 319]]
+        fast = path.ablated_logits(state, single)
+        masked = path.chain(torch.where(single[:, None, :, None, None], 0.0, state.cached.unsqueeze(0)).flatten(0, 1))
+    torch.testing.assert_close(fast, masked.reshape(3, 3, -1), rtol=1e-4, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def alexnet():
+    from torchvision.models import alexnet
+
+    torch.manual_seed(0)
+    return _wrap(alexnet(weights=None, num_classes=10), 64)
+
+
+@pytest.mark.parametrize("layer, auto", [("features.10", "suffix"), ("features.12", "suffix"),
+                                         ("classifier.1", "suffix"), ("classifier.4", "closed")])
+def test_alexnet_classifier_sequential_is_unrolled(alexnet, layer, auto):
+    _compare(alexnet, layer, "activation", auto)
+
+
+@pytest.mark.parametrize("kind", ["hook", "suffix"])
+def test_stacked_copies_stay_within_the_memory_budget(tiny_cnn, kind):
+    """A budget for one copy at a time gives the same logits as the default, one copy per forward."""
+    from neuroscribe.ablation import fast
+
+    [info] = resolve_layers(tiny_cnn, ["conv1"])
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    masks = _masks(info.units)
+    roomy = fast.choose_path(tiny_cnn.model, info, "activation", kind, x[:1])
+    widest = 8 * 32 * 32 * 4 * 4  # conv1's output of 4 images, float32, the widest activation
+    tight = type(roomy)(tiny_cnn.model, roomy.target, *([roomy.chain] if kind == "suffix" else []),
+                        budget=widest * fast.ACTIVATION_FACTOR)
+    with torch.no_grad():
+        wide_state, tight_state = roomy.prepare(x), tight.prepare(x)
+        assert wide_state.copies >= len(masks) and tight_state.copies == 1
+        torch.testing.assert_close(tight.ablated_logits(tight_state, masks), roomy.ablated_logits(wide_state, masks))
 
 
 class ScaledHead(nn.Module):

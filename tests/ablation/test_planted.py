@@ -80,10 +80,10 @@ def test_all_paths_count_the_same(planted):
     [info] = resolve_layers(loaded, ["conv"])
     ablations = [(u,) for u in range(info.units)] + [(0, 1), (0, 1, 2)]
     results = {}
-    for kind in ("naive", "hook", "suffix"):
+    for kind in ("naive", "hook", "suffix", "closed"):
         path = choose_path(loaded.model, info, "activation", kind, x[:2])
         results[kind] = count_correct(path, _batches(x, y, 7), ablations, info.units, units_per_pass=3)
-    for kind in ("hook", "suffix"):
+    for kind in ("hook", "suffix", "closed"):
         np.testing.assert_array_equal(results[kind].ablated_correct, results["naive"].ablated_correct)
         np.testing.assert_array_equal(results[kind].baseline_correct, results["naive"].baseline_correct)
     both = results["naive"].ablated_correct[ablations.index((0, 1, 2))]  # red, green and blue units gone together

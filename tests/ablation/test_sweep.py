@@ -74,7 +74,7 @@ def test_sweep_writes_the_table_summary_chart_and_report(folder, tmp_path):
     assert pd.read_parquet(store / "ablation" / "conv.baseline.parquet").present.all()
     saved = json.loads((store / "summary" / "ablate-conv.json").read_text())
     assert saved == summary
-    assert summary["images"] == 12 and summary["path"] == "suffix" and not summary["explanations_joined"]
+    assert summary["images"] == 12 and summary["path"] == "closed" and not summary["explanations_joined"]
     assert summary["charted"][0] in {"0", "1", "2"} and summary["classes_absent"] == 0
 
 
@@ -95,10 +95,11 @@ def test_explanations_are_joined_when_present(folder, tmp_path):
 
 def test_rerun_resumes_per_part_and_keys_by_content(folder, tmp_path, monkeypatch):
     store = tmp_path / "store"
-    cfg = _cfg(folder, store)
+    cfg = _cfg(folder, store, fast="suffix")  # the closed path makes one part
     first = run_sweep(cfg)
     plan = plan_sweep(cfg)
     assert len(plan.parts) == 2
+    assert len(plan_sweep(_cfg(folder, store)).parts) == 1
     calls = []
     real = sweep.count_correct
     monkeypatch.setattr(sweep, "count_correct", lambda path, batches, ablations, *a, **k: calls.append(ablations) or real(path, batches, ablations, *a, **k))
@@ -114,7 +115,7 @@ def test_rerun_resumes_per_part_and_keys_by_content(folder, tmp_path, monkeypatc
     shutil.copytree(folder, tmp_path / "more")
     write_planted_folder(tmp_path / "more2", 1, seed=9)
     shutil.copy(tmp_path / "more2" / "red" / "0000.png", tmp_path / "more" / "red" / "extra.png")
-    assert plan_sweep(_cfg(tmp_path / "more", store)).run_key != plan.run_key  # the listing is content too
+    assert plan_sweep(_cfg(tmp_path / "more", store, fast="suffix")).run_key != plan.run_key  # the listing is content too
 
 
 def test_units_ablated_together(folder, tmp_path):
@@ -155,8 +156,9 @@ def test_cli_local_run_and_bad_input(folder, tmp_path):
 def test_errors_before_any_work(folder, tmp_path):
     with pytest.raises(NeuroscribeError, match="layer 'conv9' is not an addressable layer"):
         plan_sweep(_cfg(folder, tmp_path, units=(0,)).model_copy(update={"layer": "conv9"}))
-    with pytest.raises(NeuroscribeError, match="does not apply to layer conv"):
-        plan_sweep(_cfg(folder, tmp_path, fast="closed"))
+    tiny = ModelSpec(name="neuroscribe.testing.tiny_models:tiny_cnn")  # conv1 -> relu1 -> conv2: no closed form
+    with pytest.raises(NeuroscribeError, match="--fast closed does not apply to layer conv1"):
+        plan_sweep(_cfg(folder, tmp_path, fast="closed").model_copy(update={"model": tiny, "layer": "conv1"}))
     with pytest.raises(NeuroscribeError, match="chart-units"):
         run_sweep(_cfg(folder, tmp_path, units=(0, 1), chart_units=(5,)))
 
