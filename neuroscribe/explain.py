@@ -35,6 +35,7 @@ from neuroscribe.config import DatasetSpec, ExtractConfig, ModelSpec, RunnerSpec
 from neuroscribe.data import ImageSkipped, load_image
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import code_version, content_key
+from neuroscribe.patches import extract as patch_extract
 from neuroscribe.patches.extract import PatchConfig
 from neuroscribe.patches.load import load_layer_patches, patches_group
 from neuroscribe.scoring.backend import BackendSpec, make_backend
@@ -64,7 +65,7 @@ class ExplainConfig(LayersConfig):
     backend: BackendSpec = BackendSpec()
     rule: RuleSpec = RuleSpec()
     patches: PatchConfig = PatchConfig()
-    units_per_task: int = Field(default=256, ge=1, description="units per scoring task")
+    units_per_task: int = Field(default=256, ge=1, description="units per patch/embedding task (rounded up to whole 64-unit patch shards)")
     gallery_patches: int = Field(default=6, ge=1, description="patches shown per unit in the gallery")
     runner: RunnerSpec = RunnerSpec()
     overwrite: bool = False
@@ -111,6 +112,9 @@ def embedding_key(cfg: ExplainConfig, layer: str, backend_fingerprint: str) -> s
 
 
 def unit_blocks(n_units: int, size: int) -> list[list[int]]:
+    """The units of each task: ``size`` rounded up to whole patch shards (``BLOCK_UNITS`` units), so
+    that every shard of ``patches/<layer>`` is cut and written by exactly one task."""
+    size = -(-size // patch_extract.BLOCK_UNITS) * patch_extract.BLOCK_UNITS
     return [list(range(s, min(s + size, n_units))) for s in range(0, n_units, size)]
 
 
