@@ -30,7 +30,12 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from neuroscribe.data.images import LARGE_IMAGE_PIXELS, ImageSkipped, decode_image, read_bytes
+from neuroscribe.data.images import (
+    LARGE_IMAGE_PIXELS,
+    ImageSkipped,
+    decode_image,
+    read_bytes,
+)
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 

@@ -100,5 +100,5 @@ def test_cuda_batches_match_the_cpu_path(mixed_folder):
             assert batch.pixels.device.type == "cuda"
             gpu.update(zip(batch.positions.tolist(), batch.pixels.cpu()))
     assert sorted(gpu) == sorted(cpu) and len(skipped) == 4
-    for pos in cpu:  # nvjpeg's IDCT differs from libjpeg's by a grey level here and there
-        torch.testing.assert_close(gpu[pos], cpu[pos], rtol=0, atol=0.1)
+    for pos, expected in cpu.items():  # nvjpeg's IDCT differs from libjpeg's by a grey level here and there
+        torch.testing.assert_close(gpu[pos], expected, rtol=0, atol=0.1)
