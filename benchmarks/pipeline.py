@@ -39,8 +39,23 @@ from PIL import Image
 
 from neuroscribe.config import DatasetSpec, ModelSpec, RunnerSpec
 from neuroscribe.data import build_index
-from neuroscribe.explain import ExplainConfig, cached_backend, embed_unit_block, n_units, save_config, score_layer, unit_blocks
-from neuroscribe.extraction import cached_model, extract_shards, finalize_extraction, forward_batches, prepare_extraction, reduce_topk
+from neuroscribe.explain import (
+    ExplainConfig,
+    cached_backend,
+    embed_unit_block,
+    n_units,
+    save_config,
+    score_layer,
+    unit_blocks,
+)
+from neuroscribe.extraction import (
+    cached_model,
+    extract_shards,
+    finalize_extraction,
+    forward_batches,
+    prepare_extraction,
+    reduce_topk,
+)
 from neuroscribe.gallery import render_gallery
 from neuroscribe.models import resolve_device
 from neuroscribe.patches import PatchConfig, extract_patches, load_layer_patches
@@ -195,6 +210,39 @@ def measure_floor(cfg: ExplainConfig, stages: Stages, device: torch.device) -> N
         backend.embed_images(crops)
 
 
+def decode_throughput(paths: list[str], device: torch.device, batch_size: int = 256) -> float:
+    """JPEG decode alone (nvjpeg on CUDA, libjpeg on CPU), images/s, bytes read beforehand."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    data = [torch.frombuffer(bytearray(Path(p).read_bytes()), dtype=torch.uint8) for p in paths if p.lower().endswith((".jpg", ".jpeg"))]
+    if not data:
+        return float("nan")
+    decode_jpeg(data[:8], mode=ImageReadMode.RGB, device=device)  # warm-up (nvjpeg handles)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    began = time.perf_counter()
+    for start in range(0, len(data), batch_size):
+        decode_jpeg(data[start : start + batch_size], mode=ImageReadMode.RGB, device=device)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return len(data) / (time.perf_counter() - began)
+
+
+def extraction_ceilings(cfg: ExplainConfig, stages: Stages, device: torch.device) -> dict:
+    """Issue 13's GPU target: extraction images/s against min(decode alone, bf16 forward alone)."""
+    from extract import forward_throughput  # benchmarks/extract.py, beside this script
+
+    paths = build_index(cfg.dataset)["path"].tolist()
+    decode = decode_throughput(paths, device)
+    forward = forward_throughput(cfg.model.name, cfg.runner.batch_size, device, seconds=10.0)
+    extract = next(r for r in stages.rows if r["stage"] == "extract")
+    ceiling = min(decode, forward)
+    return {
+        "decode_images_per_s": round(decode, 1), "forward_images_per_s": round(forward, 1),
+        "extract_images_per_s": extract.get("items_per_s"), "extract_over_ceiling": round(extract["items_per_s"] / ceiling, 3),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", help="image folder or file list (or use --synthetic)")
@@ -212,6 +260,7 @@ def main() -> None:
     parser.add_argument("--decode-threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--store", default=None, help="run store (default: a temporary folder)")
+    parser.add_argument("--ceilings", action="store_true", help="also time decode alone and forward alone (always on CUDA)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     if args.synthetic:
@@ -230,16 +279,20 @@ def main() -> None:
         info = run_pipeline(cfg, stages)
         whole = time.perf_counter() - began
         measure_floor(cfg, stages, device)
+        ceilings = extraction_ceilings(cfg, stages, device) if args.ceilings or device.type == "cuda" else None
     floor = stages.total({"floor:decode+forward", "floor:backend"})
     print(f"{'stage':32s} {'seconds':>8s} {'items/s':>10s} {'peak RSS MB':>12s}")
     for r in stages.rows:
         rate = f"{r.get('items_per_s', '')} {r['unit']}" if r.get("items_per_s") else ""
         print(f"{r['stage']:32s} {r['seconds']:8.2f} {rate:>16s} {r['peak_rss_mb']:8.1f}" + (f"  cuda {r['cuda_peak_mb']} MB" if "cuda_peak_mb" in r else ""))
     print(f"whole {whole:.2f} s, floor {floor:.2f} s, whole/floor {whole / floor:.2f}x")
+    if ceilings:
+        print(f"extraction {ceilings['extract_images_per_s']} img/s; decode alone {ceilings['decode_images_per_s']}, "
+              f"forward alone {ceilings['forward_images_per_s']}: {ceilings['extract_over_ceiling']:.0%} of the lower")
     result = {
         "model": args.model, "layers": args.layers, "k": args.k, "images": info["images"], "device": str(device),
         "threads": torch.get_num_threads(), "whole_s": round(whole, 2), "floor_s": round(floor, 2),
-        "whole_over_floor": round(whole / floor, 3),
+        "whole_over_floor": round(whole / floor, 3), "ceilings": ceilings,
         "peak_rss_mb": max(r["peak_rss_mb"] for r in stages.rows),
         "stages": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()} for r in stages.rows],
     }

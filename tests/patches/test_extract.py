@@ -169,7 +169,7 @@ def test_otsu_thresholds_each_unit_from_its_own_maps(tiny_run):
     assert first.box[0] >= x0 - 2 and first.box[2] <= x1 + 2 and first.box[1] >= y0 - 2 and first.box[3] <= y1 + 2
 
 
-def test_rerun_is_cached_by_content_and_config_change_recomputes(tiny_run, monkeypatch):
+def _count_loads(monkeypatch) -> Counter:
     loads: Counter[str] = Counter()
     real = extract_module.load_image
 
@@ -178,6 +178,11 @@ def test_rerun_is_cached_by_content_and_config_change_recomputes(tiny_run, monke
         return real(path, options)
 
     monkeypatch.setattr(extract_module, "load_image", counting)
+    return loads
+
+
+def test_rerun_is_cached_by_content_and_config_change_recomputes(tiny_run, monkeypatch):
+    loads = _count_loads(monkeypatch)
     cfg = PatchConfig(crop_size=32)
     first = extract_patches(tiny_run, "relu2", cfg)
     topk_ids = st.open_group(tiny_run, "r")["topk/relu2/image_id"][:]
@@ -278,18 +283,6 @@ def test_bad_inputs_name_the_fix(tiny_run):
         load_unit_patches(tiny_run, "conv2", 0)
     with pytest.raises(NeuroscribeError, match="units must lie"):
         extract_patches(tiny_run, "conv2", PatchConfig(), units=[99])
-
-
-def _count_loads(monkeypatch) -> Counter:
-    loads: Counter[str] = Counter()
-    real = extract_module.load_image
-
-    def counting(path, options=None):
-        loads[path] += 1
-        return real(path, options)
-
-    monkeypatch.setattr(extract_module, "load_image", counting)
-    return loads
 
 
 def _drop_patches(store: str, layer: str) -> None:
