@@ -88,8 +88,8 @@ def _collate(items: list) -> list:
     return items
 
 
-def _iterate_items(dataset: _Decoded, batch_size: int, workers: int, prefetch: int, pin: bool) -> Iterator[list]:
-    if workers > 0 and not multiprocessing.current_process().daemon:
+def _iterate_items(dataset: _Decoded, batch_size: int, workers: int, prefetch: int, processes: bool) -> Iterator[list]:
+    if processes and workers > 0 and not multiprocessing.current_process().daemon:
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=batch_size, num_workers=workers, prefetch_factor=prefetch, collate_fn=_collate,
             pin_memory=False,  # pinned below, after the skipped items are dropped
@@ -134,16 +134,19 @@ def image_batches(
     storage_options: dict | None = None,
     prefetch: int = 2,
     gpu_decode: bool = True,
+    processes: bool | None = None,
 ) -> Iterator[Batch]:
     """Batches of ``index``'s images (column ``path``) in order, ready on ``device``.
 
     ``transform`` is the model's ``Preprocessing.transform()``: its torchvision v2 steps take a PIL
     image (in the workers) or a uint8 CHW tensor (on the device, for GPU-decoded JPEGs) alike.
+    ``processes`` (default: on CUDA only) decodes in worker processes; on CPU the model already uses
+    every core, and per-shard worker start-up measured slower than threads on 2 cores.
     """
     cuda = device.type == "cuda"
     on_gpu = cuda and gpu_decode
     dataset = _Decoded(index["path"].tolist(), transform, storage_options, jpeg_bytes=on_gpu)
-    for items in _iterate_items(dataset, batch_size, workers, prefetch, cuda):
+    for items in _iterate_items(dataset, batch_size, workers, prefetch, cuda if processes is None else processes):
         positions, tensors, skipped = [], [], []
         raw = [(pos, item) for pos, item in items if isinstance(item, torch.Tensor) and item.dtype == torch.uint8 and item.dim() == 1]
         decoded = dict(zip([p for p, _ in raw], _decode_on_gpu([r for _, r in raw], device))) if raw else {}

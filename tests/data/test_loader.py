@@ -54,12 +54,12 @@ def _expected(index: pd.DataFrame):
     return ok, skipped
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_batches_equal_decode_image_and_transform_with_the_same_skips(mixed_folder, workers):
+@pytest.mark.parametrize(("workers", "processes"), [(0, False), (2, False), (2, True)])
+def test_batches_equal_decode_image_and_transform_with_the_same_skips(mixed_folder, workers, processes):
     ok, skipped = _expected(mixed_folder)
     assert len(skipped) == 4  # empty, truncated, not an image, missing
     seen_ok, seen_skipped, order = {}, {}, []
-    for batch in image_batches(mixed_folder, PREP.transform(), batch_size=3, device=torch.device("cpu"), workers=workers):
+    for batch in image_batches(mixed_folder, PREP.transform(), batch_size=3, device=torch.device("cpu"), workers=workers, processes=processes):
         order.extend(batch.positions.tolist())
         seen_skipped.update(dict(batch.skipped))
         if batch.pixels is not None:
