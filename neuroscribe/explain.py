@@ -10,6 +10,8 @@ Stages and what each is keyed on (a rerun recomputes only stages whose key chang
 - extraction and patches: see ``neuroscribe.extraction`` and ``neuroscribe.patches``;
 - patch embeddings ``embeddings/<layer>/<key>/<first unit>.npy``: the patches key, the backend's
   fingerprint and what the rule embeds (seed: patches; softwpmi: whole top images);
+  each distinct crop (or top image) is embedded once per run: its vector is kept in
+  ``embeddings/crops/<backend fingerprint>/`` by content digest, shared by blocks and layers;
 - concept embeddings: backend fingerprint, vocabulary hash, templates (``neuroscribe.scoring``);
 - the table ``explanations/<layer>.parquet``: all of the above plus the rule; its key is in
   ``explanations/<layer>.json``.  A new vocabulary therefore reruns only concept embedding and scoring.
@@ -41,6 +43,7 @@ from neuroscribe.config import (
 from neuroscribe.data import ImageSkipped, load_image
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import code_version, content_key
+from neuroscribe.patches import extract as patch_extract
 from neuroscribe.patches.extract import PatchConfig
 from neuroscribe.patches.load import load_layer_patches, patches_group
 from neuroscribe.scoring.backend import BackendSpec, make_backend
@@ -71,7 +74,7 @@ class ExplainConfig(LayersConfig):
     backend: BackendSpec = BackendSpec()
     rule: RuleSpec = RuleSpec()
     patches: PatchConfig = PatchConfig()
-    units_per_task: int = Field(default=256, ge=1, description="units per scoring task")
+    units_per_task: int = Field(default=256, ge=1, description="units per patch/embedding task (rounded up to whole 64-unit patch shards)")
     gallery_patches: int = Field(default=6, ge=1, description="patches shown per unit in the gallery")
     runner: RunnerSpec = RunnerSpec()
     overwrite: bool = False
@@ -118,30 +121,60 @@ def embedding_key(cfg: ExplainConfig, layer: str, backend_fingerprint: str) -> s
 
 
 def unit_blocks(n_units: int, size: int) -> list[list[int]]:
+    """The units of each task: ``size`` rounded up to whole patch shards (``BLOCK_UNITS`` units), so
+    that every shard of ``patches/<layer>`` is cut and written by exactly one task."""
+    size = -(-size // patch_extract.BLOCK_UNITS) * patch_extract.BLOCK_UNITS
     return [list(range(s, min(s + size, n_units))) for s in range(0, n_units, size)]
 
 
-def _embed_unique(backend, crops: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """Embed (crop, mask) pairs, each distinct one once (a linear unit's patches are whole images shared
-    by many units); the mask rides along as alpha, for backends that read the region (ConSE's colours)."""
-    digests = [hashlib.blake2b(c.tobytes() + np.packbits(m).tobytes(), digest_size=16).digest() for c, m in crops]
-    first: dict[bytes, int] = {}
-    for i, d in enumerate(digests):
-        first.setdefault(d, i)
-    order = list(first.values())
-    from PIL import Image
+def _content_digest(image) -> bytes:
+    pixels = np.ascontiguousarray(np.asarray(image))
+    return hashlib.blake2b(pixels.tobytes() + repr(pixels.shape).encode(), digest_size=16).digest()
 
-    def rgba(i: int) -> Image.Image:
-        crop, mask = crops[i]
-        return Image.fromarray(np.dstack([crop, mask.astype(np.uint8) * 255]), "RGBA")
 
-    vectors = backend.embed_images([rgba(i) for i in order]) if order else np.zeros((0, backend.dim), np.float32)
-    row = {d: j for j, d in enumerate(first)}
-    return vectors[[row[d] for d in digests]] if digests else vectors
+def _crop_cache_dir(backend_fingerprint: str) -> str:
+    return f"embeddings/crops/{backend_fingerprint}"
+
+
+def _known_vectors(cfg: ExplainConfig, backend_fingerprint: str) -> dict[bytes, np.ndarray]:
+    """Every crop vector this run has stored for the backend, by content digest."""
+    folder = _crop_cache_dir(backend_fingerprint)
+    known: dict[bytes, np.ndarray] = {}
+    for name in st.list_files(cfg.store, folder, cfg.store_options):
+        if name.endswith(".npz"):
+            with np.load(io.BytesIO(st.read_bytes(cfg.store, f"{folder}/{name}", cfg.store_options))) as stored:
+                known.update(zip((d.tobytes() for d in stored["digests"]), stored["vectors"]))
+    return known
+
+
+def embed_distinct(cfg: ExplainConfig, backend, images: list) -> tuple[np.ndarray, int]:
+    """Embed images (crop arrays or PIL images), each distinct content once per run: (vectors, new).
+
+    Vectors are kept in ``embeddings/crops/<backend fingerprint>/<key>.npz`` by content digest, so
+    blocks of units and layers that hold the same crop (a final layer's whole images) share them.
+    """
+    digests = [_content_digest(image) for image in images]
+    known = _known_vectors(cfg, backend.fingerprint) if digests else {}
+    missing: dict[bytes, int] = {}
+    for i, digest in enumerate(digests):
+        if digest not in known:
+            missing.setdefault(digest, i)
+    if missing:
+        from PIL import Image
+
+        batch = [images[i] if isinstance(images[i], Image.Image) else Image.fromarray(images[i]) for i in missing.values()]
+        vectors = np.asarray(backend.embed_images(batch), dtype=np.float32)
+        buf = io.BytesIO()
+        np.savez(buf, digests=np.frombuffer(b"".join(missing), np.uint8).reshape(len(missing), -1), vectors=vectors)
+        name = content_key(sorted(d.hex() for d in missing))
+        st.write_bytes(cfg.store, f"{_crop_cache_dir(backend.fingerprint)}/{name}.npz", buf.getvalue(), cfg.store_options)
+        known.update(zip(missing, vectors))
+    vectors = np.stack([known[d] for d in digests]) if digests else np.zeros((0, backend.dim), np.float32)
+    return vectors, len(missing)
 
 
 def _block_inputs(cfg: ExplainConfig, layer: str, units: list[int]) -> tuple[list, np.ndarray]:
-    """The images to embed for ``units`` (crop arrays, or PIL top images for softwpmi), and for each
+    """The images to embed for ``units`` (RGBA crop arrays, or PIL top images for softwpmi), and for each
     (unit, slot) its index in that list or -1."""
     [block] = list(load_layer_patches(cfg.store, layer, cfg.store_options, block_units=len(units), units=units))
     if not embeds_whole_images(cfg.rule):
@@ -149,7 +182,8 @@ def _block_inputs(cfg: ExplainConfig, layer: str, units: list[int]) -> tuple[lis
         crops = []
         for i, j in zip(*np.nonzero(block.image_id >= 0)):
             slots[i, j] = len(crops)
-            crops.append((block.crops[i, j], block.masks[i, j]))
+            # the mask rides along as alpha, for backends that read the region (ConSE's colours)
+            crops.append(np.dstack([block.crops[i, j], block.masks[i, j].astype(np.uint8) * 255]))
         return crops, slots
     group = st.open_group(cfg.store, "r", cfg.store_options)
     ids = group[f"topk/{layer}/image_id"].oindex[np.asarray(units)]
@@ -178,16 +212,13 @@ def embed_unit_block(cfg: ExplainConfig, layer: str, units: Iterable[int]) -> di
     if st.exists(cfg.store, relpath, cfg.store_options):
         return {"layer": layer, "first_unit": units[0], "units": len(units), "cached": True}
     images, slots = _block_inputs(cfg, layer, units)
-    if embeds_whole_images(cfg.rule):
-        vectors = backend.embed_images(images) if images else np.zeros((0, backend.dim), np.float32)
-    else:
-        vectors = _embed_unique(backend, images)
+    vectors, embedded = embed_distinct(cfg, backend, images)
     out = np.full((*slots.shape, backend.dim), np.nan, dtype=np.float32)
     out[slots >= 0] = vectors[slots[slots >= 0]]
     buf = io.BytesIO()
     np.save(buf, out, allow_pickle=False)
     st.write_bytes(cfg.store, relpath, buf.getvalue(), cfg.store_options)
-    return {"layer": layer, "first_unit": units[0], "units": len(units), "cached": False, "embedded": len(images)}
+    return {"layer": layer, "first_unit": units[0], "units": len(units), "cached": False, "inputs": len(images), "embedded": embedded}
 
 
 def _load_embeddings(cfg: ExplainConfig, layer: str, key: str, n_units: int) -> list[np.ndarray]:

@@ -17,7 +17,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from functools import lru_cache
 
@@ -28,19 +27,29 @@ from pydantic import BaseModel
 
 from neuroscribe import store as st
 from neuroscribe.config import ExtractConfig, ModelSpec
-from neuroscribe.data import ImageSkipped, build_index, listing_key, load_image, shard_ranges
+from neuroscribe.data import build_index, listing_key, shard_ranges
+from neuroscribe.data.loader import image_batches
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.hooks import capture_outputs
 from neuroscribe.lease import require_lease, store_lease
-from neuroscribe.models import LayerInfo, LoadedModel, load_model, resolve_device, resolve_layers, unit_activations
+from neuroscribe.models import (
+    LayerInfo,
+    LoadedModel,
+    load_model,
+    resolve_device,
+    resolve_layers,
+    unit_activations,
+)
 from neuroscribe.progress import ProgressFn
+from neuroscribe.stats import TopK
 
 CODE_MODULES = (
     "neuroscribe.extraction",
     "neuroscribe.models.layers",
     "neuroscribe.models.preprocessing",
     "neuroscribe.data.images",
+    "neuroscribe.data.loader",
 )
 
 
@@ -115,9 +124,31 @@ def _samples_per_shard(info: LayerInfo, shard_size: int) -> int:
     return min(SAMPLES_PER_SHARD, shard_size * h * w)
 
 
-def _create_arrays(group, infos: list[LayerInfo], n_images: int, shard_size: int) -> None:
+# A shard keeps the maps of its own top-k images per unit when they take at most this much (per
+# layer): the reduce then needs no second pass over the data.  Bigger maps (early layers of large
+# models at k=50) are recomputed for the winners only, in ``_collect_maps``.
+CANDIDATE_MAP_BYTES = 64 * 2**20
+
+
+def _keeps_candidate_maps(info: LayerInfo, k: int) -> bool:
+    return info.kind != "linear" and info.units * k * int(np.prod(info.map_shape)) * 4 <= CANDIDATE_MAP_BYTES
+
+
+def _create_arrays(group, infos: list[LayerInfo], n_images: int, shard_size: int, k: int) -> None:
     n_shards = len(shard_ranges(n_images, shard_size))
     for info in infos:
+        if _keeps_candidate_maps(info, k):
+            group.create_array(
+                f"activations/{info.name}/candidate_ids",
+                shape=(n_shards, info.units, k), chunks=(1, info.units, k), dtype="int64", fill_value=-1, overwrite=True,
+            )
+            group.create_array(
+                f"activations/{info.name}/candidate_maps",
+                shape=(n_shards, info.units, k, *info.map_shape),
+                chunks=(1, _unit_chunk(info.units, 64), k, *info.map_shape),
+                shards=(1, info.units, k, *info.map_shape),
+                dtype="float32", fill_value=np.nan, overwrite=True,
+            )
         if info.kind != "linear":
             m = _samples_per_shard(info, shard_size)
             group.create_array(
@@ -170,7 +201,7 @@ def prepare_extraction(cfg: ExtractConfig) -> ExtractionPlan:
         previous = None
     if previous is None:
         group = st.open_group(cfg.store, "a", opts)
-        _create_arrays(group, infos, len(index), cfg.dataset.shard_size)
+        _create_arrays(group, infos, len(index), cfg.dataset.shard_size, cfg.k)
         frame = index.assign(status="pending", reason="")
         st.write_parquet(cfg.store, "index.parquet", frame, opts)
         group.attrs["neuroscribe"] = {
@@ -204,13 +235,6 @@ def _shard_done(cfg: ExtractConfig, shard: int, key: str) -> bool:
     return st.read_json(cfg.store, _marker(shard), cfg.store_options).get("run_key") == key
 
 
-def _decode(row, transform, storage_options, max_image_pixels=None):
-    try:
-        return transform(load_image(row.path, storage_options, max_image_pixels=max_image_pixels))
-    except ImageSkipped as skip:
-        return skip
-
-
 def _autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
@@ -225,28 +249,44 @@ def forward_batches(
     storage_options: dict | None = None,
     max_image_pixels: int | None = None,
 ) -> Iterable[tuple[np.ndarray, dict[str, torch.Tensor], list[tuple[int, str]]]]:
-    """Decode rows in threads and yield (row positions, layer outputs, skipped (position, reason)).
+    """Decode rows ahead of the model (``neuroscribe.data.loader``) and yield (row positions, layer
+    outputs, skipped (position, reason)).
 
-    One forward per batch serves every requested layer.
+    One forward per batch serves every requested layer.  Batches hold ``batch_size`` usable images
+    whatever was skipped, so a shard's batches (and its samples) do not depend on the decode path.
     """
     transform = loaded.preprocessing.transform()
-    with ThreadPoolExecutor(decode_threads) as pool:
-        decoded = pool.map(lambda r: _decode(r, transform, storage_options, max_image_pixels), rows.itertuples(index=False))
-        batch, positions, skipped = [], [], []
-        for pos, item in enumerate(decoded):
-            if isinstance(item, ImageSkipped):
-                skipped.append((pos, item.reason))
-            else:
-                batch.append(item)
-                positions.append(pos)
-            if len(batch) == batch_size or (pos == len(rows) - 1 and batch):
-                x = torch.stack(batch).to(device).contiguous(memory_format=torch.channels_last)
-                with loaded.lock, torch.inference_mode(), _autocast(device), capture_outputs(loaded.model, layer_names) as outs:
-                    loaded.model(x)
-                yield np.asarray(positions), outs, skipped
-                batch, positions, skipped = [], [], []
-        if skipped:
-            yield np.asarray([], dtype=int), {}, skipped
+    pixels: list[torch.Tensor] = []
+    positions: list[np.ndarray] = []
+    skipped: list[tuple[int, str]] = []
+
+    def forward():
+        x = torch.cat(pixels)
+        with loaded.lock, torch.inference_mode(), _autocast(device), capture_outputs(loaded.model, layer_names) as outs:
+            loaded.model(x)
+        return np.concatenate(positions), outs
+
+    batches = image_batches(
+        rows, transform, batch_size, device, workers=decode_threads, storage_options=storage_options, max_image_pixels=max_image_pixels
+    )
+    for batch in batches:
+        skipped.extend(batch.skipped)
+        if batch.pixels is not None:
+            pixels.append(batch.pixels)
+            positions.append(batch.positions)
+        while sum(len(p) for p in positions) >= batch_size:
+            x_all, pos_all = torch.cat(pixels), np.concatenate(positions)
+            pixels, positions = [x_all[:batch_size]], [pos_all[:batch_size]]
+            done, outs = forward()
+            yield done, outs, skipped
+            pixels, positions, skipped = [x_all[batch_size:]], [pos_all[batch_size:]], []
+            if not len(positions[0]):
+                pixels, positions = [], []
+    if positions:
+        done, outs = forward()
+        yield done, outs, skipped
+    elif skipped:
+        yield np.asarray([], dtype=int), {}, skipped
 
 
 def extract_shards(cfg: ExtractConfig, shard_ids: list[int], on_progress: ProgressFn = None) -> list[dict]:
@@ -286,6 +326,11 @@ def _extract_one(cfg, loaded, infos, group, rows, shard, start, key, device, on_
         for info in infos
         if info.kind != "linear"
     }
+    candidates = {
+        info.name: _ShardTopMaps(group[f"activations/{info.name}/candidate_ids"].shape[2], info.units, info.map_shape)
+        for info in infos
+        if f"activations/{info.name}/candidate_ids" in group
+    }
     skipped = []
     ids = rows["id"].to_numpy()
     for positions, outputs, bad in forward_batches(
@@ -304,12 +349,18 @@ def _extract_one(cfg, loaded, infos, group, rows, shard, start, key, device, on_
                 buffers[(info.name, "cls")][positions] = cls.float().cpu().numpy()
             if info.name in samplers:
                 samplers[info.name].add(maps)
+            if info.name in candidates:
+                candidates[info.name].add(buffers[(info.name, "max")][positions], ids[positions], maps)
         if on_progress and len(positions):
             on_progress(len(positions))
     for (layer, stat), values in buffers.items():
         group[f"activations/{layer}/{stat}"][start : start + n] = values
     for layer, sampler in samplers.items():
         group[f"activations/{layer}/samples"][shard] = sampler.result()
+    for layer, top in candidates.items():
+        top_ids, top_maps = top.result()
+        group[f"activations/{layer}/candidate_maps"][shard] = top_maps
+        group[f"activations/{layer}/candidate_ids"][shard] = top_ids
     record = {
         "shard": shard,
         "run_key": key,
@@ -321,6 +372,32 @@ def _extract_one(cfg, loaded, infos, group, rows, shard, start, key, device, on_
     # the marker goes last: a shard interrupted before this line is recomputed on rerun
     st.write_json(cfg.store, _marker(shard), record, cfg.store_options)
     return record
+
+
+class _ShardTopMaps:
+    """Each unit's top-k images within one shard with their maps, ranked as ``TopK`` ranks them
+    (value descending, then lower id): every image of the dataset's top-k is in its shard's, so the
+    reduce finds each winner's map here without a second pass over the data."""
+
+    def __init__(self, k: int, units: int, map_shape: tuple[int, int]):
+        self.k = k
+        self.top = TopK(k, units)
+        self.maps = np.zeros((units, 0, *map_shape), dtype=np.float32)
+
+    def add(self, values: np.ndarray, image_ids: np.ndarray, maps: torch.Tensor) -> None:
+        units = values.shape[1]
+        all_ids = np.concatenate([self.top.ids, np.broadcast_to(image_ids, (units, len(image_ids)))], axis=1)
+        all_maps = np.concatenate([self.maps, maps.float().permute(1, 0, 2, 3).cpu().numpy()], axis=1)
+        self.top.add(values, image_ids)
+        # ids are distinct within a unit's row: find each kept id among the old and new candidates
+        where = (all_ids[:, None, :] == self.top.ids[:, :, None]).argmax(axis=2)
+        self.maps = np.take_along_axis(all_maps, where[:, :, None, None], axis=1)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        _, ids = self.top.result()
+        maps = np.full((*ids.shape, *self.maps.shape[2:]), np.nan, dtype=np.float32)
+        maps[:, : self.maps.shape[1]] = self.maps
+        return ids, maps
 
 
 class _ShardSampler:
@@ -373,8 +450,6 @@ def reduce_topk(cfg: ExtractConfig, layer: str, on_progress: ProgressFn = None) 
         return {"layer": layer, "cached": True}
     size, n_images = attrs["dataset"]["shard_size"], attrs["dataset"]["n_images"]
     maxima = group[f"activations/{layer}/max"]
-    from neuroscribe.stats import TopK
-
     top = TopK(cfg.k, info_attrs["units"])
     for start, stop in shard_ranges(n_images, size):
         top.merge(TopK(cfg.k, info_attrs["units"]).add(maxima[start:stop], np.arange(start, stop)))
@@ -383,7 +458,9 @@ def reduce_topk(cfg: ExtractConfig, layer: str, on_progress: ProgressFn = None) 
     sub.create_array("value", data=values, chunks=values.shape, overwrite=True)
     sub.create_array("image_id", data=ids, chunks=ids.shape, overwrite=True)
     if info_attrs["map_shape"]:
-        maps = _collect_maps(cfg, attrs, layer, ids, on_progress)
+        maps = _candidate_maps(group, layer, ids, size, cfg.k)
+        if maps is None:
+            maps = _collect_maps(cfg, attrs, layer, ids, on_progress)
         units = maps.shape[0]
         block = min(units, 64)
         sub.create_array(
@@ -391,7 +468,26 @@ def reduce_topk(cfg: ExtractConfig, layer: str, on_progress: ProgressFn = None) 
         )
         sub["maps"][:] = maps
     sub.attrs["topk_key"] = topk_key
-    return {"layer": layer, "cached": False, "images": int(len(np.unique(ids[ids >= 0])))}
+    return {"layer": layer, "cached": False, "images": len(np.unique(ids[ids >= 0]))}
+
+
+def _candidate_maps(group, layer: str, ids: np.ndarray, shard_size: int, k: int) -> np.ndarray | None:
+    """The winners' maps from the shards' stored candidates; None when the shards kept none (or
+    fewer than ``k`` per unit: a rerun with a larger k)."""
+    name = f"activations/{layer}/candidate_ids"
+    if name not in group or group[name].shape[2] < k:
+        return None
+    candidate_ids = group[name][:]  # [shards, units, k]
+    stored = group[f"activations/{layer}/candidate_maps"]
+    maps = np.zeros((*ids.shape, *stored.shape[3:]), dtype=np.float32)
+    shard_of = np.where(ids >= 0, ids // shard_size, -1)
+    for shard in np.unique(shard_of[shard_of >= 0]):
+        units, ranks = np.nonzero(shard_of == shard)
+        match = candidate_ids[shard, units] == ids[units, ranks][:, None]
+        if not match.any(axis=1).all():
+            return None
+        maps[units, ranks] = stored[shard][units, match.argmax(axis=1)]
+    return maps
 
 
 def _collect_maps(cfg: ExtractConfig, attrs: dict, layer: str, ids: np.ndarray, on_progress: ProgressFn) -> np.ndarray:

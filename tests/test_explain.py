@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from neuroscribe import store as st
 from neuroscribe.config import DatasetSpec, ModelSpec, RunnerSpec
@@ -114,3 +115,33 @@ def test_bad_input_errors(image_folder, tmp_path, concept_file, tiny_clip_spec):
 
     with pytest.raises(NeuroscribeError, match="same backend"):
         explain_units("seed", [np.ones((2, 32), np.float32)], np.ones((3, 384), np.float32), ["a", "b", "c"])
+
+
+def test_each_distinct_crop_is_embedded_once_per_run_across_blocks(image_folder, tmp_path, concept_file, tiny_clip_spec, monkeypatch):
+    from neuroscribe import explain
+    from neuroscribe.patches import extract as patch_extract
+    from neuroscribe.patches import load_layer_patches
+
+    monkeypatch.setattr(patch_extract, "BLOCK_UNITS", 1)  # fc's 4 units in 4 tasks that share top images
+    cfg = _config(image_folder, tmp_path, concept_file, tiny_clip_spec, layers=("fc",)).model_copy(update={"units_per_task": 1})
+    backend = explain.cached_backend(cfg.backend)
+    embedded: list[bytes] = []
+    original = backend.embed_images
+
+    def recording(images, *a, **k):
+        embedded.extend(np.asarray(im).tobytes() for im in images)
+        return original(images, *a, **k)
+
+    monkeypatch.setattr(backend, "embed_images", recording)
+    run_explain(cfg)
+    [block] = list(load_layer_patches(cfg.store, "fc", block_units=4))
+    crops = block.crops[block.image_id >= 0]
+    distinct = {c.tobytes() for c in crops}
+    assert len(crops) > len(distinct)  # the blocks do share crops
+    assert sorted(embedded) == sorted(distinct)  # and each was embedded exactly once
+    # the stored vectors are the backend's own embedding of each unit's crops
+    key = explain.embedding_key(cfg, "fc", backend.fingerprint)
+    stored = explain._load_embeddings(cfg, "fc", key, 4)
+    for u, vectors in enumerate(stored):
+        expected = original([Image.fromarray(c) for c in block.crops[u][block.image_id[u] >= 0]])
+        np.testing.assert_allclose(vectors, expected, rtol=0, atol=1e-5)

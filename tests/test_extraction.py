@@ -131,3 +131,30 @@ def test_unit_quantiles_match_numpy_over_all_map_values(image_folder, tmp_path):
     out = _direct_outputs(TINY_CNN, image_folder, ["conv2"])["conv2"].numpy()
     expected = np.quantile(out.transpose(1, 0, 2, 3).reshape(out.shape[1], -1), 0.9, axis=1)
     np.testing.assert_allclose(unit_quantiles(cfg.store, "conv2", 0.9), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_the_reduce_takes_the_winners_maps_from_the_shards_without_a_second_pass(image_folder, tmp_path, monkeypatch):
+    from neuroscribe import extraction
+
+    cfg = _config(image_folder, tmp_path, layers="conv1,conv2", k=3, shard_size=4)
+    forwards = []
+    real = extraction.forward_batches
+    monkeypatch.setattr(extraction, "forward_batches", lambda *a, **k: forwards.append(len(a[1])) or real(*a, **k))
+    run_extraction(cfg)
+    assert forwards == [4, 4, 4]  # the three shards, and no second pass over the top images
+    ref = _direct_outputs(TINY_CNN, image_folder, ["conv1", "conv2"])
+    group = st.open_group(cfg.store, "r")
+    for layer in ("conv1", "conv2"):
+        out = ref[layer].numpy()
+        ids = group[f"topk/{layer}/image_id"][:]
+        expected = np.stack([out[ids[u], u] for u in range(out.shape[1])])
+        np.testing.assert_allclose(group[f"topk/{layer}/maps"][:], expected, rtol=1e-5, atol=1e-6)
+    # a larger k than the shards kept: the winners' maps come from a second pass, still exact
+    forwards.clear()
+    bigger = cfg.model_copy(update={"k": 5})
+    extraction.reduce_topk(bigger, "conv2")
+    assert forwards and sum(forwards) <= 12
+    out = ref["conv2"].numpy()
+    ids = group["topk/conv2/image_id"][:]
+    assert ids.shape[1] == 5
+    np.testing.assert_allclose(group["topk/conv2/maps"][:], np.stack([out[ids[u], u] for u in range(out.shape[1])]), rtol=1e-5, atol=1e-6)

@@ -28,7 +28,9 @@ Thresholds and which images give a patch (documented choices):
 Store layout, under ``<store>/patches/<layer>/``: one Zarr chunk per unit inside one Zarr shard
 per block of ``BLOCK_UNITS`` units.  Work is done and written a whole block at a time, so
 ``units=[...]`` is rounded out to whole blocks: give concurrent tasks disjoint blocks
-(``unit_blocks``) and no two ever write the same object::
+(``unit_blocks``; ``neuroscribe.explain.unit_blocks`` rounds tasks to them) and no two ever write
+the same object.  Within one call each top image is decoded once, however many blocks and units
+hold it (a bounded cache, ``IMAGE_CACHE_BYTES``)::
 
     crops      uint8   [units, P, S, S, 3]   square crops, S = crop_size
     masks      bool    [units, P, S, S]      the region in crop coordinates
@@ -46,8 +48,9 @@ another key is recomputed; with the same key only units still at -2 are computed
 
 from __future__ import annotations
 
+import threading
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
@@ -233,19 +236,70 @@ def _one_patch(image, unit_map, threshold, cfg: PatchConfig, prep: Preprocessing
     return {"crop": crop, "mask": mask, "box": box, "window": window, "threshold": used, "fallback": fallback}
 
 
-def _image_patches(path, jobs, maps, thresholds, cfg, prep, image_options) -> list[tuple[int, int, dict | None]]:
-    """Load one image once and cut every (unit position, rank) that wants it."""
-    try:
-        image = load_image(path, image_options)
-    except ImageSkipped:
+# Decoded images kept by one extract_patches call: all the top images of a few thousand units at
+# ImageNet sizes fit, so each is decoded once per call; bounded whatever the dataset's size.
+IMAGE_CACHE_BYTES = 1 << 30
+
+
+class _DecodedImages:
+    """The images of one ``extract_patches`` call, decoded on first use and kept while they fit in
+    ``max_bytes`` (least recently used dropped first).  For a linear layer (no maps) every unit's
+    patch of an image is the same whole-image crop, so that patch is kept instead of the image."""
+
+    def __init__(self, paths: dict[int, str], image_options: dict | None, max_bytes: int):
+        self.paths, self.image_options, self.max_bytes = paths, image_options, max_bytes
+        self._items: OrderedDict[tuple[str, int], tuple[Any, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.loads = 0
+
+    def _decode(self, image_id: int):
+        with self._lock:
+            self.loads += 1
+        try:
+            return load_image(self.paths[image_id], self.image_options)
+        except ImageSkipped:
+            return None
+
+    def _get(self, key: tuple[str, int], make: Callable[[], Any], size: Callable[[Any], int]):
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key][0]
+        value = make()
+        nbytes = size(value)
+        with self._lock:
+            self._items[key] = (value, nbytes)
+            self._bytes += nbytes
+            while self._bytes > self.max_bytes and len(self._items) > 1:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self._bytes -= dropped
+        return value
+
+    def image(self, image_id: int):
+        """The decoded RGB image, or None when it is skipped (unreadable, corrupt, ...)."""
+        return self._get(("image", image_id), lambda: self._decode(image_id), lambda im: 0 if im is None else im.width * im.height * 3)
+
+    def whole_image_patch(self, image_id: int, cfg: PatchConfig, prep: Preprocessing) -> dict | None:
+        def make():
+            image = self._decode(image_id)
+            return None if image is None else _one_patch(image, None, None, cfg, prep)
+
+        return self._get(("whole", image_id), make, lambda p: 0 if p is None else p["crop"].nbytes + p["mask"].nbytes)
+
+
+def _image_patches(image_id, jobs, maps, thresholds, cfg, prep, images: _DecodedImages) -> list[tuple[int, int, dict | None]]:
+    """Cut every (unit position, rank) that wants one image, decoding it at most once per call."""
+    if maps is None:
+        patch = images.whole_image_patch(image_id, cfg, prep)
+        return [(i, r, patch) for i, r in jobs]
+    image = images.image(image_id)
+    if image is None:
         return [(i, r, None) for i, r in jobs]
-    return [
-        (i, r, _one_patch(image, None if maps is None else maps[i, r], None if thresholds is None else thresholds[i], cfg, prep))
-        for i, r in jobs
-    ]
+    return [(i, r, _one_patch(image, maps[i, r], thresholds[i], cfg, prep)) for i, r in jobs]
 
 
-def _compute_block(start, stop, topk, paths, thresholds, cfg, prep, p, image_options, threads) -> tuple[_Block, int]:
+def _compute_block(start, stop, topk, thresholds, cfg, prep, p, images: _DecodedImages, pool) -> _Block:
     ids = topk["image_id"][start:stop]
     values = topk["value"][start:stop]
     maps = topk["maps"][start:stop] if "maps" in topk else None
@@ -260,32 +314,26 @@ def _compute_block(start, stop, topk, paths, thresholds, cfg, prep, p, image_opt
         usable &= np.isfinite(block_thr)[:, None]
     candidates = [list(np.flatnonzero(row)) for row in usable]
     found: list[dict[int, dict]] = [{} for _ in range(n)]
-    loads = 0
-    with ThreadPoolExecutor(threads) as pool:
-        while True:
-            # the next candidates of every unit still short of p patches, grouped so each image loads once
-            by_image: dict[int, list[tuple[int, int]]] = defaultdict(list)
-            for i, cands in enumerate(candidates):
-                want = max(p - len(found[i]), 0)
-                take, candidates[i] = cands[:want], cands[want:]
-                for r in take:
-                    by_image[int(ids[i, r])].append((i, int(r)))
-            if not by_image:
-                break
-            loads += len(by_image)
-            results = pool.map(
-                lambda item: _image_patches(paths[item[0]], item[1], maps, block_thr, cfg, prep, image_options),
-                by_image.items(),
-            )
-            for batch in results:
-                for i, r, patch in batch:
-                    if patch is not None:
-                        found[i][r] = patch
+    while True:
+        # the next candidates of every unit still short of p patches, grouped by image
+        by_image: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        for i, cands in enumerate(candidates):
+            want = max(p - len(found[i]), 0)
+            take, candidates[i] = cands[:want], cands[want:]
+            for r in take:
+                by_image[int(ids[i, r])].append((i, int(r)))
+        if not by_image:
+            break
+        results = pool.map(lambda item: _image_patches(item[0], item[1], maps, block_thr, cfg, prep, images), by_image.items())
+        for batch in results:
+            for i, r, patch in batch:
+                if patch is not None:
+                    found[i][r] = patch
     block = _Block(n, p, cfg.crop_size)
     for i, patches in enumerate(found):
         for slot, r in enumerate(sorted(patches)[:p]):
             block.put(i, slot, int(ids[i, r]), r, patches[r])
-    return block, loads
+    return block
 
 
 def unit_blocks(n_units: int) -> list[range]:
@@ -322,21 +370,21 @@ def extract_patches(
     blocks = [b for b in unit_blocks(n_units) if np.isin(wanted, b).any()]
     todo = [b for b in blocks if (done_ids[b.start : b.stop] == NOT_COMPUTED).any()]
     summary: dict[str, Any] = {"layer": layer, "key": meta["patches_key"], "units": sum(map(len, todo)), "cached": not todo}
-    made = loads = 0
+    made = 0
     if todo:
         thresholds = _unit_thresholds(store, layer, cfg, "maps" in topk, storage_options)
         index = st.read_parquet(store, "index.parquet", storage_options)
         paths = dict(zip(index["id"].to_numpy().tolist(), index["path"]))
         prep = Preprocessing(**attrs["preprocessing"])
-        for b in todo:
-            block, n_loads = _compute_block(
-                b.start, b.stop, topk, paths, thresholds, cfg, prep, p, image_storage_options, threads
-            )
-            block.write(sub, b.start)
-            made, loads = made + int((block.image_id >= 0).sum()), loads + n_loads
-            if on_progress:
-                on_progress(len(b))
-        summary["images_loaded"] = loads
+        images = _DecodedImages(paths, image_storage_options, IMAGE_CACHE_BYTES)
+        with ThreadPoolExecutor(threads) as pool:
+            for b in todo:
+                block = _compute_block(b.start, b.stop, topk, thresholds, cfg, prep, p, images, pool)
+                block.write(sub, b.start)
+                made += int((block.image_id >= 0).sum())
+                if on_progress:
+                    on_progress(len(b))
+        summary["images_loaded"] = images.loads
     final = sub["image_id"][:][wanted]
     seconds = time.perf_counter() - began
     summary |= {

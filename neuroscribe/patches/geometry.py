@@ -23,6 +23,7 @@ import math
 import numpy as np
 from PIL import Image
 from scipy import ndimage
+from skimage.filters import threshold_otsu
 
 Box = tuple[float, float, float, float]
 # Neutral grey where a square window runs past the image edge (ImageNet's mean colour).
@@ -67,23 +68,18 @@ def upsample_map(unit_map: np.ndarray, crop_box: Box, image_size: tuple[int, int
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
-    """Otsu's threshold of a sample: the cut that maximises the between-class variance of a histogram.
+    """Otsu's threshold of a sample (scikit-image's ``threshold_otsu`` over a ``bins`` histogram).
 
-    Returns the upper edge of the last bin of the lower class, so ``values > t`` is the upper class.
+    Returns the upper edge of the bin scikit-image picks rather than its centre, so that
+    ``values > t`` is exactly the histogram's upper class (a centre would split that bin's values).
     """
     values = np.asarray(values, dtype=np.float64).ravel()
     values = values[np.isfinite(values)]
     if values.size == 0 or values.min() == values.max():
         return float(values.max()) if values.size else math.inf
-    counts, edges = np.histogram(values, bins=bins)
-    centres = (edges[:-1] + edges[1:]) / 2
-    w0 = np.cumsum(counts)[:-1].astype(np.float64)
-    w1 = values.size - w0
-    s0 = np.cumsum(counts * centres)[:-1]
-    m0 = s0 / np.maximum(w0, 1)
-    m1 = (np.sum(counts * centres) - s0) / np.maximum(w1, 1)
-    between = w0 * w1 * (m0 - m1) ** 2
-    return float(edges[1 + int(np.argmax(between))])
+    centre = threshold_otsu(values, nbins=bins)
+    edges = np.histogram_bin_edges(values, bins=bins)
+    return float(edges[np.searchsorted(edges, centre)])
 
 
 def highest_region(values: np.ndarray, threshold: float) -> np.ndarray | None:

@@ -169,7 +169,7 @@ def test_otsu_thresholds_each_unit_from_its_own_maps(tiny_run):
     assert first.box[0] >= x0 - 2 and first.box[2] <= x1 + 2 and first.box[1] >= y0 - 2 and first.box[3] <= y1 + 2
 
 
-def test_rerun_is_cached_by_content_and_config_change_recomputes(tiny_run, monkeypatch):
+def _count_loads(monkeypatch) -> Counter:
     loads: Counter[str] = Counter()
     real = extract_module.load_image
 
@@ -178,6 +178,11 @@ def test_rerun_is_cached_by_content_and_config_change_recomputes(tiny_run, monke
         return real(path, options)
 
     monkeypatch.setattr(extract_module, "load_image", counting)
+    return loads
+
+
+def test_rerun_is_cached_by_content_and_config_change_recomputes(tiny_run, monkeypatch):
+    loads = _count_loads(monkeypatch)
     cfg = PatchConfig(crop_size=32)
     first = extract_patches(tiny_run, "relu2", cfg)
     topk_ids = st.open_group(tiny_run, "r")["topk/relu2/image_id"][:]
@@ -278,3 +283,63 @@ def test_bad_inputs_name_the_fix(tiny_run):
         load_unit_patches(tiny_run, "conv2", 0)
     with pytest.raises(NeuroscribeError, match="units must lie"):
         extract_patches(tiny_run, "conv2", PatchConfig(), units=[99])
+
+
+def _drop_patches(store: str, layer: str) -> None:
+    fs, root = st.filesystem(store)
+    fs.rm(f"{root}/patches/{layer}", recursive=True)
+
+
+@pytest.mark.parametrize("layer", ["relu2", "fc"])
+def test_each_image_is_decoded_once_per_call_across_blocks(tiny_run, monkeypatch, layer):
+    """Many blocks of units share top images (a final layer's whole images above all): one decode each."""
+    cfg = PatchConfig(crop_size=32)
+    whole = extract_patches(tiny_run, layer, cfg)  # one block: the reference arrays
+    reference = {name: st.open_group(tiny_run, "r")[f"patches/{layer}/{name}"][:] for name in ("crops", "masks", "boxes", "image_id")}
+    monkeypatch.setattr(extract_module, "BLOCK_UNITS", 1)  # one block per unit: the most sharing
+    loads = _count_loads(monkeypatch)
+    _drop_patches(tiny_run, layer)
+    blocked = extract_patches(tiny_run, layer, cfg)
+    assert not blocked["cached"] and blocked["patches"] == whole["patches"]
+    topk_ids = st.open_group(tiny_run, "r")[f"topk/{layer}/image_id"][:]
+    assert set(loads.values()) == {1} and len(loads) == len(np.unique(topk_ids[topk_ids >= 0]))
+    assert blocked["images_loaded"] == len(loads)
+    for name, expected in reference.items():
+        np.testing.assert_array_equal(st.open_group(tiny_run, "r")[f"patches/{layer}/{name}"][:], expected)
+
+
+def test_the_decoded_image_cache_is_bounded_and_decodes_again_past_it(tiny_run, monkeypatch):
+    cfg = PatchConfig(crop_size=32)
+    extract_patches(tiny_run, "relu2", cfg)
+    reference = st.open_group(tiny_run, "r")["patches/relu2/crops"][:]
+    monkeypatch.setattr(extract_module, "BLOCK_UNITS", 1)
+    monkeypatch.setattr(extract_module, "IMAGE_CACHE_BYTES", 1)  # keeps only the last image
+    loads = _count_loads(monkeypatch)
+    _drop_patches(tiny_run, "relu2")
+    extract_patches(tiny_run, "relu2", cfg)
+    assert max(loads.values()) > 1  # evicted images come back by decoding, not from memory
+    np.testing.assert_array_equal(st.open_group(tiny_run, "r")["patches/relu2/crops"][:], reference)
+
+
+@pytest.mark.parametrize("units_per_task", [1, 3, 4, 6, 9, 16])
+def test_explain_tasks_write_disjoint_patch_shards(tiny_run, monkeypatch, units_per_task):
+    """However ``units_per_task`` is set, no shard of patches/<layer> is written by two tasks."""
+    from neuroscribe.explain import unit_blocks
+
+    monkeypatch.setattr(extract_module, "BLOCK_UNITS", 4)
+    writers: dict[int, set[int]] = {}
+    real = extract_module._Block.write
+    cfg = PatchConfig(crop_size=16, patches_per_unit=1)
+    tasks = unit_blocks(16, units_per_task)
+    assert sorted(u for t in tasks for u in t) == list(range(16))
+    for task, units in enumerate(tasks):
+        def recording(self, sub, start, task=task):
+            writers.setdefault(start, set()).add(task)
+            return real(self, sub, start)
+
+        # concurrent tasks all start on an empty layer: each runs here on a fresh one
+        if task:
+            _drop_patches(tiny_run, "relu2")
+        monkeypatch.setattr(extract_module._Block, "write", recording)
+        extract_patches(tiny_run, "relu2", cfg, units=units)
+    assert sorted(writers) == [0, 4, 8, 12] and all(len(t) == 1 for t in writers.values())

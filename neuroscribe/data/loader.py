@@ -1,0 +1,194 @@
+"""Batches of model inputs from a dataset index, decoded ahead of the model so the device stays busy.
+
+    transform = loaded.preprocessing.transform()
+    for batch in image_batches(index, transform, batch_size=64, device=torch.device("cuda"), workers=8):
+        model(batch.pixels)           # on the device, channels_last
+        batch.positions               # row positions in ``index`` of the batch's images
+        batch.skipped                 # [(position, reason)] of the rows that could not be used
+
+Every image is decoded by ``neuroscribe.data.images.decode_image``, so a bad file is skipped with
+exactly the reason it gets everywhere else.  Decoding runs in ``workers`` processes (a torch
+DataLoader) that keep ``prefetch`` batches ready while the current one runs; inside a daemonic
+process (a Dask worker), which may not fork, it runs in as many threads instead.  On CUDA the
+batches are pinned and copied without blocking, and plain JPEGs are decoded on the GPU with
+``torchvision.io.decode_jpeg(device="cuda")`` (nvjpeg): the workers only read the bytes and check
+with PIL that the file is a JPEG this path reproduces exactly (baseline RGB or greyscale, no EXIF
+rotation, not large enough for reduced-scale decoding); every other file, and any file nvjpeg
+refuses, goes through ``decode_image`` on the CPU.
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from neuroscribe.data.images import (
+    LARGE_IMAGE_PIXELS,
+    ImageSkipped,
+    decode_image,
+    read_bytes,
+)
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Batch:
+    positions: np.ndarray  # row positions in the index, in order
+    pixels: torch.Tensor | None  # [n, 3, H, W] float on the device, channels_last; None when all were skipped
+    skipped: list[tuple[int, str]]
+
+
+def _gpu_decodable(data: bytes, max_image_pixels: int | None = None) -> bool:
+    """A JPEG whose nvjpeg decode equals what ``decode_image`` returns (header read only, no decode)."""
+    limit = min(LARGE_IMAGE_PIXELS, max_image_pixels or LARGE_IMAGE_PIXELS)  # larger ones are drafted or skipped by PIL
+    if data[:2] != b"\xff\xd8":
+        return False
+    try:
+        img = Image.open(io.BytesIO(data))
+        orientation = img.getexif().get(0x0112, 1)
+        return img.format == "JPEG" and img.mode in ("RGB", "L") and orientation == 1 and img.width * img.height <= limit
+    except Exception:  # noqa: BLE001 - anything PIL dislikes is decode_image's to judge and report
+        return False
+
+
+class _Decoded(torch.utils.data.Dataset):
+    """Item ``i``: (i, CHW tensor | raw JPEG bytes as a uint8 tensor | skip reason)."""
+
+    def __init__(
+        self, paths: list[str], transform: Transform, storage_options: dict | None, jpeg_bytes: bool, max_image_pixels: int | None
+    ):
+        self.paths, self.transform, self.storage_options, self.jpeg_bytes = paths, transform, storage_options, jpeg_bytes
+        self.max_image_pixels = max_image_pixels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        path = self.paths[i]
+        try:
+            data = read_bytes(path, self.storage_options)
+        except FileNotFoundError:
+            return i, "file not found"
+        except OSError as exc:
+            return i, f"unreadable ({exc})"
+        if self.jpeg_bytes and _gpu_decodable(data, self.max_image_pixels):
+            return i, torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        try:
+            return i, self.transform(decode_image(data, path, max_image_pixels=self.max_image_pixels))
+        except ImageSkipped as skip:
+            return i, skip.reason
+
+
+def _collate(items: list) -> list:
+    return items
+
+
+def _iterate_items(dataset: _Decoded, batch_size: int, workers: int, prefetch: int, processes: bool) -> Iterator[list]:
+    if processes and workers > 0 and not multiprocessing.current_process().daemon:
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=batch_size, num_workers=workers, prefetch_factor=prefetch, collate_fn=_collate,
+            pin_memory=False,  # pinned below, after the skipped items are dropped
+        )
+        yield from loader
+        return
+    # daemonic processes cannot fork: decode in threads (PIL releases the GIL), still ahead of the model
+    with ThreadPoolExecutor(max(workers, 1)) as pool:
+        items = pool.map(dataset.__getitem__, range(len(dataset)))
+        batch: list = []
+        for item in items:
+            batch.append(item)
+            if len(batch) == batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+
+def _decode_on_gpu(raw: list[torch.Tensor], device: torch.device) -> list[torch.Tensor | None]:
+    """nvjpeg decodes of a batch; None where nvjpeg refused a file (it then goes through PIL)."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    try:
+        return list(decode_jpeg(raw, mode=ImageReadMode.RGB, device=device))
+    except RuntimeError:
+        out: list[torch.Tensor | None] = []
+        for data in raw:
+            try:
+                out.append(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
+            except RuntimeError:
+                out.append(None)
+        return out
+
+
+def image_batches(
+    index: pd.DataFrame,
+    transform: Transform,
+    batch_size: int,
+    device: torch.device,
+    workers: int = 2,
+    storage_options: dict | None = None,
+    prefetch: int = 2,
+    gpu_decode: bool = True,
+    processes: bool | None = None,
+    max_image_pixels: int | None = None,
+) -> Iterator[Batch]:
+    """Batches of ``index``'s images (column ``path``) in order, ready on ``device``.
+
+    ``transform`` is the model's ``Preprocessing.transform()``: its torchvision v2 steps take a PIL
+    image (in the workers) or a uint8 CHW tensor (on the device, for GPU-decoded JPEGs) alike.
+    ``processes`` (default: on CUDA only) decodes in worker processes; on CPU the model already uses
+    every core, and per-shard worker start-up measured slower than threads on 2 cores.
+    ``max_image_pixels`` is ``decode_image``'s limit (None: PIL's own).
+    """
+    cuda = device.type == "cuda"
+    on_gpu = cuda and gpu_decode
+    dataset = _Decoded(index["path"].tolist(), transform, storage_options, jpeg_bytes=on_gpu, max_image_pixels=max_image_pixels)
+    for items in _iterate_items(dataset, batch_size, workers, prefetch, cuda if processes is None else processes):
+        positions, tensors, skipped = [], [], []
+        raw = [(pos, item) for pos, item in items if isinstance(item, torch.Tensor) and item.dtype == torch.uint8 and item.dim() == 1]
+        decoded = dict(zip([p for p, _ in raw], _decode_on_gpu([r for _, r in raw], device))) if raw else {}
+        for pos, item in items:
+            if isinstance(item, str):
+                skipped.append((pos, item))
+                continue
+            if pos in decoded:
+                image = decoded[pos]
+                if image is None:  # nvjpeg refused it: PIL decides, with the usual reasons
+                    try:
+                        image = transform(decode_image(item.numpy().tobytes(), dataset.paths[pos], max_image_pixels=max_image_pixels))
+                    except ImageSkipped as skip:
+                        skipped.append((pos, skip.reason))
+                        continue
+                else:
+                    image = transform(image)
+                item = image
+            positions.append(pos)
+            tensors.append(item)
+        pixels = None
+        if tensors:
+            on_device = [t for t in tensors if t.device == device]
+            host = [t for t in tensors if t.device != device]
+            if len(on_device) == len(tensors):
+                pixels = torch.stack(tensors)
+            else:
+                stacked = torch.stack(host)
+                if cuda:
+                    stacked = stacked.pin_memory().to(device, non_blocking=True)
+                pixels = torch.stack(_interleave(device, tensors, stacked))
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
+        yield Batch(np.asarray(positions, dtype=np.int64), pixels, skipped)
+
+
+def _interleave(device: torch.device, tensors: list[torch.Tensor], host_stack: torch.Tensor) -> list[torch.Tensor]:
+    """``tensors`` in order, the host ones replaced by their rows of ``host_stack`` (already on ``device``)."""
+    rows = iter(host_stack)
+    return [t if t.device == device else next(rows) for t in tensors]
