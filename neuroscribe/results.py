@@ -212,16 +212,18 @@ class Ablation:
         return self._read(self.summary["units_table"].replace(".units.parquet", ".baseline.parquet"))
 
     @property
-    def chart(self) -> bytes:
-        """The PNG chart of the most affected classes of the charted units."""
-        return st.read_bytes(self.store, self.summary["chart"], self.storage_options)
+    def classes(self) -> pd.DataFrame:
+        """Per class: the units it depends on, ranked by drop (explanations joined when the run has them)."""
+        return self._read(self.summary["classes_table"])
+
+    @property
+    def chart(self) -> bytes | None:
+        """The PNG chart of the charted units' real drops (None: no unit hurt any class)."""
+        return st.read_bytes(self.store, self.summary["chart"], self.storage_options) if self.summary.get("chart") else None
 
     def _repr_html_(self) -> str:
-        from neuroscribe.ablation.report import report_section
-
-        units = self.units
-        top = max((len(t) for t in units["top_classes"]), default=5)
-        section = report_section(self.table, self.summary["charted"], top, self.chart)
+        # the ablation's own HTML report (neuroscribe.ablation.report.report_page), as written by the run
+        section = st.read_bytes(self.store, self.summary["report"], self.storage_options).decode()
         return _templates().ablation(self, Markup(section))
 
 

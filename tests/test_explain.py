@@ -135,7 +135,9 @@ def test_each_distinct_crop_is_embedded_once_per_run_across_blocks(image_folder,
     monkeypatch.setattr(backend, "embed_images", recording)
     run_explain(cfg)
     [block] = list(load_layer_patches(cfg.store, "fc", block_units=4))
-    crops = block.crops[block.image_id >= 0]
+    # what is embedded: each crop with its mask as alpha (backends that read the region use it)
+    rgba = np.concatenate([block.crops, block.masks[..., None].astype(np.uint8) * 255], axis=-1)
+    crops = rgba[block.image_id >= 0]
     distinct = {c.tobytes() for c in crops}
     assert len(crops) > len(distinct)  # the blocks do share crops
     assert sorted(embedded) == sorted(distinct)  # and each was embedded exactly once
@@ -143,5 +145,5 @@ def test_each_distinct_crop_is_embedded_once_per_run_across_blocks(image_folder,
     key = explain.embedding_key(cfg, "fc", backend.fingerprint)
     stored = explain._load_embeddings(cfg, "fc", key, 4)
     for u, vectors in enumerate(stored):
-        expected = original([Image.fromarray(c) for c in block.crops[u][block.image_id[u] >= 0]])
+        expected = original([Image.fromarray(c) for c in rgba[u][block.image_id[u] >= 0]])
         np.testing.assert_allclose(vectors, expected, rtol=0, atol=1e-5)
