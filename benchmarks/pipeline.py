@@ -39,7 +39,7 @@ from PIL import Image
 
 from neuroscribe.config import DatasetSpec, ModelSpec, RunnerSpec
 from neuroscribe.data import build_index
-from neuroscribe.explain import (
+from neuroscribe.explanation import (
     ExplainConfig,
     cached_backend,
     embed_unit_block,
@@ -158,7 +158,7 @@ def make_config(args, dataset: str, store: str, device: torch.device) -> Explain
 
 
 def run_pipeline(cfg: ExplainConfig, stages: Stages) -> dict:
-    """``neuroscribe.explain.run_explain``'s calls, one timed stage each."""
+    """``neuroscribe.explanation.run_explain``'s calls, one timed stage each."""
     extract_cfg = cfg.extract_config()
     with stages.stage("extract", unit="images") as rec:
         plan = prepare_extraction(extract_cfg)

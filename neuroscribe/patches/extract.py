@@ -28,7 +28,7 @@ Thresholds and which images give a patch (documented choices):
 Store layout, under ``<store>/patches/<layer>/``: one Zarr chunk per unit inside one Zarr shard
 per block of ``BLOCK_UNITS`` units.  Work is done and written a whole block at a time, so
 ``units=[...]`` is rounded out to whole blocks: give concurrent tasks disjoint blocks
-(``unit_blocks``; ``neuroscribe.explain.unit_blocks`` rounds tasks to them) and no two ever write
+(``unit_blocks``; ``neuroscribe.explanation.unit_blocks`` rounds tasks to them) and no two ever write
 the same object.  Within one call each top image is decoded once, however many blocks and units
 hold it (a bounded cache, ``IMAGE_CACHE_BYTES``)::
 

@@ -324,7 +324,7 @@ def test_the_decoded_image_cache_is_bounded_and_decodes_again_past_it(tiny_run, 
 @pytest.mark.parametrize("units_per_task", [1, 3, 4, 6, 9, 16])
 def test_explain_tasks_write_disjoint_patch_shards(tiny_run, monkeypatch, units_per_task):
     """However ``units_per_task`` is set, no shard of patches/<layer> is written by two tasks."""
-    from neuroscribe.explain import unit_blocks
+    from neuroscribe.explanation import unit_blocks
 
     monkeypatch.setattr(extract_module, "BLOCK_UNITS", 4)
     writers: dict[int, set[int]] = {}

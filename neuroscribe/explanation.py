@@ -52,7 +52,7 @@ from neuroscribe.scoring.rules import INACTIVE, UNCERTAIN_BELOW, RuleSpec, expla
 from neuroscribe.vocabulary.config import FilterSpec, LLMSpec, VocabularyConfig
 
 CODE_MODULES = (
-    "neuroscribe.explain", "neuroscribe.scoring.rules", "neuroscribe.scoring.seed", "neuroscribe.scoring.softwpmi", "neuroscribe.scoring.percentile",
+    "neuroscribe.explanation", "neuroscribe.scoring.rules", "neuroscribe.scoring.seed", "neuroscribe.scoring.softwpmi", "neuroscribe.scoring.percentile",
 )
 
 
@@ -116,7 +116,7 @@ def embeds_whole_images(rule: RuleSpec) -> bool:
 def embedding_key(cfg: ExplainConfig, layer: str, backend_fingerprint: str) -> str:
     patches_key = patches_group(cfg.store, layer, cfg.store_options).attrs["patches_key"]
     return content_key(
-        {"patches": patches_key, "backend": backend_fingerprint, "images": embeds_whole_images(cfg.rule), "code": code_version("neuroscribe.explain")}
+        {"patches": patches_key, "backend": backend_fingerprint, "images": embeds_whole_images(cfg.rule), "code": code_version("neuroscribe.explanation")}
     )
 
 
