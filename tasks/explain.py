@@ -9,7 +9,7 @@ from prefect.cache_policies import NO_CACHE
 from neuroscribe import explanation
 from neuroscribe.explanation import ExplainConfig
 from neuroscribe.gallery import render_gallery
-from neuroscribe.patches.extract import extract_patches, prepare_patches
+from neuroscribe.patches.extract import prepare_patches
 
 
 @task(name="prepare-patches", cache_policy=NO_CACHE, task_run_name="prepare-patches-{layer}")
@@ -19,9 +19,7 @@ def prepare_patches_task(config: ExplainConfig, layer: str) -> str:
 
 @task(name="cut-patches", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE, task_run_name="cut-patches-{layer}-{units[0]}")
 def cut_patches_task(config: ExplainConfig, layer: str, units: list[int]) -> dict:
-    return extract_patches(
-        config.store, layer, config.patches, config.store_options, units=units, image_storage_options=config.dataset.storage_options
-    )
+    return explanation.cut_patches(config, layer, units)
 
 
 @task(name="embed-units", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE, task_run_name="embed-units-{layer}-{units[0]}")
