@@ -39,9 +39,10 @@ from PIL import Image
 
 from neuroscribe.config import DatasetSpec, ModelSpec, RunnerSpec
 from neuroscribe.data import build_index
-from neuroscribe.explain import (
+from neuroscribe.explanation import (
     ExplainConfig,
     cached_backend,
+    cut_patches,
     embed_unit_block,
     n_units,
     save_config,
@@ -58,7 +59,7 @@ from neuroscribe.extraction import (
 )
 from neuroscribe.gallery import render_gallery
 from neuroscribe.models import resolve_device
-from neuroscribe.patches import PatchConfig, extract_patches, load_layer_patches
+from neuroscribe.patches import PatchConfig, load_layer_patches
 from neuroscribe.scoring.backend import BackendSpec
 from neuroscribe.vocabulary import build_vocabulary
 
@@ -158,7 +159,7 @@ def make_config(args, dataset: str, store: str, device: torch.device) -> Explain
 
 
 def run_pipeline(cfg: ExplainConfig, stages: Stages) -> dict:
-    """``neuroscribe.explain.run_explain``'s calls, one timed stage each."""
+    """``neuroscribe.explanation.run_explain``'s calls, one timed stage each."""
     extract_cfg = cfg.extract_config()
     with stages.stage("extract", unit="images") as rec:
         plan = prepare_extraction(extract_cfg)
@@ -175,7 +176,7 @@ def run_pipeline(cfg: ExplainConfig, stages: Stages) -> dict:
     for layer in cfg.layers:
         units = n_units(cfg, layer)
         with stages.stage(f"patches {layer}", units, "units") as rec:
-            summary = extract_patches(cfg.store, layer, cfg.patches, cfg.store_options, image_storage_options=cfg.dataset.storage_options)
+            summary = cut_patches(cfg, layer)
             rec["images_loaded"] = summary.get("images_loaded")
         with stages.stage(f"embed {layer}", units, "units") as rec:
             records = [embed_unit_block(cfg, layer, block) for block in unit_blocks(units, cfg.units_per_task)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from flows.deployed import save_result_storage
+from neuroscribe.flows.deployed import save_result_storage
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or "://" not in sys.argv[1]:

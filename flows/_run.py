@@ -16,7 +16,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-from flows._dask import with_dask_runner
+from neuroscribe.flows._dask import with_dask_runner
 from neuroscribe.lease import LeaseRecord, store_lease
 
 

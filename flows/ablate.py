@@ -1,6 +1,6 @@
 """The ``ablate`` flow: map batches of units over Dask workers (on a GPU when one is declared), then assemble.
 
-    from flows._dask import with_dask_runner
+    from neuroscribe.flows._dask import with_dask_runner
     summary = with_dask_runner(ablate_flow, cfg.runner)(cfg)
 
 Each task evaluates one part (``units_per_task`` ablations) over the whole dataset and writes its
@@ -13,14 +13,14 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.futures import as_completed
 
-from flows._dask import gpu_resources
-from flows._naming import config_run_name
-from flows._progress import FlowProgress
-from flows._run import flow_lease
-from flows.extract import summary_markdown
+from neuroscribe.flows._dask import gpu_resources
+from neuroscribe.flows._naming import config_run_name
+from neuroscribe.flows._progress import FlowProgress
+from neuroscribe.flows._run import flow_lease
+from neuroscribe.flows.extract import summary_markdown
 from neuroscribe.ablation import sweep
 from neuroscribe.ablation.sweep import AblateConfig
-from tasks import ablate as t
+from neuroscribe.tasks import ablate as t
 
 
 @flow(name="ablate", flow_run_name=config_run_name("ablate"), log_prints=True)

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from prefect import flow
 
-from flows._dask import with_dask_runner
-from flows._naming import config_run_name
+from neuroscribe.flows._dask import with_dask_runner
+from neuroscribe.flows._naming import config_run_name
 from neuroscribe.ablation.sweep import AblateConfig
 from neuroscribe.config import ExtractConfig
-from neuroscribe.explain import ExplainConfig
+from neuroscribe.explanation import ExplainConfig
 from neuroscribe.sweep import SweepConfig
 
 
@@ -27,21 +27,21 @@ def _summary(result):
 
 @flow(name="neuroscribe-explain", flow_run_name=config_run_name("deployed-explain"), log_prints=True)
 def explain(config: ExplainConfig) -> dict:
-    from flows.explain import explain_flow
+    from neuroscribe.flows.explain import explain_flow
 
     return _summary(with_dask_runner(explain_flow, config.runner)(config))
 
 
 @flow(name="neuroscribe-extract", flow_run_name=config_run_name("deployed-extract"), log_prints=True)
 def extract(config: ExtractConfig) -> dict:
-    from flows.extract import extract_flow
+    from neuroscribe.flows.extract import extract_flow
 
     return _summary(with_dask_runner(extract_flow, config.runner)(config))
 
 
 @flow(name="neuroscribe-ablate", flow_run_name=config_run_name("deployed-ablate"), log_prints=True)
 def ablate(config: AblateConfig) -> dict:
-    from flows.ablate import ablate_flow
+    from neuroscribe.flows.ablate import ablate_flow
 
     return _summary(with_dask_runner(ablate_flow, config.runner)(config))
 
@@ -49,7 +49,7 @@ def ablate(config: AblateConfig) -> dict:
 @flow(name="neuroscribe-sweep", log_prints=True)
 def sweep(config: SweepConfig) -> dict:
     # the sweep picks a Dask runner per combination itself
-    from flows.sweep import sweep_flow
+    from neuroscribe.flows.sweep import sweep_flow
 
     return sweep_flow(config)
 

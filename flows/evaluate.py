@@ -1,6 +1,6 @@
 """The ``evaluate`` flow: score an explained run against ground truth and label-free checks, and compare methods.
 
-    from flows._run import run_flow
+    from neuroscribe.flows._run import run_flow
     result = run_flow(evaluate_flow, EvaluateConfig(store="runs/r50", compare=("rules", "k")))
 
 missing embeddings (unit blocks, GPU workers when present) -> probe-image embeddings (GPU) ->
@@ -17,16 +17,16 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import as_completed
 from prefect.runtime import flow_run
 
-from flows._dask import gpu_resources
-from flows._progress import FlowProgress
+from neuroscribe.flows._dask import gpu_resources
+from neuroscribe.flows._progress import FlowProgress
 from neuroscribe.evaluation import evaluate as ev
 from neuroscribe.evaluation.context import (
     EvaluateConfig,
     evaluated_layers,
     resolve_explain_config,
 )
-from tasks import evaluate as t
-from tasks.explain import embed_units_task
+from neuroscribe.tasks import evaluate as t
+from neuroscribe.tasks.explain import embed_units_task
 
 
 def _run_name() -> str:

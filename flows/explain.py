@@ -1,6 +1,6 @@
 """The ``explain`` flow: the whole method, each stage cached by content.
 
-    from flows._run import run_flow
+    from neuroscribe.flows._run import run_flow
     result = run_flow(explain_flow, cfg)    # ExplainConfig
 
 extract (shards on Dask) -> vocabulary (LLM batches or built-in sets) -> patches (unit blocks)
@@ -16,19 +16,19 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import as_completed
 
-from flows._dask import gpu_resources
-from flows._naming import config_run_name
-from flows._progress import FlowProgress
-from flows._run import flow_lease
-from flows.extract import extraction_stage
-from flows.vocabulary import vocabulary_stage
-from neuroscribe import explain
-from neuroscribe.explain import ExplainConfig
-from tasks import explain as t
+from neuroscribe.flows._dask import gpu_resources
+from neuroscribe.flows._naming import config_run_name
+from neuroscribe.flows._progress import FlowProgress
+from neuroscribe.flows._run import flow_lease
+from neuroscribe.flows.extract import extraction_stage
+from neuroscribe.flows.vocabulary import vocabulary_stage
+from neuroscribe import explanation
+from neuroscribe.explanation import ExplainConfig
+from neuroscribe.tasks import explain as t
 
 
 def _map_unit_blocks(task, config: ExplainConfig, key: str, description: str, gpu: bool = False) -> None:
-    blocks = [(layer, b) for layer in config.layers for b in explain.unit_blocks(explain.n_units(config, layer), config.units_per_task)]
+    blocks = [(layer, b) for layer in config.layers for b in explanation.unit_blocks(explanation.n_units(config, layer), config.units_per_task)]
     progress = FlowProgress(key, total=len(blocks), unit="block", description=description)
     if gpu:
         with gpu_resources():
@@ -44,7 +44,7 @@ def _map_unit_blocks(task, config: ExplainConfig, key: str, description: str, gp
 def explain_stages(config: ExplainConfig) -> dict:
     began = time.perf_counter()
     extraction = extraction_stage(config.extract_config())
-    explain.save_config(config)  # after extraction: --overwrite may have cleared the store
+    explanation.save_config(config)  # after extraction: --overwrite may have cleared the store
     vocabulary_uri = config.vocabulary_uri or vocabulary_stage(config.vocabulary_config()).uri
     for layer in config.layers:
         t.prepare_patches_task(config, layer)

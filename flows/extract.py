@@ -1,6 +1,6 @@
 """The ``extract`` flow: fan activation extraction out over dataset shards on Dask, then reduce.
 
-    from flows._dask import with_dask_runner
+    from neuroscribe.flows._dask import with_dask_runner
     summary = with_dask_runner(extract_flow, cfg.runner)(cfg)
 
 Each task takes a batch of shards (``runner.shards_per_task``); finished shards are skipped on
@@ -15,12 +15,12 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.futures import as_completed
 
-from flows._dask import gpu_resources
-from flows._naming import config_run_name
-from flows._progress import FlowProgress
-from flows._run import flow_lease
+from neuroscribe.flows._dask import gpu_resources
+from neuroscribe.flows._naming import config_run_name
+from neuroscribe.flows._progress import FlowProgress
+from neuroscribe.flows._run import flow_lease
 from neuroscribe.config import ExtractConfig
-from tasks import extract as t
+from neuroscribe.tasks import extract as t
 
 
 def _batches(items: list[int], size: int) -> list[list[int]]:

@@ -1,6 +1,6 @@
 """The ``vocabulary`` flow: ask the LLM per batch of classes, then reduce, filter and write.
 
-    from flows._dask import with_dask_runner
+    from neuroscribe.flows._dask import with_dask_runner
     summary = with_dask_runner(vocabulary_flow, cfg.runner)(cfg)   # VocabularySummary
 
 Without an ``llm`` source it only assembles the offline sets.  Progress (a Prefect progress
@@ -14,12 +14,12 @@ import time
 from prefect import flow, unmapped
 from prefect.futures import as_completed
 
-from flows._progress import FlowProgress
-from flows._run import flow_lease
+from neuroscribe.flows._progress import FlowProgress
+from neuroscribe.flows._run import flow_lease
 from neuroscribe.vocabulary.build import VocabularySummary, prepare_llm_run
 from neuroscribe.vocabulary.config import VocabularyConfig
 from neuroscribe.vocabulary.llm import GenerationResult
-from tasks.vocabulary import assemble_task, check_llm_task, generate_batch_task
+from neuroscribe.tasks.vocabulary import assemble_task, check_llm_task, generate_batch_task
 
 
 @flow(name="vocabulary", log_prints=True)

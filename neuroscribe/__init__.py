@@ -15,8 +15,6 @@ on first use (a module ``__getattr__``).
 """
 
 import importlib
-import sys
-import types
 
 __version__ = "0.1.0"
 
@@ -24,6 +22,7 @@ from neuroscribe.errors import NeuroscribeError
 
 # public name -> the module that defines it, imported on first access
 _LAZY = {
+    "explain": "neuroscribe.api",
     "ablate": "neuroscribe.api",
     "evaluate": "neuroscribe.api",
     "open_run": "neuroscribe.api",
@@ -49,38 +48,7 @@ __all__ = [
 ]
 
 
-class _ExplainModule(types.ModuleType):
-    """``neuroscribe.explain`` is both the explain stage's module and, called, the API's ``explain``.
-
-    The import system binds the submodule to the package attribute ``explain`` whenever anything
-    imports it, so the function could not keep that name; the module becomes callable instead.
-    """
-
-    def __call__(self, *args, **kwargs):
-        """``neuroscribe.api.explain``: explain every unit of some layers of a model; returns the Run."""
-        __tracebackhide__ = True
-        from neuroscribe.api import explain
-
-        return explain(*args, **kwargs)
-
-    def __reduce__(self):
-        # (cloud)pickle sends plain modules by name; a subclass needs saying so (Dask ships task globals)
-        return importlib.import_module, (self.__name__,)
-
-
-class _Package(types.ModuleType):
-    def __setattr__(self, name, value):
-        if name == "explain" and type(value) is types.ModuleType:
-            value.__class__ = _ExplainModule
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
-
-
 def __getattr__(name: str):
-    if name == "explain":
-        return importlib.import_module("neuroscribe.explain")  # binds itself here, callable
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'neuroscribe' has no attribute {name!r}")

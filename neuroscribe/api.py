@@ -259,7 +259,7 @@ def progress_bar(description: str, unit: str) -> Iterator[Progress]:
 
 def _run_flow(flow_obj: Any, cfg: Any) -> dict:
     """Run one of the CLI's Prefect flows on the Dask runner ``cfg.runner`` describes."""
-    from flows._run import run_flow
+    from neuroscribe.flows._run import run_flow
     from neuroscribe.models.loading import require_picklable
 
     require_picklable(cfg.model)  # before a server or cluster starts
@@ -322,7 +322,7 @@ def explain(
     ``seed`` or ``softwpmi``; any other ExplainConfig field as a keyword (``patches={...}``).
     Returns the ``Run``; a rerun with the same inputs reuses every finished stage.
     """
-    from neuroscribe.explain import ExplainConfig, run_explain, validate_explain
+    from neuroscribe.explanation import ExplainConfig, run_explain, validate_explain
     from neuroscribe.extraction import run_extraction
 
     options = storage_options or {}
@@ -346,7 +346,7 @@ def explain(
         _keep_inputs_on_overwrite(cfg)
     validate_explain(cfg)
     if on_dask:
-        from flows.explain import explain_flow
+        from neuroscribe.flows.explain import explain_flow
 
         _run_flow(explain_flow, cfg)
     else:
@@ -406,7 +406,7 @@ def ablate(
     }
     cfg = load_config(AblateConfig, None, overrides)
     if on_dask:
-        from flows.ablate import ablate_flow
+        from neuroscribe.flows.ablate import ablate_flow
 
         summary = _run_flow(ablate_flow, cfg)
     else:
@@ -451,8 +451,8 @@ def evaluate(
     }
     cfg = load_config(EvaluateConfig, None, overrides)
     if on_dask:
-        from flows._run import run_flow
-        from flows.evaluate import evaluate_flow
+        from neuroscribe.flows._run import run_flow
+        from neuroscribe.flows.evaluate import evaluate_flow
 
         run_flow(evaluate_flow, cfg)
     else:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from neuroscribe.config import DatasetSpec, ModelSpec, RunnerSpec
 from neuroscribe.errors import NeuroscribeError
-from neuroscribe.explain import ExplainConfig
+from neuroscribe.explanation import ExplainConfig
 from neuroscribe.patches.extract import PatchConfig
 from neuroscribe.scoring.backend import BackendSpec
 

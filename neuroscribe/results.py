@@ -368,7 +368,7 @@ class Run:
 
     def summary(self) -> pd.DataFrame:
         """One row per explained layer: units, explained, inactive, most frequent concepts, mean score."""
-        from neuroscribe.explain import layer_summary
+        from neuroscribe.explanation import layer_summary
 
         return pd.DataFrame([layer_summary(self.table(layer)) for layer in self.layers])
 

@@ -23,7 +23,7 @@ Layout (the one place it is documented; README links here)::
     <store>/explanations/<layer>.parquet|csv one row per unit (neuroscribe.tables)
     <store>/ablation/<layer>.parquet         per unit and class accuracy drop (neuroscribe.ablation)
     <store>/gallery/<layer>.html             patch galleries
-    <store>/embeddings/...                   cached patch and concept embeddings (neuroscribe.explain, .scoring)
+    <store>/embeddings/...                   cached patch and concept embeddings (neuroscribe.explanation, .scoring)
     <store>/explain_config.json              the explain run's config (secrets masked)
     <store>/inputs/images/<hash>.png, <hash>.tsv  images handed to the Python API in memory, and their
                                              file list (path, label); both named by content (neuroscribe.api)

@@ -232,7 +232,7 @@ def stage(name: str) -> Stage:
 
         return Stage(ExtractConfig, EXTRACTION_CODE)
     if name == "explain":
-        from neuroscribe.explain import CODE_MODULES, ExplainConfig
+        from neuroscribe.explanation import CODE_MODULES, ExplainConfig
         from neuroscribe.patches.extract import CODE_MODULES as PATCHES_CODE
 
         return Stage(ExplainConfig, (*EXTRACTION_CODE, *PATCHES_CODE, *CODE_MODULES), vocabulary_sources)

@@ -1,4 +1,4 @@
-"""Prefect tasks of the explain flow: thin wrappers over ``neuroscribe.patches``, ``neuroscribe.explain``
+"""Prefect tasks of the explain flow: thin wrappers over ``neuroscribe.patches``, ``neuroscribe.explanation``
 and ``neuroscribe.gallery``. They take the config and unit lists and return small summaries."""
 
 from __future__ import annotations
@@ -6,10 +6,10 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from neuroscribe import explain
-from neuroscribe.explain import ExplainConfig
+from neuroscribe import explanation
+from neuroscribe.explanation import ExplainConfig
 from neuroscribe.gallery import render_gallery
-from neuroscribe.patches.extract import extract_patches, prepare_patches
+from neuroscribe.patches.extract import prepare_patches
 
 
 @task(name="prepare-patches", cache_policy=NO_CACHE, task_run_name="prepare-patches-{layer}")
@@ -19,20 +19,18 @@ def prepare_patches_task(config: ExplainConfig, layer: str) -> str:
 
 @task(name="cut-patches", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE, task_run_name="cut-patches-{layer}-{units[0]}")
 def cut_patches_task(config: ExplainConfig, layer: str, units: list[int]) -> dict:
-    return extract_patches(
-        config.store, layer, config.patches, config.store_options, units=units, image_storage_options=config.dataset.storage_options
-    )
+    return explanation.cut_patches(config, layer, units)
 
 
 @task(name="embed-units", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE, task_run_name="embed-units-{layer}-{units[0]}")
 def embed_units_task(config: ExplainConfig, layer: str, units: list[int]) -> dict:
-    return explain.embed_unit_block(config, layer, units)
+    return explanation.embed_unit_block(config, layer, units)
 
 
 @task(name="score-layer", retries=1, cache_policy=NO_CACHE, task_run_name="score-layer-{layer}")
 def score_layer_task(config: ExplainConfig, layer: str, vocabulary_uri: str) -> dict:
-    frame = explain.score_layer(config, layer, vocabulary_uri)
-    return explain.layer_summary(frame) | {"table": f"{config.store.rstrip('/')}/explanations/{layer}.parquet"}
+    frame = explanation.score_layer(config, layer, vocabulary_uri)
+    return explanation.layer_summary(frame) | {"table": f"{config.store.rstrip('/')}/explanations/{layer}.parquet"}
 
 
 @task(name="render-gallery", cache_policy=NO_CACHE, task_run_name="render-gallery-{layer}")

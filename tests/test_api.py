@@ -64,21 +64,20 @@ def _pil_images(n: int = 12, seed: int = 0) -> list[Image.Image]:
     return images
 
 
-def test_import_is_light_and_explain_is_both_module_and_function():
+def test_import_is_light_and_explain_is_the_api_function():
     code = "import sys, neuroscribe as ns; print(sorted(m for m in ('torch', 'pandas', 'prefect', 'zarr') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
-    import neuroscribe.explain as stage
-    from tasks import (
-        explain as explain_tasks,  # the flows still reach the stage module by this name
-    )
+    import neuroscribe.explanation as stage
+    from neuroscribe.api import explain
+    from neuroscribe.tasks import explain as explain_tasks
 
-    assert ns.explain is stage and callable(ns.explain) and explain_tasks.explain.run_explain is stage.run_explain
+    assert ns.explain is explain and callable(ns.explain)
     import cloudpickle
 
     # Dask ships the tasks' globals: the module still travels by name
     assert pickle.loads(cloudpickle.dumps(stage)) is stage
-    assert pickle.loads(cloudpickle.dumps(explain_tasks.embed_units_task.fn)).__globals__["explain"] is stage
+    assert pickle.loads(cloudpickle.dumps(explain_tasks.embed_units_task.fn)).__globals__["explanation"] is stage
     assert {"explain", "ablate", "evaluate", "open_run", "Run"} <= set(dir(ns))
 
 
@@ -275,7 +274,7 @@ def test_errors_are_one_neuroscribe_error_with_the_fix(tmp_path, image_folder):
 
 
 def test_an_unpicklable_model_fails_clearly_on_dask_and_works_in_process(image_folder, tmp_path, backend, vocabulary, monkeypatch):
-    import flows._run
+    import neuroscribe.flows._run
 
     model = tiny_cnn()
     model.lock = threading.Lock()  # cannot be pickled (nor deep-copied: it is used in place)
@@ -293,7 +292,7 @@ def test_api_on_a_model_object_over_dask_matches_the_cli_by_name(samples_dir, tm
     from torchvision import transforms as T
     from typer.testing import CliRunner
 
-    from flows._run import prefect_api
+    from neuroscribe.flows._run import prefect_api
     from neuroscribe.cli import app
     from neuroscribe.models.efficientnet_lite import build_efficientnet_lite
 

@@ -9,7 +9,7 @@ from PIL import Image
 from neuroscribe import store as st
 from neuroscribe.config import DatasetSpec, ModelSpec, RunnerSpec
 from neuroscribe.errors import NeuroscribeError
-from neuroscribe.explain import ExplainConfig, run_explain, score_layer
+from neuroscribe.explanation import ExplainConfig, run_explain, score_layer
 from neuroscribe.scoring.rules import INACTIVE
 
 CONCEPTS = ["red", "green", "blue", "stripes", "dots", "grass", "sky", "metal"]
@@ -67,11 +67,11 @@ def test_tables_have_one_valid_row_per_unit_and_a_gallery(image_folder, tmp_path
 
 
 def test_new_vocabulary_reruns_only_concept_embedding_and_scoring(image_folder, tmp_path, concept_file, tiny_clip_spec, monkeypatch):
-    from neuroscribe import explain
+    from neuroscribe import explanation
 
     cfg = _config(image_folder, tmp_path, concept_file, tiny_clip_spec)
     run_explain(cfg)
-    backend = explain.cached_backend(cfg.backend)
+    backend = explanation.cached_backend(cfg.backend)
     calls = {"images": 0, "texts": 0}
     original_images, original_texts = backend.embed_images, backend.embed_texts
     monkeypatch.setattr(backend, "embed_images", lambda imgs, *a, **k: calls.__setitem__("images", calls["images"] + 1) or original_images(imgs, *a, **k))
@@ -118,13 +118,13 @@ def test_bad_input_errors(image_folder, tmp_path, concept_file, tiny_clip_spec):
 
 
 def test_each_distinct_crop_is_embedded_once_per_run_across_blocks(image_folder, tmp_path, concept_file, tiny_clip_spec, monkeypatch):
-    from neuroscribe import explain
+    from neuroscribe import explanation
     from neuroscribe.patches import extract as patch_extract
     from neuroscribe.patches import load_layer_patches
 
     monkeypatch.setattr(patch_extract, "BLOCK_UNITS", 1)  # fc's 4 units in 4 tasks that share top images
     cfg = _config(image_folder, tmp_path, concept_file, tiny_clip_spec, layers=("fc",)).model_copy(update={"units_per_task": 1})
-    backend = explain.cached_backend(cfg.backend)
+    backend = explanation.cached_backend(cfg.backend)
     embedded: list[bytes] = []
     original = backend.embed_images
 
@@ -142,8 +142,8 @@ def test_each_distinct_crop_is_embedded_once_per_run_across_blocks(image_folder,
     assert len(crops) > len(distinct)  # the blocks do share crops
     assert sorted(embedded) == sorted(distinct)  # and each was embedded exactly once
     # the stored vectors are the backend's own embedding of each unit's crops
-    key = explain.embedding_key(cfg, "fc", backend.fingerprint)
-    stored = explain._load_embeddings(cfg, "fc", key, 4)
+    key = explanation.embedding_key(cfg, "fc", backend.fingerprint)
+    stored = explanation._load_embeddings(cfg, "fc", key, 4)
     for u, vectors in enumerate(stored):
         expected = original([Image.fromarray(c) for c in rgba[u][block.image_id[u] >= 0]])
         np.testing.assert_allclose(vectors, expected, rtol=0, atol=1e-5)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from neuroscribe.config import DatasetSpec, ModelSpec, RunnerSpec
-from neuroscribe.explain import ExplainConfig, run_explain
+from neuroscribe.explanation import ExplainConfig, run_explain
 from neuroscribe.models.loading import imagenet_class_names
 from neuroscribe.scoring.backend import BackendSpec
 

@@ -169,8 +169,8 @@ def test_the_cli_refuses_a_second_writer_in_one_line(image_folder, tmp_path):
 
 @pytest.mark.slow  # a Prefect server and a Dask LocalCluster: ~1 min on 2 cores
 def test_a_sweep_takes_each_combinations_lease_and_reports_a_held_one_as_failed(image_folder, tmp_path):
-    from flows._run import prefect_api
-    from flows.sweep import sweep_flow
+    from neuroscribe.flows._run import prefect_api
+    from neuroscribe.flows.sweep import sweep_flow
     from neuroscribe.config import DatasetSpec, ModelSpec, RunnerSpec
     from neuroscribe.sweep import SweepConfig, combination_done, plan_sweep
 

@@ -26,7 +26,7 @@ import zarr
 from neuroscribe import store as st
 from neuroscribe.config import DatasetSpec, ModelSpec, RunnerSpec
 from neuroscribe.errors import NeuroscribeError
-from neuroscribe.explain import ExplainConfig, run_explain
+from neuroscribe.explanation import ExplainConfig, run_explain
 
 SLOW_DOWN = b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>'
 INTERNAL = b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code><Message>We encountered an internal error.</Message></Error>'

@@ -98,7 +98,7 @@ def test_secrets_are_masked_in_the_config_dump(tmp_path):
 
 
 def test_explain_sweeps_one_run_per_vocabulary(tmp_path):
-    pytest.importorskip("neuroscribe.explain")
+    pytest.importorskip("neuroscribe.explanation")
     cfg = grid(tmp_path, flow="explain", models=[TINY], datasets=[DatasetSpec(uri="/d/val")], layers=["conv1"],
                vocabularies=["builtin:colors", "llm,builtin:textures"], settings={"k": 5})
     combos = sweep.plan_sweep(cfg)

@@ -175,8 +175,8 @@ def ablate(
             with store_lease(cfg.store, cfg.store_options, wait_s=cfg.runner.wait_for_store_s, ttl_s=cfg.runner.store_lease_ttl_s):
                 summary = run_sweep(cfg, on_progress=advance, on_start=start)
     else:
-        from flows._run import run_flow
-        from flows.ablate import ablate_flow
+        from neuroscribe.flows._run import run_flow
+        from neuroscribe.flows.ablate import ablate_flow
 
         summary = run_flow(ablate_flow, cfg)
     _print_summary(summary, cfg.store)

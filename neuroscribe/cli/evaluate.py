@@ -75,7 +75,7 @@ def evaluate(
     from neuroscribe.config import load_config
     from neuroscribe.errors import NeuroscribeError
     from neuroscribe.evaluation import EvaluateConfig
-    from neuroscribe.explain import ExplainConfig
+    from neuroscribe.explanation import ExplainConfig
 
     layers = _split(layer)
     if labels and (not layers or len(layers) != 1):
@@ -115,8 +115,8 @@ def evaluate(
         with tqdm(total=total, unit="step", desc="evaluate") as bar:
             result = run_evaluation(cfg, on_progress=lambda n: bar.update(n - bar.n))
     else:
-        from flows._run import run_flow
-        from flows.evaluate import evaluate_flow
+        from neuroscribe.flows._run import run_flow
+        from neuroscribe.flows.evaluate import evaluate_flow
 
         result = run_flow(evaluate_flow, cfg)
     _print_result(result, time.perf_counter() - began)

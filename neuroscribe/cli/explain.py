@@ -72,10 +72,10 @@ def explain(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of ExplainConfig fields; flags override it"),
 ) -> None:
     """Explain every unit of the given layers: extract, vocabulary, patches, scoring, tables, galleries."""
-    from flows._run import run_flow
-    from flows.explain import explain_flow
+    from neuroscribe.flows._run import run_flow
+    from neuroscribe.flows.explain import explain_flow
     from neuroscribe.config import load_config
-    from neuroscribe.explain import ExplainConfig, validate_explain
+    from neuroscribe.explanation import ExplainConfig, validate_explain
     from neuroscribe.lease import ensure_free
 
     options = parse_storage_options(storage_option)
@@ -107,10 +107,10 @@ def demo(
     wait: WaitOption = None,
 ) -> None:
     """The whole method offline on EfficientNet-Lite0 (ConSE backend, built-in vocabulary); prints where results are."""
-    from flows._run import run_flow
-    from flows.explain import explain_flow
+    from neuroscribe.flows._run import run_flow
+    from neuroscribe.flows.explain import explain_flow
     from neuroscribe.demo import demo_config
-    from neuroscribe.explain import validate_explain
+    from neuroscribe.explanation import validate_explain
     from neuroscribe.lease import ensure_free
 
     cfg = demo_config(images=images, out=out, k=k, limit=limit, overwrite=overwrite, max_image_pixels=max_image_pixels)

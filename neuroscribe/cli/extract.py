@@ -78,8 +78,8 @@ def extract(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of ExtractConfig fields; flags override it"),
 ) -> None:
     """Stream a dataset through a model and store per-unit statistics and top-k examples (Prefect + Dask)."""
-    from flows._run import run_flow
-    from flows.extract import extract_flow
+    from neuroscribe.flows._run import run_flow
+    from neuroscribe.flows.extract import extract_flow
     from neuroscribe.extraction import validate_extraction
     from neuroscribe.lease import ensure_free
 

@@ -77,8 +77,8 @@ def vocabulary(
 
 
 def _run_flow(cfg):
-    from flows._dask import with_dask_runner
-    from flows.vocabulary import vocabulary_flow
+    from neuroscribe.flows._dask import with_dask_runner
+    from neuroscribe.flows.vocabulary import vocabulary_flow
 
     return with_dask_runner(vocabulary_flow, cfg.runner)(cfg)
 

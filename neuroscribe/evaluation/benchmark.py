@@ -111,7 +111,7 @@ def _rounded(value: float) -> float | None:
 
 def known_explain_config(cfg: BenchmarkConfig):
     """``explain``'s defaults on the known-units model, apart from backend and vocabulary."""
-    from neuroscribe.explain import ExplainConfig
+    from neuroscribe.explanation import ExplainConfig
 
     backend = cfg.backend.model_copy(update={"device": cfg.device})
     return ExplainConfig(
@@ -124,7 +124,7 @@ def known_explain_config(cfg: BenchmarkConfig):
 def run_known_units(cfg: BenchmarkConfig) -> dict[str, pd.DataFrame]:
     """Explain the logit units with the ImageNet vocabulary, then rescore the superclass and colour
     units with ImageNet names + superclasses + colours (a second vocabulary artifact in the same store)."""
-    from neuroscribe.explain import run_explain, score_layer
+    from neuroscribe.explanation import run_explain, score_layer
     from neuroscribe.gallery import render_gallery
     from neuroscribe.vocabulary import build_vocabulary
 
@@ -164,7 +164,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
     from neuroscribe.demo import demo_config
     from neuroscribe.evaluation.known_units import colour_labels, superclass_labels
     from neuroscribe.evaluation.truth import layer_truth
-    from neuroscribe.explain import run_explain
+    from neuroscribe.explanation import run_explain
 
     timings = {}
     began = time.perf_counter()

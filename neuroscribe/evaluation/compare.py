@@ -30,7 +30,7 @@ from neuroscribe.evaluation.consistency import unit_aucs
 from neuroscribe.evaluation.context import LayerContext
 from neuroscribe.evaluation.evidence import Evidence, evidence_for, rescore
 from neuroscribe.evaluation.metrics import label_metrics
-from neuroscribe.explain import embeds_whole_images
+from neuroscribe.explanation import embeds_whole_images
 from neuroscribe.fingerprint import content_key
 from neuroscribe.progress import ProgressFn
 from neuroscribe.scoring.rules import RuleSpec

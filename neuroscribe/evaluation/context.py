@@ -29,7 +29,7 @@ from neuroscribe.errors import NeuroscribeError
 from neuroscribe.evaluation.evidence import ProbeImages, topk_image_ids
 from neuroscribe.evaluation.metrics import TextSpace
 from neuroscribe.evaluation.truth import LayerTruth, layer_truth
-from neuroscribe.explain import ExplainConfig, cached_backend
+from neuroscribe.explanation import ExplainConfig, cached_backend
 from neuroscribe.patches.load import patches_group
 from neuroscribe.scoring.backend import BackendSpec
 from neuroscribe.scoring.concepts import concept_embeddings
@@ -89,7 +89,7 @@ class EvaluateConfig(FrozenModel):
 
 def resolve_explain_config(cfg: EvaluateConfig) -> ExplainConfig:
     """The run's ExplainConfig, pointed at ``cfg.store`` with the evaluation's options and device."""
-    from neuroscribe.explain import load_config
+    from neuroscribe.explanation import load_config
 
     if cfg.explain is not None:
         base = cfg.explain

@@ -40,7 +40,7 @@ from neuroscribe.evaluation.evidence import (
 )
 from neuroscribe.evaluation.metrics import label_metrics
 from neuroscribe.evaluation.report import write_report
-from neuroscribe.explain import (
+from neuroscribe.explanation import (
     ExplainConfig,
     cached_backend,
     embed_unit_block,

@@ -12,7 +12,7 @@ slots] says how often each slot enters the rule: 1/0 to keep or drop ranks (comp
 for a bootstrap resample.  Rescoring all slots once reproduces ``explanations/<layer>``.
 
 Sources: patch embeddings are the explain stage's own content-keyed files
-(``embeddings/<layer>/<key>/<block>.npy``), computed by ``neuroscribe.explain.embed_unit_block``
+(``embeddings/<layer>/<key>/<block>.npy``), computed by ``neuroscribe.explanation.embed_unit_block``
 when missing (for a run scored with the other rule).  Whole-image embeddings are the run's own
 files when its rule embeds whole images, otherwise rows of the probe-image table: evaluation
 needs whole-image embeddings of the top images and of random images anyway (the AUC check), so
@@ -30,7 +30,7 @@ import numpy as np
 from neuroscribe import store as st
 from neuroscribe.data import ImageSkipped, load_image
 from neuroscribe.errors import NeuroscribeError
-from neuroscribe.explain import (
+from neuroscribe.explanation import (
     ExplainConfig,
     cached_backend,
     embed_unit_block,

@@ -28,7 +28,7 @@ Thresholds and which images give a patch (documented choices):
 Store layout, under ``<store>/patches/<layer>/``: one Zarr chunk per unit inside one Zarr shard
 per block of ``BLOCK_UNITS`` units.  Work is done and written a whole block at a time, so
 ``units=[...]`` is rounded out to whole blocks: give concurrent tasks disjoint blocks
-(``unit_blocks``; ``neuroscribe.explain.unit_blocks`` rounds tasks to them) and no two ever write
+(``unit_blocks``; ``neuroscribe.explanation.unit_blocks`` rounds tasks to them) and no two ever write
 the same object.  Within one call each top image is decoded once, however many blocks and units
 hold it (a bounded cache, ``IMAGE_CACHE_BYTES``)::
 
@@ -246,8 +246,9 @@ class _DecodedImages:
     ``max_bytes`` (least recently used dropped first).  For a linear layer (no maps) every unit's
     patch of an image is the same whole-image crop, so that patch is kept instead of the image."""
 
-    def __init__(self, paths: dict[int, str], image_options: dict | None, max_bytes: int):
+    def __init__(self, paths: dict[int, str], image_options: dict | None, max_bytes: int, max_image_pixels: int | None = None):
         self.paths, self.image_options, self.max_bytes = paths, image_options, max_bytes
+        self.max_image_pixels = max_image_pixels  # the extraction's limit, so an image is drafted or skipped alike
         self._items: OrderedDict[tuple[str, int], tuple[Any, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
@@ -257,7 +258,7 @@ class _DecodedImages:
         with self._lock:
             self.loads += 1
         try:
-            return load_image(self.paths[image_id], self.image_options)
+            return load_image(self.paths[image_id], self.image_options, max_image_pixels=self.max_image_pixels)
         except ImageSkipped:
             return None
 
@@ -350,12 +351,14 @@ def extract_patches(
     units: list[int] | None = None,
     *,
     image_storage_options: dict | None = None,
+    max_image_pixels: int | None = None,
     threads: int = 4,
 ) -> dict[str, Any]:
     """Compute and store the patches of ``units`` (default: all) of ``layer``; skip blocks already done.
 
     ``units`` is rounded out to whole blocks of ``BLOCK_UNITS``.  ``image_storage_options`` are
-    the dataset's fsspec options (images are read from the paths in ``index.parquet``).
+    the dataset's fsspec options (images are read from the paths in ``index.parquet``) and
+    ``max_image_pixels`` its decode limit (``DatasetSpec.max_image_pixels``).
     ``on_progress(n)`` is called with the number of units finished, block by block.
     """
     began = time.perf_counter()
@@ -376,7 +379,7 @@ def extract_patches(
         index = st.read_parquet(store, "index.parquet", storage_options)
         paths = dict(zip(index["id"].to_numpy().tolist(), index["path"]))
         prep = Preprocessing(**attrs["preprocessing"])
-        images = _DecodedImages(paths, image_storage_options, IMAGE_CACHE_BYTES)
+        images = _DecodedImages(paths, image_storage_options, IMAGE_CACHE_BYTES, max_image_pixels)
         with ThreadPoolExecutor(threads) as pool:
             for b in todo:
                 block = _compute_block(b.start, b.stop, topk, thresholds, cfg, prep, p, images, pool)

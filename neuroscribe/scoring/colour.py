@@ -5,11 +5,23 @@
     share = region_colours(rgba_image)                 # alpha > 0 marks the region (a patch's mask)
 
 Each pixel gets one of the eleven basic colour terms of English (Berlin & Kay 1969) by
-``neuroscribe.evaluation.known_units.name_colours``, the project's one definition of basic colour
-names (CIELAB lightness, chroma and hue bins; the colour units of the quality benchmark use it
-too).  A region's colours are the shares of its pixels named each term, as Network Dissection
-(Bau et al., CVPR 2017) labels colours from pixels.  Used by the offline ConSE backend
+``name_colours``, the project's one definition of basic colour names (the colour units of the
+quality benchmark, ``neuroscribe.evaluation.known_units``, use it too).  A region's colours are
+the shares of its pixels named each term, as Network Dissection (Bau et al., CVPR 2017) labels
+colours from pixels.  Used by the offline ConSE backend
 (``neuroscribe.scoring.conse``) to score colour concepts on a patch's masked region.
+
+Colour naming (one place: ``name_colours``): each pixel, with the model's normalisation undone, is
+converted to CIELAB (D65, scikit-image) and named by its lightness L*, chroma C* and hue angle h,
+as the basic colour terms of Berlin & Kay partition colour space:
+- achromatic (C* < 15): white when L* >= 80, black when L* <= 25, otherwise grey;
+- nearly no light (L* <= 12): black, whatever the hue;
+- otherwise by hue: red [350, 55), orange [55, 85), yellow [85, 115), green [115, 200),
+  blue [200, 315), purple [315, 350) degrees; light reds (L* > 70) are pink, and dark or dull
+  oranges (L* < 50 or C* < 30) are brown.
+Grey, pink and brown compete for pixels but have no unit.  The hue bounds put the sRGB primaries
+and the CSS colours of each name (red, orange, gold, yellowgreen, sky blue, blue, purple, violet) in
+their own bin, navy blue in blue, tan and saddle brown in brown.
 """
 
 from __future__ import annotations
@@ -17,10 +29,38 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from neuroscribe.evaluation.known_units import COLOUR_UNITS, name_colours
+COLOUR_UNITS = ("red", "orange", "yellow", "green", "blue", "purple", "white", "black")
+# competing names without a unit: a pixel named one of these counts for no unit
+_OTHER_COLOURS = ("grey", "pink", "brown")
+_HUE_BINS = (  # (name, lower bound in degrees), upper bound = the next lower bound; red wraps around 0
+    ("red", 0.0), ("orange", 55.0), ("yellow", 85.0), ("green", 115.0), ("blue", 200.0), ("purple", 315.0), ("red", 350.0),
+)
+
+
+def name_colours(rgb: np.ndarray) -> np.ndarray:
+    """Basic colour name of each pixel of ``rgb`` [..., 3] in [0, 1]: int [...] index into
+    ``COLOUR_UNITS + _OTHER_COLOURS`` (see the module docstring for the rule)."""
+    from skimage.color import rgb2lab
+
+    index = {n: i for i, n in enumerate(COLOUR_UNITS + _OTHER_COLOURS)}
+    lab = rgb2lab(np.clip(rgb, 0.0, 1.0), channel_axis=-1)
+    lightness, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
+    chroma = np.hypot(a, b)
+    hue = np.degrees(np.arctan2(b, a)) % 360.0
+    out = np.full(lightness.shape, index["grey"], dtype=np.int64)
+    for name, lower in _HUE_BINS:
+        out[hue >= lower] = index[name]
+    out[(out == index["red"]) & (lightness > 70)] = index["pink"]
+    out[(out == index["orange"]) & ((lightness < 50) | (chroma < 30))] = index["brown"]
+    achromatic = chroma < 15
+    out[achromatic] = index["grey"]
+    out[achromatic & (lightness >= 80)] = index["white"]
+    out[(achromatic & (lightness <= 25)) | (lightness <= 12)] = index["black"]
+    return out
+
 
 # name_colours' index order: the eight colours with a benchmark unit, then the other basic terms
-COLOUR_NAMES = (*COLOUR_UNITS, "grey", "pink", "brown")
+COLOUR_NAMES = COLOUR_UNITS + _OTHER_COLOURS
 # spellings that name the same basic term
 COLOUR_SYNONYMS = {"gray": "grey"}
 # pixels per region at most: the share of an evenly strided subsample is exact to ~1%

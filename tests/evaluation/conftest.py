@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from neuroscribe.config import DatasetSpec, ModelSpec, RunnerSpec
-from neuroscribe.explain import ExplainConfig, run_explain
+from neuroscribe.explanation import ExplainConfig, run_explain
 from neuroscribe.patches.extract import PatchConfig
 from neuroscribe.scoring.backend import BackendSpec
 from neuroscribe.scoring.rules import RuleSpec

@@ -14,7 +14,7 @@ from neuroscribe.data import load_image
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.evaluation import EvaluateConfig, run_evaluation
 from neuroscribe.evaluation.truth import normalise
-from neuroscribe.explain import cached_backend
+from neuroscribe.explanation import cached_backend
 from neuroscribe.scoring.concepts import concept_embeddings
 from neuroscribe.scoring.rules import RuleSpec, explain_units
 from neuroscribe.vocabulary import embed_sentences, load_vocabulary
@@ -154,8 +154,8 @@ def test_cli_local_run(tiny_run, tmp_path):
 def test_evaluate_flow_on_local_dask_cluster(tiny_run, tmp_path):
     from prefect.client.orchestration import get_client
 
-    from flows._run import prefect_api, run_flow
-    from flows.evaluate import evaluate_flow
+    from neuroscribe.flows._run import prefect_api, run_flow
+    from neuroscribe.flows.evaluate import evaluate_flow
 
     cfg = _config(tiny_run, tmp_path, layers=("fc", "relu2"), compare=("rules",))
     with prefect_api():

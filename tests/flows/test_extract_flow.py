@@ -12,8 +12,8 @@ from neuroscribe.extraction import run_extraction
 def test_extract_flow_on_local_dask_cluster_matches_in_process_run(image_folder, tmp_path):
     from prefect.client.orchestration import get_client
 
-    from flows._run import prefect_api, run_flow
-    from flows.extract import extract_flow
+    from neuroscribe.flows._run import prefect_api, run_flow
+    from neuroscribe.flows.extract import extract_flow
 
     cfg = ExtractConfig(
         model=ModelSpec(name="neuroscribe.testing.tiny_models:tiny_cnn"),

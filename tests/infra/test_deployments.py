@@ -67,7 +67,7 @@ def test_workers_everywhere_poll_the_pool_the_deployments_use():
 
 
 def test_result_storage_block_name_matches_the_deployments_env():
-    from flows.deployed import RESULTS_BLOCK
+    from neuroscribe.flows.deployed import RESULTS_BLOCK
 
     env = prefect_yaml()["definitions"]["work_pool"]["job_variables"]["env"]
     assert env["PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK"] == f"remote-file-system/{RESULTS_BLOCK}"

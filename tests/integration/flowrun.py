@@ -16,7 +16,7 @@ from pathlib import Path
 
 
 def main(flow_ref: str, config_file: str, direct: bool = False) -> None:
-    from flows._run import prefect_api, run_flow
+    from neuroscribe.flows._run import prefect_api, run_flow
 
     module, _, name = flow_ref.partition(":")
     flow_obj = getattr(importlib.import_module(module), name)

@@ -22,7 +22,7 @@ from integration.conftest import (
 )
 from neuroscribe import store as st
 from neuroscribe.config import DatasetSpec, RunnerSpec
-from neuroscribe.explain import ExplainConfig, run_explain
+from neuroscribe.explanation import ExplainConfig, run_explain
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
@@ -52,7 +52,7 @@ def test_explain_flow_on_the_cluster_with_store_and_dataset_on_s3(s3, prefect_se
         backend=tiny_clip, units_per_task=8, runner=RunnerSpec(dask_address=cluster.address, batch_size=2),
     )
     began = time.time()
-    summary = run_flow_process("flows.explain:explain_flow", write_config(tmp_path / "cfg.json", cfg), flow_env, logdir / "main-flow.log")
+    summary = run_flow_process("neuroscribe.flows.explain:explain_flow", write_config(tmp_path / "cfg.json", cfg), flow_env, logdir / "main-flow.log")
     assert summary["extraction"]["ok"] == 16 and [s["layer"] for s in summary["layers"]] == list(LAYERS)
 
     # GPU-annotated work (extraction, top-k maps, embeddings) ran on the GPU-declaring worker only

@@ -51,7 +51,7 @@ def test_a_killed_flow_run_is_marked_crashed_by_the_run_that_takes_its_store_ove
     log = logdir / "crashed-first.log"
     with open(log, "wb") as out:  # the flow on Prefect's default thread-pool runner: no Dask needed here
         first = subprocess.Popen(
-            [sys.executable, str(FLOWRUN), "flows.extract:extract_flow", str(config_file), "--direct"],
+            [sys.executable, str(FLOWRUN), "neuroscribe.flows.extract:extract_flow", str(config_file), "--direct"],
             env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
         )
     try:
@@ -64,7 +64,7 @@ def test_a_killed_flow_run_is_marked_crashed_by_the_run_that_takes_its_store_ove
     dead = flow_run(prefect_server, lease.flow_run_id)
     assert dead["state"]["type"] == "RUNNING", log.read_text()[-3000:]  # what the UI shows without help
 
-    summary = run_flow_process("flows.extract:extract_flow", config_file, env, logdir / "crashed-second.log", direct=True)
+    summary = run_flow_process("neuroscribe.flows.extract:extract_flow", config_file, env, logdir / "crashed-second.log", direct=True)
     assert summary["ok"] == 144 and summary["shards"] == 72
     dead = flow_run(prefect_server, lease.flow_run_id)
     assert dead["state"]["type"] == "CRASHED"
@@ -79,7 +79,7 @@ def test_a_dead_holder_unknown_to_this_server_is_reported_not_fatal(prefect_serv
 
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows._run import mark_crashed
+    from neuroscribe.flows._run import mark_crashed
     from neuroscribe.lease import LeaseRecord
 
     now = datetime.now(timezone.utc)

@@ -45,7 +45,7 @@ def images40(s3, tmp_path_factory):
 def start_flow_process(cfg, tmp_path, env, log):
     with open(log, "wb") as out:
         return subprocess.Popen(
-            flow_command("flows.extract:extract_flow", write_config(tmp_path / "cfg.json", cfg)),
+            flow_command("neuroscribe.flows.extract:extract_flow", write_config(tmp_path / "cfg.json", cfg)),
             env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
         )
 
@@ -100,7 +100,7 @@ def test_a_killed_flow_process_resumes_and_skips_finished_shards(s3, prefect_ser
     assert 4 <= len(before) < SHARDS
 
     began = time.time()
-    summary = run_flow_process("flows.extract:extract_flow", tmp_path / "cfg.json", flow_env, logdir / "kill-flow-rerun.log")
+    summary = run_flow_process("neuroscribe.flows.extract:extract_flow", tmp_path / "cfg.json", flow_env, logdir / "kill-flow-rerun.log")
     assert (summary["ok"], summary["shards"]) == (40, SHARDS)
     # finished shards were skipped, not recomputed: their markers are byte for byte the same
     after = shard_markers(s3.fs, cfg.store)

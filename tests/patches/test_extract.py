@@ -324,7 +324,7 @@ def test_the_decoded_image_cache_is_bounded_and_decodes_again_past_it(tiny_run, 
 @pytest.mark.parametrize("units_per_task", [1, 3, 4, 6, 9, 16])
 def test_explain_tasks_write_disjoint_patch_shards(tiny_run, monkeypatch, units_per_task):
     """However ``units_per_task`` is set, no shard of patches/<layer> is written by two tasks."""
-    from neuroscribe.explain import unit_blocks
+    from neuroscribe.explanation import unit_blocks
 
     monkeypatch.setattr(extract_module, "BLOCK_UNITS", 4)
     writers: dict[int, set[int]] = {}
@@ -343,3 +343,14 @@ def test_explain_tasks_write_disjoint_patch_shards(tiny_run, monkeypatch, units_
         monkeypatch.setattr(extract_module._Block, "write", recording)
         extract_patches(tiny_run, "relu2", cfg, units=units)
     assert sorted(writers) == [0, 4, 8, 12] and all(len(t) == 1 for t in writers.values())
+
+
+def test_patch_images_are_read_under_the_extraction_pixel_limit(tmp_path):
+    # the patch stage decodes top images again: with the run's limit, an image over it is skipped
+    # there too (no patch) rather than decoded at any size
+    path = tmp_path / "big.png"
+    Image.new("RGB", (64, 48), (200, 10, 10)).save(path)
+    within = extract_module._DecodedImages({0: str(path)}, None, 1 << 20, max_image_pixels=64 * 48)
+    over = extract_module._DecodedImages({0: str(path)}, None, 1 << 20, max_image_pixels=64 * 48 - 1)
+    assert within._decode(0).size == (64, 48)
+    assert over._decode(0) is None

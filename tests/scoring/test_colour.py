@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from neuroscribe.evaluation.known_units import name_colours
+from neuroscribe.scoring.colour import name_colours
 from neuroscribe.scoring.colour import COLOUR_NAMES, colour_index, region_colours
 
 

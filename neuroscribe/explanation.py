@@ -44,7 +44,7 @@ from neuroscribe.data import ImageSkipped, load_image
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.patches import extract as patch_extract
-from neuroscribe.patches.extract import PatchConfig
+from neuroscribe.patches.extract import PatchConfig, extract_patches
 from neuroscribe.patches.load import load_layer_patches, patches_group
 from neuroscribe.scoring.backend import BackendSpec, make_backend
 from neuroscribe.scoring.concepts import concept_embeddings
@@ -52,7 +52,7 @@ from neuroscribe.scoring.rules import INACTIVE, UNCERTAIN_BELOW, RuleSpec, expla
 from neuroscribe.vocabulary.config import FilterSpec, LLMSpec, VocabularyConfig
 
 CODE_MODULES = (
-    "neuroscribe.explain", "neuroscribe.scoring.rules", "neuroscribe.scoring.seed", "neuroscribe.scoring.softwpmi", "neuroscribe.scoring.percentile",
+    "neuroscribe.explanation", "neuroscribe.scoring.rules", "neuroscribe.scoring.seed", "neuroscribe.scoring.softwpmi", "neuroscribe.scoring.percentile",
 )
 
 
@@ -116,7 +116,7 @@ def embeds_whole_images(rule: RuleSpec) -> bool:
 def embedding_key(cfg: ExplainConfig, layer: str, backend_fingerprint: str) -> str:
     patches_key = patches_group(cfg.store, layer, cfg.store_options).attrs["patches_key"]
     return content_key(
-        {"patches": patches_key, "backend": backend_fingerprint, "images": embeds_whole_images(cfg.rule), "code": code_version("neuroscribe.explain")}
+        {"patches": patches_key, "backend": backend_fingerprint, "images": embeds_whole_images(cfg.rule), "code": code_version("neuroscribe.explanation")}
     )
 
 
@@ -200,6 +200,14 @@ def _block_inputs(cfg: ExplainConfig, layer: str, units: list[int]) -> tuple[lis
         images.append(image)
     slots = np.array([[position.get(int(i), -1) if active[u] else -1 for i in row] for u, row in enumerate(ids)], dtype=np.int64)
     return images, slots
+
+
+def cut_patches(cfg: ExplainConfig, layer: str, units: list[int] | None = None) -> dict:
+    """The patches stage for ``units`` (default: all) of ``layer``, reading images as extraction did."""
+    return extract_patches(
+        cfg.store, layer, cfg.patches, cfg.store_options, units=units,
+        image_storage_options=cfg.dataset.storage_options, max_image_pixels=cfg.dataset.max_image_pixels,
+    )
 
 
 def embed_unit_block(cfg: ExplainConfig, layer: str, units: Iterable[int]) -> dict:
@@ -341,7 +349,6 @@ def run_explain(cfg: ExplainConfig) -> dict[str, pd.DataFrame]:
     from neuroscribe.extraction import run_extraction
     from neuroscribe.gallery import render_gallery
     from neuroscribe.lease import store_lease
-    from neuroscribe.patches.extract import extract_patches
     from neuroscribe.vocabulary import build_vocabulary
 
     with store_lease(cfg.store, cfg.store_options, wait_s=cfg.runner.wait_for_store_s, ttl_s=cfg.runner.store_lease_ttl_s):
@@ -350,7 +357,7 @@ def run_explain(cfg: ExplainConfig) -> dict[str, pd.DataFrame]:
         vocabulary_uri = cfg.vocabulary_uri or build_vocabulary(cfg.vocabulary_config()).uri
         frames = {}
         for layer in cfg.layers:
-            extract_patches(cfg.store, layer, cfg.patches, cfg.store_options, image_storage_options=cfg.dataset.storage_options)
+            cut_patches(cfg, layer)
             for block in unit_blocks(n_units(cfg, layer), cfg.units_per_task):
                 embed_unit_block(cfg, layer, block)
             frames[layer] = score_layer(cfg, layer, vocabulary_uri)
