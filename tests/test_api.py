@@ -274,11 +274,11 @@ def test_errors_are_one_neuroscribe_error_with_the_fix(tmp_path, image_folder):
 
 
 def test_an_unpicklable_model_fails_clearly_on_dask_and_works_in_process(image_folder, tmp_path, backend, vocabulary, monkeypatch):
-    import neuroscribe.flows._run
+    from neuroscribe.flows import _run as flow_run
 
     model = tiny_cnn()
     model.lock = threading.Lock()  # cannot be pickled (nor deep-copied: it is used in place)
-    monkeypatch.setattr(flows._run, "run_flow", lambda *a: pytest.fail("no flow may start for a model that cannot travel"))
+    monkeypatch.setattr(flow_run, "run_flow", lambda *a: pytest.fail("no flow may start for a model that cannot travel"))
     with pytest.raises(ns.NeuroscribeError, match=r"cannot be pickled .*runner=None") as info:
         _explain(model, str(image_folder), tmp_path / "dask", backend, vocabulary, runner="dask")
     assert "_thread.lock" in str(info.value)
