@@ -290,7 +290,16 @@ def forward_batches(
 
 
 def extract_shards(cfg: ExtractConfig, shard_ids: list[int], on_progress: ProgressFn = None) -> list[dict]:
-    """Compute and write the given shards; returns one small record per shard."""
+    """Compute and write the given shards; returns one small record per shard.
+
+    A permanent storage fault (disk full, access denied) is one NeuroscribeError naming the store;
+    shards already written keep their done markers, so a rerun resumes.
+    """
+    with st.storage_errors(cfg.store):
+        return _extract_shards(cfg, shard_ids, on_progress)
+
+
+def _extract_shards(cfg: ExtractConfig, shard_ids: list[int], on_progress: ProgressFn) -> list[dict]:
     attrs = st.run_attrs(cfg.store, cfg.store_options)
     key = attrs["run_key"]
     device = resolve_device(cfg.runner.device)
@@ -442,6 +451,11 @@ def unit_quantiles(store: str, layer: str, q: float, storage_options: dict | Non
 
 def reduce_topk(cfg: ExtractConfig, layer: str, on_progress: ProgressFn = None) -> dict:
     """Merge the per-shard top-k of ``layer`` and store the activation maps of the winners."""
+    with st.storage_errors(cfg.store):
+        return _reduce_topk(cfg, layer, on_progress)
+
+
+def _reduce_topk(cfg: ExtractConfig, layer: str, on_progress: ProgressFn) -> dict:
     attrs = st.run_attrs(cfg.store, cfg.store_options)
     info_attrs = attrs["layers"][layer]
     topk_key = content_key({"run": attrs["run_key"], "k": cfg.k, "layer": layer})

@@ -224,3 +224,27 @@ def test_permanent_faults_name_the_path(tmp_path, s3_options, monkeypatch):
         st.write_bytes(store, "index.parquet", b"x")
     monkeypatch.undo()
     assert st.read_bytes(store, "kept.json") == b"{}"
+
+
+def test_a_full_disk_during_array_writes_is_one_error_and_finished_shards_stay(image_folder, tmp_path, monkeypatch):
+    from zarr.storage import LocalStore
+
+    from neuroscribe.config import ExtractConfig
+    from neuroscribe.extraction import extract_shards, prepare_extraction, run_extraction
+
+    cfg = ExtractConfig(
+        model=ModelSpec(name="neuroscribe.testing.tiny_models:tiny_cnn"), layers="conv2", k=3,
+        dataset=DatasetSpec(uri=str(image_folder), shard_size=4), store=str(tmp_path / "store"), runner=RunnerSpec(device="cpu"),
+    )
+    run_extraction(cfg, stop_after=1)  # shard 0 is written and marked done
+    marker = st.read_bytes(cfg.store, "shards/000000.json")
+
+    async def full(self, key, value):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(LocalStore, "set", full)
+    with pytest.raises(NeuroscribeError, match=rf"cannot write {cfg.store}: the disk is full"):
+        extract_shards(cfg, prepare_extraction(cfg).pending)
+    monkeypatch.undo()
+    assert st.read_bytes(cfg.store, "shards/000000.json") == marker  # nothing already written is lost
+    assert prepare_extraction(cfg).pending == [1, 2]  # and a rerun resumes with the other shards
