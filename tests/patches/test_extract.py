@@ -173,9 +173,9 @@ def _count_loads(monkeypatch) -> Counter:
     loads: Counter[str] = Counter()
     real = extract_module.load_image
 
-    def counting(path, options=None):
+    def counting(path, options=None, **limits):
         loads[path] += 1
-        return real(path, options)
+        return real(path, options, **limits)
 
     monkeypatch.setattr(extract_module, "load_image", counting)
     return loads
