@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,7 @@ def _isolated_prefect_home(tmp_path_factory):
 
 @pytest.fixture
 def s3_options():
-    """fsspec options of a throwaway S3 endpoint (moto server on 127.0.0.1) holding an empty bucket ``test``."""
+    """fsspec options of a throwaway S3 endpoint (moto server on 127.0.0.1) holding only an empty bucket ``test``."""
     boto3 = pytest.importorskip("boto3")
     from moto.server import ThreadedMotoServer
 
@@ -59,6 +60,9 @@ def s3_options():
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
+    # moto keeps its buckets in process-wide state shared by every server it starts: reset it, so each
+    # test gets an empty endpoint (else a store another test wrote is still there)
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=30).close()
     credentials = {"key": "test-key", "secret": "test-secret"}
     boto3.client(
         "s3", endpoint_url=endpoint, aws_access_key_id=credentials["key"], aws_secret_access_key=credentials["secret"], region_name="us-east-1"
