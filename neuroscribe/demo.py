@@ -65,7 +65,7 @@ def demo_config(
         vocabulary_sources=("builtin:imagenet+superclasses+colors+textures+materials",),
         backend=BackendSpec(kind="conse", classifier=ModelSpec(name="efficientnet_lite0"), device="cpu"),
         patches=PatchConfig(crop_size=112),
-        units_per_task=1024,  # one block per demo layer: whole-image patches are embedded once
+        units_per_task=1024,  # one task per demo layer (crops are embedded once per run whatever the blocks): least task overhead on 2 cores
         # one task at a time per worker: torch already uses every core, two tasks would oversubscribe
         runner=RunnerSpec(n_workers=workers, threads_per_worker=1, device="cpu", batch_size=32),
         overwrite=overwrite,
