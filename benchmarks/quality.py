@@ -3,6 +3,7 @@
     python benchmarks/quality.py                                   # the shared ImageNet samples
     python benchmarks/quality.py --images /data/imagenet/val --out runs/quality --device cuda
     python benchmarks/quality.py --limit 40                        # a smoke run
+    python benchmarks/quality.py --only demo                       # the demo's blocks.5 alone (~3 min)
 
 Runs ``neuroscribe explain``'s pipeline in this process (no Prefect server) with its defaults apart
 from the backend (``conse``) and the vocabulary, on EfficientNet-Lite0 with superclass and colour
@@ -22,6 +23,7 @@ import argparse
 import json
 
 from neuroscribe.evaluation.benchmark import (
+    GROUPS,
     KNOWN_UNITS_MODEL,
     BenchmarkConfig,
     benchmark_markdown,
@@ -36,11 +38,13 @@ def main() -> None:
     parser.add_argument("--model", default=KNOWN_UNITS_MODEL)
     parser.add_argument("--limit", type=int, default=None, help="first N images only")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--only", choices=GROUPS, action="append", help="run only this group (repeatable): known units or the demo's blocks.5")
     parser.add_argument("--json", action="store_true", help="print the JSON result instead of Markdown")
     args = parser.parse_args()
-    result = run_benchmark(BenchmarkConfig(images=args.images, out=args.out, model=args.model, limit=args.limit, device=args.device))
+    groups = tuple(args.only or GROUPS)
+    result = run_benchmark(BenchmarkConfig(images=args.images, out=args.out, model=args.model, limit=args.limit, device=args.device), groups)
     print(json.dumps(result, indent=2) if args.json else benchmark_markdown(result))
-    print(f"\nwritten: {args.out}/quality.json, {args.out}/quality.md; timings {result['timings']}")
+    print(f"\nwritten under {args.out}; timings {result['timings']}")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ import pandas as pd
 from pydantic import Field
 
 from neuroscribe.config import DatasetSpec, FrozenModel, ModelSpec
+from neuroscribe.errors import NeuroscribeError
 from neuroscribe.evaluation.consistency import auc
 from neuroscribe.evaluation.metrics import match_vector
 from neuroscribe.scoring.backend import BackendSpec
@@ -159,17 +160,15 @@ def layer_aucs(explain_cfg, layer: str) -> np.ndarray:
     return unit_aucs(ctx.probe, ctx.fired_ids, ctx.text_vectors(ctx.explanations), ctx.topk_ids)
 
 
-def run_benchmark(cfg: BenchmarkConfig) -> dict:
-    """Run every group and return the result (also written to ``<out>/quality.json`` and ``.md``)."""
-    from neuroscribe.demo import demo_config
+GROUPS = ("known", "demo")  # the known-unit layers (logits, superclasses, colours), and the demo's blocks.5
+
+
+def known_groups(cfg: BenchmarkConfig) -> dict:
+    """The labelled groups (logits, superclasses, colours) and their pooled units (``all_known``)."""
     from neuroscribe.evaluation.known_units import colour_labels, superclass_labels
     from neuroscribe.evaluation.truth import layer_truth
-    from neuroscribe.explanation import run_explain
 
-    timings = {}
-    began = time.perf_counter()
     frames = run_known_units(cfg)
-    timings["known_units_s"] = round(time.perf_counter() - began, 1)
     store = known_explain_config(cfg).store
     truth = layer_truth(store, "classifier")
     judged = {
@@ -181,24 +180,57 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
     # the issue's confidence target is over all benchmark units together
     groups["all_known"] = judged_metrics(pd.concat([judged_units(*args) for args in judged.values()], ignore_index=True))
     groups["all_known"]["confidence_column"] = ", ".join(sorted({g["confidence_column"] for g in groups.values() if "confidence_column" in g}))
-    began = time.perf_counter()
+    return groups
+
+
+def demo_explain_config(cfg: BenchmarkConfig):
+    """The demo's own config (``neuroscribe.demo.demo_config``) on the benchmark's images, ``blocks.5`` only."""
+    from neuroscribe.demo import demo_config
+
     demo_cfg = demo_config(images=cfg.images, out=str(Path(cfg.out) / "demo"), layers=("blocks.5",), limit=cfg.limit)
-    demo_cfg = demo_cfg.model_copy(update={"backend": demo_cfg.backend.model_copy(update={"device": cfg.device})})
+    return demo_cfg.model_copy(update={"backend": demo_cfg.backend.model_copy(update={"device": cfg.device})})
+
+
+def demo_group(cfg: BenchmarkConfig) -> dict:
+    """The demo's ``blocks.5``: median label-free AUC, top-label share and the share of tied labels."""
+    from neuroscribe.explanation import run_explain
+
+    demo_cfg = demo_explain_config(cfg)
     demo_frame = run_explain(demo_cfg)["blocks.5"]
     aucs = layer_aucs(demo_cfg, "blocks.5")
-    groups["demo_blocks5"] = {
+    explained = demo_frame[demo_frame.explanation != INACTIVE]
+    return {
         "units": len(demo_frame),
+        "k": demo_cfg.k,
         "median_auc": _rounded(np.nanmedian(aucs)) if np.isfinite(aucs).any() else None,
         "top_label_share": top_label_share(demo_frame),
-        "most_frequent": ", ".join(f"{c} ({n})" for c, n in Counter(demo_frame.explanation[demo_frame.explanation != INACTIVE]).most_common(3)),
+        "tie_share": round(float((explained.margin < 1e-6).mean()), 4) if len(explained) else None,
+        "most_frequent": ", ".join(f"{c} ({n})" for c, n in Counter(explained.explanation).most_common(3)),
         "confidence_column": confidence_column(demo_frame),
     }
-    timings["demo_s"] = round(time.perf_counter() - began, 1)
-    result = {"config": cfg.model_dump(mode="json"), "groups": groups, "targets": _target_rows(groups), "timings": timings}
+
+
+def run_benchmark(cfg: BenchmarkConfig, groups: tuple[str, ...] = GROUPS) -> dict:
+    """Run the chosen ``groups`` (default: all) and return the result (also written to
+    ``<out>/quality.json`` and ``.md``; ``--only demo`` writes ``quality-demo.*``)."""
+    unknown = sorted(set(groups) - set(GROUPS))
+    if unknown or not groups:
+        raise NeuroscribeError(f"unknown benchmark groups {unknown or list(groups)}; choose from {', '.join(GROUPS)}")
+    timings, measured = {}, {}
+    if "known" in groups:
+        began = time.perf_counter()
+        measured.update(known_groups(cfg))
+        timings["known_units_s"] = round(time.perf_counter() - began, 1)
+    if "demo" in groups:
+        began = time.perf_counter()
+        measured["demo_blocks5"] = demo_group(cfg)
+        timings["demo_s"] = round(time.perf_counter() - began, 1)
+    result = {"config": cfg.model_dump(mode="json"), "groups": measured, "targets": _target_rows(measured), "timings": timings}
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "quality.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "quality.md").write_text(benchmark_markdown(result) + "\n")
+    stem = "quality" if set(groups) == set(GROUPS) else f"quality-{'-'.join(groups)}"
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(benchmark_markdown(result) + "\n")
     return result
 
 
@@ -206,6 +238,8 @@ def _target_rows(groups: dict) -> list[dict]:
     where = {"logits": "logits", "superclasses": "superclasses", "colours": "colours", "demo_auc": "demo_blocks5", "demo_top_label": "demo_blocks5"}
     rows = []
     for name, (measure, op, target) in TARGETS.items():
+        if where[name] not in groups:  # a group left out of this run
+            continue
         value = groups[where[name]].get(measure)
         met = None if value is None else (value >= target if op == ">=" else value <= target)
         rows.append({"target": name, "measure": measure, "value": value, "goal": f"{op} {target}", "met": met})
@@ -223,7 +257,11 @@ def benchmark_markdown(result: dict) -> str:
          "most frequent": g[name]["most_frequent"]}
         for name in ("logits", "superclasses", "colours", "all_known") if name in g
     ]
-    demo = g["demo_blocks5"]
-    demo_rows = [{"group": "demo blocks.5", "units": demo["units"], "median AUC": demo["median_auc"],
-                  "top-label share": demo["top_label_share"], "most frequent": demo["most_frequent"]}]
-    return "\n\n".join([markdown_table(rows), markdown_table(demo_rows), markdown_table(result["targets"])])
+    tables = [markdown_table(rows)] if rows else []
+    if "demo_blocks5" in g:
+        demo = g["demo_blocks5"]
+        tables.append(markdown_table([{
+            "group": "demo blocks.5", "units": demo["units"], "k": demo.get("k"), "median AUC": demo["median_auc"],
+            "top-label share": demo["top_label_share"], "margin < 1e-6": demo.get("tie_share"), "most frequent": demo["most_frequent"],
+        }]))
+    return "\n\n".join([*tables, markdown_table(result["targets"])])

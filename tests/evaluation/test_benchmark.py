@@ -93,3 +93,19 @@ def test_pooled_units_give_one_auroc_over_groups():
     conf = np.array([0.9, 0.7, 0.8, 0.4, 0.3, 0.95, 0.05])
     assert pooled["units"] == 8 and pooled["top1"] == pytest.approx(4 / 8, abs=1e-4)
     assert pooled["confidence_auroc"] == pytest.approx(roc_auc_score(right, conf), abs=1e-4)
+
+
+def test_a_run_of_one_group_reports_only_its_targets():
+    demo = {"units": 3, "k": 20, "median_auc": 0.9, "top_label_share": 0.02, "tie_share": 0.0, "most_frequent": "y (1)"}
+    rows = _target_rows({"demo_blocks5": demo})
+    assert [r["target"] for r in rows] == ["demo_auc", "demo_top_label"] and all(r["met"] for r in rows)
+    text = benchmark_markdown({"groups": {"demo_blocks5": demo}, "targets": rows})
+    assert "| demo blocks.5 | 3 | 20 | 0.900 |" in text and "logits" not in text
+
+
+def test_unknown_group_is_one_clear_error(tmp_path):
+    from neuroscribe.errors import NeuroscribeError
+    from neuroscribe.evaluation.benchmark import BenchmarkConfig, run_benchmark
+
+    with pytest.raises(NeuroscribeError, match="unknown benchmark groups.*known, demo"):
+        run_benchmark(BenchmarkConfig(images=str(tmp_path), out=str(tmp_path / "out")), ("demos",))
