@@ -44,7 +44,7 @@ from neuroscribe import store as st
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.patches.extract import NOT_COMPUTED, unit_blocks
-from neuroscribe.patches.load import patches_group
+from neuroscribe.patches.load import patches_group, read_crops
 from neuroscribe.scoring.rules import INACTIVE, UNCERTAIN_BELOW
 
 OUTLINE_RGB = np.array([255, 214, 0], dtype=np.float32)
@@ -224,7 +224,7 @@ def render_gallery(
                     pending.append((i, name, slots))
             if pending:
                 # crops are the bulk of the data: read them only for strips not drawn yet
-                crops, masks = sub["crops"][block.start : block.stop], sub["masks"][block.start : block.stop]
+                crops, masks = read_crops(sub, np.arange(block.start, block.stop), small["image_id"])
                 draw = partial(_draw_strip, store, folder, crops, masks, thumb_size, not linear, storage_options)
                 list(pool.map(draw, pending))
             if on_progress:

@@ -83,14 +83,32 @@ def _rows(array, units: np.ndarray) -> np.ndarray:
     return np.concatenate([array[run[0] : run[-1] + 1] for run in runs])
 
 
+def read_crops(sub, units: np.ndarray, image_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(crops, masks) of ``units`` (ascending), whose patches' ``image_id`` rows are given: stored per
+    (unit, slot), or for a linear layer gathered from its one crop per image."""
+    if "crops" in sub:
+        return _rows(sub["crops"], units), _rows(sub["masks"], units)
+    s = sub["image_crops"].shape[1]
+    crops = np.zeros((*image_id.shape, s, s, 3), np.uint8)
+    masks = np.zeros((*image_id.shape, s, s), bool)
+    present = image_id >= 0
+    wanted = np.unique(image_id[present])
+    if wanted.size:
+        at = np.searchsorted(wanted, image_id[present])
+        crops[present] = sub["image_crops"].oindex[wanted][at]
+        masks[present] = sub["image_masks"].oindex[wanted][at]
+    return crops, masks
+
+
 def _read(sub, units: np.ndarray, layer: str) -> PatchBlock:
-    arrays = {name: _rows(sub[name], units) for name in _ARRAYS}
+    arrays = {name: _rows(sub[name], units) for name in _ARRAYS if name not in ("crops", "masks")}
     pending = units[(arrays["image_id"] == NOT_COMPUTED).any(axis=1)]
     if pending.size:
         raise NeuroscribeError(
             f"patches of layer {layer!r} are not computed yet for units {pending[:5].tolist()}"
             f"{'...' if pending.size > 5 else ''}; rerun extract_patches to finish them"
         )
+    arrays["crops"], arrays["masks"] = read_crops(sub, units, arrays["image_id"])
     return PatchBlock(units=units, **arrays)
 
 
