@@ -224,7 +224,11 @@ def render_gallery(
                     pending.append((i, name, slots))
             if pending:
                 # crops are the bulk of the data: read them only for strips not drawn yet
-                crops, masks = read_crops(sub, np.arange(block.start, block.stop), small["image_id"])
+                # only the shown slots of pending strips (a linear layer gathers its crops by image)
+                shown_ids = np.full_like(small["image_id"], -1)
+                for i, _, slots in pending:
+                    shown_ids[i, slots] = small["image_id"][i, slots]
+                crops, masks = read_crops(sub, np.arange(block.start, block.stop), shown_ids)
                 draw = partial(_draw_strip, store, folder, crops, masks, thumb_size, not linear, storage_options)
                 list(pool.map(draw, pending))
             if on_progress:

@@ -85,7 +85,8 @@ def _rows(array, units: np.ndarray) -> np.ndarray:
 
 def read_crops(sub, units: np.ndarray, image_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(crops, masks) of ``units`` (ascending), whose patches' ``image_id`` rows are given: stored per
-    (unit, slot), or for a linear layer gathered from its one crop per image."""
+    (unit, slot), or for a linear layer gathered from its one crop per image (slots whose id a
+    caller sets to -1 stay empty, so it reads only the crops it needs)."""
     if "crops" in sub:
         return _rows(sub["crops"], units), _rows(sub["masks"], units)
     s = sub["image_crops"].shape[1]
