@@ -44,7 +44,7 @@ from neuroscribe import store as st
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.patches.extract import NOT_COMPUTED, unit_blocks
-from neuroscribe.patches.load import patches_group, read_crops
+from neuroscribe.patches.load import ShardCache, patches_group, read_crops
 from neuroscribe.scoring.rules import INACTIVE, UNCERTAIN_BELOW
 
 OUTLINE_RGB = np.array([255, 214, 0], dtype=np.float32)
@@ -213,6 +213,7 @@ def render_gallery(
         return content_key({"patches": patches, "unit": unit, "shown": shown, "thumb": thumb_size, "code": version}, 10)
 
     units: list[dict] = []
+    shards = ShardCache()
     with ThreadPoolExecutor(4) as pool:
         for block in unit_blocks(sub["image_id"].shape[0]):
             small = {name: sub[name][block.start : block.stop] for name in ("image_id", "rank", "fallback")}
@@ -228,7 +229,7 @@ def render_gallery(
                 shown_ids = np.full_like(small["image_id"], -1)
                 for i, _, slots in pending:
                     shown_ids[i, slots] = small["image_id"][i, slots]
-                crops, masks = read_crops(sub, np.arange(block.start, block.stop), shown_ids)
+                crops, masks = read_crops(sub, np.arange(block.start, block.stop), shown_ids, shards)
                 draw = partial(_draw_strip, store, folder, crops, masks, thumb_size, not linear, storage_options)
                 list(pool.map(draw, pending))
             if on_progress:
