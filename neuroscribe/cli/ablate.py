@@ -29,6 +29,7 @@ from neuroscribe.cli.app import (
     runner_overrides,
 )
 from neuroscribe.config import load_config
+from neuroscribe.errors import NeuroscribeError
 
 console = Console()
 
@@ -59,7 +60,6 @@ def _print_class_units(table, query: str, layer: str, top: int) -> None:
 
 def _print_unit_classes(table, unit: str, layer: str, top: int) -> None:
     from neuroscribe.ablation.report import unit_classes, unit_title
-    from neuroscribe.errors import NeuroscribeError
 
     if unit not in set(table["units"]):
         raise NeuroscribeError(f"unit {unit} was not ablated in this run of {layer}; ask for one of its --units")
@@ -133,7 +133,6 @@ def ablate(
 ) -> None:
     """Ablate units of a layer and measure each class's top-1 accuracy drop; writes ablation/<layer>.parquet, views, a chart."""
     from neuroscribe.ablation.sweep import AblateConfig
-    from neuroscribe.errors import NeuroscribeError
 
     if units and all_units:
         raise NeuroscribeError("pass either --units 12,559 or --all, not both")
@@ -196,7 +195,6 @@ def ablation_report(
     storage_option: StorageOption = None,
 ) -> None:
     """Ask a stored ablation: which units a class depends on (--class), or which classes a unit hurts (--unit)."""
-    from neuroscribe.errors import NeuroscribeError
     from neuroscribe.store import exists, read_parquet
 
     options = parse_storage_options(storage_option)

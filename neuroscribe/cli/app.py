@@ -1,8 +1,15 @@
-"""The shared typer application; each ``neuroscribe/cli/<command>.py`` adds its commands to ``app``."""
+"""The shared typer application; each ``neuroscribe/cli/<command>.py`` adds its commands to ``app``.
+
+The CLI is the top layer: it imports the flows (``neuroscribe.flows``), never the other way round
+(``tests/test_layering.py`` checks every import, in functions too). The command bodies import the
+flows and the heavy core (torch, prefect, open_clip, zarr) when the command runs, not when the module
+loads, because every ``neuroscribe`` call loads every command module: ``neuroscribe --help`` takes
+0.5 s so, and 8-11 s with them at module level (2 shared cores; ``benchmarks/cli_start.py``).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -28,15 +35,15 @@ def parse_storage_options(pairs: list[str] | None) -> dict:
 
 # Options shared by the commands that run flows: one definition, the same help everywhere.
 MODEL_HELP = "torchvision name (resnet50, vit_b_16), timm:<name>, efficientnet_lite0/1/2, or package.module:factory"
-ModelOption = Annotated[Optional[str], typer.Option("--model", "-m", help=MODEL_HELP)]
-WeightsOption = Annotated[Optional[str], typer.Option(help="torchvision weight enum name, or DEFAULT")]
-CheckpointOption = Annotated[Optional[str], typer.Option(help="local state-dict file (module. prefix stripped)")]
-BatchSizeOption = Annotated[Optional[int], typer.Option(help="images per forward pass")]
-DeviceOption = Annotated[Optional[str], typer.Option(help="auto, cpu or cuda")]
-DaskAddressOption = Annotated[Optional[str], typer.Option(help="existing Dask scheduler (default: a local cluster)")]
-WorkersOption = Annotated[Optional[int], typer.Option(help="local cluster worker processes")]
+ModelOption = Annotated[str | None, typer.Option("--model", "-m", help=MODEL_HELP)]
+WeightsOption = Annotated[str | None, typer.Option(help="torchvision weight enum name, or DEFAULT")]
+CheckpointOption = Annotated[str | None, typer.Option(help="local state-dict file (module. prefix stripped)")]
+BatchSizeOption = Annotated[int | None, typer.Option(help="images per forward pass")]
+DeviceOption = Annotated[str | None, typer.Option(help="auto, cpu or cuda")]
+DaskAddressOption = Annotated[str | None, typer.Option(help="existing Dask scheduler (default: a local cluster)")]
+WorkersOption = Annotated[int | None, typer.Option(help="local cluster worker processes")]
 OverwriteOption = Annotated[bool, typer.Option(help="replace a store that holds a different extraction")]
-StorageOption = Annotated[Optional[list[str]], typer.Option(help="fsspec option key=value for store and dataset")]
+StorageOption = Annotated[list[str] | None, typer.Option(help="fsspec option key=value for store and dataset")]
 WaitOption = Annotated[
     float | None,
     typer.Option("--wait", help="seconds to queue behind another run writing the same store (default: fail at once, naming it)"),

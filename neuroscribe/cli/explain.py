@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -26,6 +25,7 @@ from neuroscribe.cli.app import (
     parse_storage_options,
     runner_overrides,
 )
+from neuroscribe.config import load_config
 
 console = Console()
 
@@ -45,22 +45,22 @@ def _print_result(result: dict, seconds: float) -> None:
 
 @app.command()
 def explain(
-    layers: Optional[str] = typer.Option(None, "--layers", "-l", help="comma-separated layer names"),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="image folder or file list (local, s3://, fsspec)"),
-    store: Optional[str] = typer.Option(None, "--store", "-s", help="run store: local path or s3://bucket/prefix"),
+    layers: str | None = typer.Option(None, "--layers", "-l", help="comma-separated layer names"),
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help="image folder or file list (local, s3://, fsspec)"),
+    store: str | None = typer.Option(None, "--store", "-s", help="run store: local path or s3://bucket/prefix"),
     model: ModelOption = None,
     weights: WeightsOption = None,
     checkpoint: CheckpointOption = None,
-    k: Optional[int] = typer.Option(None, help="top-activating images per unit (default 50)"),
-    vocabulary: Optional[list[str]] = typer.Option(None, help="vocabulary source (repeat): llm, builtin:NAME[+NAME], file:PATH"),
-    vocabulary_uri: Optional[str] = typer.Option(None, help="use a prebuilt vocabulary artifact"),
-    classes: Optional[str] = typer.Option(None, help="classes the LLM is asked about: imagenet, places365 or FILE"),
-    backend: Optional[str] = typer.Option(None, help="open_clip (default, ViT-B-32/openai) or conse (offline)"),
-    clip_arch: Optional[str] = typer.Option(None, help="open_clip architecture"),
-    clip_pretrained: Optional[str] = typer.Option(None, help="open_clip pretrained tag"),
-    clip_checkpoint: Optional[str] = typer.Option(None, help="open_clip local weights file"),
-    rule: Optional[str] = typer.Option(None, help="scoring rule: seed (default) or softwpmi"),
-    quantile: Optional[float] = typer.Option(None, help="patch threshold quantile (default 0.995)"),
+    k: int | None = typer.Option(None, help="top-activating images per unit (default 50)"),
+    vocabulary: list[str] | None = typer.Option(None, help="vocabulary source (repeat): llm, builtin:NAME[+NAME], file:PATH"),
+    vocabulary_uri: str | None = typer.Option(None, help="use a prebuilt vocabulary artifact"),
+    classes: str | None = typer.Option(None, help="classes the LLM is asked about: imagenet, places365 or FILE"),
+    backend: str | None = typer.Option(None, help="open_clip (default, ViT-B-32/openai) or conse (offline)"),
+    clip_arch: str | None = typer.Option(None, help="open_clip architecture"),
+    clip_pretrained: str | None = typer.Option(None, help="open_clip pretrained tag"),
+    clip_checkpoint: str | None = typer.Option(None, help="open_clip local weights file"),
+    rule: str | None = typer.Option(None, help="scoring rule: seed (default) or softwpmi"),
+    quantile: float | None = typer.Option(None, help="patch threshold quantile (default 0.995)"),
     batch_size: BatchSizeOption = None,
     device: DeviceOption = None,
     dask_address: DaskAddressOption = None,
@@ -69,13 +69,12 @@ def explain(
     storage_option: StorageOption = None,
     max_image_pixels: MaxImagePixelsOption = None,
     wait: WaitOption = None,
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of ExplainConfig fields; flags override it"),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML file of ExplainConfig fields; flags override it"),
 ) -> None:
     """Explain every unit of the given layers: extract, vocabulary, patches, scoring, tables, galleries."""
+    from neuroscribe.explanation import ExplainConfig, validate_explain
     from neuroscribe.flows._run import run_flow
     from neuroscribe.flows.explain import explain_flow
-    from neuroscribe.config import load_config
-    from neuroscribe.explanation import ExplainConfig, validate_explain
     from neuroscribe.lease import ensure_free
 
     options = parse_storage_options(storage_option)
@@ -98,19 +97,19 @@ def explain(
 
 @app.command()
 def demo(
-    images: Optional[str] = typer.Option(None, help="probe images: folder or file list (default: scikit-image's bundled photos)"),
+    images: str | None = typer.Option(None, help="probe images: folder or file list (default: scikit-image's bundled photos)"),
     out: str = typer.Option("runs/demo", help="output folder"),
-    limit: Optional[int] = typer.Option(None, help="use only the first N images"),
+    limit: int | None = typer.Option(None, help="use only the first N images"),
     k: int = typer.Option(5, help="top-activating images per unit"),
     overwrite: bool = typer.Option(False, help="replace an earlier demo store that differs"),
     max_image_pixels: MaxImagePixelsOption = None,
     wait: WaitOption = None,
 ) -> None:
     """The whole method offline on EfficientNet-Lite0 (ConSE backend, built-in vocabulary); prints where results are."""
-    from neuroscribe.flows._run import run_flow
-    from neuroscribe.flows.explain import explain_flow
     from neuroscribe.demo import demo_config
     from neuroscribe.explanation import validate_explain
+    from neuroscribe.flows._run import run_flow
+    from neuroscribe.flows.explain import explain_flow
     from neuroscribe.lease import ensure_free
 
     cfg = demo_config(images=images, out=out, k=k, limit=limit, overwrite=overwrite, max_image_pixels=max_image_pixels)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -35,9 +34,9 @@ console = Console()
 def layers(
     model: str = typer.Option("efficientnet_lite0", "--model", "-m", help=MODEL_HELP),
     weights: WeightsOption = None,
-    checkpoint: Optional[Path] = typer.Option(None, help="local state-dict file"),
-    kind: Optional[str] = typer.Option(None, help="only layers of this kind: conv, token or linear"),
-    contains: Optional[str] = typer.Option(None, help="only layer names containing this text"),
+    checkpoint: Path | None = typer.Option(None, help="local state-dict file"),
+    kind: str | None = typer.Option(None, help="only layers of this kind: conv, token or linear"),
+    contains: str | None = typer.Option(None, help="only layer names containing this text"),
 ) -> None:
     """List the addressable layers of a model with their kind and unit count."""
     from neuroscribe.models import list_layers, load_model
@@ -56,17 +55,17 @@ def layers(
 
 @app.command()
 def extract(
-    layers: Optional[str] = typer.Option(None, "--layers", "-l", help="comma-separated layer names (see `neuroscribe layers`)"),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="image folder or file list; local, s3:// or any fsspec URL"),
-    store: Optional[str] = typer.Option(None, "--store", "-s", help="run store: local path or s3://bucket/prefix"),
+    layers: str | None = typer.Option(None, "--layers", "-l", help="comma-separated layer names (see `neuroscribe layers`)"),
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help="image folder or file list; local, s3:// or any fsspec URL"),
+    store: str | None = typer.Option(None, "--store", "-s", help="run store: local path or s3://bucket/prefix"),
     model: ModelOption = None,
     weights: WeightsOption = None,
     checkpoint: CheckpointOption = None,
-    class_names: Optional[str] = typer.Option(None, help="file with the model's class names, one per line"),
-    class_list: Optional[str] = typer.Option(None, help="dataset class-folder order, one name per line"),
-    limit: Optional[int] = typer.Option(None, help="use only the first N images"),
-    shard_size: Optional[int] = typer.Option(None, help="images per shard (default 256)"),
-    k: Optional[int] = typer.Option(None, help="top-activating images kept per unit (default 50)"),
+    class_names: str | None = typer.Option(None, help="file with the model's class names, one per line"),
+    class_list: str | None = typer.Option(None, help="dataset class-folder order, one name per line"),
+    limit: int | None = typer.Option(None, help="use only the first N images"),
+    shard_size: int | None = typer.Option(None, help="images per shard (default 256)"),
+    k: int | None = typer.Option(None, help="top-activating images kept per unit (default 50)"),
     batch_size: BatchSizeOption = None,
     device: DeviceOption = None,
     dask_address: DaskAddressOption = None,
@@ -75,12 +74,12 @@ def extract(
     storage_option: StorageOption = None,
     max_image_pixels: MaxImagePixelsOption = None,
     wait: WaitOption = None,
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of ExtractConfig fields; flags override it"),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML file of ExtractConfig fields; flags override it"),
 ) -> None:
     """Stream a dataset through a model and store per-unit statistics and top-k examples (Prefect + Dask)."""
+    from neuroscribe.extraction import validate_extraction
     from neuroscribe.flows._run import run_flow
     from neuroscribe.flows.extract import extract_flow
-    from neuroscribe.extraction import validate_extraction
     from neuroscribe.lease import ensure_free
 
     options = parse_storage_options(storage_option)
