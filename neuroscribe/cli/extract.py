@@ -10,20 +10,10 @@ from rich.table import Table
 
 from neuroscribe.cli.app import (
     MODEL_HELP,
-    BatchSizeOption,
-    CheckpointOption,
-    DaskAddressOption,
-    DeviceOption,
-    MaxImagePixelsOption,
-    ModelOption,
-    OverwriteOption,
-    StorageOption,
-    WaitOption,
+    ExtractOptions,
     WeightsOption,
-    WorkersOption,
     app,
-    parse_storage_options,
-    runner_overrides,
+    with_options,
 )
 from neuroscribe.config import ExtractConfig, ModelSpec, load_config
 
@@ -54,26 +44,9 @@ def layers(
 
 
 @app.command()
+@with_options(extraction=ExtractOptions)
 def extract(
-    layers: str | None = typer.Option(None, "--layers", "-l", help="comma-separated layer names (see `neuroscribe layers`)"),
-    dataset: str | None = typer.Option(None, "--dataset", "-d", help="image folder or file list; local, s3:// or any fsspec URL"),
-    store: str | None = typer.Option(None, "--store", "-s", help="run store: local path or s3://bucket/prefix"),
-    model: ModelOption = None,
-    weights: WeightsOption = None,
-    checkpoint: CheckpointOption = None,
-    class_names: str | None = typer.Option(None, help="file with the model's class names, one per line"),
-    class_list: str | None = typer.Option(None, help="dataset class-folder order, one name per line"),
-    limit: int | None = typer.Option(None, help="use only the first N images"),
-    shard_size: int | None = typer.Option(None, help="images per shard (default 256)"),
-    k: int | None = typer.Option(None, help="top-activating images kept per unit (default 50)"),
-    batch_size: BatchSizeOption = None,
-    device: DeviceOption = None,
-    dask_address: DaskAddressOption = None,
-    workers: WorkersOption = None,
-    overwrite: OverwriteOption = False,
-    storage_option: StorageOption = None,
-    max_image_pixels: MaxImagePixelsOption = None,
-    wait: WaitOption = None,
+    extraction: ExtractOptions,
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML file of ExtractConfig fields; flags override it"),
 ) -> None:
     """Stream a dataset through a model and store per-unit statistics and top-k examples (Prefect + Dask)."""
@@ -82,18 +55,7 @@ def extract(
     from neuroscribe.flows.extract import extract_flow
     from neuroscribe.lease import ensure_free
 
-    options = parse_storage_options(storage_option)
-    overrides = {
-        "layers": layers,
-        "store": store,
-        "k": k,
-        "overwrite": overwrite or None,
-        "store_options": options or None,
-        "model": {"name": model, "weights": weights, "checkpoint": checkpoint, "class_names_file": class_names},
-        "dataset": {"uri": dataset, "class_list": class_list, "limit": limit, "shard_size": shard_size, "storage_options": options or None, "max_image_pixels": max_image_pixels},
-        "runner": runner_overrides(batch_size, device, dask_address, workers, wait),
-    }
-    cfg = load_config(ExtractConfig, config, overrides)
+    cfg = load_config(ExtractConfig, config, extraction.overrides())
     validate_extraction(cfg)  # bad input fails here, in one line, before any server or cluster starts
     ensure_free(cfg.store, cfg.store_options, cfg.runner.wait_for_store_s)
     summary = run_flow(extract_flow, cfg)
