@@ -18,8 +18,10 @@ from neuroscribe.cli.app import (
     with_options,
 )
 from neuroscribe.config import load_config
+from neuroscribe.vocabulary.config import DEFAULT_SOURCES
 
 console = Console()
+VOCABULARY_HELP = f"vocabulary source (repeat): llm, builtin:NAME[+NAME], file:PATH \\[default: {' '.join(DEFAULT_SOURCES)}]"
 
 
 def _print_result(result: dict, seconds: float) -> None:
@@ -39,7 +41,7 @@ def _print_result(result: dict, seconds: float) -> None:
 @with_options(extraction=ExtractOptions)
 def explain(
     extraction: ExtractOptions,
-    vocabulary: list[str] | None = typer.Option(None, help="vocabulary source (repeat): llm, builtin:NAME[+NAME], file:PATH"),
+    vocabulary: list[str] | None = typer.Option(None, help=VOCABULARY_HELP),
     vocabulary_uri: str | None = typer.Option(None, help="use a prebuilt vocabulary artifact"),
     classes: str | None = typer.Option(None, help="classes the LLM is asked about: imagenet, places365 or FILE"),
     backend: str | None = typer.Option(None, help="open_clip (default, ViT-B-32/openai) or conse (offline)"),

@@ -18,6 +18,10 @@ from neuroscribe.errors import NeuroscribeError
 
 CLASS_PLACEHOLDER = "{class_name}"
 
+# The vocabulary a run uses when none is given: offline built-in sets (the ImageNet class names, the
+# groups they form, colours, textures, materials). ExplainConfig and the CLI take it from here.
+DEFAULT_SOURCES: tuple[str, ...] = ("builtin:imagenet+superclasses+colors+textures+materials",)
+
 DEFAULT_SYSTEM_PROMPT = (
     "You help build a vocabulary of short visual concepts that explain what an image classifier sees. "
     'Answer with a JSON object of the form {"concepts": ["...", "..."]} holding 3 to 10 short, lowercase '
@@ -136,7 +140,7 @@ class VocabularyConfig(FrozenModel):
         default=None, description="Places365 class list (categories_places365.txt); not shipped offline"
     )
     sources: tuple[str, ...] = Field(
-        default=("builtin:imagenet+colors+textures+materials",),
+        default=DEFAULT_SOURCES,
         description="union of: llm, builtin:NAME[+NAME...], file:PATH",
     )
     llm: LLMSpec = LLMSpec()
