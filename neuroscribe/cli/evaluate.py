@@ -105,7 +105,7 @@ def evaluate(
     if local:
         from tqdm.auto import tqdm
 
-        from neuroscribe.evaluation.context import (
+        from neuroscribe.evaluation.config import (
             evaluated_layers,
             resolve_explain_config,
         )

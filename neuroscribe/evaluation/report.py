@@ -19,7 +19,7 @@ import pandas as pd
 from jinja2 import Environment
 
 from neuroscribe import store as st
-from neuroscribe.evaluation.context import EvaluateConfig, resolve_explain_config
+from neuroscribe.evaluation.config import EvaluateConfig, resolve_explain_config
 
 # ResNet-50's final layer in the literature (ImageNet val probe set): the yardstick the same measurement
 # with CLIP ViT-B/16 and all-mpnet-base-v2 is read against.  Approximate, as the papers report them.
