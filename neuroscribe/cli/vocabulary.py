@@ -19,10 +19,9 @@ from rich.table import Table
 from neuroscribe.cli.app import WaitOption, app, parse_storage_options
 from neuroscribe.config import load_config
 from neuroscribe.vocabulary.config import DEFAULT_SOURCES, VocabularyConfig
-from neuroscribe.vocabulary.sources import BUILTIN_NAMES
 
 SOURCE_HELP = (
-    f"llm | builtin:NAME[+NAME...] ({', '.join(BUILTIN_NAMES)}) | file:PATH; repeat for a union \\[default: {' '.join(DEFAULT_SOURCES)}]"
+    f"llm | builtin:NAME[+NAME...] | file:PATH; repeat for a union \\[default: {' '.join(DEFAULT_SOURCES)}]"
 )
 
 

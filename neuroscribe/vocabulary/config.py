@@ -155,9 +155,8 @@ class VocabularyConfig(FrozenModel):
     @field_validator("sources", mode="before")
     @classmethod
     def _split_sources(cls, v: Any) -> tuple[str, ...]:
-        from neuroscribe.vocabulary.sources import (
-            parse_source,  # sources imports this module
-        )
+        # imported here so that the CLI reads DEFAULT_SOURCES without fsspec (sources' file reading): --help start time
+        from neuroscribe.vocabulary.sources import parse_source
 
         items = v.split(",") if isinstance(v, str) else list(v)
         specs = tuple(s.strip() for s in items if s and s.strip())
