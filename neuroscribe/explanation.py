@@ -66,7 +66,7 @@ class ExplainConfig(LayersConfig):
     k: int = Field(default=50, ge=1, description="top-activating images kept per unit")
     vocabulary_classes: str = Field(default="imagenet", description="imagenet | places365 | FILE (classes the LLM is asked about)")
     vocabulary_sources: tuple[str, ...] = Field(
-        default=("builtin:imagenet+colors+textures+materials",), description="union of: llm, builtin:NAME[+NAME], file:PATH"
+        default=VocabularyConfig.model_fields["sources"].default, description="union of: llm, builtin:NAME[+NAME], file:PATH"
     )
     vocabulary_uri: str | None = Field(default=None, description="use this prebuilt vocabulary artifact instead")
     places365_file: str | None = None

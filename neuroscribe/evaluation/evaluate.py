@@ -21,17 +21,17 @@ import pandas as pd
 
 from neuroscribe import store as st
 from neuroscribe.evaluation.compare import compare_layer
+from neuroscribe.evaluation.config import (
+    EvaluateConfig,
+    evaluated_layers,
+    resolve_explain_config,
+)
 from neuroscribe.evaluation.consistency import (
     bootstrap_stability,
     distribution,
     unit_aucs,
 )
-from neuroscribe.evaluation.context import (
-    EvaluateConfig,
-    evaluated_layers,
-    layer_context,
-    resolve_explain_config,
-)
+from neuroscribe.evaluation.context import layer_context
 from neuroscribe.evaluation.evidence import (
     evidence_for,
     probe_images,
