@@ -137,12 +137,16 @@ def test_a_linear_layer_embeds_each_original_top_image_once_per_run_across_block
         return original(images, *a, **k)
 
     monkeypatch.setattr(backend, "embed_images", recording)
+    decoded: list[str] = []
+    real_load = explanation.load_image
+    monkeypatch.setattr(explanation, "load_image", lambda path, *a, **k: decoded.append(path) or real_load(path, *a, **k))
     run_explain(cfg)
     image_id = st.open_group(cfg.store, "r")["patches/fc/image_id"][:]
     paths = st.read_parquet(cfg.store, "index.parquet").set_index("id")["path"]
     images = {int(i): load_image(paths[int(i)]) for i in np.unique(image_id[image_id >= 0])}
     assert (image_id >= 0).sum() > len(images)  # the units do share top images
     assert sorted(embedded) == sorted(np.asarray(im).tobytes() for im in images.values())  # each embedded once
+    assert sorted(decoded) == sorted(paths[i] for i in images)  # and decoded once: a known image is not read again
     # the stored vectors are the backend's own embedding of each unit's original top images, in rank order
     key = explanation.embedding_key(cfg, "fc", backend.fingerprint)
     stored = explanation._load_embeddings(cfg, "fc", key, 4)
