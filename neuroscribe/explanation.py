@@ -259,7 +259,7 @@ def embed_unit_block(cfg: ExplainConfig, layer: str, units: Iterable[int]) -> di
     require_extracted(cfg, layer)
     backend = cached_backend(cfg.backend)
     key = embedding_key(cfg, layer, backend.fingerprint)
-    relpath = f"embeddings/{layer}/{key}/{units[0]:06d}-{units[-1]:06d}.npy"
+    relpath = embeddings_path(layer, key, units)
     if st.exists(cfg.store, relpath, cfg.store_options):
         return {"layer": layer, "first_unit": units[0], "units": len(units), "cached": True}
     inputs = embedding_inputs(cfg, layer, units)
@@ -273,15 +273,30 @@ def embed_unit_block(cfg: ExplainConfig, layer: str, units: Iterable[int]) -> di
     return {"layer": layer, "first_unit": units[0], "units": len(units), "cached": False, "inputs": len(inputs.digests), "embedded": embedded}
 
 
-def _load_embeddings(cfg: ExplainConfig, layer: str, key: str, n_units: int) -> list[np.ndarray]:
-    per_unit: list[np.ndarray] = []
-    for block in unit_blocks(n_units, cfg.units_per_task):
-        relpath = f"embeddings/{layer}/{key}/{block[0]:06d}-{block[-1]:06d}.npy"
+def embeddings_path(layer: str, key: str, units: list[int]) -> str:
+    """Where the vectors of one block of units live: ``[units, slots, d]``, NaN where a slot has none."""
+    return f"embeddings/{layer}/{key}/{units[0]:06d}-{units[-1]:06d}.npy"
+
+
+def stored_vectors(cfg: ExplainConfig, layer: str, key: str | None = None) -> np.ndarray:
+    """``[units, slots, d]``: every block file of ``layer`` under the embedding ``key`` (default: the
+    run's config), slots as stored; raises if a block is not embedded yet."""
+    key = key or embedding_key(cfg, layer, cached_backend(cfg.backend).fingerprint)
+    blocks = []
+    for block in unit_blocks(n_units(cfg, layer), cfg.units_per_task):
+        relpath = embeddings_path(layer, key, block)
         if not st.exists(cfg.store, relpath, cfg.store_options):
-            raise NeuroscribeError(f"units {block[0]}..{block[-1]} of {layer!r} are not embedded yet in {cfg.store}; rerun `neuroscribe explain`")
-        array = np.load(io.BytesIO(st.read_bytes(cfg.store, relpath, cfg.store_options)))
-        per_unit.extend(rows[~np.isnan(rows).any(axis=1)] for rows in array)
-    return per_unit
+            raise NeuroscribeError(
+                f"units {block[0]}..{block[-1]} of {layer!r} have no {cfg.rule.name} embeddings in {cfg.store} yet; "
+                "rerun `neuroscribe explain` (or evaluation's embedding step) with the run's config"
+            )
+        blocks.append(np.load(io.BytesIO(st.read_bytes(cfg.store, relpath, cfg.store_options)), allow_pickle=False))
+    return np.concatenate(blocks, axis=0)
+
+
+def _load_embeddings(cfg: ExplainConfig, layer: str, key: str) -> list[np.ndarray]:
+    """Each unit's vectors in slot order, empty slots dropped (the scorer's input)."""
+    return [rows[~np.isnan(rows).any(axis=1)] for rows in stored_vectors(cfg, layer, key)]
 
 
 def table_key(cfg: ExplainConfig, layer: str, backend_fingerprint: str, vocabulary_hash: str) -> str:
@@ -319,7 +334,7 @@ def score_layer(cfg: ExplainConfig, layer: str, vocabulary_uri: str) -> pd.DataF
     if st.exists(cfg.store, manifest, cfg.store_options) and st.read_json(cfg.store, manifest, cfg.store_options).get("key") == key:
         return st.read_parquet(cfg.store, f"explanations/{layer}.parquet", cfg.store_options)
     n_units = patches_group(cfg.store, layer, cfg.store_options)["image_id"].shape[0]
-    embeddings = _load_embeddings(cfg, layer, embedding_key(cfg, layer, backend.fingerprint), n_units)
+    embeddings = _load_embeddings(cfg, layer, embedding_key(cfg, layer, backend.fingerprint))
     concepts = concept_embeddings(
         backend, vocabulary.concepts, cfg.backend.resolved_templates, cfg.store, vocabulary.content_hash, cfg.store_options
     )

@@ -149,7 +149,7 @@ def test_a_linear_layer_embeds_each_original_top_image_once_per_run_across_block
     assert sorted(decoded) == sorted(paths[i] for i in images)  # and decoded once: a known image is not read again
     # the stored vectors are the backend's own embedding of each unit's original top images, in rank order
     key = explanation.embedding_key(cfg, "fc", backend.fingerprint)
-    stored = explanation._load_embeddings(cfg, "fc", key, 4)
+    stored = explanation._load_embeddings(cfg, "fc", key)
     for u, vectors in enumerate(stored):
         expected = original([images[int(i)] for i in image_id[u] if i >= 0])
         np.testing.assert_allclose(vectors, expected, rtol=0, atol=1e-5)
@@ -166,7 +166,7 @@ def test_conv_units_embed_their_crops_with_the_mask_as_alpha(image_folder, tmp_p
     # what is embedded: each crop with its mask as alpha (backends that read the region use it)
     rgba = np.concatenate([block.crops, block.masks[..., None].astype(np.uint8) * 255], axis=-1)
     key = explanation.embedding_key(cfg, "relu2", backend.fingerprint)
-    stored = explanation._load_embeddings(cfg, "relu2", key, len(block.units))
+    stored = explanation._load_embeddings(cfg, "relu2", key)
     for u, vectors in enumerate(stored):
         if len(vectors):
             expected = backend.embed_images([Image.fromarray(c) for c in rgba[u][block.image_id[u] >= 0]])
