@@ -96,6 +96,7 @@ class ExplainConfig(LayersConfig):
 
 
 _BACKEND_LOCK = threading.Lock()
+EMBED_BATCH = 256  # inputs decoded and embedded together (and saved as one file): bounds memory per task
 
 
 @lru_cache(maxsize=2)
@@ -177,7 +178,8 @@ def embed_distinct(cfg: ExplainConfig, backend, inputs: EmbeddingInputs) -> tupl
 
     Vectors are kept in ``embeddings/crops/<backend fingerprint>/<key>.npz`` by digest, so blocks of
     units and layers that hold the same crop or top image share them; an input is loaded (decoded)
-    only when its digest is new.  Unreadable inputs get NaN rows (dropped by the scorer).
+    only when its digest is new, ``EMBED_BATCH`` at a time (a rerun after an interruption keeps the
+    batches already saved).  Unreadable inputs get NaN rows (dropped by the scorer).
     """
     from PIL import Image
 
@@ -187,9 +189,13 @@ def embed_distinct(cfg: ExplainConfig, backend, inputs: EmbeddingInputs) -> tupl
     for i, digest in enumerate(digests):
         if digest not in known:
             missing.setdefault(digest, i)
-    loaded = {d: inputs.load(i) for d, i in missing.items()}
-    readable = [d for d, item in loaded.items() if item is not None]
-    if readable:
+    todo, embedded = list(missing.items()), 0
+    for start in range(0, len(todo), EMBED_BATCH):
+        # a batch at a time: decoded inputs in memory stay bounded whatever the block's size
+        loaded = {d: inputs.load(i) for d, i in todo[start : start + EMBED_BATCH]}
+        readable = [d for d, item in loaded.items() if item is not None]
+        if not readable:
+            continue
         batch = [loaded[d] if isinstance(loaded[d], Image.Image) else Image.fromarray(loaded[d]) for d in readable]
         vectors = np.asarray(backend.embed_images(batch), dtype=np.float32)
         buf = io.BytesIO()
@@ -197,9 +203,10 @@ def embed_distinct(cfg: ExplainConfig, backend, inputs: EmbeddingInputs) -> tupl
         name = content_key(sorted(d.hex() for d in readable))
         st.write_bytes(cfg.store, f"{_crop_cache_dir(backend.fingerprint)}/{name}.npz", buf.getvalue(), cfg.store_options)
         known.update(zip(readable, vectors))
+        embedded += len(readable)
     unreadable = np.full(backend.dim, np.nan, np.float32)
     vectors = np.stack([known.get(d, unreadable) for d in digests]) if digests else np.zeros((0, backend.dim), np.float32)
-    return vectors, len(readable)
+    return vectors, embedded
 
 
 def embedding_inputs(cfg: ExplainConfig, layer: str, units: list[int]) -> EmbeddingInputs:

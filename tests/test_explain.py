@@ -171,3 +171,20 @@ def test_conv_units_embed_their_crops_with_the_mask_as_alpha(image_folder, tmp_p
         if len(vectors):
             expected = backend.embed_images([Image.fromarray(c) for c in rgba[u][block.image_id[u] >= 0]])
             np.testing.assert_allclose(vectors, expected, rtol=0, atol=1e-5)
+
+
+def test_embedding_runs_in_bounded_batches_with_the_same_vectors(image_folder, tmp_path, concept_file, tiny_clip_spec, monkeypatch):
+    """``EMBED_BATCH`` inputs are decoded and embedded at a time: one cache file per batch, same vectors."""
+    from neuroscribe import explanation
+
+    whole = _config(image_folder, tmp_path / "whole", concept_file, tiny_clip_spec, layers=("fc",))
+    run_explain(whole)
+    monkeypatch.setattr(explanation, "EMBED_BATCH", 1)
+    batched = _config(image_folder, tmp_path / "batched", concept_file, tiny_clip_spec, layers=("fc",))
+    run_explain(batched)
+    fingerprint = explanation.cached_backend(batched.backend).fingerprint
+    files = [f for f in st.list_files(batched.store, f"embeddings/crops/{fingerprint}") if f.endswith(".npz")]
+    ids = st.open_group(batched.store, "r")["patches/fc/image_id"][:]
+    assert len(files) == len(np.unique(ids[ids >= 0]))  # one file per (single-input) batch
+    # equal up to float noise of batch size in the backend's matmuls
+    np.testing.assert_allclose(explanation.stored_vectors(batched, "fc"), explanation.stored_vectors(whole, "fc"), rtol=0, atol=1e-5)
