@@ -23,7 +23,6 @@ Prints a table and, last, one JSON line.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import tempfile
 import threading
@@ -37,13 +36,15 @@ import psutil
 import torch
 from PIL import Image
 
-from neuroscribe.config import DatasetSpec, ModelSpec, RunnerSpec
+from neuroscribe.config import ModelSpec
 from neuroscribe.data import build_index
+from neuroscribe.demo import demo_config
 from neuroscribe.explanation import (
     ExplainConfig,
     cached_backend,
     cut_patches,
     embed_unit_block,
+    embedding_inputs,
     n_units,
     save_config,
     score_layer,
@@ -59,8 +60,6 @@ from neuroscribe.extraction import (
 )
 from neuroscribe.gallery import render_gallery
 from neuroscribe.models import resolve_device
-from neuroscribe.patches import PatchConfig, load_layer_patches
-from neuroscribe.scoring.backend import BackendSpec
 from neuroscribe.vocabulary import build_vocabulary
 
 SYNTHETIC_CLASSES = 1000
@@ -142,20 +141,23 @@ class Stages:
 
 
 def make_config(args, dataset: str, store: str, device: torch.device) -> ExplainConfig:
-    """The demo's settings (``neuroscribe.demo.demo_config``) with the benchmark's overrides."""
-    return ExplainConfig(
-        model=ModelSpec(name=args.model),
-        layers=tuple(args.layers.split(",")),
-        dataset=DatasetSpec(uri=dataset, shard_size=args.shard_size, limit=args.limit),
+    """The demo's settings (``neuroscribe.demo.demo_config``); a flag given here overrides one of them."""
+    base = demo_config(images=dataset, out=store, layers=tuple(args.layers.split(",")), limit=args.limit, **({"k": args.k} if args.k else {}))
+
+    def given(**values):
+        return {name: value for name, value in values.items() if value is not None}
+
+    return base.model_copy(update=given(
+        model=ModelSpec(name=args.model) if args.model else None,
         store=store,
-        k=args.k,
-        vocabulary_sources=("builtin:imagenet+colors+textures+materials",),
-        backend=BackendSpec(kind="conse", classifier=ModelSpec(name=args.backend_classifier), device=device.type),
-        patches=PatchConfig(crop_size=args.crop_size),
+        dataset=base.dataset.model_copy(update=given(shard_size=args.shard_size)),
+        backend=base.backend.model_copy(update=given(
+            classifier=ModelSpec(name=args.backend_classifier) if args.backend_classifier else None, device=device.type,
+        )),
+        patches=base.patches.model_copy(update=given(crop_size=args.crop_size)),
         units_per_task=args.units_per_task,
-        runner=RunnerSpec(n_workers=1, threads_per_worker=1, device=device.type, batch_size=args.batch_size,
-                          decode_threads=args.decode_threads),
-    )
+        runner=base.runner.model_copy(update=given(device=device.type, batch_size=args.batch_size, decode_threads=args.decode_threads)),
+    ))
 
 
 def run_pipeline(cfg: ExplainConfig, stages: Stages) -> dict:
@@ -188,27 +190,30 @@ def run_pipeline(cfg: ExplainConfig, stages: Stages) -> dict:
     return {"images": plan.n_images}
 
 
-def distinct_crops(cfg: ExplainConfig) -> list[np.ndarray]:
-    """Every distinct stored crop of the run (the least any backend must embed)."""
-    seen: dict[bytes, np.ndarray] = {}
+def distinct_inputs(cfg: ExplainConfig) -> list[Image.Image]:
+    """Every distinct input the run embeds (crops, or top images for linear layers): the least any
+    backend must embed, loaded before the floor is timed."""
+    seen: dict[bytes, Image.Image] = {}
     for layer in cfg.layers:
-        for block in load_layer_patches(cfg.store, layer, cfg.store_options, block_units=256):
-            for crop in block.crops[block.image_id >= 0]:
-                seen.setdefault(hashlib.blake2b(crop.tobytes(), digest_size=16).digest(), crop)
+        for block in unit_blocks(n_units(cfg, layer), cfg.units_per_task):
+            inputs = embedding_inputs(cfg, layer, block)
+            for i, digest in enumerate(inputs.digests):
+                if digest not in seen and (item := inputs.load(i)) is not None:
+                    seen[digest] = item if isinstance(item, Image.Image) else Image.fromarray(item)
     return list(seen.values())
 
 
 def measure_floor(cfg: ExplainConfig, stages: Stages, device: torch.device) -> None:
-    """Decode + forward of the target model over the dataset, and the backend over the distinct crops."""
+    """Decode + forward of the target model over the dataset, and the backend over the distinct inputs."""
     loaded = cached_model(cfg.model, str(device))
     index = build_index(cfg.dataset)
     with stages.stage("floor:decode+forward", len(index), "images"):
         for _ in forward_batches(loaded, index, [], cfg.runner.batch_size, device, cfg.runner.decode_threads, cfg.dataset.storage_options):
             pass
-    crops = [Image.fromarray(c) for c in distinct_crops(cfg)]
+    inputs = distinct_inputs(cfg)
     backend = cached_backend(cfg.backend)
-    with stages.stage("floor:backend", len(crops), "crops"):
-        backend.embed_images(crops)
+    with stages.stage("floor:backend", len(inputs), "inputs"):
+        backend.embed_images(inputs)
 
 
 def decode_throughput(paths: list[str], device: torch.device, batch_size: int = 256) -> float:
@@ -249,16 +254,16 @@ def main() -> None:
     parser.add_argument("--dataset", help="image folder or file list (or use --synthetic)")
     parser.add_argument("--synthetic", type=int, default=None, help="generate this many synthetic JPEGs and use them")
     parser.add_argument("--synthetic-dir", default=None, help="where the synthetic set lives (reused when present)")
-    parser.add_argument("--model", default="efficientnet_lite0")
+    parser.add_argument("--model", default=None, help="default: the demo's")
     parser.add_argument("--layers", default="classifier,blocks.5")
-    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--k", type=int, default=None, help="default: the demo's")
     parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--backend-classifier", default="efficientnet_lite0")
-    parser.add_argument("--crop-size", type=int, default=112)
-    parser.add_argument("--units-per-task", type=int, default=1024)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--shard-size", type=int, default=64)
-    parser.add_argument("--decode-threads", type=int, default=2)
+    parser.add_argument("--backend-classifier", default=None, help="default: the demo's")
+    parser.add_argument("--crop-size", type=int, default=None, help="default: the demo's")
+    parser.add_argument("--units-per-task", type=int, default=None, help="default: the demo's")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the demo's")
+    parser.add_argument("--shard-size", type=int, default=None, help="default: the demo's")
+    parser.add_argument("--decode-threads", type=int, default=None, help="default: the demo's")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--store", default=None, help="run store (default: a temporary folder)")
     parser.add_argument("--ceilings", action="store_true", help="also time decode alone and forward alone (always on CUDA)")
@@ -291,7 +296,7 @@ def main() -> None:
         print(f"extraction {ceilings['extract_images_per_s']} img/s; decode alone {ceilings['decode_images_per_s']}, "
               f"forward alone {ceilings['forward_images_per_s']}: {ceilings['extract_over_ceiling']:.0%} of the lower")
     result = {
-        "model": args.model, "layers": args.layers, "k": args.k, "images": info["images"], "device": str(device),
+        "model": cfg.model.name, "layers": args.layers, "k": cfg.k, "crop_size": cfg.patches.crop_size, "images": info["images"], "device": str(device),
         "threads": torch.get_num_threads(), "whole_s": round(whole, 2), "floor_s": round(floor, 2),
         "whole_over_floor": round(whole / floor, 3), "ceilings": ceilings,
         "peak_rss_mb": max(r["peak_rss_mb"] for r in stages.rows),

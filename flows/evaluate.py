@@ -20,7 +20,7 @@ from prefect.runtime import flow_run
 from neuroscribe.flows._dask import gpu_resources
 from neuroscribe.flows._progress import FlowProgress
 from neuroscribe.evaluation import evaluate as ev
-from neuroscribe.evaluation.context import (
+from neuroscribe.evaluation.config import (
     EvaluateConfig,
     evaluated_layers,
     resolve_explain_config,

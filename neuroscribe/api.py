@@ -433,7 +433,7 @@ def evaluate(
     ``rules``, ``k``, ``vocab``; any other EvaluateConfig field as a keyword (``bootstrap=0``).
     """
     from neuroscribe.evaluation import EvaluateConfig, run_evaluation
-    from neuroscribe.evaluation.context import evaluated_layers, resolve_explain_config
+    from neuroscribe.evaluation.config import evaluated_layers, resolve_explain_config
     from neuroscribe.evaluation.evaluate import total_steps
 
     if isinstance(store, Run):

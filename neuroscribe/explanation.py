@@ -24,7 +24,8 @@ import io
 import json
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -44,7 +45,7 @@ from neuroscribe.data import ImageSkipped, load_image
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.patches import extract as patch_extract
-from neuroscribe.patches.extract import PatchConfig, extract_patches
+from neuroscribe.patches.extract import PatchConfig, extract_patches, prepare_patches
 from neuroscribe.patches.load import load_layer_patches, patches_group
 from neuroscribe.scoring.backend import BackendSpec, make_backend
 from neuroscribe.scoring.concepts import concept_embeddings
@@ -65,7 +66,7 @@ class ExplainConfig(LayersConfig):
     k: int = Field(default=50, ge=1, description="top-activating images kept per unit")
     vocabulary_classes: str = Field(default="imagenet", description="imagenet | places365 | FILE (classes the LLM is asked about)")
     vocabulary_sources: tuple[str, ...] = Field(
-        default=("builtin:imagenet+colors+textures+materials",), description="union of: llm, builtin:NAME[+NAME], file:PATH"
+        default=VocabularyConfig.model_fields["sources"].default, description="union of: llm, builtin:NAME[+NAME], file:PATH"
     )
     vocabulary_uri: str | None = Field(default=None, description="use this prebuilt vocabulary artifact instead")
     places365_file: str | None = None
@@ -95,6 +96,7 @@ class ExplainConfig(LayersConfig):
 
 
 _BACKEND_LOCK = threading.Lock()
+EMBED_BATCH = 256  # inputs decoded and embedded together (and saved as one file): bounds memory per task
 
 
 @lru_cache(maxsize=2)
@@ -113,10 +115,18 @@ def embeds_whole_images(rule: RuleSpec) -> bool:
     return rule.name == "softwpmi"
 
 
+def embeds_top_images(cfg: ExplainConfig, layer: str) -> bool:
+    """Whether ``layer``'s units are embedded from their original top images: for the softwpmi rule,
+    and for linear layers, whose patch *is* the whole image - the backend then reads it at its own
+    input size, not through the stored crop (a 128 px crop costs ConSE's classifier ~6 points)."""
+    kind = st.run_attrs(cfg.store, cfg.store_options).get("layers", {}).get(layer, {}).get("kind")
+    return embeds_whole_images(cfg.rule) or kind == "linear"
+
+
 def embedding_key(cfg: ExplainConfig, layer: str, backend_fingerprint: str) -> str:
     patches_key = patches_group(cfg.store, layer, cfg.store_options).attrs["patches_key"]
     return content_key(
-        {"patches": patches_key, "backend": backend_fingerprint, "images": embeds_whole_images(cfg.rule), "code": code_version("neuroscribe.explanation")}
+        {"patches": patches_key, "backend": backend_fingerprint, "images": embeds_top_images(cfg, layer), "code": code_version("neuroscribe.explanation")}
     )
 
 
@@ -130,6 +140,11 @@ def unit_blocks(n_units: int, size: int) -> list[list[int]]:
 def _content_digest(image) -> bytes:
     pixels = np.ascontiguousarray(np.asarray(image))
     return hashlib.blake2b(pixels.tobytes() + repr(pixels.shape).encode(), digest_size=16).digest()
+
+
+def _image_digest(run_key: str, image_id: int) -> bytes:
+    # the run key pins the dataset index (paths and order), so an image id names one image's content
+    return hashlib.blake2b(f"{run_key}:image:{image_id}".encode(), digest_size=16).digest()
 
 
 def _crop_cache_dir(backend_fingerprint: str) -> str:
@@ -147,67 +162,102 @@ def _known_vectors(cfg: ExplainConfig, backend_fingerprint: str) -> dict[bytes, 
     return known
 
 
-def embed_distinct(cfg: ExplainConfig, backend, images: list) -> tuple[np.ndarray, int]:
-    """Embed images (crop arrays or PIL images), each distinct content once per run: (vectors, new).
+@dataclass(frozen=True)
+class EmbeddingInputs:
+    """What one block of units embeds: a digest per input (its cache key), ``load(i)`` giving input i
+    (an RGBA crop array or a PIL image; None when it cannot be read), and for each (unit, slot) its
+    input index or -1."""
 
-    Vectors are kept in ``embeddings/crops/<backend fingerprint>/<key>.npz`` by content digest, so
-    blocks of units and layers that hold the same crop (a final layer's whole images) share them.
+    digests: list[bytes]
+    load: Callable[[int], Any]
+    slots: np.ndarray
+
+
+def embed_distinct(cfg: ExplainConfig, backend, inputs: EmbeddingInputs) -> tuple[np.ndarray, int]:
+    """Embed each distinct input once per run: (vectors, how many were embedded now).
+
+    Vectors are kept in ``embeddings/crops/<backend fingerprint>/<key>.npz`` by digest, so blocks of
+    units and layers that hold the same crop or top image share them; an input is loaded (decoded)
+    only when its digest is new, ``EMBED_BATCH`` at a time (a rerun after an interruption keeps the
+    batches already saved).  Unreadable inputs get NaN rows (dropped by the scorer).
     """
-    digests = [_content_digest(image) for image in images]
+    from PIL import Image
+
+    digests = inputs.digests
     known = _known_vectors(cfg, backend.fingerprint) if digests else {}
     missing: dict[bytes, int] = {}
     for i, digest in enumerate(digests):
         if digest not in known:
             missing.setdefault(digest, i)
-    if missing:
-        from PIL import Image
-
-        batch = [images[i] if isinstance(images[i], Image.Image) else Image.fromarray(images[i]) for i in missing.values()]
+    todo, embedded = list(missing.items()), 0
+    for start in range(0, len(todo), EMBED_BATCH):
+        # a batch at a time: decoded inputs in memory stay bounded whatever the block's size
+        loaded = {d: inputs.load(i) for d, i in todo[start : start + EMBED_BATCH]}
+        readable = [d for d, item in loaded.items() if item is not None]
+        if not readable:
+            continue
+        batch = [loaded[d] if isinstance(loaded[d], Image.Image) else Image.fromarray(loaded[d]) for d in readable]
         vectors = np.asarray(backend.embed_images(batch), dtype=np.float32)
         buf = io.BytesIO()
-        np.savez(buf, digests=np.frombuffer(b"".join(missing), np.uint8).reshape(len(missing), -1), vectors=vectors)
-        name = content_key(sorted(d.hex() for d in missing))
+        np.savez(buf, digests=np.frombuffer(b"".join(readable), np.uint8).reshape(len(readable), -1), vectors=vectors)
+        name = content_key(sorted(d.hex() for d in readable))
         st.write_bytes(cfg.store, f"{_crop_cache_dir(backend.fingerprint)}/{name}.npz", buf.getvalue(), cfg.store_options)
-        known.update(zip(missing, vectors))
-    vectors = np.stack([known[d] for d in digests]) if digests else np.zeros((0, backend.dim), np.float32)
-    return vectors, len(missing)
+        known.update(zip(readable, vectors))
+        embedded += len(readable)
+    unreadable = np.full(backend.dim, np.nan, np.float32)
+    vectors = np.stack([known.get(d, unreadable) for d in digests]) if digests else np.zeros((0, backend.dim), np.float32)
+    return vectors, embedded
 
 
-def _block_inputs(cfg: ExplainConfig, layer: str, units: list[int]) -> tuple[list, np.ndarray]:
-    """The images to embed for ``units`` (RGBA crop arrays, or PIL top images for softwpmi), and for each
-    (unit, slot) its index in that list or -1."""
-    [block] = list(load_layer_patches(cfg.store, layer, cfg.store_options, block_units=len(units), units=units))
-    if not embeds_whole_images(cfg.rule):
+def embedding_inputs(cfg: ExplainConfig, layer: str, units: list[int]) -> EmbeddingInputs:
+    """The inputs to embed for ``units``: RGBA crops (patches), or original top images for units
+    embedded whole (``embeds_top_images``)."""
+    if not embeds_top_images(cfg, layer):
+        [block] = list(load_layer_patches(cfg.store, layer, cfg.store_options, block_units=len(units), units=units))
         slots = np.full(block.image_id.shape, -1, dtype=np.int64)
         crops = []
         for i, j in zip(*np.nonzero(block.image_id >= 0)):
             slots[i, j] = len(crops)
             # the mask rides along as alpha, for backends that read the region (ConSE's colours)
             crops.append(np.dstack([block.crops[i, j], block.masks[i, j].astype(np.uint8) * 255]))
-        return crops, slots
-    group = st.open_group(cfg.store, "r", cfg.store_options)
-    ids = group[f"topk/{layer}/image_id"].oindex[np.asarray(units)]
-    active = (block.image_id >= 0).any(axis=1)
+        return EmbeddingInputs([_content_digest(c) for c in crops], crops.__getitem__, slots)
+    patch_ids = patches_group(cfg.store, layer, cfg.store_options)["image_id"][units[0] : units[-1] + 1]
+    if embeds_whole_images(cfg.rule):
+        # softwpmi scores every top image of an active unit, in top-k order
+        active = (patch_ids >= 0).any(axis=1)
+        ids = st.open_group(cfg.store, "r", cfg.store_options)[f"topk/{layer}/image_id"][units[0] : units[-1] + 1]
+        ids = np.where(active[:, None], ids, -1)
+    else:
+        ids = patch_ids  # a linear layer: the patches' images, slot for slot
+    wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
+    position = {image_id: n for n, image_id in enumerate(wanted)}
+    slots = np.array([[position.get(int(i), -1) for i in row] for row in ids], dtype=np.int64).reshape(ids.shape)
+    run_key = st.run_attrs(cfg.store, cfg.store_options)["run_key"]
     index = st.read_parquet(cfg.store, "index.parquet", cfg.store_options).set_index("id")
-    wanted = sorted({int(i) for i in ids[active].ravel() if i >= 0})
-    images, position = [], {}
-    for image_id in wanted:
+
+    def load(n: int):
         try:
-            image = load_image(index.at[image_id, "path"], cfg.dataset.storage_options, max_image_pixels=cfg.dataset.max_image_pixels)
+            return load_image(index.at[wanted[n], "path"], cfg.dataset.storage_options, max_image_pixels=cfg.dataset.max_image_pixels)
         except ImageSkipped:
-            continue
-        position[image_id] = len(images)
-        images.append(image)
-    slots = np.array([[position.get(int(i), -1) if active[u] else -1 for i in row] for u, row in enumerate(ids)], dtype=np.int64)
-    return images, slots
+            return None
+
+    return EmbeddingInputs([_image_digest(run_key, i) for i in wanted], load, slots)
+
+
+def _image_reading(cfg: ExplainConfig) -> dict:
+    # images are read as extraction read them: the dataset's fsspec options and pixel limit
+    return {"image_storage_options": cfg.dataset.storage_options, "max_image_pixels": cfg.dataset.max_image_pixels}
+
+
+def prepare_layer_patches(cfg: ExplainConfig, layer: str) -> str:
+    """Create ``patches/<layer>`` once, before tasks cut its blocks (a linear layer's whole-image crops
+    are cut here); returns the patches key."""
+    return prepare_patches(cfg.store, layer, cfg.patches, cfg.store_options, **_image_reading(cfg))["patches_key"]
 
 
 def cut_patches(cfg: ExplainConfig, layer: str, units: list[int] | None = None) -> dict:
     """The patches stage for ``units`` (default: all) of ``layer``, reading images as extraction did."""
-    return extract_patches(
-        cfg.store, layer, cfg.patches, cfg.store_options, units=units,
-        image_storage_options=cfg.dataset.storage_options, max_image_pixels=cfg.dataset.max_image_pixels,
-    )
+    return extract_patches(cfg.store, layer, cfg.patches, cfg.store_options, units=units, **_image_reading(cfg))
 
 
 def embed_unit_block(cfg: ExplainConfig, layer: str, units: Iterable[int]) -> dict:
@@ -216,28 +266,44 @@ def embed_unit_block(cfg: ExplainConfig, layer: str, units: Iterable[int]) -> di
     require_extracted(cfg, layer)
     backend = cached_backend(cfg.backend)
     key = embedding_key(cfg, layer, backend.fingerprint)
-    relpath = f"embeddings/{layer}/{key}/{units[0]:06d}-{units[-1]:06d}.npy"
+    relpath = embeddings_path(layer, key, units)
     if st.exists(cfg.store, relpath, cfg.store_options):
         return {"layer": layer, "first_unit": units[0], "units": len(units), "cached": True}
-    images, slots = _block_inputs(cfg, layer, units)
-    vectors, embedded = embed_distinct(cfg, backend, images)
+    inputs = embedding_inputs(cfg, layer, units)
+    vectors, embedded = embed_distinct(cfg, backend, inputs)
+    slots = inputs.slots
     out = np.full((*slots.shape, backend.dim), np.nan, dtype=np.float32)
     out[slots >= 0] = vectors[slots[slots >= 0]]
     buf = io.BytesIO()
     np.save(buf, out, allow_pickle=False)
     st.write_bytes(cfg.store, relpath, buf.getvalue(), cfg.store_options)
-    return {"layer": layer, "first_unit": units[0], "units": len(units), "cached": False, "inputs": len(images), "embedded": embedded}
+    return {"layer": layer, "first_unit": units[0], "units": len(units), "cached": False, "inputs": len(inputs.digests), "embedded": embedded}
 
 
-def _load_embeddings(cfg: ExplainConfig, layer: str, key: str, n_units: int) -> list[np.ndarray]:
-    per_unit: list[np.ndarray] = []
-    for block in unit_blocks(n_units, cfg.units_per_task):
-        relpath = f"embeddings/{layer}/{key}/{block[0]:06d}-{block[-1]:06d}.npy"
+def embeddings_path(layer: str, key: str, units: list[int]) -> str:
+    """Where the vectors of one block of units live: ``[units, slots, d]``, NaN where a slot has none."""
+    return f"embeddings/{layer}/{key}/{units[0]:06d}-{units[-1]:06d}.npy"
+
+
+def stored_vectors(cfg: ExplainConfig, layer: str, key: str | None = None) -> np.ndarray:
+    """``[units, slots, d]``: every block file of ``layer`` under the embedding ``key`` (default: the
+    run's config), slots as stored; raises if a block is not embedded yet."""
+    key = key or embedding_key(cfg, layer, cached_backend(cfg.backend).fingerprint)
+    blocks = []
+    for block in unit_blocks(n_units(cfg, layer), cfg.units_per_task):
+        relpath = embeddings_path(layer, key, block)
         if not st.exists(cfg.store, relpath, cfg.store_options):
-            raise NeuroscribeError(f"units {block[0]}..{block[-1]} of {layer!r} are not embedded yet in {cfg.store}; rerun `neuroscribe explain`")
-        array = np.load(io.BytesIO(st.read_bytes(cfg.store, relpath, cfg.store_options)))
-        per_unit.extend(rows[~np.isnan(rows).any(axis=1)] for rows in array)
-    return per_unit
+            raise NeuroscribeError(
+                f"units {block[0]}..{block[-1]} of {layer!r} have no {cfg.rule.name} embeddings in {cfg.store} yet; "
+                "rerun `neuroscribe explain` (or evaluation's embedding step) with the run's config"
+            )
+        blocks.append(np.load(io.BytesIO(st.read_bytes(cfg.store, relpath, cfg.store_options)), allow_pickle=False))
+    return np.concatenate(blocks, axis=0)
+
+
+def _load_embeddings(cfg: ExplainConfig, layer: str, key: str) -> list[np.ndarray]:
+    """Each unit's vectors in slot order, empty slots dropped (the scorer's input)."""
+    return [rows[~np.isnan(rows).any(axis=1)] for rows in stored_vectors(cfg, layer, key)]
 
 
 def table_key(cfg: ExplainConfig, layer: str, backend_fingerprint: str, vocabulary_hash: str) -> str:
@@ -275,7 +341,7 @@ def score_layer(cfg: ExplainConfig, layer: str, vocabulary_uri: str) -> pd.DataF
     if st.exists(cfg.store, manifest, cfg.store_options) and st.read_json(cfg.store, manifest, cfg.store_options).get("key") == key:
         return st.read_parquet(cfg.store, f"explanations/{layer}.parquet", cfg.store_options)
     n_units = patches_group(cfg.store, layer, cfg.store_options)["image_id"].shape[0]
-    embeddings = _load_embeddings(cfg, layer, embedding_key(cfg, layer, backend.fingerprint), n_units)
+    embeddings = _load_embeddings(cfg, layer, embedding_key(cfg, layer, backend.fingerprint))
     concepts = concept_embeddings(
         backend, vocabulary.concepts, cfg.backend.resolved_templates, cfg.store, vocabulary.content_hash, cfg.store_options
     )

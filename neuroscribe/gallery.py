@@ -44,7 +44,7 @@ from neuroscribe import store as st
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.patches.extract import NOT_COMPUTED, unit_blocks
-from neuroscribe.patches.load import patches_group
+from neuroscribe.patches.load import ShardCache, patches_group, read_crops
 from neuroscribe.scoring.rules import INACTIVE, UNCERTAIN_BELOW
 
 OUTLINE_RGB = np.array([255, 214, 0], dtype=np.float32)
@@ -213,6 +213,7 @@ def render_gallery(
         return content_key({"patches": patches, "unit": unit, "shown": shown, "thumb": thumb_size, "code": version}, 10)
 
     units: list[dict] = []
+    shards = ShardCache()
     with ThreadPoolExecutor(4) as pool:
         for block in unit_blocks(sub["image_id"].shape[0]):
             small = {name: sub[name][block.start : block.stop] for name in ("image_id", "rank", "fallback")}
@@ -224,7 +225,11 @@ def render_gallery(
                     pending.append((i, name, slots))
             if pending:
                 # crops are the bulk of the data: read them only for strips not drawn yet
-                crops, masks = sub["crops"][block.start : block.stop], sub["masks"][block.start : block.stop]
+                # only the shown slots of pending strips (a linear layer gathers its crops by image)
+                shown_ids = np.full_like(small["image_id"], -1)
+                for i, _, slots in pending:
+                    shown_ids[i, slots] = small["image_id"][i, slots]
+                crops, masks = read_crops(sub, np.arange(block.start, block.stop), shown_ids, shards)
                 draw = partial(_draw_strip, store, folder, crops, masks, thumb_size, not linear, storage_options)
                 list(pool.map(draw, pending))
             if on_progress:

@@ -19,7 +19,7 @@ Layout (the one place it is documented; README links here)::
     <store>/topk/<layer>/maps                float32 [units, k, H, W] their activation maps, native size
     <store>/summary/extract.json             images, ok, skipped, reasons, seconds, images/s
     <store>/vocabulary/...                   concept vocabularies (neuroscribe.vocabulary)
-    <store>/patches/<layer>/...              patch crops and masks (neuroscribe.patches)
+    <store>/patches/<layer>/...              patch crops and masks; a linear layer's once per image (neuroscribe.patches)
     <store>/explanations/<layer>.parquet|csv one row per unit (neuroscribe.tables)
     <store>/ablation/<layer>.parquet         per unit and class accuracy drop (neuroscribe.ablation)
     <store>/gallery/<layer>.html             patch galleries

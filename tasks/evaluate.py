@@ -10,7 +10,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from neuroscribe.evaluation import evaluate as ev
-from neuroscribe.evaluation.context import EvaluateConfig
+from neuroscribe.evaluation.config import EvaluateConfig
 from neuroscribe.evaluation.report import write_report
 
 

@@ -9,12 +9,11 @@ from prefect.cache_policies import NO_CACHE
 from neuroscribe import explanation
 from neuroscribe.explanation import ExplainConfig
 from neuroscribe.gallery import render_gallery
-from neuroscribe.patches.extract import prepare_patches
 
 
 @task(name="prepare-patches", cache_policy=NO_CACHE, task_run_name="prepare-patches-{layer}")
 def prepare_patches_task(config: ExplainConfig, layer: str) -> str:
-    return prepare_patches(config.store, layer, config.patches, config.store_options)["patches_key"]
+    return explanation.prepare_layer_patches(config, layer)
 
 
 @task(name="cut-patches", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE, task_run_name="cut-patches-{layer}-{units[0]}")

@@ -40,3 +40,41 @@ def test_wrong_layer_is_one_clear_line_and_exit_2(image_folder, tmp_path):
     assert proc.returncode == 2
     assert "layer 'conv9' is not an addressable layer" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "s" / "zarr.json").exists()
+
+
+def _options(command: str) -> dict[str, tuple[str, ...]]:
+    import typer
+
+    return {param.name: tuple(param.opts) for param in typer.main.get_command(app).commands[command].params}
+
+
+def test_every_extract_flag_is_also_on_explain():
+    extract, explain = _options("extract"), _options("explain")
+    assert {"class_names", "class_list", "limit", "shard_size", "layers", "dataset", "store", "k"} <= set(extract)
+    assert {name: extract[name] for name in extract} == {name: explain.get(name) for name in extract}
+
+
+def test_explain_class_names_limit_and_shard_size_reach_the_explain_config(monkeypatch, tmp_path):
+    import neuroscribe.explanation
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def capture(cfg):  # the CLI validates the config it built before anything runs: look at it there and stop
+        seen.append(cfg)
+        raise Stop
+
+    monkeypatch.setattr(neuroscribe.explanation, "validate_explain", capture)
+    names = tmp_path / "categories_places365.txt"
+    names.write_text("airfield\nalcove\n")
+    result = runner.invoke(app, [
+        "explain", "--layers", "conv2", "--dataset", str(tmp_path), "--store", str(tmp_path / "s"),
+        "--class-names", str(names), "--class-list", str(names), "--limit", "7", "--shard-size", "3", "--k", "4",
+    ])
+    assert isinstance(result.exception, Stop), result.output
+    (cfg,) = seen
+    assert (cfg.model.class_names_file, cfg.dataset.class_list, cfg.dataset.limit, cfg.dataset.shard_size, cfg.k) == (
+        str(names), str(names), 7, 3, 4)
+    assert (cfg.layers, cfg.dataset.uri, cfg.store) == (("conv2",), str(tmp_path), str(tmp_path / "s"))

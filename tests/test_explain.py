@@ -117,10 +117,14 @@ def test_bad_input_errors(image_folder, tmp_path, concept_file, tiny_clip_spec):
         explain_units("seed", [np.ones((2, 32), np.float32)], np.ones((3, 384), np.float32), ["a", "b", "c"])
 
 
-def test_each_distinct_crop_is_embedded_once_per_run_across_blocks(image_folder, tmp_path, concept_file, tiny_clip_spec, monkeypatch):
+def test_a_linear_layer_embeds_each_original_top_image_once_per_run_across_blocks(
+    image_folder, tmp_path, concept_file, tiny_clip_spec, monkeypatch
+):
+    """A linear unit's patch is its whole image: the backend reads the original (at its own input
+    size, not the stored crop's), and each image once, however many units and blocks share it."""
     from neuroscribe import explanation
+    from neuroscribe.data import load_image
     from neuroscribe.patches import extract as patch_extract
-    from neuroscribe.patches import load_layer_patches
 
     monkeypatch.setattr(patch_extract, "BLOCK_UNITS", 1)  # fc's 4 units in 4 tasks that share top images
     cfg = _config(image_folder, tmp_path, concept_file, tiny_clip_spec, layers=("fc",)).model_copy(update={"units_per_task": 1})
@@ -133,17 +137,54 @@ def test_each_distinct_crop_is_embedded_once_per_run_across_blocks(image_folder,
         return original(images, *a, **k)
 
     monkeypatch.setattr(backend, "embed_images", recording)
+    decoded: list[str] = []
+    real_load = explanation.load_image
+    monkeypatch.setattr(explanation, "load_image", lambda path, *a, **k: decoded.append(path) or real_load(path, *a, **k))
     run_explain(cfg)
-    [block] = list(load_layer_patches(cfg.store, "fc", block_units=4))
+    image_id = st.open_group(cfg.store, "r")["patches/fc/image_id"][:]
+    paths = st.read_parquet(cfg.store, "index.parquet").set_index("id")["path"]
+    images = {int(i): load_image(paths[int(i)]) for i in np.unique(image_id[image_id >= 0])}
+    assert (image_id >= 0).sum() > len(images)  # the units do share top images
+    assert sorted(embedded) == sorted(np.asarray(im).tobytes() for im in images.values())  # each embedded once
+    assert sorted(decoded) == sorted(paths[i] for i in images)  # and decoded once: a known image is not read again
+    # the stored vectors are the backend's own embedding of each unit's original top images, in rank order
+    key = explanation.embedding_key(cfg, "fc", backend.fingerprint)
+    stored = explanation._load_embeddings(cfg, "fc", key)
+    for u, vectors in enumerate(stored):
+        expected = original([images[int(i)] for i in image_id[u] if i >= 0])
+        np.testing.assert_allclose(vectors, expected, rtol=0, atol=1e-5)
+
+
+def test_conv_units_embed_their_crops_with_the_mask_as_alpha(image_folder, tmp_path, concept_file, tiny_clip_spec, monkeypatch):
+    from neuroscribe import explanation
+    from neuroscribe.patches import load_layer_patches
+
+    cfg = _config(image_folder, tmp_path, concept_file, tiny_clip_spec, layers=("relu2",))
+    backend = explanation.cached_backend(cfg.backend)
+    run_explain(cfg)
+    [block] = list(load_layer_patches(cfg.store, "relu2", block_units=1 << 20))
     # what is embedded: each crop with its mask as alpha (backends that read the region use it)
     rgba = np.concatenate([block.crops, block.masks[..., None].astype(np.uint8) * 255], axis=-1)
-    crops = rgba[block.image_id >= 0]
-    distinct = {c.tobytes() for c in crops}
-    assert len(crops) > len(distinct)  # the blocks do share crops
-    assert sorted(embedded) == sorted(distinct)  # and each was embedded exactly once
-    # the stored vectors are the backend's own embedding of each unit's crops
-    key = explanation.embedding_key(cfg, "fc", backend.fingerprint)
-    stored = explanation._load_embeddings(cfg, "fc", key, 4)
+    key = explanation.embedding_key(cfg, "relu2", backend.fingerprint)
+    stored = explanation._load_embeddings(cfg, "relu2", key)
     for u, vectors in enumerate(stored):
-        expected = original([Image.fromarray(c) for c in rgba[u][block.image_id[u] >= 0]])
-        np.testing.assert_allclose(vectors, expected, rtol=0, atol=1e-5)
+        if len(vectors):
+            expected = backend.embed_images([Image.fromarray(c) for c in rgba[u][block.image_id[u] >= 0]])
+            np.testing.assert_allclose(vectors, expected, rtol=0, atol=1e-5)
+
+
+def test_embedding_runs_in_bounded_batches_with_the_same_vectors(image_folder, tmp_path, concept_file, tiny_clip_spec, monkeypatch):
+    """``EMBED_BATCH`` inputs are decoded and embedded at a time: one cache file per batch, same vectors."""
+    from neuroscribe import explanation
+
+    whole = _config(image_folder, tmp_path / "whole", concept_file, tiny_clip_spec, layers=("fc",))
+    run_explain(whole)
+    monkeypatch.setattr(explanation, "EMBED_BATCH", 1)
+    batched = _config(image_folder, tmp_path / "batched", concept_file, tiny_clip_spec, layers=("fc",))
+    run_explain(batched)
+    fingerprint = explanation.cached_backend(batched.backend).fingerprint
+    files = [f for f in st.list_files(batched.store, f"embeddings/crops/{fingerprint}") if f.endswith(".npz")]
+    ids = st.open_group(batched.store, "r")["patches/fc/image_id"][:]
+    assert len(files) == len(np.unique(ids[ids >= 0]))  # one file per (single-input) batch
+    # equal up to float noise of batch size in the backend's matmuls
+    np.testing.assert_allclose(explanation.stored_vectors(batched, "fc"), explanation.stored_vectors(whole, "fc"), rtol=0, atol=1e-5)

@@ -8,23 +8,24 @@ from __future__ import annotations
 
 import sys
 
+from rich.console import Console
+
 from neuroscribe.cli.app import app
 from neuroscribe.errors import NeuroscribeError
 
-# command modules register themselves on import
-from neuroscribe.cli import extract as _extract  # noqa: E402,F401
-from neuroscribe.cli import ablate as _ablate  # noqa: E402,F401
-from neuroscribe.cli import vocabulary as _vocabulary  # noqa: E402,F401
-from neuroscribe.cli import explain as _explain  # noqa: E402,F401
-from neuroscribe.cli import evaluate as _evaluate  # noqa: E402,F401
-
+# command modules register themselves on import, in the order `neuroscribe --help` lists them
+# isort: off
+from neuroscribe.cli import extract as _extract  # noqa: F401
+from neuroscribe.cli import ablate as _ablate  # noqa: F401
+from neuroscribe.cli import vocabulary as _vocabulary  # noqa: F401
+from neuroscribe.cli import explain as _explain  # noqa: F401
+from neuroscribe.cli import evaluate as _evaluate  # noqa: F401
+# isort: on
 
 def main() -> None:
     try:
         app()
     except NeuroscribeError as exc:
-        from rich.console import Console
-
         Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {exc}", highlight=False)  # one line, whatever the terminal width
         sys.exit(2)
 

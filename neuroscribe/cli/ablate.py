@@ -16,8 +16,11 @@ from rich.table import Table
 from neuroscribe.cli.app import (
     BatchSizeOption,
     CheckpointOption,
+    ClassListOption,
+    ClassNamesOption,
     DaskAddressOption,
     DeviceOption,
+    LimitOption,
     MaxImagePixelsOption,
     ModelOption,
     StorageOption,
@@ -29,6 +32,7 @@ from neuroscribe.cli.app import (
     runner_overrides,
 )
 from neuroscribe.config import load_config
+from neuroscribe.errors import NeuroscribeError
 
 console = Console()
 
@@ -59,7 +63,6 @@ def _print_class_units(table, query: str, layer: str, top: int) -> None:
 
 def _print_unit_classes(table, unit: str, layer: str, top: int) -> None:
     from neuroscribe.ablation.report import unit_classes, unit_title
-    from neuroscribe.errors import NeuroscribeError
 
     if unit not in set(table["units"]):
         raise NeuroscribeError(f"unit {unit} was not ablated in this run of {layer}; ask for one of its --units")
@@ -110,9 +113,9 @@ def ablate(
     model: ModelOption = None,
     weights: WeightsOption = None,
     checkpoint: CheckpointOption = None,
-    class_names: str | None = typer.Option(None, help="file with the model's class names, one per line"),
-    class_list: str | None = typer.Option(None, help="dataset class-folder order, one name per line"),
-    limit: int | None = typer.Option(None, help="use only the first N images"),
+    class_names: ClassNamesOption = None,
+    class_list: ClassListOption = None,
+    limit: LimitOption = None,
     mode: str | None = typer.Option(None, help="activation (default: force the unit's output to 0) or weights (zero its weights and bias)"),
     together: bool = typer.Option(False, help="ablate the --units as one set instead of one at a time"),
     fast: str | None = typer.Option(None, help="evaluation path: auto (default), closed, suffix, hook or naive"),
@@ -133,7 +136,6 @@ def ablate(
 ) -> None:
     """Ablate units of a layer and measure each class's top-1 accuracy drop; writes ablation/<layer>.parquet, views, a chart."""
     from neuroscribe.ablation.sweep import AblateConfig
-    from neuroscribe.errors import NeuroscribeError
 
     if units and all_units:
         raise NeuroscribeError("pass either --units 12,559 or --all, not both")
@@ -196,7 +198,6 @@ def ablation_report(
     storage_option: StorageOption = None,
 ) -> None:
     """Ask a stored ablation: which units a class depends on (--class), or which classes a unit hurts (--unit)."""
-    from neuroscribe.errors import NeuroscribeError
     from neuroscribe.store import exists, read_parquet
 
     options = parse_storage_options(storage_option)

@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from neuroscribe.cli.app import app, parse_storage_options
+from neuroscribe.config import load_config
+from neuroscribe.errors import NeuroscribeError
 
 console = Console()
 
@@ -72,8 +74,6 @@ def evaluate(
     """Evaluate a run's explanations: exact match and cosine similarity against known unit names (with chance
     baselines), activation-grounded AUC, bootstrap stability, and comparisons of rules, k and vocabularies.
     Writes <store>/evaluation/evaluation.json, evaluation.md and evaluation.png."""
-    from neuroscribe.config import load_config
-    from neuroscribe.errors import NeuroscribeError
     from neuroscribe.evaluation import EvaluateConfig
     from neuroscribe.explanation import ExplainConfig
 
@@ -105,7 +105,7 @@ def evaluate(
     if local:
         from tqdm.auto import tqdm
 
-        from neuroscribe.evaluation.context import (
+        from neuroscribe.evaluation.config import (
             evaluated_layers,
             resolve_explain_config,
         )

@@ -4,30 +4,24 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from neuroscribe.cli.app import (
-    BatchSizeOption,
-    CheckpointOption,
-    DaskAddressOption,
-    DeviceOption,
+    ExtractOptions,
+    LimitOption,
     MaxImagePixelsOption,
-    ModelOption,
-    OverwriteOption,
-    StorageOption,
     WaitOption,
-    WeightsOption,
-    WorkersOption,
     app,
-    parse_storage_options,
-    runner_overrides,
+    with_options,
 )
+from neuroscribe.config import load_config
+from neuroscribe.vocabulary.config import DEFAULT_SOURCES
 
 console = Console()
+VOCABULARY_HELP = f"vocabulary source (repeat): llm, builtin:NAME[+NAME], file:PATH \\[default: {' '.join(DEFAULT_SOURCES)}]"
 
 
 def _print_result(result: dict, seconds: float) -> None:
@@ -44,53 +38,36 @@ def _print_result(result: dict, seconds: float) -> None:
 
 
 @app.command()
+@with_options(extraction=ExtractOptions)
 def explain(
-    layers: Optional[str] = typer.Option(None, "--layers", "-l", help="comma-separated layer names"),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="image folder or file list (local, s3://, fsspec)"),
-    store: Optional[str] = typer.Option(None, "--store", "-s", help="run store: local path or s3://bucket/prefix"),
-    model: ModelOption = None,
-    weights: WeightsOption = None,
-    checkpoint: CheckpointOption = None,
-    k: Optional[int] = typer.Option(None, help="top-activating images per unit (default 50)"),
-    vocabulary: Optional[list[str]] = typer.Option(None, help="vocabulary source (repeat): llm, builtin:NAME[+NAME], file:PATH"),
-    vocabulary_uri: Optional[str] = typer.Option(None, help="use a prebuilt vocabulary artifact"),
-    classes: Optional[str] = typer.Option(None, help="classes the LLM is asked about: imagenet, places365 or FILE"),
-    backend: Optional[str] = typer.Option(None, help="open_clip (default, ViT-B-32/openai) or conse (offline)"),
-    clip_arch: Optional[str] = typer.Option(None, help="open_clip architecture"),
-    clip_pretrained: Optional[str] = typer.Option(None, help="open_clip pretrained tag"),
-    clip_checkpoint: Optional[str] = typer.Option(None, help="open_clip local weights file"),
-    rule: Optional[str] = typer.Option(None, help="scoring rule: seed (default) or softwpmi"),
-    quantile: Optional[float] = typer.Option(None, help="patch threshold quantile (default 0.995)"),
-    batch_size: BatchSizeOption = None,
-    device: DeviceOption = None,
-    dask_address: DaskAddressOption = None,
-    workers: WorkersOption = None,
-    overwrite: OverwriteOption = False,
-    storage_option: StorageOption = None,
-    max_image_pixels: MaxImagePixelsOption = None,
-    wait: WaitOption = None,
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of ExplainConfig fields; flags override it"),
+    extraction: ExtractOptions,
+    vocabulary: list[str] | None = typer.Option(None, help=VOCABULARY_HELP),
+    vocabulary_uri: str | None = typer.Option(None, help="use a prebuilt vocabulary artifact"),
+    classes: str | None = typer.Option(None, help="classes the LLM is asked about: imagenet, places365 or FILE"),
+    backend: str | None = typer.Option(None, help="open_clip (default, ViT-B-32/openai) or conse (offline)"),
+    clip_arch: str | None = typer.Option(None, help="open_clip architecture"),
+    clip_pretrained: str | None = typer.Option(None, help="open_clip pretrained tag"),
+    clip_checkpoint: str | None = typer.Option(None, help="open_clip local weights file"),
+    rule: str | None = typer.Option(None, help="scoring rule: seed (default) or softwpmi"),
+    quantile: float | None = typer.Option(None, help="patch threshold quantile (default 0.995)"),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML file of ExplainConfig fields; flags override it"),
 ) -> None:
     """Explain every unit of the given layers: extract, vocabulary, patches, scoring, tables, galleries."""
-    from neuroscribe.flows._run import run_flow
-    from neuroscribe.flows.explain import explain_flow
-    from neuroscribe.config import load_config
     from neuroscribe.explanation import ExplainConfig, validate_explain
-    from neuroscribe.lease import ensure_free
 
-    options = parse_storage_options(storage_option)
-    overrides = {
-        "layers": layers, "store": store, "k": k, "overwrite": overwrite or None, "store_options": options or None,
+    overrides = extraction.overrides() | {  # ExplainConfig holds ExtractConfig's fields at its top level
         "vocabulary_sources": tuple(vocabulary) if vocabulary else None, "vocabulary_uri": vocabulary_uri, "vocabulary_classes": classes,
-        "model": {"name": model, "weights": weights, "checkpoint": checkpoint},
-        "dataset": {"uri": dataset, "storage_options": options or None, "max_image_pixels": max_image_pixels},
-        "backend": {"kind": backend, "arch": clip_arch, "pretrained": clip_pretrained, "checkpoint": clip_checkpoint, "device": device},
+        "backend": {"kind": backend, "arch": clip_arch, "pretrained": clip_pretrained, "checkpoint": clip_checkpoint, "device": extraction.device},
         "rule": {"name": rule},
         "patches": {"quantile": quantile},
-        "runner": runner_overrides(batch_size, device, dask_address, workers, wait),
     }
     cfg = load_config(ExplainConfig, config, overrides)
-    validate_explain(cfg)
+    validate_explain(cfg)  # bad input fails here, before the flows (prefect, open_clip) load
+
+    from neuroscribe.flows._run import run_flow
+    from neuroscribe.flows.explain import explain_flow
+    from neuroscribe.lease import ensure_free
+
     ensure_free(cfg.store, cfg.store_options, cfg.runner.wait_for_store_s)
     began = time.perf_counter()
     _print_result(run_flow(explain_flow, cfg), time.perf_counter() - began)
@@ -98,19 +75,19 @@ def explain(
 
 @app.command()
 def demo(
-    images: Optional[str] = typer.Option(None, help="probe images: folder or file list (default: scikit-image's bundled photos)"),
+    images: str | None = typer.Option(None, help="probe images: folder or file list (default: scikit-image's bundled photos)"),
     out: str = typer.Option("runs/demo", help="output folder"),
-    limit: Optional[int] = typer.Option(None, help="use only the first N images"),
+    limit: LimitOption = None,
     k: int = typer.Option(5, help="top-activating images per unit"),
     overwrite: bool = typer.Option(False, help="replace an earlier demo store that differs"),
     max_image_pixels: MaxImagePixelsOption = None,
     wait: WaitOption = None,
 ) -> None:
     """The whole method offline on EfficientNet-Lite0 (ConSE backend, built-in vocabulary); prints where results are."""
-    from neuroscribe.flows._run import run_flow
-    from neuroscribe.flows.explain import explain_flow
     from neuroscribe.demo import demo_config
     from neuroscribe.explanation import validate_explain
+    from neuroscribe.flows._run import run_flow
+    from neuroscribe.flows.explain import explain_flow
     from neuroscribe.lease import ensure_free
 
     cfg = demo_config(images=images, out=out, k=k, limit=limit, overwrite=overwrite, max_image_pixels=max_image_pixels)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -11,20 +10,10 @@ from rich.table import Table
 
 from neuroscribe.cli.app import (
     MODEL_HELP,
-    BatchSizeOption,
-    CheckpointOption,
-    DaskAddressOption,
-    DeviceOption,
-    MaxImagePixelsOption,
-    ModelOption,
-    OverwriteOption,
-    StorageOption,
-    WaitOption,
+    ExtractOptions,
     WeightsOption,
-    WorkersOption,
     app,
-    parse_storage_options,
-    runner_overrides,
+    with_options,
 )
 from neuroscribe.config import ExtractConfig, ModelSpec, load_config
 
@@ -35,9 +24,9 @@ console = Console()
 def layers(
     model: str = typer.Option("efficientnet_lite0", "--model", "-m", help=MODEL_HELP),
     weights: WeightsOption = None,
-    checkpoint: Optional[Path] = typer.Option(None, help="local state-dict file"),
-    kind: Optional[str] = typer.Option(None, help="only layers of this kind: conv, token or linear"),
-    contains: Optional[str] = typer.Option(None, help="only layer names containing this text"),
+    checkpoint: Path | None = typer.Option(None, help="local state-dict file"),
+    kind: str | None = typer.Option(None, help="only layers of this kind: conv, token or linear"),
+    contains: str | None = typer.Option(None, help="only layer names containing this text"),
 ) -> None:
     """List the addressable layers of a model with their kind and unit count."""
     from neuroscribe.models import list_layers, load_model
@@ -55,46 +44,18 @@ def layers(
 
 
 @app.command()
+@with_options(extraction=ExtractOptions)
 def extract(
-    layers: Optional[str] = typer.Option(None, "--layers", "-l", help="comma-separated layer names (see `neuroscribe layers`)"),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="image folder or file list; local, s3:// or any fsspec URL"),
-    store: Optional[str] = typer.Option(None, "--store", "-s", help="run store: local path or s3://bucket/prefix"),
-    model: ModelOption = None,
-    weights: WeightsOption = None,
-    checkpoint: CheckpointOption = None,
-    class_names: Optional[str] = typer.Option(None, help="file with the model's class names, one per line"),
-    class_list: Optional[str] = typer.Option(None, help="dataset class-folder order, one name per line"),
-    limit: Optional[int] = typer.Option(None, help="use only the first N images"),
-    shard_size: Optional[int] = typer.Option(None, help="images per shard (default 256)"),
-    k: Optional[int] = typer.Option(None, help="top-activating images kept per unit (default 50)"),
-    batch_size: BatchSizeOption = None,
-    device: DeviceOption = None,
-    dask_address: DaskAddressOption = None,
-    workers: WorkersOption = None,
-    overwrite: OverwriteOption = False,
-    storage_option: StorageOption = None,
-    max_image_pixels: MaxImagePixelsOption = None,
-    wait: WaitOption = None,
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of ExtractConfig fields; flags override it"),
+    extraction: ExtractOptions,
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML file of ExtractConfig fields; flags override it"),
 ) -> None:
     """Stream a dataset through a model and store per-unit statistics and top-k examples (Prefect + Dask)."""
+    from neuroscribe.extraction import validate_extraction
     from neuroscribe.flows._run import run_flow
     from neuroscribe.flows.extract import extract_flow
-    from neuroscribe.extraction import validate_extraction
     from neuroscribe.lease import ensure_free
 
-    options = parse_storage_options(storage_option)
-    overrides = {
-        "layers": layers,
-        "store": store,
-        "k": k,
-        "overwrite": overwrite or None,
-        "store_options": options or None,
-        "model": {"name": model, "weights": weights, "checkpoint": checkpoint, "class_names_file": class_names},
-        "dataset": {"uri": dataset, "class_list": class_list, "limit": limit, "shard_size": shard_size, "storage_options": options or None, "max_image_pixels": max_image_pixels},
-        "runner": runner_overrides(batch_size, device, dask_address, workers, wait),
-    }
-    cfg = load_config(ExtractConfig, config, overrides)
+    cfg = load_config(ExtractConfig, config, extraction.overrides())
     validate_extraction(cfg)  # bad input fails here, in one line, before any server or cluster starts
     ensure_free(cfg.store, cfg.store_options, cfg.runner.wait_for_store_s)
     summary = run_flow(extract_flow, cfg)

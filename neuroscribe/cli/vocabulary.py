@@ -18,6 +18,11 @@ from rich.table import Table
 
 from neuroscribe.cli.app import WaitOption, app, parse_storage_options
 from neuroscribe.config import load_config
+from neuroscribe.vocabulary.config import DEFAULT_SOURCES, VocabularyConfig
+
+SOURCE_HELP = (
+    f"llm | builtin:NAME[+NAME...] | file:PATH; repeat for a union \\[default: {' '.join(DEFAULT_SOURCES)}]"
+)
 
 
 @app.command()
@@ -27,8 +32,7 @@ def vocabulary(
     source: list[str] = typer.Option(
         None,
         "--source",
-        help="llm | builtin:NAME[+NAME...] (imagenet, places365, colors, textures, materials) | file:PATH; "
-        "repeat for a union \\[default: builtin:imagenet+colors+textures+materials]",
+        help=SOURCE_HELP,
     ),
     places365_file: str = typer.Option(None, "--places365-file", help="Places365 class list (categories_places365.txt)"),
     model: str = typer.Option(None, "--model", help="LLM model id \\[default: $OPENAI_MODEL, else gpt-4o-mini]"),
@@ -49,8 +53,6 @@ def vocabulary(
     wait: WaitOption = None,
 ) -> None:
     """Build the concept vocabulary explanations are chosen from: LLM-generated per class (cached), built-in or from files."""
-    from neuroscribe.vocabulary import VocabularyConfig
-
     overrides = {
         "out": out,
         "classes": classes,

@@ -10,7 +10,7 @@ similarity, chance baselines), ``consistency`` (activation-grounded AUC, bootstr
 (JSON, Markdown, chart); ``context`` and ``evaluate`` tie them to a run store.
 """
 
-from neuroscribe.evaluation.context import EvaluateConfig
+from neuroscribe.evaluation.config import EvaluateConfig
 from neuroscribe.evaluation.evaluate import run_evaluation
 
 __all__ = ["EvaluateConfig", "run_evaluation"]

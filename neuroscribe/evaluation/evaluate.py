@@ -21,17 +21,17 @@ import pandas as pd
 
 from neuroscribe import store as st
 from neuroscribe.evaluation.compare import compare_layer
+from neuroscribe.evaluation.config import (
+    EvaluateConfig,
+    evaluated_layers,
+    resolve_explain_config,
+)
 from neuroscribe.evaluation.consistency import (
     bootstrap_stability,
     distribution,
     unit_aucs,
 )
-from neuroscribe.evaluation.context import (
-    EvaluateConfig,
-    evaluated_layers,
-    layer_context,
-    resolve_explain_config,
-)
+from neuroscribe.evaluation.context import layer_context
 from neuroscribe.evaluation.evidence import (
     evidence_for,
     probe_images,
@@ -45,6 +45,7 @@ from neuroscribe.explanation import (
     cached_backend,
     embed_unit_block,
     embedding_key,
+    embeddings_path,
     embeds_whole_images,
     n_units,
     unit_blocks,
@@ -69,7 +70,7 @@ def embedding_jobs(cfg: EvaluateConfig) -> list[tuple[ExplainConfig, str, list[i
         for c in configs:
             key = embedding_key(c, layer, cached_backend(c.backend).fingerprint)
             for block in unit_blocks(n_units(c, layer), c.units_per_task):
-                if not st.exists(c.store, f"embeddings/{layer}/{key}/{block[0]:06d}-{block[-1]:06d}.npy", c.store_options):
+                if not st.exists(c.store, embeddings_path(layer, key, block), c.store_options):
                     jobs.append((c, layer, block))
     return jobs
 

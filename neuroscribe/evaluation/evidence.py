@@ -34,9 +34,9 @@ from neuroscribe.explanation import (
     ExplainConfig,
     cached_backend,
     embed_unit_block,
-    embedding_key,
     embeds_whole_images,
     n_units,
+    stored_vectors,
     unit_blocks,
 )
 from neuroscribe.fingerprint import code_version, content_key
@@ -88,17 +88,7 @@ def ensure_embeddings(cfg: ExplainConfig, layer: str, on_progress: ProgressFn = 
 
 def _stored_vectors(cfg: ExplainConfig, layer: str) -> np.ndarray:
     """[units, slots, d] of the explain stage's block files, slots as stored (NaN = none)."""
-    key = embedding_key(cfg, layer, cached_backend(cfg.backend).fingerprint)
-    blocks = []
-    for block in unit_blocks(n_units(cfg, layer), cfg.units_per_task):
-        relpath = f"embeddings/{layer}/{key}/{block[0]:06d}-{block[-1]:06d}.npy"
-        if not st.exists(cfg.store, relpath, cfg.store_options):
-            raise NeuroscribeError(
-                f"units {block[0]}..{block[-1]} of {layer!r} have no {cfg.rule.name} embeddings in {cfg.store}; "
-                "rerun `neuroscribe explain` (or evaluation's embedding step) with the run's config"
-            )
-        blocks.append(np.load(io.BytesIO(st.read_bytes(cfg.store, relpath, cfg.store_options)), allow_pickle=False))
-    return np.concatenate(blocks, axis=0)
+    return stored_vectors(cfg, layer)
 
 
 def _active_units(cfg: ExplainConfig, layer: str) -> np.ndarray:

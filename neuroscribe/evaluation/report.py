@@ -4,7 +4,8 @@
     result["json"], result["markdown"], result["chart"], result["headline"]
 
 The chart has one panel of label metrics against their chance level (layers with ground truth),
-one of the AUC distributions, and one per comparison axis.
+one of the AUC distributions, and one per comparison axis.  The Markdown is rendered with jinja2
+from ``templates/evaluation.md.jinja``.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
+from importlib.resources import files
 
 import pandas as pd
+from jinja2 import Environment
 
 from neuroscribe import store as st
-from neuroscribe.evaluation.context import EvaluateConfig, resolve_explain_config
+from neuroscribe.evaluation.config import EvaluateConfig, resolve_explain_config
 
 # ResNet-50's final layer in the literature (ImageNet val probe set): the yardstick the same measurement
 # with CLIP ViT-B/16 and all-mpnet-base-v2 is read against.  Approximate, as the papers report them.
@@ -97,35 +100,13 @@ def headline(summary: dict) -> dict:
     return out
 
 
-def layer_markdown(summary: dict, compare: pd.DataFrame | None) -> list[str]:
-    lines = [f"## Layer `{summary['layer']}`", "", f"{summary['explained']} of {summary['units']} units explained ({summary['inactive']} inactive).", ""]
-    labels = summary.get("labels")
-    if labels:
-        lines += [f"Ground truth: {labels['source']}; synonyms: {labels['variants']}; truth text: {labels['truth_text']}.", ""]
-        lines += [markdown_table(label_rows(labels)), ""]
-    auc = summary["auc"]
-    if auc.get("n"):
-        lines += [
-            (
-                f"Activation-grounded AUC over {auc['n']} units ({auc['random_images']} random images): mean {_fmt(auc['mean'])}, "
-                f"median {_fmt(auc['median'])}, quartiles {_fmt(auc['q25'])}–{_fmt(auc['q75'])}, above 0.5: {_fmt(auc['above_0.5'])}."
-            ),
-            "",
-        ]
-    stab = summary["stability"]
-    if stab.get("resamples"):
-        lines += [
-            (
-                f"Stability over {stab['resamples']} bootstrap resamples: {_fmt(stab['unchanged'])} ± {_fmt(stab['unchanged_std'])} of "
-                f"{stab['units']} active units keep their label (scored unit-resamples {_fmt(stab['scored'])}, coverage of the "
-                f"resampled top-k {_fmt(stab['coverage'])}; rescoring reproduces {_fmt(stab['reproduces_table'])} of the run's labels)."
-            ),
-            "",
-        ]
-    if compare is not None and len(compare):
-        lines += ["### Comparison on the same extraction", "", markdown_table(compare.to_dict("records")), ""]
-    lines += [f"- {note}" for note in summary.get("notes", [])]
-    return lines
+def _template():
+    text = files("neuroscribe.evaluation").joinpath("templates", "evaluation.md.jinja").read_text(encoding="utf-8")
+    # Markdown, not HTML: HTML escaping would turn the text's quotes and ampersands into entities
+    env = Environment(autoescape=False, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters["fmt"] = _fmt
+    env.globals |= {"markdown_table": markdown_table, "label_rows": label_rows}
+    return env.from_string(text)
 
 
 def chart(summaries: list[dict], compares: dict[str, pd.DataFrame]) -> bytes:
@@ -208,27 +189,16 @@ def write_report(cfg: EvaluateConfig, layers: list[str]) -> dict:
         "literature_resnet50_final_layer": LITERATURE,
         "choices": CHOICES,
     }
-    lines = [
-        f"# Evaluation of `{cfg.store}`",
-        "",
-        (
-            f"Model `{explain_cfg.model.name}`, probe set `{explain_cfg.dataset.uri}`, backend `{explain_cfg.backend.kind}`, "
-            f"rule `{explain_cfg.rule.name}`, vocabulary {', '.join(explain_cfg.vocabulary_sources)}."
-        ),
-        "",
-    ]
-    for summary in summaries:
-        lines += layer_markdown(summary, compares.get(summary["layer"]))
-        lines.append("")
-    lines += ["## For reference: ResNet-50 final layer in the literature", "", markdown_table(LITERATURE), "",
-              REPRODUCE, "",
-              "## How the numbers are computed", "", *[f"- {c}" for c in CHOICES], ""]
+    text = _template().render(
+        store=cfg.store, explain=explain_cfg, summaries=summaries, literature=LITERATURE, reproduce=REPRODUCE, choices=CHOICES,
+        comparisons={layer: frame.to_dict("records") for layer, frame in compares.items() if len(frame)},
+    )
     paths = {
         "json": st.full_uri(cfg.store, "evaluation/evaluation.json"),
         "markdown": st.full_uri(cfg.store, "evaluation/evaluation.md"),
         "chart": st.full_uri(cfg.store, "evaluation/evaluation.png"),
     }
     st.write_json(cfg.store, "evaluation/evaluation.json", document, cfg.store_options)
-    st.write_bytes(cfg.store, "evaluation/evaluation.md", "\n".join(lines).encode(), cfg.store_options)
+    st.write_bytes(cfg.store, "evaluation/evaluation.md", text.encode(), cfg.store_options)
     st.write_bytes(cfg.store, "evaluation/evaluation.png", chart(summaries, compares), cfg.store_options)
-    return paths | {"headline": [headline(s) for s in summaries], "markdown_text": "\n".join(lines)}
+    return paths | {"headline": [headline(s) for s in summaries], "markdown_text": text}

@@ -10,7 +10,7 @@ thresholded, and the *highest* connected region - the one holding the map's peak
 that grows by ``margin`` (and to at least ``min_side``).  The crop is the square around that box
 (``fit="context"``: real image context on the short side; ``fit="pad"``: grey outside the box),
 resized to ``crop_size``; its mask is the region in crop coordinates.  Linear units (no map) use
-the whole image with a full mask.
+the whole image with a full mask (stored once per image, below).
 
 Thresholds and which images give a patch (documented choices):
 - the unit's threshold is its ``quantile`` of all its map values over the dataset
@@ -41,6 +41,16 @@ hold it (a bounded cache, ``IMAGE_CACHE_BYTES``)::
     threshold  float32 [units, P]            threshold applied to the map (upsampled values > it)
     fallback   bool    [units, P]            the map never passes the unit's threshold
     attrs      patches_key, run_key, layer, config, version
+
+A linear layer has no ``crops``/``masks``: every unit's patch of an image is the same whole image,
+so ``prepare_patches`` stores it once per image (a row per index id; only top images are written)
+and readers gather it by ``image_id`` (``neuroscribe.patches.load``)::
+
+    image_crops    uint8   [images, S, S, 3]   the whole image, squared as ``fit`` says
+    image_masks    bool    [images, S, S]      the image's area in the crop
+    image_boxes    float32 [images, 4]         (0, 0, width, height)
+    image_windows  float32 [images, 4]
+    image_kept     bool    [images]            the image could be read
 
 ``patches_key`` hashes the run and top-k keys, the layer, the config and this code: a store with
 another key is recomputed; with the same key only units still at -2 are computed.
@@ -116,16 +126,33 @@ def _layer_inputs(store: str, layer: str, storage_options: dict | None):
     return attrs, group, group[f"topk/{layer}"]
 
 
-def prepare_patches(store: str, layer: str, cfg: PatchConfig, storage_options: dict | None = None) -> dict[str, Any]:
+def prepare_patches(store: str, layer: str, cfg: PatchConfig, storage_options: dict | None = None, **image_options) -> dict[str, Any]:
     """Create ``patches/<layer>`` for this config (or keep it when its key matches); returns its attrs.
 
-    A flow calls this once before fanning ``extract_patches(units=...)`` out to workers.
+    A flow calls this once before fanning ``extract_patches(units=...)`` out to workers.  For a
+    linear layer it also cuts the whole-image crop of every top image, once (``image_*`` arrays):
+    this one caller writes them, so no two tasks ever write the same shard.  ``image_options``:
+    ``image_storage_options``, ``max_image_pixels``, ``threads`` (as ``extract_patches``).
     """
+    return _prepare(store, layer, cfg, storage_options, **image_options)[0]
+
+
+def _prepare(
+    store: str,
+    layer: str,
+    cfg: PatchConfig,
+    storage_options: dict | None = None,
+    *,
+    image_storage_options: dict | None = None,
+    max_image_pixels: int | None = None,
+    threads: int = 4,
+) -> tuple[dict[str, Any], int]:
+    """``prepare_patches``, and how many images it decoded."""
     attrs, group, topk = _layer_inputs(store, layer, storage_options)
     key = patches_key(attrs, topk.attrs.get("topk_key"), layer, cfg)
     name = f"patches/{layer}"
     if name in group and group[name].attrs.get("patches_key") == key:
-        return dict(group[name].attrs)
+        return dict(group[name].attrs), 0
     units, k = topk["image_id"].shape
     p, s = min(cfg.patches_per_unit or k, k), cfg.crop_size
     fs, root = st.filesystem(store, storage_options)
@@ -134,9 +161,12 @@ def prepare_patches(store: str, layer: str, cfg: PatchConfig, storage_options: d
         fs.rm(f"{root}/{name}", recursive=True)
         group = st.open_group(store, "a", storage_options)
     sub = group.require_group(name)
-    specs = {
+    whole = "maps" not in topk
+    specs = {} if whole else {
         "crops": ((units, p, s, s, 3), "uint8", 0),
         "masks": ((units, p, s, s), "bool", False),
+    }
+    specs |= {
         "boxes": ((units, p, 4), "float32", np.nan),
         "windows": ((units, p, 4), "float32", np.nan),
         "image_id": ((units, p), "int64", NOT_COMPUTED),
@@ -154,6 +184,9 @@ def prepare_patches(store: str, layer: str, cfg: PatchConfig, storage_options: d
             fill_value=fill,
             overwrite=True,
         )
+    loads = 0
+    if whole:
+        loads = _write_whole_image_crops(store, sub, topk, attrs, cfg, storage_options, image_storage_options, max_image_pixels, threads)
     # the key goes last: arrays interrupted before this line are recreated on rerun
     sub.attrs.update(
         {
@@ -164,7 +197,47 @@ def prepare_patches(store: str, layer: str, cfg: PatchConfig, storage_options: d
             "version": code_version(*CODE_MODULES),
         }
     )
-    return dict(sub.attrs)
+    return dict(sub.attrs), loads
+
+
+def _write_whole_image_crops(store, sub, topk, attrs, cfg, storage_options, image_options, max_image_pixels, threads) -> int:
+    """``image_*`` arrays of a linear layer, one row per index image: the whole-image crop, its mask,
+    box and window, and whether the image could be read.  Only top images are decoded (each once);
+    rows are written a shard at a time."""
+    index = st.read_parquet(store, "index.parquet", storage_options)
+    paths = dict(zip(index["id"].to_numpy().tolist(), index["path"]))
+    n, s = len(index), cfg.crop_size
+    for name, (shape, dtype, fill) in {
+        "image_crops": ((n, s, s, 3), "uint8", 0),
+        "image_masks": ((n, s, s), "bool", False),
+        "image_boxes": ((n, 4), "float32", np.nan),
+        "image_windows": ((n, 4), "float32", np.nan),
+        "image_kept": ((n,), "bool", False),
+    }.items():
+        sub.create_array(
+            name, shape=shape, chunks=(1, *shape[1:]), shards=(min(BLOCK_UNITS, n), *shape[1:]),
+            dtype=dtype, fill_value=fill, overwrite=True,
+        )
+    ids = np.unique(topk["image_id"][:])
+    ids = ids[ids >= 0]
+    prep = Preprocessing(**attrs["preprocessing"])
+    images = _DecodedImages(paths, image_options, 0, max_image_pixels)  # nothing kept: each image is cut once
+    with ThreadPoolExecutor(threads) as pool:
+        for start in range(0, n, BLOCK_UNITS):
+            wanted = ids[(ids >= start) & (ids < start + BLOCK_UNITS)]
+            if not wanted.size:
+                continue
+            stop = min(start + BLOCK_UNITS, n)
+            rows = {name: sub[name].fill_value for name in ("image_crops", "image_masks", "image_boxes", "image_windows", "image_kept")}
+            out = {name: np.full((stop - start, *sub[name].shape[1:]), fill, dtype=sub[name].dtype) for name, fill in rows.items()}
+            for image_id, patch in zip(wanted, pool.map(lambda i: images.whole_image_patch(int(i), cfg, prep), wanted)):
+                if patch is not None:
+                    j = int(image_id) - start
+                    out["image_crops"][j], out["image_masks"][j] = patch["crop"], patch["mask"]
+                    out["image_boxes"][j], out["image_windows"][j], out["image_kept"][j] = patch["box"], patch["window"], True
+            for name, values in out.items():
+                sub[name][start:stop] = values
+    return images.loads
 
 
 def _unit_thresholds(store: str, layer: str, cfg: PatchConfig, has_maps: bool, storage_options) -> np.ndarray | None:
@@ -192,9 +265,10 @@ def _otsu_thresholds(maps: np.ndarray, usable: np.ndarray) -> np.ndarray:
 class _Block:
     """Output buffers of one block of units, filled rank by rank."""
 
-    def __init__(self, n: int, p: int, s: int):
-        self.crops = np.zeros((n, p, s, s, 3), np.uint8)
-        self.masks = np.zeros((n, p, s, s), bool)
+    def __init__(self, n: int, p: int, s: int, whole: bool = False):
+        # a linear layer's crops live once per image (``image_crops``), not per (unit, slot)
+        self.crops = None if whole else np.zeros((n, p, s, s, 3), np.uint8)
+        self.masks = None if whole else np.zeros((n, p, s, s), bool)
         self.boxes = np.full((n, p, 4), np.nan, np.float32)
         self.windows = np.full((n, p, 4), np.nan, np.float32)
         self.image_id = np.full((n, p), NO_PATCH, np.int64)
@@ -203,7 +277,8 @@ class _Block:
         self.fallback = np.zeros((n, p), bool)
 
     def put(self, i: int, slot: int, image_id: int, rank: int, patch: dict) -> None:
-        self.crops[i, slot], self.masks[i, slot] = patch["crop"], patch["mask"]
+        if self.crops is not None:
+            self.crops[i, slot], self.masks[i, slot] = patch["crop"], patch["mask"]
         self.boxes[i, slot], self.windows[i, slot] = patch["box"], patch["window"]
         self.image_id[i, slot], self.rank[i, slot] = image_id, rank
         self.threshold[i, slot], self.fallback[i, slot] = patch["threshold"], patch["fallback"]
@@ -212,7 +287,8 @@ class _Block:
         stop = start + self.image_id.shape[0]
         for name in ("crops", "masks", "boxes", "windows", "rank", "threshold", "fallback", "image_id"):
             # image_id last: it is the block's "done" marker
-            sub[name][start:stop] = getattr(self, name)
+            if getattr(self, name) is not None:
+                sub[name][start:stop] = getattr(self, name)
 
 
 def _one_patch(image, unit_map, threshold, cfg: PatchConfig, prep: Preprocessing) -> dict | None:
@@ -289,6 +365,21 @@ class _DecodedImages:
         return self._get(("whole", image_id), make, lambda p: 0 if p is None else p["crop"].nbytes + p["mask"].nbytes)
 
 
+class _StoredWholeImages:
+    """A linear layer's whole-image patches, read back from the ``image_*`` rows ``prepare_patches``
+    wrote: no image is decoded again, and no crop is copied per unit."""
+
+    def __init__(self, sub):
+        self.kept = sub["image_kept"][:]
+        self.boxes, self.windows = sub["image_boxes"][:], sub["image_windows"][:]
+        self.loads = 0
+
+    def whole_image_patch(self, image_id: int, cfg: PatchConfig, prep: Preprocessing) -> dict | None:
+        if not self.kept[image_id]:
+            return None  # unreadable: skipped, as extraction skipped it
+        return {"box": self.boxes[image_id], "window": self.windows[image_id], "threshold": np.nan, "fallback": False}
+
+
 def _image_patches(image_id, jobs, maps, thresholds, cfg, prep, images: _DecodedImages) -> list[tuple[int, int, dict | None]]:
     """Cut every (unit position, rank) that wants one image, decoding it at most once per call."""
     if maps is None:
@@ -330,7 +421,7 @@ def _compute_block(start, stop, topk, thresholds, cfg, prep, p, images: _Decoded
             for i, r, patch in batch:
                 if patch is not None:
                     found[i][r] = patch
-    block = _Block(n, p, cfg.crop_size)
+    block = _Block(n, p, cfg.crop_size, whole=maps is None)
     for i, patches in enumerate(found):
         for slot, r in enumerate(sorted(patches)[:p]):
             block.put(i, slot, int(ids[i, r]), r, patches[r])
@@ -362,7 +453,10 @@ def extract_patches(
     ``on_progress(n)`` is called with the number of units finished, block by block.
     """
     began = time.perf_counter()
-    meta = prepare_patches(store, layer, cfg, storage_options)
+    meta, prepared_loads = _prepare(
+        store, layer, cfg, storage_options,
+        image_storage_options=image_storage_options, max_image_pixels=max_image_pixels, threads=threads,
+    )
     attrs, group, topk = _layer_inputs(store, layer, storage_options)
     sub = group[f"patches/{layer}"]
     n_units, p = sub["image_id"].shape
@@ -379,7 +473,10 @@ def extract_patches(
         index = st.read_parquet(store, "index.parquet", storage_options)
         paths = dict(zip(index["id"].to_numpy().tolist(), index["path"]))
         prep = Preprocessing(**attrs["preprocessing"])
-        images = _DecodedImages(paths, image_storage_options, IMAGE_CACHE_BYTES, max_image_pixels)
+        if "maps" in topk:
+            images = _DecodedImages(paths, image_storage_options, IMAGE_CACHE_BYTES, max_image_pixels)
+        else:
+            images = _StoredWholeImages(sub)
         with ThreadPoolExecutor(threads) as pool:
             for b in todo:
                 block = _compute_block(b.start, b.stop, topk, thresholds, cfg, prep, p, images, pool)
@@ -387,7 +484,7 @@ def extract_patches(
                 made += int((block.image_id >= 0).sum())
                 if on_progress:
                     on_progress(len(b))
-        summary["images_loaded"] = images.loads
+        summary["images_loaded"] = prepared_loads + images.loads
     final = sub["image_id"][:][wanted]
     seconds = time.perf_counter() - began
     summary |= {

@@ -12,6 +12,7 @@ written by ``neuroscribe.patches.extract``; asking for units not computed yet ra
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -83,14 +84,68 @@ def _rows(array, units: np.ndarray) -> np.ndarray:
     return np.concatenate([array[run[0] : run[-1] + 1] for run in runs])
 
 
+class ShardCache:
+    """Shards of a linear layer's ``image_*`` rows kept across ``read_crops`` calls (a gallery reads
+    every block's crops from the same few shards), up to ``max_bytes``, least recently used first out."""
+
+    def __init__(self, max_bytes: int = 256 << 20):
+        self.max_bytes, self._items, self._bytes = max_bytes, OrderedDict(), 0
+
+    def rows(self, array, shard: int, size: int) -> np.ndarray:
+        key = (array.path, shard)
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        rows = array[shard * size : (shard + 1) * size]
+        self._items[key] = rows
+        self._bytes += rows.nbytes
+        while self._bytes > self.max_bytes and len(self._items) > 1:
+            self._bytes -= self._items.popitem(last=False)[1].nbytes
+        return rows
+
+
+def read_crops(sub, units: np.ndarray, image_id: np.ndarray, cache: ShardCache | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(crops, masks) of ``units`` (ascending), whose patches' ``image_id`` rows are given: stored per
+    (unit, slot), or for a linear layer gathered from its one crop per image (slots whose id a
+    caller sets to -1 stay empty, so it reads only the crops it needs)."""
+    if "crops" in sub:
+        return _rows(sub["crops"], units), _rows(sub["masks"], units)
+    s = sub["image_crops"].shape[1]
+    crops = np.zeros((*image_id.shape, s, s, 3), np.uint8)
+    masks = np.zeros((*image_id.shape, s, s), bool)
+    present = image_id >= 0
+    wanted = np.unique(image_id[present])
+    if wanted.size:
+        at = np.searchsorted(wanted, image_id[present])
+        crops[present] = _gather(sub["image_crops"], wanted, cache)[at]
+        masks[present] = _gather(sub["image_masks"], wanted, cache)[at]
+    return crops, masks
+
+
+def _gather(array, ids: np.ndarray, cache: ShardCache | None) -> np.ndarray:
+    """``array[ids]`` for sorted unique ``ids``, one read per shard touched (zarr's orthogonal
+    indexing of sharded arrays is ~5x slower than reading the span)."""
+    out = np.empty((len(ids), *array.shape[1:]), array.dtype)
+    size = (array.shards or array.chunks)[0]
+    for s in np.unique(ids // size):
+        sel = np.flatnonzero(ids // size == s)
+        if cache is not None:
+            out[sel] = cache.rows(array, int(s), size)[ids[sel] - s * size]
+        else:
+            lo, hi = int(ids[sel[0]]), int(ids[sel[-1]])
+            out[sel] = array[lo : hi + 1][ids[sel] - lo]
+    return out
+
+
 def _read(sub, units: np.ndarray, layer: str) -> PatchBlock:
-    arrays = {name: _rows(sub[name], units) for name in _ARRAYS}
+    arrays = {name: _rows(sub[name], units) for name in _ARRAYS if name not in ("crops", "masks")}
     pending = units[(arrays["image_id"] == NOT_COMPUTED).any(axis=1)]
     if pending.size:
         raise NeuroscribeError(
             f"patches of layer {layer!r} are not computed yet for units {pending[:5].tolist()}"
             f"{'...' if pending.size > 5 else ''}; rerun extract_patches to finish them"
         )
+    arrays["crops"], arrays["masks"] = read_crops(sub, units, arrays["image_id"])
     return PatchBlock(units=units, **arrays)
 
 

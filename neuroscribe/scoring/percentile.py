@@ -45,7 +45,7 @@ def rank_weights(n: int, decay: float) -> np.ndarray:
     return (np.arange(n) + 1.0) ** -decay
 
 
-def _distinct_rows(stacked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def distinct_rows(stacked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(indices of the first occurrence of each distinct row, each row's position among them)."""
     first: dict[bytes, int] = {}
     inverse = np.empty(len(stacked), dtype=np.int64)
@@ -67,7 +67,7 @@ def concept_percentiles(unit_sims: Sequence[np.ndarray], pool_size: int = POOL_S
     if not sum(sizes):
         return [np.zeros((0, n_concepts)) for _ in unit_sims]
     stacked = np.concatenate([np.asarray(s, dtype=np.float32).reshape(-1, n_concepts) for s in unit_sims], axis=0)
-    keep, inverse = _distinct_rows(stacked)
+    keep, inverse = distinct_rows(stacked)
     distinct = stacked[keep]
     pool = distinct
     if len(pool) > pool_size:

@@ -29,6 +29,7 @@ from neuroscribe.errors import NeuroscribeError
 from neuroscribe.scoring.percentile import (
     POOL_SIZE,
     concept_percentiles,
+    distinct_rows,
     lead_confidence,
     percentile_scores,
     weighted_percentiles,
@@ -131,9 +132,7 @@ def explain_units(
     """One ``UnitScore`` per unit; a unit with no patches gets ``best="(inactive)"`` and zeros."""
     fn = _check_rule(rule, rule_kwargs)
     vectors = _check_inputs(unit_patch_embeddings, concept_embeddings, concepts)
-    sims = [
-        np.asarray(p, dtype=np.float32).reshape(-1, vectors.shape[1]) @ vectors.T for p in unit_patch_embeddings
-    ]
+    sims = _similarities(unit_patch_embeddings, vectors)
     percentiles = concept_percentiles(sims, rule_kwargs.get("pool_size", POOL_SIZE)) if sims else []
     decay = rule_kwargs.get("decay", CONFIDENCE_DECAY)
     if rule == "percentile":  # its scores are the confidence's percentiles, weighted: compute them once
@@ -141,6 +140,18 @@ def explain_units(
     else:
         scores = fn(sims, **rule_kwargs) if sims else np.zeros((0, len(concepts)))
     return [_unit_score(s, row, q, concepts, decay) for s, row, q in zip(sims, scores, percentiles)]
+
+
+def _similarities(unit_patch_embeddings: Sequence[np.ndarray], vectors: np.ndarray) -> list[np.ndarray]:
+    """Each unit's ``[P_u, C]`` patch-concept similarities, each distinct embedding multiplied once
+    (a linear layer's patches are whole images that many units share)."""
+    rows = [np.asarray(p, dtype=np.float32).reshape(-1, vectors.shape[1]) for p in unit_patch_embeddings]
+    sizes = [len(r) for r in rows]
+    if not sum(sizes):
+        return [r @ vectors.T for r in rows]
+    stacked = np.concatenate(rows)
+    keep, inverse = distinct_rows(stacked)
+    return np.split((stacked[keep] @ vectors.T)[inverse], np.cumsum(sizes)[:-1])
 
 
 def _unit_score(sims: np.ndarray, scores: np.ndarray, q: np.ndarray, concepts: Sequence[str], decay: float) -> UnitScore:

@@ -18,6 +18,10 @@ from neuroscribe.errors import NeuroscribeError
 
 CLASS_PLACEHOLDER = "{class_name}"
 
+# The vocabulary a run uses when none is given: offline built-in sets (the ImageNet class names, the
+# groups they form, colours, textures, materials). ExplainConfig and the CLI take it from here.
+DEFAULT_SOURCES: tuple[str, ...] = ("builtin:imagenet+superclasses+colors+textures+materials",)
+
 DEFAULT_SYSTEM_PROMPT = (
     "You help build a vocabulary of short visual concepts that explain what an image classifier sees. "
     'Answer with a JSON object of the form {"concepts": ["...", "..."]} holding 3 to 10 short, lowercase '
@@ -136,7 +140,7 @@ class VocabularyConfig(FrozenModel):
         default=None, description="Places365 class list (categories_places365.txt); not shipped offline"
     )
     sources: tuple[str, ...] = Field(
-        default=("builtin:imagenet+colors+textures+materials",),
+        default=DEFAULT_SOURCES,
         description="union of: llm, builtin:NAME[+NAME...], file:PATH",
     )
     llm: LLMSpec = LLMSpec()
@@ -151,9 +155,8 @@ class VocabularyConfig(FrozenModel):
     @field_validator("sources", mode="before")
     @classmethod
     def _split_sources(cls, v: Any) -> tuple[str, ...]:
-        from neuroscribe.vocabulary.sources import (
-            parse_source,  # sources imports this module
-        )
+        # imported here so that the CLI reads DEFAULT_SOURCES without fsspec (sources' file reading): --help start time
+        from neuroscribe.vocabulary.sources import parse_source
 
         items = v.split(",") if isinstance(v, str) else list(v)
         specs = tuple(s.strip() for s in items if s and s.strip())

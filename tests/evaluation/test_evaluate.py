@@ -111,11 +111,9 @@ def test_compared_rules_and_k_match_scoring_from_scratch(evaluated, tiny_run_bas
     per_unit = [backend.embed_images([load_image(index.loc[i, "path"]) for i in row if i >= 0]) for row in topk]
     expected = [s.best for s in explain_units("softwpmi", per_unit, vectors, vocabulary.concepts, **RuleSpec(name="softwpmi").kwargs())]
     assert labels["rules:softwpmi"].tolist() == expected
-    # the seed rule on the first k' patches only (a logit unit's patch is its whole image)
-    crops = st.open_group(tiny_run_base.store, "r")["patches/fc/crops"][:]
-    from PIL import Image
-
-    first = [backend.embed_images([Image.fromarray(c) for c in unit_crops[:1]]) for unit_crops in crops]
+    # the seed rule on the first k' patches only (a logit unit's patch is its whole original image)
+    patch_ids = st.open_group(tiny_run_base.store, "r")["patches/fc/image_id"][:]
+    first = [backend.embed_images([load_image(index.loc[i, "path"]) for i in row[:1] if i >= 0]) for row in patch_ids]
     expected_k1 = [s.best for s in explain_units("seed", first, vectors, vocabulary.concepts)]
     assert labels["k:k=1"].tolist() == expected_k1
 

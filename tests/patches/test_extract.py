@@ -295,7 +295,7 @@ def test_each_image_is_decoded_once_per_call_across_blocks(tiny_run, monkeypatch
     """Many blocks of units share top images (a final layer's whole images above all): one decode each."""
     cfg = PatchConfig(crop_size=32)
     whole = extract_patches(tiny_run, layer, cfg)  # one block: the reference arrays
-    reference = {name: st.open_group(tiny_run, "r")[f"patches/{layer}/{name}"][:] for name in ("crops", "masks", "boxes", "image_id")}
+    reference = _stored(tiny_run, layer)
     monkeypatch.setattr(extract_module, "BLOCK_UNITS", 1)  # one block per unit: the most sharing
     loads = _count_loads(monkeypatch)
     _drop_patches(tiny_run, layer)
@@ -305,7 +305,13 @@ def test_each_image_is_decoded_once_per_call_across_blocks(tiny_run, monkeypatch
     assert set(loads.values()) == {1} and len(loads) == len(np.unique(topk_ids[topk_ids >= 0]))
     assert blocked["images_loaded"] == len(loads)
     for name, expected in reference.items():
-        np.testing.assert_array_equal(st.open_group(tiny_run, "r")[f"patches/{layer}/{name}"][:], expected)
+        np.testing.assert_array_equal(_stored(tiny_run, layer)[name], expected)
+
+
+def _stored(store: str, layer: str) -> dict[str, np.ndarray]:
+    """The layer's patches as readers see them (a linear layer's crops gathered from its per-image rows)."""
+    [block] = list(load_layer_patches(store, layer, block_units=1 << 20))
+    return {name: getattr(block, name) for name in ("crops", "masks", "boxes", "image_id")}
 
 
 def test_the_decoded_image_cache_is_bounded_and_decodes_again_past_it(tiny_run, monkeypatch):

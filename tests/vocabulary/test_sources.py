@@ -75,7 +75,7 @@ def test_offline_default_needs_no_network(tmp_path, monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     summary = build_vocabulary(VocabularyConfig(out=str(tmp_path / "run")))
-    names = set(builtin_concepts("imagenet")) | set(builtin_concepts("colors")) | set(builtin_concepts("textures")) | set(builtin_concepts("materials"))
+    names = {concept for name in ("imagenet", "superclasses", "colors", "textures", "materials") for concept in builtin_concepts(name)}
     assert summary.n_concepts == len({normalise_concept(n) for n in names})
     assert summary.requests == 0
 
@@ -122,3 +122,22 @@ def test_artifact_and_answer_cache_on_s3(tmp_path, s3_options, fake_llm):
     assert s3_options["secret"] not in manifest and fake_llm.api_key not in manifest
     second = build_vocabulary(cfg)
     assert (second.requests, second.cached_hits) == (0, 4) and len(fake_llm.chat_requests()) == 4
+
+
+def test_one_default_vocabulary_holds_the_imagenet_superclasses():
+    from neuroscribe.explanation import ExplainConfig
+    from neuroscribe.vocabulary import DEFAULT_SOURCES, parse_source
+
+    assert VocabularyConfig(out="x").sources == DEFAULT_SOURCES
+    assert ExplainConfig(dataset={"uri": "x"}, store="x", layers="a").vocabulary_sources == DEFAULT_SOURCES
+    (spec,) = (parse_source(source) for source in DEFAULT_SOURCES)
+    assert spec.names == ("imagenet", "superclasses", "colors", "textures", "materials")
+
+
+def test_the_vocabulary_config_imports_without_the_llm_client():
+    # the CLI reads DEFAULT_SOURCES for its --help; the package's other names load on first use
+    import subprocess
+    import sys
+
+    code = "import sys, neuroscribe.vocabulary.config; print(sorted(m for m in ('openai', 'pandas') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() == ["[]"]
