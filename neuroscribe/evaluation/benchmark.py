@@ -151,8 +151,9 @@ def superclass_presence(store: str) -> np.ndarray:
 
 def layer_aucs(explain_cfg, layer: str) -> np.ndarray:
     """Per-unit activation-grounded AUC of the stored explanations, exactly as ``neuroscribe evaluate`` computes it."""
+    from neuroscribe.evaluation.config import EvaluateConfig
     from neuroscribe.evaluation.consistency import unit_aucs
-    from neuroscribe.evaluation.context import EvaluateConfig, layer_context
+    from neuroscribe.evaluation.context import layer_context
     from neuroscribe.evaluation.evidence import probe_images
 
     eval_cfg = EvaluateConfig(store=explain_cfg.store, layers=(layer,), explain=explain_cfg, sentence_models=())
