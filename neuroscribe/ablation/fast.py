@@ -69,6 +69,9 @@ _ELEMENTWISE = (
 # output, a temporary); benchmarks/ablate.py checks the resulting process memory.
 ACTIVATION_FACTOR = 4
 MEMORY_BUDGET = 1 << 30  # bytes of activations per stacked forward (suffix and hook paths)
+# Elements of the rank-one path's working buffer: 4 MiB of float32 stays in a core's L2 cache, where
+# the per-position steps after the update (BatchNorm, activation, pooling) run several times faster.
+CHUNK_ELEMENTS = 1 << 20
 
 
 @dataclass
@@ -310,15 +313,46 @@ class SuffixPath:
         first = self.first(cached) if usable else None
         return State(x, logits, cached, first, copies)
 
-    def _single_units(self, state: State, masks: torch.Tensor) -> torch.Tensor:
-        """The first step's output with one input unit per copy removed: ``first - W[:, u] x_u``, stacked."""
-        cached, weight = state.cached, self.first.weight
-        unit = masks.to(torch.int8).argmax(dim=1)
-        if cached.ndim == 4:  # 1x1 conv: [G, B, out, H, W]
-            delta = weight[:, unit, 0, 0].T[:, None, :, None, None] * cached[:, unit].transpose(0, 1)[:, :, None]
-        else:
-            delta = weight[:, unit].T[:, None, :] * cached[:, unit].T[:, :, None]
-        return (state.first.unsqueeze(0) - delta).flatten(0, 1)
+    def _single_units(self, state: State, units: torch.Tensor) -> torch.Tensor:
+        """The logits with one input unit per copy removed, [G, B, classes]: the first step's output
+        becomes ``first - W[:, u] x_u``, written into a reused buffer of at most ``CHUNK_ELEMENTS``
+        (so that the per-position steps after it run in cache), and the steps after the pooling run
+        once on all copies."""
+        cached, first = state.cached, state.first
+        weight = self.first.weight.reshape(self.first.weight.shape[0], -1)  # [out, in] (1x1 conv or Linear)
+        batch = cached.shape[0]
+        if cached.ndim == 2:  # Linear: the whole [G, B, out] update is small
+            h = first.unsqueeze(0) - weight[:, units].T[:, None, :] * cached[:, units].T[:, :, None]
+            return self.chain(h.flatten(0, 1), start=1).reshape(len(units), batch, -1)
+        per_image = first[0].numel()
+        rows = max(1, min(batch, CHUNK_ELEMENTS // per_image))  # images per chunk
+        per_chunk = max(1, CHUNK_ELEMENTS // (per_image * batch)) if rows == batch else 1  # units per chunk
+        buffer = first.new_empty(per_chunk * rows * per_image)
+        pooled, split = [], None
+        for g in range(0, len(units), per_chunk):
+            group = units[g : g + per_chunk]
+            for b in range(0, batch, rows):
+                x = cached[b : b + rows, group].transpose(0, 1).unsqueeze(2)  # [g, rows, 1, H, W]
+                w = weight[:, group].T[:, None, :, None, None]  # [g, 1, out, 1, 1]
+                out = buffer[: len(group) * x.shape[1] * per_image].view(len(group), x.shape[1], *first.shape[1:])
+                torch.addcmul(first[b : b + rows].unsqueeze(0), w, x, value=-1, out=out)
+                h, split = self._until_small(out.flatten(0, 1), split)
+                if h.untyped_storage().data_ptr() == buffer.untyped_storage().data_ptr():
+                    h = h.clone()  # nothing shrank it: the next chunk reuses the buffer
+                pooled.append(h.reshape(len(group), x.shape[1], *h.shape[1:]))
+        # chunks are (unit group, image rows) in order: reassemble [G, B, ...]
+        h = torch.cat([torch.cat(pooled[i : i + -(-batch // rows)], dim=1) for i in range(0, len(pooled), -(-batch // rows))])
+        return self.chain(h.flatten(0, 1), start=split).reshape(len(units), batch, -1)
+
+    def _until_small(self, h: torch.Tensor, split: int | None) -> tuple[torch.Tensor, int]:
+        """Run the steps after the first on a chunk up to ``split`` (found on the first chunk: the step
+        after the first one that shrinks a sample eightfold, e.g. the pooling); (output, split)."""
+        size = h[0].numel()
+        step = 1
+        while step < len(self.chain.steps) and (step < split if split is not None else h[0].numel() * 8 > size):
+            h = self.chain.steps[step](_flattened(h, self.chain.steps[step]))
+            step += 1
+        return h, step
 
     def _run(self, state: State, masks: torch.Tensor) -> torch.Tensor:
         copies, batch = masks.shape[0], state.x.shape[0]
@@ -326,7 +360,7 @@ class SuffixPath:
         if state.first is None or not bool(single.any()):
             masked = zero_units(_repeat(state.cached, copies), _stacked(masks, batch))
             return self.chain(masked).reshape(copies, batch, -1)
-        out = self.chain(self._single_units(state, masks[single]), start=1).reshape(int(single.sum()), batch, -1)
+        out = self._single_units(state, masks[single].to(torch.int8).argmax(dim=1))
         if bool(single.all()):
             return out
         together = masks[~single]
@@ -400,6 +434,22 @@ class ClosedPath:
         else:
             delta = torch.einsum("bc,gc,kc->gbk", change, masks.to(change.dtype), weight)
         return logits.unsqueeze(0) - delta
+
+
+def forwards_per_ablation(path, probe: torch.Tensor, n_units: int) -> float:
+    """The work of one single-unit ablation on ``path``, in forwards of the whole network: the
+    convolution and matrix-product operations counted by ``FlopCounterMode`` on ``probe`` (1 on the
+    hook path; on the suffix path the layers after the target; 0 on the closed path)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    mask = torch.zeros(1, n_units, dtype=torch.bool, device=probe.device)
+    mask[0, 0] = True
+    with torch.no_grad():
+        with FlopCounterMode(display=False) as forward:
+            state = path.prepare(probe)
+        with FlopCounterMode(display=False) as ablation:
+            path.ablated_logits(state, mask)
+    return ablation.get_total_flops() / max(1, forward.get_total_flops())
 
 
 def _probe_masks(n_units: int, device: torch.device) -> torch.Tensor:
