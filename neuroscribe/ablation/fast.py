@@ -81,7 +81,7 @@ class State:
     x: torch.Tensor
     logits: torch.Tensor
     cached: torch.Tensor | None = None
-    first: torch.Tensor | None = None  # the suffix chain's first (linear) step applied to ``cached``
+    first: torch.Tensor | None = None  # the suffix chain's first (linear) step applied to ``cached`` (and a folded BatchNorm)
     copies: int = 1  # stacked copies of the batch per forward within the memory budget
 
 
@@ -225,6 +225,16 @@ class Chain:
         return h
 
 
+def _until_small(chain: Chain, h: torch.Tensor, split: int | None) -> tuple[torch.Tensor, int]:
+    """Run ``chain`` on a chunk up to step ``split``, or (on the first chunk, ``split`` None) up to the
+    first step whose output is an eighth of a sample's input or less, e.g. the pooling; (output, split)."""
+    size, step = h[0].numel(), 0
+    while step < len(chain.steps) and (step < split if split is not None else h[0].numel() * 8 > size):
+        h = chain.steps[step](_flattened(h, chain.steps[step]))
+        step += 1
+    return h, step
+
+
 def _is_chain(module: nn.Module) -> bool:
     return isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
 
@@ -299,19 +309,54 @@ def _rank_one_first(module: nn.Module | None) -> bool:
     )
 
 
+def _folded_norm(module: nn.Module | None) -> tuple[torch.Tensor, torch.Tensor, list[nn.Module]] | None:
+    """(scale, shift, what follows inside) when ``module`` is an eval-mode BatchNorm with running
+    statistics, i.e. ``x * scale + shift`` per channel: ``nn.BatchNorm2d`` (nothing follows) or
+    timm's ``BatchNormAct2d`` (its dropout and activation follow); else None."""
+    if not isinstance(module, nn.BatchNorm2d) or module.training or module.running_var is None:
+        return None
+    if type(module) is nn.BatchNorm2d:
+        after: list[nn.Module] = []
+    elif type(module).__name__ == "BatchNormAct2d" and set(dict(module.named_children())) == {"drop", "act"}:
+        after = [module.drop, module.act]  # its forward: batch_norm, then drop, then act
+    else:
+        return None
+    scale = torch.rsqrt(module.running_var + module.eps)
+    if module.weight is not None:
+        scale = scale * module.weight
+    shift = -module.running_mean * scale
+    if module.bias is not None:
+        shift = shift + module.bias
+    return scale, shift, after
+
+
 class SuffixPath:
     name = "suffix"
 
     def __init__(self, model: nn.Module, target: str, chain: Chain, budget: int = MEMORY_BUDGET):
         self.model, self.target, self.chain, self.budget = model, target, chain, budget
         self.first = chain.steps[0] if chain.steps and _rank_one_first(chain.steps[0]) else None
+        # an eval BatchNorm right after the rank-one step is affine per channel: folded into the update
+        # (its scale multiplies W's rows), so the per-(unit, image) work skips one pass over the map
+        fold = _folded_norm(chain.steps[1]) if self.first is not None and len(chain.steps) > 1 else None
+        self.scale, self.shift = (fold[0], fold[1]) if fold is not None else (None, None)
+        self.rest = Chain(fold[2] + chain.steps[2:]) if fold is not None else Chain(chain.steps[1:])
 
     def prepare(self, x: torch.Tensor) -> State:
         logits, cached, copies = _capture(self.model, self.target, x, self.budget, self.chain.steps)
         # a Linear after a 4-d map sees flattened positions, not units: no rank-one shortcut then
         usable = self.first is not None and not (isinstance(self.first, nn.Linear) and cached.ndim == 4)
         first = self.first(cached) if usable else None
+        if first is not None and self.scale is not None and first.ndim == 4:
+            first = first * self.scale[:, None, None] + self.shift[:, None, None]
         return State(x, logits, cached, first, copies)
+
+    def _update_weight(self, state: State) -> tuple[torch.Tensor, Chain]:
+        """(W as [out, in], times the folded BatchNorm's scale when ``state.first`` is past it; the steps after)."""
+        weight = self.first.weight.reshape(self.first.weight.shape[0], -1)
+        if self.scale is not None and state.first.ndim == 4:
+            return weight * self.scale[:, None], self.rest
+        return weight, Chain(self.chain.steps[1:])
 
     def _single_units(self, state: State, units: torch.Tensor) -> torch.Tensor:
         """The logits with one input unit per copy removed, [G, B, classes]: the first step's output
@@ -319,11 +364,11 @@ class SuffixPath:
         (so that the per-position steps after it run in cache), and the steps after the pooling run
         once on all copies."""
         cached, first = state.cached, state.first
-        weight = self.first.weight.reshape(self.first.weight.shape[0], -1)  # [out, in] (1x1 conv or Linear)
+        weight, rest = self._update_weight(state)  # [out, in] (1x1 conv or Linear)
         batch = cached.shape[0]
         if cached.ndim == 2:  # Linear: the whole [G, B, out] update is small
             h = first.unsqueeze(0) - weight[:, units].T[:, None, :] * cached[:, units].T[:, :, None]
-            return self.chain(h.flatten(0, 1), start=1).reshape(len(units), batch, -1)
+            return rest(h.flatten(0, 1)).reshape(len(units), batch, -1)
         per_image = first[0].numel()
         rows = max(1, min(batch, CHUNK_ELEMENTS // per_image))  # images per chunk
         per_chunk = max(1, CHUNK_ELEMENTS // (per_image * batch)) if rows == batch else 1  # units per chunk
@@ -336,23 +381,13 @@ class SuffixPath:
                 w = weight[:, group].T[:, None, :, None, None]  # [g, 1, out, 1, 1]
                 out = buffer[: len(group) * x.shape[1] * per_image].view(len(group), x.shape[1], *first.shape[1:])
                 torch.addcmul(first[b : b + rows].unsqueeze(0), w, x, value=-1, out=out)
-                h, split = self._until_small(out.flatten(0, 1), split)
+                h, split = _until_small(rest, out.flatten(0, 1), split)
                 if h.untyped_storage().data_ptr() == buffer.untyped_storage().data_ptr():
                     h = h.clone()  # nothing shrank it: the next chunk reuses the buffer
                 pooled.append(h.reshape(len(group), x.shape[1], *h.shape[1:]))
         # chunks are (unit group, image rows) in order: reassemble [G, B, ...]
         h = torch.cat([torch.cat(pooled[i : i + -(-batch // rows)], dim=1) for i in range(0, len(pooled), -(-batch // rows))])
-        return self.chain(h.flatten(0, 1), start=split).reshape(len(units), batch, -1)
-
-    def _until_small(self, h: torch.Tensor, split: int | None) -> tuple[torch.Tensor, int]:
-        """Run the steps after the first on a chunk up to ``split`` (found on the first chunk: the step
-        after the first one that shrinks a sample eightfold, e.g. the pooling); (output, split)."""
-        size = h[0].numel()
-        step = 1
-        while step < len(self.chain.steps) and (step < split if split is not None else h[0].numel() * 8 > size):
-            h = self.chain.steps[step](_flattened(h, self.chain.steps[step]))
-            step += 1
-        return h, step
+        return rest(h.flatten(0, 1), start=split).reshape(len(units), batch, -1)
 
     def _run(self, state: State, masks: torch.Tensor) -> torch.Tensor:
         copies, batch = masks.shape[0], state.x.shape[0]
@@ -436,10 +471,11 @@ class ClosedPath:
         return logits.unsqueeze(0) - delta
 
 
-def forwards_per_ablation(path, probe: torch.Tensor, n_units: int) -> float:
-    """The work of one single-unit ablation on ``path``, in forwards of the whole network: the
-    convolution and matrix-product operations counted by ``FlopCounterMode`` on ``probe`` (1 on the
-    hook path; on the suffix path the layers after the target; 0 on the closed path)."""
+def ablation_flops(path, probe: torch.Tensor, n_units: int) -> tuple[int, int]:
+    """(flops of ``path.prepare`` on ``probe``, flops of one single-unit ablation on it): the
+    convolution and matrix-product operations counted by ``FlopCounterMode`` (elementwise ones are
+    not counted).  The ablation is a whole forward on the hook path, the layers after the target on
+    the suffix path, nothing on the closed path."""
     from torch.utils.flop_counter import FlopCounterMode
 
     mask = torch.zeros(1, n_units, dtype=torch.bool, device=probe.device)
@@ -449,7 +485,13 @@ def forwards_per_ablation(path, probe: torch.Tensor, n_units: int) -> float:
             state = path.prepare(probe)
         with FlopCounterMode(display=False) as ablation:
             path.ablated_logits(state, mask)
-    return ablation.get_total_flops() / max(1, forward.get_total_flops())
+    return forward.get_total_flops(), ablation.get_total_flops()
+
+
+def forwards_per_ablation(path, probe: torch.Tensor, n_units: int) -> float:
+    """The work of one single-unit ablation on ``path`` in forwards of the whole network (``ablation_flops``)."""
+    forward, ablation = ablation_flops(path, probe, n_units)
+    return ablation / max(1, forward)
 
 
 def _probe_masks(n_units: int, device: torch.device) -> torch.Tensor:
