@@ -14,8 +14,8 @@ path's ablation compute alone, timed on one batch and scaled to every image), ``
 (the closed-form sweep's seconds plus that compute: the least any sweep of this layer can take on
 this path), ``x_floor`` (how far the sweep is from it) and ``floor_x_closed_form`` (above 2: the
 2x goal is out of reach because of compute, not overhead), with the counts behind it:
-``macs_forward`` per image, ``macs_per_ablation`` per (unit, image), and ``macs_x_closed_form``,
-(one forward + units x the ablation's MACs) / one forward.
+``macs_forward`` per image, ``macs_per_ablation`` per (unit, image), and ``macs_x_closed_form``:
+(the path's forward + units x the ablation's MACs) over the closed form's one forward, per image.
 
 What it shows on EfficientNet-Lite0 (see the README's ablation section for numbers): ``blocks.6``
 (320 units, 7x7) reaches the head through ``conv_head``, a 1x1 convolution, so one unit's ablation
@@ -84,6 +84,8 @@ def _sweep(path, batches, units, n_units, per_pass, device) -> tuple[float, np.n
 
 
 DEMO_LAYERS = "classifier,bn2,bn2.act,conv_head,blocks.6,blocks.5"
+TIMED_ABLATIONS = 64  # units whose ablation compute is timed per layer (it is linear in the units)
+TIMED_REPEATS = 3
 
 
 def _sweep_layer(model: str, layer: str, images: int, device: str, threads: int | None, store: str,
@@ -112,10 +114,12 @@ def _sweep_layer(model: str, layer: str, images: int, device: str, threads: int 
 def _ablation_compute(cfg, layer: str, images: int, units: int) -> dict:
     """The work of the ablations alone, without decoding or the forward every path makes once per image.
 
-    ``macs_forward``: multiply-accumulates of one forward (per image); ``macs_per_ablation``: of one
+    ``macs_forward``: multiply-accumulates per image of the forward the path makes (``prepare``: the
+    network, and on the suffix path its cached first step); ``macs_per_ablation``: of one
     unit's ablation on one image, on the path the sweep took (FlopCounterMode: convolutions and matrix
-    products).  ``ablation_seconds``: ``ablated_logits`` timed over the ``units`` on one batch of
-    ``cfg.runner.batch_size`` samples, scaled to ``images``: the compute a sweep cannot skip on this path.
+    products).  ``ablation_seconds``: ``ablated_logits`` timed on one batch of ``cfg.runner.batch_size``
+    samples over ``TIMED_ABLATIONS`` of the units (the best of ``TIMED_REPEATS`` runs: a busy machine
+    only ever adds time), scaled to ``units`` x ``images``: the compute a sweep cannot skip on this path.
     """
     device = resolve_device(cfg.runner.device)
     loaded = load_model(cfg.model)
@@ -126,30 +130,35 @@ def _ablation_compute(cfg, layer: str, images: int, units: int) -> dict:
     path = choose_path(loaded.model, info, cfg.mode, cfg.fast, probe)
     forward, ablation = ablation_flops(path, probe, info.units)
     x = _images(loaded, min(images, cfg.runner.batch_size))[0].to(device)
-    masks = torch.eye(info.units, dtype=torch.bool, device=device)[:units]
+    timed = min(units, TIMED_ABLATIONS)
+    masks = torch.eye(info.units, dtype=torch.bool, device=device)[:timed]
+    runs = []
     with torch.no_grad():
         state = path.prepare(x)
-        _synchronize(device)
-        began = time.perf_counter()
-        for start in range(0, units, cfg.units_per_pass):
-            path.ablated_logits(state, masks[start : start + cfg.units_per_pass])
-        _synchronize(device)
-        batch_seconds = time.perf_counter() - began
+        for _ in range(TIMED_REPEATS):
+            _synchronize(device)
+            began = time.perf_counter()
+            for start in range(0, timed, cfg.units_per_pass):
+                path.ablated_logits(state, masks[start : start + cfg.units_per_pass])
+            _synchronize(device)
+            runs.append(time.perf_counter() - began)
     return {"macs_forward": forward // 2, "macs_per_ablation": ablation // 2,
-            "ablation_seconds": round(batch_seconds * images / len(x), 1)}
+            "ablation_seconds": round(min(runs) * units / timed * images / len(x), 1)}
 
 
 def _floor(row: dict, reference: dict) -> dict:
     """How far a layer's sweep is from the closed form, and why: the least any path can do is the
     closed-form sweep's work plus this layer's ablation compute (``ablation_seconds``), so
     ``floor_x_closed_form`` above 2 means 2x the closed form is out of reach on this machine, and
-    ``macs_x_closed_form`` says the same in operations: (one forward + units x the ablation's MACs)
-    per image over one forward (the closed form's ablations are a few outer products, no MACs)."""
+    ``macs_x_closed_form`` says the same in operations: this path's MACs per image (its forward, with
+    any cached first step, + units x the ablation's MACs) over the closed form's (one forward: its
+    ablations are outer products, no MACs counted)."""
     floor = reference["seconds"] + row["ablation_seconds"]
     return {"x_closed_form": round(row["seconds"] / reference["seconds"], 2),
             "floor_seconds": round(floor, 1), "x_floor": round(row["seconds"] / floor, 2),
             "floor_x_closed_form": round(floor / reference["seconds"], 2),
-            "macs_x_closed_form": round((row["macs_forward"] + row["units"] * row["macs_per_ablation"]) / row["macs_forward"], 1)}
+            "macs_x_closed_form": round((row["macs_forward"] + row["units"] * row["macs_per_ablation"])
+                                        / reference["macs_forward"], 2)}
 
 
 def sweep_main(args) -> None:
