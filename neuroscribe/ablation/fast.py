@@ -22,7 +22,9 @@ Every path computes the same thing: the model's logits with the target module's 
   ``torch.flatten(x, 1)`` in torchvision forwards).  The target's output is cached once per image
   batch, and only the chain after it runs, on G masked copies stacked along the batch axis.  When
   the chain starts with a 1x1 convolution or a linear layer, its output is cached too, and a
-  single unit's ablation subtracts a rank-one term instead of rerunning it.
+  single unit's ablation subtracts a rank-one term instead of rerunning it; an eval BatchNorm
+  right after it is folded into that term, the steps up to the pooling run on chunks of
+  ``CHUNK_ELEMENTS`` (in cache) and the head once on every (unit, image) pair of the pass.
 - ``hook``: any model.  The whole network runs on G copies of the batch stacked along the batch
   axis; a hook zeroes unit set g in copy g.  No compute is saved per unit.
 - ``naive``: the reference, one ablated forward per unit set with ``modes.ablate`` (in ``weights``
@@ -309,25 +311,28 @@ def _rank_one_first(module: nn.Module | None) -> bool:
     )
 
 
-def _folded_norm(module: nn.Module | None) -> tuple[torch.Tensor, torch.Tensor, list[nn.Module]] | None:
-    """(scale, shift, what follows inside) when ``module`` is an eval-mode BatchNorm with running
-    statistics, i.e. ``x * scale + shift`` per channel: ``nn.BatchNorm2d`` (nothing follows) or
-    timm's ``BatchNormAct2d`` (its dropout and activation follow); else None."""
+def _foldable_norm(module: nn.Module | None) -> list[nn.Module] | None:
+    """What follows the affine map inside ``module`` when it is an eval-mode BatchNorm with running
+    statistics (``x * scale + shift`` per channel): nothing for ``nn.BatchNorm2d``, the dropout and
+    activation of timm's ``BatchNormAct2d``; None for anything else."""
     if not isinstance(module, nn.BatchNorm2d) or module.training or module.running_var is None:
         return None
     if type(module) is nn.BatchNorm2d:
-        after: list[nn.Module] = []
-    elif type(module).__name__ == "BatchNormAct2d" and set(dict(module.named_children())) == {"drop", "act"}:
-        after = [module.drop, module.act]  # its forward: batch_norm, then drop, then act
-    else:
-        return None
+        return []
+    if type(module).__name__ == "BatchNormAct2d" and set(dict(module.named_children())) == {"drop", "act"}:
+        return [module.drop, module.act]  # its forward: batch_norm, then drop, then act
+    return None
+
+
+def _norm_affine(module: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift) of an eval BatchNorm (``_foldable_norm``), from its current buffers and parameters."""
     scale = torch.rsqrt(module.running_var + module.eps)
     if module.weight is not None:
         scale = scale * module.weight
     shift = -module.running_mean * scale
     if module.bias is not None:
         shift = shift + module.bias
-    return scale, shift, after
+    return scale, shift
 
 
 class SuffixPath:
@@ -338,24 +343,25 @@ class SuffixPath:
         self.first = chain.steps[0] if chain.steps and _rank_one_first(chain.steps[0]) else None
         # an eval BatchNorm right after the rank-one step is affine per channel: folded into the update
         # (its scale multiplies W's rows), so the per-(unit, image) work skips one pass over the map
-        fold = _folded_norm(chain.steps[1]) if self.first is not None and len(chain.steps) > 1 else None
-        self.scale, self.shift = (fold[0], fold[1]) if fold is not None else (None, None)
-        self.rest = Chain(fold[2] + chain.steps[2:]) if fold is not None else Chain(chain.steps[1:])
+        after = _foldable_norm(chain.steps[1]) if self.first is not None and len(chain.steps) > 1 else None
+        self.norm = chain.steps[1] if after is not None else None
+        self.rest = Chain(after + chain.steps[2:]) if after is not None else Chain(chain.steps[1:])
 
     def prepare(self, x: torch.Tensor) -> State:
         logits, cached, copies = _capture(self.model, self.target, x, self.budget, self.chain.steps)
         # a Linear after a 4-d map sees flattened positions, not units: no rank-one shortcut then
         usable = self.first is not None and not (isinstance(self.first, nn.Linear) and cached.ndim == 4)
         first = self.first(cached) if usable else None
-        if first is not None and self.scale is not None and first.ndim == 4:
-            first = first * self.scale[:, None, None] + self.shift[:, None, None]
+        if first is not None and self.norm is not None and first.ndim == 4:
+            scale, shift = _norm_affine(self.norm)
+            first = first * scale[:, None, None] + shift[:, None, None]
         return State(x, logits, cached, first, copies)
 
     def _update_weight(self, state: State) -> tuple[torch.Tensor, Chain]:
         """(W as [out, in], times the folded BatchNorm's scale when ``state.first`` is past it; the steps after)."""
         weight = self.first.weight.reshape(self.first.weight.shape[0], -1)
-        if self.scale is not None and state.first.ndim == 4:
-            return weight * self.scale[:, None], self.rest
+        if self.norm is not None and state.first.ndim == 4:
+            return weight * _norm_affine(self.norm)[0][:, None], self.rest
         return weight, Chain(self.chain.steps[1:])
 
     def _single_units(self, state: State, units: torch.Tensor) -> torch.Tensor:

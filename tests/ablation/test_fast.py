@@ -230,11 +230,11 @@ def test_rank_one_update_folds_the_batchnorm_and_is_chunked_exactly(monkeypatch,
     _compare(loaded, "1", "activation", "suffix")
     [info] = resolve_layers(loaded, ["1"])
     path = choose_path(loaded.model, info, "activation", "suffix", torch.randn(1, 3, 8, 8))
-    assert path.scale is not None and len(path.rest.steps) == len(path.chain.steps) - 2
+    assert path.norm is loaded.model[3] and len(path.rest.steps) == len(path.chain.steps) - 2
 
 
 def test_lite0_blocks6_folds_timm_batchnorm_act(lite0):
     """blocks.6 -> conv_head -> bn2 (timm BatchNormAct2d): bn2's affine is folded, its activation kept."""
     [info] = resolve_layers(lite0, ["blocks.6"])
     path = choose_path(lite0.model, info, "activation", "suffix", torch.randn(1, 3, 96, 96))
-    assert path.scale is not None and path.rest.steps[:2] == [lite0.model.bn2.drop, lite0.model.bn2.act]
+    assert path.norm is lite0.model.bn2 and path.rest.steps[:2] == [lite0.model.bn2.drop, lite0.model.bn2.act]
