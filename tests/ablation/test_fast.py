@@ -238,3 +238,20 @@ def test_lite0_blocks6_folds_timm_batchnorm_act(lite0):
     [info] = resolve_layers(lite0, ["blocks.6"])
     path = choose_path(lite0.model, info, "activation", "suffix", torch.randn(1, 3, 96, 96))
     assert path.norm is lite0.model.bn2 and path.rest.steps[:2] == [lite0.model.bn2.drop, lite0.model.bn2.act]
+
+
+def test_ablation_flops_against_a_hand_count():
+    """conv 3x3 (3->6), 1x1 conv (6->12), linear (12->5) on 8x8: counted by hand, 2 flops per MAC."""
+    from neuroscribe.ablation.fast import ablation_flops, forwards_per_ablation
+
+    loaded = _conv_bn_head()
+    [info] = resolve_layers(loaded, ["1"])
+    probe = torch.randn(1, 3, 8, 8)
+    forward_macs = 3 * 6 * 9 * 64 + 6 * 12 * 64 + 12 * 5
+    suffix = choose_path(loaded.model, info, "activation", "suffix", probe)
+    # prepare: the network, then the cached 1x1 conv once more; one ablation: the rank-one update is
+    # elementwise, so only the linear head counts
+    assert ablation_flops(suffix, probe, info.units) == (2 * (forward_macs + 6 * 12 * 64), 2 * 12 * 5)
+    hook = choose_path(loaded.model, info, "activation", "hook", probe)
+    assert ablation_flops(hook, probe, info.units) == (2 * forward_macs, 2 * forward_macs)
+    assert forwards_per_ablation(hook, probe, info.units) == 1.0
