@@ -22,7 +22,9 @@ Every path computes the same thing: the model's logits with the target module's 
   ``torch.flatten(x, 1)`` in torchvision forwards).  The target's output is cached once per image
   batch, and only the chain after it runs, on G masked copies stacked along the batch axis.  When
   the chain starts with a 1x1 convolution or a linear layer, its output is cached too, and a
-  single unit's ablation subtracts a rank-one term instead of rerunning it.
+  single unit's ablation subtracts a rank-one term instead of rerunning it; an eval BatchNorm
+  right after it is folded into that term, the steps up to the pooling run on chunks of
+  ``CHUNK_ELEMENTS`` (in cache) and the head once on every (unit, image) pair of the pass.
 - ``hook``: any model.  The whole network runs on G copies of the batch stacked along the batch
   axis; a hook zeroes unit set g in copy g.  No compute is saved per unit.
 - ``naive``: the reference, one ablated forward per unit set with ``modes.ablate`` (in ``weights``
@@ -69,6 +71,9 @@ _ELEMENTWISE = (
 # output, a temporary); benchmarks/ablate.py checks the resulting process memory.
 ACTIVATION_FACTOR = 4
 MEMORY_BUDGET = 1 << 30  # bytes of activations per stacked forward (suffix and hook paths)
+# Elements of the rank-one path's working buffer: 4 MiB of float32 stays in a core's L2 cache, where
+# the per-position steps after the update (BatchNorm, activation, pooling) run several times faster.
+CHUNK_ELEMENTS = 1 << 20
 
 
 @dataclass
@@ -78,7 +83,7 @@ class State:
     x: torch.Tensor
     logits: torch.Tensor
     cached: torch.Tensor | None = None
-    first: torch.Tensor | None = None  # the suffix chain's first (linear) step applied to ``cached``
+    first: torch.Tensor | None = None  # the suffix chain's first (linear) step applied to ``cached`` (and a folded BatchNorm)
     copies: int = 1  # stacked copies of the batch per forward within the memory budget
 
 
@@ -222,6 +227,16 @@ class Chain:
         return h
 
 
+def _until_small(chain: Chain, h: torch.Tensor, split: int | None) -> tuple[torch.Tensor, int]:
+    """Run ``chain`` on a chunk up to step ``split``, or (on the first chunk, ``split`` None) up to the
+    first step whose output is an eighth of a sample's input or less, e.g. the pooling; (output, split)."""
+    size, step = h[0].numel(), 0
+    while step < len(chain.steps) and (step < split if split is not None else h[0].numel() * 8 > size):
+        h = chain.steps[step](_flattened(h, chain.steps[step]))
+        step += 1
+    return h, step
+
+
 def _is_chain(module: nn.Module) -> bool:
     return isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
 
@@ -296,29 +311,89 @@ def _rank_one_first(module: nn.Module | None) -> bool:
     )
 
 
+def _foldable_norm(module: nn.Module | None) -> list[nn.Module] | None:
+    """What follows the affine map inside ``module`` when it is an eval-mode BatchNorm with running
+    statistics (``x * scale + shift`` per channel): nothing for ``nn.BatchNorm2d``, the dropout and
+    activation of timm's ``BatchNormAct2d``; None for anything else."""
+    if not isinstance(module, nn.BatchNorm2d) or module.training or module.running_var is None:
+        return None
+    if type(module) is nn.BatchNorm2d:
+        return []
+    if type(module).__name__ == "BatchNormAct2d" and set(dict(module.named_children())) == {"drop", "act"}:
+        return [module.drop, module.act]  # its forward: batch_norm, then drop, then act
+    return None
+
+
+def _norm_affine(module: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift) of an eval BatchNorm (``_foldable_norm``), from its current buffers and parameters."""
+    scale = torch.rsqrt(module.running_var + module.eps)
+    if module.weight is not None:
+        scale = scale * module.weight
+    shift = -module.running_mean * scale
+    if module.bias is not None:
+        shift = shift + module.bias
+    return scale, shift
+
+
 class SuffixPath:
     name = "suffix"
 
     def __init__(self, model: nn.Module, target: str, chain: Chain, budget: int = MEMORY_BUDGET):
         self.model, self.target, self.chain, self.budget = model, target, chain, budget
         self.first = chain.steps[0] if chain.steps and _rank_one_first(chain.steps[0]) else None
+        # an eval BatchNorm right after the rank-one step is affine per channel: folded into the update
+        # (its scale multiplies W's rows), so the per-(unit, image) work skips one pass over the map
+        after = _foldable_norm(chain.steps[1]) if self.first is not None and len(chain.steps) > 1 else None
+        self.norm = chain.steps[1] if after is not None else None
+        self.rest = Chain(after + chain.steps[2:]) if after is not None else Chain(chain.steps[1:])
 
     def prepare(self, x: torch.Tensor) -> State:
         logits, cached, copies = _capture(self.model, self.target, x, self.budget, self.chain.steps)
         # a Linear after a 4-d map sees flattened positions, not units: no rank-one shortcut then
         usable = self.first is not None and not (isinstance(self.first, nn.Linear) and cached.ndim == 4)
         first = self.first(cached) if usable else None
+        if first is not None and self.norm is not None and first.ndim == 4:
+            scale, shift = _norm_affine(self.norm)
+            first = first * scale[:, None, None] + shift[:, None, None]
         return State(x, logits, cached, first, copies)
 
-    def _single_units(self, state: State, masks: torch.Tensor) -> torch.Tensor:
-        """The first step's output with one input unit per copy removed: ``first - W[:, u] x_u``, stacked."""
-        cached, weight = state.cached, self.first.weight
-        unit = masks.to(torch.int8).argmax(dim=1)
-        if cached.ndim == 4:  # 1x1 conv: [G, B, out, H, W]
-            delta = weight[:, unit, 0, 0].T[:, None, :, None, None] * cached[:, unit].transpose(0, 1)[:, :, None]
-        else:
-            delta = weight[:, unit].T[:, None, :] * cached[:, unit].T[:, :, None]
-        return (state.first.unsqueeze(0) - delta).flatten(0, 1)
+    def _update_weight(self, state: State) -> tuple[torch.Tensor, Chain]:
+        """(W as [out, in], times the folded BatchNorm's scale when ``state.first`` is past it; the steps after)."""
+        weight = self.first.weight.reshape(self.first.weight.shape[0], -1)
+        if self.norm is not None and state.first.ndim == 4:
+            return weight * _norm_affine(self.norm)[0][:, None], self.rest
+        return weight, Chain(self.chain.steps[1:])
+
+    def _single_units(self, state: State, units: torch.Tensor) -> torch.Tensor:
+        """The logits with one input unit per copy removed, [G, B, classes]: the first step's output
+        becomes ``first - W[:, u] x_u``, written into a reused buffer of at most ``CHUNK_ELEMENTS``
+        (so that the per-position steps after it run in cache), and the steps after the pooling run
+        once on all copies."""
+        cached, first = state.cached, state.first
+        weight, rest = self._update_weight(state)  # [out, in] (1x1 conv or Linear)
+        batch = cached.shape[0]
+        if cached.ndim == 2:  # Linear: the whole [G, B, out] update is small
+            h = first.unsqueeze(0) - weight[:, units].T[:, None, :] * cached[:, units].T[:, :, None]
+            return rest(h.flatten(0, 1)).reshape(len(units), batch, -1)
+        per_image = first[0].numel()
+        rows = max(1, min(batch, CHUNK_ELEMENTS // per_image))  # images per chunk
+        per_chunk = max(1, CHUNK_ELEMENTS // (per_image * batch)) if rows == batch else 1  # units per chunk
+        buffer = first.new_empty(per_chunk * rows * per_image)
+        pooled, split = [], None
+        for g in range(0, len(units), per_chunk):
+            group = units[g : g + per_chunk]
+            for b in range(0, batch, rows):
+                x = cached[b : b + rows, group].transpose(0, 1).unsqueeze(2)  # [g, rows, 1, H, W]
+                w = weight[:, group].T[:, None, :, None, None]  # [g, 1, out, 1, 1]
+                out = buffer[: len(group) * x.shape[1] * per_image].view(len(group), x.shape[1], *first.shape[1:])
+                torch.addcmul(first[b : b + rows].unsqueeze(0), w, x, value=-1, out=out)
+                h, split = _until_small(rest, out.flatten(0, 1), split)
+                if h.untyped_storage().data_ptr() == buffer.untyped_storage().data_ptr():
+                    h = h.clone()  # nothing shrank it: the next chunk reuses the buffer
+                pooled.append(h.reshape(len(group), x.shape[1], *h.shape[1:]))
+        # chunks are (unit group, image rows) in order: reassemble [G, B, ...]
+        h = torch.cat([torch.cat(pooled[i : i + -(-batch // rows)], dim=1) for i in range(0, len(pooled), -(-batch // rows))])
+        return rest(h.flatten(0, 1), start=split).reshape(len(units), batch, -1)
 
     def _run(self, state: State, masks: torch.Tensor) -> torch.Tensor:
         copies, batch = masks.shape[0], state.x.shape[0]
@@ -326,7 +401,7 @@ class SuffixPath:
         if state.first is None or not bool(single.any()):
             masked = zero_units(_repeat(state.cached, copies), _stacked(masks, batch))
             return self.chain(masked).reshape(copies, batch, -1)
-        out = self.chain(self._single_units(state, masks[single]), start=1).reshape(int(single.sum()), batch, -1)
+        out = self._single_units(state, masks[single].to(torch.int8).argmax(dim=1))
         if bool(single.all()):
             return out
         together = masks[~single]
@@ -400,6 +475,29 @@ class ClosedPath:
         else:
             delta = torch.einsum("bc,gc,kc->gbk", change, masks.to(change.dtype), weight)
         return logits.unsqueeze(0) - delta
+
+
+def ablation_flops(path, probe: torch.Tensor, n_units: int) -> tuple[int, int]:
+    """(flops of ``path.prepare`` on ``probe``, flops of one single-unit ablation on it): the
+    convolution and matrix-product operations counted by ``FlopCounterMode`` (elementwise ones are
+    not counted).  The ablation is a whole forward on the hook path, the layers after the target on
+    the suffix path, nothing on the closed path."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    mask = torch.zeros(1, n_units, dtype=torch.bool, device=probe.device)
+    mask[0, 0] = True
+    with torch.no_grad():
+        with FlopCounterMode(display=False) as forward:
+            state = path.prepare(probe)
+        with FlopCounterMode(display=False) as ablation:
+            path.ablated_logits(state, mask)
+    return forward.get_total_flops(), ablation.get_total_flops()
+
+
+def forwards_per_ablation(path, probe: torch.Tensor, n_units: int) -> float:
+    """The work of one single-unit ablation on ``path`` in forwards of the whole network (``ablation_flops``)."""
+    forward, ablation = ablation_flops(path, probe, n_units)
+    return ablation / max(1, forward)
 
 
 def _probe_masks(n_units: int, device: torch.device) -> torch.Tensor:

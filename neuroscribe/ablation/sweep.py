@@ -50,7 +50,7 @@ from neuroscribe.ablation.evaluate import (
     drop_table,
     units_label,
 )
-from neuroscribe.ablation.fast import FastPath, choose_path
+from neuroscribe.ablation.fast import FastPath, choose_path, forwards_per_ablation
 from neuroscribe.ablation.modes import AblationMode, target_module, validate_units
 from neuroscribe.ablation.report import (
     CHART_UNITS,
@@ -85,6 +85,11 @@ CODE_MODULES = (
     "neuroscribe.ablation.dataset",
 )
 PROBE_SEED = 0
+# Default size of a part in work: a part evaluates its ablations over the whole dataset, after one
+# forward per image that every part repeats.  256 forwards' work per image is 256 ablations on the hook
+# path, and more on the suffix path, whose ablations cost a fraction of a forward (blocks.6 of
+# EfficientNet-Lite0: 1/300), so that the repeated forward stays a small share of each part.
+FORWARDS_PER_PART = 256
 
 
 def parse_units(value: Any) -> tuple[int, ...] | None:
@@ -110,8 +115,10 @@ class AblateConfig(FrozenModel):
     mode: AblationMode = "activation"
     fast: FastPath = Field(default="auto", description="evaluation path; auto picks the fastest exact one")
     units_per_pass: int = Field(default=32, ge=1, description="ablations stacked along the batch axis per pass")
-    units_per_task: int = Field(
-        default=256, ge=1, description="ablations per part (the unit of work and resume); the closed path uses one part")
+    units_per_task: int | None = Field(
+        default=None, ge=1,
+        description=f"ablations per part (the unit of work and resume); None: about {FORWARDS_PER_PART} forwards' work "
+                    "per image (256 ablations on the hook path, more on the suffix path); the closed path uses one part")
     top: int = Field(default=5, ge=1, description="most affected classes kept per unit in summaries and the chart")
     chart_units: tuple[int, ...] | None = Field(
         default=None, description=f"units charted; None: the {CHART_UNITS} with the largest drops")
@@ -173,7 +180,9 @@ def plan_sweep(cfg: AblateConfig) -> SweepPlan:
     ablations = (units,) if cfg.together else tuple((u,) for u in units)
     frame, counts = labelled_index(cfg.dataset, loaded.class_names)
     with loaded.lock:
-        path = choose_path(loaded.model, info, cfg.mode, cfg.fast, _probe(loaded, device))
+        probe = _probe(loaded, device)
+        path = choose_path(loaded.model, info, cfg.mode, cfg.fast, probe)
+        cost = forwards_per_ablation(path, probe, info.units) if path.name != "closed" and not cfg.units_per_task else 0.0
     run_key = content_key(
         {
             "model": cfg.model,
@@ -184,7 +193,10 @@ def plan_sweep(cfg: AblateConfig) -> SweepPlan:
         }
     )
     # a part passes over the whole dataset once; on the closed path that pass is all the work, so one part
-    per_task = len(ablations) if path.name == "closed" else cfg.units_per_task
+    if path.name == "closed":
+        per_task = len(ablations)
+    else:
+        per_task = cfg.units_per_task or max(1, min(len(ablations), int(FORWARDS_PER_PART / max(cost, 1e-9))))
     parts = tuple((s, min(s + per_task, len(ablations))) for s in range(0, len(ablations), per_task))
     return SweepPlan(
         run_key=run_key,

@@ -120,7 +120,7 @@ def ablate(
     together: bool = typer.Option(False, help="ablate the --units as one set instead of one at a time"),
     fast: str | None = typer.Option(None, help="evaluation path: auto (default), closed, suffix, hook or naive"),
     units_per_pass: int | None = typer.Option(None, help="ablations stacked along the batch axis per pass (default 32)"),
-    units_per_task: int | None = typer.Option(None, help="ablations per task, the unit of resume (default 256)"),
+    units_per_task: int | None = typer.Option(None, help="ablations per task, the unit of resume (default: about 256 forwards' work per image)"),
     top: int | None = typer.Option(None, help="most affected classes listed per unit (default 5)"),
     chart_units: str | None = typer.Option(None, help="units to chart, e.g. 12,559 (default: the 6 largest drops)"),
     class_name: str | None = typer.Option(None, "--class", help="then list the units this class depends on, e.g. guacamole"),

@@ -201,3 +201,57 @@ def test_a_forward_that_is_not_its_module_chain_falls_back_to_hooks():
     [info] = resolve_layers(loaded, ["conv"])
     with pytest.raises(NeuroscribeError, match="--fast closed does not apply to layer conv.*probe"):
         choose_path(loaded.model, info, "activation", "closed", torch.randn(2, 3, 16, 16))
+
+
+def _conv_bn_head() -> LoadedModel:
+    """conv -> relu -> 1x1 conv -> BatchNorm (running statistics) -> ReLU6 -> pool -> linear, as a Sequential."""
+    torch.manual_seed(4)
+    bn = nn.BatchNorm2d(12)
+    with torch.no_grad():
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.normal_()
+        bn.bias.normal_()
+    model = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 12, 1), bn, nn.ReLU6(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(12, 5))
+    return _wrap(model, 8)
+
+
+# an image's 1x1-conv output is 12 x 8 x 8 = 768 values and _compare's batch 6 images: every unit at once,
+# 2 units per chunk, 2 images per chunk, a chunk smaller than one image (one image at a time)
+@pytest.mark.parametrize("chunk", [1 << 20, 768 * 6 * 2, 768 * 2, 768 // 2])
+def test_rank_one_update_folds_the_batchnorm_and_is_chunked_exactly(monkeypatch, chunk):
+    """The BatchNorm after the 1x1 conv is folded into the rank-one term, whatever the chunking, and
+    the logits are the naive path's (``_compare``)."""
+    from neuroscribe.ablation import fast
+
+    monkeypatch.setattr(fast, "CHUNK_ELEMENTS", chunk)
+    loaded = _conv_bn_head()
+    _compare(loaded, "1", "activation", "suffix")
+    [info] = resolve_layers(loaded, ["1"])
+    path = choose_path(loaded.model, info, "activation", "suffix", torch.randn(1, 3, 8, 8))
+    assert path.norm is loaded.model[3] and len(path.rest.steps) == len(path.chain.steps) - 2
+
+
+def test_lite0_blocks6_folds_timm_batchnorm_act(lite0):
+    """blocks.6 -> conv_head -> bn2 (timm BatchNormAct2d): bn2's affine is folded, its activation kept."""
+    [info] = resolve_layers(lite0, ["blocks.6"])
+    path = choose_path(lite0.model, info, "activation", "suffix", torch.randn(1, 3, 96, 96))
+    assert path.norm is lite0.model.bn2 and path.rest.steps[:2] == [lite0.model.bn2.drop, lite0.model.bn2.act]
+
+
+def test_ablation_flops_against_a_hand_count():
+    """conv 3x3 (3->6), 1x1 conv (6->12), linear (12->5) on 8x8: counted by hand, 2 flops per MAC."""
+    from neuroscribe.ablation.fast import ablation_flops, forwards_per_ablation
+
+    loaded = _conv_bn_head()
+    [info] = resolve_layers(loaded, ["1"])
+    probe = torch.randn(1, 3, 8, 8)
+    forward_macs = 3 * 6 * 9 * 64 + 6 * 12 * 64 + 12 * 5
+    suffix = choose_path(loaded.model, info, "activation", "suffix", probe)
+    # prepare: the network, then the cached 1x1 conv once more; one ablation: the rank-one update is
+    # elementwise, so only the linear head counts
+    assert ablation_flops(suffix, probe, info.units) == (2 * (forward_macs + 6 * 12 * 64), 2 * 12 * 5)
+    hook = choose_path(loaded.model, info, "activation", "hook", probe)
+    assert ablation_flops(hook, probe, info.units) == (2 * forward_macs, 2 * forward_macs)
+    assert forwards_per_ablation(hook, probe, info.units) == 1.0

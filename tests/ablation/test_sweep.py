@@ -177,3 +177,13 @@ def test_parts_running_in_threads_of_one_worker_do_not_mix(folder, tmp_path):
         assert threaded["run_key"] == sequential["run_key"]
         pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / f"threads-{mode}" / "ablation" / "conv.parquet"),
                                       pd.read_parquet(tmp_path / f"seq-{mode}" / "ablation" / "conv.parquet"))
+
+
+def test_parts_are_sized_by_work(folder, tmp_path, monkeypatch):
+    """Without ``units_per_task`` a part holds FORWARDS_PER_PART forwards' work: that many ablations on the
+    hook path (each a whole forward), all six units in one part on the suffix path (each only the head)."""
+    monkeypatch.setattr(sweep, "FORWARDS_PER_PART", 2)
+    hook = plan_sweep(_cfg(folder, tmp_path, units_per_task=None, fast="hook"))
+    assert hook.parts == ((0, 2), (2, 4), (4, 6))
+    assert plan_sweep(_cfg(folder, tmp_path, units_per_task=None, fast="suffix")).parts == ((0, 6),)
+    assert plan_sweep(_cfg(folder, tmp_path, units_per_task=4, fast="hook")).parts == ((0, 4), (4, 6))  # as asked
