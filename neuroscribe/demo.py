@@ -62,7 +62,6 @@ def demo_config(
         dataset=DatasetSpec(uri=uri, shard_size=64, limit=limit, **({"max_image_pixels": max_image_pixels} if max_image_pixels else {})),
         store=str(Path(out) / "store"),
         k=k,
-        vocabulary_sources=("builtin:imagenet+superclasses+colors+textures+materials",),
         backend=BackendSpec(kind="conse", classifier=ModelSpec(name="efficientnet_lite0"), device="cpu"),
         patches=PatchConfig(crop_size=112),
         units_per_task=1024,  # one task per demo layer (crops are embedded once per run whatever the blocks): least task overhead on 2 cores
