@@ -47,8 +47,9 @@ from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.patches import extract as patch_extract
 from neuroscribe.patches.extract import PatchConfig, extract_patches, prepare_patches
 from neuroscribe.patches.load import load_layer_patches, patches_group
-from neuroscribe.scoring.backend import BackendSpec, make_backend
+from neuroscribe.scoring.backend import BackendSpec
 from neuroscribe.scoring.concepts import concept_embeddings
+from neuroscribe.scoring.factory import make_backend
 from neuroscribe.scoring.rules import INACTIVE, UNCERTAIN_BELOW, RuleSpec, explain_units
 from neuroscribe.vocabulary.config import FilterSpec, LLMSpec, VocabularyConfig
 

@@ -48,7 +48,7 @@ def _text_spaces(
     backend_spec: BackendSpec, sentence_models: tuple[str, ...], text_backends: tuple[BackendSpec, ...]
 ) -> tuple[tuple[TextSpace, ...], tuple[str, ...]]:
     # one set per process and backend: the steps of an evaluation embed the same truths and concepts
-    from neuroscribe.scoring.backend import make_backend
+    from neuroscribe.scoring.factory import make_backend
     from neuroscribe.vocabulary.embedder import embed_sentences
 
     backend = cached_backend(backend_spec)

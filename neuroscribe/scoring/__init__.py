@@ -5,13 +5,14 @@
     patches = [backend.embed_images(crops) for crops in unit_crops]                 # one [P_u, d] per unit
     results = explain_units("percentile", patches, concepts, vocab.concepts)        # list[UnitScore]
 
-One algorithm per module: ``backend`` (interface, spec, factory), ``open_clip_backend``, ``conse``,
+One algorithm per module: ``backend`` (interface, spec), ``factory`` (``make_backend``), ``open_clip_backend``, ``conse``,
 ``concepts`` (cached concept embeddings), ``colour`` (colour names of a region), ``percentile``
 (the default rule), ``seed`` and ``softwpmi`` (rules), ``rules`` (registry and ``explain_units``).
 """
 
-from neuroscribe.scoring.backend import BackendSpec, ImageTextBackend, make_backend
+from neuroscribe.scoring.backend import BackendSpec, ImageTextBackend
 from neuroscribe.scoring.concepts import concept_cache_key, concept_embeddings
+from neuroscribe.scoring.factory import make_backend
 from neuroscribe.scoring.percentile import percentile_scores
 from neuroscribe.scoring.rules import (
     INACTIVE,

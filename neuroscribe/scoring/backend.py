@@ -104,17 +104,6 @@ class BackendSpec(FrozenModel):
         return self.templates or DEFAULT_TEMPLATES[self.kind]
 
 
-def make_backend(spec: BackendSpec) -> ImageTextBackend:
-    """Build the backend a spec names (loads weights; call once per process and reuse)."""
-    if spec.kind == "open_clip":
-        from neuroscribe.scoring.open_clip_backend import OpenClipBackend
-
-        return OpenClipBackend(spec)
-    from neuroscribe.scoring.conse import ConseBackend
-
-    return ConseBackend(spec)
-
-
 def precision(device: torch.device) -> str:
     """The arithmetic a device computes embeddings in; part of fingerprints since it changes the values."""
     return "bf16-autocast" if device.type == "cuda" else "fp32"

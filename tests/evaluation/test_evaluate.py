@@ -174,7 +174,7 @@ def test_evaluate_flow_on_local_dask_cluster(tiny_run, tmp_path):
 
 
 def test_extra_clip_text_space_matches_its_text_encoder(tiny_run):
-    from neuroscribe.scoring.backend import make_backend
+    from neuroscribe.scoring.factory import make_backend
     from neuroscribe.testing.tiny_clip import register_tiny_clip
 
     clip = register_tiny_clip(device="cpu")
