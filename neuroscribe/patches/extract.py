@@ -207,13 +207,14 @@ def _write_whole_image_crops(store, sub, topk, attrs, cfg, storage_options, imag
     index = st.read_parquet(store, "index.parquet", storage_options)
     paths = dict(zip(index["id"].to_numpy().tolist(), index["path"]))
     n, s = len(index), cfg.crop_size
-    for name, (shape, dtype, fill) in {
+    specs = {
         "image_crops": ((n, s, s, 3), "uint8", 0),
         "image_masks": ((n, s, s), "bool", False),
         "image_boxes": ((n, 4), "float32", np.nan),
         "image_windows": ((n, 4), "float32", np.nan),
         "image_kept": ((n,), "bool", False),
-    }.items():
+    }
+    for name, (shape, dtype, fill) in specs.items():
         sub.create_array(
             name, shape=shape, chunks=(1, *shape[1:]), shards=(min(BLOCK_UNITS, n), *shape[1:]),
             dtype=dtype, fill_value=fill, overwrite=True,
@@ -228,8 +229,7 @@ def _write_whole_image_crops(store, sub, topk, attrs, cfg, storage_options, imag
             if not wanted.size:
                 continue
             stop = min(start + BLOCK_UNITS, n)
-            rows = {name: sub[name].fill_value for name in ("image_crops", "image_masks", "image_boxes", "image_windows", "image_kept")}
-            out = {name: np.full((stop - start, *sub[name].shape[1:]), fill, dtype=sub[name].dtype) for name, fill in rows.items()}
+            out = {name: np.full((stop - start, *shape[1:]), fill, dtype=dtype) for name, (shape, dtype, fill) in specs.items()}
             for image_id, patch in zip(wanted, pool.map(lambda i: images.whole_image_patch(int(i), cfg, prep), wanted)):
                 if patch is not None:
                     j = int(image_id) - start
