@@ -43,7 +43,10 @@ from neuroscribe.config import (
 )
 from neuroscribe.data import ImageSkipped, load_image
 from neuroscribe.errors import NeuroscribeError
+from neuroscribe.extraction import extract
 from neuroscribe.fingerprint import code_version, content_key
+from neuroscribe.gallery import render_gallery
+from neuroscribe.lease import store_lease
 from neuroscribe.patches import extract as patch_extract
 from neuroscribe.patches.extract import PatchConfig, extract_patches, prepare_patches
 from neuroscribe.patches.load import load_layer_patches, patches_group
@@ -51,6 +54,8 @@ from neuroscribe.scoring.backend import BackendSpec
 from neuroscribe.scoring.concepts import concept_embeddings
 from neuroscribe.scoring.factory import make_backend
 from neuroscribe.scoring.rules import INACTIVE, UNCERTAIN_BELOW, RuleSpec, explain_units
+from neuroscribe.stages import Executor, InProcess, Stage
+from neuroscribe.vocabulary.build import build_vocabulary
 from neuroscribe.vocabulary.config import FilterSpec, LLMSpec, VocabularyConfig
 
 CODE_MODULES = (
@@ -411,22 +416,55 @@ def n_units(cfg: ExplainConfig, layer: str) -> int:
     return int(st.run_attrs(cfg.store, cfg.store_options)["layers"][layer]["units"])
 
 
-def run_explain(cfg: ExplainConfig) -> dict[str, pd.DataFrame]:
-    """The whole method in this process (the ``explain`` flow fans the same calls out on Dask)."""
-    from neuroscribe.extraction import run_extraction
-    from neuroscribe.gallery import render_gallery
-    from neuroscribe.lease import store_lease
-    from neuroscribe.vocabulary import build_vocabulary
+def _layer_blocks(cfg: ExplainConfig) -> list[tuple[str, list[int]]]:
+    return [(layer, block) for layer in cfg.layers for block in unit_blocks(n_units(cfg, layer), cfg.units_per_task)]
 
+
+def _cut_block(cfg: ExplainConfig, item: tuple[str, list[int]]) -> dict:
+    return cut_patches(cfg, *item)
+
+
+def _embed_block(cfg: ExplainConfig, item: tuple[str, list[int]]) -> dict:
+    return embed_unit_block(cfg, *item)
+
+
+def _layers_with_vocabulary(cfg: ExplainConfig, vocabulary_uri: str) -> list[tuple[str, str]]:
+    return [(layer, vocabulary_uri) for layer in cfg.layers]
+
+
+def _score(cfg: ExplainConfig, item: tuple[str, str]) -> dict:
+    layer, vocabulary_uri = item
+    frame = score_layer(cfg, layer, vocabulary_uri)
+    return layer_summary(frame) | {"table": st.full_uri(cfg.store, f"explanations/{layer}.parquet")}
+
+
+def _gallery(cfg: ExplainConfig, layer: str) -> str:
+    frame = st.read_parquet(cfg.store, f"explanations/{layer}.parquet", cfg.store_options)
+    return render_gallery(cfg.store, layer, frame, cfg.store_options, cfg.gallery_patches)
+
+
+PREPARE_PATCHES = Stage("prepare-patches", prepare_layer_patches)
+PATCHES = Stage("cut-patches", _cut_block, plan=_layer_blocks, unit="block", retries=2)
+EMBEDDINGS = Stage("embed-units", _embed_block, plan=_layer_blocks, unit="block", gpu=True, retries=2)
+SCORES = Stage("score-layer", _score, plan=_layers_with_vocabulary, retries=1)
+GALLERIES = Stage("render-gallery", _gallery)
+
+
+def explain(cfg: ExplainConfig, execute: Executor = InProcess()) -> dict:
+    """The whole method, stage by stage; each stage skips work whose content-keyed output is stored."""
+    extraction = extract(cfg.extract_config(), execute)
+    save_config(cfg)  # after extraction: --overwrite may have cleared the store
+    vocabulary_uri = cfg.vocabulary_uri or build_vocabulary(cfg.vocabulary_config(), execute).uri
+    execute(PREPARE_PATCHES, cfg)  # once per layer, before its blocks are cut
+    execute(PATCHES, cfg)
+    execute(EMBEDDINGS, cfg)
+    summaries = execute(SCORES, cfg, vocabulary_uri)
+    galleries = dict(zip(cfg.layers, execute(GALLERIES, cfg)))
+    return {"store": cfg.store, "vocabulary": vocabulary_uri, "layers": summaries, "galleries": galleries, "extraction": extraction.model_dump()}
+
+
+def run_explain(cfg: ExplainConfig) -> dict[str, pd.DataFrame]:
+    """``explain`` in this process under the store's writer lease; each layer's table."""
     with store_lease(cfg.store, cfg.store_options, wait_s=cfg.runner.wait_for_store_s, ttl_s=cfg.runner.store_lease_ttl_s):
-        run_extraction(cfg.extract_config())
-        save_config(cfg)  # after extraction: --overwrite may have cleared the store
-        vocabulary_uri = cfg.vocabulary_uri or build_vocabulary(cfg.vocabulary_config()).uri
-        frames = {}
-        for layer in cfg.layers:
-            cut_patches(cfg, layer)
-            for block in unit_blocks(n_units(cfg, layer), cfg.units_per_task):
-                embed_unit_block(cfg, layer, block)
-            frames[layer] = score_layer(cfg, layer, vocabulary_uri)
-            render_gallery(cfg.store, layer, frames[layer], cfg.store_options, cfg.gallery_patches)
-        return frames
+        explain(cfg)
+    return {layer: st.read_parquet(cfg.store, f"explanations/{layer}.parquet", cfg.store_options) for layer in cfg.layers}

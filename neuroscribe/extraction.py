@@ -5,7 +5,8 @@
     reduce_topk(cfg, "layer4")                      # merge per-shard top-k, keep the maps
     summary = finalize_extraction(cfg)              # index statuses and summary/extract.json
 
-``run_extraction(cfg)`` does all of it in-process (the flow in ``flows/extract.py`` fans it out).
+``extract(cfg, execute)`` is the pipeline (``run_extraction(cfg)`` runs it in this process under the
+store's lease; the flow in ``flows/extract.py`` runs it as Prefect tasks on Dask).
 The store layout is documented in ``neuroscribe.store``.  A shard is done when its marker
 ``shards/<n>.json`` carries the run key, which hashes the model, layers, dataset listing and code
 version: a store made by a different extraction is never silently reused.
@@ -33,6 +34,7 @@ from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.hooks import capture_outputs
 from neuroscribe.lease import require_lease, store_lease
+from neuroscribe.stages import Executor, InProcess, Plan, Stage
 from neuroscribe.models import (
     LayerInfo,
     LoadedModel,
@@ -564,14 +566,35 @@ def finalize_extraction(cfg: ExtractConfig, wall_seconds: float | None = None) -
     return summary
 
 
-def run_extraction(cfg: ExtractConfig, on_progress: ProgressFn = None, stop_after: int | None = None) -> ExtractionSummary:
-    """The whole extraction in this process; ``stop_after`` shards simulates an interruption."""
+def _shard_batches(cfg: ExtractConfig, plan: ExtractionPlan) -> Plan:
+    size = cfg.runner.shards_per_task
+    batches = [plan.pending[i : i + size] for i in range(0, len(plan.pending), size)]
+    return Plan(batches, done=plan.n_shards - len(plan.pending))
+
+
+def _shard_counts(cfg: ExtractConfig, shard_ids: list[int]) -> list[dict]:
+    # markers carry the per-image skip reasons; the pipeline only needs counts
+    return [{k: v for k, v in r.items() if k != "skipped"} | {"n_skipped": len(r.get("skipped", []))} for r in extract_shards(cfg, shard_ids)]
+
+
+SHARDS = Stage("extract-shards", _shard_counts, plan=_shard_batches, unit="task", gpu=True, retries=2)
+def _planned_layers(cfg: ExtractConfig, plan: ExtractionPlan) -> list[str]:
+    return plan.layers
+
+
+TOPK = Stage("reduce-topk", reduce_topk, plan=_planned_layers, gpu=True, retries=2)
+
+
+def extract(cfg: ExtractConfig, execute: Executor = InProcess()) -> ExtractionSummary:
+    """The extraction pipeline: shards (any order, finished ones skipped), top-k per layer, summary."""
     began = time.perf_counter()
+    plan = prepare_extraction(cfg)
+    execute(SHARDS, cfg, plan)
+    execute(TOPK, cfg, plan)
+    return finalize_extraction(cfg, time.perf_counter() - began)
+
+
+def run_extraction(cfg: ExtractConfig, execute: Executor = InProcess()) -> ExtractionSummary:
+    """The whole extraction in this process, holding the store's writer lease."""
     with store_lease(cfg.store, cfg.store_options, wait_s=cfg.runner.wait_for_store_s, ttl_s=cfg.runner.store_lease_ttl_s):
-        plan = prepare_extraction(cfg)
-        todo = plan.pending if stop_after is None else plan.pending[:stop_after]
-        extract_shards(cfg, todo, on_progress)
-        if stop_after is None:
-            for layer in plan.layers:
-                reduce_topk(cfg, layer)
-        return finalize_extraction(cfg, time.perf_counter() - began)
+        return extract(cfg, execute)

@@ -51,6 +51,7 @@ from neuroscribe.explanation import (
     unit_blocks,
 )
 from neuroscribe.progress import ProgressFn
+from neuroscribe.stages import Executor, InProcess, Stage, one_item
 from neuroscribe.scoring.rules import INACTIVE
 
 
@@ -58,8 +59,8 @@ def layer_dir(layer: str) -> str:
     return f"evaluation/{layer}"
 
 
-def embedding_jobs(cfg: EvaluateConfig) -> list[tuple[ExplainConfig, str, list[int]]]:
-    """(config, layer, units) blocks to embed first: the run's rule always (normally cached), and the
+def embedding_jobs(cfg: EvaluateConfig) -> list[tuple[str, list[int], ExplainConfig]]:
+    """(layer, units, config) blocks to embed first: the run's rule always (normally cached), and the
     patch embeddings of the seed rule when rules are compared on a softwpmi run."""
     explain_cfg = resolve_explain_config(cfg)
     configs = [explain_cfg]
@@ -71,7 +72,7 @@ def embedding_jobs(cfg: EvaluateConfig) -> list[tuple[ExplainConfig, str, list[i
             key = embedding_key(c, layer, cached_backend(c.backend).fingerprint)
             for block in unit_blocks(n_units(c, layer), c.units_per_task):
                 if not st.exists(c.store, embeddings_path(layer, key, block), c.store_options):
-                    jobs.append((c, layer, block))
+                    jobs.append((layer, block, c))
     return jobs
 
 
@@ -173,30 +174,32 @@ def compare_step(cfg: EvaluateConfig, layer: str, on_progress: ProgressFn = None
     return {"layer": layer, "variants": len(frame)}
 
 
-def run_evaluation(cfg: EvaluateConfig, on_progress: ProgressFn = None) -> dict:
-    """The whole evaluation in this process; ``on_progress(n)`` counts finished steps."""
-    explain_cfg = resolve_explain_config(cfg)
-    layers = evaluated_layers(cfg, explain_cfg)
-    done = 0
-
-    def step() -> None:
-        nonlocal done
-        done += 1
-        if on_progress:
-            on_progress(done)
-
-    for config, layer, block in embedding_jobs(cfg):
-        embed_unit_block(config, layer, block)
-    embed_probe(cfg)
-    step()
-    for layer in layers:
-        evaluate_layer(cfg, layer)
-        step()
-        if cfg.compare:
-            compare_step(cfg, layer)
-            step()
-    return write_report(cfg, layers)
+def _embed_job(cfg: EvaluateConfig, item: tuple[str, list[int], ExplainConfig]) -> dict:
+    layer, units, explain_cfg = item
+    return embed_unit_block(explain_cfg, layer, units)
 
 
-def total_steps(cfg: EvaluateConfig, layers: list[str]) -> int:
-    return 1 + len(layers) * (2 if cfg.compare else 1)
+def _probe(cfg: EvaluateConfig, item: None) -> dict:
+    return embed_probe(cfg)
+
+
+def _layers(cfg: EvaluateConfig) -> list[str]:
+    return evaluated_layers(cfg, resolve_explain_config(cfg))
+
+
+def _compared_layers(cfg: EvaluateConfig) -> list[str]:
+    return _layers(cfg) if cfg.compare else []
+
+
+EMBEDDINGS = Stage("embed-units", _embed_job, plan=embedding_jobs, unit="block", gpu=True, retries=2)
+PROBE = Stage("embed-probe-images", _probe, plan=one_item, gpu=True, retries=2)
+LAYERS = Stage("evaluate-layer", evaluate_layer, plan=_layers, retries=1)
+COMPARISONS = Stage("compare-layer", compare_step, plan=_compared_layers, retries=1)
+
+
+def run_evaluation(cfg: EvaluateConfig, execute: Executor = InProcess()) -> dict:
+    """The evaluation pipeline: missing embeddings, probe-image embeddings, per layer the metrics and
+    the comparison table, then evaluation.json/.md/.png."""
+    for stage in (EMBEDDINGS, PROBE, LAYERS, COMPARISONS):
+        execute(stage, cfg)
+    return write_report(cfg, _layers(cfg))
