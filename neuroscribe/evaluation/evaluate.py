@@ -50,7 +50,6 @@ from neuroscribe.explanation import (
     n_units,
     unit_blocks,
 )
-from neuroscribe.progress import ProgressFn
 from neuroscribe.stages import Executor, InProcess, Stage, one_item
 from neuroscribe.scoring.rules import INACTIVE
 
@@ -76,9 +75,9 @@ def embedding_jobs(cfg: EvaluateConfig) -> list[tuple[str, list[int], ExplainCon
     return jobs
 
 
-def embed_probe(cfg: EvaluateConfig, on_progress: ProgressFn = None) -> dict:
+def embed_probe(cfg: EvaluateConfig) -> dict:
     explain_cfg = resolve_explain_config(cfg)
-    probe = probe_images(explain_cfg, evaluated_layers(cfg, explain_cfg), cfg.random_images, cfg.seed, on_progress)
+    probe = probe_images(explain_cfg, evaluated_layers(cfg, explain_cfg), cfg.random_images, cfg.seed)
     return {"images": len(probe.ids), "random": len(probe.random)}
 
 
@@ -166,9 +165,9 @@ def confidence_summary(table: pd.DataFrame, match: np.ndarray, present: np.ndarr
     }
 
 
-def compare_step(cfg: EvaluateConfig, layer: str, on_progress: ProgressFn = None) -> dict:
+def compare_step(cfg: EvaluateConfig, layer: str) -> dict:
     """The comparison table of one layer (``cfg.compare`` axes), written to ``evaluation/<layer>/compare.parquet``."""
-    frame, labels = compare_layer(_context(cfg, layer), cfg.compare, on_progress)
+    frame, labels = compare_layer(_context(cfg, layer), cfg.compare)
     st.write_parquet(cfg.store, f"{layer_dir(layer)}/compare.parquet", frame, cfg.store_options)
     st.write_parquet(cfg.store, f"{layer_dir(layer)}/compare_units.parquet", labels, cfg.store_options)
     return {"layer": layer, "variants": len(frame)}
