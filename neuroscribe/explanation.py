@@ -312,10 +312,10 @@ def _load_embeddings(cfg: ExplainConfig, layer: str, key: str) -> list[np.ndarra
     return [rows[~np.isnan(rows).any(axis=1)] for rows in stored_vectors(cfg, layer, key)]
 
 
-def table_key(cfg: ExplainConfig, layer: str, backend_fingerprint: str, vocabulary_hash: str) -> str:
+def table_key(cfg: ExplainConfig, embeddings_key: str, vocabulary_hash: str) -> str:
     return content_key(
         {
-            "embeddings": embedding_key(cfg, layer, backend_fingerprint),
+            "embeddings": embeddings_key,
             "vocabulary": vocabulary_hash,
             "templates": cfg.backend.resolved_templates,
             "rule": cfg.rule,
@@ -342,12 +342,13 @@ def score_layer(cfg: ExplainConfig, layer: str, vocabulary_uri: str) -> pd.DataF
     if not vocabulary.concepts:
         raise NeuroscribeError(f"vocabulary {vocabulary_uri} is empty; build it with other sources (see `neuroscribe vocabulary --help`)")
     backend = cached_backend(cfg.backend)
-    key = table_key(cfg, layer, backend.fingerprint, vocabulary.content_hash)
+    embeddings_key = embedding_key(cfg, layer, backend.fingerprint)
+    key = table_key(cfg, embeddings_key, vocabulary.content_hash)
     manifest = f"explanations/{layer}.json"
     if st.exists(cfg.store, manifest, cfg.store_options) and st.read_json(cfg.store, manifest, cfg.store_options).get("key") == key:
         return st.read_parquet(cfg.store, f"explanations/{layer}.parquet", cfg.store_options)
     n_units = patches_group(cfg.store, layer, cfg.store_options)["image_id"].shape[0]
-    embeddings = _load_embeddings(cfg, layer, embedding_key(cfg, layer, backend.fingerprint))
+    embeddings = _load_embeddings(cfg, layer, embeddings_key)
     concepts = concept_embeddings(
         backend, vocabulary.concepts, cfg.backend.resolved_templates, cfg.store, vocabulary.content_hash, cfg.store_options
     )
@@ -420,11 +421,11 @@ def _layer_blocks(cfg: ExplainConfig) -> list[tuple[str, list[int]]]:
     return [(layer, block) for layer in cfg.layers for block in unit_blocks(n_units(cfg, layer), cfg.units_per_task)]
 
 
-def _cut_block(cfg: ExplainConfig, item: tuple[str, list[int]]) -> dict:
+def cut_block(cfg: ExplainConfig, item: tuple[str, list[int]]) -> dict:
     return cut_patches(cfg, *item)
 
 
-def _embed_block(cfg: ExplainConfig, item: tuple[str, list[int]]) -> dict:
+def embed_block(cfg: ExplainConfig, item: tuple[str, list[int]]) -> dict:
     return embed_unit_block(cfg, *item)
 
 
@@ -432,22 +433,22 @@ def _layers_with_vocabulary(cfg: ExplainConfig, vocabulary_uri: str) -> list[tup
     return [(layer, vocabulary_uri) for layer in cfg.layers]
 
 
-def _score(cfg: ExplainConfig, item: tuple[str, str]) -> dict:
+def score_layer_item(cfg: ExplainConfig, item: tuple[str, str]) -> dict:
     layer, vocabulary_uri = item
     frame = score_layer(cfg, layer, vocabulary_uri)
     return layer_summary(frame) | {"table": st.full_uri(cfg.store, f"explanations/{layer}.parquet")}
 
 
-def _gallery(cfg: ExplainConfig, layer: str) -> str:
+def gallery_item(cfg: ExplainConfig, layer: str) -> str:
     frame = st.read_parquet(cfg.store, f"explanations/{layer}.parquet", cfg.store_options)
     return render_gallery(cfg.store, layer, frame, cfg.store_options, cfg.gallery_patches)
 
 
 PREPARE_PATCHES = Stage("prepare-patches", prepare_layer_patches)
-PATCHES = Stage("cut-patches", _cut_block, plan=_layer_blocks, unit="block", retries=2)
-EMBEDDINGS = Stage("embed-units", _embed_block, plan=_layer_blocks, unit="block", gpu=True, retries=2)
-SCORES = Stage("score-layer", _score, plan=_layers_with_vocabulary, retries=1)
-GALLERIES = Stage("render-gallery", _gallery)
+PATCHES = Stage("cut-patches", cut_block, plan=_layer_blocks, unit="block", retries=2)
+EMBEDDINGS = Stage("embed-units", embed_block, plan=_layer_blocks, unit="block", gpu=True, retries=2)
+SCORES = Stage("score-layer", score_layer_item, plan=_layers_with_vocabulary, retries=1)
+GALLERIES = Stage("render-gallery", gallery_item)
 
 
 def explain(cfg: ExplainConfig, execute: Executor = InProcess()) -> dict:

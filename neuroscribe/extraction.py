@@ -567,12 +567,7 @@ def _shard_batches(cfg: ExtractConfig, plan: ExtractionPlan) -> Plan:
     return Plan(batches, done=plan.n_shards - len(plan.pending))
 
 
-def _shard_counts(cfg: ExtractConfig, shard_ids: list[int]) -> list[dict]:
-    # markers carry the per-image skip reasons; the pipeline only needs counts
-    return [{k: v for k, v in r.items() if k != "skipped"} | {"n_skipped": len(r.get("skipped", []))} for r in extract_shards(cfg, shard_ids)]
-
-
-SHARDS = Stage("extract-shards", _shard_counts, plan=_shard_batches, unit="task", gpu=True, retries=2)
+SHARDS = Stage("extract-shards", extract_shards, plan=_shard_batches, unit="task", gpu=True, retries=2)
 def _planned_layers(cfg: ExtractConfig, plan: ExtractionPlan) -> list[str]:
     return plan.layers
 

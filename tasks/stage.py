@@ -1,21 +1,20 @@
-"""The one Prefect task every pipeline stage runs: ``run(config, item)`` of a ``neuroscribe.stages.Stage``.
+"""A pipeline stage's ``run(config, item)`` as a Prefect task: the one task wrapper every flow uses.
 
-    future = run_item.with_options(name=stage.name).submit(stage.run, config, item)
+    task = stage_task(EMBEDDINGS)                  # named after the stage; Dask shows run's name
+    future = task.submit(config, ("layer4", [0, 1, 2]))
 
-It takes the config and one small item (shard ids, a layer, a block of units) and returns the stage
+Tasks take the config and one small item (shard ids, a layer, a block of units) and return the stage
 function's small summary; outputs go to the store.  Prefect caches nothing: stages skip work whose
 content-keyed output is already in the store, so a rerun resumes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from prefect import task
+from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 
+from neuroscribe.stages import Stage
 
-@task(name="stage-item", cache_policy=NO_CACHE)
-def run_item(run: Callable[[Any, Any], Any], config: Any, item: Any) -> Any:
-    return run(config, item)
+
+def stage_task(stage: Stage) -> Task:
+    return task(stage.run, name=stage.name, retries=stage.retries, retry_delay_seconds=2 if stage.retries else 0, cache_policy=NO_CACHE)

@@ -361,12 +361,12 @@ def _pending_parts(cfg: AblateConfig, plan: SweepPlan) -> Plan:
     return Plan([(i, plan) for i in pending], done=len(plan.parts) - len(pending))
 
 
-def _run_planned_part(cfg: AblateConfig, item: tuple[int, SweepPlan]) -> dict[str, Any]:
+def run_planned_part(cfg: AblateConfig, item: tuple[int, SweepPlan]) -> dict[str, Any]:
     i, plan = item
     return run_part(cfg, plan, i)
 
 
-PARTS = Stage("ablate-units", _run_planned_part, plan=_pending_parts, unit="part", gpu=True, retries=2)
+PARTS = Stage("ablate-units", run_planned_part, plan=_pending_parts, unit="part", gpu=True, retries=2)
 
 
 def run_ablation(cfg: AblateConfig, execute: Executor = InProcess()) -> AblationResult:

@@ -173,12 +173,12 @@ def compare_step(cfg: EvaluateConfig, layer: str) -> dict:
     return {"layer": layer, "variants": len(frame)}
 
 
-def _embed_job(cfg: EvaluateConfig, item: tuple[str, list[int], ExplainConfig]) -> dict:
+def embed_job(cfg: EvaluateConfig, item: tuple[str, list[int], ExplainConfig]) -> dict:
     layer, units, explain_cfg = item
     return embed_unit_block(explain_cfg, layer, units)
 
 
-def _probe(cfg: EvaluateConfig, item: None) -> dict:
+def embed_probe_item(cfg: EvaluateConfig, item: None) -> dict:
     return embed_probe(cfg)
 
 
@@ -190,8 +190,8 @@ def _compared_layers(cfg: EvaluateConfig) -> list[str]:
     return _layers(cfg) if cfg.compare else []
 
 
-EMBEDDINGS = Stage("embed-units", _embed_job, plan=embedding_jobs, unit="block", gpu=True, retries=2)
-PROBE = Stage("embed-probe-images", _probe, plan=one_item, gpu=True, retries=2)
+EMBEDDINGS = Stage("embed-units", embed_job, plan=embedding_jobs, unit="block", gpu=True, retries=2)
+PROBE = Stage("embed-probe-images", embed_probe_item, plan=one_item, gpu=True, retries=2)
 LAYERS = Stage("evaluate-layer", evaluate_layer, plan=_layers, retries=1)
 COMPARISONS = Stage("compare-layer", compare_step, plan=_compared_layers, retries=1)
 
@@ -199,6 +199,7 @@ COMPARISONS = Stage("compare-layer", compare_step, plan=_compared_layers, retrie
 def run_evaluation(cfg: EvaluateConfig, execute: Executor = InProcess()) -> dict:
     """The evaluation pipeline: missing embeddings, probe-image embeddings, per layer the metrics and
     the comparison table, then evaluation.json/.md/.png."""
+    cfg = cfg.model_copy(update={"explain": resolve_explain_config(cfg)})  # read once: every task gets it
     for stage in (EMBEDDINGS, PROBE, LAYERS, COMPARISONS):
         execute(stage, cfg)
     return write_report(cfg, _layers(cfg))

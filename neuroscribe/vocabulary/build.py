@@ -137,7 +137,7 @@ def _class_batches(cfg: VocabularyConfig, classes: list[str]) -> list[list[str]]
     return [classes[i : i + size] for i in range(0, len(classes), size)]
 
 
-def _answer_batch(cfg: VocabularyConfig, classes: list[str]) -> GenerationResult:
+def answer_batch(cfg: VocabularyConfig, classes: list[str]) -> GenerationResult:
     return generate_answers(list(classes), cfg.llm, run_answer_cache(cfg), check=False)
 
 
@@ -145,7 +145,7 @@ def _all_answers(cfg: VocabularyConfig, results: list[GenerationResult], classes
     return sum(results, GenerationResult())
 
 
-ANSWERS = Stage("vocabulary-llm", _answer_batch, plan=_class_batches, reduce=_all_answers, unit="batch")
+ANSWERS = Stage("vocabulary-llm", answer_batch, plan=_class_batches, reduce=_all_answers, unit="batch")
 
 
 def build_vocabulary(cfg: VocabularyConfig, execute: Executor = InProcess()) -> VocabularySummary:
