@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neuroscribe.ablation.evaluate import count_correct
+from neuroscribe.ablation.accuracy import count_correct
 from neuroscribe.ablation.fast import ablation_flops, choose_path
 from neuroscribe.config import ModelSpec
 from neuroscribe.data import load_image
@@ -94,7 +94,7 @@ def _sweep_layer(model: str, layer: str, images: int, device: str, threads: int 
     """One ``--all`` sweep in this process (run in a fresh one per layer): path, seconds, peak RSS."""
     import resource
 
-    from neuroscribe.ablation.sweep import AblateConfig, run_ablation
+    from neuroscribe.ablation.pipeline import AblateConfig, run_ablation
     from neuroscribe.config import DatasetSpec, RunnerSpec
 
     if threads:

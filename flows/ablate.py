@@ -1,4 +1,4 @@
-"""The ``ablate`` flow: the ablation pipeline (``neuroscribe.ablation.sweep.run_sweep``) as Prefect tasks on Dask.
+"""The ``ablate`` flow: the ablation pipeline (``neuroscribe.ablation.pipeline.run_sweep``) as Prefect tasks on Dask.
 
     from neuroscribe.flows._run import run_flow
     summary = run_flow(ablate_flow, cfg)      # AblateConfig
@@ -12,7 +12,7 @@ from __future__ import annotations
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from neuroscribe.ablation.sweep import AblateConfig, run_sweep
+from neuroscribe.ablation.pipeline import AblateConfig, run_sweep
 from neuroscribe.flows._executor import PrefectExecutor
 from neuroscribe.flows._naming import config_run_name
 from neuroscribe.flows._run import flow_lease

@@ -15,7 +15,7 @@ from prefect import flow
 
 from neuroscribe.flows._dask import with_dask_runner
 from neuroscribe.flows._naming import config_run_name
-from neuroscribe.ablation.sweep import AblateConfig
+from neuroscribe.ablation.pipeline import AblateConfig
 from neuroscribe.config import ExtractConfig
 from neuroscribe.explanation import ExplainConfig
 from neuroscribe.sweep import SweepConfig

@@ -353,7 +353,7 @@ def ablate(
     a labelled file list, ``labels=``, or a Dataset of (image, label)).  Any other AblateConfig
     field as a keyword (``fast="hook"``, ``units_per_pass=16``).
     """
-    from neuroscribe.ablation.sweep import AblateConfig, run_sweep
+    from neuroscribe.ablation.pipeline import AblateConfig, run_sweep
 
     if units is None or (isinstance(units, (list, tuple)) and not units):
         raise NeuroscribeError("say which units to ablate: units=[12, 559], or units='all' for every unit of the layer")

@@ -23,7 +23,7 @@ from pathlib import Path
 from neuroscribe.config import DatasetSpec, ModelSpec, RunnerSpec
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.explanation import ExplainConfig
-from neuroscribe.patches.extract import PatchConfig
+from neuroscribe.patches.cut import PatchConfig
 from neuroscribe.scoring.backend import BackendSpec
 
 DEMO_LAYERS = ("classifier", "blocks.5")

@@ -47,8 +47,8 @@ from neuroscribe.extraction import extract
 from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.gallery import render_gallery
 from neuroscribe.lease import store_lease
-from neuroscribe.patches import extract as patch_extract
-from neuroscribe.patches.extract import PatchConfig, extract_patches, prepare_patches
+from neuroscribe.patches import cut as patch_cut
+from neuroscribe.patches.cut import PatchConfig, extract_patches, prepare_patches
 from neuroscribe.patches.load import load_layer_patches, patches_group
 from neuroscribe.scoring.backend import BackendSpec
 from neuroscribe.scoring.concepts import concept_embeddings
@@ -59,7 +59,7 @@ from neuroscribe.vocabulary.build import build_vocabulary
 from neuroscribe.vocabulary.config import FilterSpec, LLMSpec, VocabularyConfig
 
 CODE_MODULES = (
-    "neuroscribe.explanation", "neuroscribe.scoring.rules", "neuroscribe.scoring.seed", "neuroscribe.scoring.softwpmi", "neuroscribe.scoring.percentile",
+    "neuroscribe.explanation", "neuroscribe.scoring.rules", "neuroscribe.scoring.seed_rule", "neuroscribe.scoring.softwpmi", "neuroscribe.scoring.percentile",
 )
 
 
@@ -139,7 +139,7 @@ def embedding_key(cfg: ExplainConfig, layer: str, backend_fingerprint: str) -> s
 def unit_blocks(n_units: int, size: int) -> list[list[int]]:
     """The units of each task: ``size`` rounded up to whole patch shards (``BLOCK_UNITS`` units), so
     that every shard of ``patches/<layer>`` is cut and written by exactly one task."""
-    size = -(-size // patch_extract.BLOCK_UNITS) * patch_extract.BLOCK_UNITS
+    size = -(-size // patch_cut.BLOCK_UNITS) * patch_cut.BLOCK_UNITS
     return [list(range(s, min(s + size, n_units))) for s in range(0, n_units, size)]
 
 

@@ -43,7 +43,7 @@ from scipy import ndimage
 from neuroscribe import store as st
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import code_version, content_key
-from neuroscribe.patches.extract import NOT_COMPUTED, unit_blocks
+from neuroscribe.patches.cut import NOT_COMPUTED, unit_blocks
 from neuroscribe.patches.load import ShardCache, patches_group, read_crops
 from neuroscribe.scoring.rules import INACTIVE, UNCERTAIN_BELOW
 

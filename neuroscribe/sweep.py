@@ -233,7 +233,7 @@ def stage(name: str) -> Stage:
         return Stage(ExtractConfig, EXTRACTION_CODE)
     if name == "explain":
         from neuroscribe.explanation import CODE_MODULES, ExplainConfig
-        from neuroscribe.patches.extract import CODE_MODULES as PATCHES_CODE
+        from neuroscribe.patches.cut import CODE_MODULES as PATCHES_CODE
 
         return Stage(ExplainConfig, (*EXTRACTION_CODE, *PATCHES_CODE, *CODE_MODULES), vocabulary_sources)
     raise NeuroscribeError(f"sweep flow {name!r} is unknown; use explain or extract")

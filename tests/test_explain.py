@@ -124,9 +124,9 @@ def test_a_linear_layer_embeds_each_original_top_image_once_per_run_across_block
     size, not the stored crop's), and each image once, however many units and blocks share it."""
     from neuroscribe import explanation
     from neuroscribe.data import load_image
-    from neuroscribe.patches import extract as patch_extract
+    from neuroscribe.patches import cut as patch_cut
 
-    monkeypatch.setattr(patch_extract, "BLOCK_UNITS", 1)  # fc's 4 units in 4 tasks that share top images
+    monkeypatch.setattr(patch_cut, "BLOCK_UNITS", 1)  # fc's 4 units in 4 tasks that share top images
     cfg = _config(image_folder, tmp_path, concept_file, tiny_clip_spec, layers=("fc",)).model_copy(update={"units_per_task": 1})
     backend = explanation.cached_backend(cfg.backend)
     embedded: list[bytes] = []

@@ -45,7 +45,7 @@ Measured (``benchmarks/ablate.py``, ResNet50 random init, ``layer4``, CPU, 2 sha
 times ``--all`` end to end on EfficientNet-Lite0's demo layers.
 """
 
-from neuroscribe.ablation.evaluate import (
+from neuroscribe.ablation.accuracy import (
     Counts,
     class_accuracy,
     count_correct,
@@ -60,7 +60,7 @@ from neuroscribe.ablation.modes import (
     validate_units,
 )
 from neuroscribe.ablation.report import class_units
-from neuroscribe.ablation.sweep import (
+from neuroscribe.ablation.pipeline import (
     AblateConfig,
     AblationResult,
     SweepPlan,

@@ -135,7 +135,7 @@ def ablate(
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML file of AblateConfig fields; flags override it"),
 ) -> None:
     """Ablate units of a layer and measure each class's top-1 accuracy drop; writes ablation/<layer>.parquet, views, a chart."""
-    from neuroscribe.ablation.sweep import AblateConfig
+    from neuroscribe.ablation.pipeline import AblateConfig
 
     if units and all_units:
         raise NeuroscribeError("pass either --units 12,559 or --all, not both")
@@ -160,7 +160,7 @@ def ablate(
     if cfg.units is None and not (all_units or config):
         raise NeuroscribeError("say which units to ablate: --units 12,559, or --all for every unit of the layer")
     if local:
-        from neuroscribe.ablation.sweep import run_sweep
+        from neuroscribe.ablation.pipeline import run_sweep
         from neuroscribe.lease import store_lease
 
         with store_lease(cfg.store, cfg.store_options, wait_s=cfg.runner.wait_for_store_s, ttl_s=cfg.runner.store_lease_ttl_s):

@@ -4,10 +4,10 @@
     patches = load_unit_patches("runs/r50", "layer4", unit=12)       # [] = inactive unit
     for block in load_layer_patches("runs/r50", "layer4"): ...       # for scorers
 
-Geometry in ``neuroscribe.patches.geometry``, rules and layout in ``neuroscribe.patches.extract``.
+Geometry in ``neuroscribe.patches.geometry``, rules and layout in ``neuroscribe.patches.cut``.
 """
 
-from neuroscribe.patches.extract import (
+from neuroscribe.patches.cut import (
     BLOCK_UNITS,
     PatchConfig,
     extract_patches,

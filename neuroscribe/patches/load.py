@@ -7,7 +7,7 @@
         block.unit_patches(0)                                     # list[Patch] of block.units[0]
 
 An empty list means the unit has no patch (it never fires: label it "(inactive)").  Patches are
-written by ``neuroscribe.patches.extract``; asking for units not computed yet raises.
+written by ``neuroscribe.patches.cut``; asking for units not computed yet raises.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from PIL import Image
 
 from neuroscribe import store as st
 from neuroscribe.errors import NeuroscribeError
-from neuroscribe.patches.extract import NOT_COMPUTED
+from neuroscribe.patches.cut import NOT_COMPUTED
 
 _ARRAYS = ("crops", "masks", "boxes", "windows", "image_id", "rank", "threshold", "fallback")
 
@@ -40,7 +40,7 @@ class Patch:
 
 @dataclass
 class PatchBlock:
-    """Arrays of consecutive units, as stored (see ``neuroscribe.patches.extract``)."""
+    """Arrays of consecutive units, as stored (see ``neuroscribe.patches.cut``)."""
 
     units: np.ndarray
     crops: np.ndarray

@@ -22,7 +22,7 @@ from neuroscribe.scoring.rules import (
     UnitScore,
     explain_units,
 )
-from neuroscribe.scoring.seed import seed_scores
+from neuroscribe.scoring.seed_rule import seed_scores
 from neuroscribe.scoring.softwpmi import (
     softwpmi_from_activations,
     softwpmi_scores,

@@ -8,7 +8,7 @@
 
 ``unit_patch_embeddings`` holds one ``[P_u, d]`` array per unit, embedded by the same backend as
 the concepts: the unit's top patches in rank order for ``percentile`` (``neuroscribe.scoring.percentile``) and
-``seed`` (``neuroscribe.scoring.seed``), the unit's
+``seed`` (``neuroscribe.scoring.seed_rule``), the unit's
 top-activating probe images in descending activation order for ``softwpmi``
 (``neuroscribe.scoring.softwpmi``).  A rule maps the per-unit similarity matrices
 ``S_u = E_u @ concepts.T`` to scores ``[units, concepts]``; everything else here is shared.
@@ -34,7 +34,7 @@ from neuroscribe.scoring.percentile import (
     percentile_scores,
     weighted_percentiles,
 )
-from neuroscribe.scoring.seed import seed_scores
+from neuroscribe.scoring.seed_rule import seed_scores
 from neuroscribe.scoring.softwpmi import softwpmi_scores
 
 INACTIVE = "(inactive)"

@@ -7,7 +7,7 @@ import pytest
 from neuroscribe.flows._run import prefect_api, run_flow
 from neuroscribe.flows.ablate import ablate_flow
 
-from neuroscribe.ablation.sweep import AblateConfig, plan_sweep, run_sweep
+from neuroscribe.ablation.pipeline import AblateConfig, plan_sweep, run_sweep
 from neuroscribe.config import DatasetSpec, ModelSpec, RunnerSpec
 from neuroscribe.testing.planted import write_planted_folder
 

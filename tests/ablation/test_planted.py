@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from neuroscribe.ablation.evaluate import (
+from neuroscribe.ablation.accuracy import (
     class_accuracy,
     count_correct,
     counts_frame,

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from neuroscribe.ablation.sweep import AblateConfig, run_sweep
+from neuroscribe.ablation.pipeline import AblateConfig, run_sweep
 from neuroscribe.config import DatasetSpec, ModelSpec, RunnerSpec
 from neuroscribe.data import load_image
 from neuroscribe.models import load_model

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neuroscribe.ablation.evaluate import drop_table
+from neuroscribe.ablation.accuracy import drop_table
 from neuroscribe.ablation.stats import (
     min_support_to_tell,
     paired_drop_interval,

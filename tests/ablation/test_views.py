@@ -11,7 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from neuroscribe.ablation.evaluate import count_correct, counts_frame, drop_table
+from neuroscribe.ablation.accuracy import count_correct, counts_frame, drop_table
 from neuroscribe.ablation.fast import choose_path
 from neuroscribe.ablation.report import (
     class_summary,

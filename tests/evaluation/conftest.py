@@ -17,7 +17,7 @@ from PIL import Image
 
 from neuroscribe.config import DatasetSpec, ModelSpec, RunnerSpec
 from neuroscribe.explanation import ExplainConfig, run_explain
-from neuroscribe.patches.extract import PatchConfig
+from neuroscribe.patches.cut import PatchConfig
 from neuroscribe.scoring.backend import BackendSpec
 from neuroscribe.scoring.rules import RuleSpec
 

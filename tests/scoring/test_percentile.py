@@ -72,7 +72,7 @@ def test_labels_on_tiny_open_clip_embeddings_ignore_the_similarity_scale(tiny_cl
     # through explain_units: concept vectors at CLIP's logit scale give the same labels
     assert [s.best for s in explain_units("percentile", units, 100 * texts, concepts)] == labels
     # the seed rule, by contrast, depends on the scale through its softmax temperature
-    from neuroscribe.scoring.seed import seed_scores
+    from neuroscribe.scoring.seed_rule import seed_scores
 
     assert not np.allclose(seed_scores([100 * s for s in sims]), seed_scores(sims))
 

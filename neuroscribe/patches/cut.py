@@ -88,7 +88,7 @@ from neuroscribe.patches.geometry import (
 NOT_COMPUTED = -2
 NO_PATCH = -1
 BLOCK_UNITS = 64
-CODE_MODULES = ("neuroscribe.patches.extract", "neuroscribe.patches.geometry")
+CODE_MODULES = ("neuroscribe.patches.cut", "neuroscribe.patches.geometry")
 
 
 class PatchConfig(FrozenModel):

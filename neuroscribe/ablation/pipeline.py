@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from pydantic import Field, field_validator
 
 from neuroscribe.ablation.dataset import image_batches, labelled_index
-from neuroscribe.ablation.evaluate import (
+from neuroscribe.ablation.accuracy import (
     class_accuracy,
     count_correct,
     counts_frame,
@@ -82,7 +82,7 @@ from neuroscribe.store import (
 CODE_MODULES = (
     "neuroscribe.ablation.modes",
     "neuroscribe.ablation.fast",
-    "neuroscribe.ablation.evaluate",
+    "neuroscribe.ablation.accuracy",
     "neuroscribe.ablation.dataset",
 )
 PROBE_SEED = 0

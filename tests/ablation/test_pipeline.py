@@ -13,8 +13,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from neuroscribe.ablation import sweep
-from neuroscribe.ablation.sweep import AblateConfig, plan_sweep, run_sweep
+from neuroscribe.ablation import pipeline as sweep
+from neuroscribe.ablation.pipeline import AblateConfig, plan_sweep, run_sweep
 from neuroscribe.config import DatasetSpec, ModelSpec, RunnerSpec
 from neuroscribe.data import load_image
 from neuroscribe.errors import NeuroscribeError

@@ -25,7 +25,7 @@ from neuroscribe.patches import (
     load_layer_patches,
     load_unit_patches,
 )
-from neuroscribe.patches import extract as extract_module
+from neuroscribe.patches import cut as extract_module
 from neuroscribe.patches.geometry import PAD_RGB
 
 from .helpers import (
