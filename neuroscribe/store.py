@@ -59,7 +59,7 @@ import io
 import json
 import posixpath
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +71,7 @@ from neuroscribe.errors import NeuroscribeError
 
 LAYOUT_VERSION = 2  # 2: Zarr arrays under arrays/, side files beside it
 ARRAYS_DIR = "arrays"
+INPUTS_DIR = "inputs"
 LEASE_DIR = "lease"  # kept by ``remove``: the lease of the run that replaces a store must survive it
 S3_MAX_ATTEMPTS = 10
 PERMANENT_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded", errno.EROFS: "the filesystem is read-only"}
@@ -205,12 +206,12 @@ def list_files(uri: str, reldir: str, storage_options: dict | None = None) -> li
     return sorted(posixpath.basename(p) for p in fs.ls(path, detail=False))
 
 
-def remove(uri: str, storage_options: dict | None = None) -> None:
-    """Delete the store's contents, except the writer lease of the run that is replacing them."""
+def remove(uri: str, storage_options: dict | None = None, keep: tuple[str, ...] = ()) -> None:
+    """Delete the store's contents, except the writer lease of the run that is replacing them (and ``keep``)."""
     fs, root = filesystem(uri, storage_options)
     if fs.exists(root):
         for child in fs.ls(root, detail=False):
-            if posixpath.basename(child.rstrip("/")) != LEASE_DIR:
+            if posixpath.basename(child.rstrip("/")) not in (LEASE_DIR, *keep):
                 fs.rm(child, recursive=True)
 
 
@@ -269,9 +270,13 @@ class StoreFile:
         """Names in this folder (empty when it does not exist)."""
         return list_files(self.uri_root, self.relpath, self.storage_options)
 
+    def locate(self) -> tuple[Any, str]:
+        """(fsspec filesystem, path) for what whole-file reads and writes cannot do (the lease's exclusive create)."""
+        return _path(self.uri_root, self.relpath, self.storage_options)
+
     def remove(self) -> None:
         """Delete this file or folder, if present (one recursive request on S3)."""
-        fs, path = _path(self.uri_root, self.relpath, self.storage_options)
+        fs, path = self.locate()
         if fs.exists(path):
             fs.rm(path, recursive=True)
 
@@ -326,9 +331,10 @@ class RunStore:
         """Drop a layer's patch arrays in one recursive delete, not one call per chunk through Zarr."""
         self._file(f"{ARRAYS_DIR}/patches/{layer}").remove()
 
-    def remove(self) -> None:
-        """Delete the store's contents, except the writer lease of the run that is replacing them."""
-        remove(self.uri, self.storage_options)
+    def remove(self, keep_inputs: bool = False) -> None:
+        """Delete the store's contents, except the writer lease of the run that is replacing them and,
+        with ``keep_inputs``, the images the Python API just wrote into it."""
+        remove(self.uri, self.storage_options, (INPUTS_DIR,) if keep_inputs else ())
 
     # -- side files --------------------------------------------------------------------------
     def index(self) -> StoreFile:
@@ -358,16 +364,18 @@ class RunStore:
     def gallery_strips(self, layer: str) -> StoreFile:
         return self._file(f"gallery/{layer}")
 
-    def embeddings(self, layer: str, key: str, block: tuple[int, int]) -> StoreFile:
-        """Cached patch embeddings of units ``block`` = (first, last) of ``layer`` under embedding ``key``."""
+    def embeddings(self, layer: str, key: str, block: Sequence[int]) -> StoreFile:
+        """One block of units' vectors (``[units, slots, d]``, NaN where a slot has none) under embedding
+        ``key``; ``block`` lists the units (first and last name the file)."""
         return self._file(f"embeddings/{layer}/{key}/{block[0]:06d}-{block[1]:06d}.npy")
 
     def crop_embeddings(self, backend_fingerprint: str) -> StoreFile:
         """The folder of per-crop embeddings of one backend (files named by crop content)."""
         return self._file(f"embeddings/crops/{backend_fingerprint}")
 
-    def concept_embeddings(self, name: str) -> StoreFile:
-        return self._file(f"embeddings/{name}.npz")
+    def concept_embeddings(self, key: str) -> StoreFile:
+        """A vocabulary's concept vectors under ``scoring.concepts.concept_cache_key``."""
+        return self._file(f"embeddings/{key}.npy")
 
     def ablation(self, layer: str, variant: str = "", table: str = "") -> StoreFile:
         """``ablation/<layer>[.set-<variant>][.<table>].parquet``; ``table``: units, classes, baseline."""
@@ -400,14 +408,23 @@ class RunStore:
         return self._file("vocabulary/llm_cache")
 
     def input_images(self) -> StoreFile:
-        """The folder of images handed to the Python API in memory (files named by content)."""
-        return self._file("inputs/images")
+        """The folder of images handed to the Python API in memory (files named by content); a file list
+        in ``inputs/`` names them ``images/<name>``, relative to itself."""
+        return self._file(f"{INPUTS_DIR}/images")
 
     def input_list(self, key: str) -> StoreFile:
-        return self._file(f"inputs/{key}.tsv")
+        return self._file(f"{INPUTS_DIR}/{key}.tsv")
+
+    def recorded(self, relpath: str) -> StoreFile:
+        """A file whose path the store itself recorded (an ablation summary's ``table``, ``chart``, ...)."""
+        return self._file(relpath)
 
     def leases(self) -> StoreFile:
+        """The writer lease's folder (``neuroscribe.lease``); kept by ``remove``."""
         return self._file(LEASE_DIR)
+
+    def lease(self, generation: int) -> StoreFile:
+        return self._file(f"{LEASE_DIR}/{generation:08d}.json")
 
 
 class WithRunStore:

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from neuroscribe import store as st
 from neuroscribe.evaluation.config import MINILM, EvaluateConfig
 from neuroscribe.evaluation.evidence import ProbeImages, topk_image_ids
 from neuroscribe.evaluation.metrics import TextSpace
@@ -119,9 +118,9 @@ class LayerContext:
 def layer_context(cfg: EvaluateConfig, explain_cfg: ExplainConfig, layer: str, probe: ProbeImages) -> LayerContext:
     from neuroscribe.vocabulary import load_vocabulary
 
-    manifest = st.read_json(cfg.store, f"explanations/{layer}.json", cfg.store_options)
+    manifest = cfg.run_store.table(layer).with_suffix(".json").read_json()
     vocabulary = load_vocabulary(manifest["vocabulary"], cfg.store_options)
-    table = st.read_parquet(cfg.store, f"explanations/{layer}.parquet", cfg.store_options)
+    table = cfg.run_store.table(layer).read_parquet()
     spaces, notes = text_spaces(cfg, explain_cfg)
     ctx = LayerContext(
         cfg=cfg,

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from neuroscribe import store as st
 from neuroscribe.data import ImageSkipped, load_image
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.explanation import (
@@ -97,7 +96,7 @@ def _active_units(cfg: ExplainConfig, layer: str) -> np.ndarray:
 
 
 def topk_image_ids(cfg: ExplainConfig, layer: str) -> np.ndarray:
-    return st.open_group(cfg.store, "r", cfg.store_options)[f"topk/{layer}/image_id"][:]
+    return cfg.run_store.topk(layer)["image_id"][:]
 
 
 def patch_evidence(cfg: ExplainConfig, layer: str) -> Evidence:
@@ -157,7 +156,7 @@ class ProbeImages:
 def probe_image_ids(cfg: ExplainConfig, layers: list[str], random_images: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(ids to embed, the random sample): every decoded image when there are at most ``random_images``,
     else a seeded random sample of that many plus every top image of ``layers``."""
-    index = st.read_parquet(cfg.store, "index.parquet", cfg.store_options)
+    index = cfg.run_store.index().read_parquet()
     ok = index.loc[index["status"] == "ok", "id"].to_numpy(dtype=np.int64)
     if len(ok) <= random_images:
         return ok, ok
@@ -173,16 +172,16 @@ def probe_images(
     """Whole-image embeddings of the probe images evaluation needs, cached by content in the store."""
     ids, sample = probe_image_ids(cfg, layers, random_images, seed)
     backend = cached_backend(cfg.backend)
-    run_key = st.run_attrs(cfg.store, cfg.store_options).get("run_key")
+    run_key = cfg.run_store.attrs().get("run_key")
     key = content_key(
         {"run": run_key, "ids": content_key(ids.tolist()), "backend": backend.fingerprint, "code": code_version("neuroscribe.evaluation.evidence")}
     )
-    relpath = f"evaluation/images/{key}.npz"
-    if st.exists(cfg.store, relpath, cfg.store_options):
-        with np.load(io.BytesIO(st.read_bytes(cfg.store, relpath, cfg.store_options)), allow_pickle=False) as cached:
+    file = cfg.run_store.evaluation_images(key)
+    if file.exists():
+        with np.load(io.BytesIO(file.read_bytes()), allow_pickle=False) as cached:
             if np.array_equal(cached["ids"], ids):
                 return ProbeImages(ids, cached["vectors"], sample)
-    index = st.read_parquet(cfg.store, "index.parquet", cfg.store_options).set_index("id")
+    index = cfg.run_store.index().read_parquet().set_index("id")
     vectors = np.full((len(ids), backend.dim), np.nan, dtype=np.float32)
     for start in range(0, len(ids), IMAGE_BATCH):
         images, rows = [], []
@@ -198,5 +197,5 @@ def probe_images(
             on_progress(min(start + IMAGE_BATCH, len(ids)))
     buf = io.BytesIO()
     np.savez(buf, ids=ids, vectors=vectors)
-    st.write_bytes(cfg.store, relpath, buf.getvalue(), cfg.store_options)
+    file.write_bytes(buf.getvalue())
     return ProbeImages(ids, vectors, sample)

@@ -104,7 +104,7 @@ def test_rerun_resumes_per_part_and_keys_by_content(folder, tmp_path, monkeypatc
     real = sweep.count_correct
     monkeypatch.setattr(sweep, "count_correct", lambda path, batches, ablations, *a, **k: calls.append(ablations) or real(path, batches, ablations, *a, **k))
     assert run_sweep(cfg)["run_key"] == first["run_key"] and calls == []
-    (store / sweep.part_path(plan, 1)).with_suffix(".parquet").unlink()
+    sweep.part_file(cfg, plan, 1).remove()
     run_sweep(cfg)
     assert calls == [plan.ablations[4:6]]  # only the missing part ran again
     first_table = pd.read_parquet(store / "ablation" / "conv.parquet")
