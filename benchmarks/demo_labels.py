@@ -27,7 +27,6 @@ from collections import Counter
 import numpy as np
 from scipy.stats import rankdata
 
-from neuroscribe import store as st
 from neuroscribe.demo import demo_config
 from neuroscribe.evaluation.consistency import unit_aucs
 from neuroscribe.evaluation.evidence import (
@@ -50,7 +49,7 @@ def load_run(images: str, out: str, k: int) -> dict:
     cfg = demo_config(images=images, out=out, layers=(LAYER,), k=k)
     run_explain(cfg)
     evidence = patch_evidence(cfg, LAYER)
-    vocabulary = load_vocabulary(st.read_json(cfg.store, f"explanations/{LAYER}.json")["vocabulary"])
+    vocabulary = load_vocabulary(cfg.run_store.table(LAYER).with_suffix(".json").read_json()["vocabulary"])
     backend = cached_backend(cfg.backend)
     return {
         "crops": evidence.vectors, "fired": evidence.image_id, "rank": evidence.rank,

@@ -367,7 +367,7 @@ class RunStore:
     def embeddings(self, layer: str, key: str, block: Sequence[int]) -> StoreFile:
         """One block of units' vectors (``[units, slots, d]``, NaN where a slot has none) under embedding
         ``key``; ``block`` lists the units (first and last name the file)."""
-        return self._file(f"embeddings/{layer}/{key}/{block[0]:06d}-{block[1]:06d}.npy")
+        return self._file(f"embeddings/{layer}/{key}/{block[0]:06d}-{block[-1]:06d}.npy")
 
     def crop_embeddings(self, backend_fingerprint: str) -> StoreFile:
         """The folder of per-crop embeddings of one backend (files named by crop content)."""
