@@ -7,6 +7,7 @@
     run.unit("layer4", 559)                  # label, confidence, alternatives, patches as an image grid
     run.ablation("layer4")                   # Ablation: drop table, per-unit summary, baseline, chart
     run.evaluation()                         # Evaluation: headline DataFrame, per-unit metrics, chart
+    run.arrays["topk/layer4/value"][:]       # the raw Zarr arrays, read-only (<store>/arrays)
 
 Every object reads only the store (layout in ``neuroscribe.store``), so a store made by the CLI,
 a flow or the API gives the same objects.  Patch images are embedded in the HTML as data URIs:
@@ -201,40 +202,37 @@ class Ablation(_InStore):
     summary: dict
     storage_options: dict = field(default_factory=dict, repr=False)
 
-    def _file(self, key: str) -> st.StoreFile:
-        return self.run_store.recorded(self.summary[key])
-
-    def _read(self, key: str) -> pd.DataFrame:
-        return self._file(key).read_parquet()
+    def _read(self, relpath: str) -> pd.DataFrame:
+        return self.run_store.recorded(relpath).read_parquet()
 
     @property
     def table(self) -> pd.DataFrame:
         """Per ablated unit and class: support, baseline and ablated accuracy, drop, rank."""
-        return self._read("table")
+        return self._read(self.summary["table"])
 
     @property
     def units(self) -> pd.DataFrame:
         """Per ablated unit: its most affected classes and drops, largest and mean drop."""
-        return self._read("units_table")
+        return self._read(self.summary["units_table"])
 
     @property
     def baseline(self) -> pd.DataFrame:
         """Every model class: support and accuracy without ablation."""
-        return self.run_store.recorded(self.summary["units_table"].replace(".units.parquet", ".baseline.parquet")).read_parquet()
+        return self._read(self.summary["units_table"].replace(".units.parquet", ".baseline.parquet"))
 
     @property
     def classes(self) -> pd.DataFrame:
         """Per class: the units it depends on, ranked by drop (explanations joined when the run has them)."""
-        return self._read("classes_table")
+        return self._read(self.summary["classes_table"])
 
     @property
     def chart(self) -> bytes | None:
         """The PNG chart of the charted units' real drops (None: no unit hurt any class)."""
-        return self._file("chart").read_bytes() if self.summary.get("chart") else None
+        return self.run_store.recorded(self.summary["chart"]).read_bytes() if self.summary.get("chart") else None
 
     def _repr_html_(self) -> str:
         # the ablation's own HTML report (neuroscribe.ablation.report.report_page), as written by the run
-        section = self._file("report").read_bytes().decode()
+        section = self.run_store.recorded(self.summary["report"]).read_bytes().decode()
         return _templates().ablation(self, Markup(section))
 
 
@@ -299,6 +297,11 @@ class Run(_InStore):
 
         Empty for a store that holds only an ablation (``neuroscribe ablate`` extracts nothing)."""
         return self.run_store.attrs() if self.run_store.has_run() else {}
+
+    @property
+    def arrays(self):
+        """The run's Zarr arrays, read-only (``<store>/arrays``): ``run.arrays["topk/layer4/value"][:]``."""
+        return self.run_store.arrays()
 
     @property
     def layers(self) -> list[str]:

@@ -286,8 +286,7 @@ def test_bad_inputs_name_the_fix(tiny_run):
 
 
 def _drop_patches(store: str, layer: str) -> None:
-    fs, root = st.filesystem(store)
-    fs.rm(f"{root}/patches/{layer}", recursive=True)
+    st.RunStore(store).remove_patches(layer)
 
 
 @pytest.mark.parametrize("layer", ["relu2", "fc"])
