@@ -28,7 +28,7 @@ place it is documented; README links here)::
     <store>/ablation/<layer>[.set-<key>][.units|.classes|.baseline].parquet|csv, .png, .html; parts/
                                              per unit and class accuracy drop (neuroscribe.ablation)
     <store>/gallery/<layer>.html, <layer>/   patch galleries and their strips
-    <store>/embeddings/<layer>/<key>/<first>-<last>.npy, crops/<backend>/, <concepts>.npz
+    <store>/embeddings/<layer>/<key>/<first>-<last>.npy, crops/<backend>/, <concepts>.npy
                                              cached patch and concept embeddings (neuroscribe.explanation, .scoring)
     <store>/explain_config.json              the explain run's config (secrets masked)
     <store>/inputs/images/<hash>.png, <hash>.tsv  images handed to the Python API in memory, and their
@@ -124,155 +124,88 @@ def _zarr_store(uri: str, storage_options: dict | None, read_only: bool):
     return zarr.storage.LocalStore(uri.removeprefix("file://"), read_only=read_only)
 
 
-def open_group(uri: str, mode: str = "a", storage_options: dict | None = None) -> zarr.Group:
-    """Open (``r``, ``r+``) or create-or-open (``a``) the run's Zarr group of arrays, ``<uri>/arrays``."""
-    if not exists(uri, f"{ARRAYS_DIR}/zarr.json", storage_options):
-        if exists(uri, "zarr.json", storage_options):
-            raise NeuroscribeError(
-                f"store {uri} has the old layout 1 (Zarr arrays at the store root); this neuroscribe reads layout "
-                f"{LAYOUT_VERSION} (arrays under {full_uri(uri, ARRAYS_DIR)}): rerun `neuroscribe extract --overwrite` "
-                "into it, or pass a new --store"
-            )
-        if mode != "a":
-            raise NeuroscribeError(f"store {uri} holds no neuroscribe run; run `neuroscribe extract` into it first")
-    with storage_errors(uri):
-        store = _zarr_store(full_uri(uri, ARRAYS_DIR), storage_options, read_only=(mode == "r"))
-        return zarr.open_group(store=store, mode=mode, zarr_format=3)
-
-
-def run_attrs(uri: str, storage_options: dict | None = None) -> dict[str, Any]:
-    return dict(open_group(uri, "r", storage_options).attrs.get("neuroscribe", {}))
-
-
-def _path(uri: str, relpath: str, storage_options: dict | None) -> tuple[Any, str]:
-    fs, root = filesystem(uri, storage_options)
-    return fs, posixpath.join(root, relpath)
-
-
-def exists(uri: str, relpath: str, storage_options: dict | None = None) -> bool:
-    fs, path = _path(uri, relpath, storage_options)
-    return fs.exists(path)
-
-
-def write_bytes(uri: str, relpath: str, data: bytes, storage_options: dict | None = None) -> str:
-    """Write a side file whole; local writes go through a temporary name and a rename."""
-    fs, path = _path(uri, relpath, storage_options)
-    with storage_errors(full_uri(uri, relpath)):
-        if is_local(fs):
-            # only local paths have folders (s3fs's makedirs would try to create a missing bucket)
-            fs.makedirs(posixpath.dirname(path), exist_ok=True)
-            # one temporary name per write: writers of the same file must not share (and move) one
-            tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-            with fs.open(tmp, "wb") as f:
-                f.write(data)
-            fs.mv(tmp, path)
-        else:
-            with fs.open(path, "wb") as f:
-                f.write(data)
-    return path
-
-
-def read_bytes(uri: str, relpath: str, storage_options: dict | None = None) -> bytes:
-    fs, path = _path(uri, relpath, storage_options)
-    try:
-        with storage_errors(full_uri(uri, relpath)), fs.open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise NeuroscribeError(f"{relpath} is missing from store {uri}; run the stage that writes it first") from None
-
-
-def write_json(uri: str, relpath: str, obj: Any, storage_options: dict | None = None) -> str:
-    return write_bytes(uri, relpath, json.dumps(obj, indent=2, default=str).encode(), storage_options)
-
-
-def read_json(uri: str, relpath: str, storage_options: dict | None = None) -> Any:
-    return json.loads(read_bytes(uri, relpath, storage_options))
-
-
-def write_parquet(uri: str, relpath: str, frame: pd.DataFrame, storage_options: dict | None = None) -> str:
-    buf = io.BytesIO()
-    frame.to_parquet(buf, index=False)
-    return write_bytes(uri, relpath, buf.getvalue(), storage_options)
-
-
-def read_parquet(uri: str, relpath: str, storage_options: dict | None = None) -> pd.DataFrame:
-    return pd.read_parquet(io.BytesIO(read_bytes(uri, relpath, storage_options)))
-
-
-def list_files(uri: str, reldir: str, storage_options: dict | None = None) -> list[str]:
-    fs, path = _path(uri, reldir, storage_options)
-    if not fs.exists(path):
-        return []
-    return sorted(posixpath.basename(p) for p in fs.ls(path, detail=False))
-
-
-def remove(uri: str, storage_options: dict | None = None, keep: tuple[str, ...] = ()) -> None:
-    """Delete the store's contents, except the writer lease of the run that is replacing them (and ``keep``)."""
-    fs, root = filesystem(uri, storage_options)
-    if fs.exists(root):
-        for child in fs.ls(root, detail=False):
-            if posixpath.basename(child.rstrip("/")) not in (LEASE_DIR, *keep):
-                fs.rm(child, recursive=True)
-
-
 def full_uri(uri: str, relpath: str) -> str:
     return uri.rstrip("/") + "/" + relpath
 
 
 @dataclass(frozen=True)
 class StoreFile:
-    """One side file of a run store (a path in ``RunStore``'s layout) and what can be done with it."""
+    """One file (or folder) of a run store, at a path of ``RunStore``'s layout, and what can be done with it.
 
-    uri_root: str
+    Files are written whole: locally through a temporary name and a rename; every S3 request is retried."""
+
+    store: str
     relpath: str
     storage_options: dict | None = None
 
     @property
     def uri(self) -> str:
-        return full_uri(self.uri_root, self.relpath)
-
-    def exists(self) -> bool:
-        return exists(self.uri_root, self.relpath, self.storage_options)
-
-    def read_bytes(self) -> bytes:
-        return read_bytes(self.uri_root, self.relpath, self.storage_options)
-
-    def write_bytes(self, data: bytes) -> str:
-        return write_bytes(self.uri_root, self.relpath, data, self.storage_options)
-
-    def read_json(self) -> Any:
-        return read_json(self.uri_root, self.relpath, self.storage_options)
-
-    def write_json(self, obj: Any) -> str:
-        return write_json(self.uri_root, self.relpath, obj, self.storage_options)
-
-    def read_parquet(self) -> pd.DataFrame:
-        return read_parquet(self.uri_root, self.relpath, self.storage_options)
-
-    def write_parquet(self, frame: pd.DataFrame) -> str:
-        return write_parquet(self.uri_root, self.relpath, frame, self.storage_options)
-
-    def write_table(self, frame: pd.DataFrame) -> str:
-        """This ``.parquet`` and a ``.csv`` beside it (for people); returns the parquet path."""
-        path = self.write_parquet(frame)
-        write_bytes(self.uri_root, self.relpath.removesuffix(".parquet") + ".csv", frame.to_csv(index=False).encode(), self.storage_options)
-        return path
-
-    def with_suffix(self, suffix: str) -> StoreFile:
-        """The file of the same stem with another suffix (``explanations/x.parquet`` -> ``.json``)."""
-        return StoreFile(self.uri_root, posixpath.splitext(self.relpath)[0] + suffix, self.storage_options)
-
-    def folder(self, name: str) -> StoreFile:
-        """A file in this one taken as a folder (content-named files such as cache entries and strips)."""
-        return StoreFile(self.uri_root, f"{self.relpath}/{name}", self.storage_options)
-
-    def list(self) -> list[str]:
-        """Names in this folder (empty when it does not exist)."""
-        return list_files(self.uri_root, self.relpath, self.storage_options)
+        return full_uri(self.store, self.relpath)
 
     def locate(self) -> tuple[Any, str]:
         """(fsspec filesystem, path) for what whole-file reads and writes cannot do (the lease's exclusive create)."""
-        return _path(self.uri_root, self.relpath, self.storage_options)
+        fs, root = filesystem(self.store, self.storage_options)
+        return fs, posixpath.join(root, self.relpath)
+
+    def exists(self) -> bool:
+        fs, path = self.locate()
+        return fs.exists(path)
+
+    def write_bytes(self, data: bytes) -> str:
+        fs, path = self.locate()
+        with storage_errors(self.uri):
+            if is_local(fs):
+                # only local paths have folders (s3fs's makedirs would try to create a missing bucket)
+                fs.makedirs(posixpath.dirname(path), exist_ok=True)
+                # one temporary name per write: writers of the same file must not share (and move) one
+                tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+                with fs.open(tmp, "wb") as f:
+                    f.write(data)
+                fs.mv(tmp, path)
+            else:
+                with fs.open(path, "wb") as f:
+                    f.write(data)
+        return path
+
+    def read_bytes(self) -> bytes:
+        fs, path = self.locate()
+        try:
+            with storage_errors(self.uri), fs.open(path, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise NeuroscribeError(f"{self.relpath} is missing from store {self.store}; run the stage that writes it first") from None
+
+    def write_json(self, obj: Any) -> str:
+        return self.write_bytes(json.dumps(obj, indent=2, default=str).encode())
+
+    def read_json(self) -> Any:
+        return json.loads(self.read_bytes())
+
+    def write_parquet(self, frame: pd.DataFrame) -> str:
+        buf = io.BytesIO()
+        frame.to_parquet(buf, index=False)
+        return self.write_bytes(buf.getvalue())
+
+    def read_parquet(self) -> pd.DataFrame:
+        return pd.read_parquet(io.BytesIO(self.read_bytes()))
+
+    def write_table(self, frame: pd.DataFrame) -> str:
+        """This ``.parquet`` and a ``.csv`` beside it (for people); returns the parquet path."""
+        self.with_suffix(".csv").write_bytes(frame.to_csv(index=False).encode())
+        return self.write_parquet(frame)
+
+    def with_suffix(self, suffix: str) -> StoreFile:
+        """The file of the same stem with another suffix (``explanations/x.parquet`` -> ``.json``)."""
+        return StoreFile(self.store, posixpath.splitext(self.relpath)[0] + suffix, self.storage_options)
+
+    def folder(self, name: str) -> StoreFile:
+        """A file in this one taken as a folder (content-named files: cache entries, strips)."""
+        return StoreFile(self.store, f"{self.relpath}/{name}", self.storage_options)
+
+    def list(self) -> list[str]:
+        """Names in this folder (none when it does not exist)."""
+        fs, path = self.locate()
+        return sorted(posixpath.basename(p) for p in fs.ls(path, detail=False)) if fs.exists(path) else []
 
     def remove(self) -> None:
         """Delete this file or folder, if present (one recursive request on S3)."""
@@ -282,11 +215,13 @@ class StoreFile:
 
 
 class RunStore:
-    """A run store: its URI and storage options, and one method per artifact of the layout above."""
+    """A run store: its URI and storage options, and one method per artifact of the layout above.
+
+    Array groups (``activations``, ``topk``, ``patches``) open read-only with ``mode="r"`` (None when
+    absent), writable with ``r+`` and are created with ``a``; every other artifact is a ``StoreFile``."""
 
     def __init__(self, uri: str, storage_options: dict | None = None):
-        self.uri = uri
-        self.storage_options = storage_options
+        self.uri, self.storage_options = uri, storage_options
 
     def __repr__(self) -> str:
         return f"RunStore({self.uri!r})"
@@ -294,37 +229,47 @@ class RunStore:
     def _file(self, relpath: str) -> StoreFile:
         return StoreFile(self.uri, relpath, self.storage_options)
 
-    # -- Zarr arrays (all under <store>/arrays) ------------------------------------------------
     def arrays(self, mode: str = "r") -> zarr.Group:
-        """The Zarr group of the run's arrays; ``r`` read-only, ``r+`` write existing, ``a`` create."""
-        return open_group(self.uri, mode, self.storage_options)
+        """The Zarr group of the run's arrays, ``<store>/arrays``."""
+        if not self._file(f"{ARRAYS_DIR}/zarr.json").exists():
+            if self.old_layout():
+                raise NeuroscribeError(
+                    f"store {self.uri} has the old layout 1 (Zarr arrays at the store root); this neuroscribe reads layout "
+                    f"{LAYOUT_VERSION} (arrays under {full_uri(self.uri, ARRAYS_DIR)}): rerun `neuroscribe extract --overwrite` "
+                    "into it, or pass a new --store"
+                )
+            if mode != "a":
+                raise NeuroscribeError(f"store {self.uri} holds no neuroscribe run; run `neuroscribe extract` into it first")
+        with storage_errors(self.uri):
+            store = _zarr_store(full_uri(self.uri, ARRAYS_DIR), self.storage_options, read_only=(mode == "r"))
+            return zarr.open_group(store=store, mode=mode, zarr_format=3)
+
+    def attrs(self) -> dict[str, Any]:
+        """The run's ``neuroscribe`` attrs: layout, run_key, model, layers, dataset, class names."""
+        return dict(self.arrays().attrs.get("neuroscribe", {}))
 
     def has_run(self) -> bool:
         """Whether an extraction created the arrays (an old-layout store counts, and fails on opening)."""
-        return exists(self.uri, f"{ARRAYS_DIR}/zarr.json", self.storage_options) or self.old_layout()
+        return self._file(f"{ARRAYS_DIR}/zarr.json").exists() or self.old_layout()
 
     def old_layout(self) -> bool:
-        """Whether this is a layout-1 store (arrays at the root), which this neuroscribe refuses to open."""
-        return exists(self.uri, "zarr.json", self.storage_options) and not exists(self.uri, f"{ARRAYS_DIR}/zarr.json", self.storage_options)
-
-    def attrs(self) -> dict[str, Any]:
-        """The run's ``neuroscribe`` attrs: run_key, model, layers, dataset, ..."""
-        return run_attrs(self.uri, self.storage_options)
+        """A layout-1 store: the Zarr group at the store root, beside the side files."""
+        return self._file("zarr.json").exists() and not self._file(f"{ARRAYS_DIR}/zarr.json").exists()
 
     def _array_group(self, kind: str, layer: str, mode: str) -> zarr.Group | None:
         root = self.arrays(mode)
         return root.require_group(f"{kind}/{layer}") if mode == "a" else root.get(f"{kind}/{layer}")
 
     def activations(self, layer: str, mode: str = "r") -> zarr.Group | None:
-        """``activations/<layer>``: max, mean, cls, samples, candidate_ids/maps (None if absent unless ``a``)."""
+        """max, mean, cls ``[images, units]``; samples, candidate_ids, candidate_maps per dataset shard."""
         return self._array_group("activations", layer, mode)
 
     def topk(self, layer: str, mode: str = "r") -> zarr.Group | None:
-        """``topk/<layer>``: value, image_id, maps; attrs topk_key (None if absent unless ``a``)."""
+        """value, image_id ``[units, k]``, maps ``[units, k, H, W]``; attrs ``topk_key``."""
         return self._array_group("topk", layer, mode)
 
     def patches(self, layer: str, mode: str = "r") -> zarr.Group | None:
-        """``patches/<layer>``: crops, masks, boxes, ...; attrs patches_key (None if absent unless ``a``)."""
+        """crops, masks, boxes, image_id, rank, ... per unit and slot; attrs ``patches_key``."""
         return self._array_group("patches", layer, mode)
 
     def remove_patches(self, layer: str) -> None:
@@ -334,9 +279,12 @@ class RunStore:
     def remove(self, keep_inputs: bool = False) -> None:
         """Delete the store's contents, except the writer lease of the run that is replacing them and,
         with ``keep_inputs``, the images the Python API just wrote into it."""
-        remove(self.uri, self.storage_options, (INPUTS_DIR,) if keep_inputs else ())
+        fs, root = filesystem(self.uri, self.storage_options)
+        keep = (LEASE_DIR, INPUTS_DIR) if keep_inputs else (LEASE_DIR,)
+        for child in fs.ls(root, detail=False) if fs.exists(root) else []:
+            if posixpath.basename(child.rstrip("/")) not in keep:
+                fs.rm(child, recursive=True)
 
-    # -- side files --------------------------------------------------------------------------
     def index(self) -> StoreFile:
         return self._file("index.parquet")
 
@@ -344,7 +292,7 @@ class RunStore:
         return self._file(f"shards/{shard:06d}.json")
 
     def summary(self, stage: str) -> StoreFile:
-        """``summary/<stage>.json``: ``extract``, ``sweep``, ``ablate-<layer>``."""
+        """``extract``, ``sweep``, ``ablate-<layer>``."""
         return self._file(f"summary/{stage}.json")
 
     def summaries(self) -> StoreFile:
@@ -354,62 +302,56 @@ class RunStore:
         return self._file("explain_config.json")
 
     def table(self, layer: str) -> StoreFile:
-        """``explanations/<layer>.parquet`` (``write_table`` adds the .csv; ``with_suffix(".json")`` is its manifest)."""
+        """The explanations table; ``with_suffix(".json")`` is its manifest."""
         return self._file(f"explanations/{layer}.parquet")
 
     def gallery(self, layer: str) -> StoreFile:
-        """``gallery/<layer>.html``; its strips are in ``gallery_strips(layer)``."""
         return self._file(f"gallery/{layer}.html")
 
     def gallery_strips(self, layer: str) -> StoreFile:
         return self._file(f"gallery/{layer}")
 
     def embeddings(self, layer: str, key: str, block: Sequence[int]) -> StoreFile:
-        """One block of units' vectors (``[units, slots, d]``, NaN where a slot has none) under embedding
-        ``key``; ``block`` lists the units (first and last name the file)."""
+        """One block of units' vectors ``[units, slots, d]`` (NaN: no slot); its first and last unit name it."""
         return self._file(f"embeddings/{layer}/{key}/{block[0]:06d}-{block[-1]:06d}.npy")
 
     def crop_embeddings(self, backend_fingerprint: str) -> StoreFile:
-        """The folder of per-crop embeddings of one backend (files named by crop content)."""
+        """The folder of one backend's crop vectors (files named by content)."""
         return self._file(f"embeddings/crops/{backend_fingerprint}")
 
     def concept_embeddings(self, key: str) -> StoreFile:
-        """A vocabulary's concept vectors under ``scoring.concepts.concept_cache_key``."""
         return self._file(f"embeddings/{key}.npy")
 
     def ablation(self, layer: str, variant: str = "", table: str = "") -> StoreFile:
         """``ablation/<layer>[.set-<variant>][.<table>].parquet``; ``table``: units, classes, baseline."""
-        stem = f"ablation/{layer}" + (f".set-{variant}" if variant else "") + (f".{table}" if table else "")
-        return self._file(stem + ".parquet")
+        return self._file(f"ablation/{layer}" + (f".set-{variant}" if variant else "") + (f".{table}" if table else "") + ".parquet")
 
     def ablation_part(self, layer: str, run_key: str, part_key: str) -> StoreFile:
         return self._file(f"ablation/parts/{layer}/{run_key}/{part_key}.parquet")
 
     def evaluation(self, suffix: str = ".json") -> StoreFile:
-        """``evaluation/evaluation.json|md|png``: the run's report."""
         return self._file(f"evaluation/evaluation{suffix}")
 
     def evaluation_layer(self, layer: str, name: str) -> StoreFile:
-        """``evaluation/<layer>/<name>``: summary.json, units.parquet, compare.parquet, compare_units.parquet."""
+        """summary.json, units.parquet, compare.parquet, compare_units.parquet."""
         return self._file(f"evaluation/{layer}/{name}")
 
     def evaluation_images(self, key: str) -> StoreFile:
         return self._file(f"evaluation/images/{key}.npz")
 
     def evaluation_vocabulary(self) -> RunStore:
-        """The store the evaluation's own vocabularies are written to (``evaluation/vocabulary/...``)."""
+        """The store the evaluation's own vocabularies go to (``evaluation/vocabulary/...``)."""
         return RunStore(full_uri(self.uri, "evaluation"), self.storage_options)
 
     def vocabulary(self, name: str = "vocabulary") -> StoreFile:
-        """``vocabulary/<name>.parquet`` (``with_suffix(".json")`` is its manifest)."""
+        """A vocabulary table; ``with_suffix(".json")`` is its manifest."""
         return self._file(f"vocabulary/{name}.parquet")
 
     def llm_cache(self) -> StoreFile:
         return self._file("vocabulary/llm_cache")
 
     def input_images(self) -> StoreFile:
-        """The folder of images handed to the Python API in memory (files named by content); a file list
-        in ``inputs/`` names them ``images/<name>``, relative to itself."""
+        """The Python API's in-memory images (named by content); file lists name them ``images/<name>``."""
         return self._file(f"{INPUTS_DIR}/images")
 
     def input_list(self, key: str) -> StoreFile:
@@ -420,7 +362,6 @@ class RunStore:
         return self._file(relpath)
 
     def leases(self) -> StoreFile:
-        """The writer lease's folder (``neuroscribe.lease``); kept by ``remove``."""
         return self._file(LEASE_DIR)
 
     def lease(self, generation: int) -> StoreFile:

@@ -36,68 +36,69 @@ def frame() -> pd.DataFrame:
 def test_json_round_trips_and_lands_where_the_layout_says(run_store):
     uri, options = run_store
     obj = {"run_key": "abc", "ok": 3, "skipped": [{"id": 7, "reason": "truncated"}], "nested": {"x": [1.5, None]}}
-    st.write_json(uri, "shards/000003.json", obj, options)
-    assert st.read_json(uri, "shards/000003.json", options) == obj
+    st.StoreFile(uri, "shards/000003.json", options).write_json(obj)
+    assert st.StoreFile(uri, "shards/000003.json", options).read_json() == obj
     fs, root = st.filesystem(uri, options)
     assert json.loads(fs.cat_file(f"{root}/shards/000003.json")) == obj  # a plain JSON file at that path
-    assert st.exists(uri, "shards/000003.json", options) and not st.exists(uri, "shards/000004.json", options)
-    assert st.list_files(uri, "shards", options) == ["000003.json"]
-    assert st.list_files(uri, "nothing-here", options) == []
+    assert st.StoreFile(uri, "shards/000003.json", options).exists() and not st.StoreFile(uri, "shards/000004.json", options).exists()
+    assert st.StoreFile(uri, "shards", options).list() == ["000003.json"]
+    assert st.StoreFile(uri, "nothing-here", options).list() == []
 
 
 def test_tables_are_written_as_parquet_and_csv_and_read_back_equal(run_store):
     uri, options = run_store
     assert RunStore(uri, options).table("layer4").write_table(frame()).endswith("explanations/layer4.parquet")
-    pd.testing.assert_frame_equal(st.read_parquet(uri, "explanations/layer4.parquet", options), frame())
-    csv = pd.read_csv(io.BytesIO(st.read_bytes(uri, "explanations/layer4.csv", options)))
+    pd.testing.assert_frame_equal(st.StoreFile(uri, "explanations/layer4.parquet", options).read_parquet(), frame())
+    csv = pd.read_csv(io.BytesIO(st.StoreFile(uri, "explanations/layer4.csv", options).read_bytes()))
     pd.testing.assert_frame_equal(csv, frame())
-    assert st.list_files(uri, "explanations", options) == ["layer4.csv", "layer4.parquet"]  # no temporary files left
+    assert st.StoreFile(uri, "explanations", options).list() == ["layer4.csv", "layer4.parquet"]  # no temporary files left
 
 
 def test_a_rewrite_replaces_the_file_whole(run_store):
     uri, options = run_store
-    st.write_bytes(uri, "summary/extract.json", b"x" * 1000, options)
-    st.write_bytes(uri, "summary/extract.json", b"short", options)
-    assert st.read_bytes(uri, "summary/extract.json", options) == b"short"
+    st.StoreFile(uri, "summary/extract.json", options).write_bytes(b"x" * 1000)
+    st.StoreFile(uri, "summary/extract.json", options).write_bytes(b"short")
+    assert st.StoreFile(uri, "summary/extract.json", options).read_bytes() == b"short"
 
 
 def test_missing_files_give_one_error_naming_the_path_and_the_store(run_store):
     uri, options = run_store
-    for read in (st.read_bytes, st.read_json, st.read_parquet):
+    missing = RunStore(uri, options).table("layer9")
+    for read in (missing.read_bytes, missing.read_json, missing.read_parquet):
         with pytest.raises(NeuroscribeError, match=rf"explanations/layer9.parquet is missing from store {uri}; run the stage"):
-            read(uri, "explanations/layer9.parquet", options)
+            read()
 
 
 def test_zarr_group_is_created_reopened_read_only_and_holds_its_arrays(run_store):
     uri, options = run_store
     with pytest.raises(NeuroscribeError, match=rf"store {uri} holds no neuroscribe run; run `neuroscribe extract`"):
-        st.open_group(uri, "r", options)
+        st.RunStore(uri, options).arrays("r")
 
-    group = st.open_group(uri, "a", options)
+    group = st.RunStore(uri, options).arrays("a")
     group.attrs["neuroscribe"] = {"run_key": "abc", "k": 5}
     data = np.arange(24, dtype=np.float32).reshape(6, 4)
     group.create_array("activations/layer4/max", shape=data.shape, dtype="float32", chunks=(3, 4))[:] = data
 
-    reopened = st.open_group(uri, "r", options)
+    reopened = st.RunStore(uri, options).arrays("r")
     np.testing.assert_array_equal(reopened["activations/layer4/max"][:], data)
-    assert st.run_attrs(uri, options) == {"run_key": "abc", "k": 5}
+    assert st.RunStore(uri, options).attrs() == {"run_key": "abc", "k": 5}
     with pytest.raises(ValueError, match="read-only"):  # nothing is written by a reader
         reopened["activations/layer4/max"][0] = 1.0
-    assert st.exists(uri, "arrays/zarr.json", options) and not st.exists(uri, "zarr.json", options)  # layout 2
+    assert st.StoreFile(uri, "arrays/zarr.json", options).exists() and not st.StoreFile(uri, "zarr.json", options).exists()  # layout 2
 
 
 def test_remove_deletes_the_whole_store(run_store):
     uri, options = run_store
-    st.write_json(uri, "a/b.json", {}, options)
-    st.write_json(uri, "c.json", {}, options)
-    st.remove(uri, options)
-    assert not st.exists(uri, "a/b.json", options) and not st.exists(uri, "c.json", options)
-    st.remove(uri, options)  # removing a missing store is a no-op
+    st.StoreFile(uri, "a/b.json", options).write_json({})
+    st.StoreFile(uri, "c.json", options).write_json({})
+    st.RunStore(uri, options).remove()
+    assert not st.StoreFile(uri, "a/b.json", options).exists() and not st.StoreFile(uri, "c.json", options).exists()
+    st.RunStore(uri, options).remove()  # removing a missing store is a no-op
 
 
 def test_store_that_cannot_be_opened_is_one_clear_error():
     with pytest.raises(NeuroscribeError, match=r"store nosuchproto://x/y cannot be opened .*check the URL"):
-        st.exists("nosuchproto://x/y", "zarr.json")
+        st.StoreFile("nosuchproto://x/y", "zarr.json").exists()
 
 
 @pytest.mark.parametrize(("uri", "expected"), [("runs/r50", "runs/r50/vocabulary"), ("s3://b/r50/", "s3://b/r50/vocabulary")])
@@ -113,7 +114,7 @@ def test_concurrent_local_writers_of_one_file_never_fail_nor_mix(tmp_path):
     def write(data: bytes) -> None:
         for _ in range(100):
             try:
-                st.write_bytes(uri, "cache/answer.json", data)
+                st.StoreFile(uri, "cache/answer.json").write_bytes(data)
             except Exception as exc:  # noqa: BLE001 - any failure is the bug
                 errors.append(repr(exc))
 
@@ -123,8 +124,8 @@ def test_concurrent_local_writers_of_one_file_never_fail_nor_mix(tmp_path):
     for thread in threads:
         thread.join()
     assert errors == []
-    assert st.read_bytes(uri, "cache/answer.json") in contents  # one whole write, not a mix
-    assert st.list_files(uri, "cache") == ["answer.json"]  # no temporary file left behind
+    assert st.StoreFile(uri, "cache/answer.json").read_bytes() in contents  # one whole write, not a mix
+    assert st.StoreFile(uri, "cache").list() == ["answer.json"]  # no temporary file left behind
 
 
 TYPED_PATHS = [
@@ -181,7 +182,7 @@ def test_store_files_round_trip_and_list_and_remove(run_store):
     store.shard_marker(0).write_json(record)
     store.shard_marker(1).write_bytes(b"{}")
     assert store.shard_marker(0).read_json() == record
-    assert st.read_json(uri, "shards/000000.json", options) == record  # the file is where the layout says
+    assert st.StoreFile(uri, "shards/000000.json", options).read_json() == record  # the file is where the layout says
     store.index().write_parquet(frame())
     pd.testing.assert_frame_equal(store.index().read_parquet(), frame())
     strips = store.gallery_strips("fc")

@@ -74,7 +74,7 @@ def load_vocabulary(uri: str, storage_options: dict | None = None) -> Vocabulary
     """A vocabulary by the URI of its ``.parquet`` file, or of the run store holding the default one."""
     file = _locate(uri, storage_options)
     if not file.exists():
-        raise NeuroscribeError(f"no vocabulary at {file.uri}; build one with `neuroscribe vocabulary --out {file.uri_root}`")
+        raise NeuroscribeError(f"no vocabulary at {file.uri}; build one with `neuroscribe vocabulary --out {file.store}`")
     frame = file.read_parquet()
     meta = frame.attrs.get("neuroscribe_vocabulary", {})
     if meta.get("format") != FORMAT_VERSION:
