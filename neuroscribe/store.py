@@ -37,9 +37,8 @@ place it is documented; README links here)::
                                              evaluation/<layer>/{summary.json, units.parquet,
                                              compare.parquet, compare_units.parquet}, images/, vocabulary/
 
-Layout 1 (neuroscribe before the split) kept the arrays at the store root beside the side files, so
-``zarr.open_group`` warned about each of them; such a store is refused with a NeuroscribeError that
-says to re-extract it.  Activation arrays are Zarr-sharded with one Zarr shard per dataset shard along
+A layout-1 store (arrays at the store root, where ``zarr.open_group`` warned about each side file) is
+refused with a NeuroscribeError that says to re-extract it.  Activation arrays are Zarr-sharded with one Zarr shard per dataset shard along
 the image axis, so no two tasks ever write the same shard object.  Credentials come from
 ``storage_options`` or the standard AWS variables and are never logged.
 
@@ -116,12 +115,6 @@ def is_local(fs) -> bool:
     """Whether an fsspec filesystem is the local disk (which has folders, renames and O_EXCL)."""
     protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
     return "file" in protocols or "local" in protocols
-
-
-def _zarr_store(uri: str, storage_options: dict | None, read_only: bool):
-    if "://" in uri and not uri.startswith("file://"):
-        return zarr.storage.FsspecStore.from_url(uri, storage_options=with_retries(uri, storage_options), read_only=read_only)
-    return zarr.storage.LocalStore(uri.removeprefix("file://"), read_only=read_only)
 
 
 def full_uri(uri: str, relpath: str) -> str:
@@ -240,8 +233,12 @@ class RunStore:
                 )
             if mode != "a":
                 raise NeuroscribeError(f"store {self.uri} holds no neuroscribe run; run `neuroscribe extract` into it first")
+        uri, read_only = full_uri(self.uri, ARRAYS_DIR), mode == "r"
         with storage_errors(self.uri):
-            store = _zarr_store(full_uri(self.uri, ARRAYS_DIR), self.storage_options, read_only=(mode == "r"))
+            if "://" in uri and not uri.startswith("file://"):
+                store = zarr.storage.FsspecStore.from_url(uri, storage_options=with_retries(uri, self.storage_options), read_only=read_only)
+            else:
+                store = zarr.storage.LocalStore(uri.removeprefix("file://"), read_only=read_only)
             return zarr.open_group(store=store, mode=mode, zarr_format=3)
 
     def attrs(self) -> dict[str, Any]:
