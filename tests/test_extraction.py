@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import zarr
 
 from neuroscribe import store as st
 from neuroscribe.config import DatasetSpec, ExtractConfig, ModelSpec
@@ -104,6 +105,18 @@ def test_a_store_of_another_extraction_is_refused_then_replaced_on_overwrite(ima
         prepare_extraction(other)
     run_extraction(other.model_copy(update={"overwrite": True}))
     assert list(st.RunStore(other.store).attrs()["layers"]) == ["conv2"]
+
+
+def test_a_store_of_the_old_layout_is_refused_then_replaced_on_overwrite(image_folder, tmp_path):
+    cfg = _config(image_folder, tmp_path, layers="conv2")
+    zarr.open_group(cfg.store, mode="w", zarr_format=3).attrs["neuroscribe"] = {"run_key": "old"}  # layout 1: arrays at the root
+    st.RunStore(cfg.store).index().write_bytes(b"old index")
+    with pytest.raises(NeuroscribeError, match=rf"store {cfg.store} has the old layout 1 .*--overwrite"):
+        prepare_extraction(cfg)
+    run_extraction(cfg.model_copy(update={"overwrite": True}))
+    store = st.RunStore(cfg.store)
+    assert not store.old_layout() and store.attrs()["layout"] == st.LAYOUT_VERSION
+    assert list(store.index().read_parquet()["status"].unique()) == ["ok"]
 
 
 def test_unknown_layer_lists_the_closest_valid_names(image_folder, tmp_path):
