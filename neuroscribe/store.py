@@ -60,13 +60,13 @@ import posixpath
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import fsspec
-import pandas as pd
-import zarr
+from typing import TYPE_CHECKING, Any
 
 from neuroscribe.errors import NeuroscribeError
+
+if TYPE_CHECKING:  # fsspec, pandas and zarr load on first use: every config imports this module, and `--help` must stay fast
+    import pandas as pd
+    import zarr
 
 LAYOUT_VERSION = 2  # 2: Zarr arrays under arrays/, side files beside it
 ARRAYS_DIR = "arrays"
@@ -105,6 +105,8 @@ def storage_errors(path: str) -> Iterator[None]:
 
 def filesystem(uri: str, storage_options: dict | None = None):
     """(fsspec filesystem, root path without protocol) for a store URI."""
+    import fsspec
+
     try:
         return fsspec.core.url_to_fs(uri, **with_retries(uri, storage_options))
     except Exception as exc:
@@ -180,6 +182,8 @@ class StoreFile:
         return self.write_bytes(buf.getvalue())
 
     def read_parquet(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.read_parquet(io.BytesIO(self.read_bytes()))
 
     def write_table(self, frame: pd.DataFrame) -> str:
@@ -224,6 +228,8 @@ class RunStore:
 
     def arrays(self, mode: str = "r") -> zarr.Group:
         """The Zarr group of the run's arrays, ``<store>/arrays``."""
+        import zarr
+
         if not self._file(f"{ARRAYS_DIR}/zarr.json").exists():
             if self.old_layout():
                 raise NeuroscribeError(
