@@ -11,9 +11,11 @@ neuroscribe compares with one of the other.  Local paths only.
   (NaN positions included), read a block of rows at a time so memory stays bounded.
 - Tables (``*.parquet`` and ``*.csv`` outside the arrays: index, explanations, vocabulary, ablation,
   evaluation): the same relative paths and ``pandas.testing.assert_frame_equal`` with exact values.
-- Cached embeddings (``*.npy``, ``*.npz``): the same bytes per path; files under a folder named by a
-  content key that includes the code's version (``embeddings/<layer>/<key>/``) are paired by their
-  place below the one key folder each store has.
+- Cached embeddings (``*.npy``, ``*.npz``): the same bytes per path.  Names that are content keys
+  including the code's version are paired where each store has one: a key folder
+  (``embeddings/<layer>/<key>/``) or a key-named file (the concept vectors ``embeddings/<key>.npy``).
+  A folder of ``.npz`` caches whose names differ (crop vectors named by digests that include the run
+  key) is compared as the sorted rows of all the ``vectors`` it holds.
 - Group and array attrs are compared with the keys that carry the code's version left out (``version``,
   ``layout``, ``run_key`` and every ``*_key``): a refactor changes those by design.  Side JSON files
   (markers, summaries, manifests) carry seconds and keys, so they are not compared.
@@ -98,8 +100,18 @@ def side_files(store: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
             parent = store.joinpath(*parts[:i])
             if KEY_FOLDER.match(part) and sum(1 for p in parent.iterdir() if p.is_dir() and KEY_FOLDER.match(p.name)) == 1:
                 parts[i] = "<key>"
+        keyed = [p for p in path.parent.iterdir() if p.suffix == path.suffix and KEY_FOLDER.match(p.stem)]
+        if KEY_FOLDER.match(path.stem) and keyed == [path]:
+            parts[-1] = "<key>" + path.suffix
         found["/".join(parts)] = path
     return found
+
+
+def pooled_vectors(files: list[Path]) -> np.ndarray:
+    """Every ``vectors`` row of some ``.npz`` caches, sorted, as one array."""
+    rows = [np.load(f)["vectors"] for f in files]
+    stacked = np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)
+    return stacked[np.lexsort(stacked.T[::-1])] if stacked.size else stacked
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -123,7 +135,14 @@ def compare(a: Path, b: Path) -> tuple[list[str], dict[str, int]]:
             problems.append(f"attrs of {name} differ beyond code-version keys")
     for suffixes, kind in (((".parquet", ".csv"), "tables"), ((".npy", ".npz"), "embedding files")):
         files_a, files_b = side_files(a, suffixes), side_files(b, suffixes)
-        for rel in sorted(set(files_a) ^ set(files_b)):
+        unpaired = sorted(set(files_a) ^ set(files_b))
+        for folder in sorted({rel.rsplit("/", 1)[0] for rel in unpaired if rel.endswith(".npz")}):
+            pooled = [pooled_vectors([f for rel, f in files.items() if rel.rsplit("/", 1)[0] == folder]) for files in (files_a, files_b)]
+            counts["embedding files"] += 1
+            if pooled[0].shape != pooled[1].shape or pooled[0].tobytes() != pooled[1].tobytes():
+                problems.append(f"{folder}: the .npz caches hold different vectors")
+            unpaired = [rel for rel in unpaired if rel.rsplit("/", 1)[0] != folder]
+        for rel in unpaired:
             problems.append(f"{rel} is only in {a if rel in files_a else b}")
         for rel in sorted(set(files_a) & set(files_b)):
             counts[kind] += 1
