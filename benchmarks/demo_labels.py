@@ -33,7 +33,6 @@ from neuroscribe.evaluation.evidence import (
     ProbeImages,
     patch_evidence,
     probe_images,
-    topk_image_ids,
 )
 from neuroscribe.explanation import cached_backend, run_explain
 from neuroscribe.scoring.concepts import concept_embeddings
@@ -53,7 +52,7 @@ def load_run(images: str, out: str, k: int) -> dict:
     backend = cached_backend(cfg.backend)
     return {
         "crops": evidence.vectors, "fired": evidence.image_id, "rank": evidence.rank,
-        "topk": topk_image_ids(cfg, LAYER).astype(np.int64), "probe": probe_images(cfg, [LAYER]),
+        "topk": cfg.run_store.topk(LAYER)["image_id"][:].astype(np.int64), "probe": probe_images(cfg, [LAYER]),
         "concepts": list(vocabulary.concepts),
         "vectors": concept_embeddings(backend, vocabulary.concepts, cfg.backend.resolved_templates, cfg.store, vocabulary.content_hash),
     }

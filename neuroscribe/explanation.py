@@ -393,10 +393,6 @@ def save_config(cfg: ExplainConfig) -> None:
     cfg.run_store.explain_config().write_bytes(cfg.model_dump_json(indent=2).encode())
 
 
-def load_config(store: str, storage_options: dict | None = None) -> ExplainConfig:
-    return ExplainConfig.model_validate_json(st.RunStore(store, storage_options).explain_config().read_bytes())
-
-
 def n_units(cfg: ExplainConfig, layer: str) -> int:
     return int(cfg.run_store.attrs()["layers"][layer]["units"])
 

@@ -76,12 +76,10 @@ class EvaluateConfig(FrozenModel, WithRunStore):
 
 def resolve_explain_config(cfg: EvaluateConfig) -> ExplainConfig:
     """The run's ExplainConfig, pointed at ``cfg.store`` with the evaluation's options and device."""
-    from neuroscribe.explanation import load_config
-
     if cfg.explain is not None:
         base = cfg.explain
     elif cfg.run_store.explain_config().exists():
-        base = load_config(cfg.store, cfg.store_options)
+        base = ExplainConfig.model_validate_json(cfg.run_store.explain_config().read_bytes())
     else:
         raise NeuroscribeError(
             f"store {cfg.store} has no explain_config.json (written by `neuroscribe explain`); "

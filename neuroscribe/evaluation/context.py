@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from neuroscribe.evaluation.config import MINILM, EvaluateConfig
-from neuroscribe.evaluation.evidence import ProbeImages, topk_image_ids
+from neuroscribe.evaluation.evidence import ProbeImages
 from neuroscribe.evaluation.metrics import TextSpace
 from neuroscribe.evaluation.truth import LayerTruth, layer_truth
 from neuroscribe.explanation import ExplainConfig, cached_backend
@@ -132,7 +132,7 @@ def layer_context(cfg: EvaluateConfig, explain_cfg: ExplainConfig, layer: str, p
         truth=layer_truth(cfg.store, layer, cfg.labels.get(layer), cfg.store_options),
         probe=probe,
         fired_ids=patches_group(cfg.store, layer, cfg.store_options)["image_id"][:].astype(np.int64),
-        topk_ids=topk_image_ids(explain_cfg, layer).astype(np.int64),
+        topk_ids=explain_cfg.run_store.topk(layer)["image_id"][:].astype(np.int64),
         spaces=spaces,
         notes=notes,
     )

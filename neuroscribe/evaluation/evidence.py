@@ -95,10 +95,6 @@ def _active_units(cfg: ExplainConfig, layer: str) -> np.ndarray:
     return (patches_group(cfg.store, layer, cfg.store_options)["image_id"][:] >= 0).any(axis=1)
 
 
-def topk_image_ids(cfg: ExplainConfig, layer: str) -> np.ndarray:
-    return cfg.run_store.topk(layer)["image_id"][:]
-
-
 def patch_evidence(cfg: ExplainConfig, layer: str) -> Evidence:
     """Patch embeddings (the seed rule's inputs); embedded first if the run used another rule."""
     cfg = rule_config(cfg, "seed") if embeds_whole_images(cfg.rule) else cfg
@@ -111,7 +107,7 @@ def patch_evidence(cfg: ExplainConfig, layer: str) -> Evidence:
 
 def image_evidence(cfg: ExplainConfig, layer: str, probe: ProbeImages | None = None) -> Evidence:
     """Whole top images in rank order (the softwpmi rule's inputs)."""
-    ids = topk_image_ids(cfg, layer).astype(np.int64)
+    ids = cfg.run_store.topk(layer)["image_id"][:].astype(np.int64)
     active = _active_units(cfg, layer)
     ids = np.where(active[:, None], ids, -1)
     rank = np.where(ids >= 0, np.arange(ids.shape[1])[None, :], -1)
@@ -161,7 +157,7 @@ def probe_image_ids(cfg: ExplainConfig, layers: list[str], random_images: int, s
     if len(ok) <= random_images:
         return ok, ok
     sample = np.sort(np.random.default_rng(seed).choice(ok, size=random_images, replace=False))
-    tops = [topk_image_ids(cfg, layer).ravel() for layer in layers]
+    tops = [cfg.run_store.topk(layer)["image_id"][:].ravel() for layer in layers]
     wanted = np.union1d(sample, np.concatenate(tops))
     return wanted[wanted >= 0], sample
 
