@@ -27,14 +27,12 @@ from collections import Counter
 import numpy as np
 from scipy.stats import rankdata
 
-from neuroscribe import store as st
 from neuroscribe.demo import demo_config
 from neuroscribe.evaluation.consistency import unit_aucs
 from neuroscribe.evaluation.evidence import (
     ProbeImages,
     patch_evidence,
     probe_images,
-    topk_image_ids,
 )
 from neuroscribe.explanation import cached_backend, run_explain
 from neuroscribe.scoring.concepts import concept_embeddings
@@ -50,11 +48,11 @@ def load_run(images: str, out: str, k: int) -> dict:
     cfg = demo_config(images=images, out=out, layers=(LAYER,), k=k)
     run_explain(cfg)
     evidence = patch_evidence(cfg, LAYER)
-    vocabulary = load_vocabulary(st.read_json(cfg.store, f"explanations/{LAYER}.json")["vocabulary"])
+    vocabulary = load_vocabulary(cfg.run_store.table(LAYER).with_suffix(".json").read_json()["vocabulary"])
     backend = cached_backend(cfg.backend)
     return {
         "crops": evidence.vectors, "fired": evidence.image_id, "rank": evidence.rank,
-        "topk": topk_image_ids(cfg, LAYER).astype(np.int64), "probe": probe_images(cfg, [LAYER]),
+        "topk": cfg.run_store.topk(LAYER)["image_id"][:].astype(np.int64), "probe": probe_images(cfg, [LAYER]),
         "concepts": list(vocabulary.concepts),
         "vectors": concept_embeddings(backend, vocabulary.concepts, cfg.backend.resolved_templates, cfg.store, vocabulary.content_hash),
     }

@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import posixpath
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -46,7 +45,6 @@ from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import content_key
 from neuroscribe.results import Ablation, Evaluation, Run, user_facing
 
-INPUTS = "inputs"
 # PNG keeps every pixel; modes it cannot hold are converted first
 PNG_MODES = {"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"}
 IN_PROCESS = (None, "in-process", "local")
@@ -144,15 +142,16 @@ def _label(value: Any) -> str:
 
 def _write_images(store: str, pairs: Iterable[tuple[Any, Any]], limit: int | None, storage_options: dict) -> list[tuple[str, str]]:
     """Write each image once as ``inputs/images/<hash>.png``; returns (relative path, label) rows."""
-    existing = set(st.list_files(store, f"{INPUTS}/images", storage_options))
+    folder = st.RunStore(store, storage_options).input_images()
+    existing = set(folder.list())
     rows: list[tuple[str, str]] = []
 
     def write(pair) -> tuple[str, str]:
         data = _png(pair[0])
         name = hashlib.blake2b(data, digest_size=16).hexdigest() + ".png"
         if name not in existing:
-            st.write_bytes(store, f"{INPUTS}/images/{name}", data, storage_options)
-        return f"images/{name}", _label(pair[1])
+            folder.folder(name).write_bytes(data)
+        return f"images/{name}", _label(pair[1])  # relative to the file list in inputs/ (RunStore.input_list)
 
     block: list = []
     with ThreadPoolExecutor(4) as pool:  # PNG encoding releases the GIL
@@ -172,10 +171,10 @@ def _write_listing(store: str, rows: list[tuple[str, str]], storage_options: dic
     if not rows:
         raise NeuroscribeError("no images were given; pass a folder, a file list, a list of paths or PIL images, or a Dataset")
     frame = pd.DataFrame(rows, columns=["path", "label"])
-    relpath = f"{INPUTS}/{content_key(rows)}.tsv"
-    if not st.exists(store, relpath, storage_options):
-        st.write_bytes(store, relpath, frame.to_csv(sep="\t", index=False).encode(), storage_options)
-    return st.full_uri(store, relpath)
+    file = st.RunStore(store, storage_options).input_list(content_key(rows))
+    if not file.exists():
+        file.write_bytes(frame.to_csv(sep="\t", index=False).encode())
+    return file.uri
 
 
 def dataset_spec(images: Any, store: str, labels: Sequence | None = None, limit: int | None = None, storage_options: dict | None = None) -> DatasetSpec:
@@ -246,10 +245,7 @@ def _keep_inputs_on_overwrite(cfg: Any) -> None:
     *_, key, previous = validate_extraction(cfg.extract_config())
     if previous in (None, key):
         return
-    fs, root = st.filesystem(cfg.store, cfg.store_options)
-    for entry in fs.ls(root, detail=False):
-        if posixpath.basename(entry.rstrip("/")) != INPUTS:
-            fs.rm(entry, recursive=True)
+    cfg.run_store.remove(keep_inputs=True)
 
 
 def _spec_overrides(value: Any, key: str, extra: dict | None = None) -> Any:
@@ -427,7 +423,8 @@ def evaluate(
 def open_run(store: str | Path, storage_options: dict | None = None) -> Run:
     """Reopen a run store (local or ``s3://``) made by the CLI, a flow or this API."""
     store, options = str(store), storage_options or {}
-    if not (st.exists(store, "zarr.json", options) or st.list_files(store, "summary", options)):
+    run = st.RunStore(store, options)
+    if not (run.has_run() or run.summaries().list()):
         raise NeuroscribeError(
             f"store {store} holds no neuroscribe run (no extraction, explanation or ablation); pass the store of a run"
         )

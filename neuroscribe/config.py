@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from neuroscribe.errors import NeuroscribeError
+from neuroscribe.store import WithRunStore
 
 SECRET_WORDS = ("key", "secret", "token", "password", "credential")
 
@@ -184,7 +185,7 @@ class LayersConfig(FrozenModel):
         return parse_layers(v)
 
 
-class ExtractConfig(LayersConfig):
+class ExtractConfig(LayersConfig, WithRunStore):
     """Parameters of one activation extraction (the ``extract`` flow)."""
 
     model: ModelSpec = ModelSpec()

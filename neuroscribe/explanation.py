@@ -63,7 +63,7 @@ CODE_MODULES = (
 )
 
 
-class ExplainConfig(LayersConfig):
+class ExplainConfig(LayersConfig, st.WithRunStore):
     """Everything one explanation run needs: the flow's single parameter."""
 
     model: ModelSpec = ModelSpec()
@@ -125,7 +125,7 @@ def embeds_top_images(cfg: ExplainConfig, layer: str) -> bool:
     """Whether ``layer``'s units are embedded from their original top images: for the softwpmi rule,
     and for linear layers, whose patch *is* the whole image - the backend then reads it at its own
     input size, not through the stored crop (a 128 px crop costs ConSE's classifier ~6 points)."""
-    kind = st.run_attrs(cfg.store, cfg.store_options).get("layers", {}).get(layer, {}).get("kind")
+    kind = cfg.run_store.attrs().get("layers", {}).get(layer, {}).get("kind")
     return embeds_whole_images(cfg.rule) or kind == "linear"
 
 
@@ -153,17 +153,13 @@ def _image_digest(run_key: str, image_id: int) -> bytes:
     return hashlib.blake2b(f"{run_key}:image:{image_id}".encode(), digest_size=16).digest()
 
 
-def _crop_cache_dir(backend_fingerprint: str) -> str:
-    return f"embeddings/crops/{backend_fingerprint}"
-
-
 def _known_vectors(cfg: ExplainConfig, backend_fingerprint: str) -> dict[bytes, np.ndarray]:
     """Every crop vector this run has stored for the backend, by content digest."""
-    folder = _crop_cache_dir(backend_fingerprint)
+    folder = cfg.run_store.crop_embeddings(backend_fingerprint)
     known: dict[bytes, np.ndarray] = {}
-    for name in st.list_files(cfg.store, folder, cfg.store_options):
+    for name in folder.list():
         if name.endswith(".npz"):
-            with np.load(io.BytesIO(st.read_bytes(cfg.store, f"{folder}/{name}", cfg.store_options))) as stored:
+            with np.load(io.BytesIO(folder.folder(name).read_bytes())) as stored:
                 known.update(zip((d.tobytes() for d in stored["digests"]), stored["vectors"]))
     return known
 
@@ -207,7 +203,7 @@ def embed_distinct(cfg: ExplainConfig, backend, inputs: EmbeddingInputs) -> tupl
         buf = io.BytesIO()
         np.savez(buf, digests=np.frombuffer(b"".join(readable), np.uint8).reshape(len(readable), -1), vectors=vectors)
         name = content_key(sorted(d.hex() for d in readable))
-        st.write_bytes(cfg.store, f"{_crop_cache_dir(backend.fingerprint)}/{name}.npz", buf.getvalue(), cfg.store_options)
+        cfg.run_store.crop_embeddings(backend.fingerprint).folder(f"{name}.npz").write_bytes(buf.getvalue())
         known.update(zip(readable, vectors))
         embedded += len(readable)
     unreadable = np.full(backend.dim, np.nan, np.float32)
@@ -231,15 +227,15 @@ def embedding_inputs(cfg: ExplainConfig, layer: str, units: list[int]) -> Embedd
     if embeds_whole_images(cfg.rule):
         # softwpmi scores every top image of an active unit, in top-k order
         active = (patch_ids >= 0).any(axis=1)
-        ids = st.open_group(cfg.store, "r", cfg.store_options)[f"topk/{layer}/image_id"][units[0] : units[-1] + 1]
+        ids = cfg.run_store.topk(layer)["image_id"][units[0] : units[-1] + 1]
         ids = np.where(active[:, None], ids, -1)
     else:
         ids = patch_ids  # a linear layer: the patches' images, slot for slot
     wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
     position = {image_id: n for n, image_id in enumerate(wanted)}
     slots = np.array([[position.get(int(i), -1) for i in row] for row in ids], dtype=np.int64).reshape(ids.shape)
-    run_key = st.run_attrs(cfg.store, cfg.store_options)["run_key"]
-    index = st.read_parquet(cfg.store, "index.parquet", cfg.store_options).set_index("id")
+    run_key = cfg.run_store.attrs()["run_key"]
+    index = cfg.run_store.index().read_parquet().set_index("id")
 
     def load(n: int):
         try:
@@ -272,8 +268,8 @@ def embed_unit_block(cfg: ExplainConfig, layer: str, units: Iterable[int]) -> di
     require_extracted(cfg, layer)
     backend = cached_backend(cfg.backend)
     key = embedding_key(cfg, layer, backend.fingerprint)
-    relpath = embeddings_path(layer, key, units)
-    if st.exists(cfg.store, relpath, cfg.store_options):
+    file = cfg.run_store.embeddings(layer, key, units)
+    if file.exists():
         return {"layer": layer, "first_unit": units[0], "units": len(units), "cached": True}
     inputs = embedding_inputs(cfg, layer, units)
     vectors, embedded = embed_distinct(cfg, backend, inputs)
@@ -282,13 +278,8 @@ def embed_unit_block(cfg: ExplainConfig, layer: str, units: Iterable[int]) -> di
     out[slots >= 0] = vectors[slots[slots >= 0]]
     buf = io.BytesIO()
     np.save(buf, out, allow_pickle=False)
-    st.write_bytes(cfg.store, relpath, buf.getvalue(), cfg.store_options)
+    file.write_bytes(buf.getvalue())
     return {"layer": layer, "first_unit": units[0], "units": len(units), "cached": False, "inputs": len(inputs.digests), "embedded": embedded}
-
-
-def embeddings_path(layer: str, key: str, units: list[int]) -> str:
-    """Where the vectors of one block of units live: ``[units, slots, d]``, NaN where a slot has none."""
-    return f"embeddings/{layer}/{key}/{units[0]:06d}-{units[-1]:06d}.npy"
 
 
 def stored_vectors(cfg: ExplainConfig, layer: str, key: str | None = None) -> np.ndarray:
@@ -297,13 +288,13 @@ def stored_vectors(cfg: ExplainConfig, layer: str, key: str | None = None) -> np
     key = key or embedding_key(cfg, layer, cached_backend(cfg.backend).fingerprint)
     blocks = []
     for block in unit_blocks(n_units(cfg, layer), cfg.units_per_task):
-        relpath = embeddings_path(layer, key, block)
-        if not st.exists(cfg.store, relpath, cfg.store_options):
+        file = cfg.run_store.embeddings(layer, key, block)
+        if not file.exists():
             raise NeuroscribeError(
                 f"units {block[0]}..{block[-1]} of {layer!r} have no {cfg.rule.name} embeddings in {cfg.store} yet; "
                 "rerun `neuroscribe explain` (or evaluation's embedding step) with the run's config"
             )
-        blocks.append(np.load(io.BytesIO(st.read_bytes(cfg.store, relpath, cfg.store_options)), allow_pickle=False))
+        blocks.append(np.load(io.BytesIO(file.read_bytes()), allow_pickle=False))
     return np.concatenate(blocks, axis=0)
 
 
@@ -325,7 +316,7 @@ def table_key(cfg: ExplainConfig, embeddings_key: str, vocabulary_hash: str) -> 
 
 
 def require_extracted(cfg: ExplainConfig, layer: str) -> None:
-    extracted = st.run_attrs(cfg.store, cfg.store_options).get("layers", {})
+    extracted = cfg.run_store.attrs().get("layers", {})
     if layer not in extracted:
         raise NeuroscribeError(
             f"layer {layer!r} was not extracted into {cfg.store} (extracted: {', '.join(extracted) or 'none'}); "
@@ -344,16 +335,17 @@ def score_layer(cfg: ExplainConfig, layer: str, vocabulary_uri: str) -> pd.DataF
     backend = cached_backend(cfg.backend)
     embeddings_key = embedding_key(cfg, layer, backend.fingerprint)
     key = table_key(cfg, embeddings_key, vocabulary.content_hash)
-    manifest = f"explanations/{layer}.json"
-    if st.exists(cfg.store, manifest, cfg.store_options) and st.read_json(cfg.store, manifest, cfg.store_options).get("key") == key:
-        return st.read_parquet(cfg.store, f"explanations/{layer}.parquet", cfg.store_options)
+    table = cfg.run_store.table(layer)
+    manifest = table.with_suffix(".json")
+    if manifest.exists() and manifest.read_json().get("key") == key:
+        return table.read_parquet()
     n_units = patches_group(cfg.store, layer, cfg.store_options)["image_id"].shape[0]
     embeddings = _load_embeddings(cfg, layer, embeddings_key)
     concepts = concept_embeddings(
         backend, vocabulary.concepts, cfg.backend.resolved_templates, cfg.store, vocabulary.content_hash, cfg.store_options
     )
     scores = explain_units(cfg.rule.name, embeddings, concepts, vocabulary.concepts, **cfg.rule.kwargs())
-    top_ids = st.open_group(cfg.store, "r", cfg.store_options)[f"topk/{layer}/image_id"][:]
+    top_ids = cfg.run_store.topk(layer)["image_id"][:]
     frame = pd.DataFrame(
         {
             "layer": layer,
@@ -368,13 +360,11 @@ def score_layer(cfg: ExplainConfig, layer: str, vocabulary_uri: str) -> pd.DataF
             "top_image_ids": [row[row >= 0].tolist() for row in top_ids],
         }
     )
-    st.write_parquet(cfg.store, f"explanations/{layer}.parquet", frame, cfg.store_options)
+    table.write_parquet(frame)
     csv = frame.assign(alternatives=frame.alternatives.map(json.dumps), top_image_ids=frame.top_image_ids.map(json.dumps))
-    st.write_bytes(cfg.store, f"explanations/{layer}.csv", csv.to_csv(index=False).encode(), cfg.store_options)
-    st.write_json(
-        cfg.store, manifest,
+    table.with_suffix(".csv").write_bytes(csv.to_csv(index=False).encode())
+    manifest.write_json(
         {"key": key, "vocabulary": vocabulary_uri, "vocabulary_hash": vocabulary.content_hash, "backend": cfg.backend.model_dump(mode="json"), "rule": cfg.rule.model_dump()},
-        cfg.store_options,
     )
     return frame
 
@@ -406,15 +396,11 @@ def validate_explain(cfg: ExplainConfig) -> None:
 
 def save_config(cfg: ExplainConfig) -> None:
     """Keep the run's config in the store (secrets masked) so ``evaluate`` and reruns can read it."""
-    st.write_bytes(cfg.store, "explain_config.json", cfg.model_dump_json(indent=2).encode(), cfg.store_options)
-
-
-def load_config(store: str, storage_options: dict | None = None) -> ExplainConfig:
-    return ExplainConfig.model_validate_json(st.read_bytes(store, "explain_config.json", storage_options))
+    cfg.run_store.explain_config().write_bytes(cfg.model_dump_json(indent=2).encode())
 
 
 def n_units(cfg: ExplainConfig, layer: str) -> int:
-    return int(st.run_attrs(cfg.store, cfg.store_options)["layers"][layer]["units"])
+    return int(cfg.run_store.attrs()["layers"][layer]["units"])
 
 
 def _layer_blocks(cfg: ExplainConfig) -> list[tuple[str, list[int]]]:
@@ -436,11 +422,11 @@ def _layers_with_vocabulary(cfg: ExplainConfig, vocabulary_uri: str) -> list[tup
 def score_layer_item(cfg: ExplainConfig, item: tuple[str, str]) -> dict:
     layer, vocabulary_uri = item
     frame = score_layer(cfg, layer, vocabulary_uri)
-    return layer_summary(frame) | {"table": st.full_uri(cfg.store, f"explanations/{layer}.parquet")}
+    return layer_summary(frame) | {"table": cfg.run_store.table(layer).uri}
 
 
 def gallery_item(cfg: ExplainConfig, layer: str) -> str:
-    frame = st.read_parquet(cfg.store, f"explanations/{layer}.parquet", cfg.store_options)
+    frame = cfg.run_store.table(layer).read_parquet()
     return render_gallery(cfg.store, layer, frame, cfg.store_options, cfg.gallery_patches)
 
 
@@ -468,4 +454,4 @@ def run_explain(cfg: ExplainConfig) -> dict[str, pd.DataFrame]:
     """``explain`` in this process under the store's writer lease; each layer's table."""
     with store_lease(cfg.store, cfg.store_options, wait_s=cfg.runner.wait_for_store_s, ttl_s=cfg.runner.store_lease_ttl_s):
         explain(cfg)
-    return {layer: st.read_parquet(cfg.store, f"explanations/{layer}.parquet", cfg.store_options) for layer in cfg.layers}
+    return {layer: cfg.run_store.table(layer).read_parquet() for layer in cfg.layers}

@@ -135,16 +135,17 @@ def _keeps_candidate_maps(info: LayerInfo, k: int) -> bool:
     return info.kind != "linear" and info.units * k * int(np.prod(info.map_shape)) * 4 <= CANDIDATE_MAP_BYTES
 
 
-def _create_arrays(group, infos: list[LayerInfo], n_images: int, shard_size: int, k: int) -> None:
+def _create_arrays(store: st.RunStore, infos: list[LayerInfo], n_images: int, shard_size: int, k: int) -> None:
     n_shards = len(shard_ranges(n_images, shard_size))
     for info in infos:
+        group = store.activations(info.name, "a")
         if _keeps_candidate_maps(info, k):
             group.create_array(
-                f"activations/{info.name}/candidate_ids",
+                "candidate_ids",
                 shape=(n_shards, info.units, k), chunks=(1, info.units, k), dtype="int64", fill_value=-1, overwrite=True,
             )
             group.create_array(
-                f"activations/{info.name}/candidate_maps",
+                "candidate_maps",
                 shape=(n_shards, info.units, k, *info.map_shape),
                 chunks=(1, _unit_chunk(info.units, 64), k, *info.map_shape),
                 shards=(1, info.units, k, *info.map_shape),
@@ -153,7 +154,7 @@ def _create_arrays(group, infos: list[LayerInfo], n_images: int, shard_size: int
         if info.kind != "linear":
             m = _samples_per_shard(info, shard_size)
             group.create_array(
-                f"activations/{info.name}/samples",
+                "samples",
                 shape=(n_shards, info.units, m),
                 chunks=(1, info.units, m),
                 dtype="float32",
@@ -163,7 +164,7 @@ def _create_arrays(group, infos: list[LayerInfo], n_images: int, shard_size: int
         names = ["max", "mean"] + (["cls"] if info.kind == "token" and info.prefix_tokens else [])
         for stat in names:
             group.create_array(
-                f"activations/{info.name}/{stat}",
+                stat,
                 shape=(n_images, info.units),
                 chunks=(shard_size, _unit_chunk(info.units)),
                 shards=(shard_size, info.units),
@@ -181,8 +182,11 @@ def validate_extraction(cfg: ExtractConfig) -> tuple[LoadedModel, list[LayerInfo
     if index.empty:
         raise NeuroscribeError(f"dataset {cfg.dataset.uri} lists no images; check the path and --limit")
     key = extraction_key(cfg, index, infos)
-    opts = cfg.store_options
-    previous = st.run_attrs(cfg.store, opts).get("run_key") if st.exists(cfg.store, "zarr.json", opts) else None
+    store = cfg.run_store
+    if cfg.overwrite and store.old_layout():
+        previous = "layout 1"  # replaced like a different extraction; without --overwrite, attrs() says how to fix it
+    else:
+        previous = store.attrs().get("run_key") if store.has_run() else None
     if previous not in (None, key) and not cfg.overwrite:
         raise NeuroscribeError(
             f"store {cfg.store} holds a different extraction (key {previous}, this one is {key}); "
@@ -194,18 +198,17 @@ def validate_extraction(cfg: ExtractConfig) -> tuple[LoadedModel, list[LayerInfo
 def prepare_extraction(cfg: ExtractConfig) -> ExtractionPlan:
     """Check the inputs, create (or reopen) the store, and list the shards still to compute."""
     loaded, infos, index, key, previous = validate_extraction(cfg)
-    opts = cfg.store_options
+    store = cfg.run_store
     ranges = shard_ranges(len(index), cfg.dataset.shard_size)
     if previous not in (None, key):
-        require_lease(cfg.store, "--overwrite", opts)
-        st.remove(cfg.store, opts)  # validate_extraction let a different key through only with overwrite
+        require_lease(cfg.store, "--overwrite", cfg.store_options)
+        store.remove()  # validate_extraction let a different key through only with overwrite
         previous = None
     if previous is None:
-        group = st.open_group(cfg.store, "a", opts)
-        _create_arrays(group, infos, len(index), cfg.dataset.shard_size, cfg.k)
-        frame = index.assign(status="pending", reason="")
-        st.write_parquet(cfg.store, "index.parquet", frame, opts)
-        group.attrs["neuroscribe"] = {
+        _create_arrays(store, infos, len(index), cfg.dataset.shard_size, cfg.k)
+        store.index().write_parquet(index.assign(status="pending", reason=""))
+        store.arrays("a").attrs["neuroscribe"] = {
+            "layout": st.LAYOUT_VERSION,
             "version": code_version(*CODE_MODULES),
             "run_key": key,
             "model": cfg.model.model_dump(mode="json"),
@@ -226,14 +229,9 @@ def prepare_extraction(cfg: ExtractConfig) -> ExtractionPlan:
     )
 
 
-def _marker(shard: int) -> str:
-    return f"shards/{shard:06d}.json"
-
-
 def _shard_done(cfg: ExtractConfig, shard: int, key: str) -> bool:
-    if not st.exists(cfg.store, _marker(shard), cfg.store_options):
-        return False
-    return st.read_json(cfg.store, _marker(shard), cfg.store_options).get("run_key") == key
+    marker = cfg.run_store.shard_marker(shard)
+    return marker.exists() and marker.read_json().get("run_key") == key
 
 
 def _autocast(device: torch.device):
@@ -301,12 +299,12 @@ def extract_shards(cfg: ExtractConfig, shard_ids: list[int]) -> list[dict]:
 
 
 def _extract_shards(cfg: ExtractConfig, shard_ids: list[int]) -> list[dict]:
-    attrs = st.run_attrs(cfg.store, cfg.store_options)
+    attrs = cfg.run_store.attrs()
     key = attrs["run_key"]
     device = resolve_device(cfg.runner.device)
     loaded = cached_model(cfg.model, str(device))
     infos = resolve_layers(loaded, list(attrs["layers"]))
-    group = st.open_group(cfg.store, "a", cfg.store_options)
+    group = {info.name: cfg.run_store.activations(info.name, "r+") for info in infos}
     size = attrs["dataset"]["shard_size"]
     n_images = attrs["dataset"]["n_images"]
     records = []
@@ -316,7 +314,7 @@ def _extract_shards(cfg: ExtractConfig, shard_ids: list[int]) -> list[dict]:
             records.append({"shard": shard, "resumed": True})
             continue
         if index is None:
-            index = st.read_parquet(cfg.store, "index.parquet", cfg.store_options)
+            index = cfg.run_store.index().read_parquet()
         start, stop = shard * size, min((shard + 1) * size, n_images)
         rows = index.iloc[start:stop]
         records.append(_extract_one(cfg, loaded, infos, group, rows, shard, start, key, device))
@@ -337,9 +335,9 @@ def _extract_one(cfg, loaded, infos, group, rows, shard, start, key, device) -> 
         if info.kind != "linear"
     }
     candidates = {
-        info.name: _ShardTopMaps(group[f"activations/{info.name}/candidate_ids"].shape[2], info.units, info.map_shape)
+        info.name: _ShardTopMaps(group[info.name]["candidate_ids"].shape[2], info.units, info.map_shape)
         for info in infos
-        if f"activations/{info.name}/candidate_ids" in group
+        if "candidate_ids" in group[info.name]
     }
     skipped = []
     ids = rows["id"].to_numpy()
@@ -362,13 +360,13 @@ def _extract_one(cfg, loaded, infos, group, rows, shard, start, key, device) -> 
             if info.name in candidates:
                 candidates[info.name].add(buffers[(info.name, "max")][positions], ids[positions], maps)
     for (layer, stat), values in buffers.items():
-        group[f"activations/{layer}/{stat}"][start : start + n] = values
+        group[layer][stat][start : start + n] = values
     for layer, sampler in samplers.items():
-        group[f"activations/{layer}/samples"][shard] = sampler.result()
+        group[layer]["samples"][shard] = sampler.result()
     for layer, top in candidates.items():
         top_ids, top_maps = top.result()
-        group[f"activations/{layer}/candidate_maps"][shard] = top_maps
-        group[f"activations/{layer}/candidate_ids"][shard] = top_ids
+        group[layer]["candidate_maps"][shard] = top_maps
+        group[layer]["candidate_ids"][shard] = top_ids
     record = {
         "shard": shard,
         "run_key": key,
@@ -378,7 +376,7 @@ def _extract_one(cfg, loaded, infos, group, rows, shard, start, key, device) -> 
         "resumed": False,
     }
     # the marker goes last: a shard interrupted before this line is recomputed on rerun
-    st.write_json(cfg.store, _marker(shard), record, cfg.store_options)
+    cfg.run_store.shard_marker(shard).write_json(record)
     return record
 
 
@@ -439,11 +437,10 @@ class _ShardSampler:
 
 def unit_quantiles(store: str, layer: str, q: float, storage_options: dict | None = None) -> np.ndarray:
     """Per-unit ``q``-quantile of the layer's map values over the dataset, from the shard samples."""
-    group = st.open_group(store, "r", storage_options)
-    name = f"activations/{layer}/samples"
-    if name not in group:
+    group = st.RunStore(store, storage_options).activations(layer)
+    if group is None or "samples" not in group:
         raise NeuroscribeError(f"layer {layer!r} has no activation maps in store {store} (linear or not extracted)")
-    samples = group[name][:]  # [shards, units, m]
+    samples = group["samples"][:]  # [shards, units, m]
     flat = samples.transpose(1, 0, 2).reshape(samples.shape[1], -1)
     return np.nanquantile(flat, q, axis=1).astype(np.float32)
 
@@ -455,23 +452,24 @@ def reduce_topk(cfg: ExtractConfig, layer: str) -> dict:
 
 
 def _reduce_topk(cfg: ExtractConfig, layer: str) -> dict:
-    attrs = st.run_attrs(cfg.store, cfg.store_options)
+    attrs = cfg.run_store.attrs()
     info_attrs = attrs["layers"][layer]
     topk_key = content_key({"run": attrs["run_key"], "k": cfg.k, "layer": layer})
-    group = st.open_group(cfg.store, "a", cfg.store_options)
-    if f"topk/{layer}" in group and group[f"topk/{layer}"].attrs.get("topk_key") == topk_key:
+    topk = cfg.run_store.topk(layer)
+    if topk is not None and topk.attrs.get("topk_key") == topk_key:
         return {"layer": layer, "cached": True}
     size, n_images = attrs["dataset"]["shard_size"], attrs["dataset"]["n_images"]
-    maxima = group[f"activations/{layer}/max"]
+    group = cfg.run_store.activations(layer)
+    maxima = group["max"]
     top = TopK(cfg.k, info_attrs["units"])
     for start, stop in shard_ranges(n_images, size):
         top.merge(TopK(cfg.k, info_attrs["units"]).add(maxima[start:stop], np.arange(start, stop)))
     values, ids = top.result()
-    sub = group.require_group(f"topk/{layer}")
+    sub = cfg.run_store.topk(layer, "a")
     sub.create_array("value", data=values, chunks=values.shape, overwrite=True)
     sub.create_array("image_id", data=ids, chunks=ids.shape, overwrite=True)
     if info_attrs["map_shape"]:
-        maps = _candidate_maps(group, layer, ids, size, cfg.k)
+        maps = _candidate_maps(group, ids, size, cfg.k)
         if maps is None:
             maps = _collect_maps(cfg, attrs, layer, ids)
         units = maps.shape[0]
@@ -484,14 +482,13 @@ def _reduce_topk(cfg: ExtractConfig, layer: str) -> dict:
     return {"layer": layer, "cached": False, "images": len(np.unique(ids[ids >= 0]))}
 
 
-def _candidate_maps(group, layer: str, ids: np.ndarray, shard_size: int, k: int) -> np.ndarray | None:
-    """The winners' maps from the shards' stored candidates; None when the shards kept none (or
-    fewer than ``k`` per unit: a rerun with a larger k)."""
-    name = f"activations/{layer}/candidate_ids"
-    if name not in group or group[name].shape[2] < k:
+def _candidate_maps(group, ids: np.ndarray, shard_size: int, k: int) -> np.ndarray | None:
+    """The winners' maps from the layer's activation group's stored candidates; None when the shards
+    kept none (or fewer than ``k`` per unit: a rerun with a larger k)."""
+    if "candidate_ids" not in group or group["candidate_ids"].shape[2] < k:
         return None
-    candidate_ids = group[name][:]  # [shards, units, k]
-    stored = group[f"activations/{layer}/candidate_maps"]
+    candidate_ids = group["candidate_ids"][:]  # [shards, units, k]
+    stored = group["candidate_maps"]
     maps = np.zeros((*ids.shape, *stored.shape[3:]), dtype=np.float32)
     shard_of = np.where(ids >= 0, ids // shard_size, -1)
     for shard in np.unique(shard_of[shard_of >= 0]):
@@ -511,7 +508,7 @@ def _collect_maps(cfg: ExtractConfig, attrs: dict, layer: str, ids: np.ndarray) 
     h, w = info.map_shape
     maps = np.zeros((*ids.shape, h, w), dtype=np.float32)
     wanted = np.unique(ids[ids >= 0])
-    index = st.read_parquet(cfg.store, "index.parquet", cfg.store_options).set_index("id", drop=False).loc[wanted]
+    index = cfg.run_store.index().read_parquet().set_index("id", drop=False).loc[wanted]
     for positions, outputs, _ in forward_batches(
         loaded, index, [layer], cfg.runner.batch_size, device, cfg.runner.decode_threads, cfg.dataset.storage_options,
         cfg.dataset.max_image_pixels,
@@ -527,8 +524,8 @@ def _collect_maps(cfg: ExtractConfig, attrs: dict, layer: str, ids: np.ndarray) 
 
 def finalize_extraction(cfg: ExtractConfig, wall_seconds: float | None = None) -> ExtractionSummary:
     """Record each image's status in the index and write ``summary/extract.json``."""
-    attrs = st.run_attrs(cfg.store, cfg.store_options)
-    index = st.read_parquet(cfg.store, "index.parquet", cfg.store_options)
+    attrs = cfg.run_store.attrs()
+    index = cfg.run_store.index().read_parquet()
     status = np.full(len(index), "pending", dtype=object)
     reason = np.full(len(index), "", dtype=object)
     size, seconds = attrs["dataset"]["shard_size"], 0.0
@@ -536,7 +533,7 @@ def finalize_extraction(cfg: ExtractConfig, wall_seconds: float | None = None) -
     for shard in range(attrs["dataset"]["n_shards"]):
         if not _shard_done(cfg, shard, attrs["run_key"]):
             continue
-        record = st.read_json(cfg.store, _marker(shard), cfg.store_options)
+        record = cfg.run_store.shard_marker(shard).read_json()
         start = shard * size
         status[start : start + size] = "ok"
         for item in record["skipped"]:
@@ -544,7 +541,7 @@ def finalize_extraction(cfg: ExtractConfig, wall_seconds: float | None = None) -
             reasons[item["reason"].split(" (")[0]] += 1
         seconds += record["seconds"]
     index["status"], index["reason"] = status[: len(index)], reason[: len(index)]
-    st.write_parquet(cfg.store, "index.parquet", index, cfg.store_options)
+    cfg.run_store.index().write_parquet(index)
     ok, skipped = int((index["status"] == "ok").sum()), int((index["status"] == "skipped").sum())
     elapsed = wall_seconds if wall_seconds is not None else seconds
     summary = ExtractionSummary(
@@ -557,7 +554,7 @@ def finalize_extraction(cfg: ExtractConfig, wall_seconds: float | None = None) -
         seconds=round(elapsed, 3),
         images_per_second=round((ok + skipped) / elapsed, 2) if elapsed > 0 else 0.0,
     )
-    st.write_json(cfg.store, "summary/extract.json", summary.model_dump(), cfg.store_options)
+    cfg.run_store.summary("extract").write_json(summary.model_dump())
     return summary
 
 

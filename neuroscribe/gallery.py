@@ -200,11 +200,12 @@ def render_gallery(
     if patches_shown < 1 or thumb_size < 16:
         raise NeuroscribeError("patches_shown must be >= 1 and thumb_size >= 16 pixels")
     sub = patches_group(store, layer, storage_options)
-    attrs = st.run_attrs(store, storage_options)
+    run = st.RunStore(store, storage_options)
+    attrs = run.attrs()
     linear = attrs.get("layers", {}).get(layer, {}).get("kind") == "linear"
     rows = _explanation_rows(explanations, layer)
-    folder = f"gallery/{layer}"
-    existing = set(st.list_files(store, folder, storage_options))
+    folder = run.gallery_strips(layer)
+    existing = set(folder.list())
     patches = sub.attrs.get("patches_key")
     version = code_version("neuroscribe.gallery")
 
@@ -230,14 +231,13 @@ def render_gallery(
                 for i, _, slots in pending:
                     shown_ids[i, slots] = small["image_id"][i, slots]
                 crops, masks = read_crops(sub, np.arange(block.start, block.stop), shown_ids, shards)
-                draw = partial(_draw_strip, store, folder, crops, masks, thumb_size, not linear, storage_options)
+                draw = partial(_draw_strip, folder, crops, masks, thumb_size, not linear)
                 list(pool.map(draw, pending))
             if on_progress:
                 on_progress(len(block))
     used = {posixpath.basename(u["img"]) for u in units if "img" in u}
-    fs, root = st.filesystem(store, storage_options)
     for stale in existing - used:
-        fs.rm(posixpath.join(root, folder, stale))
+        folder.folder(stale).remove()
     counts = Counter(u["x"] for u in units if u.get("x"))
     concepts = [[c, n] for c, n in sorted(counts.items(), key=lambda cn: (-cn[1], cn[0]))[:CONCEPTS_LISTED]]
     model = attrs.get("model", {}).get("name", "model")
@@ -245,13 +245,13 @@ def render_gallery(
     inactive = sum(1 for u in units if not u["n"])
     subtitle = f"{len(units)} units · {explained} explained · {inactive} inactive"
     page = page_html(f"{model} · {layer}", subtitle, units, concepts, page_size, thumb_size)
-    st.write_bytes(store, f"gallery/{layer}.html", page.encode("utf-8"), storage_options)
-    return st.full_uri(store, f"gallery/{layer}.html")
+    run.gallery(layer).write_bytes(page.encode("utf-8"))
+    return run.gallery(layer).uri
 
 
-def _draw_strip(store, folder, crops, masks, size, outline, storage_options, item: tuple[int, str, list[int]]) -> None:
+def _draw_strip(folder: st.StoreFile, crops, masks, size, outline, item: tuple[int, str, list[int]]) -> None:
     i, name, slots = item
     image = strip([(crops[i, j], masks[i, j]) for j in slots], size, outline)
     buf = io.BytesIO()
     image.save(buf, format="JPEG", quality=85)
-    st.write_bytes(store, f"{folder}/{name}", buf.getvalue(), storage_options)
+    folder.folder(name).write_bytes(buf.getvalue())

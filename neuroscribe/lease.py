@@ -42,7 +42,7 @@ from datetime import datetime, timedelta, timezone
 from pydantic import BaseModel, ValidationError
 
 from neuroscribe.errors import NeuroscribeError
-from neuroscribe.store import LEASE_DIR, filesystem, is_local, storage_errors
+from neuroscribe.store import RunStore, is_local, storage_errors
 
 DEFAULT_TTL_S = 60.0
 POLL_S = 2.0
@@ -105,11 +105,11 @@ class _LeaseFiles:
 
     def __init__(self, store: str, storage_options: dict | None):
         self.store = store
-        self.fs, root = filesystem(store, storage_options)
-        self.folder = posixpath.join(root, LEASE_DIR)
+        self.run = RunStore(store, storage_options)
+        self.fs, self.folder = self.run.leases().locate()
 
     def path(self, generation: int) -> str:
-        return posixpath.join(self.folder, f"{generation:08d}.json")
+        return self.run.lease(generation).locate()[1]
 
     def generations(self) -> list[int]:
         self.fs.invalidate_cache(self.folder)  # s3fs caches listings; another writer may have added one

@@ -7,6 +7,7 @@
     run.unit("layer4", 559)                  # label, confidence, alternatives, patches as an image grid
     run.ablation("layer4")                   # Ablation: drop table, per-unit summary, baseline, chart
     run.evaluation()                         # Evaluation: headline DataFrame, per-unit metrics, chart
+    run.arrays["topk/layer4/value"][:]       # the raw Zarr arrays, read-only (<store>/arrays)
 
 Every object reads only the store (layout in ``neuroscribe.store``), so a store made by the CLI,
 a flow or the API gives the same objects.  Patch images are embedded in the HTML as data URIs:
@@ -184,8 +185,16 @@ class Gallery:
         return _templates().gallery(self, cards)
 
 
+class _InStore:
+    """``run_store`` of a view with ``store`` and ``storage_options`` fields."""
+
+    @property
+    def run_store(self) -> st.RunStore:
+        return st.RunStore(self.store, self.storage_options)  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True)
-class Ablation:
+class Ablation(_InStore):
     """An ablation sweep's results (``<store>/ablation/``), as written by ``neuroscribe ablate``."""
 
     store: str
@@ -194,7 +203,7 @@ class Ablation:
     storage_options: dict = field(default_factory=dict, repr=False)
 
     def _read(self, relpath: str) -> pd.DataFrame:
-        return st.read_parquet(self.store, relpath, self.storage_options)
+        return self.run_store.recorded(relpath).read_parquet()
 
     @property
     def table(self) -> pd.DataFrame:
@@ -219,16 +228,16 @@ class Ablation:
     @property
     def chart(self) -> bytes | None:
         """The PNG chart of the charted units' real drops (None: no unit hurt any class)."""
-        return st.read_bytes(self.store, self.summary["chart"], self.storage_options) if self.summary.get("chart") else None
+        return self.run_store.recorded(self.summary["chart"]).read_bytes() if self.summary.get("chart") else None
 
     def _repr_html_(self) -> str:
         # the ablation's own HTML report (neuroscribe.ablation.report.report_page), as written by the run
-        section = st.read_bytes(self.store, self.summary["report"], self.storage_options).decode()
+        section = self.run_store.recorded(self.summary["report"]).read_bytes().decode()
         return _templates().ablation(self, Markup(section))
 
 
 @dataclass(frozen=True)
-class Evaluation:
+class Evaluation(_InStore):
     """The evaluation report (``<store>/evaluation/``): headline numbers, per-unit metrics, the chart."""
 
     store: str
@@ -250,22 +259,22 @@ class Evaluation:
     def units(self, layer: str) -> pd.DataFrame:
         """Per unit of ``layer``: explanation, truth, match, cosines, AUC, stability."""
         self._require(layer)
-        return st.read_parquet(self.store, f"evaluation/{layer}/units.parquet", self.storage_options)
+        return self.run_store.evaluation_layer(layer, "units.parquet").read_parquet()
 
     @user_facing
     def compare(self, layer: str) -> pd.DataFrame | None:
         """The comparison table of ``layer`` (rules, k, vocabularies), if comparisons were asked for."""
         self._require(layer)
-        relpath = f"evaluation/{layer}/compare.parquet"
-        return st.read_parquet(self.store, relpath, self.storage_options) if st.exists(self.store, relpath, self.storage_options) else None
+        file = self.run_store.evaluation_layer(layer, "compare.parquet")
+        return file.read_parquet() if file.exists() else None
 
     @property
     def chart(self) -> bytes:
-        return st.read_bytes(self.store, "evaluation/evaluation.png", self.storage_options)
+        return self.run_store.evaluation(".png").read_bytes()
 
     @property
     def markdown(self) -> str:
-        return st.read_bytes(self.store, "evaluation/evaluation.md", self.storage_options).decode()
+        return self.run_store.evaluation(".md").read_bytes().decode()
 
     def _require(self, layer: str) -> None:
         if layer not in self.report["layers"]:
@@ -276,7 +285,7 @@ class Evaluation:
 
 
 @dataclass(frozen=True)
-class Run:
+class Run(_InStore):
     """A run store (local path or ``s3://``), however it was made."""
 
     store: str
@@ -287,14 +296,17 @@ class Run:
         """The run's attributes: model, layers {name: kind, units, map_shape}, dataset, class names.
 
         Empty for a store that holds only an ablation (``neuroscribe ablate`` extracts nothing)."""
-        if not st.exists(self.store, "zarr.json", self.storage_options):
-            return {}
-        return st.run_attrs(self.store, self.storage_options)
+        return self.run_store.attrs() if self.run_store.has_run() else {}
+
+    @property
+    def arrays(self):
+        """The run's Zarr arrays, read-only (``<store>/arrays``): ``run.arrays["topk/layer4/value"][:]``."""
+        return self.run_store.arrays()
 
     @property
     def layers(self) -> list[str]:
         """Layers with an explanations table, in extraction order."""
-        return [layer for layer in self.attrs.get("layers", {}) if st.exists(self.store, f"explanations/{layer}.parquet", self.storage_options)]
+        return [layer for layer in self.attrs.get("layers", {}) if self.run_store.table(layer).exists()]
 
     def layer_kind(self, layer: str) -> str | None:
         return self.attrs.get("layers", {}).get(layer, {}).get("kind")
@@ -302,7 +314,7 @@ class Run:
     @property
     def images(self) -> pd.DataFrame:
         """The run's image index: id, path, label, status (ok|skipped), reason."""
-        return st.read_parquet(self.store, "index.parquet", self.storage_options)
+        return self.run_store.index().read_parquet()
 
     def _require_layer(self, layer: str) -> None:
         if layer not in self.layers:
@@ -316,7 +328,7 @@ class Run:
     def table(self, layer: str) -> pd.DataFrame:
         """One row per unit: explanation, score, margin, agreement, alternatives, top_image_ids."""
         self._require_layer(layer)
-        return st.read_parquet(self.store, f"explanations/{layer}.parquet", self.storage_options)
+        return self.run_store.table(layer).read_parquet()
 
     @user_facing
     def gallery(self, layer: str, page: int = 0, per_page: int = 24, sort: Literal["unit", "score"] = "unit") -> Gallery:
@@ -353,18 +365,18 @@ class Run:
     @user_facing
     def ablation(self, layer: str) -> Ablation:
         """The latest ablation sweep of ``layer`` in this store."""
-        relpath = f"summary/ablate-{layer}.json"
-        if not st.exists(self.store, relpath, self.storage_options):
+        file = self.run_store.summary(f"ablate-{layer}")
+        if not file.exists():
             raise NeuroscribeError(f"layer {layer!r} was not ablated in {self.store}; run ns.ablate(model, layer={layer!r}, units=[...]) first")
-        return Ablation(self.store, layer, st.read_json(self.store, relpath, self.storage_options), self.storage_options)
+        return Ablation(self.store, layer, file.read_json(), self.storage_options)
 
     @user_facing
     def evaluation(self) -> Evaluation:
         """The stored evaluation report (``ns.evaluate`` computes it)."""
-        relpath = "evaluation/evaluation.json"
-        if not st.exists(self.store, relpath, self.storage_options):
+        file = self.run_store.evaluation()
+        if not file.exists():
             raise NeuroscribeError(f"store {self.store} has no evaluation yet; run ns.evaluate({self.store!r}) first")
-        return Evaluation(self.store, st.read_json(self.store, relpath, self.storage_options), self.storage_options)
+        return Evaluation(self.store, file.read_json(), self.storage_options)
 
     def summary(self) -> pd.DataFrame:
         """One row per explained layer: units, explained, inactive, most frequent concepts, mean score."""

@@ -1,29 +1,35 @@
-"""The run store: one Zarr v3 group (local path or ``s3://``) plus a few side files.
+"""The run store: a Zarr v3 group of arrays (local path or ``s3://``) beside a few side files.
 
-    group = open_group("runs/r50", mode="a")               # zarr.Group
-    write_json("runs/r50", "shards/000003.json", {...})
-    write_table("runs/r50", "explanations/layer4", frame)  # .parquet and .csv
+    store = RunStore("runs/r50", storage_options)          # or cfg.run_store
+    store.topk("layer4")["image_id"][:]                     # zarr arrays, under <store>/arrays
+    store.shard_marker(3).write_json({...})                 # a side file: exists/read_*/write_*/uri
+    store.table("layer4").write_table(frame)                # explanations/layer4.parquet and .csv
 
-Layout (the one place it is documented; README links here)::
+Every path of a run lives in ``RunStore``; no other module joins store paths.  Layout (the one
+place it is documented; README links here)::
 
-    <store>/zarr.json                        group attrs["neuroscribe"]: version, run_key, model,
+    <store>/arrays/zarr.json                 the Zarr group of all arrays (nothing else below arrays/);
+                                             attrs["neuroscribe"]: layout, version, run_key, model,
                                              layers {name: kind, units, map_shape}, dataset, k
+    <store>/arrays/activations/<layer>/max   float32 [images, units]  spatial max (NaN = skipped image)
+    <store>/arrays/activations/<layer>/mean  float32 [images, units]  spatial mean
+    <store>/arrays/activations/<layer>/cls   float32 [images, units]  token layers: class-token value
+    <store>/arrays/topk/<layer>/value        float32 [units, k]       top-k spatial max, descending
+    <store>/arrays/topk/<layer>/image_id     int64   [units, k]       their image ids (-1 = fewer than k)
+    <store>/arrays/topk/<layer>/maps         float32 [units, k, H, W] their activation maps, native size
+    <store>/arrays/patches/<layer>/...       patch crops and masks; a linear layer's once per image (neuroscribe.patches)
     <store>/lease/<generation:08d>.json      the writer lease: owner, host, pid, run, expiry (neuroscribe.lease)
     <store>/index.parquet                    id, path, label, status (ok|skipped|pending), reason
     <store>/shards/<shard:06d>.json          per-shard done marker: run_key, ok, skipped [{id, reason}]
-    <store>/activations/<layer>/max          float32 [images, units]  spatial max (NaN = skipped image)
-    <store>/activations/<layer>/mean         float32 [images, units]  spatial mean
-    <store>/activations/<layer>/cls          float32 [images, units]  token layers: class-token value
-    <store>/topk/<layer>/value               float32 [units, k]       top-k spatial max, descending
-    <store>/topk/<layer>/image_id            int64   [units, k]       their image ids (-1 = fewer than k)
-    <store>/topk/<layer>/maps                float32 [units, k, H, W] their activation maps, native size
-    <store>/summary/extract.json             images, ok, skipped, reasons, seconds, images/s
-    <store>/vocabulary/...                   concept vocabularies (neuroscribe.vocabulary)
-    <store>/patches/<layer>/...              patch crops and masks; a linear layer's once per image (neuroscribe.patches)
-    <store>/explanations/<layer>.parquet|csv one row per unit (neuroscribe.tables)
-    <store>/ablation/<layer>.parquet         per unit and class accuracy drop (neuroscribe.ablation)
-    <store>/gallery/<layer>.html             patch galleries
-    <store>/embeddings/...                   cached patch and concept embeddings (neuroscribe.explanation, .scoring)
+    <store>/summary/<stage>.json             extract: images, ok, skipped, reasons, seconds, images/s;
+                                             ablate-<layer>, sweep
+    <store>/vocabulary/<name>.parquet|json   concept vocabularies, llm_cache/ (neuroscribe.vocabulary)
+    <store>/explanations/<layer>.parquet|csv|json  one row per unit, and the manifest (neuroscribe.explanation)
+    <store>/ablation/<layer>[.set-<key>][.units|.classes|.baseline].parquet|csv, .png, .html; parts/
+                                             per unit and class accuracy drop (neuroscribe.ablation)
+    <store>/gallery/<layer>.html, <layer>/   patch galleries and their strips
+    <store>/embeddings/<layer>/<key>/<first>-<last>.npy, crops/<backend>/, <concepts>.npy
+                                             cached patch and concept embeddings (neuroscribe.explanation, .scoring)
     <store>/explain_config.json              the explain run's config (secrets masked)
     <store>/inputs/images/<hash>.png, <hash>.tsv  images handed to the Python API in memory, and their
                                              file list (path, label); both named by content (neuroscribe.api)
@@ -31,9 +37,10 @@ Layout (the one place it is documented; README links here)::
                                              evaluation/<layer>/{summary.json, units.parquet,
                                              compare.parquet, compare_units.parquet}, images/, vocabulary/
 
-Activation arrays are Zarr-sharded with one Zarr shard per dataset shard along the image axis,
-so no two tasks ever write the same shard object.  Credentials come from ``storage_options``
-or the standard AWS variables and are never logged.
+A layout-1 store (arrays at the store root, where ``zarr.open_group`` warned about each side file) is
+refused with a NeuroscribeError that says to re-extract it.  Activation arrays are Zarr-sharded with one Zarr shard per dataset shard along
+the image axis, so no two tasks ever write the same shard object.  Credentials come from
+``storage_options`` or the standard AWS variables and are never logged.
 
 Storage faults: on ``s3://`` every request (side files and Zarr chunks alike) is retried by botocore
 in its ``standard`` mode (throttling, 5xx and dropped connections; up to ``S3_MAX_ATTEMPTS``
@@ -51,15 +58,19 @@ import io
 import json
 import posixpath
 import uuid
-from collections.abc import Iterator
-from typing import Any
-
-import fsspec
-import pandas as pd
-import zarr
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from neuroscribe.errors import NeuroscribeError
 
+if TYPE_CHECKING:  # fsspec, pandas and zarr load on first use: every config imports this module, and `--help` must stay fast
+    import pandas as pd
+    import zarr
+
+LAYOUT_VERSION = 2  # 2: Zarr arrays under arrays/, side files beside it
+ARRAYS_DIR = "arrays"
+INPUTS_DIR = "inputs"
 LEASE_DIR = "lease"  # kept by ``remove``: the lease of the run that replaces a store must survive it
 S3_MAX_ATTEMPTS = 10
 PERMANENT_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded", errno.EROFS: "the filesystem is read-only"}
@@ -94,6 +105,8 @@ def storage_errors(path: str) -> Iterator[None]:
 
 def filesystem(uri: str, storage_options: dict | None = None):
     """(fsspec filesystem, root path without protocol) for a store URI."""
+    import fsspec
+
     try:
         return fsspec.core.url_to_fs(uri, **with_retries(uri, storage_options))
     except Exception as exc:
@@ -106,102 +119,261 @@ def is_local(fs) -> bool:
     return "file" in protocols or "local" in protocols
 
 
-def _zarr_store(uri: str, storage_options: dict | None, read_only: bool):
-    if "://" in uri and not uri.startswith("file://"):
-        return zarr.storage.FsspecStore.from_url(uri, storage_options=with_retries(uri, storage_options), read_only=read_only)
-    return zarr.storage.LocalStore(uri.removeprefix("file://"), read_only=read_only)
-
-
-def open_group(uri: str, mode: str = "a", storage_options: dict | None = None) -> zarr.Group:
-    """Open (``r``) or create-or-open (``a``) the run's Zarr group."""
-    if mode == "r" and not exists(uri, "zarr.json", storage_options):
-        raise NeuroscribeError(f"store {uri} holds no neuroscribe run; run `neuroscribe extract` into it first")
-    with storage_errors(uri):
-        store = _zarr_store(uri, storage_options, read_only=(mode == "r"))
-        return zarr.open_group(store=store, mode=mode, zarr_format=3)
-
-
-def run_attrs(uri: str, storage_options: dict | None = None) -> dict[str, Any]:
-    return dict(open_group(uri, "r", storage_options).attrs.get("neuroscribe", {}))
-
-
-def _path(uri: str, relpath: str, storage_options: dict | None) -> tuple[Any, str]:
-    fs, root = filesystem(uri, storage_options)
-    return fs, posixpath.join(root, relpath)
-
-
-def exists(uri: str, relpath: str, storage_options: dict | None = None) -> bool:
-    fs, path = _path(uri, relpath, storage_options)
-    return fs.exists(path)
-
-
-def write_bytes(uri: str, relpath: str, data: bytes, storage_options: dict | None = None) -> str:
-    """Write a side file whole; local writes go through a temporary name and a rename."""
-    fs, path = _path(uri, relpath, storage_options)
-    with storage_errors(full_uri(uri, relpath)):
-        if is_local(fs):
-            # only local paths have folders (s3fs's makedirs would try to create a missing bucket)
-            fs.makedirs(posixpath.dirname(path), exist_ok=True)
-            # one temporary name per write: writers of the same file must not share (and move) one
-            tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-            with fs.open(tmp, "wb") as f:
-                f.write(data)
-            fs.mv(tmp, path)
-        else:
-            with fs.open(path, "wb") as f:
-                f.write(data)
-    return path
-
-
-def read_bytes(uri: str, relpath: str, storage_options: dict | None = None) -> bytes:
-    fs, path = _path(uri, relpath, storage_options)
-    try:
-        with storage_errors(full_uri(uri, relpath)), fs.open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise NeuroscribeError(f"{relpath} is missing from store {uri}; run the stage that writes it first") from None
-
-
-def write_json(uri: str, relpath: str, obj: Any, storage_options: dict | None = None) -> str:
-    return write_bytes(uri, relpath, json.dumps(obj, indent=2, default=str).encode(), storage_options)
-
-
-def read_json(uri: str, relpath: str, storage_options: dict | None = None) -> Any:
-    return json.loads(read_bytes(uri, relpath, storage_options))
-
-
-def write_parquet(uri: str, relpath: str, frame: pd.DataFrame, storage_options: dict | None = None) -> str:
-    buf = io.BytesIO()
-    frame.to_parquet(buf, index=False)
-    return write_bytes(uri, relpath, buf.getvalue(), storage_options)
-
-
-def read_parquet(uri: str, relpath: str, storage_options: dict | None = None) -> pd.DataFrame:
-    return pd.read_parquet(io.BytesIO(read_bytes(uri, relpath, storage_options)))
-
-
-def write_table(uri: str, relstem: str, frame: pd.DataFrame, storage_options: dict | None = None) -> str:
-    """Write ``<relstem>.parquet`` and ``<relstem>.csv``; returns the parquet path."""
-    path = write_parquet(uri, relstem + ".parquet", frame, storage_options)
-    write_bytes(uri, relstem + ".csv", frame.to_csv(index=False).encode(), storage_options)
-    return path
-
-
-def list_files(uri: str, reldir: str, storage_options: dict | None = None) -> list[str]:
-    fs, path = _path(uri, reldir, storage_options)
-    if not fs.exists(path):
-        return []
-    return sorted(posixpath.basename(p) for p in fs.ls(path, detail=False))
-
-
-def remove(uri: str, storage_options: dict | None = None) -> None:
-    """Delete the store's contents, except the writer lease of the run that is replacing them."""
-    fs, root = filesystem(uri, storage_options)
-    if fs.exists(root):
-        for child in fs.ls(root, detail=False):
-            if posixpath.basename(child.rstrip("/")) != LEASE_DIR:
-                fs.rm(child, recursive=True)
-
-
 def full_uri(uri: str, relpath: str) -> str:
     return uri.rstrip("/") + "/" + relpath
+
+
+@dataclass(frozen=True)
+class StoreFile:
+    """One file (or folder) of a run store, at a path of ``RunStore``'s layout, and what can be done with it.
+
+    Files are written whole: locally through a temporary name and a rename; every S3 request is retried."""
+
+    store: str
+    relpath: str
+    storage_options: dict | None = None
+
+    @property
+    def uri(self) -> str:
+        return full_uri(self.store, self.relpath)
+
+    def locate(self) -> tuple[Any, str]:
+        """(fsspec filesystem, path) for what whole-file reads and writes cannot do (the lease's exclusive create)."""
+        fs, root = filesystem(self.store, self.storage_options)
+        return fs, posixpath.join(root, self.relpath)
+
+    def exists(self) -> bool:
+        fs, path = self.locate()
+        return fs.exists(path)
+
+    def write_bytes(self, data: bytes) -> str:
+        fs, path = self.locate()
+        with storage_errors(self.uri):
+            if is_local(fs):
+                # only local paths have folders (s3fs's makedirs would try to create a missing bucket)
+                fs.makedirs(posixpath.dirname(path), exist_ok=True)
+                # one temporary name per write: writers of the same file must not share (and move) one
+                tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+                with fs.open(tmp, "wb") as f:
+                    f.write(data)
+                fs.mv(tmp, path)
+            else:
+                with fs.open(path, "wb") as f:
+                    f.write(data)
+        return path
+
+    def read_bytes(self) -> bytes:
+        fs, path = self.locate()
+        try:
+            with storage_errors(self.uri), fs.open(path, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise NeuroscribeError(f"{self.relpath} is missing from store {self.store}; run the stage that writes it first") from None
+
+    def write_json(self, obj: Any) -> str:
+        return self.write_bytes(json.dumps(obj, indent=2, default=str).encode())
+
+    def read_json(self) -> Any:
+        return json.loads(self.read_bytes())
+
+    def write_parquet(self, frame: pd.DataFrame) -> str:
+        buf = io.BytesIO()
+        frame.to_parquet(buf, index=False)
+        return self.write_bytes(buf.getvalue())
+
+    def read_parquet(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.read_parquet(io.BytesIO(self.read_bytes()))
+
+    def write_table(self, frame: pd.DataFrame) -> str:
+        """This ``.parquet`` and a ``.csv`` beside it (for people); returns the parquet path."""
+        self.with_suffix(".csv").write_bytes(frame.to_csv(index=False).encode())
+        return self.write_parquet(frame)
+
+    def with_suffix(self, suffix: str) -> StoreFile:
+        """The file of the same stem with another suffix (``explanations/x.parquet`` -> ``.json``)."""
+        return StoreFile(self.store, posixpath.splitext(self.relpath)[0] + suffix, self.storage_options)
+
+    def folder(self, name: str) -> StoreFile:
+        """A file in this one taken as a folder (content-named files: cache entries, strips)."""
+        return StoreFile(self.store, f"{self.relpath}/{name}", self.storage_options)
+
+    def list(self) -> list[str]:
+        """Names in this folder (none when it does not exist)."""
+        fs, path = self.locate()
+        return sorted(posixpath.basename(p) for p in fs.ls(path, detail=False)) if fs.exists(path) else []
+
+    def remove(self) -> None:
+        """Delete this file or folder, if present (one recursive request on S3)."""
+        fs, path = self.locate()
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+
+
+class RunStore:
+    """A run store: its URI and storage options, and one method per artifact of the layout above.
+
+    Array groups (``activations``, ``topk``, ``patches``) open read-only with ``mode="r"`` (None when
+    absent), writable with ``r+`` and are created with ``a``; every other artifact is a ``StoreFile``."""
+
+    def __init__(self, uri: str, storage_options: dict | None = None):
+        self.uri, self.storage_options = uri, storage_options
+
+    def __repr__(self) -> str:
+        return f"RunStore({self.uri!r})"
+
+    def _file(self, relpath: str) -> StoreFile:
+        return StoreFile(self.uri, relpath, self.storage_options)
+
+    def arrays(self, mode: str = "r") -> zarr.Group:
+        """The Zarr group of the run's arrays, ``<store>/arrays``."""
+        import zarr
+
+        if not self._file(f"{ARRAYS_DIR}/zarr.json").exists():
+            if self.old_layout():
+                raise NeuroscribeError(
+                    f"store {self.uri} has the old layout 1 (Zarr arrays at the store root); this neuroscribe reads layout "
+                    f"{LAYOUT_VERSION} (arrays under {full_uri(self.uri, ARRAYS_DIR)}): rerun `neuroscribe extract --overwrite` "
+                    "into it, or pass a new --store"
+                )
+            if mode != "a":
+                raise NeuroscribeError(f"store {self.uri} holds no neuroscribe run; run `neuroscribe extract` into it first")
+        uri, read_only = full_uri(self.uri, ARRAYS_DIR), mode == "r"
+        with storage_errors(self.uri):
+            if "://" in uri and not uri.startswith("file://"):
+                store = zarr.storage.FsspecStore.from_url(uri, storage_options=with_retries(uri, self.storage_options), read_only=read_only)
+            else:
+                store = zarr.storage.LocalStore(uri.removeprefix("file://"), read_only=read_only)
+            return zarr.open_group(store=store, mode=mode, zarr_format=3)
+
+    def attrs(self) -> dict[str, Any]:
+        """The run's ``neuroscribe`` attrs: layout, run_key, model, layers, dataset, class names."""
+        return dict(self.arrays().attrs.get("neuroscribe", {}))
+
+    def has_run(self) -> bool:
+        """Whether an extraction created the arrays (an old-layout store counts, and fails on opening)."""
+        return self._file(f"{ARRAYS_DIR}/zarr.json").exists() or self.old_layout()
+
+    def old_layout(self) -> bool:
+        """A layout-1 store: the Zarr group at the store root, beside the side files."""
+        return self._file("zarr.json").exists() and not self._file(f"{ARRAYS_DIR}/zarr.json").exists()
+
+    def _array_group(self, kind: str, layer: str, mode: str) -> zarr.Group | None:
+        root = self.arrays(mode)
+        return root.require_group(f"{kind}/{layer}") if mode == "a" else root.get(f"{kind}/{layer}")
+
+    def activations(self, layer: str, mode: str = "r") -> zarr.Group | None:
+        """max, mean, cls ``[images, units]``; samples, candidate_ids, candidate_maps per dataset shard."""
+        return self._array_group("activations", layer, mode)
+
+    def topk(self, layer: str, mode: str = "r") -> zarr.Group | None:
+        """value, image_id ``[units, k]``, maps ``[units, k, H, W]``; attrs ``topk_key``."""
+        return self._array_group("topk", layer, mode)
+
+    def patches(self, layer: str, mode: str = "r") -> zarr.Group | None:
+        """crops, masks, boxes, image_id, rank, ... per unit and slot; attrs ``patches_key``."""
+        return self._array_group("patches", layer, mode)
+
+    def remove_patches(self, layer: str) -> None:
+        """Drop a layer's patch arrays in one recursive delete, not one call per chunk through Zarr."""
+        self._file(f"{ARRAYS_DIR}/patches/{layer}").remove()
+
+    def remove(self, keep_inputs: bool = False) -> None:
+        """Delete the store's contents, except the writer lease of the run that is replacing them and,
+        with ``keep_inputs``, the images the Python API just wrote into it."""
+        fs, root = filesystem(self.uri, self.storage_options)
+        keep = (LEASE_DIR, INPUTS_DIR) if keep_inputs else (LEASE_DIR,)
+        for child in fs.ls(root, detail=False) if fs.exists(root) else []:
+            if posixpath.basename(child.rstrip("/")) not in keep:
+                fs.rm(child, recursive=True)
+
+    def index(self) -> StoreFile:
+        return self._file("index.parquet")
+
+    def shard_marker(self, shard: int) -> StoreFile:
+        return self._file(f"shards/{shard:06d}.json")
+
+    def summary(self, stage: str) -> StoreFile:
+        """``extract``, ``sweep``, ``ablate-<layer>``."""
+        return self._file(f"summary/{stage}.json")
+
+    def summaries(self) -> StoreFile:
+        return self._file("summary")
+
+    def explain_config(self) -> StoreFile:
+        return self._file("explain_config.json")
+
+    def table(self, layer: str) -> StoreFile:
+        """The explanations table; ``with_suffix(".json")`` is its manifest."""
+        return self._file(f"explanations/{layer}.parquet")
+
+    def gallery(self, layer: str) -> StoreFile:
+        return self._file(f"gallery/{layer}.html")
+
+    def gallery_strips(self, layer: str) -> StoreFile:
+        return self._file(f"gallery/{layer}")
+
+    def embeddings(self, layer: str, key: str, block: Sequence[int]) -> StoreFile:
+        """One block of units' vectors ``[units, slots, d]`` (NaN: no slot); its first and last unit name it."""
+        return self._file(f"embeddings/{layer}/{key}/{block[0]:06d}-{block[-1]:06d}.npy")
+
+    def crop_embeddings(self, backend_fingerprint: str) -> StoreFile:
+        """The folder of one backend's crop vectors (files named by content)."""
+        return self._file(f"embeddings/crops/{backend_fingerprint}")
+
+    def concept_embeddings(self, key: str) -> StoreFile:
+        return self._file(f"embeddings/{key}.npy")
+
+    def ablation(self, layer: str, variant: str = "", table: str = "") -> StoreFile:
+        """``ablation/<layer>[.set-<variant>][.<table>].parquet``; ``table``: units, classes, baseline."""
+        return self._file(f"ablation/{layer}" + (f".set-{variant}" if variant else "") + (f".{table}" if table else "") + ".parquet")
+
+    def ablation_part(self, layer: str, run_key: str, part_key: str) -> StoreFile:
+        return self._file(f"ablation/parts/{layer}/{run_key}/{part_key}.parquet")
+
+    def evaluation(self, suffix: str = ".json") -> StoreFile:
+        return self._file(f"evaluation/evaluation{suffix}")
+
+    def evaluation_layer(self, layer: str, name: str) -> StoreFile:
+        """summary.json, units.parquet, compare.parquet, compare_units.parquet."""
+        return self._file(f"evaluation/{layer}/{name}")
+
+    def evaluation_images(self, key: str) -> StoreFile:
+        return self._file(f"evaluation/images/{key}.npz")
+
+    def evaluation_vocabulary(self) -> RunStore:
+        """The store the evaluation's own vocabularies go to (``evaluation/vocabulary/...``)."""
+        return RunStore(full_uri(self.uri, "evaluation"), self.storage_options)
+
+    def vocabulary(self, name: str = "vocabulary") -> StoreFile:
+        """A vocabulary table; ``with_suffix(".json")`` is its manifest."""
+        return self._file(f"vocabulary/{name}.parquet")
+
+    def llm_cache(self) -> StoreFile:
+        return self._file("vocabulary/llm_cache")
+
+    def input_images(self) -> StoreFile:
+        """The Python API's in-memory images (named by content); file lists name them ``images/<name>``."""
+        return self._file(f"{INPUTS_DIR}/images")
+
+    def input_list(self, key: str) -> StoreFile:
+        return self._file(f"{INPUTS_DIR}/{key}.tsv")
+
+    def recorded(self, relpath: str) -> StoreFile:
+        """A file whose path the store itself recorded (an ablation summary's ``table``, ``chart``, ...)."""
+        return self._file(relpath)
+
+    def leases(self) -> StoreFile:
+        return self._file(LEASE_DIR)
+
+    def lease(self, generation: int) -> StoreFile:
+        return self._file(f"{LEASE_DIR}/{generation:08d}.json")
+
+
+class WithRunStore:
+    """Mixin of the configs that have ``store`` and ``store_options`` fields: ``cfg.run_store``."""
+
+    @property
+    def run_store(self) -> RunStore:
+        return RunStore(self.store, self.store_options)  # type: ignore[attr-defined]

@@ -40,7 +40,6 @@ from neuroscribe.config import (
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import code_version, content_key
 
-DONE_FILE = "summary/sweep.json"
 # fields that say how or where a run executes, not what it computes
 NOT_IN_KEY = {"runner", "overwrite"}
 
@@ -191,9 +190,8 @@ def expand_grid(
 
 def combination_done(combo: Combination, storage_options: dict | None = None) -> bool:
     """True when the store's sweep summary carries this combination's key."""
-    if not st.exists(combo.store, DONE_FILE, storage_options):
-        return False
-    return st.read_json(combo.store, DONE_FILE, storage_options).get("key") == combo.key
+    done = st.RunStore(combo.store, storage_options).summary("sweep")
+    return done.exists() and done.read_json().get("key") == combo.key
 
 
 def mark_done(combo: Combination, summary: Any, storage_options: dict | None = None) -> str:
@@ -204,7 +202,7 @@ def mark_done(combo: Combination, summary: Any, storage_options: dict | None = N
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "summary": summary,
     }
-    return st.write_json(combo.store, DONE_FILE, record, storage_options)
+    return st.RunStore(combo.store, storage_options).summary("sweep").write_json(record)
 
 
 def sweep_table(rows: Sequence[dict[str, Any]]) -> str:

@@ -149,9 +149,9 @@ def test_model_object_gives_the_same_tables_as_its_name(image_folder, tmp_path, 
 def test_in_memory_images_are_written_once_by_content(tmp_path, backend, vocabulary):
     images, labels = _pil_images(), [i % 4 for i in range(12)]
     run = _explain(tiny_cnn(), images, tmp_path / "store", backend, vocabulary, labels=labels)
-    files = st.list_files(run.store, "inputs/images")
+    files = st.StoreFile(run.store, "inputs/images").list()
     assert len(files) == 12 and all(  # each file is named by its own content
-        name == hashlib.blake2b(st.read_bytes(run.store, f"inputs/images/{name}"), digest_size=16).hexdigest() + ".png" for name in files
+        name == hashlib.blake2b(st.StoreFile(run.store, f"inputs/images/{name}").read_bytes(), digest_size=16).hexdigest() + ".png" for name in files
     )
     index = run.images
     assert index["label"].tolist() == labels and index["path"].str.contains("/inputs/images/").all()
@@ -218,7 +218,7 @@ def test_ablate_a_model_object_checked_by_hand(tmp_path):
 
 def test_results_read_the_store(named_run):
     run = named_run
-    table = st.read_parquet(run.store, "explanations/relu2.parquet")
+    table = st.StoreFile(run.store, "explanations/relu2.parquet").read_parquet()
     pd.testing.assert_frame_equal(ns.open_run(run.store).table("relu2"), table)
     active = table[table["top_image_ids"].map(len) > 0]
 
@@ -243,7 +243,7 @@ def test_results_read_the_store(named_run):
 def test_evaluate_returns_the_report(named_run):
     run = named_run
     report = ns.evaluate(run, sentence_models=["minilm"], permutations=5, bootstrap=0)
-    stored = st.read_json(run.store, "evaluation/evaluation.json")
+    stored = st.StoreFile(run.store, "evaluation/evaluation.json").read_json()
     assert report.layers == ["relu2", "fc"] and report.report == stored
     assert report.headline["layer"].tolist() == ["relu2", "fc"]
     assert report.units("fc")["explanation"].tolist() == run.table("fc")["explanation"].tolist()

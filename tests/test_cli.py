@@ -8,6 +8,7 @@ import sys
 from typer.testing import CliRunner
 
 from neuroscribe.cli import app
+from neuroscribe.store import RunStore
 
 runner = CliRunner()
 
@@ -39,7 +40,7 @@ def test_wrong_layer_is_one_clear_line_and_exit_2(image_folder, tmp_path):
     )
     assert proc.returncode == 2
     assert "layer 'conv9' is not an addressable layer" in proc.stderr and "Traceback" not in proc.stderr
-    assert not (tmp_path / "s" / "zarr.json").exists()
+    assert not RunStore(str(tmp_path / "s")).has_run()
 
 
 def _options(command: str) -> dict[str, tuple[str, ...]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import zarr
 
 from neuroscribe import store as st
 from neuroscribe.config import DatasetSpec, ExtractConfig, ModelSpec
@@ -47,7 +48,7 @@ def test_stored_statistics_and_topk_match_direct_forward(image_folder, tmp_path)
     summary = run_extraction(cfg)
     assert summary.ok == summary.images == 12 and summary.skipped == 0
     ref = _direct_outputs(TINY_CNN, image_folder, ["conv1", "conv2", "fc"])
-    group = st.open_group(cfg.store, "r")
+    group = st.RunStore(cfg.store).arrays("r")
     for layer in ("conv1", "conv2"):
         out = ref[layer].numpy()
         np.testing.assert_allclose(group[f"activations/{layer}/max"][:], out.max(axis=(2, 3)), rtol=1e-5, atol=1e-6)
@@ -71,8 +72,8 @@ def test_vit_mlp_neurons_have_patch_grid_maps_and_class_token(image_folder, tmp_
     run_extraction(cfg)
     out = _direct_outputs(TINY_VIT, image_folder, [layer])[layer].numpy()  # [B, 1 + 16, 24]
     grid = out[:, 1:, :].reshape(out.shape[0], 4, 4, 24).transpose(0, 3, 1, 2)
-    group = st.open_group(cfg.store, "r")
-    assert st.run_attrs(cfg.store)["layers"][layer]["map_shape"] == [4, 4]
+    group = st.RunStore(cfg.store).arrays("r")
+    assert st.RunStore(cfg.store).attrs()["layers"][layer]["map_shape"] == [4, 4]
     assert group[f"topk/{layer}/maps"].shape == (24, cfg.k, 4, 4)
     np.testing.assert_allclose(group[f"activations/{layer}/max"][:], grid.max(axis=(2, 3)), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(group[f"activations/{layer}/cls"][:], out[:, 0, :], rtol=1e-5, atol=1e-6)
@@ -90,7 +91,7 @@ def test_resume_computes_only_the_rest_and_gives_an_identical_store(image_folder
     records = extract_shards(cfg, list(range(plan.n_shards)))
     assert [r["resumed"] for r in records] == [True, False, False]
     run_extraction(cfg)
-    a, b = st.open_group(whole.store, "r"), st.open_group(cfg.store, "r")
+    a, b = st.RunStore(whole.store).arrays("r"), st.RunStore(cfg.store).arrays("r")
     for layer in ("conv1", "conv2", "fc"):
         for name in ("activations/{}/max", "activations/{}/mean", "topk/{}/value", "topk/{}/image_id"):
             np.testing.assert_array_equal(a[name.format(layer)][:], b[name.format(layer)][:])
@@ -103,7 +104,19 @@ def test_a_store_of_another_extraction_is_refused_then_replaced_on_overwrite(ima
     with pytest.raises(NeuroscribeError, match="holds a different extraction.*--overwrite"):
         prepare_extraction(other)
     run_extraction(other.model_copy(update={"overwrite": True}))
-    assert list(st.run_attrs(other.store)["layers"]) == ["conv2"]
+    assert list(st.RunStore(other.store).attrs()["layers"]) == ["conv2"]
+
+
+def test_a_store_of_the_old_layout_is_refused_then_replaced_on_overwrite(image_folder, tmp_path):
+    cfg = _config(image_folder, tmp_path, layers="conv2")
+    zarr.open_group(cfg.store, mode="w", zarr_format=3).attrs["neuroscribe"] = {"run_key": "old"}  # layout 1: arrays at the root
+    st.RunStore(cfg.store).index().write_bytes(b"old index")
+    with pytest.raises(NeuroscribeError, match=rf"store {cfg.store} has the old layout 1 .*--overwrite"):
+        prepare_extraction(cfg)
+    run_extraction(cfg.model_copy(update={"overwrite": True}))
+    store = st.RunStore(cfg.store)
+    assert not store.old_layout() and store.attrs()["layout"] == st.LAYOUT_VERSION
+    assert list(store.index().read_parquet()["status"].unique()) == ["ok"]
 
 
 def test_unknown_layer_lists_the_closest_valid_names(image_folder, tmp_path):
@@ -117,10 +130,10 @@ def test_bad_images_are_recorded_as_skipped_and_counted(image_folder, tmp_path):
     cfg = _config(image_folder, tmp_path)
     summary = run_extraction(cfg)
     assert (summary.ok, summary.skipped) == (12, 2)
-    index = st.read_parquet(cfg.store, "index.parquet")
+    index = st.StoreFile(cfg.store, "index.parquet").read_parquet()
     skipped = index[index.status == "skipped"]
     assert sorted(skipped.reason.str.split(" ").str[0]) == ["empty", "not"]
-    maxima = st.open_group(cfg.store, "r")["activations/conv2/max"][:]
+    maxima = st.RunStore(cfg.store).arrays("r")["activations/conv2/max"][:]
     assert np.isnan(maxima[skipped.id.to_numpy()]).all() and not np.isnan(maxima[index.status == "ok"]).any()
 
 
@@ -143,7 +156,7 @@ def test_the_reduce_takes_the_winners_maps_from_the_shards_without_a_second_pass
     run_extraction(cfg)
     assert forwards == [4, 4, 4]  # the three shards, and no second pass over the top images
     ref = _direct_outputs(TINY_CNN, image_folder, ["conv1", "conv2"])
-    group = st.open_group(cfg.store, "r")
+    group = st.RunStore(cfg.store).arrays("r")
     for layer in ("conv1", "conv2"):
         out = ref[layer].numpy()
         ids = group[f"topk/{layer}/image_id"][:]

@@ -196,9 +196,9 @@ def test_overwrite_removes_the_store_but_not_the_lease_of_the_run_replacing_it(s
     from neuroscribe import store as st
 
     uri, options = store
-    st.write_json(uri, "zarr.json", {}, options)
-    st.write_json(uri, "shards/000000.json", {}, options)
+    st.StoreFile(uri, "zarr.json", options).write_json({})
+    st.StoreFile(uri, "shards/000000.json", options).write_json({})
     with store_lease(uri, options) as lease:
-        st.remove(uri, options)
-        assert not st.exists(uri, "zarr.json", options) and not st.exists(uri, "shards/000000.json", options)
+        st.RunStore(uri, options).remove()
+        assert not st.StoreFile(uri, "zarr.json", options).exists() and not st.StoreFile(uri, "shards/000000.json", options).exists()
         assert holder(uri, options).run_id == lease.run_id

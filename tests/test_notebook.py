@@ -50,8 +50,8 @@ def test_example_notebook_runs_in_a_jupyter_kernel(samples_dir, tmp_path):
     nbclient.NotebookClient(notebook, kernel_name="python3", timeout=1200, resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
     assert not [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o["output_type"] == "error"]
 
-    table = st.read_parquet(str(store), f"explanations/{LAYER}.parquet")
-    assert len(table) == 24 and st.read_parquet(str(store), "index.parquet")["status"].eq("ok").sum() == 40
+    table = st.StoreFile(str(store), f"explanations/{LAYER}.parquet").read_parquet()
+    assert len(table) == 24 and st.StoreFile(str(store), "index.parquet").read_parquet()["status"].eq("ok").sum() == 40
     assert f"neuroscribe run <code>{store}</code>" in _html(notebook, "explain")
     shown = _html(notebook, "table")  # the DataFrame as the kernel displayed it: every unit and its label
     cells = [label.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for label in table["explanation"]]
@@ -68,10 +68,10 @@ def test_example_notebook_runs_in_a_jupyter_kernel(samples_dir, tmp_path):
     assert f"{LAYER} unit {best['unit']}: {escape(best['explanation'])}" in unit and len(_images(unit, "jpeg")) == 1
 
     ablation = _html(notebook, "ablate")
-    summary = st.read_json(str(store), f"summary/ablate-{LAYER}.json")
+    summary = st.StoreFile(str(store), f"summary/ablate-{LAYER}.json").read_json()
     assert f"Ablation of {LAYER}" in ablation and summary["images"] == 40 and summary["ablations"] == 1
     assert [image.format for image in _images(ablation, "png")] == ["PNG"]
-    drops = st.read_parquet(str(store), f"ablation/{LAYER}.parquet")
+    drops = st.StoreFile(str(store), f"ablation/{LAYER}.parquet").read_parquet()
     assert set(drops["unit"]) == {int(best["unit"])} and _html(notebook, "drops").count("<tr") == 1 + 5
 
     [reopened] = [o for o in _outputs(notebook, "reopen") if o["output_type"] == "execute_result"]

@@ -171,17 +171,17 @@ def test_extraction_into_s3_survives_faults_on_every_kind_of_request(image_folde
 
 def assert_same_run(faulty: str, clean: str, options: dict, clean_options: dict | None = None, tables: list[str] | None = None) -> None:
     clean_options = options if clean_options is None else clean_options
-    ours, theirs = st.open_group(clean, "r", clean_options), st.open_group(faulty, "r", options)
+    ours, theirs = st.RunStore(clean, clean_options).arrays("r"), st.RunStore(faulty, options).arrays("r")
     arrays = {name: a for name, a in ours.members(max_depth=None) if isinstance(a, zarr.Array)}
     assert {name for name, a in theirs.members(max_depth=None) if isinstance(a, zarr.Array)} == set(arrays)
     assert len(arrays) >= 6
     for name, array in arrays.items():
         np.testing.assert_array_equal(theirs[name][:], array[:], err_msg=name)  # NaN == NaN here
     assert dict(theirs.attrs) == dict(ours.attrs)
-    index = st.read_parquet(clean, "index.parquet", clean_options)
+    index = st.StoreFile(clean, "index.parquet", clean_options).read_parquet()
     assert (index.status == "ok").all()  # no transient fault turned into a skipped image
     for table in tables or ["index.parquet", "explanations/relu2.parquet", "explanations/fc.parquet"]:
-        pd.testing.assert_frame_equal(st.read_parquet(faulty, table, options), st.read_parquet(clean, table, clean_options), obj=table)
+        pd.testing.assert_frame_equal(st.StoreFile(faulty, table, options).read_parquet(), st.StoreFile(clean, table, clean_options).read_parquet(), obj=table)
 
 
 @pytest.mark.slow  # two explain runs over S3 (~1,400 requests each) and the retries' backoff: ~2-3 min on 2 cores
@@ -202,17 +202,17 @@ def test_extraction_and_explain_survive_throttling_5xx_and_dropped_connections(i
 
 def test_permanent_faults_name_the_path(tmp_path, s3_options, monkeypatch):
     with pytest.raises(NeuroscribeError, match=r"the bucket of s3://no-such-bucket/run/index.parquet does not exist"):
-        st.write_bytes("s3://no-such-bucket/run", "index.parquet", b"x", s3_options)
-    st.write_bytes("s3://test/denied", "kept.json", b"{}", s3_options)
+        st.StoreFile("s3://no-such-bucket/run", "index.parquet", s3_options).write_bytes(b"x")
+    st.StoreFile("s3://test/denied", "kept.json", s3_options).write_bytes(b"{}")
     with (
         FaultyProxy(s3_options["client_kwargs"]["endpoint_url"], methods=("PUT",), deny=True) as proxy,
         pytest.raises(NeuroscribeError, match=r"access to s3://test/denied/index.parquet is denied"),
     ):
-        st.write_bytes("s3://test/denied", "index.parquet", b"x", _through(proxy, s3_options))
-    assert st.read_bytes("s3://test/denied", "kept.json", s3_options) == b"{}"  # nothing already written is lost
+        st.StoreFile("s3://test/denied", "index.parquet", _through(proxy, s3_options)).write_bytes(b"x")
+    assert st.StoreFile("s3://test/denied", "kept.json", s3_options).read_bytes() == b"{}"  # nothing already written is lost
 
     store = str(tmp_path / "store")
-    st.write_bytes(store, "kept.json", b"{}")
+    st.StoreFile(store, "kept.json").write_bytes(b"{}")
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -221,9 +221,9 @@ def test_permanent_faults_name_the_path(tmp_path, s3_options, monkeypatch):
 
     monkeypatch.setattr(local.LocalFileOpener, "write", full)
     with pytest.raises(NeuroscribeError, match=rf"cannot write {store}/index.parquet: the disk is full"):
-        st.write_bytes(store, "index.parquet", b"x")
+        st.StoreFile(store, "index.parquet").write_bytes(b"x")
     monkeypatch.undo()
-    assert st.read_bytes(store, "kept.json") == b"{}"
+    assert st.StoreFile(store, "kept.json").read_bytes() == b"{}"
 
 
 def test_a_full_disk_during_array_writes_is_one_error_and_finished_shards_stay(image_folder, tmp_path, monkeypatch):
@@ -237,7 +237,7 @@ def test_a_full_disk_during_array_writes_is_one_error_and_finished_shards_stay(i
         dataset=DatasetSpec(uri=str(image_folder), shard_size=4), store=str(tmp_path / "store"), runner=RunnerSpec(device="cpu"),
     )
     extract_shards(cfg, prepare_extraction(cfg).pending[:1])  # shard 0 is written and marked done
-    marker = st.read_bytes(cfg.store, "shards/000000.json")
+    marker = st.StoreFile(cfg.store, "shards/000000.json").read_bytes()
 
     async def full(self, key, value):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -246,5 +246,5 @@ def test_a_full_disk_during_array_writes_is_one_error_and_finished_shards_stay(i
     with pytest.raises(NeuroscribeError, match=rf"cannot write {cfg.store}: the disk is full"):
         extract_shards(cfg, prepare_extraction(cfg).pending)
     monkeypatch.undo()
-    assert st.read_bytes(cfg.store, "shards/000000.json") == marker  # nothing already written is lost
+    assert st.StoreFile(cfg.store, "shards/000000.json").read_bytes() == marker  # nothing already written is lost
     assert prepare_extraction(cfg).pending == [1, 2]  # and a rerun resumes with the other shards

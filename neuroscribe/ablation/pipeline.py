@@ -69,15 +69,7 @@ from neuroscribe.extraction import cached_model
 from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.models import resolve_device, resolve_layers
 from neuroscribe.stages import Executor, InProcess, Plan, Stage
-from neuroscribe.store import (
-    exists,
-    read_json,
-    read_parquet,
-    write_bytes,
-    write_json,
-    write_parquet,
-    write_table,
-)
+from neuroscribe.store import StoreFile, WithRunStore
 
 CODE_MODULES = (
     "neuroscribe.ablation.modes",
@@ -104,7 +96,7 @@ def parse_units(value: Any) -> tuple[int, ...] | None:
         raise NeuroscribeError(f"--units {value!r} is not a comma-separated list of unit indices, e.g. 12,559") from None
 
 
-class AblateConfig(FrozenModel):
+class AblateConfig(FrozenModel, WithRunStore):
     """Parameters of one ablation sweep (the ``ablate`` flow)."""
 
     model: ModelSpec = ModelSpec()
@@ -149,14 +141,12 @@ class SweepPlan(FrozenModel):
     unlabelled: int
 
 
-def _stem(cfg: AblateConfig, plan: SweepPlan) -> str:
-    if cfg.together:
-        return f"ablation/{plan.layer}.set-{content_key(plan.ablations, 8)}"
-    return f"ablation/{plan.layer}"
+def _table(cfg: AblateConfig, plan: SweepPlan, table: str = "") -> StoreFile:
+    return cfg.run_store.ablation(plan.layer, content_key(plan.ablations, 8) if cfg.together else "", table)
 
 
-def part_path(plan: SweepPlan, i: int) -> str:
-    return f"ablation/parts/{plan.layer}/{plan.run_key}/{plan.part_keys[i]}"
+def part_file(cfg: AblateConfig, plan: SweepPlan, i: int) -> StoreFile:
+    return cfg.run_store.ablation_part(plan.layer, plan.run_key, plan.part_keys[i])
 
 
 def _probe(loaded, device: torch.device) -> torch.Tensor:
@@ -216,7 +206,7 @@ def plan_sweep(cfg: AblateConfig) -> SweepPlan:
 
 
 def part_done(cfg: AblateConfig, plan: SweepPlan, i: int) -> bool:
-    return exists(cfg.store, part_path(plan, i) + ".parquet", cfg.store_options)
+    return part_file(cfg, plan, i).exists()
 
 
 def run_part(cfg: AblateConfig, plan: SweepPlan, i: int) -> dict[str, Any]:
@@ -246,8 +236,8 @@ def run_part(cfg: AblateConfig, plan: SweepPlan, i: int) -> dict[str, Any]:
     meta = {"part": i, "images": counts.images, "skipped": skipped, "seconds": seconds, "path": path.name,
             "device": str(device), "ablations": end - start}
     # the json first: the parquet is what marks the part done
-    write_json(cfg.store, part_path(plan, i) + ".json", meta, cfg.store_options)
-    write_parquet(cfg.store, part_path(plan, i) + ".parquet", counts_frame(counts), cfg.store_options)
+    part_file(cfg, plan, i).with_suffix(".json").write_json(meta)
+    part_file(cfg, plan, i).write_parquet(counts_frame(counts))
     return {"part": i, "cached": False, "images": counts.images, "seconds": seconds}
 
 
@@ -294,23 +284,23 @@ def assemble_result(cfg: AblateConfig, plan: SweepPlan) -> AblationResult:
     for i in range(len(plan.parts)):
         if not part_done(cfg, plan, i):
             raise NeuroscribeError(f"part {i} of the {plan.layer} sweep is missing from {cfg.store}; rerun `neuroscribe ablate`")
-        frames.append(read_parquet(cfg.store, part_path(plan, i) + ".parquet", cfg.store_options))
-        metas.append(read_json(cfg.store, part_path(plan, i) + ".json", cfg.store_options))
+        frames.append(part_file(cfg, plan, i).read_parquet())
+        metas.append(part_file(cfg, plan, i).with_suffix(".json").read_json())
     counts = pd.concat(frames, ignore_index=True)
     names = list(plan.class_names)
     table, joined = join_explanations(drop_table(counts, names), cfg.store, plan.layer, cfg.store_options)
-    stem = _stem(cfg, plan)
-    write_table(cfg.store, stem, table, cfg.store_options)
+    files = {name: _table(cfg, plan, name) for name in ("", "units", "classes", "baseline")}
+    files[""].write_table(table)
     summary_units = unit_summary(table, cfg.top)
-    write_table(cfg.store, stem + ".units", summary_units, cfg.store_options)
+    files["units"].write_table(summary_units)
     summary_classes = class_summary(table, cfg.top)
-    write_table(cfg.store, stem + ".classes", summary_classes, cfg.store_options)
+    files["classes"].write_table(summary_classes)
 
     first = frames[0].drop_duplicates("class").set_index("class")
     support = first["support"].reindex(range(len(names)), fill_value=0).to_numpy()
     correct = first["baseline_correct"].reindex(range(len(names)), fill_value=0).to_numpy()
     baseline = class_accuracy(support, correct, names)
-    write_table(cfg.store, stem + ".baseline", baseline, cfg.store_options)
+    files["baseline"].write_table(baseline)
 
     charted = [units_label((u,)) for u in cfg.chart_units] if cfg.chart_units else default_chart_units(summary_units)
     missing = [u for u in charted if u not in set(table["units"])]
@@ -319,9 +309,9 @@ def assemble_result(cfg: AblateConfig, plan: SweepPlan) -> AblationResult:
     statistics, notes = _support_notes(baseline, table)
     png = drop_chart(table, charted, cfg.top) if charted else None
     if png is not None:
-        write_bytes(cfg.store, stem + ".png", png, cfg.store_options)
+        files[""].with_suffix(".png").write_bytes(png)
     page = report_page(plan.layer, table, summary_units, summary_classes, charted, cfg.top, png, notes)
-    write_bytes(cfg.store, stem + ".html", page.encode(), cfg.store_options)
+    files[""].with_suffix(".html").write_bytes(page.encode())
 
     absent = baseline.loc[~baseline["present"], "class_name"].tolist()
     skipped = metas[0]["skipped"]
@@ -345,14 +335,14 @@ def assemble_result(cfg: AblateConfig, plan: SweepPlan) -> AblationResult:
         "statistics": statistics,
         "notes": notes,
         "seconds": float(sum(m.get("seconds", 0.0) for m in metas)),
-        "table": stem + ".parquet",
-        "units_table": stem + ".units.parquet",
-        "classes_table": stem + ".classes.parquet",
-        "chart": stem + ".png" if png is not None else None,
-        "report": stem + ".html",
+        "table": files[""].relpath,
+        "units_table": files["units"].relpath,
+        "classes_table": files["classes"].relpath,
+        "chart": files[""].with_suffix(".png").relpath if png is not None else None,
+        "report": files[""].with_suffix(".html").relpath,
         "run_key": plan.run_key,
     }
-    write_json(cfg.store, f"summary/ablate-{plan.layer}.json", summary, cfg.store_options)
+    cfg.run_store.summary(f"ablate-{plan.layer}").write_json(summary)
     return AblationResult(table, summary_units, summary_classes, baseline, summary)
 
 

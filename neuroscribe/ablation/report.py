@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from neuroscribe.errors import NeuroscribeError
-from neuroscribe.store import exists, read_parquet
+from neuroscribe.store import RunStore
 
 EXPLANATION_COLUMNS = ("explanation", "score")
 CHART_UNITS = 6
@@ -39,18 +39,14 @@ CLASS_COLUMNS = ("class", "class_name", "support", "baseline_acc", "baseline_acc
                  "units_hurting", "units_resolved", "top_units", "top_drops", "top_drops_low", "max_drop")
 
 
-def explanations_path(layer: str) -> str:
-    return f"explanations/{layer}.parquet"
-
-
 def join_explanations(
     table: pd.DataFrame, store: str, layer: str, storage_options: dict | None = None
 ) -> tuple[pd.DataFrame, bool]:
     """``table`` with the layer's explanation (and score) per unit when the explanations stage has run."""
-    relpath = explanations_path(layer)
-    if not exists(store, relpath, storage_options):
+    file = RunStore(store, storage_options).table(layer)
+    if not file.exists():
         return table, False
-    explained = read_parquet(store, relpath, storage_options)
+    explained = file.read_parquet()
     if "unit" not in explained.columns or "explanation" not in explained.columns:
         return table, False
     keep = ["unit", *[c for c in EXPLANATION_COLUMNS if c in explained.columns]]

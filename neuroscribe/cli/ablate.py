@@ -76,9 +76,10 @@ def _print_unit_classes(table, unit: str, layer: str, top: int) -> None:
 
 
 def _print_summary(summary: dict, store: str) -> None:
-    from neuroscribe.store import read_parquet
+    from neuroscribe.store import RunStore
 
-    units = read_parquet(store, summary["units_table"])
+    run = RunStore(store)
+    units = run.recorded(summary["units_table"]).read_parquet()
     top = units[units["max_drop"] > 0].sort_values(["max_drop", "max_drop_low", "total_drop"], ascending=False).head(10)
     table = Table(title=f"units of {summary['layer']} with the largest class drops ({summary['path']} path)")
     for column in ("unit", "explanation", "classes it hurts (accuracy drop)", "classes hurt"):
@@ -100,7 +101,7 @@ def _print_summary(summary: dict, store: str) -> None:
         )
     for key in ("table", "units_table", "classes_table", "chart", "report"):
         if summary.get(key):
-            console.print(f"{key}: {store.rstrip('/')}/{summary[key]}")
+            console.print(f"{key}: {run.recorded(summary[key]).uri}")
 
 
 @app.command()
@@ -172,9 +173,7 @@ def ablate(
         summary = run_flow(ablate_flow, cfg)
     _print_summary(summary, cfg.store)
     if class_name:
-        from neuroscribe.store import read_parquet
-
-        _print_class_units(read_parquet(cfg.store, summary["table"], cfg.store_options), class_name, cfg.layer, cfg.top)
+        _print_class_units(cfg.run_store.recorded(summary["table"]).read_parquet(), class_name, cfg.layer, cfg.top)
 
 
 @app.command("ablation-report")
@@ -187,15 +186,14 @@ def ablation_report(
     storage_option: StorageOption = None,
 ) -> None:
     """Ask a stored ablation: which units a class depends on (--class), or which classes a unit hurts (--unit)."""
-    from neuroscribe.store import exists, read_parquet
+    from neuroscribe.store import RunStore
 
-    options = parse_storage_options(storage_option)
-    relpath = f"ablation/{layer}.parquet"
-    if not exists(store, relpath, options):
+    file = RunStore(store, parse_storage_options(storage_option)).ablation(layer)
+    if not file.exists():
         raise NeuroscribeError(f"no ablation of layer {layer} in {store}; run `neuroscribe ablate --layer {layer}` first")
     if not (class_name or unit):
         raise NeuroscribeError("say what to ask: --class guacamole (its units) or --unit 559 (its classes)")
-    table = read_parquet(store, relpath, options)
+    table = file.read_parquet()
     if class_name:
         _print_class_units(table, class_name, layer, top)
     if unit:

@@ -141,11 +141,11 @@ def run_known_units(cfg: BenchmarkConfig) -> dict[str, pd.DataFrame]:
 
 def superclass_presence(store: str) -> np.ndarray:
     """bool [superclasses]: superclasses with at least one probe image of one of their classes."""
-    from neuroscribe import store as st
     from neuroscribe.evaluation.truth import present_classes
+    from neuroscribe.store import RunStore
     from neuroscribe.vocabulary.superclasses import imagenet_superclasses
 
-    present = present_classes(store, list(st.run_attrs(store)["class_names"]))
+    present = present_classes(store, list(RunStore(store).attrs()["class_names"]))
     return np.array([present[list(g.classes)].any() for g in imagenet_superclasses()], dtype=bool)
 
 

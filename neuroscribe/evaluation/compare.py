@@ -33,7 +33,6 @@ from neuroscribe.evaluation.metrics import label_metrics
 from neuroscribe.explanation import embeds_whole_images
 from neuroscribe.fingerprint import content_key
 from neuroscribe.scoring.rules import RuleSpec
-from neuroscribe.store import full_uri
 
 RULE_NAMES = ("percentile", "seed", "softwpmi")
 
@@ -77,7 +76,7 @@ def compare_vocabulary(ctx: LayerContext, sources: tuple[str, ...]):
     base = ctx.explain.vocabulary_config()
     cfg = VocabularyConfig.model_validate(
         base.model_dump()
-        | {"sources": sources, "out": full_uri(ctx.cfg.store, "evaluation"), "name": f"compare-{content_key(list(sources), 10)}", "cache_dir": base.cache_uri}
+        | {"sources": sources, "out": ctx.cfg.run_store.evaluation_vocabulary().uri, "name": f"compare-{content_key(list(sources), 10)}", "cache_dir": base.cache_uri}
     )
     return load_vocabulary(build_vocabulary(cfg).uri, ctx.cfg.store_options)
 

@@ -16,18 +16,18 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from neuroscribe import store as st
 from neuroscribe.config import FrozenModel, RunnerSpec
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.explanation import ExplainConfig
 from neuroscribe.scoring.backend import BackendSpec
+from neuroscribe.store import WithRunStore
 
 CompareAxis = Literal["rules", "k", "vocab"]
 MINILM = "minilm"
 MPNET = "all-mpnet-base-v2"
 
 
-class EvaluateConfig(FrozenModel):
+class EvaluateConfig(FrozenModel, WithRunStore):
     """One evaluation of an explained run: the ``evaluate`` flow's single parameter."""
 
     store: str = Field(description="run store holding explanations: local path or s3://bucket/prefix")
@@ -76,12 +76,10 @@ class EvaluateConfig(FrozenModel):
 
 def resolve_explain_config(cfg: EvaluateConfig) -> ExplainConfig:
     """The run's ExplainConfig, pointed at ``cfg.store`` with the evaluation's options and device."""
-    from neuroscribe.explanation import load_config
-
     if cfg.explain is not None:
         base = cfg.explain
-    elif st.exists(cfg.store, "explain_config.json", cfg.store_options):
-        base = load_config(cfg.store, cfg.store_options)
+    elif cfg.run_store.explain_config().exists():
+        base = ExplainConfig.model_validate_json(cfg.run_store.explain_config().read_bytes())
     else:
         raise NeuroscribeError(
             f"store {cfg.store} has no explain_config.json (written by `neuroscribe explain`); "
@@ -98,7 +96,7 @@ def resolve_explain_config(cfg: EvaluateConfig) -> ExplainConfig:
 
 def evaluated_layers(cfg: EvaluateConfig, explain_cfg: ExplainConfig) -> list[str]:
     layers = list(cfg.layers or explain_cfg.layers)
-    missing = [layer for layer in layers if not st.exists(cfg.store, f"explanations/{layer}.parquet", cfg.store_options)]
+    missing = [layer for layer in layers if not cfg.run_store.table(layer).exists()]
     if missing:
         raise NeuroscribeError(
             f"layers {missing} of {cfg.store} have no explanations; run `neuroscribe explain --layers {','.join(missing)}` first"

@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from neuroscribe import store as st
 from neuroscribe.evaluation.config import MINILM, EvaluateConfig
-from neuroscribe.evaluation.evidence import ProbeImages, topk_image_ids
+from neuroscribe.evaluation.evidence import ProbeImages
 from neuroscribe.evaluation.metrics import TextSpace
 from neuroscribe.evaluation.truth import LayerTruth, layer_truth
 from neuroscribe.explanation import ExplainConfig, cached_backend
@@ -119,9 +118,9 @@ class LayerContext:
 def layer_context(cfg: EvaluateConfig, explain_cfg: ExplainConfig, layer: str, probe: ProbeImages) -> LayerContext:
     from neuroscribe.vocabulary import load_vocabulary
 
-    manifest = st.read_json(cfg.store, f"explanations/{layer}.json", cfg.store_options)
+    manifest = cfg.run_store.table(layer).with_suffix(".json").read_json()
     vocabulary = load_vocabulary(manifest["vocabulary"], cfg.store_options)
-    table = st.read_parquet(cfg.store, f"explanations/{layer}.parquet", cfg.store_options)
+    table = cfg.run_store.table(layer).read_parquet()
     spaces, notes = text_spaces(cfg, explain_cfg)
     ctx = LayerContext(
         cfg=cfg,
@@ -133,7 +132,7 @@ def layer_context(cfg: EvaluateConfig, explain_cfg: ExplainConfig, layer: str, p
         truth=layer_truth(cfg.store, layer, cfg.labels.get(layer), cfg.store_options),
         probe=probe,
         fired_ids=patches_group(cfg.store, layer, cfg.store_options)["image_id"][:].astype(np.int64),
-        topk_ids=topk_image_ids(explain_cfg, layer).astype(np.int64),
+        topk_ids=explain_cfg.run_store.topk(layer)["image_id"][:].astype(np.int64),
         spaces=spaces,
         notes=notes,
     )

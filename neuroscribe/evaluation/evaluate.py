@@ -19,7 +19,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from neuroscribe import store as st
 from neuroscribe.evaluation.compare import compare_layer
 from neuroscribe.evaluation.config import (
     EvaluateConfig,
@@ -45,17 +44,12 @@ from neuroscribe.explanation import (
     cached_backend,
     embed_unit_block,
     embedding_key,
-    embeddings_path,
     embeds_whole_images,
     n_units,
     unit_blocks,
 )
 from neuroscribe.stages import Executor, InProcess, Stage, one_item
 from neuroscribe.scoring.rules import INACTIVE
-
-
-def layer_dir(layer: str) -> str:
-    return f"evaluation/{layer}"
 
 
 def embedding_jobs(cfg: EvaluateConfig) -> list[tuple[str, list[int], ExplainConfig]]:
@@ -70,7 +64,7 @@ def embedding_jobs(cfg: EvaluateConfig) -> list[tuple[str, list[int], ExplainCon
         for c in configs:
             key = embedding_key(c, layer, cached_backend(c.backend).fingerprint)
             for block in unit_blocks(n_units(c, layer), c.units_per_task):
-                if not st.exists(c.store, embeddings_path(layer, key, block), c.store_options):
+                if not c.run_store.embeddings(layer, key, block).exists():
                     jobs.append((layer, block, c))
     return jobs
 
@@ -96,9 +90,8 @@ def _stability(ctx, units: pd.DataFrame) -> dict:
         return [s.best for s in rescore(evidence, repeats, rule, ctx.concept_vectors, ctx.vocabulary.concepts)]
 
     reference = relabel(evidence.repeats())
-    group = st.open_group(cfg.store, "r", cfg.store_options)
-    values = group[f"activations/{ctx.layer}/max"]
-    index = st.read_parquet(cfg.store, "index.parquet", cfg.store_options)
+    values = cfg.run_store.activations(ctx.layer)["max"]
+    index = cfg.run_store.index().read_parquet()
     ok_ids = index.loc[index["status"] == "ok", "id"].to_numpy(dtype=np.int64)
     summary, per_unit = bootstrap_stability(
         lambda block: values.oindex[:, np.asarray(block)], evidence.image_id, ok_ids, values.shape[0],
@@ -133,8 +126,8 @@ def evaluate_layer(cfg: EvaluateConfig, layer: str) -> dict:
     summary["auc"] = distribution(aucs) | {"above_0.5": round(float(np.mean(aucs[np.isfinite(aucs)] > 0.5)), 4) if np.isfinite(aucs).any() else None,
                                            "random_images": len(ctx.probe.random)}
     summary["stability"] = _stability(ctx, units)
-    st.write_parquet(cfg.store, f"{layer_dir(layer)}/units.parquet", units, cfg.store_options)
-    st.write_json(cfg.store, f"{layer_dir(layer)}/summary.json", summary, cfg.store_options)
+    cfg.run_store.evaluation_layer(layer, "units.parquet").write_parquet(units)
+    cfg.run_store.evaluation_layer(layer, "summary.json").write_json(summary)
     return summary
 
 
@@ -168,8 +161,8 @@ def confidence_summary(table: pd.DataFrame, match: np.ndarray, present: np.ndarr
 def compare_step(cfg: EvaluateConfig, layer: str) -> dict:
     """The comparison table of one layer (``cfg.compare`` axes), written to ``evaluation/<layer>/compare.parquet``."""
     frame, labels = compare_layer(_context(cfg, layer), cfg.compare)
-    st.write_parquet(cfg.store, f"{layer_dir(layer)}/compare.parquet", frame, cfg.store_options)
-    st.write_parquet(cfg.store, f"{layer_dir(layer)}/compare_units.parquet", labels, cfg.store_options)
+    cfg.run_store.evaluation_layer(layer, "compare.parquet").write_parquet(frame)
+    cfg.run_store.evaluation_layer(layer, "compare_units.parquet").write_parquet(labels)
     return {"layer": layer, "variants": len(frame)}
 
 

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from neuroscribe import store as st
 from neuroscribe.data import ImageSkipped, load_image
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.explanation import (
@@ -93,10 +92,6 @@ def _active_units(cfg: ExplainConfig, layer: str) -> np.ndarray:
     return (patches_group(cfg.store, layer, cfg.store_options)["image_id"][:] >= 0).any(axis=1)
 
 
-def topk_image_ids(cfg: ExplainConfig, layer: str) -> np.ndarray:
-    return st.open_group(cfg.store, "r", cfg.store_options)[f"topk/{layer}/image_id"][:]
-
-
 def patch_evidence(cfg: ExplainConfig, layer: str) -> Evidence:
     """Patch embeddings (the seed rule's inputs); embedded first if the run used another rule."""
     cfg = rule_config(cfg, "seed") if embeds_whole_images(cfg.rule) else cfg
@@ -109,7 +104,7 @@ def patch_evidence(cfg: ExplainConfig, layer: str) -> Evidence:
 
 def image_evidence(cfg: ExplainConfig, layer: str, probe: ProbeImages | None = None) -> Evidence:
     """Whole top images in rank order (the softwpmi rule's inputs)."""
-    ids = topk_image_ids(cfg, layer).astype(np.int64)
+    ids = cfg.run_store.topk(layer)["image_id"][:].astype(np.int64)
     active = _active_units(cfg, layer)
     ids = np.where(active[:, None], ids, -1)
     rank = np.where(ids >= 0, np.arange(ids.shape[1])[None, :], -1)
@@ -154,12 +149,12 @@ class ProbeImages:
 def probe_image_ids(cfg: ExplainConfig, layers: list[str], random_images: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(ids to embed, the random sample): every decoded image when there are at most ``random_images``,
     else a seeded random sample of that many plus every top image of ``layers``."""
-    index = st.read_parquet(cfg.store, "index.parquet", cfg.store_options)
+    index = cfg.run_store.index().read_parquet()
     ok = index.loc[index["status"] == "ok", "id"].to_numpy(dtype=np.int64)
     if len(ok) <= random_images:
         return ok, ok
     sample = np.sort(np.random.default_rng(seed).choice(ok, size=random_images, replace=False))
-    tops = [topk_image_ids(cfg, layer).ravel() for layer in layers]
+    tops = [cfg.run_store.topk(layer)["image_id"][:].ravel() for layer in layers]
     wanted = np.union1d(sample, np.concatenate(tops))
     return wanted[wanted >= 0], sample
 
@@ -170,16 +165,16 @@ def probe_images(
     """Whole-image embeddings of the probe images evaluation needs, cached by content in the store."""
     ids, sample = probe_image_ids(cfg, layers, random_images, seed)
     backend = cached_backend(cfg.backend)
-    run_key = st.run_attrs(cfg.store, cfg.store_options).get("run_key")
+    run_key = cfg.run_store.attrs().get("run_key")
     key = content_key(
         {"run": run_key, "ids": content_key(ids.tolist()), "backend": backend.fingerprint, "code": code_version("neuroscribe.evaluation.evidence")}
     )
-    relpath = f"evaluation/images/{key}.npz"
-    if st.exists(cfg.store, relpath, cfg.store_options):
-        with np.load(io.BytesIO(st.read_bytes(cfg.store, relpath, cfg.store_options)), allow_pickle=False) as cached:
+    file = cfg.run_store.evaluation_images(key)
+    if file.exists():
+        with np.load(io.BytesIO(file.read_bytes()), allow_pickle=False) as cached:
             if np.array_equal(cached["ids"], ids):
                 return ProbeImages(ids, cached["vectors"], sample)
-    index = st.read_parquet(cfg.store, "index.parquet", cfg.store_options).set_index("id")
+    index = cfg.run_store.index().read_parquet().set_index("id")
     vectors = np.full((len(ids), backend.dim), np.nan, dtype=np.float32)
     for start in range(0, len(ids), IMAGE_BATCH):
         images, rows = [], []
@@ -193,5 +188,5 @@ def probe_images(
             vectors[rows] = backend.embed_images(images)
     buf = io.BytesIO()
     np.savez(buf, ids=ids, vectors=vectors)
-    st.write_bytes(cfg.store, relpath, buf.getvalue(), cfg.store_options)
+    file.write_bytes(buf.getvalue())
     return ProbeImages(ids, vectors, sample)

@@ -18,7 +18,6 @@ from importlib.resources import files
 import pandas as pd
 from jinja2 import Environment
 
-from neuroscribe import store as st
 from neuroscribe.evaluation.config import EvaluateConfig, resolve_explain_config
 
 # ResNet-50's final layer in the literature (ImageNet val probe set): the yardstick the same measurement
@@ -172,9 +171,10 @@ def write_report(cfg: EvaluateConfig, layers: list[str]) -> dict:
     explain_cfg = resolve_explain_config(cfg)
     summaries, compares = [], {}
     for layer in layers:
-        summary = st.read_json(cfg.store, f"evaluation/{layer}/summary.json", cfg.store_options)
-        if cfg.compare and st.exists(cfg.store, f"evaluation/{layer}/compare.parquet", cfg.store_options):
-            compares[layer] = st.read_parquet(cfg.store, f"evaluation/{layer}/compare.parquet", cfg.store_options)
+        summary = cfg.run_store.evaluation_layer(layer, "summary.json").read_json()
+        compare = cfg.run_store.evaluation_layer(layer, "compare.parquet")
+        if cfg.compare and compare.exists():
+            compares[layer] = compare.read_parquet()
             summary["compare"] = compares[layer].to_dict("records")
         summaries.append(summary)
     document = {
@@ -193,12 +193,9 @@ def write_report(cfg: EvaluateConfig, layers: list[str]) -> dict:
         store=cfg.store, explain=explain_cfg, summaries=summaries, literature=LITERATURE, reproduce=REPRODUCE, choices=CHOICES,
         comparisons={layer: frame.to_dict("records") for layer, frame in compares.items() if len(frame)},
     )
-    paths = {
-        "json": st.full_uri(cfg.store, "evaluation/evaluation.json"),
-        "markdown": st.full_uri(cfg.store, "evaluation/evaluation.md"),
-        "chart": st.full_uri(cfg.store, "evaluation/evaluation.png"),
-    }
-    st.write_json(cfg.store, "evaluation/evaluation.json", document, cfg.store_options)
-    st.write_bytes(cfg.store, "evaluation/evaluation.md", text.encode(), cfg.store_options)
-    st.write_bytes(cfg.store, "evaluation/evaluation.png", chart(summaries, compares), cfg.store_options)
+    files = {"json": cfg.run_store.evaluation(".json"), "markdown": cfg.run_store.evaluation(".md"), "chart": cfg.run_store.evaluation(".png")}
+    files["json"].write_json(document)
+    files["markdown"].write_bytes(text.encode())
+    files["chart"].write_bytes(chart(summaries, compares))
+    paths = {name: file.uri for name, file in files.items()}
     return paths | {"headline": [headline(s) for s in summaries], "markdown_text": text}

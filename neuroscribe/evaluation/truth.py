@@ -125,8 +125,8 @@ def present_classes(store: str, class_names: list[str], storage_options: dict | 
     """bool [classes]: model classes with at least one decoded probe image."""
     from neuroscribe.ablation.dataset import model_label_map
 
-    attrs = st.run_attrs(store, storage_options)
-    index = st.read_parquet(store, "index.parquet", storage_options)
+    run = st.RunStore(store, storage_options)
+    attrs, index = run.attrs(), run.index().read_parquet()
     labels = index.loc[(index["status"] == "ok") & (index["label"] >= 0), "label"].to_numpy(dtype=np.int64)
     mapping = model_label_map(list(attrs.get("dataset", {}).get("classes", [])), class_names, attrs.get("dataset", {}).get("uri", store))
     if mapping is not None:
@@ -144,7 +144,7 @@ def is_classifier_output(attrs: dict, layer: str) -> bool:
 
 def layer_truth(store: str, layer: str, labels: str | None = None, storage_options: dict | None = None) -> LayerTruth | None:
     """Ground truth of ``layer``; ``None`` when it has none (not the classifier output, no labels file)."""
-    attrs = st.run_attrs(store, storage_options)
+    attrs = st.RunStore(store, storage_options).attrs()
     if layer not in attrs.get("layers", {}):
         raise NeuroscribeError(f"layer {layer!r} is not in run {store}; choose one of {sorted(attrs.get('layers', {}))}")
     n_units = int(attrs["layers"][layer]["units"])

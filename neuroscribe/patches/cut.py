@@ -116,14 +116,15 @@ def patches_key(run_attrs: dict, topk_key: str | None, layer: str, cfg: PatchCon
 
 
 def _layer_inputs(store: str, layer: str, storage_options: dict | None):
-    attrs = st.run_attrs(store, storage_options)
+    run = st.RunStore(store, storage_options)
+    attrs = run.attrs()
     if layer not in attrs.get("layers", {}):
         known = ", ".join(attrs.get("layers", {})) or "none"
         raise NeuroscribeError(f"layer {layer!r} was not extracted into {store} (extracted: {known}); extract it first")
-    group = st.open_group(store, "a", storage_options)
-    if f"topk/{layer}/image_id" not in group:
+    topk = run.topk(layer)
+    if topk is None or "image_id" not in topk:
         raise NeuroscribeError(f"store {store} has no top-k images for layer {layer!r}; finish `neuroscribe extract` first")
-    return attrs, group, group[f"topk/{layer}"]
+    return attrs, run, topk
 
 
 def prepare_patches(store: str, layer: str, cfg: PatchConfig, storage_options: dict | None = None, **image_options) -> dict[str, Any]:
@@ -148,19 +149,15 @@ def _prepare(
     threads: int = 4,
 ) -> tuple[dict[str, Any], int]:
     """``prepare_patches``, and how many images it decoded."""
-    attrs, group, topk = _layer_inputs(store, layer, storage_options)
+    attrs, run, topk = _layer_inputs(store, layer, storage_options)
     key = patches_key(attrs, topk.attrs.get("topk_key"), layer, cfg)
-    name = f"patches/{layer}"
-    if name in group and group[name].attrs.get("patches_key") == key:
-        return dict(group[name].attrs), 0
+    existing = run.patches(layer)
+    if existing is not None and existing.attrs.get("patches_key") == key:
+        return dict(existing.attrs), 0
     units, k = topk["image_id"].shape
     p, s = min(cfg.patches_per_unit or k, k), cfg.crop_size
-    fs, root = st.filesystem(store, storage_options)
-    if fs.exists(f"{root}/{name}"):
-        # one recursive delete (a bulk request on S3), not one call per chunk through Zarr
-        fs.rm(f"{root}/{name}", recursive=True)
-        group = st.open_group(store, "a", storage_options)
-    sub = group.require_group(name)
+    run.remove_patches(layer)
+    sub = run.patches(layer, "a")
     whole = "maps" not in topk
     specs = {} if whole else {
         "crops": ((units, p, s, s, 3), "uint8", 0),
@@ -204,7 +201,7 @@ def _write_whole_image_crops(store, sub, topk, attrs, cfg, storage_options, imag
     """``image_*`` arrays of a linear layer, one row per index image: the whole-image crop, its mask,
     box and window, and whether the image could be read.  Only top images are decoded (each once);
     rows are written a shard at a time."""
-    index = st.read_parquet(store, "index.parquet", storage_options)
+    index = st.RunStore(store, storage_options).index().read_parquet()
     paths = dict(zip(index["id"].to_numpy().tolist(), index["path"]))
     n, s = len(index), cfg.crop_size
     specs = {
@@ -457,8 +454,8 @@ def extract_patches(
         store, layer, cfg, storage_options,
         image_storage_options=image_storage_options, max_image_pixels=max_image_pixels, threads=threads,
     )
-    attrs, group, topk = _layer_inputs(store, layer, storage_options)
-    sub = group[f"patches/{layer}"]
+    attrs, run, topk = _layer_inputs(store, layer, storage_options)
+    sub = run.patches(layer, "r+")
     n_units, p = sub["image_id"].shape
     wanted = np.arange(n_units) if units is None else np.unique(np.asarray(units, dtype=np.int64))
     if wanted.size and (wanted.min() < 0 or wanted.max() >= n_units):
@@ -470,7 +467,7 @@ def extract_patches(
     made = 0
     if todo:
         thresholds = _unit_thresholds(store, layer, cfg, "maps" in topk, storage_options)
-        index = st.read_parquet(store, "index.parquet", storage_options)
+        index = run.index().read_parquet()
         paths = dict(zip(index["id"].to_numpy().tolist(), index["path"]))
         prep = Preprocessing(**attrs["preprocessing"])
         if "maps" in topk:

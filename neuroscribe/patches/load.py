@@ -71,11 +71,10 @@ class PatchBlock:
 
 def patches_group(store: str, layer: str, storage_options: dict | None = None):
     """The Zarr group ``patches/<layer>``; its attrs hold ``patches_key`` for downstream cache keys."""
-    group = st.open_group(store, "r", storage_options)
-    name = f"patches/{layer}"
-    if name not in group:
+    group = st.RunStore(store, storage_options).patches(layer)
+    if group is None:
         raise NeuroscribeError(f"store {store} has no patches for layer {layer!r}; run extract_patches (the patches stage) first")
-    return group[name]
+    return group
 
 
 def _rows(array, units: np.ndarray) -> np.ndarray:

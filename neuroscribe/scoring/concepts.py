@@ -20,9 +20,7 @@ import numpy as np
 
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import code_version, content_key
-from neuroscribe.store import exists, read_bytes, write_bytes
-
-EMBEDDINGS_DIR = "embeddings"
+from neuroscribe.store import RunStore
 
 
 def fill_template(template: str, concept: str) -> str:
@@ -56,11 +54,6 @@ def concept_cache_key(backend, concepts: Sequence[str], templates: Sequence[str]
     )
 
 
-def concept_cache_path(key: str) -> str:
-    """Cache file of a key, relative to the store."""
-    return f"{EMBEDDINGS_DIR}/{key}.npy"
-
-
 def concept_embeddings(
     backend,
     concepts: Sequence[str],
@@ -85,17 +78,17 @@ def concept_embeddings(
     if bad:
         raise NeuroscribeError(f"templates {bad} must each contain '{{}}' exactly once, where the concept goes")
     key = concept_cache_key(backend, concepts, templates, vocab_hash)
-    relpath = concept_cache_path(key)
-    if cache_uri is not None and exists(cache_uri, relpath, storage_options):
-        cached = _load(read_bytes(cache_uri, relpath, storage_options))
+    cache = None if cache_uri is None else RunStore(cache_uri, storage_options).concept_embeddings(key)
+    if cache is not None and cache.exists():
+        cached = _load(cache.read_bytes())
         # an interrupted or foreign file is recomputed rather than trusted
         if cached is not None and cached.shape == (len(concepts), backend.dim):
             return cached
     vectors = embed_with_templates(backend.embed_texts, concepts, templates, on_progress)
-    if cache_uri is not None:
+    if cache is not None:
         buf = io.BytesIO()
         np.save(buf, vectors, allow_pickle=False)
-        write_bytes(cache_uri, relpath, buf.getvalue(), storage_options)
+        cache.write_bytes(buf.getvalue())
     return vectors
 
 

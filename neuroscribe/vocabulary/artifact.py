@@ -25,14 +25,7 @@ import pandas as pd
 
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import content_key
-from neuroscribe.store import (
-    exists,
-    full_uri,
-    read_json,
-    read_parquet,
-    write_json,
-    write_parquet,
-)
+from neuroscribe.store import RunStore, StoreFile
 
 FORMAT_VERSION = 1
 _LIST_COLUMNS = ("sources", "classes", "aliases")
@@ -58,11 +51,6 @@ def frame_hash(frame: pd.DataFrame) -> str:
     return content_key({"format": FORMAT_VERSION, "rows": rows})
 
 
-def artifact_paths(name: str) -> tuple[str, str]:
-    """(parquet, manifest) paths of a vocabulary relative to the run store."""
-    return f"vocabulary/{name}.parquet", f"vocabulary/{name}.json"
-
-
 def write_vocabulary(
     out: str, name: str, frame: pd.DataFrame, manifest: dict[str, Any], storage_options: dict | None = None
 ) -> tuple[str, str]:
@@ -70,34 +58,33 @@ def write_vocabulary(
     digest = frame_hash(frame)
     frame = frame.copy()
     frame.attrs = {"neuroscribe_vocabulary": {"format": FORMAT_VERSION, "content_hash": digest}}
-    parquet_rel, manifest_rel = artifact_paths(name)
-    write_parquet(out, parquet_rel, frame, storage_options)
-    write_json(out, manifest_rel, {"format": FORMAT_VERSION, "content_hash": digest, "n_concepts": len(frame), **manifest}, storage_options)
-    return full_uri(out, parquet_rel), digest
+    file = RunStore(out, storage_options).vocabulary(name)
+    file.write_parquet(frame)
+    file.with_suffix(".json").write_json({"format": FORMAT_VERSION, "content_hash": digest, "n_concepts": len(frame), **manifest})
+    return file.uri, digest
 
 
-def _locate(uri: str) -> tuple[str, str]:
-    if uri.endswith(".parquet"):
-        return posixpath.dirname(uri) or ".", posixpath.basename(uri)
-    return uri, artifact_paths("vocabulary")[0]
+def _locate(uri: str, storage_options: dict | None) -> StoreFile:
+    if uri.endswith(".parquet"):  # a vocabulary file anywhere, with its manifest beside it
+        return StoreFile(posixpath.dirname(uri) or ".", posixpath.basename(uri), storage_options)
+    return RunStore(uri, storage_options).vocabulary()
 
 
 def load_vocabulary(uri: str, storage_options: dict | None = None) -> Vocabulary:
     """A vocabulary by the URI of its ``.parquet`` file, or of the run store holding the default one."""
-    base, rel = _locate(uri)
-    if not exists(base, rel, storage_options):
-        raise NeuroscribeError(f"no vocabulary at {full_uri(base, rel)}; build one with `neuroscribe vocabulary --out {base}`")
-    frame = read_parquet(base, rel, storage_options)
+    file = _locate(uri, storage_options)
+    if not file.exists():
+        raise NeuroscribeError(f"no vocabulary at {file.uri}; build one with `neuroscribe vocabulary --out {file.store}`")
+    frame = file.read_parquet()
     meta = frame.attrs.get("neuroscribe_vocabulary", {})
     if meta.get("format") != FORMAT_VERSION:
         raise NeuroscribeError(
-            f"{full_uri(base, rel)} is not a vocabulary of format {FORMAT_VERSION} (found {meta.get('format')}); rebuild it"
+            f"{file.uri} is not a vocabulary of format {FORMAT_VERSION} (found {meta.get('format')}); rebuild it"
         )
     for column in _LIST_COLUMNS:
         frame[column] = frame[column].map(list)
     digest = frame_hash(frame)
     if digest != meta.get("content_hash"):
-        raise NeuroscribeError(f"{full_uri(base, rel)} was changed after it was written (hash mismatch); rebuild it")
-    manifest_rel = rel[: -len(".parquet")] + ".json"
-    manifest = read_json(base, manifest_rel, storage_options) if exists(base, manifest_rel, storage_options) else {}
-    return Vocabulary(frame["concept"].tolist(), digest, frame, full_uri(base, rel), manifest)
+        raise NeuroscribeError(f"{file.uri} was changed after it was written (hash mismatch); rebuild it")
+    manifest = file.with_suffix(".json")
+    return Vocabulary(frame["concept"].tolist(), digest, frame, file.uri, manifest.read_json() if manifest.exists() else {})

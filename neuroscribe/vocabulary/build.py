@@ -19,8 +19,7 @@ from neuroscribe import __version__
 from neuroscribe.config import FrozenModel
 from neuroscribe.fingerprint import code_version
 from neuroscribe.stages import Executor, InProcess, Stage
-from neuroscribe.store import full_uri
-from neuroscribe.vocabulary.artifact import artifact_paths, frame_hash, write_vocabulary
+from neuroscribe.vocabulary.artifact import frame_hash, write_vocabulary
 from neuroscribe.vocabulary.cache import run_answer_cache
 from neuroscribe.vocabulary.config import VocabularyConfig
 from neuroscribe.vocabulary.filtering import Candidate, FilterStats, filter_concepts
@@ -89,7 +88,7 @@ def assemble_vocabulary(
     candidates = collect_candidates(cfg, generation)
     frame, stats = filter_concepts(candidates, cfg.filter)
     summary = VocabularySummary(
-        uri=full_uri(cfg.out, artifact_paths(cfg.name)[0]),
+        uri=cfg.run_store.vocabulary(cfg.name).uri,
         content_hash=frame_hash(frame),
         n_concepts=len(frame),
         classes=len(classes),

@@ -23,7 +23,7 @@ import posixpath
 from typing import TYPE_CHECKING, Any
 
 from neuroscribe.fingerprint import content_key
-from neuroscribe.store import filesystem, write_json
+from neuroscribe.store import StoreFile, filesystem
 
 if TYPE_CHECKING:
     from neuroscribe.vocabulary.config import VocabularyConfig
@@ -96,7 +96,7 @@ class AnswerCache:
         return record if record.get("key") == key else None
 
     def _write(self, key: str, record: dict[str, Any]) -> None:
-        write_json(self.uri, f"{key}.json", {**record, "key": key}, self.storage_options)
+        StoreFile(self.uri, f"{key}.json", self.storage_options).write_json({**record, "key": key})
         self.keys().add(key)
 
 

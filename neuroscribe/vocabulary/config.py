@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from neuroscribe.config import FrozenModel, RunnerSpec
 from neuroscribe.errors import NeuroscribeError
+from neuroscribe.store import RunStore
 
 CLASS_PLACEHOLDER = "{class_name}"
 
@@ -171,8 +172,10 @@ class VocabularyConfig(FrozenModel):
         return "llm" in self.sources
 
     @property
+    def run_store(self) -> RunStore:
+        return RunStore(self.out, self.store_options)
+
+    @property
     def cache_uri(self) -> str:
         """The run's own answer cache (``cache_dir`` is a shared second level)."""
-        from neuroscribe.store import full_uri
-
-        return full_uri(self.out, "vocabulary/llm_cache")
+        return self.run_store.llm_cache().uri

@@ -19,7 +19,7 @@ from neuroscribe.config import DatasetSpec, ModelSpec, RunnerSpec
 from neuroscribe.data import load_image
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.models import load_model
-from neuroscribe.store import write_parquet
+from neuroscribe.store import RunStore
 from neuroscribe.testing.planted import CLASSES, write_planted_folder
 
 PLANTED = ModelSpec(name="neuroscribe.testing.planted:planted_cnn")
@@ -82,7 +82,7 @@ def test_explanations_are_joined_when_present(folder, tmp_path):
     store = tmp_path / "store"
     explained = pd.DataFrame({"layer": "conv", "unit": [0, 1, 2], "explanation": ["red things", "grass", "sky"],
                               "score": [0.9, 0.8, 0.7], "extra": 1})
-    write_parquet(str(store), "explanations/conv.parquet", explained)
+    RunStore(str(store)).table("conv").write_parquet(explained)
     summary = run_sweep(_cfg(folder, store, chart_units=(0, 4)))
     table = pd.read_parquet(store / "ablation" / "conv.parquet")
     assert summary["explanations_joined"] and summary["charted"] == ["0", "4"]
@@ -104,7 +104,7 @@ def test_rerun_resumes_per_part_and_keys_by_content(folder, tmp_path, monkeypatc
     real = sweep.count_correct
     monkeypatch.setattr(sweep, "count_correct", lambda path, batches, ablations, *a, **k: calls.append(ablations) or real(path, batches, ablations, *a, **k))
     assert run_sweep(cfg)["run_key"] == first["run_key"] and calls == []
-    (store / sweep.part_path(plan, 1)).with_suffix(".parquet").unlink()
+    sweep.part_file(cfg, plan, 1).remove()
     run_sweep(cfg)
     assert calls == [plan.ablations[4:6]]  # only the missing part ran again
     first_table = pd.read_parquet(store / "ablation" / "conv.parquet")

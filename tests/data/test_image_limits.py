@@ -137,6 +137,6 @@ def test_extraction_summary_counts_bombs_skipped_and_the_huge_jpeg_decoded(image
     assert summary.skipped_reasons == {"image too large": 2}
     from neuroscribe import store as st
 
-    index = st.read_parquet(cfg.store, "index.parquet").set_index("path")
+    index = st.StoreFile(cfg.store, "index.parquet").read_parquet().set_index("path")
     status = {p.rsplit("/", 1)[-1]: s for p, s in index["status"].items()}
     assert (status["zz_bomb.png"], status["zz_bomb.gif"], status["zz_huge.jpg"]) == ("skipped", "skipped", "ok")

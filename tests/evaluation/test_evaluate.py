@@ -43,10 +43,10 @@ def evaluated(tiny_run_base, tmp_path_factory):
 
 def test_outputs_are_written_and_consistent(evaluated):
     cfg, result = evaluated
-    document = st.read_json(cfg.store, "evaluation/evaluation.json")
+    document = st.StoreFile(cfg.store, "evaluation/evaluation.json").read_json()
     assert set(document["layers"]) == {"conv2", "relu2", "fc"}
-    assert st.read_bytes(cfg.store, "evaluation/evaluation.png")[:8] == b"\x89PNG\r\n\x1a\n"
-    markdown = st.read_bytes(cfg.store, "evaluation/evaluation.md").decode()
+    assert st.StoreFile(cfg.store, "evaluation/evaluation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    markdown = st.StoreFile(cfg.store, "evaluation/evaluation.md").read_bytes().decode()
     assert "## Layer `fc`" in markdown and "Comparison on the same extraction" in markdown
     assert result["json"].endswith("evaluation/evaluation.json") and len(result["headline"]) == 3
     for summary in document["layers"].values():
@@ -63,8 +63,8 @@ def test_outputs_are_written_and_consistent(evaluated):
 
 def test_label_metrics_match_an_independent_computation(evaluated):
     cfg, _ = evaluated
-    summary = st.read_json(cfg.store, "evaluation/fc/summary.json")
-    table = st.read_parquet(cfg.store, "explanations/fc.parquet").sort_values("unit")
+    summary = st.StoreFile(cfg.store, "evaluation/fc/summary.json").read_json()
+    table = st.StoreFile(cfg.store, "explanations/fc.parquet").read_parquet().sort_values("unit")
     truth = list(COLOURS)
     explanations = table["explanation"].tolist()
     match = [normalise(e) == normalise(t) for e, t in zip(explanations, truth)]
@@ -73,7 +73,7 @@ def test_label_metrics_match_an_independent_computation(evaluated):
     cosine = float(np.mean(np.sum(e * t, axis=1)))
     for space, result in summary["labels"]["present"]["cosine"].items():
         assert result["value"] == pytest.approx(cosine, abs=1e-4), space  # ConSE's text side is MiniLM
-    units = st.read_parquet(cfg.store, "evaluation/fc/units.parquet")
+    units = st.StoreFile(cfg.store, "evaluation/fc/units.parquet").read_parquet()
     assert units["match"].tolist() == match and units["truth"].tolist() == truth
 
 
@@ -82,15 +82,15 @@ def _direct_inputs(run):
     backend = cached_backend(run.backend)
     vocabulary = load_vocabulary(run.store)
     vectors = concept_embeddings(backend, vocabulary.concepts, run.backend.resolved_templates)
-    return backend, vocabulary, vectors, st.read_parquet(run.store, "index.parquet")
+    return backend, vocabulary, vectors, st.StoreFile(run.store, "index.parquet").read_parquet()
 
 
 def test_auc_matches_sklearn_on_directly_embedded_images(evaluated, tiny_run_base):
     cfg, _ = evaluated
-    units = st.read_parquet(cfg.store, "evaluation/relu2/units.parquet")
+    units = st.StoreFile(cfg.store, "evaluation/relu2/units.parquet").read_parquet()
     backend, vocabulary, vectors, index = _direct_inputs(tiny_run_base)
     images = backend.embed_images([load_image(p) for p in index["path"]])
-    group = st.open_group(tiny_run_base.store, "r")
+    group = st.RunStore(tiny_run_base.store).arrays("r")
     fired = group["patches/relu2/image_id"][:]
     topk = group["topk/relu2/image_id"][:]
     for unit in range(16):
@@ -104,22 +104,22 @@ def test_auc_matches_sklearn_on_directly_embedded_images(evaluated, tiny_run_bas
 
 def test_compared_rules_and_k_match_scoring_from_scratch(evaluated, tiny_run_base):
     cfg, _ = evaluated
-    labels = st.read_parquet(cfg.store, "evaluation/fc/compare_units.parquet")
+    labels = st.StoreFile(cfg.store, "evaluation/fc/compare_units.parquet").read_parquet()
     backend, vocabulary, vectors, index = _direct_inputs(tiny_run_base)
-    topk = st.open_group(tiny_run_base.store, "r")["topk/fc/image_id"][:]
+    topk = st.RunStore(tiny_run_base.store).arrays("r")["topk/fc/image_id"][:]
     # SoftWPMI on each unit's whole top images, embedded here image by image
     per_unit = [backend.embed_images([load_image(index.loc[i, "path"]) for i in row if i >= 0]) for row in topk]
     expected = [s.best for s in explain_units("softwpmi", per_unit, vectors, vocabulary.concepts, **RuleSpec(name="softwpmi").kwargs())]
     assert labels["rules:softwpmi"].tolist() == expected
     # the seed rule on the first k' patches only (a logit unit's patch is its whole original image)
-    patch_ids = st.open_group(tiny_run_base.store, "r")["patches/fc/image_id"][:]
+    patch_ids = st.RunStore(tiny_run_base.store).arrays("r")["patches/fc/image_id"][:]
     first = [backend.embed_images([load_image(index.loc[i, "path"]) for i in row[:1] if i >= 0]) for row in patch_ids]
     expected_k1 = [s.best for s in explain_units("seed", first, vectors, vocabulary.concepts)]
     assert labels["k:k=1"].tolist() == expected_k1
 
 
 def test_missing_explain_config_and_unexplained_layers_are_reported(tiny_run, tmp_path):
-    st.remove(tiny_run.store + "/explain_config.json")
+    st.RunStore(tiny_run.store + "/explain_config.json").remove()
     with pytest.raises(NeuroscribeError, match="--explain-config"):
         run_evaluation(EvaluateConfig(store=tiny_run.store, bootstrap=0))
     cfg = EvaluateConfig(store=tiny_run.store, explain=tiny_run, layers=("relu1",), bootstrap=0)
@@ -142,7 +142,7 @@ def test_cli_local_run(tiny_run, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "evaluation.md" in result.output
-    document = json.loads(st.read_bytes(tiny_run.store, "evaluation/evaluation.json"))
+    document = json.loads(st.StoreFile(tiny_run.store, "evaluation/evaluation.json").read_bytes())
     assert list(document["layers"]) == ["conv2"]
     assert document["layers"]["conv2"]["labels"]["all"]["units"] == 4
     bad = CliRunner().invoke(app, ["evaluate", "-s", tiny_run.store, "--labels", str(labels), "--local"])
@@ -163,11 +163,11 @@ def test_evaluate_flow_on_local_dask_cluster(tiny_run, tmp_path):
     assert float(artifacts["evaluate-layer"].data) == 100.0  # the stage's progress artifact (two layers)
     assert "## Layer `fc`" in artifacts["evaluation"].data
     assert artifacts["evaluation-headline"].type == "table"
-    document = st.read_json(cfg.store, "evaluation/evaluation.json")
+    document = st.StoreFile(cfg.store, "evaluation/evaluation.json").read_json()
     assert set(document["layers"]) == {"fc", "relu2"} and result["chart"].endswith("evaluation.png")
     # the flow computes what the in-process evaluation computes
     local = run_evaluation(cfg.model_copy(update={"store": cfg.store}))
-    again = st.read_json(cfg.store, "evaluation/evaluation.json")
+    again = st.StoreFile(cfg.store, "evaluation/evaluation.json").read_json()
     assert again["layers"]["fc"]["labels"] == document["layers"]["fc"]["labels"]
     assert again["layers"]["relu2"]["auc"] == document["layers"]["relu2"]["auc"]
     assert local["headline"] == result["headline"]
@@ -180,9 +180,9 @@ def test_extra_clip_text_space_matches_its_text_encoder(tiny_run):
     clip = register_tiny_clip(device="cpu")
     cfg = EvaluateConfig(store=tiny_run.store, layers=("fc",), text_backends=(clip,), sentence_models=(), bootstrap=0, permutations=0)
     run_evaluation(cfg)
-    cosine = st.read_json(cfg.store, "evaluation/fc/summary.json")["labels"]["all"]["cosine"]
+    cosine = st.StoreFile(cfg.store, "evaluation/fc/summary.json").read_json()["labels"]["all"]["cosine"]
     encoder = make_backend(clip)
-    explanations = st.read_parquet(cfg.store, "explanations/fc.parquet").sort_values("unit")["explanation"].tolist()
+    explanations = st.StoreFile(cfg.store, "explanations/fc.parquet").read_parquet().sort_values("unit")["explanation"].tolist()
     e, t = encoder.embed_texts(explanations), encoder.embed_texts(list(COLOURS))
     assert cosine[encoder.name]["value"] == pytest.approx(float(np.mean(np.sum(e * t, axis=1))), abs=1e-4)
     assert len(cosine) == 2  # the scoring backend's space and the CLIP one

@@ -22,13 +22,13 @@ def test_final_layer_explanations_match_class_names_far_above_chance(samples_run
         sentence_models=("minilm",), device="cpu",
     )
     run_evaluation(cfg)
-    summary = st.read_json(cfg.store, "evaluation/evaluation.json")["layers"]["classifier"]
+    summary = st.StoreFile(cfg.store, "evaluation/evaluation.json").read_json()["layers"]["classifier"]
     labels = summary["labels"]
     present, everything = labels["present"], labels["all"]
 
     # the probe set holds one image of each of the first SAMPLE_IMAGES listed classes
     listed = pd.read_csv(samples_dir / "labels.tsv", sep="\t").head(SAMPLE_IMAGES)
-    units = st.read_parquet(cfg.store, "evaluation/classifier/units.parquet")
+    units = st.StoreFile(cfg.store, "evaluation/classifier/units.parquet").read_parquet()
     assert sorted(units.loc[units["present"], "unit"]) == sorted(listed["index"])
     assert present["units"] == SAMPLE_IMAGES and everything["units"] == 1000
 
@@ -43,7 +43,7 @@ def test_final_layer_explanations_match_class_names_far_above_chance(samples_run
     assert cosine["value"] > cosine["chance"] + 0.2
 
     # the reported rate is the plain class-name match plus synonyms: never below the plain one
-    table = st.read_parquet(cfg.store, "explanations/classifier.parquet").set_index("unit")
+    table = st.StoreFile(cfg.store, "explanations/classifier.parquet").read_parquet().set_index("unit")
     plain = np.mean([normalise(table.loc[u, "explanation"]) == normalise(n) for u, n in zip(listed["index"], listed["name"])])
     assert exact["value"] >= plain - 1e-4 and plain > 10 * exact["chance"]
 

@@ -67,9 +67,9 @@ def test_classifier_output_truth_and_present_classes(tiny_run):
     assert truth.names == list(COLOURS) and truth.source == "model classes"
     assert truth.present.all()  # every class folder has images
     # classes whose images all failed to decode are absent from the probe set
-    index = st.read_parquet(tiny_run.store, "index.parquet")
+    index = st.StoreFile(tiny_run.store, "index.parquet").read_parquet()
     index.loc[index["label"] == 2, "status"] = "skipped"
-    st.write_parquet(tiny_run.store, "index.parquet", index)
+    st.StoreFile(tiny_run.store, "index.parquet").write_parquet(index)
     assert layer_truth(tiny_run.store, "fc").present.tolist() == [True, True, False, True]
 
 

@@ -32,6 +32,6 @@ def test_extract_flow_on_local_dask_cluster_matches_in_process_run(image_folder,
     assert "Extraction" in artifacts["extract-summary"].data
     local = cfg.model_copy(update={"store": str(tmp_path / "local")})
     run_extraction(local)
-    a, b = st.open_group(cfg.store, "r"), st.open_group(local.store, "r")
+    a, b = st.RunStore(cfg.store).arrays("r"), st.RunStore(local.store).arrays("r")
     for name in ("activations/conv2/max", "activations/fc/mean", "topk/conv2/image_id", "topk/conv2/maps"):
         np.testing.assert_allclose(a[name][:], b[name][:], rtol=1e-6)

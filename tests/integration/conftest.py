@@ -361,7 +361,7 @@ def assert_same_store(remote: str, options: dict, local: str) -> None:
 
     from neuroscribe import store as st
 
-    ours, theirs = st.open_group(local, "r"), st.open_group(remote, "r", options)
+    ours, theirs = st.RunStore(local).arrays("r"), st.RunStore(remote, options).arrays("r")
     arrays = {name: a for name, a in ours.members(max_depth=None) if isinstance(a, zarr.Array)}
     remote_arrays = {name for name, a in theirs.members(max_depth=None) if isinstance(a, zarr.Array)}
     assert remote_arrays == set(arrays)
@@ -372,4 +372,4 @@ def assert_same_store(remote: str, options: dict, local: str) -> None:
         attrs.pop("run_key"), attrs["dataset"].pop("uri")
     assert other == mine
     columns = ["id", "label", "status", "reason"]
-    pd.testing.assert_frame_equal(st.read_parquet(remote, "index.parquet", options)[columns], st.read_parquet(local, "index.parquet")[columns])
+    pd.testing.assert_frame_equal(st.StoreFile(remote, "index.parquet", options).read_parquet()[columns], st.StoreFile(local, "index.parquet").read_parquet()[columns])

@@ -80,9 +80,9 @@ def test_explain_flow_on_the_cluster_with_store_and_dataset_on_s3(s3, prefect_se
     run_explain(local)
     for layer in LAYERS:
         pd.testing.assert_frame_equal(
-            st.read_parquet(cfg.store, f"explanations/{layer}.parquet", s3.options), st.read_parquet(local.store, f"explanations/{layer}.parquet")
+            st.StoreFile(cfg.store, f"explanations/{layer}.parquet", s3.options).read_parquet(), st.StoreFile(local.store, f"explanations/{layer}.parquet").read_parquet()
         )
-        assert st.exists(cfg.store, f"gallery/{layer}.html", s3.options)
+        assert st.StoreFile(cfg.store, f"gallery/{layer}.html", s3.options).exists()
     assert_same_store(cfg.store, s3.options, local.store)
 
     # the final markdown artifact links the tables and galleries; progress artifacts were kept up to date

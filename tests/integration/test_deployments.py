@@ -85,7 +85,7 @@ def test_a_worker_runs_the_sweep_deployment_and_a_wider_rerun_skips_finished_com
     assert sorted(t["name"] for t in ran) == ["extract_shards"] * 2 + ["reduce_topk"] * 2 and {t["worker"] for t in ran} == {"gpu"}
     for combo in sweep.plan_sweep(wider):
         assert sweep.combination_done(combo, s3.options)
-        assert list(st.run_attrs(combo.store, s3.options)["layers"]) == list(combo.layers)
+        assert list(st.RunStore(combo.store, s3.options).attrs()["layers"]) == list(combo.layers)
     # each combination ran as a subflow named after its model, dataset and layers
     runs = deployed.post("/flow_runs/filter", {"flow_runs": {"start_time": {"after_": second["start_time"]}}})
     assert "extract-tiny_cnn-images-sweep-conv1+conv2" in {r["name"] for r in runs}

@@ -54,7 +54,7 @@ def copy_run(base: str, dest: Path) -> str:
 
 
 def index_frame(store: str) -> pd.DataFrame:
-    return st.read_parquet(store, "index.parquet").set_index("id")
+    return st.StoreFile(store, "index.parquet").read_parquet().set_index("id")
 
 
 def image_size(store: str, image_id: int) -> tuple[int, int]:
@@ -64,7 +64,7 @@ def image_size(store: str, image_id: int) -> tuple[int, int]:
 
 def set_unit(store: str, layer: str, unit: int, image_ids: list[int], maps: list[np.ndarray]) -> None:
     """Make ``unit``'s top-k the given images with the given maps (the rest padding)."""
-    group = st.open_group(store, "a")
+    group = st.RunStore(store).arrays("a")
     k = group[f"topk/{layer}/image_id"].shape[1]
     h, w = group[f"topk/{layer}/maps"].shape[2:]
     ids = np.full(k, -1, dtype=np.int64)
@@ -79,7 +79,7 @@ def set_unit(store: str, layer: str, unit: int, image_ids: list[int], maps: list
 
 def set_samples(store: str, layer: str, value: float) -> None:
     """Every stored map sample = ``value``, so every unit's dataset quantile is exactly ``value``."""
-    group = st.open_group(store, "a")
+    group = st.RunStore(store).arrays("a")
     arr = group[f"activations/{layer}/samples"]
     arr[:] = np.full(arr.shape, value, dtype=np.float32)
 

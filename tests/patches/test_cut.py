@@ -44,7 +44,7 @@ EXACT = PatchConfig(margin=0.0, min_side=0.0, crop_size=64)
 
 
 def _prep(store: str) -> Preprocessing:
-    return Preprocessing(**st.run_attrs(store)["preprocessing"])
+    return Preprocessing(**st.RunStore(store).attrs()["preprocessing"])
 
 
 def input_pixel_centres(width: int, height: int, prep: Preprocessing):
@@ -130,7 +130,7 @@ def test_unit_that_never_fires_gets_no_patches(tiny_run):
     summary = extract_patches(tiny_run, "relu2", PatchConfig(), units=[4, 5])
     assert summary["inactive"] == 1
     assert load_unit_patches(tiny_run, "relu2", 5) == []
-    ids = st.open_group(tiny_run, "r")["patches/relu2/image_id"][5]
+    ids = st.RunStore(tiny_run).arrays("r")["patches/relu2/image_id"][5]
     assert (ids == -1).all()
     assert len(load_unit_patches(tiny_run, "relu2", 4)) > 0
 
@@ -185,11 +185,11 @@ def test_rerun_is_cached_by_content_and_config_change_recomputes(tiny_run, monke
     loads = _count_loads(monkeypatch)
     cfg = PatchConfig(crop_size=32)
     first = extract_patches(tiny_run, "relu2", cfg)
-    topk_ids = st.open_group(tiny_run, "r")["topk/relu2/image_id"][:]
+    topk_ids = st.RunStore(tiny_run).arrays("r")["topk/relu2/image_id"][:]
     assert first["units"] == 16 and not first["cached"]
     assert set(loads.values()) == {1}  # each image once, however many units hold it
     assert len(loads) == len(np.unique(topk_ids[topk_ids >= 0]))
-    before = st.open_group(tiny_run, "r")["patches/relu2/boxes"][:]
+    before = st.RunStore(tiny_run).arrays("r")["patches/relu2/boxes"][:]
 
     loads.clear()
     again = extract_patches(tiny_run, "relu2", cfg)
@@ -197,7 +197,7 @@ def test_rerun_is_cached_by_content_and_config_change_recomputes(tiny_run, monke
 
     changed = extract_patches(tiny_run, "relu2", cfg.model_copy(update={"margin": 0.5}))
     assert not changed["cached"] and changed["key"] != first["key"] and loads
-    after = st.open_group(tiny_run, "r")["patches/relu2/boxes"][:]
+    after = st.RunStore(tiny_run).arrays("r")["patches/relu2/boxes"][:]
     ok = np.isfinite(before)
     assert (after[ok] != before[ok]).any() and (after[ok][0::4] <= before[ok][0::4]).all()  # lefts moved out
 
@@ -207,7 +207,7 @@ def test_slices_round_out_to_blocks_resume_and_refuse_unfinished_reads(tiny_run,
     cfg = PatchConfig(crop_size=32, patches_per_unit=2)
     part = extract_patches(tiny_run, "relu2", cfg, units=[1, 6])
     assert part["units"] == 8  # units 0-3 and 4-7: whole blocks
-    ids = st.open_group(tiny_run, "r")["patches/relu2/image_id"][:]
+    ids = st.RunStore(tiny_run).arrays("r")["patches/relu2/image_id"][:]
     assert (ids[:8] != -2).all() and (ids[8:] == -2).all()
     with pytest.raises(NeuroscribeError, match="not computed yet"):
         list(load_layer_patches(tiny_run, "relu2", block_units=8))
@@ -216,7 +216,7 @@ def test_slices_round_out_to_blocks_resume_and_refuse_unfinished_reads(tiny_run,
     blocks = list(load_layer_patches(tiny_run, "relu2", block_units=8))
     assert [b.units.tolist() for b in blocks] == [list(range(8)), list(range(8, 16))]
     assert blocks[0].crops.shape == (8, 2, 32, 32, 3)
-    topk = st.open_group(tiny_run, "r")["topk/relu2/image_id"][:]
+    topk = st.RunStore(tiny_run).arrays("r")["topk/relu2/image_id"][:]
     for block in blocks:
         for i, unit in enumerate(block.units):
             patches = block.unit_patches(i)
@@ -238,7 +238,7 @@ def _scipy_upsample(unit_map: np.ndarray, crop_box, width: int, height: int) -> 
 def check_patches_cover_the_peak(store: str, layer: str) -> None:
     """Every patch holds its upsampled map's peak, and is cut at min(unit threshold, map mid-range)."""
     extract_patches(store, layer, PatchConfig(crop_size=32))
-    group = st.open_group(store, "r")
+    group = st.RunStore(store).arrays("r")
     maps, ids = group[f"topk/{layer}/maps"][:], group[f"topk/{layer}/image_id"][:]
     prep = _prep(store)
     quantiles = unit_quantiles(store, layer, 0.995)
@@ -286,8 +286,7 @@ def test_bad_inputs_name_the_fix(tiny_run):
 
 
 def _drop_patches(store: str, layer: str) -> None:
-    fs, root = st.filesystem(store)
-    fs.rm(f"{root}/patches/{layer}", recursive=True)
+    st.RunStore(store).remove_patches(layer)
 
 
 @pytest.mark.parametrize("layer", ["relu2", "fc"])
@@ -301,7 +300,7 @@ def test_each_image_is_decoded_once_per_call_across_blocks(tiny_run, monkeypatch
     _drop_patches(tiny_run, layer)
     blocked = extract_patches(tiny_run, layer, cfg)
     assert not blocked["cached"] and blocked["patches"] == whole["patches"]
-    topk_ids = st.open_group(tiny_run, "r")[f"topk/{layer}/image_id"][:]
+    topk_ids = st.RunStore(tiny_run).arrays("r")[f"topk/{layer}/image_id"][:]
     assert set(loads.values()) == {1} and len(loads) == len(np.unique(topk_ids[topk_ids >= 0]))
     assert blocked["images_loaded"] == len(loads)
     for name, expected in reference.items():
@@ -317,14 +316,14 @@ def _stored(store: str, layer: str) -> dict[str, np.ndarray]:
 def test_the_decoded_image_cache_is_bounded_and_decodes_again_past_it(tiny_run, monkeypatch):
     cfg = PatchConfig(crop_size=32)
     extract_patches(tiny_run, "relu2", cfg)
-    reference = st.open_group(tiny_run, "r")["patches/relu2/crops"][:]
+    reference = st.RunStore(tiny_run).arrays("r")["patches/relu2/crops"][:]
     monkeypatch.setattr(extract_module, "BLOCK_UNITS", 1)
     monkeypatch.setattr(extract_module, "IMAGE_CACHE_BYTES", 1)  # keeps only the last image
     loads = _count_loads(monkeypatch)
     _drop_patches(tiny_run, "relu2")
     extract_patches(tiny_run, "relu2", cfg)
     assert max(loads.values()) > 1  # evicted images come back by decoding, not from memory
-    np.testing.assert_array_equal(st.open_group(tiny_run, "r")["patches/relu2/crops"][:], reference)
+    np.testing.assert_array_equal(st.RunStore(tiny_run).arrays("r")["patches/relu2/crops"][:], reference)
 
 
 @pytest.mark.parametrize("units_per_task", [1, 3, 4, 6, 9, 16])

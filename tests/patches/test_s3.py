@@ -25,7 +25,7 @@ def test_patches_and_gallery_on_s3_match_local(tiny_run, s3_options):
     assert not changed["cached"] and load_unit_patches(remote, "relu2", 0, s3_options)[0].crop.size == (40, 40)
     uri = render_gallery(remote, "relu2", storage_options=s3_options)
     assert uri == "s3://test/tiny/gallery/relu2.html"
-    page = st.read_bytes(remote, "gallery/relu2.html", s3_options).decode()
-    strips = st.list_files(remote, "gallery/relu2", s3_options)
+    page = st.StoreFile(remote, "gallery/relu2.html", s3_options).read_bytes().decode()
+    strips = st.StoreFile(remote, "gallery/relu2", s3_options).list()
     assert len(strips) == sum(bool(load_unit_patches(remote, "relu2", u, s3_options)) for u in range(16))
     assert all(name in page for name in strips)

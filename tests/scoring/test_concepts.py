@@ -12,7 +12,7 @@ from neuroscribe.scoring import (
     concept_embeddings,
     make_backend,
 )
-from neuroscribe.scoring.concepts import concept_cache_path
+from neuroscribe.store import RunStore
 
 CONCEPTS = ["stripes", "red", "wheel", "fur", "grass {x}"]  # braces in a concept must survive templating
 
@@ -50,7 +50,7 @@ def test_second_call_reads_the_cache(tiny_clip, counted, tmp_path):
     first = concept_embeddings(tiny_clip, CONCEPTS, cache_uri=store, vocab_hash="v1")
     assert counted == [len(CONCEPTS)]
     key = concept_cache_key(tiny_clip, CONCEPTS, tiny_clip.templates, "v1")
-    assert (tmp_path / "run" / concept_cache_path(key)).is_file()
+    assert RunStore(store).concept_embeddings(key).exists()
     second = concept_embeddings(tiny_clip, CONCEPTS, cache_uri=store, vocab_hash="v1")
     assert counted == [len(CONCEPTS)]  # no new embedding call
     np.testing.assert_array_equal(first, second)
@@ -74,7 +74,7 @@ def test_corrupt_cache_file_is_recomputed(tiny_clip, counted, tmp_path):
     store = tmp_path / "run"
     first = concept_embeddings(tiny_clip, CONCEPTS, cache_uri=str(store), vocab_hash="v1")
     key = concept_cache_key(tiny_clip, CONCEPTS, tiny_clip.templates, "v1")
-    (store / concept_cache_path(key)).write_bytes(b"half a file")
+    RunStore(str(store)).concept_embeddings(key).write_bytes(b"half a file")
     again = concept_embeddings(tiny_clip, CONCEPTS, cache_uri=str(store), vocab_hash="v1")
     assert len(counted) == 2
     np.testing.assert_array_equal(first, again)
