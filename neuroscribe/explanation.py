@@ -2,7 +2,7 @@
 
     cfg = ExplainConfig(model=ModelSpec(name="efficientnet_lite0"), layers=("classifier",),
                         dataset=DatasetSpec(uri="images/"), store="runs/demo",
-                        backend=BackendSpec(kind="conse"))
+                        backend=ConseSpec())
     embed_unit_block(cfg, "classifier", units=range(0, 256))     # a flow task; GPU when present
     frame = score_layer(cfg, "classifier", vocabulary_uri)        # explanations/<layer>.parquet|csv
 
@@ -47,7 +47,7 @@ from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.patches import extract as patch_extract
 from neuroscribe.patches.extract import PatchConfig, extract_patches, prepare_patches
 from neuroscribe.patches.load import load_layer_patches, patches_group
-from neuroscribe.scoring.backend import BackendSpec
+from neuroscribe.scoring.backend import BackendSpec, OpenClipSpec
 from neuroscribe.scoring.concepts import concept_embeddings
 from neuroscribe.scoring.factory import make_backend
 from neuroscribe.scoring.rules import INACTIVE, UNCERTAIN_BELOW, RuleSpec, explain_units
@@ -73,7 +73,7 @@ class ExplainConfig(LayersConfig):
     places365_file: str | None = None
     llm: LLMSpec = LLMSpec()
     filter: FilterSpec = FilterSpec()
-    backend: BackendSpec = BackendSpec()
+    backend: BackendSpec = OpenClipSpec()
     rule: RuleSpec = RuleSpec()
     patches: PatchConfig = PatchConfig()
     units_per_task: int = Field(default=256, ge=1, description="units per patch/embedding task (rounded up to whole 64-unit patch shards)")

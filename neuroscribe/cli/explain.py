@@ -18,6 +18,7 @@ from neuroscribe.cli.app import (
     with_options,
 )
 from neuroscribe.config import load_config
+from neuroscribe.errors import NeuroscribeError
 from neuroscribe.vocabulary.config import DEFAULT_SOURCES
 
 console = Console()
@@ -55,13 +56,18 @@ def explain(
     """Explain every unit of the given layers: extract, vocabulary, patches, scoring, tables, galleries."""
     from neuroscribe.explanation import ExplainConfig, validate_explain
 
-    overrides = extraction.overrides() | {  # ExplainConfig holds ExtractConfig's fields at its top level
+    overrides = extraction.overrides() | {  # ExtractConfig's flat field names, lifted into ExplainConfig.extract
         "vocabulary_sources": tuple(vocabulary) if vocabulary else None, "vocabulary_uri": vocabulary_uri, "vocabulary_classes": classes,
-        "backend": {"kind": backend, "arch": clip_arch, "pretrained": clip_pretrained, "checkpoint": clip_checkpoint, "device": extraction.device},
+        "backend": {"kind": backend, "device": extraction.device},
         "rule": {"name": rule},
         "patches": {"quantile": quantile},
     }
+    clip = {"arch": clip_arch, "pretrained": clip_pretrained, "checkpoint": clip_checkpoint}
     cfg = load_config(ExplainConfig, config, overrides)
+    if given := [f"--clip-{name}" for name, value in clip.items() if value is not None]:
+        if cfg.backend.kind != "open_clip":  # named here: the spec's own error would name `arch`, not the flag
+            raise NeuroscribeError(f"{', '.join(given)} apply only to the open_clip backend, and this run's is {cfg.backend.kind}; drop them or pass --backend open_clip")
+        cfg = load_config(ExplainConfig, config, overrides | {"backend": overrides["backend"] | clip})
     validate_explain(cfg)  # bad input fails here, before the flows (prefect, open_clip) load
 
     from neuroscribe.flows._run import run_flow

@@ -40,7 +40,7 @@ from neuroscribe.config import DatasetSpec, FrozenModel, ModelSpec
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.evaluation.consistency import auc
 from neuroscribe.evaluation.metrics import match_vector
-from neuroscribe.scoring.backend import BackendSpec
+from neuroscribe.scoring.backend import BackendSpec, ConseSpec
 from neuroscribe.scoring.rules import INACTIVE
 
 KNOWN_UNITS_MODEL = "neuroscribe.evaluation.known_units:efficientnet_lite0_with_known_units"
@@ -59,7 +59,7 @@ class BenchmarkConfig(FrozenModel):
     images: str = Field(description="probe images: an image folder with class subfolders, or a .txt/.csv/.tsv list with labels")
     out: str = Field(description="folder for the benchmark's run stores and reports")
     model: str = Field(default=KNOWN_UNITS_MODEL, description="a model with classifier, superclasses and colours layers")
-    backend: BackendSpec = BackendSpec(kind="conse")
+    backend: BackendSpec = ConseSpec()
     limit: int | None = Field(default=None, ge=1, description="use only the first N images (smoke runs)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
 

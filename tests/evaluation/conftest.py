@@ -18,7 +18,7 @@ from PIL import Image
 from neuroscribe.config import DatasetSpec, ModelSpec, RunnerSpec
 from neuroscribe.explanation import ExplainConfig, run_explain
 from neuroscribe.patches.extract import PatchConfig
-from neuroscribe.scoring.backend import BackendSpec
+from neuroscribe.scoring.backend import ConseSpec
 from neuroscribe.scoring.rules import RuleSpec
 
 TINY_CNN = "neuroscribe.testing.tiny_models:tiny_cnn"
@@ -56,7 +56,7 @@ def tiny_explain_config(root: Path) -> ExplainConfig:
         # the plain ConSE space and the seed rule: these tests check the evaluation machinery against
         # independent computations in that space (text side = MiniLM); the default rule and blocks
         # are tested in tests/scoring and compared here through the "rules" axis
-        backend=BackendSpec(kind="conse", classifier=model, top_t=4, device="cpu", batch_size=16, class_scores=False, colour_names=False),
+        backend=ConseSpec(classifier=model, top_t=4, device="cpu", batch_size=16, class_scores=False, colour_names=False),
         rule=RuleSpec(name="seed"),
         patches=PatchConfig(crop_size=32),
         units_per_task=8,
@@ -87,7 +87,7 @@ def samples_run(samples_dir, tmp_path_factory) -> ExplainConfig:
         store=str(tmp_path_factory.mktemp("samples-explained") / "run"),
         k=SAMPLE_K,
         vocabulary_sources=("builtin:imagenet",),
-        backend=BackendSpec(kind="conse", classifier="efficientnet_lite0", device="cpu"),
+        backend=ConseSpec(classifier="efficientnet_lite0", device="cpu"),
         # one block: a logit unit's patches are whole images shared by many units, embedded once per block
         units_per_task=1000,
         runner=RunnerSpec(device="cpu"),
