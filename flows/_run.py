@@ -96,7 +96,7 @@ def mark_crashed(dead: LeaseRecord) -> None:
 
 
 def _store_of(config) -> str:
-    return config.store if hasattr(config, "store") else config.out  # VocabularyConfig writes into ``out``
+    return config.extract.store if hasattr(config, "extract") else config.store  # ExplainConfig's store is its extraction's
 
 
 @contextlib.contextmanager

@@ -90,7 +90,7 @@ class ExplainConfig(LayersConfig):
 
     def vocabulary_config(self) -> VocabularyConfig:
         return VocabularyConfig(
-            out=self.store, classes=self.vocabulary_classes, places365_file=self.places365_file,
+            store=self.store, classes=self.vocabulary_classes, places365_file=self.places365_file,
             sources=self.vocabulary_sources, llm=self.llm, filter=self.filter,
             store_options=self.store_options, runner=self.runner,
         )

@@ -4,7 +4,7 @@
     generate_batch_task.map(unmapped(config), batches)      # LLM answers per batch of classes
     assemble_task.submit(config, classes, generation, t0)   # filter and write the artifact
 
-No task is cached by Prefect: the run's content-keyed answer cache (``<out>/vocabulary/llm_cache``,
+No task is cached by Prefect: the run's content-keyed answer cache (``<store>/vocabulary/llm_cache``,
 backed by a shared ``cache_dir``) already makes a rerun ask nothing, and keeps every answer in the
 run; a Prefect result cache would serve a new store from another run's results instead.
 """

@@ -78,7 +78,7 @@ def compare_vocabulary(ctx: LayerContext, sources: tuple[str, ...]):
     base = ctx.explain.vocabulary_config()
     cfg = VocabularyConfig.model_validate(
         base.model_dump()
-        | {"sources": sources, "out": full_uri(ctx.cfg.store, "evaluation"), "name": f"compare-{content_key(list(sources), 10)}", "cache_dir": base.cache_uri}
+        | {"sources": sources, "store": full_uri(ctx.cfg.store, "evaluation"), "name": f"compare-{content_key(list(sources), 10)}", "cache_dir": base.cache_uri}
     )
     return load_vocabulary(build_vocabulary(cfg).uri, ctx.cfg.store_options)
 

@@ -64,16 +64,16 @@ def artifact_paths(name: str) -> tuple[str, str]:
 
 
 def write_vocabulary(
-    out: str, name: str, frame: pd.DataFrame, manifest: dict[str, Any], storage_options: dict | None = None
+    store: str, name: str, frame: pd.DataFrame, manifest: dict[str, Any], storage_options: dict | None = None
 ) -> tuple[str, str]:
     """Write the table and its manifest; returns (parquet URI, content hash)."""
     digest = frame_hash(frame)
     frame = frame.copy()
     frame.attrs = {"neuroscribe_vocabulary": {"format": FORMAT_VERSION, "content_hash": digest}}
     parquet_rel, manifest_rel = artifact_paths(name)
-    write_parquet(out, parquet_rel, frame, storage_options)
-    write_json(out, manifest_rel, {"format": FORMAT_VERSION, "content_hash": digest, "n_concepts": len(frame), **manifest}, storage_options)
-    return full_uri(out, parquet_rel), digest
+    write_parquet(store, parquet_rel, frame, storage_options)
+    write_json(store, manifest_rel, {"format": FORMAT_VERSION, "content_hash": digest, "n_concepts": len(frame), **manifest}, storage_options)
+    return full_uri(store, parquet_rel), digest
 
 
 def _locate(uri: str) -> tuple[str, str]:
@@ -86,7 +86,7 @@ def load_vocabulary(uri: str, storage_options: dict | None = None) -> Vocabulary
     """A vocabulary by the URI of its ``.parquet`` file, or of the run store holding the default one."""
     base, rel = _locate(uri)
     if not exists(base, rel, storage_options):
-        raise NeuroscribeError(f"no vocabulary at {full_uri(base, rel)}; build one with `neuroscribe vocabulary --out {base}`")
+        raise NeuroscribeError(f"no vocabulary at {full_uri(base, rel)}; build one with `neuroscribe vocabulary --store {base}`")
     frame = read_parquet(base, rel, storage_options)
     meta = frame.attrs.get("neuroscribe_vocabulary", {})
     if meta.get("format") != FORMAT_VERSION:

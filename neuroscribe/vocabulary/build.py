@@ -1,6 +1,6 @@
 """Build a vocabulary end to end in one process (the flow splits the same steps into tasks).
 
-    summary = build_vocabulary(VocabularyConfig(out="runs/r50", sources=("llm", "builtin:colors")))
+    summary = build_vocabulary(VocabularyConfig(store="runs/r50", sources=("llm", "builtin:colors")))
     summary.uri, summary.content_hash, summary.requests, summary.failures, summary.filter.concepts_after
 
 Steps: resolve the class list; ask the LLM once per class and template (cached) when ``llm`` is
@@ -87,7 +87,7 @@ def assemble_vocabulary(
     candidates = collect_candidates(cfg, generation)
     frame, stats = filter_concepts(candidates, cfg.filter)
     summary = VocabularySummary(
-        uri=full_uri(cfg.out, artifact_paths(cfg.name)[0]),
+        uri=full_uri(cfg.store, artifact_paths(cfg.name)[0]),
         content_hash=frame_hash(frame),
         n_concepts=len(frame),
         classes=len(classes),
@@ -110,7 +110,7 @@ def assemble_vocabulary(
         "config": cfg.model_dump(mode="json", exclude={"store_options"}),
         "summary": summary.model_dump(mode="json"),
     }
-    write_vocabulary(cfg.out, cfg.name, frame, manifest, cfg.store_options)
+    write_vocabulary(cfg.store, cfg.name, frame, manifest, cfg.store_options)
     return summary
 
 

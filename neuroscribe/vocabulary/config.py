@@ -1,7 +1,7 @@
 """The vocabulary stage's single config object and its parts.
 
-    cfg = VocabularyConfig(out="runs/r50", classes="imagenet", sources=("llm", "builtin:colors+textures"))
-    cfg = load_config(VocabularyConfig, "vocabulary.yaml", overrides={"out": "s3://bucket/r50"})
+    cfg = VocabularyConfig(store="runs/r50", classes="imagenet", sources=("llm", "builtin:colors+textures"))
+    cfg = load_config(VocabularyConfig, "vocabulary.yaml", overrides={"store": "s3://bucket/r50"})
 
 ``sources`` is a union of source specs (see ``neuroscribe.vocabulary.sources``); ``llm`` settings
 fall back to ``OPENAI_MODEL``, ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY`` when left unset.
@@ -130,11 +130,11 @@ class FilterSpec(FrozenModel):
 class VocabularyConfig(FrozenModel):
     """Parameters of one vocabulary build (the ``vocabulary`` flow).
 
-    The artifact goes to ``<out>/vocabulary/<name>.parquet`` (plus a ``.json`` manifest), and every
-    LLM answer the run uses to ``<out>/vocabulary/llm_cache`` (and to ``cache_dir`` when set).
+    The artifact goes to ``<store>/vocabulary/<name>.parquet`` (plus a ``.json`` manifest), and every
+    LLM answer the run uses to ``<store>/vocabulary/llm_cache`` (and to ``cache_dir`` when set).
     """
 
-    out: str = Field(description="run store: local path or s3://bucket/prefix")
+    store: str = Field(description="run store: local path or s3://bucket/prefix")
     classes: str = Field(default="imagenet", description="imagenet | places365 | FILE with one class per line")
     places365_file: str | None = Field(
         default=None, description="Places365 class list (categories_places365.txt); not shipped offline"
@@ -175,4 +175,4 @@ class VocabularyConfig(FrozenModel):
         """The run's own answer cache (``cache_dir`` is a shared second level)."""
         from neuroscribe.store import full_uri
 
-        return full_uri(self.out, "vocabulary/llm_cache")
+        return full_uri(self.store, "vocabulary/llm_cache")
