@@ -105,5 +105,5 @@ def evaluated_layers(cfg: EvaluateConfig, explain_cfg: ExplainConfig) -> list[st
         )
     unknown = sorted(set(cfg.labels) - set(layers))
     if unknown:
-        raise NeuroscribeError(f"labels are given for layers {unknown} that are not evaluated; evaluate them with --layer")
+        raise NeuroscribeError(f"labels are given for layers {unknown} that are not evaluated; evaluate them with --layers")
     return layers

@@ -137,7 +137,7 @@ def test_cli_local_run(tiny_run, tmp_path):
     labels = tmp_path / "conv2.txt"
     labels.write_text("\n".join(CONCEPTS[:4]))
     result = CliRunner().invoke(
-        app, ["evaluate", "-s", tiny_run.store, "--layer", "conv2", "--labels", str(labels), "--compare", "k",
+        app, ["evaluate", "-s", tiny_run.store, "--layers", "conv2", "--labels", str(labels), "--compare", "k",
               "--compare-k", "1", "--bootstrap", "2", "--permutations", "5", "--sentence-models", "minilm", "--local"],
     )
     assert result.exit_code == 0, result.output
@@ -146,7 +146,7 @@ def test_cli_local_run(tiny_run, tmp_path):
     assert list(document["layers"]) == ["conv2"]
     assert document["layers"]["conv2"]["labels"]["all"]["units"] == 4
     bad = CliRunner().invoke(app, ["evaluate", "-s", tiny_run.store, "--labels", str(labels), "--local"])
-    assert bad.exit_code != 0 and "exactly one --layer" in str(bad.exception)
+    assert bad.exit_code != 0 and "exactly one layer in --layers" in str(bad.exception)
 
 
 def test_evaluate_flow_on_local_dask_cluster(tiny_run, tmp_path):
