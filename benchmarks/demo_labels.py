@@ -50,13 +50,13 @@ def load_run(images: str, out: str, k: int) -> dict:
     cfg = demo_config(images=images, out=out, layers=(LAYER,), k=k)
     run_explain(cfg)
     evidence = patch_evidence(cfg, LAYER)
-    vocabulary = load_vocabulary(st.read_json(cfg.store, f"explanations/{LAYER}.json")["vocabulary"])
+    vocabulary = load_vocabulary(st.read_json(cfg.extract.store, f"explanations/{LAYER}.json")["vocabulary"])
     backend = cached_backend(cfg.backend)
     return {
         "crops": evidence.vectors, "fired": evidence.image_id, "rank": evidence.rank,
         "topk": topk_image_ids(cfg, LAYER).astype(np.int64), "probe": probe_images(cfg, [LAYER]),
         "concepts": list(vocabulary.concepts),
-        "vectors": concept_embeddings(backend, vocabulary.concepts, cfg.backend.resolved_templates, cfg.store, vocabulary.content_hash),
+        "vectors": concept_embeddings(backend, vocabulary.concepts, cfg.backend.resolved_templates, cfg.extract.store, vocabulary.content_hash),
     }
 
 

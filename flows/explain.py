@@ -28,7 +28,7 @@ from neuroscribe.tasks import explain as t
 
 
 def _map_unit_blocks(task, config: ExplainConfig, key: str, description: str, gpu: bool = False) -> None:
-    blocks = [(layer, b) for layer in config.layers for b in explanation.unit_blocks(explanation.n_units(config, layer), config.units_per_task)]
+    blocks = [(layer, b) for layer in config.extract.layers for b in explanation.unit_blocks(explanation.n_units(config, layer), config.units_per_task)]
     progress = FlowProgress(key, total=len(blocks), unit="block", description=description)
     if gpu:
         with gpu_resources():
@@ -43,29 +43,29 @@ def _map_unit_blocks(task, config: ExplainConfig, key: str, description: str, gp
 
 def explain_stages(config: ExplainConfig) -> dict:
     began = time.perf_counter()
-    extraction = extraction_stage(config.extract_config())
+    extraction = extraction_stage(config.extract)
     explanation.save_config(config)  # after extraction: --overwrite may have cleared the store
     vocabulary_uri = config.vocabulary_uri or vocabulary_stage(config.vocabulary_config()).uri
-    for layer in config.layers:
+    for layer in config.extract.layers:
         t.prepare_patches_task(config, layer)
     _map_unit_blocks(t.cut_patches_task, config, "explain-patches", "cutting top-activating patches")
     _map_unit_blocks(t.embed_units_task, config, "explain-embeddings", f"embedding patches with {config.backend.kind}", gpu=True)
-    summaries = [f.result() for f in [t.score_layer_task.submit(config, layer, vocabulary_uri) for layer in config.layers]]
-    galleries = {layer: t.render_gallery_task.submit(config, layer) for layer in config.layers}
+    summaries = [f.result() for f in [t.score_layer_task.submit(config, layer, vocabulary_uri) for layer in config.extract.layers]]
+    galleries = {layer: t.render_gallery_task.submit(config, layer) for layer in config.extract.layers}
     galleries = {layer: future.result() for layer, future in galleries.items()}
     create_table_artifact(
         [{k: v for k, v in s.items() if k != "table"} for s in summaries], key="explain-layers",
         description="explained units, most frequent concepts and mean score per layer",
     )
-    lines = [f"## Explanations of {config.model.name} on {config.dataset.uri}", "",
+    lines = [f"## Explanations of {config.extract.model.name} on {config.extract.dataset.uri}", "",
              f"{extraction['ok']} images, vocabulary `{vocabulary_uri}`, backend `{config.backend.kind}`, rule `{config.rule.name}`.", "",
              "| layer | units | explained | mean score | table | gallery |", "|---|---|---|---|---|---|"]
     for s in summaries:
         lines.append(f"| {s['layer']} | {s['units']} | {s['explained']} | {s['mean_score']} | [{s['table']}]({s['table']}) | [{galleries[s['layer']]}]({galleries[s['layer']]}) |")
     lines += ["", f"Finished in {time.perf_counter() - began:.1f} s."]
-    create_markdown_artifact("\n".join(lines), key="explain-summary", description=f"explanation run {config.store}")
+    create_markdown_artifact("\n".join(lines), key="explain-summary", description=f"explanation run {config.extract.store}")
     print("\n".join(f"{s['layer']}: {s['explained']}/{s['units']} units explained, table {s['table']}, gallery {galleries[s['layer']]}" for s in summaries))
-    return {"store": config.store, "vocabulary": vocabulary_uri, "layers": summaries, "galleries": galleries, "extraction": extraction}
+    return {"store": config.extract.store, "vocabulary": vocabulary_uri, "layers": summaries, "galleries": galleries, "extraction": extraction}
 
 
 @flow(name="explain", flow_run_name=config_run_name("explain"), log_prints=True)

@@ -262,7 +262,7 @@ def _run_flow(flow_obj: Any, cfg: Any) -> dict:
     from neuroscribe.flows._run import run_flow
     from neuroscribe.models.loading import require_picklable
 
-    require_picklable(cfg.model)  # before a server or cluster starts
+    require_picklable(getattr(cfg, "extract", cfg).model)  # before a server or cluster starts
     return run_flow(flow_obj, cfg)
 
 
@@ -270,10 +270,10 @@ def _keep_inputs_on_overwrite(cfg: Any) -> None:
     """``overwrite`` replaces a store holding a different extraction: keep the inputs just written into it."""
     from neuroscribe.extraction import validate_extraction
 
-    *_, key, previous = validate_extraction(cfg.extract_config())
+    *_, key, previous = validate_extraction(cfg.extract)
     if previous in (None, key):
         return
-    fs, root = st.filesystem(cfg.store, cfg.store_options)
+    fs, root = st.filesystem(cfg.extract.store, cfg.extract.store_options)
     for entry in fs.ls(root, detail=False):
         if posixpath.basename(entry.rstrip("/")) != INPUTS:
             fs.rm(entry, recursive=True)
@@ -342,7 +342,7 @@ def explain(
         "store_options": options or None,
     }
     cfg = load_config(ExplainConfig, None, overrides)
-    if cfg.overwrite:
+    if cfg.extract.overwrite:
         _keep_inputs_on_overwrite(cfg)
     validate_explain(cfg)
     if on_dask:
@@ -351,12 +351,12 @@ def explain(
         _run_flow(explain_flow, cfg)
     else:
         # extraction first, with a bar per image; run_explain then finds every shard done
-        with progress_bar(f"extract {', '.join(cfg.layers)}", "img") as progress:
-            run_extraction(cfg.extract_config(), on_progress=progress.advance)
+        with progress_bar(f"extract {', '.join(cfg.extract.layers)}", "img") as progress:
+            run_extraction(cfg.extract, on_progress=progress.advance)
         with progress_bar("patches, embeddings, scores", "layer") as progress:
-            progress.start(len(cfg.layers))
+            progress.start(len(cfg.extract.layers))
             run_explain(cfg)
-            progress(len(cfg.layers))
+            progress(len(cfg.extract.layers))
     return Run(store, options)
 
 

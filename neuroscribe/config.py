@@ -144,19 +144,19 @@ def load_config(cls: type[ConfigT], path: str | Path | None = None, overrides: d
         data = yaml.safe_load(p.read_text()) or {}
         if not isinstance(data, dict):
             raise NeuroscribeError(f"config file {p} must hold a YAML mapping of {cls.__name__} fields")
-    merged = _deep_merge(data, overrides or {})
+    merged = deep_merge(data, overrides or {})
     try:
         return cls.model_validate(merged)
     except ValidationError as exc:
         raise NeuroscribeError(f"invalid {cls.__name__}{f' in {path}' if path else ''}: {exc}") from None
 
 
-def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """Overlay ``extra`` on ``base``; None means "not given" and nested dicts merge key by key."""
     out = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict):
-            merged = _deep_merge(out.get(key) if isinstance(out.get(key), dict) else {}, value)
+            merged = deep_merge(out.get(key) if isinstance(out.get(key), dict) else {}, value)
             if merged:
                 out[key] = merged
         elif value is not None:

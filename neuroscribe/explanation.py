@@ -31,16 +31,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from neuroscribe import store as st
-from neuroscribe.config import (
-    DatasetSpec,
-    ExtractConfig,
-    LayersConfig,
-    ModelSpec,
-    RunnerSpec,
-)
+from neuroscribe.config import ExtractConfig, FrozenModel, deep_merge
 from neuroscribe.data import ImageSkipped, load_image
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import code_version, content_key
@@ -58,13 +52,15 @@ CODE_MODULES = (
 )
 
 
-class ExplainConfig(LayersConfig):
-    """Everything one explanation run needs: the flow's single parameter."""
+class ExplainConfig(FrozenModel):
+    """Everything one explanation run needs: the flow's single parameter.
 
-    model: ModelSpec = ModelSpec()
-    dataset: DatasetSpec
-    store: str = Field(description="run store: local path or s3://bucket/prefix")
-    k: int = Field(default=50, ge=1, description="top-activating images kept per unit")
+    ``extract`` is the run's extraction (model, layers, dataset, store, k, runner, ...).  The flat
+    form is accepted too: ExtractConfig's own field names given at the top level (a YAML file,
+    CLI overrides, ``ExplainConfig(model=..., layers=..., store=...)``) are moved into ``extract``.
+    """
+
+    extract: ExtractConfig
     vocabulary_classes: str = Field(default="imagenet", description="imagenet | places365 | FILE (classes the LLM is asked about)")
     vocabulary_sources: tuple[str, ...] = Field(
         default=VocabularyConfig.model_fields["sources"].default, description="union of: llm, builtin:NAME[+NAME], file:PATH"
@@ -78,21 +74,28 @@ class ExplainConfig(LayersConfig):
     patches: PatchConfig = PatchConfig()
     units_per_task: int = Field(default=256, ge=1, description="units per patch/embedding task (rounded up to whole 64-unit patch shards)")
     gallery_patches: int = Field(default=6, ge=1, description="patches shown per unit in the gallery")
-    runner: RunnerSpec = RunnerSpec()
-    overwrite: bool = False
-    store_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for the store (not logged)")
 
-    def extract_config(self) -> ExtractConfig:
-        return ExtractConfig(
-            model=self.model, layers=self.layers, dataset=self.dataset, store=self.store, k=self.k,
-            runner=self.runner, overwrite=self.overwrite, store_options=self.store_options,
-        )
+    @model_validator(mode="before")
+    @classmethod
+    def _lift_extract_fields(cls, data: Any) -> Any:
+        """The flat form: ExtractConfig's fields at the top level go into ``extract``, over what it holds
+        (nested dicts merge key by key, as ``load_config`` merges overrides into a YAML file)."""
+        if not isinstance(data, dict) or not (flat := {k: v for k, v in data.items() if k in ExtractConfig.model_fields}):
+            return data
+        given = data.get("extract") or {}
+        if not isinstance(given, dict | ExtractConfig):
+            return data  # not a config: pydantic's own error names it
+        extract = dict(given)  # of an ExtractConfig: its field objects, so an in-memory model rides along
+        for name, value in flat.items():
+            both_dicts = isinstance(value, dict) and isinstance(extract.get(name), dict)
+            extract[name] = deep_merge(extract[name], value) if both_dicts else value
+        return {k: v for k, v in data.items() if k not in flat} | {"extract": extract}
 
     def vocabulary_config(self) -> VocabularyConfig:
         return VocabularyConfig(
-            store=self.store, classes=self.vocabulary_classes, places365_file=self.places365_file,
+            store=self.extract.store, classes=self.vocabulary_classes, places365_file=self.places365_file,
             sources=self.vocabulary_sources, llm=self.llm, filter=self.filter,
-            store_options=self.store_options, runner=self.runner,
+            store_options=self.extract.store_options, runner=self.extract.runner,
         )
 
 
@@ -120,12 +123,12 @@ def embeds_top_images(cfg: ExplainConfig, layer: str) -> bool:
     """Whether ``layer``'s units are embedded from their original top images: for the softwpmi rule,
     and for linear layers, whose patch *is* the whole image - the backend then reads it at its own
     input size, not through the stored crop (a 128 px crop costs ConSE's classifier ~6 points)."""
-    kind = st.run_attrs(cfg.store, cfg.store_options).get("layers", {}).get(layer, {}).get("kind")
+    kind = st.run_attrs(cfg.extract.store, cfg.extract.store_options).get("layers", {}).get(layer, {}).get("kind")
     return embeds_whole_images(cfg.rule) or kind == "linear"
 
 
 def embedding_key(cfg: ExplainConfig, layer: str, backend_fingerprint: str) -> str:
-    patches_key = patches_group(cfg.store, layer, cfg.store_options).attrs["patches_key"]
+    patches_key = patches_group(cfg.extract.store, layer, cfg.extract.store_options).attrs["patches_key"]
     return content_key(
         {"patches": patches_key, "backend": backend_fingerprint, "images": embeds_top_images(cfg, layer), "code": code_version("neuroscribe.explanation")}
     )
@@ -156,9 +159,9 @@ def _known_vectors(cfg: ExplainConfig, backend_fingerprint: str) -> dict[bytes, 
     """Every crop vector this run has stored for the backend, by content digest."""
     folder = _crop_cache_dir(backend_fingerprint)
     known: dict[bytes, np.ndarray] = {}
-    for name in st.list_files(cfg.store, folder, cfg.store_options):
+    for name in st.list_files(cfg.extract.store, folder, cfg.extract.store_options):
         if name.endswith(".npz"):
-            with np.load(io.BytesIO(st.read_bytes(cfg.store, f"{folder}/{name}", cfg.store_options))) as stored:
+            with np.load(io.BytesIO(st.read_bytes(cfg.extract.store, f"{folder}/{name}", cfg.extract.store_options))) as stored:
                 known.update(zip((d.tobytes() for d in stored["digests"]), stored["vectors"]))
     return known
 
@@ -202,7 +205,7 @@ def embed_distinct(cfg: ExplainConfig, backend, inputs: EmbeddingInputs) -> tupl
         buf = io.BytesIO()
         np.savez(buf, digests=np.frombuffer(b"".join(readable), np.uint8).reshape(len(readable), -1), vectors=vectors)
         name = content_key(sorted(d.hex() for d in readable))
-        st.write_bytes(cfg.store, f"{_crop_cache_dir(backend.fingerprint)}/{name}.npz", buf.getvalue(), cfg.store_options)
+        st.write_bytes(cfg.extract.store, f"{_crop_cache_dir(backend.fingerprint)}/{name}.npz", buf.getvalue(), cfg.extract.store_options)
         known.update(zip(readable, vectors))
         embedded += len(readable)
     unreadable = np.full(backend.dim, np.nan, np.float32)
@@ -214,7 +217,7 @@ def embedding_inputs(cfg: ExplainConfig, layer: str, units: list[int]) -> Embedd
     """The inputs to embed for ``units``: RGBA crops (patches), or original top images for units
     embedded whole (``embeds_top_images``)."""
     if not embeds_top_images(cfg, layer):
-        [block] = list(load_layer_patches(cfg.store, layer, cfg.store_options, block_units=len(units), units=units))
+        [block] = list(load_layer_patches(cfg.extract.store, layer, cfg.extract.store_options, block_units=len(units), units=units))
         slots = np.full(block.image_id.shape, -1, dtype=np.int64)
         crops = []
         for i, j in zip(*np.nonzero(block.image_id >= 0)):
@@ -222,23 +225,23 @@ def embedding_inputs(cfg: ExplainConfig, layer: str, units: list[int]) -> Embedd
             # the mask rides along as alpha, for backends that read the region (ConSE's colours)
             crops.append(np.dstack([block.crops[i, j], block.masks[i, j].astype(np.uint8) * 255]))
         return EmbeddingInputs([_content_digest(c) for c in crops], crops.__getitem__, slots)
-    patch_ids = patches_group(cfg.store, layer, cfg.store_options)["image_id"][units[0] : units[-1] + 1]
+    patch_ids = patches_group(cfg.extract.store, layer, cfg.extract.store_options)["image_id"][units[0] : units[-1] + 1]
     if embeds_whole_images(cfg.rule):
         # softwpmi scores every top image of an active unit, in top-k order
         active = (patch_ids >= 0).any(axis=1)
-        ids = st.open_group(cfg.store, "r", cfg.store_options)[f"topk/{layer}/image_id"][units[0] : units[-1] + 1]
+        ids = st.open_group(cfg.extract.store, "r", cfg.extract.store_options)[f"topk/{layer}/image_id"][units[0] : units[-1] + 1]
         ids = np.where(active[:, None], ids, -1)
     else:
         ids = patch_ids  # a linear layer: the patches' images, slot for slot
     wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
     position = {image_id: n for n, image_id in enumerate(wanted)}
     slots = np.array([[position.get(int(i), -1) for i in row] for row in ids], dtype=np.int64).reshape(ids.shape)
-    run_key = st.run_attrs(cfg.store, cfg.store_options)["run_key"]
-    index = st.read_parquet(cfg.store, "index.parquet", cfg.store_options).set_index("id")
+    run_key = st.run_attrs(cfg.extract.store, cfg.extract.store_options)["run_key"]
+    index = st.read_parquet(cfg.extract.store, "index.parquet", cfg.extract.store_options).set_index("id")
 
     def load(n: int):
         try:
-            return load_image(index.at[wanted[n], "path"], cfg.dataset.storage_options, max_image_pixels=cfg.dataset.max_image_pixels)
+            return load_image(index.at[wanted[n], "path"], cfg.extract.dataset.storage_options, max_image_pixels=cfg.extract.dataset.max_image_pixels)
         except ImageSkipped:
             return None
 
@@ -247,18 +250,18 @@ def embedding_inputs(cfg: ExplainConfig, layer: str, units: list[int]) -> Embedd
 
 def _image_reading(cfg: ExplainConfig) -> dict:
     # images are read as extraction read them: the dataset's fsspec options and pixel limit
-    return {"image_storage_options": cfg.dataset.storage_options, "max_image_pixels": cfg.dataset.max_image_pixels}
+    return {"image_storage_options": cfg.extract.dataset.storage_options, "max_image_pixels": cfg.extract.dataset.max_image_pixels}
 
 
 def prepare_layer_patches(cfg: ExplainConfig, layer: str) -> str:
     """Create ``patches/<layer>`` once, before tasks cut its blocks (a linear layer's whole-image crops
     are cut here); returns the patches key."""
-    return prepare_patches(cfg.store, layer, cfg.patches, cfg.store_options, **_image_reading(cfg))["patches_key"]
+    return prepare_patches(cfg.extract.store, layer, cfg.patches, cfg.extract.store_options, **_image_reading(cfg))["patches_key"]
 
 
 def cut_patches(cfg: ExplainConfig, layer: str, units: list[int] | None = None) -> dict:
     """The patches stage for ``units`` (default: all) of ``layer``, reading images as extraction did."""
-    return extract_patches(cfg.store, layer, cfg.patches, cfg.store_options, units=units, **_image_reading(cfg))
+    return extract_patches(cfg.extract.store, layer, cfg.patches, cfg.extract.store_options, units=units, **_image_reading(cfg))
 
 
 def embed_unit_block(cfg: ExplainConfig, layer: str, units: Iterable[int]) -> dict:
@@ -268,7 +271,7 @@ def embed_unit_block(cfg: ExplainConfig, layer: str, units: Iterable[int]) -> di
     backend = cached_backend(cfg.backend)
     key = embedding_key(cfg, layer, backend.fingerprint)
     relpath = embeddings_path(layer, key, units)
-    if st.exists(cfg.store, relpath, cfg.store_options):
+    if st.exists(cfg.extract.store, relpath, cfg.extract.store_options):
         return {"layer": layer, "first_unit": units[0], "units": len(units), "cached": True}
     inputs = embedding_inputs(cfg, layer, units)
     vectors, embedded = embed_distinct(cfg, backend, inputs)
@@ -277,7 +280,7 @@ def embed_unit_block(cfg: ExplainConfig, layer: str, units: Iterable[int]) -> di
     out[slots >= 0] = vectors[slots[slots >= 0]]
     buf = io.BytesIO()
     np.save(buf, out, allow_pickle=False)
-    st.write_bytes(cfg.store, relpath, buf.getvalue(), cfg.store_options)
+    st.write_bytes(cfg.extract.store, relpath, buf.getvalue(), cfg.extract.store_options)
     return {"layer": layer, "first_unit": units[0], "units": len(units), "cached": False, "inputs": len(inputs.digests), "embedded": embedded}
 
 
@@ -293,12 +296,12 @@ def stored_vectors(cfg: ExplainConfig, layer: str, key: str | None = None) -> np
     blocks = []
     for block in unit_blocks(n_units(cfg, layer), cfg.units_per_task):
         relpath = embeddings_path(layer, key, block)
-        if not st.exists(cfg.store, relpath, cfg.store_options):
+        if not st.exists(cfg.extract.store, relpath, cfg.extract.store_options):
             raise NeuroscribeError(
-                f"units {block[0]}..{block[-1]} of {layer!r} have no {cfg.rule.name} embeddings in {cfg.store} yet; "
+                f"units {block[0]}..{block[-1]} of {layer!r} have no {cfg.rule.name} embeddings in {cfg.extract.store} yet; "
                 "rerun `neuroscribe explain` (or evaluation's embedding step) with the run's config"
             )
-        blocks.append(np.load(io.BytesIO(st.read_bytes(cfg.store, relpath, cfg.store_options)), allow_pickle=False))
+        blocks.append(np.load(io.BytesIO(st.read_bytes(cfg.extract.store, relpath, cfg.extract.store_options)), allow_pickle=False))
     return np.concatenate(blocks, axis=0)
 
 
@@ -320,10 +323,10 @@ def table_key(cfg: ExplainConfig, layer: str, backend_fingerprint: str, vocabula
 
 
 def require_extracted(cfg: ExplainConfig, layer: str) -> None:
-    extracted = st.run_attrs(cfg.store, cfg.store_options).get("layers", {})
+    extracted = st.run_attrs(cfg.extract.store, cfg.extract.store_options).get("layers", {})
     if layer not in extracted:
         raise NeuroscribeError(
-            f"layer {layer!r} was not extracted into {cfg.store} (extracted: {', '.join(extracted) or 'none'}); "
+            f"layer {layer!r} was not extracted into {cfg.extract.store} (extracted: {', '.join(extracted) or 'none'}); "
             f"add it to --layers and rerun"
         )
 
@@ -333,21 +336,21 @@ def score_layer(cfg: ExplainConfig, layer: str, vocabulary_uri: str) -> pd.DataF
     from neuroscribe.vocabulary import load_vocabulary
 
     require_extracted(cfg, layer)
-    vocabulary = load_vocabulary(vocabulary_uri, cfg.store_options)
+    vocabulary = load_vocabulary(vocabulary_uri, cfg.extract.store_options)
     if not vocabulary.concepts:
         raise NeuroscribeError(f"vocabulary {vocabulary_uri} is empty; build it with other sources (see `neuroscribe vocabulary --help`)")
     backend = cached_backend(cfg.backend)
     key = table_key(cfg, layer, backend.fingerprint, vocabulary.content_hash)
     manifest = f"explanations/{layer}.json"
-    if st.exists(cfg.store, manifest, cfg.store_options) and st.read_json(cfg.store, manifest, cfg.store_options).get("key") == key:
-        return st.read_parquet(cfg.store, f"explanations/{layer}.parquet", cfg.store_options)
-    n_units = patches_group(cfg.store, layer, cfg.store_options)["image_id"].shape[0]
+    if st.exists(cfg.extract.store, manifest, cfg.extract.store_options) and st.read_json(cfg.extract.store, manifest, cfg.extract.store_options).get("key") == key:
+        return st.read_parquet(cfg.extract.store, f"explanations/{layer}.parquet", cfg.extract.store_options)
+    n_units = patches_group(cfg.extract.store, layer, cfg.extract.store_options)["image_id"].shape[0]
     embeddings = _load_embeddings(cfg, layer, embedding_key(cfg, layer, backend.fingerprint))
     concepts = concept_embeddings(
-        backend, vocabulary.concepts, cfg.backend.resolved_templates, cfg.store, vocabulary.content_hash, cfg.store_options
+        backend, vocabulary.concepts, cfg.backend.resolved_templates, cfg.extract.store, vocabulary.content_hash, cfg.extract.store_options
     )
     scores = explain_units(cfg.rule.name, embeddings, concepts, vocabulary.concepts, **cfg.rule.kwargs())
-    top_ids = st.open_group(cfg.store, "r", cfg.store_options)[f"topk/{layer}/image_id"][:]
+    top_ids = st.open_group(cfg.extract.store, "r", cfg.extract.store_options)[f"topk/{layer}/image_id"][:]
     frame = pd.DataFrame(
         {
             "layer": layer,
@@ -362,13 +365,13 @@ def score_layer(cfg: ExplainConfig, layer: str, vocabulary_uri: str) -> pd.DataF
             "top_image_ids": [row[row >= 0].tolist() for row in top_ids],
         }
     )
-    st.write_parquet(cfg.store, f"explanations/{layer}.parquet", frame, cfg.store_options)
+    st.write_parquet(cfg.extract.store, f"explanations/{layer}.parquet", frame, cfg.extract.store_options)
     csv = frame.assign(alternatives=frame.alternatives.map(json.dumps), top_image_ids=frame.top_image_ids.map(json.dumps))
-    st.write_bytes(cfg.store, f"explanations/{layer}.csv", csv.to_csv(index=False).encode(), cfg.store_options)
+    st.write_bytes(cfg.extract.store, f"explanations/{layer}.csv", csv.to_csv(index=False).encode(), cfg.extract.store_options)
     st.write_json(
-        cfg.store, manifest,
+        cfg.extract.store, manifest,
         {"key": key, "vocabulary": vocabulary_uri, "vocabulary_hash": vocabulary.content_hash, "backend": cfg.backend.model_dump(mode="json"), "rule": cfg.rule.model_dump()},
-        cfg.store_options,
+        cfg.extract.store_options,
     )
     return frame
 
@@ -392,7 +395,7 @@ def validate_explain(cfg: ExplainConfig) -> None:
     from neuroscribe.extraction import validate_extraction
     from neuroscribe.vocabulary.sources import parse_source
 
-    validate_extraction(cfg.extract_config())
+    validate_extraction(cfg.extract)
     if cfg.vocabulary_uri is None:
         for source in cfg.vocabulary_sources:
             parse_source(source)
@@ -400,7 +403,7 @@ def validate_explain(cfg: ExplainConfig) -> None:
 
 def save_config(cfg: ExplainConfig) -> None:
     """Keep the run's config in the store (secrets masked) so ``evaluate`` and reruns can read it."""
-    st.write_bytes(cfg.store, "explain_config.json", cfg.model_dump_json(indent=2).encode(), cfg.store_options)
+    st.write_bytes(cfg.extract.store, "explain_config.json", cfg.model_dump_json(indent=2).encode(), cfg.extract.store_options)
 
 
 def load_config(store: str, storage_options: dict | None = None) -> ExplainConfig:
@@ -408,7 +411,7 @@ def load_config(store: str, storage_options: dict | None = None) -> ExplainConfi
 
 
 def n_units(cfg: ExplainConfig, layer: str) -> int:
-    return int(st.run_attrs(cfg.store, cfg.store_options)["layers"][layer]["units"])
+    return int(st.run_attrs(cfg.extract.store, cfg.extract.store_options)["layers"][layer]["units"])
 
 
 def run_explain(cfg: ExplainConfig) -> dict[str, pd.DataFrame]:
@@ -418,15 +421,15 @@ def run_explain(cfg: ExplainConfig) -> dict[str, pd.DataFrame]:
     from neuroscribe.lease import store_lease
     from neuroscribe.vocabulary import build_vocabulary
 
-    with store_lease(cfg.store, cfg.store_options, wait_s=cfg.runner.wait_for_store_s, ttl_s=cfg.runner.store_lease_ttl_s):
-        run_extraction(cfg.extract_config())
+    with store_lease(cfg.extract.store, cfg.extract.store_options, wait_s=cfg.extract.runner.wait_for_store_s, ttl_s=cfg.extract.runner.store_lease_ttl_s):
+        run_extraction(cfg.extract)
         save_config(cfg)  # after extraction: --overwrite may have cleared the store
         vocabulary_uri = cfg.vocabulary_uri or build_vocabulary(cfg.vocabulary_config()).uri
         frames = {}
-        for layer in cfg.layers:
+        for layer in cfg.extract.layers:
             cut_patches(cfg, layer)
             for block in unit_blocks(n_units(cfg, layer), cfg.units_per_task):
                 embed_unit_block(cfg, layer, block)
             frames[layer] = score_layer(cfg, layer, vocabulary_uri)
-            render_gallery(cfg.store, layer, frames[layer], cfg.store_options, cfg.gallery_patches)
+            render_gallery(cfg.extract.store, layer, frames[layer], cfg.extract.store_options, cfg.gallery_patches)
         return frames

@@ -128,7 +128,8 @@ def _dataset_key_view(spec: DatasetSpec) -> dict:
 
 
 def combination_key(stage: str, config: BaseModel, code_modules: Sequence[str]) -> str:
-    view = config.model_dump(mode="json", exclude=NOT_IN_KEY | {"store_options"})
+    view = config.model_dump(mode="json")
+    view = {k: v for k, v in (view.pop("extract", {}) | view).items() if k not in NOT_IN_KEY | {"store_options"}}  # ExplainConfig: flat
     if isinstance(view.get("dataset"), dict):
         view["dataset"].pop("storage_options", None)
     return content_key({"stage": stage, "config": view, "code": code_version(*code_modules)})

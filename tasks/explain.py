@@ -29,12 +29,12 @@ def embed_units_task(config: ExplainConfig, layer: str, units: list[int]) -> dic
 @task(name="score-layer", retries=1, cache_policy=NO_CACHE, task_run_name="score-layer-{layer}")
 def score_layer_task(config: ExplainConfig, layer: str, vocabulary_uri: str) -> dict:
     frame = explanation.score_layer(config, layer, vocabulary_uri)
-    return explanation.layer_summary(frame) | {"table": f"{config.store.rstrip('/')}/explanations/{layer}.parquet"}
+    return explanation.layer_summary(frame) | {"table": f"{config.extract.store.rstrip('/')}/explanations/{layer}.parquet"}
 
 
 @task(name="render-gallery", cache_policy=NO_CACHE, task_run_name="render-gallery-{layer}")
 def render_gallery_task(config: ExplainConfig, layer: str) -> str:
     from neuroscribe import store as st
 
-    frame = st.read_parquet(config.store, f"explanations/{layer}.parquet", config.store_options)
-    return render_gallery(config.store, layer, frame, config.store_options, config.gallery_patches)
+    frame = st.read_parquet(config.extract.store, f"explanations/{layer}.parquet", config.extract.store_options)
+    return render_gallery(config.extract.store, layer, frame, config.extract.store_options, config.gallery_patches)

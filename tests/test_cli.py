@@ -75,6 +75,6 @@ def test_explain_class_names_limit_and_shard_size_reach_the_explain_config(monke
     ])
     assert isinstance(result.exception, Stop), result.output
     (cfg,) = seen
-    assert (cfg.model.class_names_file, cfg.dataset.class_list, cfg.dataset.limit, cfg.dataset.shard_size, cfg.k) == (
+    assert (cfg.extract.model.class_names_file, cfg.extract.dataset.class_list, cfg.extract.dataset.limit, cfg.extract.dataset.shard_size, cfg.extract.k) == (
         str(names), str(names), 7, 3, 4)
-    assert (cfg.layers, cfg.dataset.uri, cfg.store) == (("conv2",), str(tmp_path), str(tmp_path / "s"))
+    assert (cfg.extract.layers, cfg.extract.dataset.uri, cfg.extract.store) == (("conv2",), str(tmp_path), str(tmp_path / "s"))

@@ -74,7 +74,7 @@ def explain(
     from neuroscribe.flows.explain import explain_flow
     from neuroscribe.lease import ensure_free
 
-    ensure_free(cfg.store, cfg.store_options, cfg.runner.wait_for_store_s)
+    ensure_free(cfg.extract.store, cfg.extract.store_options, cfg.extract.runner.wait_for_store_s)
     began = time.perf_counter()
     _print_result(run_flow(explain_flow, cfg), time.perf_counter() - began)
 
@@ -98,8 +98,8 @@ def demo(
 
     cfg = demo_config(images=images, out=out, k=k, limit=limit, overwrite=overwrite, max_image_pixels=max_image_pixels)
     if wait:
-        cfg = cfg.model_copy(update={"runner": cfg.runner.model_copy(update={"wait_for_store_s": wait})})
+        cfg = cfg.model_copy(update={"extract": cfg.extract.model_copy(update={"runner": cfg.extract.runner.model_copy(update={"wait_for_store_s": wait})})})
     validate_explain(cfg)
-    ensure_free(cfg.store, cfg.store_options, cfg.runner.wait_for_store_s)
+    ensure_free(cfg.extract.store, cfg.extract.store_options, cfg.extract.runner.wait_for_store_s)
     began = time.perf_counter()
     _print_result(run_flow(explain_flow, cfg), time.perf_counter() - began)

@@ -87,17 +87,18 @@ def resolve_explain_config(cfg: EvaluateConfig) -> ExplainConfig:
             f"store {cfg.store} has no explain_config.json (written by `neuroscribe explain`); "
             "pass the run's config with --explain-config FILE"
         )
-    update: dict[str, Any] = {"store": cfg.store}
+    extract: dict[str, Any] = {"store": cfg.store}
     if cfg.store_options:
-        update["store_options"] = cfg.store_options
-        update["dataset"] = base.dataset.model_copy(update={"storage_options": cfg.store_options})
+        extract["store_options"] = cfg.store_options
+        extract["dataset"] = base.extract.dataset.model_copy(update={"storage_options": cfg.store_options})
+    update: dict[str, Any] = {"extract": base.extract.model_copy(update=extract)}
     if cfg.device is not None:
         update["backend"] = base.backend.model_copy(update={"device": cfg.device})
     return base.model_copy(update=update)
 
 
 def evaluated_layers(cfg: EvaluateConfig, explain_cfg: ExplainConfig) -> list[str]:
-    layers = list(cfg.layers or explain_cfg.layers)
+    layers = list(cfg.layers or explain_cfg.extract.layers)
     missing = [layer for layer in layers if not st.exists(cfg.store, f"explanations/{layer}.parquet", cfg.store_options)]
     if missing:
         raise NeuroscribeError(

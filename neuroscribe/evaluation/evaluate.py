@@ -70,7 +70,7 @@ def embedding_jobs(cfg: EvaluateConfig) -> list[tuple[ExplainConfig, str, list[i
         for c in configs:
             key = embedding_key(c, layer, cached_backend(c.backend).fingerprint)
             for block in unit_blocks(n_units(c, layer), c.units_per_task):
-                if not st.exists(c.store, embeddings_path(layer, key, block), c.store_options):
+                if not st.exists(c.extract.store, embeddings_path(layer, key, block), c.extract.store_options):
                     jobs.append((c, layer, block))
     return jobs
 

@@ -93,18 +93,18 @@ def _stored_vectors(cfg: ExplainConfig, layer: str) -> np.ndarray:
 
 def _active_units(cfg: ExplainConfig, layer: str) -> np.ndarray:
     # the explain stage embeds only units with at least one patch: the others are "(inactive)"
-    return (patches_group(cfg.store, layer, cfg.store_options)["image_id"][:] >= 0).any(axis=1)
+    return (patches_group(cfg.extract.store, layer, cfg.extract.store_options)["image_id"][:] >= 0).any(axis=1)
 
 
 def topk_image_ids(cfg: ExplainConfig, layer: str) -> np.ndarray:
-    return st.open_group(cfg.store, "r", cfg.store_options)[f"topk/{layer}/image_id"][:]
+    return st.open_group(cfg.extract.store, "r", cfg.extract.store_options)[f"topk/{layer}/image_id"][:]
 
 
 def patch_evidence(cfg: ExplainConfig, layer: str) -> Evidence:
     """Patch embeddings (the seed rule's inputs); embedded first if the run used another rule."""
     cfg = rule_config(cfg, "seed") if embeds_whole_images(cfg.rule) else cfg
     ensure_embeddings(cfg, layer)
-    group = patches_group(cfg.store, layer, cfg.store_options)
+    group = patches_group(cfg.extract.store, layer, cfg.extract.store_options)
     image_id = group["image_id"][:].astype(np.int64)
     rank = np.where(image_id >= 0, group["rank"][:], -1).astype(np.int64)
     return Evidence(image_id, rank, _stored_vectors(cfg, layer), whole_images=False)
@@ -157,7 +157,7 @@ class ProbeImages:
 def probe_image_ids(cfg: ExplainConfig, layers: list[str], random_images: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(ids to embed, the random sample): every decoded image when there are at most ``random_images``,
     else a seeded random sample of that many plus every top image of ``layers``."""
-    index = st.read_parquet(cfg.store, "index.parquet", cfg.store_options)
+    index = st.read_parquet(cfg.extract.store, "index.parquet", cfg.extract.store_options)
     ok = index.loc[index["status"] == "ok", "id"].to_numpy(dtype=np.int64)
     if len(ok) <= random_images:
         return ok, ok
@@ -173,22 +173,22 @@ def probe_images(
     """Whole-image embeddings of the probe images evaluation needs, cached by content in the store."""
     ids, sample = probe_image_ids(cfg, layers, random_images, seed)
     backend = cached_backend(cfg.backend)
-    run_key = st.run_attrs(cfg.store, cfg.store_options).get("run_key")
+    run_key = st.run_attrs(cfg.extract.store, cfg.extract.store_options).get("run_key")
     key = content_key(
         {"run": run_key, "ids": content_key(ids.tolist()), "backend": backend.fingerprint, "code": code_version("neuroscribe.evaluation.evidence")}
     )
     relpath = f"evaluation/images/{key}.npz"
-    if st.exists(cfg.store, relpath, cfg.store_options):
-        with np.load(io.BytesIO(st.read_bytes(cfg.store, relpath, cfg.store_options)), allow_pickle=False) as cached:
+    if st.exists(cfg.extract.store, relpath, cfg.extract.store_options):
+        with np.load(io.BytesIO(st.read_bytes(cfg.extract.store, relpath, cfg.extract.store_options)), allow_pickle=False) as cached:
             if np.array_equal(cached["ids"], ids):
                 return ProbeImages(ids, cached["vectors"], sample)
-    index = st.read_parquet(cfg.store, "index.parquet", cfg.store_options).set_index("id")
+    index = st.read_parquet(cfg.extract.store, "index.parquet", cfg.extract.store_options).set_index("id")
     vectors = np.full((len(ids), backend.dim), np.nan, dtype=np.float32)
     for start in range(0, len(ids), IMAGE_BATCH):
         images, rows = [], []
         for row, image_id in enumerate(ids[start : start + IMAGE_BATCH], start=start):
             try:
-                images.append(load_image(index.at[int(image_id), "path"], cfg.dataset.storage_options, max_image_pixels=cfg.dataset.max_image_pixels))
+                images.append(load_image(index.at[int(image_id), "path"], cfg.extract.dataset.storage_options, max_image_pixels=cfg.extract.dataset.max_image_pixels))
                 rows.append(row)
             except ImageSkipped:
                 continue
@@ -198,5 +198,5 @@ def probe_images(
             on_progress(min(start + IMAGE_BATCH, len(ids)))
     buf = io.BytesIO()
     np.savez(buf, ids=ids, vectors=vectors)
-    st.write_bytes(cfg.store, relpath, buf.getvalue(), cfg.store_options)
+    st.write_bytes(cfg.extract.store, relpath, buf.getvalue(), cfg.extract.store_options)
     return ProbeImages(ids, vectors, sample)

@@ -74,8 +74,8 @@ def tiny_run_base(tmp_path_factory) -> ExplainConfig:
 @pytest.fixture
 def tiny_run(tiny_run_base, tmp_path) -> ExplainConfig:
     """A private copy of the tiny explained run (tests write evaluation results into it)."""
-    shutil.copytree(tiny_run_base.store, tmp_path / "run")
-    return tiny_run_base.model_copy(update={"store": str(tmp_path / "run")})
+    shutil.copytree(tiny_run_base.extract.store, tmp_path / "run")
+    return ExplainConfig(**dict(tiny_run_base), store=str(tmp_path / "run"))  # the flat store goes into extract
 
 
 @pytest.fixture(scope="session")
