@@ -66,7 +66,7 @@ def explain(
     cfg = load_config(ExplainConfig, config, overrides)
     if given := [f"--clip-{name}" for name, value in clip.items() if value is not None]:
         if cfg.backend.kind != "open_clip":  # named here: the spec's own error would name `arch`, not the flag
-            raise NeuroscribeError(f"{', '.join(given)} apply only to the open_clip backend, and this run's is {cfg.backend.kind}; drop them or pass --backend open_clip")
+            raise NeuroscribeError(f"{', '.join(given)}: open_clip flags, but this run's backend is {cfg.backend.kind}; drop them or pass --backend open_clip")
         cfg = load_config(ExplainConfig, config, overrides | {"backend": overrides["backend"] | clip})
     validate_explain(cfg)  # bad input fails here, before the flows (prefect, open_clip) load
 
