@@ -184,13 +184,18 @@ class LayersConfig(FrozenModel):
         return parse_layers(v)
 
 
-class ExtractConfig(LayersConfig):
+class StoreConfig(FrozenModel):
+    """Base of the configs of a stage that works on one run store: where it is, how to reach it, where tasks run."""
+
+    store: str = Field(description="run store: local path or s3://bucket/prefix")
+    store_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for the store (not logged)")
+    runner: RunnerSpec = RunnerSpec()
+
+
+class ExtractConfig(LayersConfig, StoreConfig):
     """Parameters of one activation extraction (the ``extract`` flow)."""
 
     model: ModelSpec = ModelSpec()
     dataset: DatasetSpec
-    store: str = Field(description="run store: local path or s3://bucket/prefix")
     k: int = Field(default=50, ge=1, description="top-activating images kept per unit")
-    runner: RunnerSpec = RunnerSpec()
     overwrite: bool = Field(default=False, description="replace a store that holds a different extraction")
-    store_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for the store (not logged)")

@@ -62,7 +62,7 @@ from neuroscribe.ablation.report import (
     unit_summary,
 )
 from neuroscribe.ablation.stats import CONFIDENCE, min_support_to_tell
-from neuroscribe.config import DatasetSpec, FrozenModel, ModelSpec, RunnerSpec
+from neuroscribe.config import DatasetSpec, FrozenModel, ModelSpec, StoreConfig
 from neuroscribe.data import listing_key
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.extraction import cached_model
@@ -103,13 +103,12 @@ def parse_units(value: Any) -> tuple[int, ...] | None:
         raise NeuroscribeError(f"--units {value!r} is not a comma-separated list of unit indices, e.g. 12,559") from None
 
 
-class AblateConfig(FrozenModel):
+class AblateConfig(StoreConfig):
     """Parameters of one ablation sweep (the ``ablate`` flow)."""
 
     model: ModelSpec = ModelSpec()
     layer: str = Field(description="the layer whose units are ablated, e.g. layer4")
     dataset: DatasetSpec = Field(description="labelled images: a folder of class subfolders or a labelled file list")
-    store: str = Field(description="run store: local path or s3://bucket/prefix")
     units: tuple[int, ...] | None = Field(default=None, description="units to ablate; None: every unit of the layer")
     together: bool = Field(default=False, description="ablate `units` as one set instead of one at a time")
     mode: AblationMode = "activation"
@@ -122,8 +121,6 @@ class AblateConfig(FrozenModel):
     top: int = Field(default=5, ge=1, description="most affected classes kept per unit in summaries and the chart")
     chart_units: tuple[int, ...] | None = Field(
         default=None, description=f"units charted; None: the {CHART_UNITS} with the largest drops")
-    runner: RunnerSpec = RunnerSpec()
-    store_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for the store (not logged)")
 
     @field_validator("units", "chart_units", mode="before")
     @classmethod

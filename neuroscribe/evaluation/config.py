@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from neuroscribe import store as st
-from neuroscribe.config import FrozenModel, RunnerSpec
+from neuroscribe.config import StoreConfig
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.explanation import ExplainConfig
 from neuroscribe.scoring.backend import BackendSpec
@@ -27,10 +27,12 @@ MINILM = "minilm"
 MPNET = "all-mpnet-base-v2"
 
 
-class EvaluateConfig(FrozenModel):
-    """One evaluation of an explained run: the ``evaluate`` flow's single parameter."""
+class EvaluateConfig(StoreConfig):
+    """One evaluation of an explained run: the ``evaluate`` flow's single parameter.
 
-    store: str = Field(description="run store holding explanations: local path or s3://bucket/prefix")
+    ``store`` holds the explanations; ``store_options`` also reach the run's images.
+    """
+
     layers: tuple[str, ...] = Field(default=(), description="layers to evaluate; empty = every layer the run explained")
     labels: dict[str, str] = Field(
         default_factory=dict, description="layer -> labels file (.csv/.tsv unit,label[,variants] or .txt one per line)"
@@ -56,8 +58,6 @@ class EvaluateConfig(FrozenModel):
     bootstrap: int = Field(default=10, ge=0, description="bootstrap resamples of the probe images for stability")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] | None = Field(default=None, description="override the backend's device")
-    runner: RunnerSpec = RunnerSpec()
-    store_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for store and images (not logged)")
 
     @field_validator("layers", "compare", mode="before")
     @classmethod

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from neuroscribe.config import FrozenModel, RunnerSpec
+from neuroscribe.config import FrozenModel, StoreConfig
 from neuroscribe.errors import NeuroscribeError
 
 CLASS_PLACEHOLDER = "{class_name}"
@@ -127,14 +127,13 @@ class FilterSpec(FrozenModel):
     min_count: int = Field(default=1, ge=1, description="keep concepts proposed at least this often")
 
 
-class VocabularyConfig(FrozenModel):
+class VocabularyConfig(StoreConfig):
     """Parameters of one vocabulary build (the ``vocabulary`` flow).
 
     The artifact goes to ``<store>/vocabulary/<name>.parquet`` (plus a ``.json`` manifest), and every
     LLM answer the run uses to ``<store>/vocabulary/llm_cache`` (and to ``cache_dir`` when set).
     """
 
-    store: str = Field(description="run store: local path or s3://bucket/prefix")
     classes: str = Field(default="imagenet", description="imagenet | places365 | FILE with one class per line")
     places365_file: str | None = Field(
         default=None, description="Places365 class list (categories_places365.txt); not shipped offline"
@@ -149,8 +148,6 @@ class VocabularyConfig(FrozenModel):
     cache_dir: str | None = Field(
         default=None, description="shared LLM answer cache (local path or s3://), read and written besides the run's own"
     )
-    store_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options (not logged)")
-    runner: RunnerSpec = RunnerSpec()
 
     @field_validator("sources", mode="before")
     @classmethod
