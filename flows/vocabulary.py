@@ -35,7 +35,7 @@ def vocabulary_stage(config: VocabularyConfig) -> VocabularySummary:
     generation = None
     if config.uses_llm:
         check_llm_task(config, classes)
-        size = config.llm.batch_size
+        size = config.llm.classes_per_task
         batches = [classes[i : i + size] for i in range(0, len(classes), size)]
         futures = generate_batch_task.map(unmapped(config), batches)
         position = {future.task_run_id: i for i, future in enumerate(futures)}

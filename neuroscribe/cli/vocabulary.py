@@ -40,7 +40,7 @@ def vocabulary(
     base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint \\[default: $OPENAI_BASE_URL, else OpenAI]"),
     api_key: str = typer.Option(None, "--api-key", help="prefer $OPENAI_API_KEY; any non-empty value for local servers"),
     concurrency: int = typer.Option(None, "--concurrency", min=1, help="LLM requests in flight per task \\[default: 8]"),
-    batch_size: int = typer.Option(None, "--batch-size", min=1, help="classes per flow task \\[default: 50]"),
+    classes_per_task: int = typer.Option(None, "--classes-per-task", min=1, help="classes per flow task \\[default: 50]"),
     max_words: int = typer.Option(None, "--max-words", min=1, help="drop longer LLM concepts \\[default: 4]"),
     dedup_threshold: float = typer.Option(None, "--dedup-threshold", help="cosine similarity that merges near-synonyms \\[default: 0.88]"),
     no_dedup: bool = typer.Option(False, "--no-dedup", help="keep near-synonyms apart"),
@@ -65,7 +65,7 @@ def vocabulary(
         "cache_dir": cache_dir,
         "name": name,
         "store_options": parse_storage_options(storage_option) or None,
-        "llm": {"model": model, "base_url": base_url, "api_key": api_key, "concurrency": concurrency, "batch_size": batch_size},
+        "llm": {"model": model, "base_url": base_url, "api_key": api_key, "concurrency": concurrency, "classes_per_task": classes_per_task},
         "filter": {"max_words": max_words, "dedup_threshold": dedup_threshold},
         "runner": {"dask_address": dask_address, "n_workers": workers, "wait_for_store_s": wait},
     }

@@ -87,7 +87,7 @@ class LLMSpec(FrozenModel):
         default="json_object", description="structured-output mode sent to the server; 'off' for servers without it"
     )
     concurrency: int = Field(default=8, ge=1, description="requests in flight at once, per task")
-    batch_size: int = Field(default=50, ge=1, description="classes per flow task")
+    classes_per_task: int = Field(default=50, ge=1, description="classes per flow task (the unit of work)")
     timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(
         default=5, ge=0, description="the openai client's retries of one request after 429, 5xx, timeouts (its backoff)"

@@ -47,7 +47,7 @@ def test_flow_maps_batches_and_a_rerun_asks_only_for_failed_answers(tmp_path, fa
     out = tmp_path / "run"
     args = [
         "vocabulary", "--classes", str(classes), "--source", "llm", "--source", "builtin:colors", "--store", str(out),
-        "--base-url", fake_llm.base_url, "--model", fake_llm.model, "--batch-size", "2", "--no-dedup",
+        "--base-url", fake_llm.base_url, "--model", fake_llm.model, "--classes-per-task", "2", "--no-dedup",
         "--config", str(tmp_path / "cfg.yaml"), "--dask-address", dask_scheduler,
     ]
     (tmp_path / "cfg.yaml").write_text("llm:\n  answer_retries: 0\n")
