@@ -69,12 +69,10 @@ class _BackendBase(FrozenModel):
     @classmethod
     def _fields_of_other_kinds(cls, data: Any) -> Any:
         # name the kind a stray field belongs to, instead of pydantic's bare "extra inputs are not permitted"
-        if isinstance(data, dict):
-            kind = cls.model_fields["kind"].default
-            for name in data:
-                owners = [k.model_fields["kind"].default for k in _BackendBase.__subclasses__() if name in k.model_fields]
-                if owners and name not in cls.model_fields:
-                    raise ValueError(f"backend field {name!r} applies only to kind {owners[0]!r}, not {kind!r}; remove it or set kind: {owners[0]}")
+        for name in set(data) - set(cls.model_fields) if isinstance(data, dict) else ():
+            owner = next((k.model_fields["kind"].default for k in _BackendBase.__subclasses__() if name in k.model_fields), None)
+            if owner:
+                raise ValueError(f"backend field {name!r} applies only to kind {owner!r}, not {cls.model_fields['kind'].default!r}; remove it or set kind: {owner}")
         return data
 
     @field_validator("templates")
@@ -130,9 +128,7 @@ def _backend_kind(value: Any) -> str:
 
 
 # Which image-text backend embeds patches and concepts: a union chosen by ``kind``.
-BackendSpec = Annotated[
-    Annotated[OpenClipSpec, Tag("open_clip")] | Annotated[ConseSpec, Tag("conse")], Discriminator(_backend_kind)
-]
+BackendSpec = Annotated[Annotated[OpenClipSpec, Tag("open_clip")] | Annotated[ConseSpec, Tag("conse")], Discriminator(_backend_kind)]
 
 
 def precision(device: torch.device) -> str:
