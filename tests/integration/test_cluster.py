@@ -73,23 +73,23 @@ def test_explain_flow_on_the_cluster_with_store_and_dataset_on_s3(s3, prefect_se
     assert wait_until(task_states, 30, "task runs on the server") == {"COMPLETED"}
 
     # the tables and the whole store equal a plain local run's (no Prefect, no Dask, local files)
-    local = cfg.model_copy(update={
-        "dataset": cfg.dataset.model_copy(update={"uri": str(folder), "storage_options": {}}),
+    local = ExplainConfig(**dict(cfg), **{  # the flat extraction fields replace the nested ones
+        "dataset": cfg.extract.dataset.model_copy(update={"uri": str(folder), "storage_options": {}}),
         "store": str(tmp_path / "local"), "store_options": {}, "runner": RunnerSpec(device="cpu"),
     })
     run_explain(local)
     for layer in LAYERS:
         pd.testing.assert_frame_equal(
-            st.read_parquet(cfg.store, f"explanations/{layer}.parquet", s3.options), st.read_parquet(local.store, f"explanations/{layer}.parquet")
+            st.read_parquet(cfg.extract.store, f"explanations/{layer}.parquet", s3.options), st.read_parquet(local.extract.store, f"explanations/{layer}.parquet")
         )
-        assert st.exists(cfg.store, f"gallery/{layer}.html", s3.options)
-    assert_same_store(cfg.store, s3.options, local.store)
+        assert st.exists(cfg.extract.store, f"gallery/{layer}.html", s3.options)
+    assert_same_store(cfg.extract.store, s3.options, local.extract.store)
 
     # the final markdown artifact links the tables and galleries; progress artifacts were kept up to date
     artifacts = prefect_server.post("/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [run["id"]]}}})
     [markdown] = [a for a in artifacts if a["key"] == "explain-summary"]
-    assert all(f"{cfg.store}/explanations/{layer}.parquet" in markdown["data"] for layer in LAYERS)
-    assert all(f"{cfg.store}/gallery/{layer}.html" in markdown["data"] for layer in LAYERS)
+    assert all(f"{cfg.extract.store}/explanations/{layer}.parquet" in markdown["data"] for layer in LAYERS)
+    assert all(f"{cfg.extract.store}/gallery/{layer}.html" in markdown["data"] for layer in LAYERS)
     progress = [a for a in artifacts if a["type"] == "progress"]
     assert progress and all(a["data"] == 100.0 for a in progress)
 
