@@ -73,10 +73,10 @@ def test_explain_flow_on_the_cluster_with_store_and_dataset_on_s3(s3, prefect_se
     assert wait_until(task_states, 30, "task runs on the server") == {"COMPLETED"}
 
     # the tables and the whole store equal a plain local run's (no Prefect, no Dask, local files)
-    local = ExplainConfig(**dict(cfg), **{  # the flat extraction fields replace the nested ones
-        "dataset": cfg.extract.dataset.model_copy(update={"uri": str(folder), "storage_options": {}}),
-        "store": str(tmp_path / "local"), "store_options": {}, "runner": RunnerSpec(device="cpu"),
-    })
+    local = ExplainConfig(  # the flat extraction fields replace the nested ones
+        **dict(cfg), dataset=cfg.extract.dataset.model_copy(update={"uri": str(folder), "storage_options": {}}),
+        store=str(tmp_path / "local"), store_options={}, runner=RunnerSpec(device="cpu"),
+    )
     run_explain(local)
     for layer in LAYERS:
         pd.testing.assert_frame_equal(
