@@ -334,7 +334,7 @@ def explain(
         "dataset": dataset_spec(images, store, labels, limit, options),
         "store": store,
         "k": k,
-        "vocabulary_sources": [vocabulary] if isinstance(vocabulary, str) else vocabulary,
+        "vocabulary": {"sources": [vocabulary] if isinstance(vocabulary, str) else vocabulary},
         "backend": _spec_overrides(backend, "kind", {"device": device} if device else None),
         "rule": _spec_overrides(rule, "name"),
         "runner": runner_cfg,

@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from neuroscribe import store as st
-from neuroscribe.config import ExtractConfig, FrozenModel, deep_merge
+from neuroscribe.config import ExtractConfig, FrozenModel, StoreConfig, deep_merge
 from neuroscribe.data import ImageSkipped, load_image
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import code_version, content_key
@@ -45,7 +45,7 @@ from neuroscribe.scoring.backend import BackendSpec, OpenClipSpec
 from neuroscribe.scoring.concepts import concept_embeddings
 from neuroscribe.scoring.factory import make_backend
 from neuroscribe.scoring.rules import INACTIVE, UNCERTAIN_BELOW, RuleSpec, explain_units
-from neuroscribe.vocabulary.config import FilterSpec, LLMSpec, VocabularyConfig
+from neuroscribe.vocabulary.config import VocabularyConfig, VocabularySpec
 
 CODE_MODULES = (
     "neuroscribe.explanation", "neuroscribe.scoring.rules", "neuroscribe.scoring.seed", "neuroscribe.scoring.softwpmi", "neuroscribe.scoring.percentile",
@@ -61,14 +61,8 @@ class ExplainConfig(FrozenModel):
     """
 
     extract: ExtractConfig
-    vocabulary_classes: str = Field(default="imagenet", description="imagenet | places365 | FILE (classes the LLM is asked about)")
-    vocabulary_sources: tuple[str, ...] = Field(
-        default=VocabularyConfig.model_fields["sources"].default, description="union of: llm, builtin:NAME[+NAME], file:PATH"
-    )
+    vocabulary: VocabularySpec = VocabularySpec()
     vocabulary_uri: str | None = Field(default=None, description="use this prebuilt vocabulary artifact instead")
-    places365_file: str | None = None
-    llm: LLMSpec = LLMSpec()
-    filter: FilterSpec = FilterSpec()
     backend: BackendSpec = OpenClipSpec()
     rule: RuleSpec = RuleSpec()
     patches: PatchConfig = PatchConfig()
@@ -77,26 +71,27 @@ class ExplainConfig(FrozenModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _lift_extract_fields(cls, data: Any) -> Any:
-        """The flat form: ExtractConfig's fields at the top level go into ``extract``, over what it holds
-        (nested dicts merge key by key, as ``load_config`` merges overrides into a YAML file)."""
-        if not isinstance(data, dict) or not (flat := {k: v for k, v in data.items() if k in ExtractConfig.model_fields}):
+    def _lift_flat_fields(cls, data: Any) -> Any:
+        """The flat form: ExtractConfig's fields at the top level go into ``extract``, and the vocabulary's
+        ``llm``, ``filter``, ``places365_file``, ``vocabulary_sources`` and ``vocabulary_classes`` (the names
+        of explain configs before ``vocabulary`` existed) into ``vocabulary``, over what those hold (nested
+        dicts merge key by key, as ``load_config`` merges overrides into a YAML file)."""
+        if not isinstance(data, dict):
             return data
-        given = data.get("extract") or {}
-        if not isinstance(given, dict | ExtractConfig):
-            return data  # not a config: pydantic's own error names it
-        extract = dict(given)  # of an ExtractConfig: its field objects, so an in-memory model rides along
-        for name, value in flat.items():
-            both_dicts = isinstance(value, dict) and isinstance(extract.get(name), dict)
-            extract[name] = deep_merge(extract[name], value) if both_dicts else value
-        return {k: v for k, v in data.items() if k not in flat} | {"extract": extract}
+        vocabulary = {"vocabulary_sources": "sources", "vocabulary_classes": "classes"} | {k: k for k in ("llm", "filter", "places365_file")}
+        for part, names in {"extract": {k: k for k in ExtractConfig.model_fields}, "vocabulary": vocabulary}.items():
+            flat, given = {names[k]: v for k, v in data.items() if k in names}, data.get(part) or {}
+            if not flat or not isinstance(given, dict | BaseModel):
+                continue  # nothing to lift, or not a config: pydantic's own error names it
+            merged = dict(given)  # of a config object: its field objects, so an in-memory model rides along
+            for name, value in flat.items():
+                both_dicts = isinstance(value, dict) and isinstance(merged.get(name), dict)
+                merged[name] = deep_merge(merged[name], value) if both_dicts else value
+            data = {k: v for k, v in data.items() if k not in names} | {part: merged}
+        return data
 
     def vocabulary_config(self) -> VocabularyConfig:
-        return VocabularyConfig(
-            store=self.extract.store, classes=self.vocabulary_classes, places365_file=self.places365_file,
-            sources=self.vocabulary_sources, llm=self.llm, filter=self.filter,
-            store_options=self.extract.store_options, runner=self.extract.runner,
-        )
+        return VocabularyConfig(**dict(self.vocabulary), **{name: getattr(self.extract, name) for name in StoreConfig.model_fields})
 
 
 _BACKEND_LOCK = threading.Lock()
@@ -391,14 +386,11 @@ def layer_summary(frame: pd.DataFrame, top: int = 5) -> dict:
 
 
 def validate_explain(cfg: ExplainConfig) -> None:
-    """Fail on bad input before any work: model, layers, dataset, store, vocabulary sources."""
+    """Fail on bad input before any work: model, layers, dataset, store (vocabulary sources are checked
+    when the config is built)."""
     from neuroscribe.extraction import validate_extraction
-    from neuroscribe.vocabulary.sources import parse_source
 
     validate_extraction(cfg.extract)
-    if cfg.vocabulary_uri is None:
-        for source in cfg.vocabulary_sources:
-            parse_source(source)
 
 
 def save_config(cfg: ExplainConfig) -> None:

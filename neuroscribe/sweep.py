@@ -35,6 +35,7 @@ from neuroscribe.config import (
     FrozenModel,
     ModelSpec,
     RunnerSpec,
+    deep_merge,
     parse_layers,
 )
 from neuroscribe.errors import NeuroscribeError
@@ -172,7 +173,7 @@ def expand_grid(
                         "store_options": cfg.store_options,
                     }
                     if vocabulary is not None:
-                        fields |= vocabulary_fields(vocabulary)
+                        fields = deep_merge(fields, vocabulary_fields(vocabulary))  # into any vocabulary settings
                     try:
                         config = config_cls.model_validate(fields)
                     except ValidationError as exc:
@@ -242,7 +243,7 @@ def stage(name: str) -> Stage:
 
 def vocabulary_sources(source: str) -> dict[str, Any]:
     """A sweep vocabulary entry (one source, or a comma-separated union) as explain config fields."""
-    return {"vocabulary_sources": tuple(s.strip() for s in source.split(",") if s.strip())}
+    return {"vocabulary": {"sources": tuple(s.strip() for s in source.split(",") if s.strip())}}
 
 
 def plan_sweep(cfg: SweepConfig) -> list[Combination]:

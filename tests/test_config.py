@@ -195,7 +195,8 @@ def test_a_field_of_the_other_backend_kind_is_refused_naming_it(given, message):
 
 def test_explain_config_round_trips_through_the_stores_explain_config_json(tmp_path):
     from neuroscribe.evaluation.config import EvaluateConfig, resolve_explain_config
-    from neuroscribe.explanation import ExplainConfig, load_config as load_explain_config, save_config
+    from neuroscribe.explanation import ExplainConfig, save_config
+    from neuroscribe.explanation import load_config as load_explain_config
 
     store = str(tmp_path / "run")
     cfg = ExplainConfig(**_explain_fields() | {"store": store, "store_options": {}}, backend={"kind": "conse", "top_t": 4})
@@ -210,11 +211,18 @@ def test_explain_config_round_trips_through_the_stores_explain_config_json(tmp_p
     assert moved.extract.layers == cfg.extract.layers and moved.backend.top_t == 4
 
 
-def test_vocabulary_config_names_the_run_store_store():
+def test_the_vocabulary_part_is_the_vocabulary_configs_own_and_the_earlier_flat_names_still_read():
     from neuroscribe.explanation import ExplainConfig
-    from neuroscribe.vocabulary.config import VocabularyConfig
+    from neuroscribe.vocabulary.config import VocabularyConfig, VocabularySpec
 
-    vocabulary = ExplainConfig(**_explain_fields()).vocabulary_config()
-    assert (vocabulary.store, vocabulary.store_options, vocabulary.runner.device) == ("runs/x", {"anon": True}, "cpu")
+    spec = VocabularySpec(classes="places365", places365_file="p.txt", sources="llm,builtin:colors", llm={"seed": 3}, cache_dir="/c")
+    cfg = ExplainConfig(**_explain_fields(), vocabulary=spec)
+    vocabulary = cfg.vocabulary_config()
+    assert vocabulary == VocabularyConfig(**dict(spec), store="runs/x", store_options={"anon": True}, runner={"device": "cpu"})
+    # an explain config written before `vocabulary` existed (explain_config.json of an earlier run, a YAML file)
+    earlier = {"vocabulary_classes": "places365", "vocabulary_sources": ["llm", "builtin:colors"], "places365_file": "p.txt", "llm": {"seed": 3}}
+    assert ExplainConfig(**_explain_fields(), **earlier, vocabulary={"cache_dir": "/c"}) == cfg
+    with pytest.raises(NeuroscribeError, match="source 'wiki' is not understood"):
+        load_config(ExplainConfig, None, _explain_fields() | {"vocabulary": {"sources": ["wiki"]}})
     with pytest.raises(ValidationError, match="out\n.*Extra inputs are not permitted"):
         VocabularyConfig(out="runs/x")

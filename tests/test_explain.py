@@ -36,7 +36,7 @@ def _config(image_folder, tmp_path, concept_file, backend, model="neuroscribe.te
         dataset=DatasetSpec(uri=str(image_folder), shard_size=4),
         store=str(tmp_path / "store"),
         k=3,
-        vocabulary_sources=(f"file:{concept_file}",),
+        vocabulary={"sources": (f"file:{concept_file}",)},
         backend=backend,
         units_per_task=5,
         runner=RunnerSpec(device="cpu"),
@@ -80,7 +80,7 @@ def test_new_vocabulary_reruns_only_concept_embedding_and_scoring(image_folder, 
     assert calls == {"images": 0, "texts": 0}  # everything cached by content
     other = tmp_path / "other.txt"
     other.write_text("yellow\ncheckerboard\nfur\n")
-    frames = run_explain(cfg.model_copy(update={"vocabulary_sources": (f"file:{other}",)}))
+    frames = run_explain(cfg.model_copy(update={"vocabulary": cfg.vocabulary.model_copy(update={"sources": (f"file:{other}",)})}))
     assert calls["images"] == 0 and calls["texts"] >= 1
     assert set(frames["fc"].explanation) <= {"yellow", "checkerboard", "fur", INACTIVE}
 
@@ -109,7 +109,7 @@ def test_bad_input_errors(image_folder, tmp_path, concept_file, tiny_clip_spec):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n")
     with pytest.raises(NeuroscribeError, match="empty"):
-        run_explain(cfg.model_copy(update={"vocabulary_sources": (f"file:{empty}",)}))
+        run_explain(cfg.model_copy(update={"vocabulary": cfg.vocabulary.model_copy(update={"sources": (f"file:{empty}",)})}))
     # concept vectors of another backend (dimension 384) cannot score patches embedded in 32 dimensions
     from neuroscribe.scoring.rules import explain_units
 

@@ -21,7 +21,7 @@ def test_efficientnet_lite0_logit_units_are_explained_by_their_class_names(sampl
         dataset=DatasetSpec(uri=str(samples_dir / "labels.tsv"), limit=IMAGES, shard_size=100),
         store=str(tmp_path / "store"),
         k=3,
-        vocabulary_sources=("builtin:imagenet",),
+        vocabulary={"sources": ("builtin:imagenet",)},
         backend=ConseSpec(classifier=ModelSpec(name="efficientnet_lite0"), device="cpu"),
         units_per_task=1000,
         runner=RunnerSpec(device="cpu"),

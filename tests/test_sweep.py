@@ -103,7 +103,7 @@ def test_explain_sweeps_one_run_per_vocabulary(tmp_path):
                vocabularies=["builtin:colors", "llm,builtin:textures"], settings={"k": 5})
     combos = sweep.plan_sweep(cfg)
     assert [c.name for c in combos] == ["tiny_cnn/d-val/conv1/builtin-colors", "tiny_cnn/d-val/conv1/llm-builtin-textures"]
-    assert [c.config.vocabulary_sources for c in combos] == [("builtin:colors",), ("llm", "builtin:textures")]
+    assert [c.config.vocabulary.sources for c in combos] == [("builtin:colors",), ("llm", "builtin:textures")]
 
 
 def test_explain_keys_ignore_the_runner_and_credentials_inside_the_extraction(tmp_path):

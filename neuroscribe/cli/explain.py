@@ -57,7 +57,7 @@ def explain(
     from neuroscribe.explanation import ExplainConfig, validate_explain
 
     overrides = extraction.overrides() | {  # ExtractConfig's flat field names, lifted into ExplainConfig.extract
-        "vocabulary_sources": tuple(vocabulary) if vocabulary else None, "vocabulary_uri": vocabulary_uri, "vocabulary_classes": classes,
+        "vocabulary": {"sources": tuple(vocabulary) if vocabulary else None, "classes": classes}, "vocabulary_uri": vocabulary_uri,
         "backend": {"kind": backend, "device": extraction.device},
         "rule": {"name": rule},
         "patches": {"quantile": quantile},

@@ -118,7 +118,7 @@ def known_explain_config(cfg: BenchmarkConfig):
     return ExplainConfig(
         model=ModelSpec(name=cfg.model), layers=("classifier", "superclasses", "colours"),
         dataset=DatasetSpec(uri=cfg.images, limit=cfg.limit), store=str(Path(cfg.out) / "known" / "store"),
-        vocabulary_sources=LOGIT_VOCABULARY, backend=backend,
+        vocabulary={"sources": LOGIT_VOCABULARY}, backend=backend,
     )
 
 
@@ -131,7 +131,7 @@ def run_known_units(cfg: BenchmarkConfig) -> dict[str, pd.DataFrame]:
 
     explain_cfg = known_explain_config(cfg)
     frames = run_explain(explain_cfg)
-    known_cfg = explain_cfg.model_copy(update={"vocabulary_sources": KNOWN_VOCABULARY})
+    known_cfg = explain_cfg.model_copy(update={"vocabulary": explain_cfg.vocabulary.model_copy(update={"sources": KNOWN_VOCABULARY})})
     vocabulary = build_vocabulary(known_cfg.vocabulary_config().model_copy(update={"name": "known_units_vocabulary"}))
     for layer in ("superclasses", "colours"):
         frames[layer] = score_layer(known_cfg, layer, vocabulary.uri)

@@ -60,7 +60,7 @@ def plan_variants(ctx: LayerContext, axes: tuple[str, ...]) -> list[Variant]:
     if "k" in axes:
         out += [Variant("k", f"k={kk}", rule, max_rank=kk) for kk in sorted({*(x for x in ctx.cfg.compare_k if x < k), k})]
     if "vocab" in axes:
-        out.append(Variant("vocab", "run: " + "+".join(ctx.explain.vocabulary_sources), rule))
+        out.append(Variant("vocab", "run: " + "+".join(ctx.explain.vocabulary.sources), rule))
         for item in ctx.cfg.compare_vocabularies:
             sources = tuple(s.strip() for s in item.split(",") if s.strip())
             out.append(Variant("vocab", "+".join(sources), rule, sources=sources))

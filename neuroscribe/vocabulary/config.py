@@ -127,12 +127,8 @@ class FilterSpec(FrozenModel):
     min_count: int = Field(default=1, ge=1, description="keep concepts proposed at least this often")
 
 
-class VocabularyConfig(StoreConfig):
-    """Parameters of one vocabulary build (the ``vocabulary`` flow).
-
-    The artifact goes to ``<store>/vocabulary/<name>.parquet`` (plus a ``.json`` manifest), and every
-    LLM answer the run uses to ``<store>/vocabulary/llm_cache`` (and to ``cache_dir`` when set).
-    """
+class VocabularySpec(FrozenModel):
+    """Which vocabulary to build (``VocabularyConfig`` adds the run store it goes to; ``ExplainConfig.vocabulary``)."""
 
     classes: str = Field(default="imagenet", description="imagenet | places365 | FILE with one class per line")
     places365_file: str | None = Field(
@@ -166,6 +162,14 @@ class VocabularyConfig(StoreConfig):
     @property
     def uses_llm(self) -> bool:
         return "llm" in self.sources
+
+
+class VocabularyConfig(VocabularySpec, StoreConfig):
+    """Parameters of one vocabulary build (the ``vocabulary`` flow).
+
+    The artifact goes to ``<store>/vocabulary/<name>.parquet`` (plus a ``.json`` manifest), and every
+    LLM answer the run uses to ``<store>/vocabulary/llm_cache`` (and to ``cache_dir`` when set).
+    """
 
     @property
     def cache_uri(self) -> str:

@@ -52,7 +52,7 @@ def tiny_explain_config(root: Path) -> ExplainConfig:
         dataset=DatasetSpec(uri=str(_tiny_images(root / "images")), shard_size=8),
         store=str(root / "run"),
         k=4,
-        vocabulary_sources=(f"file:{concepts}",),
+        vocabulary={"sources": (f"file:{concepts}",)},
         # the plain ConSE space and the seed rule: these tests check the evaluation machinery against
         # independent computations in that space (text side = MiniLM); the default rule and blocks
         # are tested in tests/scoring and compared here through the "rules" axis
@@ -86,7 +86,7 @@ def samples_run(samples_dir, tmp_path_factory) -> ExplainConfig:
         dataset=DatasetSpec(uri=str(samples_dir / "labels.tsv"), limit=SAMPLE_IMAGES),
         store=str(tmp_path_factory.mktemp("samples-explained") / "run"),
         k=SAMPLE_K,
-        vocabulary_sources=("builtin:imagenet",),
+        vocabulary={"sources": ("builtin:imagenet",)},
         backend=ConseSpec(classifier="efficientnet_lite0", device="cpu"),
         # one block: a logit unit's patches are whole images shared by many units, embedded once per block
         units_per_task=1000,

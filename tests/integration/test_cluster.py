@@ -48,7 +48,7 @@ def test_explain_flow_on_the_cluster_with_store_and_dataset_on_s3(s3, prefect_se
     concepts.write_text("\n".join(CONCEPTS) + "\n")
     cfg = ExplainConfig(
         model=TINY, layers=LAYERS, dataset=DatasetSpec(uri=dataset, shard_size=2, storage_options=s3.options),
-        store=s3.uri("runs", "main"), store_options=s3.options, k=3, vocabulary_sources=(f"file:{concepts}",),
+        store=s3.uri("runs", "main"), store_options=s3.options, k=3, vocabulary={"sources": (f"file:{concepts}",)},
         backend=tiny_clip, units_per_task=8, runner=RunnerSpec(dask_address=cluster.address, batch_size=2),
     )
     began = time.time()
