@@ -129,7 +129,7 @@ def test_one_default_vocabulary_holds_the_imagenet_superclasses():
     from neuroscribe.vocabulary import DEFAULT_SOURCES, parse_source
 
     assert VocabularyConfig(store="x").sources == DEFAULT_SOURCES
-    assert ExplainConfig(dataset={"uri": "x"}, store="x", layers="a").vocabulary_sources == DEFAULT_SOURCES
+    assert ExplainConfig(dataset={"uri": "x"}, store="x", layers="a").vocabulary.sources == DEFAULT_SOURCES
     (spec,) = (parse_source(source) for source in DEFAULT_SOURCES)
     assert spec.names == ("imagenet", "superclasses", "colors", "textures", "materials")
 
