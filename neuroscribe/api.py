@@ -35,7 +35,6 @@ import os
 import posixpath
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -231,32 +230,6 @@ def runner_spec(runner: Any, device: str | None, batch_size: int | None) -> tupl
     )
 
 
-class Progress:
-    """A tqdm.auto bar (a widget in Jupyter) fed by the stages' callbacks, which report the count done so far."""
-
-    def __init__(self, bar):
-        self.bar = bar
-
-    def __call__(self, done: int) -> None:
-        self.bar.update(done - self.bar.n)
-
-    def advance(self, n: int) -> None:
-        """For stages that report each step's count rather than the total so far (extraction)."""
-        self.bar.update(n)
-
-    def start(self, total: int) -> None:
-        self.bar.total = total
-        self.bar.refresh()
-
-
-@contextmanager
-def progress_bar(description: str, unit: str) -> Iterator[Progress]:
-    from tqdm.auto import tqdm
-
-    with tqdm(desc=description, unit=unit) as bar:
-        yield Progress(bar)
-
-
 def _run_flow(flow_obj: Any, cfg: Any) -> dict:
     """Run one of the CLI's Prefect flows on the Dask runner ``cfg.runner`` describes."""
     from neuroscribe.flows._run import run_flow
@@ -323,7 +296,6 @@ def explain(
     Returns the ``Run``; a rerun with the same inputs reuses every finished stage.
     """
     from neuroscribe.explanation import ExplainConfig, run_explain, validate_explain
-    from neuroscribe.extraction import run_extraction
 
     options = storage_options or {}
     spec = model_spec(model, preprocessing, class_names, weights)
@@ -350,13 +322,7 @@ def explain(
 
         _run_flow(explain_flow, cfg)
     else:
-        # extraction first, with a bar per image; run_explain then finds every shard done
-        with progress_bar(f"extract {', '.join(cfg.extract.layers)}", "img") as progress:
-            run_extraction(cfg.extract, on_progress=progress.advance)
-        with progress_bar("patches, embeddings, scores", "layer") as progress:
-            progress.start(len(cfg.extract.layers))
-            run_explain(cfg)
-            progress(len(cfg.extract.layers))
+        run_explain(cfg)  # a progress bar per stage
     return Run(store, options)
 
 
@@ -410,8 +376,7 @@ def ablate(
 
         summary = _run_flow(ablate_flow, cfg)
     else:
-        with progress_bar(f"ablate {cfg.layer}", "img") as progress:
-            summary = run_sweep(cfg, on_progress=progress, on_start=progress.start)
+        summary = run_sweep(cfg)
     return Ablation(store, summary["layer"], summary, options)
 
 
@@ -433,8 +398,6 @@ def evaluate(
     ``rules``, ``k``, ``vocab``; any other EvaluateConfig field as a keyword (``bootstrap=0``).
     """
     from neuroscribe.evaluation import EvaluateConfig, run_evaluation
-    from neuroscribe.evaluation.config import evaluated_layers, resolve_explain_config
-    from neuroscribe.evaluation.evaluate import total_steps
 
     if isinstance(store, Run):
         store, storage_options = store.store, storage_options or store.storage_options
@@ -456,10 +419,7 @@ def evaluate(
 
         run_flow(evaluate_flow, cfg)
     else:
-        total = total_steps(cfg, evaluated_layers(cfg, resolve_explain_config(cfg)))
-        with progress_bar("evaluate", "step") as progress:
-            progress.start(total)
-            run_evaluation(cfg, on_progress=progress)
+        run_evaluation(cfg)
     return Run(store, options).evaluation()
 
 

@@ -37,7 +37,10 @@ from neuroscribe import store as st
 from neuroscribe.config import ExtractConfig, FrozenModel, StoreConfig, deep_merge
 from neuroscribe.data import ImageSkipped, load_image
 from neuroscribe.errors import NeuroscribeError
+from neuroscribe.extraction import extract
 from neuroscribe.fingerprint import code_version, content_key
+from neuroscribe.gallery import render_gallery
+from neuroscribe.lease import store_lease
 from neuroscribe.patches import extract as patch_extract
 from neuroscribe.patches.extract import PatchConfig, extract_patches, prepare_patches
 from neuroscribe.patches.load import load_layer_patches, patches_group
@@ -45,6 +48,8 @@ from neuroscribe.scoring.backend import BackendSpec, OpenClipSpec
 from neuroscribe.scoring.concepts import concept_embeddings
 from neuroscribe.scoring.factory import make_backend
 from neuroscribe.scoring.rules import INACTIVE, UNCERTAIN_BELOW, RuleSpec, explain_units
+from neuroscribe.stages import Executor, InProcess, Stage
+from neuroscribe.vocabulary.build import build_vocabulary
 from neuroscribe.vocabulary.config import VocabularyConfig, VocabularySpec
 
 CODE_MODULES = (
@@ -305,10 +310,10 @@ def _load_embeddings(cfg: ExplainConfig, layer: str, key: str) -> list[np.ndarra
     return [rows[~np.isnan(rows).any(axis=1)] for rows in stored_vectors(cfg, layer, key)]
 
 
-def table_key(cfg: ExplainConfig, layer: str, backend_fingerprint: str, vocabulary_hash: str) -> str:
+def table_key(cfg: ExplainConfig, embeddings_key: str, vocabulary_hash: str) -> str:
     return content_key(
         {
-            "embeddings": embedding_key(cfg, layer, backend_fingerprint),
+            "embeddings": embeddings_key,
             "vocabulary": vocabulary_hash,
             "templates": cfg.backend.resolved_templates,
             "rule": cfg.rule,
@@ -335,12 +340,13 @@ def score_layer(cfg: ExplainConfig, layer: str, vocabulary_uri: str) -> pd.DataF
     if not vocabulary.concepts:
         raise NeuroscribeError(f"vocabulary {vocabulary_uri} is empty; build it with other sources (see `neuroscribe vocabulary --help`)")
     backend = cached_backend(cfg.backend)
-    key = table_key(cfg, layer, backend.fingerprint, vocabulary.content_hash)
+    embeddings_key = embedding_key(cfg, layer, backend.fingerprint)
+    key = table_key(cfg, embeddings_key, vocabulary.content_hash)
     manifest = f"explanations/{layer}.json"
     if st.exists(cfg.extract.store, manifest, cfg.extract.store_options) and st.read_json(cfg.extract.store, manifest, cfg.extract.store_options).get("key") == key:
         return st.read_parquet(cfg.extract.store, f"explanations/{layer}.parquet", cfg.extract.store_options)
     n_units = patches_group(cfg.extract.store, layer, cfg.extract.store_options)["image_id"].shape[0]
-    embeddings = _load_embeddings(cfg, layer, embedding_key(cfg, layer, backend.fingerprint))
+    embeddings = _load_embeddings(cfg, layer, embeddings_key)
     concepts = concept_embeddings(
         backend, vocabulary.concepts, cfg.backend.resolved_templates, cfg.extract.store, vocabulary.content_hash, cfg.extract.store_options
     )
@@ -406,22 +412,55 @@ def n_units(cfg: ExplainConfig, layer: str) -> int:
     return int(st.run_attrs(cfg.extract.store, cfg.extract.store_options)["layers"][layer]["units"])
 
 
-def run_explain(cfg: ExplainConfig) -> dict[str, pd.DataFrame]:
-    """The whole method in this process (the ``explain`` flow fans the same calls out on Dask)."""
-    from neuroscribe.extraction import run_extraction
-    from neuroscribe.gallery import render_gallery
-    from neuroscribe.lease import store_lease
-    from neuroscribe.vocabulary import build_vocabulary
+def _layer_blocks(cfg: ExplainConfig) -> list[tuple[str, list[int]]]:
+    return [(layer, block) for layer in cfg.extract.layers for block in unit_blocks(n_units(cfg, layer), cfg.units_per_task)]
 
+
+def cut_block(cfg: ExplainConfig, item: tuple[str, list[int]]) -> dict:
+    return cut_patches(cfg, *item)
+
+
+def embed_block(cfg: ExplainConfig, item: tuple[str, list[int]]) -> dict:
+    return embed_unit_block(cfg, *item)
+
+
+def _layers_with_vocabulary(cfg: ExplainConfig, vocabulary_uri: str) -> list[tuple[str, str]]:
+    return [(layer, vocabulary_uri) for layer in cfg.extract.layers]
+
+
+def score_layer_item(cfg: ExplainConfig, item: tuple[str, str]) -> dict:
+    layer, vocabulary_uri = item
+    frame = score_layer(cfg, layer, vocabulary_uri)
+    return layer_summary(frame) | {"table": st.full_uri(cfg.extract.store, f"explanations/{layer}.parquet")}
+
+
+def gallery_item(cfg: ExplainConfig, layer: str) -> str:
+    frame = st.read_parquet(cfg.extract.store, f"explanations/{layer}.parquet", cfg.extract.store_options)
+    return render_gallery(cfg.extract.store, layer, frame, cfg.extract.store_options, cfg.gallery_patches)
+
+
+PREPARE_PATCHES = Stage("prepare-patches", prepare_layer_patches)
+PATCHES = Stage("cut-patches", cut_block, plan=_layer_blocks, unit="block", retries=2)
+EMBEDDINGS = Stage("embed-units", embed_block, plan=_layer_blocks, unit="block", gpu=True, retries=2)
+SCORES = Stage("score-layer", score_layer_item, plan=_layers_with_vocabulary, retries=1)
+GALLERIES = Stage("render-gallery", gallery_item)
+
+
+def explain(cfg: ExplainConfig, execute: Executor = InProcess()) -> dict:
+    """The whole method, stage by stage; each stage skips work whose content-keyed output is stored."""
+    extraction = extract(cfg.extract, execute)
+    save_config(cfg)  # after extraction: --overwrite may have cleared the store
+    vocabulary_uri = cfg.vocabulary_uri or build_vocabulary(cfg.vocabulary_config(), execute).uri
+    execute(PREPARE_PATCHES, cfg)  # once per layer, before its blocks are cut
+    execute(PATCHES, cfg)
+    execute(EMBEDDINGS, cfg)
+    summaries = execute(SCORES, cfg, vocabulary_uri)
+    galleries = dict(zip(cfg.extract.layers, execute(GALLERIES, cfg)))
+    return {"store": cfg.extract.store, "vocabulary": vocabulary_uri, "layers": summaries, "galleries": galleries, "extraction": extraction.model_dump()}
+
+
+def run_explain(cfg: ExplainConfig) -> dict[str, pd.DataFrame]:
+    """``explain`` in this process under the store's writer lease; each layer's table."""
     with store_lease(cfg.extract.store, cfg.extract.store_options, wait_s=cfg.extract.runner.wait_for_store_s, ttl_s=cfg.extract.runner.store_lease_ttl_s):
-        run_extraction(cfg.extract)
-        save_config(cfg)  # after extraction: --overwrite may have cleared the store
-        vocabulary_uri = cfg.vocabulary_uri or build_vocabulary(cfg.vocabulary_config()).uri
-        frames = {}
-        for layer in cfg.extract.layers:
-            cut_patches(cfg, layer)
-            for block in unit_blocks(n_units(cfg, layer), cfg.units_per_task):
-                embed_unit_block(cfg, layer, block)
-            frames[layer] = score_layer(cfg, layer, vocabulary_uri)
-            render_gallery(cfg.extract.store, layer, frames[layer], cfg.extract.store_options, cfg.gallery_patches)
-        return frames
+        explain(cfg)
+    return {layer: st.read_parquet(cfg.extract.store, f"explanations/{layer}.parquet", cfg.extract.store_options) for layer in cfg.extract.layers}

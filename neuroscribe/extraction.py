@@ -5,7 +5,8 @@
     reduce_topk(cfg, "layer4")                      # merge per-shard top-k, keep the maps
     summary = finalize_extraction(cfg)              # index statuses and summary/extract.json
 
-``run_extraction(cfg)`` does all of it in-process (the flow in ``flows/extract.py`` fans it out).
+``extract(cfg, execute)`` is the pipeline (``run_extraction(cfg)`` runs it in this process under the
+store's lease; the flow in ``flows/extract.py`` runs it as Prefect tasks on Dask).
 The store layout is documented in ``neuroscribe.store``.  A shard is done when its marker
 ``shards/<n>.json`` carries the run key, which hashes the model, layers, dataset listing and code
 version: a store made by a different extraction is never silently reused.
@@ -33,6 +34,7 @@ from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.hooks import capture_outputs
 from neuroscribe.lease import require_lease, store_lease
+from neuroscribe.stages import Executor, InProcess, Plan, Stage
 from neuroscribe.models import (
     LayerInfo,
     LoadedModel,
@@ -41,7 +43,6 @@ from neuroscribe.models import (
     resolve_layers,
     unit_activations,
 )
-from neuroscribe.progress import ProgressFn
 from neuroscribe.stats import TopK
 
 CODE_MODULES = (
@@ -289,17 +290,17 @@ def forward_batches(
         yield np.asarray([], dtype=int), {}, skipped
 
 
-def extract_shards(cfg: ExtractConfig, shard_ids: list[int], on_progress: ProgressFn = None) -> list[dict]:
+def extract_shards(cfg: ExtractConfig, shard_ids: list[int]) -> list[dict]:
     """Compute and write the given shards; returns one small record per shard.
 
     A permanent storage fault (disk full, access denied) is one NeuroscribeError naming the store;
     shards already written keep their done markers, so a rerun resumes.
     """
     with st.storage_errors(cfg.store):
-        return _extract_shards(cfg, shard_ids, on_progress)
+        return _extract_shards(cfg, shard_ids)
 
 
-def _extract_shards(cfg: ExtractConfig, shard_ids: list[int], on_progress: ProgressFn) -> list[dict]:
+def _extract_shards(cfg: ExtractConfig, shard_ids: list[int]) -> list[dict]:
     attrs = st.run_attrs(cfg.store, cfg.store_options)
     key = attrs["run_key"]
     device = resolve_device(cfg.runner.device)
@@ -318,11 +319,11 @@ def _extract_shards(cfg: ExtractConfig, shard_ids: list[int], on_progress: Progr
             index = st.read_parquet(cfg.store, "index.parquet", cfg.store_options)
         start, stop = shard * size, min((shard + 1) * size, n_images)
         rows = index.iloc[start:stop]
-        records.append(_extract_one(cfg, loaded, infos, group, rows, shard, start, key, device, on_progress))
+        records.append(_extract_one(cfg, loaded, infos, group, rows, shard, start, key, device))
     return records
 
 
-def _extract_one(cfg, loaded, infos, group, rows, shard, start, key, device, on_progress) -> dict:
+def _extract_one(cfg, loaded, infos, group, rows, shard, start, key, device) -> dict:
     began = time.perf_counter()
     n = len(rows)
     buffers = {
@@ -360,8 +361,6 @@ def _extract_one(cfg, loaded, infos, group, rows, shard, start, key, device, on_
                 samplers[info.name].add(maps)
             if info.name in candidates:
                 candidates[info.name].add(buffers[(info.name, "max")][positions], ids[positions], maps)
-        if on_progress and len(positions):
-            on_progress(len(positions))
     for (layer, stat), values in buffers.items():
         group[f"activations/{layer}/{stat}"][start : start + n] = values
     for layer, sampler in samplers.items():
@@ -449,13 +448,13 @@ def unit_quantiles(store: str, layer: str, q: float, storage_options: dict | Non
     return np.nanquantile(flat, q, axis=1).astype(np.float32)
 
 
-def reduce_topk(cfg: ExtractConfig, layer: str, on_progress: ProgressFn = None) -> dict:
+def reduce_topk(cfg: ExtractConfig, layer: str) -> dict:
     """Merge the per-shard top-k of ``layer`` and store the activation maps of the winners."""
     with st.storage_errors(cfg.store):
-        return _reduce_topk(cfg, layer, on_progress)
+        return _reduce_topk(cfg, layer)
 
 
-def _reduce_topk(cfg: ExtractConfig, layer: str, on_progress: ProgressFn) -> dict:
+def _reduce_topk(cfg: ExtractConfig, layer: str) -> dict:
     attrs = st.run_attrs(cfg.store, cfg.store_options)
     info_attrs = attrs["layers"][layer]
     topk_key = content_key({"run": attrs["run_key"], "k": cfg.k, "layer": layer})
@@ -474,7 +473,7 @@ def _reduce_topk(cfg: ExtractConfig, layer: str, on_progress: ProgressFn) -> dic
     if info_attrs["map_shape"]:
         maps = _candidate_maps(group, layer, ids, size, cfg.k)
         if maps is None:
-            maps = _collect_maps(cfg, attrs, layer, ids, on_progress)
+            maps = _collect_maps(cfg, attrs, layer, ids)
         units = maps.shape[0]
         block = min(units, 64)
         sub.create_array(
@@ -504,7 +503,7 @@ def _candidate_maps(group, layer: str, ids: np.ndarray, shard_size: int, k: int)
     return maps
 
 
-def _collect_maps(cfg: ExtractConfig, attrs: dict, layer: str, ids: np.ndarray, on_progress: ProgressFn) -> np.ndarray:
+def _collect_maps(cfg: ExtractConfig, attrs: dict, layer: str, ids: np.ndarray) -> np.ndarray:
     """Rerun the model on each top image once and scatter its map to every (unit, rank) it holds."""
     device = resolve_device(cfg.runner.device)
     loaded = cached_model(cfg.model, str(device))
@@ -523,8 +522,6 @@ def _collect_maps(cfg: ExtractConfig, attrs: dict, layer: str, ids: np.ndarray, 
         for row, image_id in zip(unit_maps, wanted[positions]):
             units, ranks = np.nonzero(ids == image_id)
             maps[units, ranks] = row[units]
-        if on_progress:
-            on_progress(len(positions))
     return maps
 
 
@@ -564,14 +561,30 @@ def finalize_extraction(cfg: ExtractConfig, wall_seconds: float | None = None) -
     return summary
 
 
-def run_extraction(cfg: ExtractConfig, on_progress: ProgressFn = None, stop_after: int | None = None) -> ExtractionSummary:
-    """The whole extraction in this process; ``stop_after`` shards simulates an interruption."""
+def _shard_batches(cfg: ExtractConfig, plan: ExtractionPlan) -> Plan:
+    size = cfg.runner.shards_per_task
+    batches = [plan.pending[i : i + size] for i in range(0, len(plan.pending), size)]
+    return Plan(batches, done=plan.n_shards - len(plan.pending))
+
+
+SHARDS = Stage("extract-shards", extract_shards, plan=_shard_batches, unit="task", gpu=True, retries=2)
+def _planned_layers(cfg: ExtractConfig, plan: ExtractionPlan) -> list[str]:
+    return plan.layers
+
+
+TOPK = Stage("reduce-topk", reduce_topk, plan=_planned_layers, gpu=True, retries=2)
+
+
+def extract(cfg: ExtractConfig, execute: Executor = InProcess()) -> ExtractionSummary:
+    """The extraction pipeline: shards (any order, finished ones skipped), top-k per layer, summary."""
     began = time.perf_counter()
+    plan = prepare_extraction(cfg)
+    execute(SHARDS, cfg, plan)
+    execute(TOPK, cfg, plan)
+    return finalize_extraction(cfg, time.perf_counter() - began)
+
+
+def run_extraction(cfg: ExtractConfig, execute: Executor = InProcess()) -> ExtractionSummary:
+    """The whole extraction in this process, holding the store's writer lease."""
     with store_lease(cfg.store, cfg.store_options, wait_s=cfg.runner.wait_for_store_s, ttl_s=cfg.runner.store_lease_ttl_s):
-        plan = prepare_extraction(cfg)
-        todo = plan.pending if stop_after is None else plan.pending[:stop_after]
-        extract_shards(cfg, todo, on_progress)
-        if stop_after is None:
-            for layer in plan.layers:
-                reduce_topk(cfg, layer)
-        return finalize_extraction(cfg, time.perf_counter() - began)
+        return extract(cfg, execute)

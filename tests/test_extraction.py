@@ -84,7 +84,7 @@ def test_resume_computes_only_the_rest_and_gives_an_identical_store(image_folder
     whole = _config(image_folder, tmp_path / "whole")
     run_extraction(whole)
     cfg = _config(image_folder, tmp_path / "resumed")
-    run_extraction(cfg, stop_after=1)  # interrupted after the first shard
+    extract_shards(cfg, prepare_extraction(cfg).pending[:1])  # interrupted after the first shard
     plan = prepare_extraction(cfg)
     assert plan.pending == [1, 2]
     records = extract_shards(cfg, list(range(plan.n_shards)))

@@ -105,10 +105,10 @@ FORBIDDEN = {"core": {"top", "flows", "tasks"}, "tasks": {"top", "flows"}, "flow
 
 def test_the_source_tree_is_found():
     # guards the checks below against passing on an empty or misread tree
-    assert {"neuroscribe.cli", "neuroscribe.cli.explain", "neuroscribe.flows.explain", "neuroscribe.tasks.explain",
+    assert {"neuroscribe.cli", "neuroscribe.cli.explain", "neuroscribe.flows.explain", "neuroscribe.tasks.stage",
             "neuroscribe.store", "neuroscribe.scoring.backend", "neuroscribe.api"} <= set(MODULES)
     assert "neuroscribe.flows.explain" in _imports(MODULES["neuroscribe.cli.explain"], "neuroscribe.cli.explain", module_level=False)
-    assert "neuroscribe.tasks.explain" in _imports(MODULES["neuroscribe.flows.explain"], "neuroscribe.flows.explain", module_level=True)
+    assert "neuroscribe.tasks.stage" in _imports(MODULES["neuroscribe.flows._executor"], "neuroscribe.flows._executor", module_level=True)
 
 
 @pytest.mark.parametrize("layer", ["core", "tasks", "flows"])

@@ -25,9 +25,9 @@ def test_every_package_folder_is_installed_under_the_neuroscribe_namespace():
 def test_the_prefect_wrappers_import_under_the_namespace_only(tmp_path):
     # from a folder outside the checkout, as an installed user or a Dask worker imports them
     code = (
-        "import importlib.util, neuroscribe.flows.explain as f, neuroscribe.tasks.explain as t;"
+        "import importlib.util, neuroscribe.flows.explain as f, neuroscribe.tasks.stage as t;"
         "print(f.__file__, t.__file__, importlib.util.find_spec('flows'), importlib.util.find_spec('tasks'))"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout.split()
-    assert out == [str(REPO / "flows" / "explain.py"), str(REPO / "tasks" / "explain.py"), "None", "None"]
+    assert out == [str(REPO / "flows" / "explain.py"), str(REPO / "tasks" / "stage.py"), "None", "None"]

@@ -230,13 +230,13 @@ def test_a_full_disk_during_array_writes_is_one_error_and_finished_shards_stay(i
     from zarr.storage import LocalStore
 
     from neuroscribe.config import ExtractConfig
-    from neuroscribe.extraction import extract_shards, prepare_extraction, run_extraction
+    from neuroscribe.extraction import extract_shards, prepare_extraction
 
     cfg = ExtractConfig(
         model=ModelSpec(name="neuroscribe.testing.tiny_models:tiny_cnn"), layers="conv2", k=3,
         dataset=DatasetSpec(uri=str(image_folder), shard_size=4), store=str(tmp_path / "store"), runner=RunnerSpec(device="cpu"),
     )
-    run_extraction(cfg, stop_after=1)  # shard 0 is written and marked done
+    extract_shards(cfg, prepare_extraction(cfg).pending[:1])  # shard 0 is written and marked done
     marker = st.read_bytes(cfg.store, "shards/000000.json")
 
     async def full(self, key, value):

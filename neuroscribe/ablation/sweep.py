@@ -34,12 +34,12 @@ in the key: every path computes the same numbers (see ``neuroscribe.ablation.fas
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 from pydantic import Field, field_validator
 
 from neuroscribe.ablation.dataset import image_batches, labelled_index
@@ -68,6 +68,7 @@ from neuroscribe.errors import NeuroscribeError
 from neuroscribe.extraction import cached_model
 from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.models import resolve_device, resolve_layers
+from neuroscribe.stages import Executor, InProcess, Plan, Stage
 from neuroscribe.store import (
     exists,
     read_json,
@@ -215,10 +216,10 @@ def part_done(cfg: AblateConfig, plan: SweepPlan, i: int) -> bool:
     return exists(cfg.store, part_path(plan, i) + ".parquet", cfg.store_options)
 
 
-def run_part(
-    cfg: AblateConfig, plan: SweepPlan, i: int, on_progress: Callable[[int], None] | None = None
-) -> dict[str, Any]:
-    """Evaluate part ``i``'s ablations over the whole dataset and write its counts; skipped when done."""
+def run_part(cfg: AblateConfig, plan: SweepPlan, i: int) -> dict[str, Any]:
+    """Evaluate part ``i``'s ablations over the whole dataset and write its counts; skipped when done.
+
+    A part is one pass over the dataset, so it shows a bar of images on a terminal (not in worker logs)."""
     if part_done(cfg, plan, i):
         return {"part": i, "cached": True}
     started = time.perf_counter()
@@ -233,8 +234,9 @@ def run_part(
     )
     start, end = plan.parts[i]
     try:
-        counts = count_correct(path, batches, plan.ablations[start:end], info.units, cfg.units_per_pass, on_progress,
-                               lock=loaded.lock)
+        with tqdm(total=plan.images, desc=f"ablation part {i}", unit="img", leave=False, disable=None) as bar:
+            counts = count_correct(path, batches, plan.ablations[start:end], info.units, cfg.units_per_pass,
+                                   lambda n: bar.update(n - bar.n), lock=loaded.lock)
     except ValueError:
         raise NeuroscribeError(f"no image of dataset {cfg.dataset.uri} could be decoded; see the skipped reasons") from None
     seconds = time.perf_counter() - started
@@ -351,36 +353,26 @@ def assemble_result(cfg: AblateConfig, plan: SweepPlan) -> AblationResult:
     return AblationResult(table, summary_units, summary_classes, baseline, summary)
 
 
-def assemble(cfg: AblateConfig, plan: SweepPlan) -> dict[str, Any]:
-    """``assemble_result``'s summary (what the flow passes on)."""
-    return assemble_result(cfg, plan).summary
+def _pending_parts(cfg: AblateConfig, plan: SweepPlan) -> Plan:
+    pending = [i for i in range(len(plan.parts)) if not part_done(cfg, plan, i)]
+    return Plan([(i, plan) for i in pending], done=len(plan.parts) - len(pending))
 
 
-def run_ablation(
-    cfg: AblateConfig,
-    on_progress: Callable[[int], None] | None = None,
-    on_start: Callable[[int], None] | None = None,
-) -> AblationResult:
-    """Plan, run every part in this process (resuming parts already in the store), assemble; the frames.
+def run_planned_part(cfg: AblateConfig, item: tuple[int, SweepPlan]) -> dict[str, Any]:
+    i, plan = item
+    return run_part(cfg, plan, i)
 
-    ``on_start`` gets the total work, ``len(plan.parts) * plan.images`` image passes, and
-    ``on_progress`` how many are done.
-    """
+
+PARTS = Stage("ablate-units", run_planned_part, plan=_pending_parts, unit="part", gpu=True, retries=2)
+
+
+def run_ablation(cfg: AblateConfig, execute: Executor = InProcess()) -> AblationResult:
+    """The ablation pipeline: plan, every part not yet in the store (a rerun resumes), assemble; the frames."""
     plan = plan_sweep(cfg)
-    if on_start is not None:
-        on_start(len(plan.parts) * plan.images)
-    for i in range(len(plan.parts)):
-        base = i * plan.images
-        run_part(cfg, plan, i, None if on_progress is None else (lambda n, base=base: on_progress(base + n)))
-        if on_progress is not None:
-            on_progress(base + plan.images)
+    execute(PARTS, cfg, plan)
     return assemble_result(cfg, plan)
 
 
-def run_sweep(
-    cfg: AblateConfig,
-    on_progress: Callable[[int], None] | None = None,
-    on_start: Callable[[int], None] | None = None,
-) -> dict[str, Any]:
+def run_sweep(cfg: AblateConfig, execute: Executor = InProcess()) -> dict[str, Any]:
     """``run_ablation``'s summary."""
-    return run_ablation(cfg, on_progress, on_start).summary
+    return run_ablation(cfg, execute).summary

@@ -160,22 +160,11 @@ def ablate(
     if cfg.units is None and not (all_units or config):
         raise NeuroscribeError("say which units to ablate: --units 12,559, or --all for every unit of the layer")
     if local:
-        from tqdm.auto import tqdm
-
         from neuroscribe.ablation.sweep import run_sweep
+        from neuroscribe.lease import store_lease
 
-        with tqdm(unit="img", desc=f"ablate {cfg.layer}") as bar:
-            def advance(n: int) -> None:
-                bar.update(n - bar.n)
-
-            def start(total: int) -> None:
-                bar.total = total
-                bar.refresh()
-
-            from neuroscribe.lease import store_lease
-
-            with store_lease(cfg.store, cfg.store_options, wait_s=cfg.runner.wait_for_store_s, ttl_s=cfg.runner.store_lease_ttl_s):
-                summary = run_sweep(cfg, on_progress=advance, on_start=start)
+        with store_lease(cfg.store, cfg.store_options, wait_s=cfg.runner.wait_for_store_s, ttl_s=cfg.runner.store_lease_ttl_s):
+            summary = run_sweep(cfg)
     else:
         from neuroscribe.flows._run import run_flow
         from neuroscribe.flows.ablate import ablate_flow

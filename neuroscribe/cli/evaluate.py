@@ -103,17 +103,9 @@ def evaluate(
     cfg = load_config(EvaluateConfig, config, overrides)
     began = time.perf_counter()
     if local:
-        from tqdm.auto import tqdm
+        from neuroscribe.evaluation.evaluate import run_evaluation
 
-        from neuroscribe.evaluation.config import (
-            evaluated_layers,
-            resolve_explain_config,
-        )
-        from neuroscribe.evaluation.evaluate import run_evaluation, total_steps
-
-        total = total_steps(cfg, evaluated_layers(cfg, resolve_explain_config(cfg)))
-        with tqdm(total=total, unit="step", desc="evaluate") as bar:
-            result = run_evaluation(cfg, on_progress=lambda n: bar.update(n - bar.n))
+        result = run_evaluation(cfg)  # a progress bar per stage
     else:
         from neuroscribe.flows._run import run_flow
         from neuroscribe.flows.evaluate import evaluate_flow

@@ -74,9 +74,10 @@ def vocabulary(
         cfg = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"dedup_threshold": None})})
     if in_process:
         from neuroscribe.lease import store_lease
+        from neuroscribe.vocabulary import build_vocabulary
 
         with store_lease(cfg.store, cfg.store_options, wait_s=cfg.runner.wait_for_store_s, ttl_s=cfg.runner.store_lease_ttl_s):
-            summary = _run_in_process(cfg)
+            summary = build_vocabulary(cfg)  # a progress bar per batch of classes
     else:
         summary = _run_flow(cfg)
     print_summary(summary, Console())
@@ -87,19 +88,6 @@ def _run_flow(cfg):
     from neuroscribe.flows.vocabulary import vocabulary_flow
 
     return with_dask_runner(vocabulary_flow, cfg.runner)(cfg)
-
-
-def _run_in_process(cfg):
-    from rich.progress import Progress
-
-    from neuroscribe.vocabulary import build_vocabulary, resolve_classes
-
-    if not cfg.uses_llm:
-        return build_vocabulary(cfg)
-    total = len(resolve_classes(cfg.classes, cfg.places365_file)) * len(cfg.llm.templates)
-    with Progress(transient=True) as progress:
-        bar = progress.add_task("LLM answers", total=total)
-        return build_vocabulary(cfg, on_progress=lambda n: progress.update(bar, completed=n))
 
 
 def print_summary(summary, console: Console) -> None:

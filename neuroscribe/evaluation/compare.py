@@ -32,7 +32,6 @@ from neuroscribe.evaluation.evidence import Evidence, evidence_for, rescore
 from neuroscribe.evaluation.metrics import label_metrics
 from neuroscribe.explanation import embeds_whole_images
 from neuroscribe.fingerprint import content_key
-from neuroscribe.progress import ProgressFn
 from neuroscribe.scoring.rules import RuleSpec
 from neuroscribe.store import full_uri
 
@@ -108,11 +107,11 @@ def variant_row(ctx: LayerContext, variant: Variant, explanations: list[str], vo
     return row
 
 
-def compare_layer(ctx: LayerContext, axes: tuple[str, ...], on_progress: ProgressFn = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def compare_layer(ctx: LayerContext, axes: tuple[str, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(one row per variant of ``axes``, each unit's label under each variant: columns ``axis:variant``)."""
     evidence: dict[bool, Evidence] = {}
     rows, labels = [], {"unit": np.arange(len(ctx.table))}
-    for i, variant in enumerate(plan_variants(ctx, axes)):
+    for variant in plan_variants(ctx, axes):
         vocabulary, vectors = ctx.vocabulary, ctx.concept_vectors
         if variant.sources is not None:
             vocabulary = compare_vocabulary(ctx, variant.sources)
@@ -123,6 +122,4 @@ def compare_layer(ctx: LayerContext, axes: tuple[str, ...], on_progress: Progres
         scores = rescore(evidence[kind], evidence[kind].repeats(variant.max_rank), variant.rule, vectors, vocabulary.concepts)
         labels[f"{variant.axis}:{variant.name}"] = [s.best for s in scores]
         rows.append(variant_row(ctx, variant, labels[f"{variant.axis}:{variant.name}"], vocabulary, vectors))
-        if on_progress:
-            on_progress(i + 1)
     return pd.DataFrame(rows), pd.DataFrame(labels)

@@ -50,7 +50,7 @@ from neuroscribe.explanation import (
     n_units,
     unit_blocks,
 )
-from neuroscribe.progress import ProgressFn
+from neuroscribe.stages import Executor, InProcess, Stage, one_item
 from neuroscribe.scoring.rules import INACTIVE
 
 
@@ -58,8 +58,8 @@ def layer_dir(layer: str) -> str:
     return f"evaluation/{layer}"
 
 
-def embedding_jobs(cfg: EvaluateConfig) -> list[tuple[ExplainConfig, str, list[int]]]:
-    """(config, layer, units) blocks to embed first: the run's rule always (normally cached), and the
+def embedding_jobs(cfg: EvaluateConfig) -> list[tuple[str, list[int], ExplainConfig]]:
+    """(layer, units, config) blocks to embed first: the run's rule always (normally cached), and the
     patch embeddings of the seed rule when rules are compared on a softwpmi run."""
     explain_cfg = resolve_explain_config(cfg)
     configs = [explain_cfg]
@@ -71,13 +71,13 @@ def embedding_jobs(cfg: EvaluateConfig) -> list[tuple[ExplainConfig, str, list[i
             key = embedding_key(c, layer, cached_backend(c.backend).fingerprint)
             for block in unit_blocks(n_units(c, layer), c.units_per_task):
                 if not st.exists(c.extract.store, embeddings_path(layer, key, block), c.extract.store_options):
-                    jobs.append((c, layer, block))
+                    jobs.append((layer, block, c))
     return jobs
 
 
-def embed_probe(cfg: EvaluateConfig, on_progress: ProgressFn = None) -> dict:
+def embed_probe(cfg: EvaluateConfig) -> dict:
     explain_cfg = resolve_explain_config(cfg)
-    probe = probe_images(explain_cfg, evaluated_layers(cfg, explain_cfg), cfg.random_images, cfg.seed, on_progress)
+    probe = probe_images(explain_cfg, evaluated_layers(cfg, explain_cfg), cfg.random_images, cfg.seed)
     return {"images": len(probe.ids), "random": len(probe.random)}
 
 
@@ -165,38 +165,41 @@ def confidence_summary(table: pd.DataFrame, match: np.ndarray, present: np.ndarr
     }
 
 
-def compare_step(cfg: EvaluateConfig, layer: str, on_progress: ProgressFn = None) -> dict:
+def compare_step(cfg: EvaluateConfig, layer: str) -> dict:
     """The comparison table of one layer (``cfg.compare`` axes), written to ``evaluation/<layer>/compare.parquet``."""
-    frame, labels = compare_layer(_context(cfg, layer), cfg.compare, on_progress)
+    frame, labels = compare_layer(_context(cfg, layer), cfg.compare)
     st.write_parquet(cfg.store, f"{layer_dir(layer)}/compare.parquet", frame, cfg.store_options)
     st.write_parquet(cfg.store, f"{layer_dir(layer)}/compare_units.parquet", labels, cfg.store_options)
     return {"layer": layer, "variants": len(frame)}
 
 
-def run_evaluation(cfg: EvaluateConfig, on_progress: ProgressFn = None) -> dict:
-    """The whole evaluation in this process; ``on_progress(n)`` counts finished steps."""
-    explain_cfg = resolve_explain_config(cfg)
-    layers = evaluated_layers(cfg, explain_cfg)
-    done = 0
-
-    def step() -> None:
-        nonlocal done
-        done += 1
-        if on_progress:
-            on_progress(done)
-
-    for config, layer, block in embedding_jobs(cfg):
-        embed_unit_block(config, layer, block)
-    embed_probe(cfg)
-    step()
-    for layer in layers:
-        evaluate_layer(cfg, layer)
-        step()
-        if cfg.compare:
-            compare_step(cfg, layer)
-            step()
-    return write_report(cfg, layers)
+def embed_job(cfg: EvaluateConfig, item: tuple[str, list[int], ExplainConfig]) -> dict:
+    layer, units, explain_cfg = item
+    return embed_unit_block(explain_cfg, layer, units)
 
 
-def total_steps(cfg: EvaluateConfig, layers: list[str]) -> int:
-    return 1 + len(layers) * (2 if cfg.compare else 1)
+def embed_probe_item(cfg: EvaluateConfig, item: None) -> dict:
+    return embed_probe(cfg)
+
+
+def _layers(cfg: EvaluateConfig) -> list[str]:
+    return evaluated_layers(cfg, resolve_explain_config(cfg))
+
+
+def _compared_layers(cfg: EvaluateConfig) -> list[str]:
+    return _layers(cfg) if cfg.compare else []
+
+
+EMBEDDINGS = Stage("embed-units", embed_job, plan=embedding_jobs, unit="block", gpu=True, retries=2)
+PROBE = Stage("embed-probe-images", embed_probe_item, plan=one_item, gpu=True, retries=2)
+LAYERS = Stage("evaluate-layer", evaluate_layer, plan=_layers, retries=1)
+COMPARISONS = Stage("compare-layer", compare_step, plan=_compared_layers, retries=1)
+
+
+def run_evaluation(cfg: EvaluateConfig, execute: Executor = InProcess()) -> dict:
+    """The evaluation pipeline: missing embeddings, probe-image embeddings, per layer the metrics and
+    the comparison table, then evaluation.json/.md/.png."""
+    cfg = cfg.model_copy(update={"explain": resolve_explain_config(cfg)})  # read once: every task gets it
+    for stage in (EMBEDDINGS, PROBE, LAYERS, COMPARISONS):
+        execute(stage, cfg)
+    return write_report(cfg, _layers(cfg))

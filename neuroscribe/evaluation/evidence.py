@@ -41,7 +41,6 @@ from neuroscribe.explanation import (
 )
 from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.patches.load import patches_group
-from neuroscribe.progress import ProgressFn
 from neuroscribe.scoring.rules import RuleSpec, UnitScore, explain_units
 
 IMAGE_BATCH = 64  # images decoded and embedded together: bounds memory on 50k-image probe sets
@@ -78,12 +77,10 @@ def rule_config(cfg: ExplainConfig, rule: RuleSpec | str) -> ExplainConfig:
     return cfg.model_copy(update={"rule": spec})
 
 
-def ensure_embeddings(cfg: ExplainConfig, layer: str, on_progress: ProgressFn = None) -> None:
+def ensure_embeddings(cfg: ExplainConfig, layer: str) -> None:
     """The explain stage's embeddings for ``cfg.rule``, computed where missing (cached by content)."""
-    for i, block in enumerate(unit_blocks(n_units(cfg, layer), cfg.units_per_task)):
+    for block in unit_blocks(n_units(cfg, layer), cfg.units_per_task):
         embed_unit_block(cfg, layer, block)
-        if on_progress:
-            on_progress(i + 1)
 
 
 def _stored_vectors(cfg: ExplainConfig, layer: str) -> np.ndarray:
@@ -168,7 +165,7 @@ def probe_image_ids(cfg: ExplainConfig, layers: list[str], random_images: int, s
 
 
 def probe_images(
-    cfg: ExplainConfig, layers: list[str], random_images: int = 1000, seed: int = 0, on_progress: ProgressFn = None
+    cfg: ExplainConfig, layers: list[str], random_images: int = 1000, seed: int = 0
 ) -> ProbeImages:
     """Whole-image embeddings of the probe images evaluation needs, cached by content in the store."""
     ids, sample = probe_image_ids(cfg, layers, random_images, seed)
@@ -194,8 +191,6 @@ def probe_images(
                 continue
         if images:
             vectors[rows] = backend.embed_images(images)
-        if on_progress:
-            on_progress(min(start + IMAGE_BATCH, len(ids)))
     buf = io.BytesIO()
     np.savez(buf, ids=ids, vectors=vectors)
     st.write_bytes(cfg.extract.store, relpath, buf.getvalue(), cfg.extract.store_options)

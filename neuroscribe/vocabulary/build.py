@@ -1,4 +1,4 @@
-"""Build a vocabulary end to end in one process (the flow splits the same steps into tasks).
+"""Build a vocabulary: the pipeline, run in this process or (``flows/vocabulary.py``) as Prefect tasks.
 
     summary = build_vocabulary(VocabularyConfig(store="runs/r50", sources=("llm", "builtin:colors")))
     summary.uri, summary.content_hash, summary.requests, summary.failures, summary.filter.concepts_after
@@ -18,7 +18,7 @@ from pydantic import Field
 from neuroscribe import __version__
 from neuroscribe.config import FrozenModel
 from neuroscribe.fingerprint import code_version
-from neuroscribe.progress import ProgressFn
+from neuroscribe.stages import Executor, InProcess, Stage
 from neuroscribe.store import full_uri
 from neuroscribe.vocabulary.artifact import artifact_paths, frame_hash, write_vocabulary
 from neuroscribe.vocabulary.cache import run_answer_cache
@@ -27,7 +27,9 @@ from neuroscribe.vocabulary.filtering import Candidate, FilterStats, filter_conc
 from neuroscribe.vocabulary.llm import (
     Failure,
     GenerationResult,
+    check_endpoint,
     generate_answers,
+    missing_answers,
     resolve_llm,
 )
 from neuroscribe.vocabulary.sources import (
@@ -126,16 +128,30 @@ def prepare_llm_run(cfg: VocabularyConfig) -> tuple[VocabularyConfig, list[str]]
     return cfg, resolve_classes(cfg.classes, cfg.places365_file)
 
 
-def build_vocabulary(cfg: VocabularyConfig, on_progress: ProgressFn = None) -> VocabularySummary:
-    """Build and write the vocabulary of ``cfg`` in this process.
+def _class_batches(cfg: VocabularyConfig, classes: list[str]) -> list[list[str]]:
+    """Batches of ``llm.classes_per_task`` classes; first, when any answer is not cached, a missing key or a
+    dead endpoint fails here, once, before any task starts."""
+    if missing_answers(classes, cfg.llm, run_answer_cache(cfg)):
+        check_endpoint(cfg.llm)
+    size = cfg.llm.classes_per_task
+    return [classes[i : i + size] for i in range(0, len(classes), size)]
 
-    ``on_progress(n_done)`` counts finished (class, template) LLM answers, out of
-    ``len(classes) * len(cfg.llm.templates)``; it is not called without an ``llm`` source, and
-    the class list is only read when there is one.
-    """
+
+def answer_batch(cfg: VocabularyConfig, classes: list[str]) -> GenerationResult:
+    return generate_answers(list(classes), cfg.llm, run_answer_cache(cfg), check=False)
+
+
+def _all_answers(cfg: VocabularyConfig, results: list[GenerationResult], classes: list[str]) -> GenerationResult:
+    return sum(results, GenerationResult())
+
+
+ANSWERS = Stage("vocabulary-llm", answer_batch, plan=_class_batches, reduce=_all_answers, unit="batch")
+
+
+def build_vocabulary(cfg: VocabularyConfig, execute: Executor = InProcess()) -> VocabularySummary:
+    """The vocabulary pipeline: LLM answers per batch of classes (cached) when ``llm`` is a source, then
+    every source's candidates filtered and written (the class list is only read when there is one)."""
     started = time.time()
     cfg, classes = prepare_llm_run(cfg)
-    generation = None
-    if cfg.uses_llm:
-        generation = generate_answers(classes, cfg.llm, run_answer_cache(cfg), on_progress)
+    generation = execute(ANSWERS, cfg, classes) if cfg.uses_llm else None
     return assemble_vocabulary(cfg, classes, generation, started)

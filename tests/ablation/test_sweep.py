@@ -172,7 +172,7 @@ def test_parts_running_in_threads_of_one_worker_do_not_mix(folder, tmp_path):
         plan = plan_sweep(cfg)
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(sweep.run_part, [cfg] * len(plan.parts), [plan] * len(plan.parts), range(len(plan.parts))))
-        threaded = sweep.assemble(cfg, plan)
+        threaded = sweep.assemble_result(cfg, plan).summary
         sequential = run_sweep(cfg.model_copy(update={"store": str(tmp_path / f"seq-{mode}")}))
         assert threaded["run_key"] == sequential["run_key"]
         pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / f"threads-{mode}" / "ablation" / "conv.parquet"),

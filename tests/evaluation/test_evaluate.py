@@ -160,7 +160,7 @@ def test_evaluate_flow_on_local_dask_cluster(tiny_run, tmp_path):
         result = run_flow(evaluate_flow, cfg)
         with get_client(sync_client=True) as client:
             artifacts = {a.key: a for a in client.read_artifacts() if a.key}
-    assert float(artifacts["evaluate-steps"].data) == 100.0
+    assert float(artifacts["evaluate-layer"].data) == 100.0  # the stage's progress artifact (two layers)
     assert "## Layer `fc`" in artifacts["evaluation"].data
     assert artifacts["evaluation-headline"].type == "table"
     document = st.read_json(cfg.store, "evaluation/evaluation.json")

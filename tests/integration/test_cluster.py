@@ -27,7 +27,7 @@ from neuroscribe.explanation import ExplainConfig, run_explain
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
 LAYERS = ("relu2", "fc")
-GPU_TASKS = {"extract_shards", "reduce_topk", "embed_units_task"}
+GPU_TASKS = {"extract_shards", "reduce_topk", "embed_block"}  # the stages run functions (Dask names tasks after them)
 CONCEPTS = ["red", "green", "blue", "stripes", "dots", "grass", "sky", "metal"]
 
 

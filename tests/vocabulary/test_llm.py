@@ -41,15 +41,13 @@ def user_prompts(requests: list[dict]) -> list[str]:
 
 def test_first_run_asks_each_class_and_template_once_and_rerun_asks_nothing(tmp_path, fake_llm):
     cfg = make_config(tmp_path, fake_llm)
-    progress = []
-    first = build_vocabulary(cfg, on_progress=progress.append)
+    first = build_vocabulary(cfg)
 
     expected = sorted(t.render(c) for c in CLASSES for t in DEFAULT_TEMPLATES)
     assert sorted(user_prompts(fake_llm.chat_requests())) == expected
     assert first.requests == len(fake_llm.chat_requests()) == len(CLASSES) * len(DEFAULT_TEMPLATES)
     assert (first.classes_asked, first.cached_hits, first.answers, first.failures) == (3, 0, 12, ())
     assert (first.prompt_tokens, first.completion_tokens) == (fake_llm.prompt_tokens, fake_llm.completion_tokens)
-    assert progress[-1] == 12
     assert len(list((tmp_path / "run" / "vocabulary" / "llm_cache").glob("*.json"))) == 12
     # every request asked for structured output with the configured sampling
     assert all(r["response_format"] == {"type": "json_object"} and r["temperature"] == 0.0 and r["seed"] == 0 for r in fake_llm.chat_requests())

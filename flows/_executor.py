@@ -1,0 +1,41 @@
+"""Run a pipeline stage as Prefect tasks on the flow's Dask runner: the flows' only executor.
+
+    summary = extract(config, PrefectExecutor())     # inside a flow: each stage's items become tasks
+
+One task per item (``neuroscribe.tasks.stage.stage_task``, named after the stage), GPU resources for
+``gpu`` stages when the cluster has GPU workers, and a progress artifact plus a CLI bar per stage of
+more than one item.  Results come back in item order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+from prefect.futures import as_completed
+
+from neuroscribe.flows._dask import gpu_resources
+from neuroscribe.flows._progress import FlowProgress
+from neuroscribe.stages import Stage
+from neuroscribe.tasks.stage import stage_task
+
+
+@dataclass(frozen=True)
+class PrefectExecutor:
+    def __call__(self, stage: Stage, config: Any, *inputs: Any) -> Any:
+        plan = stage.planned(config, *inputs)
+        task = stage_task(stage)
+        total = len(plan.items) + plan.done
+        progress = FlowProgress(stage.name, total=total, done=plan.done, unit=stage.unit) if total > 1 else None
+        with gpu_resources() if stage.gpu else contextlib.nullcontext():
+            futures = [task.with_options(task_run_name=f"{stage.name}-{stage.label(item)}").submit(config, item) for item in plan.items]
+        position = {future.task_run_id: i for i, future in enumerate(futures)}
+        results: list[Any] = [None] * len(futures)
+        for future in as_completed(futures):
+            results[position[future.task_run_id]] = future.result()  # a task that failed its retries fails the flow
+            if progress:
+                progress.advance(1)
+        if progress:
+            progress.close()
+        return stage.reduce(config, results, *inputs)
