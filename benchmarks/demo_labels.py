@@ -54,7 +54,7 @@ def load_run(images: str, out: str, k: int) -> dict:
         "crops": evidence.vectors, "fired": evidence.image_id, "rank": evidence.rank,
         "topk": cfg.run_store.topk(LAYER)["image_id"][:].astype(np.int64), "probe": probe_images(cfg, [LAYER]),
         "concepts": list(vocabulary.concepts),
-        "vectors": concept_embeddings(backend, vocabulary.concepts, cfg.backend.resolved_templates, cfg.store, vocabulary.content_hash),
+        "vectors": concept_embeddings(backend, vocabulary.concepts, cfg.backend.resolved_templates, cfg.extract.store, vocabulary.content_hash),
     }
 
 

@@ -147,27 +147,30 @@ def make_config(args, dataset: str, store: str, device: torch.device) -> Explain
     def given(**values):
         return {name: value for name, value in values.items() if value is not None}
 
-    return base.model_copy(update=given(
+    extract = base.extract.model_copy(update=given(
         model=ModelSpec(name=args.model) if args.model else None,
         store=store,
-        dataset=base.dataset.model_copy(update=given(shard_size=args.shard_size)),
+        dataset=base.extract.dataset.model_copy(update=given(shard_size=args.shard_size)),
+        runner=base.extract.runner.model_copy(update=given(device=device.type, batch_size=args.batch_size, decode_threads=args.decode_threads)),
+    ))
+    return base.model_copy(update=given(
+        extract=extract,
         backend=base.backend.model_copy(update=given(
             classifier=ModelSpec(name=args.backend_classifier) if args.backend_classifier else None, device=device.type,
         )),
         patches=base.patches.model_copy(update=given(crop_size=args.crop_size)),
         units_per_task=args.units_per_task,
-        runner=base.runner.model_copy(update=given(device=device.type, batch_size=args.batch_size, decode_threads=args.decode_threads)),
     ))
 
 
 def run_pipeline(cfg: ExplainConfig, stages: Stages) -> dict:
     """``neuroscribe.explanation.run_explain``'s calls, one timed stage each."""
-    extract_cfg = cfg.extract_config()
+    extract_cfg = cfg.extract
     with stages.stage("extract", unit="images") as rec:
         plan = prepare_extraction(extract_cfg)
         extract_shards(extract_cfg, plan.pending)
         rec["items"] = plan.n_images
-    for layer in cfg.layers:
+    for layer in cfg.extract.layers:
         with stages.stage(f"topk {layer}", unit="layers") as rec:
             reduce_topk(extract_cfg, layer)
             rec["items"] = 1
@@ -175,7 +178,7 @@ def run_pipeline(cfg: ExplainConfig, stages: Stages) -> dict:
     save_config(cfg)
     with stages.stage("vocabulary", unit="sets"):
         vocabulary_uri = build_vocabulary(cfg.vocabulary_config()).uri
-    for layer in cfg.layers:
+    for layer in cfg.extract.layers:
         units = n_units(cfg, layer)
         with stages.stage(f"patches {layer}", units, "units") as rec:
             summary = cut_patches(cfg, layer)
@@ -186,7 +189,7 @@ def run_pipeline(cfg: ExplainConfig, stages: Stages) -> dict:
         with stages.stage(f"score {layer}", units, "units"):
             frame = score_layer(cfg, layer, vocabulary_uri)
         with stages.stage(f"gallery {layer}", units, "units"):
-            render_gallery(cfg.store, layer, frame, cfg.store_options, cfg.gallery_patches)
+            render_gallery(cfg.extract.store, layer, frame, cfg.extract.store_options, cfg.gallery_patches)
     return {"images": plan.n_images}
 
 
@@ -194,7 +197,7 @@ def distinct_inputs(cfg: ExplainConfig) -> list[Image.Image]:
     """Every distinct input the run embeds (crops, or top images for linear layers): the least any
     backend must embed, loaded before the floor is timed."""
     seen: dict[bytes, Image.Image] = {}
-    for layer in cfg.layers:
+    for layer in cfg.extract.layers:
         for block in unit_blocks(n_units(cfg, layer), cfg.units_per_task):
             inputs = embedding_inputs(cfg, layer, block)
             for i, digest in enumerate(inputs.digests):
@@ -205,10 +208,10 @@ def distinct_inputs(cfg: ExplainConfig) -> list[Image.Image]:
 
 def measure_floor(cfg: ExplainConfig, stages: Stages, device: torch.device) -> None:
     """Decode + forward of the target model over the dataset, and the backend over the distinct inputs."""
-    loaded = cached_model(cfg.model, str(device))
-    index = build_index(cfg.dataset)
+    loaded = cached_model(cfg.extract.model, str(device))
+    index = build_index(cfg.extract.dataset)
     with stages.stage("floor:decode+forward", len(index), "images"):
-        for _ in forward_batches(loaded, index, [], cfg.runner.batch_size, device, cfg.runner.decode_threads, cfg.dataset.storage_options):
+        for _ in forward_batches(loaded, index, [], cfg.extract.runner.batch_size, device, cfg.extract.runner.decode_threads, cfg.extract.dataset.storage_options):
             pass
     inputs = distinct_inputs(cfg)
     backend = cached_backend(cfg.backend)
@@ -238,9 +241,9 @@ def extraction_ceilings(cfg: ExplainConfig, stages: Stages, device: torch.device
     """Issue 13's GPU target: extraction images/s against min(decode alone, bf16 forward alone)."""
     from extract import forward_throughput  # benchmarks/extract.py, beside this script
 
-    paths = build_index(cfg.dataset)["path"].tolist()
+    paths = build_index(cfg.extract.dataset)["path"].tolist()
     decode = decode_throughput(paths, device)
-    forward = forward_throughput(cfg.model.name, cfg.runner.batch_size, device, seconds=10.0)
+    forward = forward_throughput(cfg.extract.model.name, cfg.extract.runner.batch_size, device, seconds=10.0)
     extract = next(r for r in stages.rows if r["stage"] == "extract")
     ceiling = min(decode, forward)
     return {
@@ -278,7 +281,7 @@ def main() -> None:
         parser.error("pass --dataset or --synthetic N")
     with tempfile.TemporaryDirectory() as tmp:
         cfg = make_config(args, args.dataset, args.store or str(Path(tmp) / "store"), device)
-        cached_model(cfg.model, str(device))  # load weights before timing: neither side pays for them
+        cached_model(cfg.extract.model, str(device))  # load weights before timing: neither side pays for them
         cached_backend(cfg.backend).class_embeddings()
         stages = Stages(device)
         began = time.perf_counter()
@@ -296,7 +299,7 @@ def main() -> None:
         print(f"extraction {ceilings['extract_images_per_s']} img/s; decode alone {ceilings['decode_images_per_s']}, "
               f"forward alone {ceilings['forward_images_per_s']}: {ceilings['extract_over_ceiling']:.0%} of the lower")
     result = {
-        "model": cfg.model.name, "layers": args.layers, "k": cfg.k, "crop_size": cfg.patches.crop_size, "images": info["images"], "device": str(device),
+        "model": cfg.extract.model.name, "layers": args.layers, "k": cfg.extract.k, "crop_size": cfg.patches.crop_size, "images": info["images"], "device": str(device),
         "threads": torch.get_num_threads(), "whole_s": round(whole, 2), "floor_s": round(floor, 2),
         "whole_over_floor": round(whole / floor, 3), "ceilings": ceilings,
         "peak_rss_mb": max(r["peak_rss_mb"] for r in stages.rows),

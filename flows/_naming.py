@@ -18,6 +18,7 @@ def _get(obj, *path):
 def config_run_name(prefix: str):
     def name() -> str:
         cfg = flow_run.parameters.get("config", {})
+        cfg = _get(cfg, "extract") or cfg  # an ExplainConfig names its extraction's model, dataset and layers
         model = _get(cfg, "model", "name") or "model"
         dataset = _get(cfg, "dataset", "uri") or ""
         layers = _get(cfg, "layers") or ([_get(cfg, "layer")] if _get(cfg, "layer") else [])

@@ -63,7 +63,7 @@ def _drain_prefect_clients(timeout: float = 10.0) -> None:
 def run_flow(flow_obj, config):
     """Call ``flow_obj(config)`` on the Dask runner that ``config.runner`` describes."""
     with prefect_api():
-        return with_dask_runner(flow_obj, config.runner)(config)
+        return with_dask_runner(flow_obj, getattr(config, "extract", config).runner)(config)
 
 
 def mark_crashed(dead: LeaseRecord) -> None:
@@ -96,7 +96,7 @@ def mark_crashed(dead: LeaseRecord) -> None:
 
 
 def _store_of(config) -> str:
-    return config.store if hasattr(config, "store") else config.out  # VocabularyConfig writes into ``out``
+    return config.extract.store if hasattr(config, "extract") else config.store  # ExplainConfig's store is its extraction's
 
 
 @contextlib.contextmanager
@@ -105,7 +105,7 @@ def flow_lease(config) -> Iterator[LeaseRecord | None]:
     from prefect.runtime import flow_run
 
     with store_lease(
-        _store_of(config), config.store_options, wait_s=config.runner.wait_for_store_s,
-        ttl_s=config.runner.store_lease_ttl_s, flow_run_id=flow_run.id, on_takeover=mark_crashed,
+        _store_of(config), getattr(config, "extract", config).store_options, wait_s=getattr(config, "extract", config).runner.wait_for_store_s,
+        ttl_s=getattr(config, "extract", config).runner.store_lease_ttl_s, flow_run_id=flow_run.id, on_takeover=mark_crashed,
     ) as lease:
         yield lease

@@ -29,7 +29,7 @@ def _summary(result):
 def explain(config: ExplainConfig) -> dict:
     from neuroscribe.flows.explain import explain_flow
 
-    return _summary(with_dask_runner(explain_flow, config.runner)(config))
+    return _summary(with_dask_runner(explain_flow, config.extract.runner)(config))
 
 
 @flow(name="neuroscribe-extract", flow_run_name=config_run_name("deployed-extract"), log_prints=True)

@@ -31,12 +31,12 @@ def explain_flow(config: ExplainConfig) -> dict:
         [{k: v for k, v in s.items() if k != "table"} for s in summaries], key="explain-layers",
         description="explained units, most frequent concepts and mean score per layer",
     )
-    lines = [f"## Explanations of {config.model.name} on {config.dataset.uri}", "",
+    lines = [f"## Explanations of {config.extract.model.name} on {config.extract.dataset.uri}", "",
              f"{result['extraction']['ok']} images, vocabulary `{result['vocabulary']}`, backend `{config.backend.kind}`, rule `{config.rule.name}`.", "",
              "| layer | units | explained | mean score | table | gallery |", "|---|---|---|---|---|---|"]
     for s in summaries:
         lines.append(f"| {s['layer']} | {s['units']} | {s['explained']} | {s['mean_score']} | [{s['table']}]({s['table']}) | [{galleries[s['layer']]}]({galleries[s['layer']]}) |")
     lines += ["", f"Finished in {time.perf_counter() - began:.1f} s."]
-    create_markdown_artifact("\n".join(lines), key="explain-summary", description=f"explanation run {config.store}")
+    create_markdown_artifact("\n".join(lines), key="explain-summary", description=f"explanation run {config.extract.store}")
     print("\n".join(f"{s['layer']}: {s['explained']}/{s['units']} units explained, table {s['table']}, gallery {galleries[s['layer']]}" for s in summaries))
     return result

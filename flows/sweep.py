@@ -51,7 +51,7 @@ def _run_combination(combo, target, opts: dict) -> str:
     if sweep.combination_done(combo, opts):
         print(f"{combo.name}: already done (key {combo.key}), skipped")
         return "skipped (done)"
-    state = with_dask_runner(target, combo.config.runner)(combo.config, return_state=True)
+    state = with_dask_runner(target, getattr(combo.config, "extract", combo.config).runner)(combo.config, return_state=True)
     if not state.is_completed():
         return f"failed: {state.message or state.name}"
     sweep.mark_done(combo, _small(state.result()), opts)

@@ -234,7 +234,7 @@ def _run_flow(flow_obj: Any, cfg: Any) -> dict:
     from neuroscribe.flows._run import run_flow
     from neuroscribe.models.loading import require_picklable
 
-    require_picklable(cfg.model)  # before a server or cluster starts
+    require_picklable(getattr(cfg, "extract", cfg).model)  # before a server or cluster starts
     return run_flow(flow_obj, cfg)
 
 
@@ -242,7 +242,7 @@ def _keep_inputs_on_overwrite(cfg: Any) -> None:
     """``overwrite`` replaces a store holding a different extraction: keep the inputs just written into it."""
     from neuroscribe.extraction import validate_extraction
 
-    *_, key, previous = validate_extraction(cfg.extract_config())
+    *_, key, previous = validate_extraction(cfg.extract)
     if previous in (None, key):
         return
     cfg.run_store.remove(keep_inputs=True)
@@ -302,7 +302,7 @@ def explain(
         "dataset": dataset_spec(images, store, labels, limit, options),
         "store": store,
         "k": k,
-        "vocabulary_sources": [vocabulary] if isinstance(vocabulary, str) else vocabulary,
+        "vocabulary": {"sources": [vocabulary] if isinstance(vocabulary, str) else vocabulary},
         "backend": _spec_overrides(backend, "kind", {"device": device} if device else None),
         "rule": _spec_overrides(rule, "name"),
         "runner": runner_cfg,
@@ -310,7 +310,7 @@ def explain(
         "store_options": options or None,
     }
     cfg = load_config(ExplainConfig, None, overrides)
-    if cfg.overwrite:
+    if cfg.extract.overwrite:
         _keep_inputs_on_overwrite(cfg)
     validate_explain(cfg)
     if on_dask:

@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from neuroscribe.errors import NeuroscribeError
-from neuroscribe.store import WithRunStore
+from neuroscribe.store import RunStore
 
 SECRET_WORDS = ("key", "secret", "token", "password", "credential")
 
@@ -145,19 +145,19 @@ def load_config(cls: type[ConfigT], path: str | Path | None = None, overrides: d
         data = yaml.safe_load(p.read_text()) or {}
         if not isinstance(data, dict):
             raise NeuroscribeError(f"config file {p} must hold a YAML mapping of {cls.__name__} fields")
-    merged = _deep_merge(data, overrides or {})
+    merged = deep_merge(data, overrides or {})
     try:
         return cls.model_validate(merged)
     except ValidationError as exc:
         raise NeuroscribeError(f"invalid {cls.__name__}{f' in {path}' if path else ''}: {exc}") from None
 
 
-def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """Overlay ``extra`` on ``base``; None means "not given" and nested dicts merge key by key."""
     out = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict):
-            merged = _deep_merge(out.get(key) if isinstance(out.get(key), dict) else {}, value)
+            merged = deep_merge(out.get(key) if isinstance(out.get(key), dict) else {}, value)
             if merged:
                 out[key] = merged
         elif value is not None:
@@ -185,13 +185,22 @@ class LayersConfig(FrozenModel):
         return parse_layers(v)
 
 
-class ExtractConfig(LayersConfig, WithRunStore):
+class StoreConfig(FrozenModel):
+    """Base of the configs of a stage that works on one run store: where it is, how to reach it, where tasks run."""
+
+    store: str = Field(description="run store: local path or s3://bucket/prefix")
+    store_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for the store (not logged)")
+    runner: RunnerSpec = RunnerSpec()
+
+    @property
+    def run_store(self) -> RunStore:
+        return RunStore(self.store, self.store_options)
+
+
+class ExtractConfig(LayersConfig, StoreConfig):
     """Parameters of one activation extraction (the ``extract`` flow)."""
 
     model: ModelSpec = ModelSpec()
     dataset: DatasetSpec
-    store: str = Field(description="run store: local path or s3://bucket/prefix")
     k: int = Field(default=50, ge=1, description="top-activating images kept per unit")
-    runner: RunnerSpec = RunnerSpec()
     overwrite: bool = Field(default=False, description="replace a store that holds a different extraction")
-    store_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for the store (not logged)")

@@ -24,7 +24,7 @@ from neuroscribe.config import DatasetSpec, ModelSpec, RunnerSpec
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.explanation import ExplainConfig
 from neuroscribe.patches.cut import PatchConfig
-from neuroscribe.scoring.backend import BackendSpec
+from neuroscribe.scoring.backend import ConseSpec
 
 DEMO_LAYERS = ("classifier", "blocks.5")
 # skimage/data files that are photographs (not masks, charts or scans)
@@ -62,7 +62,7 @@ def demo_config(
         dataset=DatasetSpec(uri=uri, shard_size=64, limit=limit, **({"max_image_pixels": max_image_pixels} if max_image_pixels else {})),
         store=str(Path(out) / "store"),
         k=k,
-        backend=BackendSpec(kind="conse", classifier=ModelSpec(name="efficientnet_lite0"), device="cpu"),
+        backend=ConseSpec(classifier=ModelSpec(name="efficientnet_lite0"), device="cpu"),
         patches=PatchConfig(crop_size=112),
         units_per_task=1024,  # one task per demo layer (crops are embedded once per run whatever the blocks): least task overhead on 2 cores
         # one task at a time per worker: torch already uses every core, two tasks would oversubscribe

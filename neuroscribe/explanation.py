@@ -2,7 +2,7 @@
 
     cfg = ExplainConfig(model=ModelSpec(name="efficientnet_lite0"), layers=("classifier",),
                         dataset=DatasetSpec(uri="images/"), store="runs/demo",
-                        backend=BackendSpec(kind="conse"))
+                        backend=ConseSpec())
     embed_unit_block(cfg, "classifier", units=range(0, 256))     # a flow task; GPU when present
     frame = score_layer(cfg, "classifier", vocabulary_uri)        # explanations/<layer>.parquet|csv
 
@@ -31,16 +31,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import BaseModel, Field, model_validator
 
 from neuroscribe import store as st
-from neuroscribe.config import (
-    DatasetSpec,
-    ExtractConfig,
-    LayersConfig,
-    ModelSpec,
-    RunnerSpec,
-)
+from neuroscribe.config import ExtractConfig, FrozenModel, StoreConfig, deep_merge
 from neuroscribe.data import ImageSkipped, load_image
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.extraction import extract
@@ -50,55 +44,63 @@ from neuroscribe.lease import store_lease
 from neuroscribe.patches import cut as patch_cut
 from neuroscribe.patches.cut import PatchConfig, extract_patches, prepare_patches
 from neuroscribe.patches.load import load_layer_patches, patches_group
-from neuroscribe.scoring.backend import BackendSpec
+from neuroscribe.scoring.backend import BackendSpec, OpenClipSpec
 from neuroscribe.scoring.concepts import concept_embeddings
 from neuroscribe.scoring.factory import make_backend
 from neuroscribe.scoring.rules import INACTIVE, UNCERTAIN_BELOW, RuleSpec, explain_units
 from neuroscribe.stages import Executor, InProcess, Stage
 from neuroscribe.vocabulary.build import build_vocabulary
-from neuroscribe.vocabulary.config import FilterSpec, LLMSpec, VocabularyConfig
+from neuroscribe.vocabulary.config import VocabularyConfig, VocabularySpec
 
 CODE_MODULES = (
     "neuroscribe.explanation", "neuroscribe.scoring.rules", "neuroscribe.scoring.seed_rule", "neuroscribe.scoring.softwpmi", "neuroscribe.scoring.percentile",
 )
 
 
-class ExplainConfig(LayersConfig, st.WithRunStore):
-    """Everything one explanation run needs: the flow's single parameter."""
+class ExplainConfig(FrozenModel):
+    """Everything one explanation run needs: the flow's single parameter.
 
-    model: ModelSpec = ModelSpec()
-    dataset: DatasetSpec
-    store: str = Field(description="run store: local path or s3://bucket/prefix")
-    k: int = Field(default=50, ge=1, description="top-activating images kept per unit")
-    vocabulary_classes: str = Field(default="imagenet", description="imagenet | places365 | FILE (classes the LLM is asked about)")
-    vocabulary_sources: tuple[str, ...] = Field(
-        default=VocabularyConfig.model_fields["sources"].default, description="union of: llm, builtin:NAME[+NAME], file:PATH"
-    )
+    ``extract`` is the run's extraction (model, layers, dataset, store, k, runner, ...).  The flat
+    form is accepted too: ExtractConfig's own field names given at the top level (a YAML file,
+    CLI overrides, ``ExplainConfig(model=..., layers=..., store=...)``) are moved into ``extract``.
+    """
+
+    extract: ExtractConfig
+    vocabulary: VocabularySpec = VocabularySpec()
     vocabulary_uri: str | None = Field(default=None, description="use this prebuilt vocabulary artifact instead")
-    places365_file: str | None = None
-    llm: LLMSpec = LLMSpec()
-    filter: FilterSpec = FilterSpec()
-    backend: BackendSpec = BackendSpec()
+    backend: BackendSpec = OpenClipSpec()
     rule: RuleSpec = RuleSpec()
     patches: PatchConfig = PatchConfig()
     units_per_task: int = Field(default=256, ge=1, description="units per patch/embedding task (rounded up to whole 64-unit patch shards)")
     gallery_patches: int = Field(default=6, ge=1, description="patches shown per unit in the gallery")
-    runner: RunnerSpec = RunnerSpec()
-    overwrite: bool = False
-    store_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for the store (not logged)")
 
-    def extract_config(self) -> ExtractConfig:
-        return ExtractConfig(
-            model=self.model, layers=self.layers, dataset=self.dataset, store=self.store, k=self.k,
-            runner=self.runner, overwrite=self.overwrite, store_options=self.store_options,
-        )
+    @model_validator(mode="before")
+    @classmethod
+    def _lift_flat_fields(cls, data: Any) -> Any:
+        """The flat form: ExtractConfig's fields at the top level go into ``extract``, and the vocabulary's
+        ``llm``, ``filter``, ``places365_file``, ``vocabulary_sources`` and ``vocabulary_classes`` (the names
+        of explain configs before ``vocabulary`` existed) into ``vocabulary``, over what those hold (nested
+        dicts merge key by key, as ``load_config`` merges overrides into a YAML file)."""
+        if not isinstance(data, dict):
+            return data
+        vocabulary = {"vocabulary_sources": "sources", "vocabulary_classes": "classes"} | {k: k for k in ("llm", "filter", "places365_file")}
+        for part, names in {"extract": {k: k for k in ExtractConfig.model_fields}, "vocabulary": vocabulary}.items():
+            flat, given = {names[k]: v for k, v in data.items() if k in names}, data.get(part) or {}
+            if not flat or not isinstance(given, dict | BaseModel):
+                continue  # nothing to lift, or not a config: pydantic's own error names it
+            merged = dict(given)  # of a config object: its field objects, so an in-memory model rides along
+            for name, value in flat.items():
+                both_dicts = isinstance(value, dict) and isinstance(merged.get(name), dict)
+                merged[name] = deep_merge(merged[name], value) if both_dicts else value
+            data = {k: v for k, v in data.items() if k not in names} | {part: merged}
+        return data
 
     def vocabulary_config(self) -> VocabularyConfig:
-        return VocabularyConfig(
-            out=self.store, classes=self.vocabulary_classes, places365_file=self.places365_file,
-            sources=self.vocabulary_sources, llm=self.llm, filter=self.filter,
-            store_options=self.store_options, runner=self.runner,
-        )
+        return VocabularyConfig(**dict(self.vocabulary), **{name: getattr(self.extract, name) for name in StoreConfig.model_fields})
+
+    @property
+    def run_store(self) -> st.RunStore:
+        return self.extract.run_store
 
 
 _BACKEND_LOCK = threading.Lock()
@@ -130,7 +132,7 @@ def embeds_top_images(cfg: ExplainConfig, layer: str) -> bool:
 
 
 def embedding_key(cfg: ExplainConfig, layer: str, backend_fingerprint: str) -> str:
-    patches_key = patches_group(cfg.store, layer, cfg.store_options).attrs["patches_key"]
+    patches_key = patches_group(cfg.extract.store, layer, cfg.extract.store_options).attrs["patches_key"]
     return content_key(
         {"patches": patches_key, "backend": backend_fingerprint, "images": embeds_top_images(cfg, layer), "code": code_version("neuroscribe.explanation")}
     )
@@ -215,7 +217,7 @@ def embedding_inputs(cfg: ExplainConfig, layer: str, units: list[int]) -> Embedd
     """The inputs to embed for ``units``: RGBA crops (patches), or original top images for units
     embedded whole (``embeds_top_images``)."""
     if not embeds_top_images(cfg, layer):
-        [block] = list(load_layer_patches(cfg.store, layer, cfg.store_options, block_units=len(units), units=units))
+        [block] = list(load_layer_patches(cfg.extract.store, layer, cfg.extract.store_options, block_units=len(units), units=units))
         slots = np.full(block.image_id.shape, -1, dtype=np.int64)
         crops = []
         for i, j in zip(*np.nonzero(block.image_id >= 0)):
@@ -223,7 +225,7 @@ def embedding_inputs(cfg: ExplainConfig, layer: str, units: list[int]) -> Embedd
             # the mask rides along as alpha, for backends that read the region (ConSE's colours)
             crops.append(np.dstack([block.crops[i, j], block.masks[i, j].astype(np.uint8) * 255]))
         return EmbeddingInputs([_content_digest(c) for c in crops], crops.__getitem__, slots)
-    patch_ids = patches_group(cfg.store, layer, cfg.store_options)["image_id"][units[0] : units[-1] + 1]
+    patch_ids = patches_group(cfg.extract.store, layer, cfg.extract.store_options)["image_id"][units[0] : units[-1] + 1]
     if embeds_whole_images(cfg.rule):
         # softwpmi scores every top image of an active unit, in top-k order
         active = (patch_ids >= 0).any(axis=1)
@@ -239,7 +241,7 @@ def embedding_inputs(cfg: ExplainConfig, layer: str, units: list[int]) -> Embedd
 
     def load(n: int):
         try:
-            return load_image(index.at[wanted[n], "path"], cfg.dataset.storage_options, max_image_pixels=cfg.dataset.max_image_pixels)
+            return load_image(index.at[wanted[n], "path"], cfg.extract.dataset.storage_options, max_image_pixels=cfg.extract.dataset.max_image_pixels)
         except ImageSkipped:
             return None
 
@@ -248,18 +250,18 @@ def embedding_inputs(cfg: ExplainConfig, layer: str, units: list[int]) -> Embedd
 
 def _image_reading(cfg: ExplainConfig) -> dict:
     # images are read as extraction read them: the dataset's fsspec options and pixel limit
-    return {"image_storage_options": cfg.dataset.storage_options, "max_image_pixels": cfg.dataset.max_image_pixels}
+    return {"image_storage_options": cfg.extract.dataset.storage_options, "max_image_pixels": cfg.extract.dataset.max_image_pixels}
 
 
 def prepare_layer_patches(cfg: ExplainConfig, layer: str) -> str:
     """Create ``patches/<layer>`` once, before tasks cut its blocks (a linear layer's whole-image crops
     are cut here); returns the patches key."""
-    return prepare_patches(cfg.store, layer, cfg.patches, cfg.store_options, **_image_reading(cfg))["patches_key"]
+    return prepare_patches(cfg.extract.store, layer, cfg.patches, cfg.extract.store_options, **_image_reading(cfg))["patches_key"]
 
 
 def cut_patches(cfg: ExplainConfig, layer: str, units: list[int] | None = None) -> dict:
     """The patches stage for ``units`` (default: all) of ``layer``, reading images as extraction did."""
-    return extract_patches(cfg.store, layer, cfg.patches, cfg.store_options, units=units, **_image_reading(cfg))
+    return extract_patches(cfg.extract.store, layer, cfg.patches, cfg.extract.store_options, units=units, **_image_reading(cfg))
 
 
 def embed_unit_block(cfg: ExplainConfig, layer: str, units: Iterable[int]) -> dict:
@@ -291,7 +293,7 @@ def stored_vectors(cfg: ExplainConfig, layer: str, key: str | None = None) -> np
         file = cfg.run_store.embeddings(layer, key, block)
         if not file.exists():
             raise NeuroscribeError(
-                f"units {block[0]}..{block[-1]} of {layer!r} have no {cfg.rule.name} embeddings in {cfg.store} yet; "
+                f"units {block[0]}..{block[-1]} of {layer!r} have no {cfg.rule.name} embeddings in {cfg.extract.store} yet; "
                 "rerun `neuroscribe explain` (or evaluation's embedding step) with the run's config"
             )
         blocks.append(np.load(io.BytesIO(file.read_bytes()), allow_pickle=False))
@@ -319,7 +321,7 @@ def require_extracted(cfg: ExplainConfig, layer: str) -> None:
     extracted = cfg.run_store.attrs().get("layers", {})
     if layer not in extracted:
         raise NeuroscribeError(
-            f"layer {layer!r} was not extracted into {cfg.store} (extracted: {', '.join(extracted) or 'none'}); "
+            f"layer {layer!r} was not extracted into {cfg.extract.store} (extracted: {', '.join(extracted) or 'none'}); "
             f"add it to --layers and rerun"
         )
 
@@ -329,7 +331,7 @@ def score_layer(cfg: ExplainConfig, layer: str, vocabulary_uri: str) -> pd.DataF
     from neuroscribe.vocabulary import load_vocabulary
 
     require_extracted(cfg, layer)
-    vocabulary = load_vocabulary(vocabulary_uri, cfg.store_options)
+    vocabulary = load_vocabulary(vocabulary_uri, cfg.extract.store_options)
     if not vocabulary.concepts:
         raise NeuroscribeError(f"vocabulary {vocabulary_uri} is empty; build it with other sources (see `neuroscribe vocabulary --help`)")
     backend = cached_backend(cfg.backend)
@@ -339,10 +341,10 @@ def score_layer(cfg: ExplainConfig, layer: str, vocabulary_uri: str) -> pd.DataF
     manifest = table.with_suffix(".json")
     if manifest.exists() and manifest.read_json().get("key") == key:
         return table.read_parquet()
-    n_units = patches_group(cfg.store, layer, cfg.store_options)["image_id"].shape[0]
+    n_units = patches_group(cfg.extract.store, layer, cfg.extract.store_options)["image_id"].shape[0]
     embeddings = _load_embeddings(cfg, layer, embeddings_key)
     concepts = concept_embeddings(
-        backend, vocabulary.concepts, cfg.backend.resolved_templates, cfg.store, vocabulary.content_hash, cfg.store_options
+        backend, vocabulary.concepts, cfg.backend.resolved_templates, cfg.extract.store, vocabulary.content_hash, cfg.extract.store_options
     )
     scores = explain_units(cfg.rule.name, embeddings, concepts, vocabulary.concepts, **cfg.rule.kwargs())
     top_ids = cfg.run_store.topk(layer)["image_id"][:]
@@ -384,14 +386,11 @@ def layer_summary(frame: pd.DataFrame, top: int = 5) -> dict:
 
 
 def validate_explain(cfg: ExplainConfig) -> None:
-    """Fail on bad input before any work: model, layers, dataset, store, vocabulary sources."""
+    """Fail on bad input before any work: model, layers, dataset, store (vocabulary sources are checked
+    when the config is built)."""
     from neuroscribe.extraction import validate_extraction
-    from neuroscribe.vocabulary.sources import parse_source
 
-    validate_extraction(cfg.extract_config())
-    if cfg.vocabulary_uri is None:
-        for source in cfg.vocabulary_sources:
-            parse_source(source)
+    validate_extraction(cfg.extract)
 
 
 def save_config(cfg: ExplainConfig) -> None:
@@ -404,7 +403,7 @@ def n_units(cfg: ExplainConfig, layer: str) -> int:
 
 
 def _layer_blocks(cfg: ExplainConfig) -> list[tuple[str, list[int]]]:
-    return [(layer, block) for layer in cfg.layers for block in unit_blocks(n_units(cfg, layer), cfg.units_per_task)]
+    return [(layer, block) for layer in cfg.extract.layers for block in unit_blocks(n_units(cfg, layer), cfg.units_per_task)]
 
 
 def cut_block(cfg: ExplainConfig, item: tuple[str, list[int]]) -> dict:
@@ -416,7 +415,7 @@ def embed_block(cfg: ExplainConfig, item: tuple[str, list[int]]) -> dict:
 
 
 def _layers_with_vocabulary(cfg: ExplainConfig, vocabulary_uri: str) -> list[tuple[str, str]]:
-    return [(layer, vocabulary_uri) for layer in cfg.layers]
+    return [(layer, vocabulary_uri) for layer in cfg.extract.layers]
 
 
 def score_layer_item(cfg: ExplainConfig, item: tuple[str, str]) -> dict:
@@ -427,7 +426,7 @@ def score_layer_item(cfg: ExplainConfig, item: tuple[str, str]) -> dict:
 
 def gallery_item(cfg: ExplainConfig, layer: str) -> str:
     frame = cfg.run_store.table(layer).read_parquet()
-    return render_gallery(cfg.store, layer, frame, cfg.store_options, cfg.gallery_patches)
+    return render_gallery(cfg.extract.store, layer, frame, cfg.extract.store_options, cfg.gallery_patches)
 
 
 PREPARE_PATCHES = Stage("prepare-patches", prepare_layer_patches)
@@ -439,19 +438,19 @@ GALLERIES = Stage("render-gallery", gallery_item)
 
 def explain(cfg: ExplainConfig, execute: Executor = InProcess()) -> dict:
     """The whole method, stage by stage; each stage skips work whose content-keyed output is stored."""
-    extraction = extract(cfg.extract_config(), execute)
+    extraction = extract(cfg.extract, execute)
     save_config(cfg)  # after extraction: --overwrite may have cleared the store
     vocabulary_uri = cfg.vocabulary_uri or build_vocabulary(cfg.vocabulary_config(), execute).uri
     execute(PREPARE_PATCHES, cfg)  # once per layer, before its blocks are cut
     execute(PATCHES, cfg)
     execute(EMBEDDINGS, cfg)
     summaries = execute(SCORES, cfg, vocabulary_uri)
-    galleries = dict(zip(cfg.layers, execute(GALLERIES, cfg)))
-    return {"store": cfg.store, "vocabulary": vocabulary_uri, "layers": summaries, "galleries": galleries, "extraction": extraction.model_dump()}
+    galleries = dict(zip(cfg.extract.layers, execute(GALLERIES, cfg)))
+    return {"store": cfg.extract.store, "vocabulary": vocabulary_uri, "layers": summaries, "galleries": galleries, "extraction": extraction.model_dump()}
 
 
 def run_explain(cfg: ExplainConfig) -> dict[str, pd.DataFrame]:
     """``explain`` in this process under the store's writer lease; each layer's table."""
-    with store_lease(cfg.store, cfg.store_options, wait_s=cfg.runner.wait_for_store_s, ttl_s=cfg.runner.store_lease_ttl_s):
+    with store_lease(cfg.extract.store, cfg.extract.store_options, wait_s=cfg.extract.runner.wait_for_store_s, ttl_s=cfg.extract.runner.store_lease_ttl_s):
         explain(cfg)
-    return {layer: cfg.run_store.table(layer).read_parquet() for layer in cfg.layers}
+    return {layer: cfg.run_store.table(layer).read_parquet() for layer in cfg.extract.layers}

@@ -38,7 +38,7 @@ def one_item(config: Any, *inputs: Any) -> list[Any]:
 
 
 def each_layer(config: Any, *inputs: Any) -> list[str]:
-    return list(config.layers)
+    return list(getattr(config, "extract", config).layers)  # an ExplainConfig's layers are its extraction's
 
 
 def first_result(config: Any, results: list[Any], *inputs: Any) -> Any:

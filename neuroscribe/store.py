@@ -369,11 +369,3 @@ class RunStore:
 
     def lease(self, generation: int) -> StoreFile:
         return self._file(f"{LEASE_DIR}/{generation:08d}.json")
-
-
-class WithRunStore:
-    """Mixin of the configs that have ``store`` and ``store_options`` fields: ``cfg.run_store``."""
-
-    @property
-    def run_store(self) -> RunStore:
-        return RunStore(self.store, self.store_options)  # type: ignore[attr-defined]

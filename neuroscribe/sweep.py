@@ -35,6 +35,7 @@ from neuroscribe.config import (
     FrozenModel,
     ModelSpec,
     RunnerSpec,
+    deep_merge,
     parse_layers,
 )
 from neuroscribe.errors import NeuroscribeError
@@ -127,7 +128,8 @@ def _dataset_key_view(spec: DatasetSpec) -> dict:
 
 
 def combination_key(stage: str, config: BaseModel, code_modules: Sequence[str]) -> str:
-    view = config.model_dump(mode="json", exclude=NOT_IN_KEY | {"store_options"})
+    view = config.model_dump(mode="json")
+    view = {k: v for k, v in (view.pop("extract", {}) | view).items() if k not in NOT_IN_KEY | {"store_options"}}  # ExplainConfig: flat
     if isinstance(view.get("dataset"), dict):
         view["dataset"].pop("storage_options", None)
     return content_key({"stage": stage, "config": view, "code": code_version(*code_modules)})
@@ -170,7 +172,7 @@ def expand_grid(
                         "store_options": cfg.store_options,
                     }
                     if vocabulary is not None:
-                        fields |= vocabulary_fields(vocabulary)
+                        fields = deep_merge(fields, vocabulary_fields(vocabulary))  # into any vocabulary settings
                     try:
                         config = config_cls.model_validate(fields)
                     except ValidationError as exc:
@@ -239,7 +241,7 @@ def stage(name: str) -> Stage:
 
 def vocabulary_sources(source: str) -> dict[str, Any]:
     """A sweep vocabulary entry (one source, or a comma-separated union) as explain config fields."""
-    return {"vocabulary_sources": tuple(s.strip() for s in source.split(",") if s.strip())}
+    return {"vocabulary": {"sources": tuple(s.strip() for s in source.split(",") if s.strip())}}
 
 
 def plan_sweep(cfg: SweepConfig) -> list[Combination]:

@@ -76,6 +76,26 @@ def test_explain_class_names_limit_and_shard_size_reach_the_explain_config(monke
     ])
     assert isinstance(result.exception, Stop), result.output
     (cfg,) = seen
-    assert (cfg.model.class_names_file, cfg.dataset.class_list, cfg.dataset.limit, cfg.dataset.shard_size, cfg.k) == (
+    assert (cfg.extract.model.class_names_file, cfg.extract.dataset.class_list, cfg.extract.dataset.limit, cfg.extract.dataset.shard_size, cfg.extract.k) == (
         str(names), str(names), 7, 3, 4)
-    assert (cfg.layers, cfg.dataset.uri, cfg.store) == (("conv2",), str(tmp_path), str(tmp_path / "s"))
+    assert (cfg.extract.layers, cfg.extract.dataset.uri, cfg.extract.store) == (("conv2",), str(tmp_path), str(tmp_path / "s"))
+
+
+def test_an_open_clip_flag_with_the_conse_backend_is_one_error_naming_the_flag(monkeypatch, tmp_path):
+    import neuroscribe.explanation
+    from neuroscribe.errors import NeuroscribeError
+
+    args = ["explain", "--layers", "conv2", "--dataset", str(tmp_path), "--store", str(tmp_path / "s")]
+    result = runner.invoke(app, [*args, "--backend", "conse", "--clip-arch", "ViT-B-16", "--clip-checkpoint", "w.pt"])
+    assert isinstance(result.exception, NeuroscribeError), result.output
+    assert "--clip-arch, --clip-checkpoint: open_clip flags, but this run's backend is conse" in str(result.exception)
+    config = tmp_path / "explain.yaml"  # the kind may come from the YAML file too
+    config.write_text("backend: {kind: conse}\n")
+    result = runner.invoke(app, [*args, "--config", str(config), "--clip-pretrained", "openai"])
+    assert isinstance(result.exception, NeuroscribeError) and "--clip-pretrained: open_clip flags" in str(result.exception)
+    assert not (tmp_path / "s").exists()
+    seen = []  # with the open_clip backend (the default) the flags reach its spec
+    monkeypatch.setattr(neuroscribe.explanation, "validate_explain", lambda cfg: seen.append(cfg) or 1 / 0)
+    result = runner.invoke(app, [*args, "--clip-arch", "ViT-B-16", "--device", "cpu"])
+    assert isinstance(result.exception, ZeroDivisionError), result.output
+    assert (seen[0].backend.kind, seen[0].backend.arch, seen[0].backend.pretrained, seen[0].backend.device) == ("open_clip", "ViT-B-16", "openai", "cpu")

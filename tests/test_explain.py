@@ -36,7 +36,7 @@ def _config(image_folder, tmp_path, concept_file, backend, model="neuroscribe.te
         dataset=DatasetSpec(uri=str(image_folder), shard_size=4),
         store=str(tmp_path / "store"),
         k=3,
-        vocabulary_sources=(f"file:{concept_file}",),
+        vocabulary={"sources": (f"file:{concept_file}",)},
         backend=backend,
         units_per_task=5,
         runner=RunnerSpec(device="cpu"),
@@ -48,7 +48,7 @@ def test_tables_have_one_valid_row_per_unit_and_a_gallery(image_folder, tmp_path
     cfg = _config(image_folder, tmp_path, concept_file, tiny_clip_spec)
     frames = run_explain(cfg)
     for layer, units in (("relu2", 16), ("fc", 4)):
-        frame = st.StoreFile(cfg.store, f"explanations/{layer}.parquet").read_parquet()
+        frame = st.StoreFile(cfg.extract.store, f"explanations/{layer}.parquet").read_parquet()
         assert list(frame.unit) == list(range(units)) and (frame.layer == layer).all()
         assert list(frame.columns) == ["layer", "unit", "explanation", "score", "margin", "confidence", "uncertain", "agreement", "alternatives", "top_image_ids"]
         active = frame[frame.explanation != INACTIVE]
@@ -61,7 +61,7 @@ def test_tables_have_one_valid_row_per_unit_and_a_gallery(image_folder, tmp_path
             assert row.alternatives[0]["concept"] == row.explanation and scores == sorted(scores, reverse=True)
             assert len(scores) == 5 and np.isclose(row.margin, scores[0] - scores[1])
             assert 1 <= len(row.top_image_ids) <= 3 and all(0 <= i < 12 for i in row.top_image_ids)
-        assert st.StoreFile(cfg.store, f"gallery/{layer}.html").exists() and st.StoreFile(cfg.store, f"explanations/{layer}.csv").exists()
+        assert st.StoreFile(cfg.extract.store, f"gallery/{layer}.html").exists() and st.StoreFile(cfg.extract.store, f"explanations/{layer}.csv").exists()
         assert frames[layer].explanation.tolist() == frame.explanation.tolist()
         np.testing.assert_allclose(frames[layer].score, frame.score)
 
@@ -80,7 +80,7 @@ def test_new_vocabulary_reruns_only_concept_embedding_and_scoring(image_folder, 
     assert calls == {"images": 0, "texts": 0}  # everything cached by content
     other = tmp_path / "other.txt"
     other.write_text("yellow\ncheckerboard\nfur\n")
-    frames = run_explain(cfg.model_copy(update={"vocabulary_sources": (f"file:{other}",)}))
+    frames = run_explain(cfg.model_copy(update={"vocabulary": cfg.vocabulary.model_copy(update={"sources": (f"file:{other}",)})}))
     assert calls["images"] == 0 and calls["texts"] >= 1
     assert set(frames["fc"].explanation) <= {"yellow", "checkerboard", "fur", INACTIVE}
 
@@ -105,11 +105,11 @@ def test_bad_input_errors(image_folder, tmp_path, concept_file, tiny_clip_spec):
     cfg = _config(image_folder, tmp_path, concept_file, tiny_clip_spec, layers=("fc",))
     run_explain(cfg)
     with pytest.raises(NeuroscribeError, match="layer 'relu2' was not extracted"):
-        score_layer(cfg.model_copy(update={"layers": ("relu2",)}), "relu2", str(tmp_path / "store"))
+        score_layer(ExplainConfig(**dict(cfg), layers=("relu2",)), "relu2", str(tmp_path / "store"))
     empty = tmp_path / "empty.txt"
     empty.write_text("\n")
     with pytest.raises(NeuroscribeError, match="empty"):
-        run_explain(cfg.model_copy(update={"vocabulary_sources": (f"file:{empty}",)}))
+        run_explain(cfg.model_copy(update={"vocabulary": cfg.vocabulary.model_copy(update={"sources": (f"file:{empty}",)})}))
     # concept vectors of another backend (dimension 384) cannot score patches embedded in 32 dimensions
     from neuroscribe.scoring.rules import explain_units
 
@@ -141,8 +141,8 @@ def test_a_linear_layer_embeds_each_original_top_image_once_per_run_across_block
     real_load = explanation.load_image
     monkeypatch.setattr(explanation, "load_image", lambda path, *a, **k: decoded.append(path) or real_load(path, *a, **k))
     run_explain(cfg)
-    image_id = st.RunStore(cfg.store).arrays("r")["patches/fc/image_id"][:]
-    paths = st.StoreFile(cfg.store, "index.parquet").read_parquet().set_index("id")["path"]
+    image_id = st.RunStore(cfg.extract.store).arrays("r")["patches/fc/image_id"][:]
+    paths = st.StoreFile(cfg.extract.store, "index.parquet").read_parquet().set_index("id")["path"]
     images = {int(i): load_image(paths[int(i)]) for i in np.unique(image_id[image_id >= 0])}
     assert (image_id >= 0).sum() > len(images)  # the units do share top images
     assert sorted(embedded) == sorted(np.asarray(im).tobytes() for im in images.values())  # each embedded once
@@ -162,7 +162,7 @@ def test_conv_units_embed_their_crops_with_the_mask_as_alpha(image_folder, tmp_p
     cfg = _config(image_folder, tmp_path, concept_file, tiny_clip_spec, layers=("relu2",))
     backend = explanation.cached_backend(cfg.backend)
     run_explain(cfg)
-    [block] = list(load_layer_patches(cfg.store, "relu2", block_units=1 << 20))
+    [block] = list(load_layer_patches(cfg.extract.store, "relu2", block_units=1 << 20))
     # what is embedded: each crop with its mask as alpha (backends that read the region use it)
     rgba = np.concatenate([block.crops, block.masks[..., None].astype(np.uint8) * 255], axis=-1)
     key = explanation.embedding_key(cfg, "relu2", backend.fingerprint)
@@ -183,8 +183,8 @@ def test_embedding_runs_in_bounded_batches_with_the_same_vectors(image_folder, t
     batched = _config(image_folder, tmp_path / "batched", concept_file, tiny_clip_spec, layers=("fc",))
     run_explain(batched)
     fingerprint = explanation.cached_backend(batched.backend).fingerprint
-    files = [f for f in st.StoreFile(batched.store, f"embeddings/crops/{fingerprint}").list() if f.endswith(".npz")]
-    ids = st.RunStore(batched.store).arrays("r")["patches/fc/image_id"][:]
+    files = [f for f in st.StoreFile(batched.extract.store, f"embeddings/crops/{fingerprint}").list() if f.endswith(".npz")]
+    ids = st.RunStore(batched.extract.store).arrays("r")["patches/fc/image_id"][:]
     assert len(files) == len(np.unique(ids[ids >= 0]))  # one file per (single-input) batch
     # equal up to float noise of batch size in the backend's matmuls
     np.testing.assert_allclose(explanation.stored_vectors(batched, "fc"), explanation.stored_vectors(whole, "fc"), rtol=0, atol=1e-5)

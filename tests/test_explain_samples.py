@@ -8,7 +8,7 @@ import pytest
 from neuroscribe.config import DatasetSpec, ModelSpec, RunnerSpec
 from neuroscribe.explanation import ExplainConfig, run_explain
 from neuroscribe.models.loading import imagenet_class_names
-from neuroscribe.scoring.backend import BackendSpec
+from neuroscribe.scoring.backend import ConseSpec
 
 pytestmark = pytest.mark.samples
 IMAGES = 200
@@ -21,8 +21,8 @@ def test_efficientnet_lite0_logit_units_are_explained_by_their_class_names(sampl
         dataset=DatasetSpec(uri=str(samples_dir / "labels.tsv"), limit=IMAGES, shard_size=100),
         store=str(tmp_path / "store"),
         k=3,
-        vocabulary_sources=("builtin:imagenet",),
-        backend=BackendSpec(kind="conse", classifier=ModelSpec(name="efficientnet_lite0"), device="cpu"),
+        vocabulary={"sources": ("builtin:imagenet",)},
+        backend=ConseSpec(classifier=ModelSpec(name="efficientnet_lite0"), device="cpu"),
         units_per_task=1000,
         runner=RunnerSpec(device="cpu"),
     )

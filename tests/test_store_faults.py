@@ -142,7 +142,7 @@ def _config(dataset: str, store: str, options: dict, concept_file, backend) -> E
     return ExplainConfig(
         model=ModelSpec(name="neuroscribe.testing.tiny_models:tiny_cnn"), layers=("relu2", "fc"),
         dataset=DatasetSpec(uri=dataset, shard_size=4, storage_options=options), store=store, store_options=options, k=3,
-        vocabulary_sources=(f"file:{concept_file}",), backend=backend, units_per_task=8, runner=RunnerSpec(device="cpu"),
+        vocabulary={"sources": (f"file:{concept_file}",)}, backend=backend, units_per_task=8, runner=RunnerSpec(device="cpu"),
     )
 
 

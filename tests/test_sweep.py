@@ -103,4 +103,15 @@ def test_explain_sweeps_one_run_per_vocabulary(tmp_path):
                vocabularies=["builtin:colors", "llm,builtin:textures"], settings={"k": 5})
     combos = sweep.plan_sweep(cfg)
     assert [c.name for c in combos] == ["tiny_cnn/d-val/conv1/builtin-colors", "tiny_cnn/d-val/conv1/llm-builtin-textures"]
-    assert [c.config.vocabulary_sources for c in combos] == [("builtin:colors",), ("llm", "builtin:textures")]
+    assert [c.config.vocabulary.sources for c in combos] == [("builtin:colors",), ("llm", "builtin:textures")]
+
+
+def test_explain_keys_ignore_the_runner_and_credentials_inside_the_extraction(tmp_path):
+    pytest.importorskip("neuroscribe.explanation")
+    explain = {"flow": "explain", "models": [TINY], "datasets": [DatasetSpec(uri="/d/val")], "layers": ["conv1"]}
+    base = sweep.plan_sweep(grid(tmp_path, **explain))[0]
+    other_runner = sweep.plan_sweep(grid(tmp_path, **explain, runner=RunnerSpec(batch_size=3)))[0]
+    other_secret = sweep.plan_sweep(grid(tmp_path, **explain, store_options={"key": "a"}))[0]
+    other_k = sweep.plan_sweep(grid(tmp_path, **explain, settings={"k": 8}))[0]
+    assert base.key == other_runner.key == other_secret.key != other_k.key
+    assert other_runner.config.extract.runner.batch_size == 3 and other_k.config.extract.k == 8

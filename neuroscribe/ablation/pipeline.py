@@ -62,14 +62,14 @@ from neuroscribe.ablation.report import (
     unit_summary,
 )
 from neuroscribe.ablation.stats import CONFIDENCE, min_support_to_tell
-from neuroscribe.config import DatasetSpec, FrozenModel, ModelSpec, RunnerSpec
+from neuroscribe.config import DatasetSpec, FrozenModel, ModelSpec, StoreConfig
 from neuroscribe.data import listing_key
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.extraction import cached_model
 from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.models import resolve_device, resolve_layers
 from neuroscribe.stages import Executor, InProcess, Plan, Stage
-from neuroscribe.store import StoreFile, WithRunStore
+from neuroscribe.store import StoreFile
 
 CODE_MODULES = (
     "neuroscribe.ablation.modes",
@@ -96,13 +96,12 @@ def parse_units(value: Any) -> tuple[int, ...] | None:
         raise NeuroscribeError(f"--units {value!r} is not a comma-separated list of unit indices, e.g. 12,559") from None
 
 
-class AblateConfig(FrozenModel, WithRunStore):
+class AblateConfig(StoreConfig):
     """Parameters of one ablation sweep (the ``ablate`` flow)."""
 
     model: ModelSpec = ModelSpec()
     layer: str = Field(description="the layer whose units are ablated, e.g. layer4")
     dataset: DatasetSpec = Field(description="labelled images: a folder of class subfolders or a labelled file list")
-    store: str = Field(description="run store: local path or s3://bucket/prefix")
     units: tuple[int, ...] | None = Field(default=None, description="units to ablate; None: every unit of the layer")
     together: bool = Field(default=False, description="ablate `units` as one set instead of one at a time")
     mode: AblationMode = "activation"
@@ -115,8 +114,6 @@ class AblateConfig(FrozenModel, WithRunStore):
     top: int = Field(default=5, ge=1, description="most affected classes kept per unit in summaries and the chart")
     chart_units: tuple[int, ...] | None = Field(
         default=None, description=f"units charted; None: the {CHART_UNITS} with the largest drops")
-    runner: RunnerSpec = RunnerSpec()
-    store_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for the store (not logged)")
 
     @field_validator("units", "chart_units", mode="before")
     @classmethod

@@ -43,9 +43,9 @@ def _clip_spec(item: str, device: str | None) -> dict:
 @app.command()
 def evaluate(
     store: str | None = typer.Option(None, "--store", "-s", help="run store with explanations: local path or s3://bucket/prefix"),
-    layer: str | None = typer.Option(None, "--layer", "-l", help="comma-separated layers to evaluate (default: every explained layer)"),
+    layers: str | None = typer.Option(None, "--layers", "-l", help="comma-separated layers to evaluate (default: every explained layer)"),
     labels: str | None = typer.Option(
-        None, help="known unit labels of the --layer: .csv/.tsv with columns unit,label[,variants] or .txt with one label per line"
+        None, help="known unit labels of the one layer in --layers: .csv/.tsv with columns unit,label[,variants] or .txt with one label per line"
     ),
     compare: str | None = typer.Option(None, help="comma-separated comparisons on the same extraction: rules, k, vocab"),
     compare_k: str | None = typer.Option(None, help="k values compared, e.g. 1,3,10 (default 1,2,3,5,10,20,50 up to the run's k)"),
@@ -77,9 +77,9 @@ def evaluate(
     from neuroscribe.evaluation import EvaluateConfig
     from neuroscribe.explanation import ExplainConfig
 
-    layers = _split(layer)
+    layers = _split(layers)
     if labels and (not layers or len(layers) != 1):
-        raise NeuroscribeError("--labels gives the labels of one layer: pass exactly one --layer with it")
+        raise NeuroscribeError("--labels gives the labels of one layer: pass exactly one layer in --layers with it")
     options = parse_storage_options(storage_option)
     overrides = {
         "store": store,

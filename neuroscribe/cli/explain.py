@@ -18,6 +18,7 @@ from neuroscribe.cli.app import (
     with_options,
 )
 from neuroscribe.config import load_config
+from neuroscribe.errors import NeuroscribeError
 from neuroscribe.vocabulary.config import DEFAULT_SOURCES
 
 console = Console()
@@ -55,20 +56,25 @@ def explain(
     """Explain every unit of the given layers: extract, vocabulary, patches, scoring, tables, galleries."""
     from neuroscribe.explanation import ExplainConfig, validate_explain
 
-    overrides = extraction.overrides() | {  # ExplainConfig holds ExtractConfig's fields at its top level
-        "vocabulary_sources": tuple(vocabulary) if vocabulary else None, "vocabulary_uri": vocabulary_uri, "vocabulary_classes": classes,
-        "backend": {"kind": backend, "arch": clip_arch, "pretrained": clip_pretrained, "checkpoint": clip_checkpoint, "device": extraction.device},
+    overrides = extraction.overrides() | {  # ExtractConfig's flat field names, lifted into ExplainConfig.extract
+        "vocabulary": {"sources": tuple(vocabulary) if vocabulary else None, "classes": classes}, "vocabulary_uri": vocabulary_uri,
+        "backend": {"kind": backend, "device": extraction.device},
         "rule": {"name": rule},
         "patches": {"quantile": quantile},
     }
+    clip = {"arch": clip_arch, "pretrained": clip_pretrained, "checkpoint": clip_checkpoint}
     cfg = load_config(ExplainConfig, config, overrides)
+    if given := [f"--clip-{name}" for name, value in clip.items() if value is not None]:
+        if cfg.backend.kind != "open_clip":  # named here: the spec's own error would name `arch`, not the flag
+            raise NeuroscribeError(f"{', '.join(given)}: open_clip flags, but this run's backend is {cfg.backend.kind}; drop them or pass --backend open_clip")
+        cfg = load_config(ExplainConfig, config, overrides | {"backend": overrides["backend"] | clip})
     validate_explain(cfg)  # bad input fails here, before the flows (prefect, open_clip) load
 
     from neuroscribe.flows._run import run_flow
     from neuroscribe.flows.explain import explain_flow
     from neuroscribe.lease import ensure_free
 
-    ensure_free(cfg.store, cfg.store_options, cfg.runner.wait_for_store_s)
+    ensure_free(cfg.extract.store, cfg.extract.store_options, cfg.extract.runner.wait_for_store_s)
     began = time.perf_counter()
     _print_result(run_flow(explain_flow, cfg), time.perf_counter() - began)
 
@@ -92,8 +98,8 @@ def demo(
 
     cfg = demo_config(images=images, out=out, k=k, limit=limit, overwrite=overwrite, max_image_pixels=max_image_pixels)
     if wait:
-        cfg = cfg.model_copy(update={"runner": cfg.runner.model_copy(update={"wait_for_store_s": wait})})
+        cfg = cfg.model_copy(update={"extract": cfg.extract.model_copy(update={"runner": cfg.extract.runner.model_copy(update={"wait_for_store_s": wait})})})
     validate_explain(cfg)
-    ensure_free(cfg.store, cfg.store_options, cfg.runner.wait_for_store_s)
+    ensure_free(cfg.extract.store, cfg.extract.store_options, cfg.extract.runner.wait_for_store_s)
     began = time.perf_counter()
     _print_result(run_flow(explain_flow, cfg), time.perf_counter() - began)

@@ -1,9 +1,9 @@
 """``neuroscribe vocabulary``: build the concept vocabulary of a run and print what it cost.
 
-    neuroscribe vocabulary --out runs/r50                                   # offline built-in sets
-    neuroscribe vocabulary --classes imagenet --source llm --source builtin:colors --out runs/r50
+    neuroscribe vocabulary --store runs/r50                                   # offline built-in sets
+    neuroscribe vocabulary --classes imagenet --source llm --source builtin:colors --store runs/r50
     neuroscribe vocabulary --classes categories_places365.txt --source llm \\
-        --base-url http://127.0.0.1:8000/v1 --model Qwen/Qwen2.5-7B-Instruct --out s3://bucket/run
+        --base-url http://127.0.0.1:8000/v1 --model Qwen/Qwen2.5-7B-Instruct --store s3://bucket/run
 
 Runs the ``vocabulary`` flow on Dask by default; ``--in-process`` runs it here without Prefect.
 """
@@ -18,6 +18,7 @@ from rich.table import Table
 
 from neuroscribe.cli.app import WaitOption, app, parse_storage_options
 from neuroscribe.config import load_config
+from neuroscribe.errors import NeuroscribeError
 from neuroscribe.vocabulary.config import DEFAULT_SOURCES, VocabularyConfig
 
 SOURCE_HELP = (
@@ -27,7 +28,7 @@ SOURCE_HELP = (
 
 @app.command()
 def vocabulary(
-    out: str = typer.Option(..., "--out", help="run store (local path or s3://...) that receives vocabulary/<name>.parquet"),
+    store: str = typer.Option(None, "--store", "-s", help="run store (local path or s3://...) that receives vocabulary/<name>.parquet"),
     classes: str = typer.Option(None, "--classes", help="imagenet | places365 | FILE with one class name per line \\[default: imagenet]"),
     source: list[str] = typer.Option(
         None,
@@ -39,29 +40,32 @@ def vocabulary(
     base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint \\[default: $OPENAI_BASE_URL, else OpenAI]"),
     api_key: str = typer.Option(None, "--api-key", help="prefer $OPENAI_API_KEY; any non-empty value for local servers"),
     concurrency: int = typer.Option(None, "--concurrency", min=1, help="LLM requests in flight per task \\[default: 8]"),
-    batch_size: int = typer.Option(None, "--batch-size", min=1, help="classes per flow task \\[default: 50]"),
+    classes_per_task: int = typer.Option(None, "--classes-per-task", min=1, help="classes per flow task \\[default: 50]"),
     max_words: int = typer.Option(None, "--max-words", min=1, help="drop longer LLM concepts \\[default: 4]"),
     dedup_threshold: float = typer.Option(None, "--dedup-threshold", help="cosine similarity that merges near-synonyms \\[default: 0.88]"),
     no_dedup: bool = typer.Option(False, "--no-dedup", help="keep near-synonyms apart"),
-    cache_dir: str = typer.Option(None, "--cache-dir", help="shared LLM answer cache, read and written besides the run's own <out>/vocabulary/llm_cache"),
-    name: str = typer.Option(None, "--name", help="artifact stem under <out>/vocabulary/ \\[default: vocabulary]"),
+    cache_dir: str = typer.Option(None, "--cache-dir", help="shared LLM answer cache, read and written besides the run's own <store>/vocabulary/llm_cache"),
+    name: str = typer.Option(None, "--name", help="artifact stem under <store>/vocabulary/ \\[default: vocabulary]"),
     config: Path = typer.Option(None, "--config", help="YAML file of VocabularyConfig fields; options override it"),
     storage_option: list[str] = typer.Option(None, "--storage-option", help="fsspec key=value for the store, repeatable"),
     dask_address: str = typer.Option(None, "--dask-address", help="existing Dask scheduler \\[default: a local cluster]"),
     workers: int = typer.Option(None, "--workers", min=1, help="local cluster worker processes \\[default: 1]"),
     in_process: bool = typer.Option(False, "--in-process", help="run here with a progress bar, without Prefect and Dask"),
     wait: WaitOption = None,
+    out: str = typer.Option(None, "--out", hidden=True),  # the old name of --store: refused, naming the new one
 ) -> None:
     """Build the concept vocabulary explanations are chosen from: LLM-generated per class (cached), built-in or from files."""
+    if out is not None:
+        raise NeuroscribeError(f"--out is now --store, as on every other command: pass --store {out}")
     overrides = {
-        "out": out,
+        "store": store,
         "classes": classes,
         "sources": tuple(source) if source else None,
         "places365_file": places365_file,
         "cache_dir": cache_dir,
         "name": name,
         "store_options": parse_storage_options(storage_option) or None,
-        "llm": {"model": model, "base_url": base_url, "api_key": api_key, "concurrency": concurrency, "batch_size": batch_size},
+        "llm": {"model": model, "base_url": base_url, "api_key": api_key, "concurrency": concurrency, "classes_per_task": classes_per_task},
         "filter": {"max_words": max_words, "dedup_threshold": dedup_threshold},
         "runner": {"dask_address": dask_address, "n_workers": workers, "wait_for_store_s": wait},
     }
@@ -72,7 +76,7 @@ def vocabulary(
         from neuroscribe.lease import store_lease
         from neuroscribe.vocabulary import build_vocabulary
 
-        with store_lease(cfg.out, cfg.store_options, wait_s=cfg.runner.wait_for_store_s, ttl_s=cfg.runner.store_lease_ttl_s):
+        with store_lease(cfg.store, cfg.store_options, wait_s=cfg.runner.wait_for_store_s, ttl_s=cfg.runner.store_lease_ttl_s):
             summary = build_vocabulary(cfg)  # a progress bar per batch of classes
     else:
         summary = _run_flow(cfg)

@@ -40,7 +40,7 @@ from neuroscribe.config import DatasetSpec, FrozenModel, ModelSpec
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.evaluation.consistency import auc
 from neuroscribe.evaluation.metrics import match_vector
-from neuroscribe.scoring.backend import BackendSpec
+from neuroscribe.scoring.backend import BackendSpec, ConseSpec
 from neuroscribe.scoring.rules import INACTIVE
 
 KNOWN_UNITS_MODEL = "neuroscribe.evaluation.known_units:efficientnet_lite0_with_known_units"
@@ -59,7 +59,7 @@ class BenchmarkConfig(FrozenModel):
     images: str = Field(description="probe images: an image folder with class subfolders, or a .txt/.csv/.tsv list with labels")
     out: str = Field(description="folder for the benchmark's run stores and reports")
     model: str = Field(default=KNOWN_UNITS_MODEL, description="a model with classifier, superclasses and colours layers")
-    backend: BackendSpec = BackendSpec(kind="conse")
+    backend: BackendSpec = ConseSpec()
     limit: int | None = Field(default=None, ge=1, description="use only the first N images (smoke runs)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
@@ -118,7 +118,7 @@ def known_explain_config(cfg: BenchmarkConfig):
     return ExplainConfig(
         model=ModelSpec(name=cfg.model), layers=("classifier", "superclasses", "colours"),
         dataset=DatasetSpec(uri=cfg.images, limit=cfg.limit), store=str(Path(cfg.out) / "known" / "store"),
-        vocabulary_sources=LOGIT_VOCABULARY, backend=backend,
+        vocabulary={"sources": LOGIT_VOCABULARY}, backend=backend,
     )
 
 
@@ -131,11 +131,11 @@ def run_known_units(cfg: BenchmarkConfig) -> dict[str, pd.DataFrame]:
 
     explain_cfg = known_explain_config(cfg)
     frames = run_explain(explain_cfg)
-    known_cfg = explain_cfg.model_copy(update={"vocabulary_sources": KNOWN_VOCABULARY})
+    known_cfg = explain_cfg.model_copy(update={"vocabulary": explain_cfg.vocabulary.model_copy(update={"sources": KNOWN_VOCABULARY})})
     vocabulary = build_vocabulary(known_cfg.vocabulary_config().model_copy(update={"name": "known_units_vocabulary"}))
     for layer in ("superclasses", "colours"):
         frames[layer] = score_layer(known_cfg, layer, vocabulary.uri)
-        render_gallery(known_cfg.store, layer, frames[layer], known_cfg.store_options, known_cfg.gallery_patches)
+        render_gallery(known_cfg.extract.store, layer, frames[layer], known_cfg.extract.store_options, known_cfg.gallery_patches)
     return frames
 
 
@@ -156,7 +156,7 @@ def layer_aucs(explain_cfg, layer: str) -> np.ndarray:
     from neuroscribe.evaluation.context import layer_context
     from neuroscribe.evaluation.evidence import probe_images
 
-    eval_cfg = EvaluateConfig(store=explain_cfg.store, layers=(layer,), explain=explain_cfg, sentence_models=())
+    eval_cfg = EvaluateConfig(store=explain_cfg.extract.store, layers=(layer,), explain=explain_cfg, sentence_models=())
     ctx = layer_context(eval_cfg, explain_cfg, layer, probe_images(explain_cfg, [layer], eval_cfg.random_images, eval_cfg.seed))
     return unit_aucs(ctx.probe, ctx.fired_ids, ctx.text_vectors(ctx.explanations), ctx.topk_ids)
 
@@ -170,7 +170,7 @@ def known_groups(cfg: BenchmarkConfig) -> dict:
     from neuroscribe.evaluation.truth import layer_truth
 
     frames = run_known_units(cfg)
-    store = known_explain_config(cfg).store
+    store = known_explain_config(cfg).extract.store
     truth = layer_truth(store, "classifier")
     judged = {
         "logits": (frames["classifier"], truth.variants, truth.present),
@@ -202,7 +202,7 @@ def demo_group(cfg: BenchmarkConfig) -> dict:
     explained = demo_frame[demo_frame.explanation != INACTIVE]
     return {
         "units": len(demo_frame),
-        "k": demo_cfg.k,
+        "k": demo_cfg.extract.k,
         "median_auc": _rounded(np.nanmedian(aucs)) if np.isfinite(aucs).any() else None,
         "top_label_share": top_label_share(demo_frame),
         "tie_share": round(float((explained.margin < 1e-6).mean()), 4) if len(explained) else None,

@@ -58,7 +58,7 @@ def plan_variants(ctx: LayerContext, axes: tuple[str, ...]) -> list[Variant]:
     if "k" in axes:
         out += [Variant("k", f"k={kk}", rule, max_rank=kk) for kk in sorted({*(x for x in ctx.cfg.compare_k if x < k), k})]
     if "vocab" in axes:
-        out.append(Variant("vocab", "run: " + "+".join(ctx.explain.vocabulary_sources), rule))
+        out.append(Variant("vocab", "run: " + "+".join(ctx.explain.vocabulary.sources), rule))
         for item in ctx.cfg.compare_vocabularies:
             sources = tuple(s.strip() for s in item.split(",") if s.strip())
             out.append(Variant("vocab", "+".join(sources), rule, sources=sources))
@@ -76,7 +76,7 @@ def compare_vocabulary(ctx: LayerContext, sources: tuple[str, ...]):
     base = ctx.explain.vocabulary_config()
     cfg = VocabularyConfig.model_validate(
         base.model_dump()
-        | {"sources": sources, "out": ctx.cfg.run_store.evaluation_vocabulary().uri, "name": f"compare-{content_key(list(sources), 10)}", "cache_dir": base.cache_uri}
+        | {"sources": sources, "store": ctx.cfg.run_store.evaluation_vocabulary().uri, "name": f"compare-{content_key(list(sources), 10)}", "cache_dir": base.cache_uri}
     )
     return load_vocabulary(build_vocabulary(cfg).uri, ctx.cfg.store_options)
 

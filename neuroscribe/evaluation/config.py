@@ -16,21 +16,22 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from neuroscribe.config import FrozenModel, RunnerSpec
+from neuroscribe.config import StoreConfig
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.explanation import ExplainConfig
 from neuroscribe.scoring.backend import BackendSpec
-from neuroscribe.store import WithRunStore
 
 CompareAxis = Literal["rules", "k", "vocab"]
 MINILM = "minilm"
 MPNET = "all-mpnet-base-v2"
 
 
-class EvaluateConfig(FrozenModel, WithRunStore):
-    """One evaluation of an explained run: the ``evaluate`` flow's single parameter."""
+class EvaluateConfig(StoreConfig):
+    """One evaluation of an explained run: the ``evaluate`` flow's single parameter.
 
-    store: str = Field(description="run store holding explanations: local path or s3://bucket/prefix")
+    ``store`` holds the explanations; ``store_options`` also reach the run's images.
+    """
+
     layers: tuple[str, ...] = Field(default=(), description="layers to evaluate; empty = every layer the run explained")
     labels: dict[str, str] = Field(
         default_factory=dict, description="layer -> labels file (.csv/.tsv unit,label[,variants] or .txt one per line)"
@@ -56,8 +57,6 @@ class EvaluateConfig(FrozenModel, WithRunStore):
     bootstrap: int = Field(default=10, ge=0, description="bootstrap resamples of the probe images for stability")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] | None = Field(default=None, description="override the backend's device")
-    runner: RunnerSpec = RunnerSpec()
-    store_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for store and images (not logged)")
 
     @field_validator("layers", "compare", mode="before")
     @classmethod
@@ -85,17 +84,18 @@ def resolve_explain_config(cfg: EvaluateConfig) -> ExplainConfig:
             f"store {cfg.store} has no explain_config.json (written by `neuroscribe explain`); "
             "pass the run's config with --explain-config FILE"
         )
-    update: dict[str, Any] = {"store": cfg.store}
+    extract: dict[str, Any] = {"store": cfg.store}
     if cfg.store_options:
-        update["store_options"] = cfg.store_options
-        update["dataset"] = base.dataset.model_copy(update={"storage_options": cfg.store_options})
+        extract["store_options"] = cfg.store_options
+        extract["dataset"] = base.extract.dataset.model_copy(update={"storage_options": cfg.store_options})
+    update: dict[str, Any] = {"extract": base.extract.model_copy(update=extract)}
     if cfg.device is not None:
         update["backend"] = base.backend.model_copy(update={"device": cfg.device})
     return base.model_copy(update=update)
 
 
 def evaluated_layers(cfg: EvaluateConfig, explain_cfg: ExplainConfig) -> list[str]:
-    layers = list(cfg.layers or explain_cfg.layers)
+    layers = list(cfg.layers or explain_cfg.extract.layers)
     missing = [layer for layer in layers if not cfg.run_store.table(layer).exists()]
     if missing:
         raise NeuroscribeError(
@@ -103,5 +103,5 @@ def evaluated_layers(cfg: EvaluateConfig, explain_cfg: ExplainConfig) -> list[st
         )
     unknown = sorted(set(cfg.labels) - set(layers))
     if unknown:
-        raise NeuroscribeError(f"labels are given for layers {unknown} that are not evaluated; evaluate them with --layer")
+        raise NeuroscribeError(f"labels are given for layers {unknown} that are not evaluated; evaluate them with --layers")
     return layers

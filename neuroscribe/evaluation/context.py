@@ -100,7 +100,7 @@ class LayerContext:
         """Concept embeddings of a vocabulary in the backend's space, exactly as scoring computes them."""
         return concept_embeddings(
             cached_backend(self.explain.backend), vocabulary.concepts, self.explain.backend.resolved_templates,
-            self.explain.store, vocabulary.content_hash, self.explain.store_options,
+            self.explain.extract.store, vocabulary.content_hash, self.explain.extract.store_options,
         )
 
     def text_vectors(self, explanations: list[str], vocabulary=None, vectors: np.ndarray | None = None) -> np.ndarray:

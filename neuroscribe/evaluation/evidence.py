@@ -89,14 +89,14 @@ def _stored_vectors(cfg: ExplainConfig, layer: str) -> np.ndarray:
 
 def _active_units(cfg: ExplainConfig, layer: str) -> np.ndarray:
     # the explain stage embeds only units with at least one patch: the others are "(inactive)"
-    return (patches_group(cfg.store, layer, cfg.store_options)["image_id"][:] >= 0).any(axis=1)
+    return (patches_group(cfg.extract.store, layer, cfg.extract.store_options)["image_id"][:] >= 0).any(axis=1)
 
 
 def patch_evidence(cfg: ExplainConfig, layer: str) -> Evidence:
     """Patch embeddings (the seed rule's inputs); embedded first if the run used another rule."""
     cfg = rule_config(cfg, "seed") if embeds_whole_images(cfg.rule) else cfg
     ensure_embeddings(cfg, layer)
-    group = patches_group(cfg.store, layer, cfg.store_options)
+    group = patches_group(cfg.extract.store, layer, cfg.extract.store_options)
     image_id = group["image_id"][:].astype(np.int64)
     rank = np.where(image_id >= 0, group["rank"][:], -1).astype(np.int64)
     return Evidence(image_id, rank, _stored_vectors(cfg, layer), whole_images=False)
@@ -180,7 +180,7 @@ def probe_images(
         images, rows = [], []
         for row, image_id in enumerate(ids[start : start + IMAGE_BATCH], start=start):
             try:
-                images.append(load_image(index.at[int(image_id), "path"], cfg.dataset.storage_options, max_image_pixels=cfg.dataset.max_image_pixels))
+                images.append(load_image(index.at[int(image_id), "path"], cfg.extract.dataset.storage_options, max_image_pixels=cfg.extract.dataset.max_image_pixels))
                 rows.append(row)
             except ImageSkipped:
                 continue

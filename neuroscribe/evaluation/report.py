@@ -179,11 +179,11 @@ def write_report(cfg: EvaluateConfig, layers: list[str]) -> dict:
         summaries.append(summary)
     document = {
         "store": cfg.store,
-        "model": explain_cfg.model.model_dump(mode="json"),
-        "dataset": explain_cfg.dataset.uri,
+        "model": explain_cfg.extract.model.model_dump(mode="json"),
+        "dataset": explain_cfg.extract.dataset.uri,
         "backend": explain_cfg.backend.model_dump(mode="json"),
         "rule": explain_cfg.rule.model_dump(mode="json"),
-        "vocabulary_sources": list(explain_cfg.vocabulary_sources),
+        "vocabulary_sources": list(explain_cfg.vocabulary.sources),
         "evaluation": cfg.model_dump(mode="json", exclude={"explain", "runner", "store_options"}),
         "layers": {s["layer"]: s for s in summaries},
         "literature_resnet50_final_layer": LITERATURE,

@@ -1,6 +1,6 @@
 """Vision-language scoring: which concept of a vocabulary best describes a unit's top patches.
 
-    backend = make_backend(BackendSpec(kind="open_clip", checkpoint="vitb32.pt"))   # or kind="conse"
+    backend = make_backend(OpenClipSpec(checkpoint="vitb32.pt"))   # or ConseSpec()
     concepts = concept_embeddings(backend, vocab.concepts, cache_uri=store, vocab_hash=vocab.content_hash)
     patches = [backend.embed_images(crops) for crops in unit_crops]                 # one [P_u, d] per unit
     results = explain_units("percentile", patches, concepts, vocab.concepts)        # list[UnitScore]
@@ -10,7 +10,12 @@ One algorithm per module: ``backend`` (interface, spec), ``factory`` (``make_bac
 (the default rule), ``seed`` and ``softwpmi`` (rules), ``rules`` (registry and ``explain_units``).
 """
 
-from neuroscribe.scoring.backend import BackendSpec, ImageTextBackend
+from neuroscribe.scoring.backend import (
+    BackendSpec,
+    ConseSpec,
+    ImageTextBackend,
+    OpenClipSpec,
+)
 from neuroscribe.scoring.concepts import concept_cache_key, concept_embeddings
 from neuroscribe.scoring.factory import make_backend
 from neuroscribe.scoring.percentile import percentile_scores
@@ -34,7 +39,9 @@ __all__ = [
     "RULES",
     "UNCERTAIN_BELOW",
     "BackendSpec",
+    "ConseSpec",
     "ImageTextBackend",
+    "OpenClipSpec",
     "RuleSpec",
     "UnitScore",
     "concept_cache_key",

@@ -1,12 +1,13 @@
 """Image-text backends: one embedding space for image patches and concept texts.
 
-    backend = make_backend(BackendSpec(kind="open_clip", arch="ViT-B-32", pretrained="openai"))
-    backend = make_backend(BackendSpec(kind="open_clip", checkpoint="weights/ViT-B-32.pt"))   # offline
-    backend = make_backend(BackendSpec(kind="conse"))        # offline: ImageNet classifier + MiniLM
+    backend = make_backend(OpenClipSpec(arch="ViT-B-32", pretrained="openai"))
+    backend = make_backend(OpenClipSpec(checkpoint="weights/ViT-B-32.pt"))   # offline
+    backend = make_backend(ConseSpec())                      # offline: ImageNet classifier + MiniLM
     images = backend.embed_images(pil_images)                # float32 [n, d], rows L2-normalised
     texts = backend.embed_texts(["a photo of stripes."])     # float32 [m, d], same space
     backend.fingerprint                                      # content key used by caches
 
+``BackendSpec`` is the union of the kinds' specs, chosen by ``kind`` (a YAML ``backend: {kind: conse}``).
 ``open_clip`` is a CLIP model (``neuroscribe.scoring.open_clip_backend``); ``conse`` embeds an
 image as the probability-weighted mean of the sentence embeddings of its top classifier labels
 (``neuroscribe.scoring.conse``), which needs no CLIP weights.  Templates are applied by
@@ -21,11 +22,11 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from neuroscribe.config import FrozenModel, ModelSpec
 from neuroscribe.errors import NeuroscribeError
@@ -57,35 +58,22 @@ class ImageTextBackend(Protocol):
         ...
 
 
-class BackendSpec(FrozenModel):
-    """Which image-text backend embeds patches and concepts.
+class _BackendBase(FrozenModel):
+    """What every backend kind takes: prompt templates, device and batch size."""
 
-    ``open_clip``: ``arch`` with ``pretrained`` (an open_clip tag, downloaded once; ``None`` =
-    random weights, for tests) or ``checkpoint`` (a local weights file, needs no network).
-    ``conse``: ``classifier`` (any neuroscribe model name or ModelSpec with ImageNet-style class
-    names) combined over its ``top_t`` most probable labels, in the space of ``sentence_model``;
-    ``class_scores`` and ``colour_names`` add the classifier's probabilities and a colour-naming
-    model as their own blocks (``neuroscribe.scoring.conse``).
-    """
-
-    kind: Literal["open_clip", "conse"] = "open_clip"
-    arch: str = Field(default="ViT-B-32", description="open_clip architecture (open_clip.list_models())")
-    pretrained: str | None = Field(default="openai", description="open_clip pretrained tag; None = random weights")
-    checkpoint: str | None = Field(default=None, description="open_clip: local weights file (wins over pretrained)")
-    classifier: ModelSpec = Field(default=ModelSpec(name="efficientnet_lite2"), description="conse: the classifier")
-    # Norouzi et al. (2014) report their best ImageNet zero-shot results with T = 10
-    top_t: int = Field(default=10, ge=1, description="conse: labels combined per image")
-    sentence_model: str | None = Field(default=None, description="conse: sentence-transformers model; None = bundled MiniLM")
-    class_scores: bool = Field(default=True, description="conse: score the classifier's own class names from its probabilities")
-    colour_names: bool = Field(default=True, description="conse: score basic colour terms from the patch's pixels")
     templates: tuple[str, ...] | None = Field(default=None, description="prompt templates with '{}'; None = per-kind default")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = Field(default=64, ge=1)
 
-    @field_validator("classifier", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _classifier_name(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
+    def _fields_of_other_kinds(cls, data: Any) -> Any:
+        # name the kind a stray field belongs to, instead of pydantic's bare "extra inputs are not permitted"
+        for name in set(data) - set(cls.model_fields) if isinstance(data, dict) else ():
+            owner = next((k.model_fields["kind"].default for k in _BackendBase.__subclasses__() if name in k.model_fields), None)
+            if owner:
+                raise ValueError(f"backend field {name!r} applies only to kind {owner!r}, not {cls.model_fields['kind'].default!r}; remove it or set kind: {owner}")
+        return data
 
     @field_validator("templates")
     @classmethod
@@ -102,6 +90,45 @@ class BackendSpec(FrozenModel):
     @property
     def resolved_templates(self) -> tuple[str, ...]:
         return self.templates or DEFAULT_TEMPLATES[self.kind]
+
+
+class OpenClipSpec(_BackendBase):
+    """A CLIP model: ``arch`` with ``pretrained`` (an open_clip tag, downloaded once; ``None`` = random
+    weights, for tests) or ``checkpoint`` (a local weights file, needs no network)."""
+
+    kind: Literal["open_clip"] = "open_clip"
+    arch: str = Field(default="ViT-B-32", description="open_clip architecture (open_clip.list_models())")
+    pretrained: str | None = Field(default="openai", description="open_clip pretrained tag; None = random weights")
+    checkpoint: str | None = Field(default=None, description="local weights file (wins over pretrained)")
+
+
+class ConseSpec(_BackendBase):
+    """ConSE: ``classifier`` (any neuroscribe model name or ModelSpec with ImageNet-style class names)
+    combined over its ``top_t`` most probable labels, in the space of ``sentence_model``;
+    ``class_scores`` and ``colour_names`` add the classifier's probabilities and a colour-naming
+    model as their own blocks (``neuroscribe.scoring.conse``)."""
+
+    kind: Literal["conse"] = "conse"
+    classifier: ModelSpec = Field(default=ModelSpec(name="efficientnet_lite2"), description="the classifier")
+    # Norouzi et al. (2014) report their best ImageNet zero-shot results with T = 10
+    top_t: int = Field(default=10, ge=1, description="labels combined per image")
+    sentence_model: str | None = Field(default=None, description="sentence-transformers model; None = bundled MiniLM")
+    class_scores: bool = Field(default=True, description="score the classifier's own class names from its probabilities")
+    colour_names: bool = Field(default=True, description="score basic colour terms from the patch's pixels")
+
+    @field_validator("classifier", mode="before")
+    @classmethod
+    def _classifier_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+
+def _backend_kind(value: Any) -> str:
+    # a spec given without `kind` is open_clip, the default backend
+    return value.get("kind", "open_clip") if isinstance(value, dict) else getattr(value, "kind", "open_clip")
+
+
+# Which image-text backend embeds patches and concepts: a union chosen by ``kind``.
+BackendSpec = Annotated[Annotated[OpenClipSpec, Tag("open_clip")] | Annotated[ConseSpec, Tag("conse")], Discriminator(_backend_kind)]
 
 
 def precision(device: torch.device) -> str:

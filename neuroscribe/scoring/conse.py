@@ -1,6 +1,6 @@
 """ConSE: an image-text space from an ImageNet classifier and a sentence embedder, no CLIP weights.
 
-    backend = ConseBackend(BackendSpec(kind="conse", classifier="efficientnet_lite2", top_t=10))
+    backend = ConseBackend(ConseSpec(classifier="efficientnet_lite2", top_t=10))
     backend.embed_images(images)     # [sqrt(p) | ConSE mixture | sqrt(colour shares)] / sqrt(3)
     backend.embed_texts(["stripes"]) # [0 | e(text) | 0]: the sentence embedding itself
     backend.embed_texts(["tench"])   # [one-hot(tench) | 0 | 0]: one of the classifier's classes
@@ -43,7 +43,7 @@ from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.models import load_model, resolve_device
 from neuroscribe.progress import ProgressFn
 from neuroscribe.scoring.backend import (
-    BackendSpec,
+    ConseSpec,
     autocast,
     batched_embed,
     file_digest,
@@ -89,7 +89,7 @@ def class_groups(class_names: Sequence[str]) -> dict[str, tuple[int, ...]]:
 class ConseBackend:
     """ConSE over a neuroscribe classifier; images and texts land in the sentence embedder's space."""
 
-    def __init__(self, spec: BackendSpec):
+    def __init__(self, spec: ConseSpec):
         self.spec = spec
         self.device = resolve_device(spec.device)
         self.templates = spec.resolved_templates

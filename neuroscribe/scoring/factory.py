@@ -1,4 +1,4 @@
-"""Build the backend a ``BackendSpec`` names: ``make_backend(BackendSpec(kind="conse"))``.
+"""Build the backend a ``BackendSpec`` names: ``make_backend(ConseSpec())``.
 
 Apart from ``backend`` (the interface and spec), so that the backends import the interface and this
 module imports the backends, and no two modules import each other.
@@ -6,13 +6,13 @@ module imports the backends, and no two modules import each other.
 
 from __future__ import annotations
 
-from neuroscribe.scoring.backend import BackendSpec, ImageTextBackend
+from neuroscribe.scoring.backend import BackendSpec, ImageTextBackend, OpenClipSpec
 
 
 def make_backend(spec: BackendSpec) -> ImageTextBackend:
     """Build the backend a spec names (loads weights; call once per process and reuse)."""
     # imported on use: open_clip and the ConSE classifier cost seconds to import, and a run needs one of them
-    if spec.kind == "open_clip":
+    if isinstance(spec, OpenClipSpec):
         from neuroscribe.scoring.open_clip_backend import OpenClipBackend
 
         return OpenClipBackend(spec)

@@ -1,8 +1,8 @@
 """CLIP through open_clip: images and texts embedded by the two towers of one model.
 
-    backend = OpenClipBackend(BackendSpec(arch="ViT-B-32", pretrained="openai"))     # tag, downloaded once
-    backend = OpenClipBackend(BackendSpec(arch="ViT-B-32", checkpoint="vitb32.pt"))   # local weights file
-    backend = OpenClipBackend(BackendSpec(arch="ViT-B-32", pretrained=None))          # random weights (tests)
+    backend = OpenClipBackend(OpenClipSpec(arch="ViT-B-32", pretrained="openai"))     # tag, downloaded once
+    backend = OpenClipBackend(OpenClipSpec(arch="ViT-B-32", checkpoint="vitb32.pt"))   # local weights file
+    backend = OpenClipBackend(OpenClipSpec(arch="ViT-B-32", pretrained=None))          # random weights (tests)
 
 Usually built through ``neuroscribe.scoring.make_backend``.  Random weights are initialised from
 a fixed seed, so they are reproducible and their fingerprint is honest.
@@ -22,7 +22,7 @@ from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.models import resolve_device
 from neuroscribe.progress import ProgressFn
 from neuroscribe.scoring.backend import (
-    BackendSpec,
+    OpenClipSpec,
     autocast,
     batched_embed,
     file_digest,
@@ -36,7 +36,7 @@ RANDOM_INIT_SEED = 0
 LOCAL_WEIGHTS_FIX = "download the weights once elsewhere and pass checkpoint: PATH (a local open_clip weights file)"
 
 
-def _weights_source(spec: BackendSpec) -> tuple[str | None, str]:
+def _weights_source(spec: OpenClipSpec) -> tuple[str | None, str]:
     """(what open_clip's ``pretrained`` gets, the weights' identity for the fingerprint)."""
     import open_clip
 
@@ -63,7 +63,7 @@ def _weights_source(spec: BackendSpec) -> tuple[str | None, str]:
 class OpenClipBackend:
     """An open_clip model in eval mode on the spec's device; bf16 autocast on CUDA."""
 
-    def __init__(self, spec: BackendSpec):
+    def __init__(self, spec: OpenClipSpec):
         import open_clip
 
         pretrained, weights_id = _weights_source(spec)

@@ -1,7 +1,7 @@
 """Concept vocabularies: the visual concepts a neuron's explanation is chosen from.
 
-    cfg = VocabularyConfig(out="runs/r50", classes="imagenet", sources=("llm", "builtin:colors+textures"))
-    summary = build_vocabulary(cfg)                 # writes <out>/vocabulary/vocabulary.parquet
+    cfg = VocabularyConfig(store="runs/r50", classes="imagenet", sources=("llm", "builtin:colors+textures"))
+    summary = build_vocabulary(cfg)                 # writes <store>/vocabulary/vocabulary.parquet
     vocab = load_vocabulary("runs/r50")             # .concepts, .content_hash, .frame
     builtin_concepts("materials")                   # offline sets shipped with the package
 

@@ -52,13 +52,13 @@ def frame_hash(frame: pd.DataFrame) -> str:
 
 
 def write_vocabulary(
-    out: str, name: str, frame: pd.DataFrame, manifest: dict[str, Any], storage_options: dict | None = None
+    store: str, name: str, frame: pd.DataFrame, manifest: dict[str, Any], storage_options: dict | None = None
 ) -> tuple[str, str]:
     """Write the table and its manifest; returns (parquet URI, content hash)."""
     digest = frame_hash(frame)
     frame = frame.copy()
     frame.attrs = {"neuroscribe_vocabulary": {"format": FORMAT_VERSION, "content_hash": digest}}
-    file = RunStore(out, storage_options).vocabulary(name)
+    file = RunStore(store, storage_options).vocabulary(name)
     file.write_parquet(frame)
     file.with_suffix(".json").write_json({"format": FORMAT_VERSION, "content_hash": digest, "n_concepts": len(frame), **manifest})
     return file.uri, digest
@@ -74,7 +74,7 @@ def load_vocabulary(uri: str, storage_options: dict | None = None) -> Vocabulary
     """A vocabulary by the URI of its ``.parquet`` file, or of the run store holding the default one."""
     file = _locate(uri, storage_options)
     if not file.exists():
-        raise NeuroscribeError(f"no vocabulary at {file.uri}; build one with `neuroscribe vocabulary --out {file.store}`")
+        raise NeuroscribeError(f"no vocabulary at {file.uri}; build one with `neuroscribe vocabulary --store {file.store}`")
     frame = file.read_parquet()
     meta = frame.attrs.get("neuroscribe_vocabulary", {})
     if meta.get("format") != FORMAT_VERSION:

@@ -1,6 +1,6 @@
 """Build a vocabulary: the pipeline, run in this process or (``flows/vocabulary.py``) as Prefect tasks.
 
-    summary = build_vocabulary(VocabularyConfig(out="runs/r50", sources=("llm", "builtin:colors")))
+    summary = build_vocabulary(VocabularyConfig(store="runs/r50", sources=("llm", "builtin:colors")))
     summary.uri, summary.content_hash, summary.requests, summary.failures, summary.filter.concepts_after
 
 Steps: resolve the class list; ask the LLM once per class and template (cached) when ``llm`` is
@@ -111,7 +111,7 @@ def assemble_vocabulary(
         "config": cfg.model_dump(mode="json", exclude={"store_options"}),
         "summary": summary.model_dump(mode="json"),
     }
-    write_vocabulary(cfg.out, cfg.name, frame, manifest, cfg.store_options)
+    write_vocabulary(cfg.store, cfg.name, frame, manifest, cfg.store_options)
     return summary
 
 
@@ -128,11 +128,11 @@ def prepare_llm_run(cfg: VocabularyConfig) -> tuple[VocabularyConfig, list[str]]
 
 
 def _class_batches(cfg: VocabularyConfig, classes: list[str]) -> list[list[str]]:
-    """Batches of ``llm.batch_size`` classes; first, when any answer is not cached, a missing key or a
+    """Batches of ``llm.classes_per_task`` classes; first, when any answer is not cached, a missing key or a
     dead endpoint fails here, once, before any task starts."""
     if missing_answers(classes, cfg.llm, run_answer_cache(cfg)):
         check_endpoint(cfg.llm)
-    size = cfg.llm.batch_size
+    size = cfg.llm.classes_per_task
     return [classes[i : i + size] for i in range(0, len(classes), size)]
 
 

@@ -11,7 +11,7 @@ name, temperature and seed.  Endpoint URL, response format and token limit are l
 purpose, so the same model served by another server reuses its answers.  Only valid answers are
 stored, so a rerun asks again for what failed.
 
-A run's answers always land in its own ``<out>/vocabulary/llm_cache``; a shared cache
+A run's answers always land in its own ``<store>/vocabulary/llm_cache``; a shared cache
 (``cache_dir``) is a second level: its hits are copied into the run's cache and new answers are
 written to both, so the run holds every answer it used and other runs can reuse them.
 """

@@ -1,7 +1,7 @@
 """The vocabulary stage's single config object and its parts.
 
-    cfg = VocabularyConfig(out="runs/r50", classes="imagenet", sources=("llm", "builtin:colors+textures"))
-    cfg = load_config(VocabularyConfig, "vocabulary.yaml", overrides={"out": "s3://bucket/r50"})
+    cfg = VocabularyConfig(store="runs/r50", classes="imagenet", sources=("llm", "builtin:colors+textures"))
+    cfg = load_config(VocabularyConfig, "vocabulary.yaml", overrides={"store": "s3://bucket/r50"})
 
 ``sources`` is a union of source specs (see ``neuroscribe.vocabulary.sources``); ``llm`` settings
 fall back to ``OPENAI_MODEL``, ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY`` when left unset.
@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from neuroscribe.config import FrozenModel, RunnerSpec
+from neuroscribe.config import FrozenModel, StoreConfig
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.store import RunStore
 
@@ -88,7 +88,7 @@ class LLMSpec(FrozenModel):
         default="json_object", description="structured-output mode sent to the server; 'off' for servers without it"
     )
     concurrency: int = Field(default=8, ge=1, description="requests in flight at once, per task")
-    batch_size: int = Field(default=50, ge=1, description="classes per flow task")
+    classes_per_task: int = Field(default=50, ge=1, description="classes per flow task (the unit of work)")
     timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(
         default=5, ge=0, description="the openai client's retries of one request after 429, 5xx, timeouts (its backoff)"
@@ -128,14 +128,9 @@ class FilterSpec(FrozenModel):
     min_count: int = Field(default=1, ge=1, description="keep concepts proposed at least this often")
 
 
-class VocabularyConfig(FrozenModel):
-    """Parameters of one vocabulary build (the ``vocabulary`` flow).
+class VocabularySpec(FrozenModel):
+    """Which vocabulary to build (``VocabularyConfig`` adds the run store it goes to; ``ExplainConfig.vocabulary``)."""
 
-    The artifact goes to ``<out>/vocabulary/<name>.parquet`` (plus a ``.json`` manifest), and every
-    LLM answer the run uses to ``<out>/vocabulary/llm_cache`` (and to ``cache_dir`` when set).
-    """
-
-    out: str = Field(description="run store: local path or s3://bucket/prefix")
     classes: str = Field(default="imagenet", description="imagenet | places365 | FILE with one class per line")
     places365_file: str | None = Field(
         default=None, description="Places365 class list (categories_places365.txt); not shipped offline"
@@ -150,8 +145,6 @@ class VocabularyConfig(FrozenModel):
     cache_dir: str | None = Field(
         default=None, description="shared LLM answer cache (local path or s3://), read and written besides the run's own"
     )
-    store_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options (not logged)")
-    runner: RunnerSpec = RunnerSpec()
 
     @field_validator("sources", mode="before")
     @classmethod
@@ -170,6 +163,14 @@ class VocabularyConfig(FrozenModel):
     @property
     def uses_llm(self) -> bool:
         return "llm" in self.sources
+
+
+class VocabularyConfig(VocabularySpec, StoreConfig):
+    """Parameters of one vocabulary build (the ``vocabulary`` flow).
+
+    The artifact goes to ``<store>/vocabulary/<name>.parquet`` (plus a ``.json`` manifest), and every
+    LLM answer the run uses to ``<store>/vocabulary/llm_cache`` (and to ``cache_dir`` when set).
+    """
 
     @property
     def run_store(self) -> RunStore:

@@ -1,7 +1,7 @@
 """Ask an OpenAI-compatible LLM, once per class and prompt template, for visual concepts.
 
     spec = resolve_llm(LLMSpec(base_url="http://127.0.0.1:8000/v1"))   # env fills the rest
-    cache = run_answer_cache(cfg)                                      # <out>/vocabulary/llm_cache
+    cache = run_answer_cache(cfg)                                      # <store>/vocabulary/llm_cache
     result = generate_answers(["goldfish", "tabby cat"], spec, cache)  # GenerationResult
     result.failures, result.requests, result.cached_hits
 

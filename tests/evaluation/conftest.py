@@ -18,7 +18,7 @@ from PIL import Image
 from neuroscribe.config import DatasetSpec, ModelSpec, RunnerSpec
 from neuroscribe.explanation import ExplainConfig, run_explain
 from neuroscribe.patches.cut import PatchConfig
-from neuroscribe.scoring.backend import BackendSpec
+from neuroscribe.scoring.backend import ConseSpec
 from neuroscribe.scoring.rules import RuleSpec
 
 TINY_CNN = "neuroscribe.testing.tiny_models:tiny_cnn"
@@ -52,11 +52,11 @@ def tiny_explain_config(root: Path) -> ExplainConfig:
         dataset=DatasetSpec(uri=str(_tiny_images(root / "images")), shard_size=8),
         store=str(root / "run"),
         k=4,
-        vocabulary_sources=(f"file:{concepts}",),
+        vocabulary={"sources": (f"file:{concepts}",)},
         # the plain ConSE space and the seed rule: these tests check the evaluation machinery against
         # independent computations in that space (text side = MiniLM); the default rule and blocks
         # are tested in tests/scoring and compared here through the "rules" axis
-        backend=BackendSpec(kind="conse", classifier=model, top_t=4, device="cpu", batch_size=16, class_scores=False, colour_names=False),
+        backend=ConseSpec(classifier=model, top_t=4, device="cpu", batch_size=16, class_scores=False, colour_names=False),
         rule=RuleSpec(name="seed"),
         patches=PatchConfig(crop_size=32),
         units_per_task=8,
@@ -74,8 +74,8 @@ def tiny_run_base(tmp_path_factory) -> ExplainConfig:
 @pytest.fixture
 def tiny_run(tiny_run_base, tmp_path) -> ExplainConfig:
     """A private copy of the tiny explained run (tests write evaluation results into it)."""
-    shutil.copytree(tiny_run_base.store, tmp_path / "run")
-    return tiny_run_base.model_copy(update={"store": str(tmp_path / "run")})
+    shutil.copytree(tiny_run_base.extract.store, tmp_path / "run")
+    return ExplainConfig(**dict(tiny_run_base), store=str(tmp_path / "run"))  # the flat store goes into extract
 
 
 @pytest.fixture(scope="session")
@@ -86,8 +86,8 @@ def samples_run(samples_dir, tmp_path_factory) -> ExplainConfig:
         dataset=DatasetSpec(uri=str(samples_dir / "labels.tsv"), limit=SAMPLE_IMAGES),
         store=str(tmp_path_factory.mktemp("samples-explained") / "run"),
         k=SAMPLE_K,
-        vocabulary_sources=("builtin:imagenet",),
-        backend=BackendSpec(kind="conse", classifier="efficientnet_lite0", device="cpu"),
+        vocabulary={"sources": ("builtin:imagenet",)},
+        backend=ConseSpec(classifier="efficientnet_lite0", device="cpu"),
         # one block: a logit unit's patches are whole images shared by many units, embedded once per block
         units_per_task=1000,
         runner=RunnerSpec(device="cpu"),

@@ -14,7 +14,7 @@ from neuroscribe.data import load_image
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.evaluation import EvaluateConfig, run_evaluation
 from neuroscribe.evaluation.truth import normalise
-from neuroscribe.explanation import cached_backend
+from neuroscribe.explanation import ExplainConfig, cached_backend
 from neuroscribe.scoring.concepts import concept_embeddings
 from neuroscribe.scoring.rules import RuleSpec, explain_units
 from neuroscribe.vocabulary import embed_sentences, load_vocabulary
@@ -26,7 +26,7 @@ def _config(run, tmp_path, **fields) -> EvaluateConfig:
     labels = tmp_path / "relu2.csv"
     labels.write_text("unit,label\n" + "".join(f"{u},{CONCEPTS[u % len(CONCEPTS)]}\n" for u in range(16)))
     base = {
-        "store": run.store, "labels": {"relu2": str(labels)}, "compare": ("rules", "k", "vocab"), "compare_k": (1, 2),
+        "store": run.extract.store, "labels": {"relu2": str(labels)}, "compare": ("rules", "k", "vocab"), "compare_k": (1, 2),
         "compare_vocabularies": ("builtin:colors",), "permutations": 20, "bootstrap": 4, "sentence_models": ("minilm",),
     }
     return EvaluateConfig(**(base | fields))
@@ -36,8 +36,8 @@ def _config(run, tmp_path, **fields) -> EvaluateConfig:
 def evaluated(tiny_run_base, tmp_path_factory):
     """One full evaluation (every layer, every comparison) of a private copy of the tiny run, read by several tests."""
     root = tmp_path_factory.mktemp("evaluated")
-    shutil.copytree(tiny_run_base.store, root / "run")
-    cfg = _config(tiny_run_base.model_copy(update={"store": str(root / "run")}), root)
+    shutil.copytree(tiny_run_base.extract.store, root / "run")
+    cfg = _config(ExplainConfig(**dict(tiny_run_base), store=str(root / "run")), root)
     return cfg, run_evaluation(cfg)
 
 
@@ -80,9 +80,9 @@ def test_label_metrics_match_an_independent_computation(evaluated):
 def _direct_inputs(run):
     """The backend, vocabulary, concept vectors and image index, loaded here without the evaluation code."""
     backend = cached_backend(run.backend)
-    vocabulary = load_vocabulary(run.store)
+    vocabulary = load_vocabulary(run.extract.store)
     vectors = concept_embeddings(backend, vocabulary.concepts, run.backend.resolved_templates)
-    return backend, vocabulary, vectors, st.StoreFile(run.store, "index.parquet").read_parquet()
+    return backend, vocabulary, vectors, st.StoreFile(run.extract.store, "index.parquet").read_parquet()
 
 
 def test_auc_matches_sklearn_on_directly_embedded_images(evaluated, tiny_run_base):
@@ -90,7 +90,7 @@ def test_auc_matches_sklearn_on_directly_embedded_images(evaluated, tiny_run_bas
     units = st.StoreFile(cfg.store, "evaluation/relu2/units.parquet").read_parquet()
     backend, vocabulary, vectors, index = _direct_inputs(tiny_run_base)
     images = backend.embed_images([load_image(p) for p in index["path"]])
-    group = st.RunStore(tiny_run_base.store).arrays("r")
+    group = st.RunStore(tiny_run_base.extract.store).arrays("r")
     fired = group["patches/relu2/image_id"][:]
     topk = group["topk/relu2/image_id"][:]
     for unit in range(16):
@@ -106,27 +106,27 @@ def test_compared_rules_and_k_match_scoring_from_scratch(evaluated, tiny_run_bas
     cfg, _ = evaluated
     labels = st.StoreFile(cfg.store, "evaluation/fc/compare_units.parquet").read_parquet()
     backend, vocabulary, vectors, index = _direct_inputs(tiny_run_base)
-    topk = st.RunStore(tiny_run_base.store).arrays("r")["topk/fc/image_id"][:]
+    topk = st.RunStore(tiny_run_base.extract.store).arrays("r")["topk/fc/image_id"][:]
     # SoftWPMI on each unit's whole top images, embedded here image by image
     per_unit = [backend.embed_images([load_image(index.loc[i, "path"]) for i in row if i >= 0]) for row in topk]
     expected = [s.best for s in explain_units("softwpmi", per_unit, vectors, vocabulary.concepts, **RuleSpec(name="softwpmi").kwargs())]
     assert labels["rules:softwpmi"].tolist() == expected
     # the seed rule on the first k' patches only (a logit unit's patch is its whole original image)
-    patch_ids = st.RunStore(tiny_run_base.store).arrays("r")["patches/fc/image_id"][:]
+    patch_ids = st.RunStore(tiny_run_base.extract.store).arrays("r")["patches/fc/image_id"][:]
     first = [backend.embed_images([load_image(index.loc[i, "path"]) for i in row[:1] if i >= 0]) for row in patch_ids]
     expected_k1 = [s.best for s in explain_units("seed", first, vectors, vocabulary.concepts)]
     assert labels["k:k=1"].tolist() == expected_k1
 
 
 def test_missing_explain_config_and_unexplained_layers_are_reported(tiny_run, tmp_path):
-    st.RunStore(tiny_run.store + "/explain_config.json").remove()
+    st.RunStore(tiny_run.extract.store + "/explain_config.json").remove()
     with pytest.raises(NeuroscribeError, match="--explain-config"):
-        run_evaluation(EvaluateConfig(store=tiny_run.store, bootstrap=0))
-    cfg = EvaluateConfig(store=tiny_run.store, explain=tiny_run, layers=("relu1",), bootstrap=0)
+        run_evaluation(EvaluateConfig(store=tiny_run.extract.store, bootstrap=0))
+    cfg = EvaluateConfig(store=tiny_run.extract.store, explain=tiny_run, layers=("relu1",), bootstrap=0)
     with pytest.raises(NeuroscribeError, match="no explanations"):
         run_evaluation(cfg)
     with pytest.raises(NeuroscribeError, match="not evaluated"):
-        run_evaluation(EvaluateConfig(store=tiny_run.store, explain=tiny_run, layers=("fc",), labels={"conv2": "x.txt"}))
+        run_evaluation(EvaluateConfig(store=tiny_run.extract.store, explain=tiny_run, layers=("fc",), labels={"conv2": "x.txt"}))
 
 
 def test_cli_local_run(tiny_run, tmp_path):
@@ -137,16 +137,16 @@ def test_cli_local_run(tiny_run, tmp_path):
     labels = tmp_path / "conv2.txt"
     labels.write_text("\n".join(CONCEPTS[:4]))
     result = CliRunner().invoke(
-        app, ["evaluate", "-s", tiny_run.store, "--layer", "conv2", "--labels", str(labels), "--compare", "k",
+        app, ["evaluate", "-s", tiny_run.extract.store, "--layers", "conv2", "--labels", str(labels), "--compare", "k",
               "--compare-k", "1", "--bootstrap", "2", "--permutations", "5", "--sentence-models", "minilm", "--local"],
     )
     assert result.exit_code == 0, result.output
     assert "evaluation.md" in result.output
-    document = json.loads(st.StoreFile(tiny_run.store, "evaluation/evaluation.json").read_bytes())
+    document = json.loads(st.StoreFile(tiny_run.extract.store, "evaluation/evaluation.json").read_bytes())
     assert list(document["layers"]) == ["conv2"]
     assert document["layers"]["conv2"]["labels"]["all"]["units"] == 4
-    bad = CliRunner().invoke(app, ["evaluate", "-s", tiny_run.store, "--labels", str(labels), "--local"])
-    assert bad.exit_code != 0 and "exactly one --layer" in str(bad.exception)
+    bad = CliRunner().invoke(app, ["evaluate", "-s", tiny_run.extract.store, "--labels", str(labels), "--local"])
+    assert bad.exit_code != 0 and "exactly one layer in --layers" in str(bad.exception)
 
 
 def test_evaluate_flow_on_local_dask_cluster(tiny_run, tmp_path):
@@ -178,7 +178,7 @@ def test_extra_clip_text_space_matches_its_text_encoder(tiny_run):
     from neuroscribe.testing.tiny_clip import register_tiny_clip
 
     clip = register_tiny_clip(device="cpu")
-    cfg = EvaluateConfig(store=tiny_run.store, layers=("fc",), text_backends=(clip,), sentence_models=(), bootstrap=0, permutations=0)
+    cfg = EvaluateConfig(store=tiny_run.extract.store, layers=("fc",), text_backends=(clip,), sentence_models=(), bootstrap=0, permutations=0)
     run_evaluation(cfg)
     cosine = st.StoreFile(cfg.store, "evaluation/fc/summary.json").read_json()["labels"]["all"]["cosine"]
     encoder = make_backend(clip)

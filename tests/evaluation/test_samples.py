@@ -18,7 +18,7 @@ MINILM = "MiniLM (all-MiniLM-L6-v2)"
 
 def test_final_layer_explanations_match_class_names_far_above_chance(samples_run, samples_dir):
     cfg = EvaluateConfig(
-        store=samples_run.store, compare=("rules", "k"), compare_k=(1,), bootstrap=3, permutations=50,
+        store=samples_run.extract.store, compare=("rules", "k"), compare_k=(1,), bootstrap=3, permutations=50,
         sentence_models=("minilm",), device="cpu",
     )
     run_evaluation(cfg)

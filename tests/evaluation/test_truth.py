@@ -63,21 +63,21 @@ def test_labels_file_errors_name_the_fix(tmp_path):
 
 
 def test_classifier_output_truth_and_present_classes(tiny_run):
-    truth = layer_truth(tiny_run.store, "fc")
+    truth = layer_truth(tiny_run.extract.store, "fc")
     assert truth.names == list(COLOURS) and truth.source == "model classes"
     assert truth.present.all()  # every class folder has images
     # classes whose images all failed to decode are absent from the probe set
-    index = st.StoreFile(tiny_run.store, "index.parquet").read_parquet()
+    index = st.StoreFile(tiny_run.extract.store, "index.parquet").read_parquet()
     index.loc[index["label"] == 2, "status"] = "skipped"
-    st.StoreFile(tiny_run.store, "index.parquet").write_parquet(index)
-    assert layer_truth(tiny_run.store, "fc").present.tolist() == [True, True, False, True]
+    st.StoreFile(tiny_run.extract.store, "index.parquet").write_parquet(index)
+    assert layer_truth(tiny_run.extract.store, "fc").present.tolist() == [True, True, False, True]
 
 
 def test_hidden_layers_have_truth_only_from_a_labels_file(tiny_run, tmp_path):
-    assert layer_truth(tiny_run.store, "conv2") is None
+    assert layer_truth(tiny_run.extract.store, "conv2") is None
     labels = tmp_path / "conv2.txt"
     labels.write_text("\n".join(f"concept {i}" for i in range(16)))
-    truth = layer_truth(tiny_run.store, "conv2", str(labels))
+    truth = layer_truth(tiny_run.extract.store, "conv2", str(labels))
     assert truth.names[5] == "concept 5" and truth.present.all() and np.all(truth.labelled)
     with pytest.raises(NeuroscribeError, match="not in run"):
-        layer_truth(tiny_run.store, "conv9")
+        layer_truth(tiny_run.extract.store, "conv9")

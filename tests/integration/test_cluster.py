@@ -48,7 +48,7 @@ def test_explain_flow_on_the_cluster_with_store_and_dataset_on_s3(s3, prefect_se
     concepts.write_text("\n".join(CONCEPTS) + "\n")
     cfg = ExplainConfig(
         model=TINY, layers=LAYERS, dataset=DatasetSpec(uri=dataset, shard_size=2, storage_options=s3.options),
-        store=s3.uri("runs", "main"), store_options=s3.options, k=3, vocabulary_sources=(f"file:{concepts}",),
+        store=s3.uri("runs", "main"), store_options=s3.options, k=3, vocabulary={"sources": (f"file:{concepts}",)},
         backend=tiny_clip, units_per_task=8, runner=RunnerSpec(dask_address=cluster.address, batch_size=2),
     )
     began = time.time()
@@ -73,23 +73,23 @@ def test_explain_flow_on_the_cluster_with_store_and_dataset_on_s3(s3, prefect_se
     assert wait_until(task_states, 30, "task runs on the server") == {"COMPLETED"}
 
     # the tables and the whole store equal a plain local run's (no Prefect, no Dask, local files)
-    local = cfg.model_copy(update={
-        "dataset": cfg.dataset.model_copy(update={"uri": str(folder), "storage_options": {}}),
-        "store": str(tmp_path / "local"), "store_options": {}, "runner": RunnerSpec(device="cpu"),
-    })
+    local = ExplainConfig(  # the flat extraction fields replace the nested ones
+        **dict(cfg), dataset=cfg.extract.dataset.model_copy(update={"uri": str(folder), "storage_options": {}}),
+        store=str(tmp_path / "local"), store_options={}, runner=RunnerSpec(device="cpu"),
+    )
     run_explain(local)
     for layer in LAYERS:
         pd.testing.assert_frame_equal(
-            st.StoreFile(cfg.store, f"explanations/{layer}.parquet", s3.options).read_parquet(), st.StoreFile(local.store, f"explanations/{layer}.parquet").read_parquet()
+            st.StoreFile(cfg.extract.store, f"explanations/{layer}.parquet", s3.options).read_parquet(), st.StoreFile(local.extract.store, f"explanations/{layer}.parquet").read_parquet()
         )
-        assert st.StoreFile(cfg.store, f"gallery/{layer}.html", s3.options).exists()
-    assert_same_store(cfg.store, s3.options, local.store)
+        assert st.StoreFile(cfg.extract.store, f"gallery/{layer}.html", s3.options).exists()
+    assert_same_store(cfg.extract.store, s3.options, local.extract.store)
 
     # the final markdown artifact links the tables and galleries; progress artifacts were kept up to date
     artifacts = prefect_server.post("/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [run["id"]]}}})
     [markdown] = [a for a in artifacts if a["key"] == "explain-summary"]
-    assert all(f"{cfg.store}/explanations/{layer}.parquet" in markdown["data"] for layer in LAYERS)
-    assert all(f"{cfg.store}/gallery/{layer}.html" in markdown["data"] for layer in LAYERS)
+    assert all(f"{cfg.extract.store}/explanations/{layer}.parquet" in markdown["data"] for layer in LAYERS)
+    assert all(f"{cfg.extract.store}/gallery/{layer}.html" in markdown["data"] for layer in LAYERS)
     progress = [a for a in artifacts if a["type"] == "progress"]
     assert progress and all(a["data"] == 100.0 for a in progress)
 

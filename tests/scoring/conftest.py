@@ -30,9 +30,9 @@ def tiny_clip_arch(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_clip(tiny_clip_arch):
-    from neuroscribe.scoring import BackendSpec, make_backend
+    from neuroscribe.scoring import OpenClipSpec, make_backend
 
-    return make_backend(BackendSpec(kind="open_clip", arch=tiny_clip_arch, pretrained=None, device="cpu", batch_size=4))
+    return make_backend(OpenClipSpec(arch=tiny_clip_arch, pretrained=None, device="cpu", batch_size=4))
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from neuroscribe.scoring.colour import name_colours
-from neuroscribe.scoring.colour import COLOUR_NAMES, colour_index, region_colours
+from neuroscribe.scoring.colour import (
+    COLOUR_NAMES,
+    colour_index,
+    name_colours,
+    region_colours,
+)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import pytest
 
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.scoring import (
-    BackendSpec,
+    OpenClipSpec,
     concept_cache_key,
     concept_embeddings,
     make_backend,
@@ -64,7 +64,7 @@ def test_changed_inputs_get_new_keys(tiny_clip, tiny_clip_arch, counted, tmp_pat
     concept_embeddings(tiny_clip, CONCEPTS[:-1], cache_uri=store, vocab_hash="v1")  # concepts changed
     assert counted == [5, 5, 5, 4]
     assert len(list((tmp_path / "run" / "embeddings").glob("*.npy"))) == 4
-    other = make_backend(BackendSpec(arch=tiny_clip_arch, checkpoint=None, pretrained=None, device="cpu", batch_size=2))
+    other = make_backend(OpenClipSpec(arch=tiny_clip_arch, checkpoint=None, pretrained=None, device="cpu", batch_size=2))
     assert concept_cache_key(other, CONCEPTS, ("{}",), "v1") == concept_cache_key(tiny_clip, CONCEPTS, ("{}",), "v1")
     other.fingerprint = "another-backend"  # e.g. other weights
     assert concept_cache_key(other, CONCEPTS, ("{}",), "v1") != concept_cache_key(tiny_clip, CONCEPTS, ("{}",), "v1")

@@ -9,7 +9,7 @@ import pytest
 from neuroscribe.config import ModelSpec
 from neuroscribe.data import load_image
 from neuroscribe.errors import NeuroscribeError
-from neuroscribe.scoring import BackendSpec, concept_embeddings, make_backend
+from neuroscribe.scoring import ConseSpec, concept_embeddings, make_backend
 from neuroscribe.scoring.conse import label_text
 from neuroscribe.vocabulary.embedder import embed_sentences
 
@@ -34,8 +34,8 @@ HYPERNYMS = {
 def tiny_conse(tmp_path_factory):
     names = tmp_path_factory.mktemp("names") / "names.txt"
     names.write_text("tabby, tabby cat\ngolden retriever\nsports car, sport car\nbanana\n")
-    spec = BackendSpec(
-        kind="conse", classifier=ModelSpec(name=TINY_CNN, class_names_file=str(names)), top_t=3, device="cpu", batch_size=2
+    spec = ConseSpec(
+        classifier=ModelSpec(name=TINY_CNN, class_names_file=str(names)), top_t=3, device="cpu", batch_size=2
     )
     return make_backend(spec)
 
@@ -89,7 +89,7 @@ def test_fingerprint_follows_what_changes_embeddings(tiny_conse, tmp_path):
     names = tmp_path / "other.txt"
     names.write_text("cat\ndog\ncar\nfruit\n")
     other = make_backend(
-        BackendSpec(kind="conse", classifier=ModelSpec(name=TINY_CNN, class_names_file=str(names)), top_t=3, device="cpu")
+        ConseSpec(classifier=ModelSpec(name=TINY_CNN, class_names_file=str(names)), top_t=3, device="cpu")
     )
     assert other.fingerprint != tiny_conse.fingerprint  # other class names, other label embeddings
     same = make_backend(tiny_conse.spec.model_copy(update={"batch_size": 64}))
@@ -98,10 +98,10 @@ def test_fingerprint_follows_what_changes_embeddings(tiny_conse, tmp_path):
 
 def test_classifier_without_class_names_is_refused():
     with pytest.raises(NeuroscribeError, match="has no class names; give it class_names_file"):
-        make_backend(BackendSpec(kind="conse", classifier=TINY_CNN, device="cpu"))
+        make_backend(ConseSpec(classifier=TINY_CNN, device="cpu"))
     assert label_text("tench, Tinca tinca") == "tench"
-    assert BackendSpec(kind="conse").classifier.name == "efficientnet_lite2"  # the default stays lite2
-    assert BackendSpec(kind="conse").resolved_templates == ("{}",)
+    assert ConseSpec().classifier.name == "efficientnet_lite2"  # the default stays lite2
+    assert ConseSpec().resolved_templates == ("{}",)
 
 
 @pytest.mark.samples
@@ -112,7 +112,7 @@ def test_real_images_land_near_their_class_and_its_hypernym(samples_dir):
     # probabilities and other words from the mixture, and raw cosines across the two blocks are not
     # comparable (the default percentile rule compares each concept only with itself).
     backend = make_backend(
-        BackendSpec(kind="conse", classifier="efficientnet_lite0", device="cpu", class_scores=False, colour_names=False)
+        ConseSpec(classifier="efficientnet_lite0", device="cpu", class_scores=False, colour_names=False)
     )
     classes = [c for group in HYPERNYMS.values() for c in group]
     images = [load_image(str(samples_dir / labels.loc[c, "file"])) for c in classes]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from neuroscribe.errors import NeuroscribeError
-from neuroscribe.scoring import BackendSpec, ImageTextBackend, make_backend
+from neuroscribe.scoring import ImageTextBackend, OpenClipSpec, make_backend
 
 from .conftest import TINY_DIM
 
@@ -45,7 +45,7 @@ def test_direct_encode_matches(tiny_clip, small_images):
 
 
 def test_random_weights_are_reproducible_and_fingerprinted(tiny_clip_arch, tiny_clip, small_images):
-    again = make_backend(BackendSpec(arch=tiny_clip_arch, pretrained=None, device="cpu", batch_size=64))
+    again = make_backend(OpenClipSpec(arch=tiny_clip_arch, pretrained=None, device="cpu", batch_size=64))
     assert again.fingerprint == tiny_clip.fingerprint  # batch size does not change embeddings
     np.testing.assert_allclose(again.embed_images(small_images), tiny_clip.embed_images(small_images), atol=1e-5)
     np.testing.assert_array_equal(again.embed_texts(["stripes"]), tiny_clip.embed_texts(["stripes"]))
@@ -54,27 +54,27 @@ def test_random_weights_are_reproducible_and_fingerprinted(tiny_clip_arch, tiny_
 def test_local_checkpoint_loads_and_changes_fingerprint(tiny_clip_arch, tiny_clip, small_images, tmp_path):
     path = tmp_path / "tiny.pt"
     torch.save(tiny_clip.model.state_dict(), path)
-    loaded = make_backend(BackendSpec(arch=tiny_clip_arch, checkpoint=str(path), device="cpu"))
+    loaded = make_backend(OpenClipSpec(arch=tiny_clip_arch, checkpoint=str(path), device="cpu"))
     np.testing.assert_allclose(loaded.embed_images(small_images), tiny_clip.embed_images(small_images), atol=1e-5)
     assert loaded.fingerprint != tiny_clip.fingerprint
     # a file given as `pretrained` works the same and is keyed by content, not by name
-    as_pretrained = make_backend(BackendSpec(arch=tiny_clip_arch, pretrained=str(path), device="cpu"))
+    as_pretrained = make_backend(OpenClipSpec(arch=tiny_clip_arch, pretrained=str(path), device="cpu"))
     assert as_pretrained.fingerprint == loaded.fingerprint
 
 
 def test_bad_specs_say_how_to_fix(tiny_clip_arch, tmp_path):
     with pytest.raises(NeuroscribeError, match="arch 'ViT-B-3' is unknown.*ViT-B-32"):
-        make_backend(BackendSpec(arch="ViT-B-3", pretrained=None))
+        make_backend(OpenClipSpec(arch="ViT-B-3", pretrained=None))
     with pytest.raises(NeuroscribeError, match="not-a-tag.*checkpoint"):
-        make_backend(BackendSpec(arch="ViT-B-32", pretrained="not-a-tag"))
+        make_backend(OpenClipSpec(arch="ViT-B-32", pretrained="not-a-tag"))
     with pytest.raises(NeuroscribeError, match="checkpoint .*missing.pt does not exist"):
-        make_backend(BackendSpec(arch=tiny_clip_arch, checkpoint=str(tmp_path / "missing.pt")))
+        make_backend(OpenClipSpec(arch=tiny_clip_arch, checkpoint=str(tmp_path / "missing.pt")))
     wrong = tmp_path / "wrong.pt"
     torch.save({"not": torch.zeros(1)}, wrong)
     with pytest.raises(NeuroscribeError, match="wrong.pt.* could not be loaded .*Missing key.*pass the arch the file was saved from"):
-        make_backend(BackendSpec(arch=tiny_clip_arch, checkpoint=str(wrong)))
+        make_backend(OpenClipSpec(arch=tiny_clip_arch, checkpoint=str(wrong)))
     with pytest.raises(ValueError, match="exactly once"):
-        BackendSpec(templates=("no placeholder",))
+        OpenClipSpec(templates=("no placeholder",))
 
 
 def test_tag_that_cannot_be_downloaded_asks_for_a_local_checkpoint(monkeypatch, tmp_path):
@@ -84,4 +84,4 @@ def test_tag_that_cannot_be_downloaded_asks_for_a_local_checkpoint(monkeypatch, 
     monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
     with pytest.raises(NeuroscribeError, match="'openai' could not be loaded.*pass checkpoint: PATH"):
-        make_backend(BackendSpec(arch="ViT-B-32", pretrained="openai", device="cpu"))
+        make_backend(OpenClipSpec(arch="ViT-B-32", pretrained="openai", device="cpu"))

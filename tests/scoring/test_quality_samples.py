@@ -13,7 +13,7 @@ import pytest
 
 from neuroscribe.data import load_image
 from neuroscribe.models.loading import imagenet_class_names
-from neuroscribe.scoring import BackendSpec, RuleSpec, explain_units, make_backend
+from neuroscribe.scoring import ConseSpec, RuleSpec, explain_units, make_backend
 
 pytestmark = pytest.mark.samples
 IMAGES = 150
@@ -22,7 +22,7 @@ IMAGES = 150
 def test_logit_units_get_their_class_name_at_default_settings(samples_dir):
     labels = pd.read_csv(samples_dir / "labels.tsv", sep="\t").iloc[:IMAGES]
     # lite0 instead of the default lite2: same family, a third of the CPU time
-    backend = make_backend(BackendSpec(kind="conse", classifier="efficientnet_lite0", device="cpu"))
+    backend = make_backend(ConseSpec(classifier="efficientnet_lite0", device="cpu"))
     images = [load_image(str(samples_dir / f)) for f in labels["file"]]
     embedded = backend.embed_images(images)
     # the units: the classifier's log-probabilities per class; each unit's top-k images by activation

@@ -14,7 +14,7 @@ def test_in_process_run_prints_the_summary(tmp_path, fake_llm, monkeypatch):
     fake_llm.answers["goldfish"] = ["Orange scales", "fins", "the Goldfish"]
     classes = tmp_path / "classes.txt"
     classes.write_text("goldfish\n")
-    args = ["vocabulary", "--in-process", "--classes", str(classes), "--source", "llm", "--out", str(tmp_path / "run"),
+    args = ["vocabulary", "--in-process", "--classes", str(classes), "--source", "llm", "--store", str(tmp_path / "run"),
             "--base-url", fake_llm.base_url, "--model", fake_llm.model, "--no-dedup"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -27,10 +27,14 @@ def test_in_process_run_prints_the_summary(tmp_path, fake_llm, monkeypatch):
 
 
 def test_bad_input_raises_one_neuroscribe_error(tmp_path):
-    result = CliRunner().invoke(app, ["vocabulary", "--in-process", "--classes", "places365", "--source", "llm", "--out", str(tmp_path)])
+    result = CliRunner().invoke(app, ["vocabulary", "--in-process", "--classes", "places365", "--source", "llm", "--store", str(tmp_path)])
     assert isinstance(result.exception, NeuroscribeError) and "--places365-file" in str(result.exception)
-    result = CliRunner().invoke(app, ["vocabulary", "--in-process", "--source", "wiki", "--out", str(tmp_path)])
+    result = CliRunner().invoke(app, ["vocabulary", "--in-process", "--source", "wiki", "--store", str(tmp_path)])
     assert isinstance(result.exception, NeuroscribeError) and "file:PATH" in str(result.exception)
+    # the run store is --store on every command; the old name fails naming the new one, before any work
+    result = CliRunner().invoke(app, ["vocabulary", "--in-process", "--out", str(tmp_path / "old")])
+    assert isinstance(result.exception, NeuroscribeError) and f"pass --store {tmp_path / 'old'}" in str(result.exception)
+    assert not (tmp_path / "old").exists()
 
 
 @pytest.mark.parametrize("flag", ["--help"])

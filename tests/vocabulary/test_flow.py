@@ -46,8 +46,8 @@ def test_flow_maps_batches_and_a_rerun_asks_only_for_failed_answers(tmp_path, fa
     classes.write_text("goldfish\ntabby cat\nfire truck\nzebra\n")
     out = tmp_path / "run"
     args = [
-        "vocabulary", "--classes", str(classes), "--source", "llm", "--source", "builtin:colors", "--out", str(out),
-        "--base-url", fake_llm.base_url, "--model", fake_llm.model, "--batch-size", "2", "--no-dedup",
+        "vocabulary", "--classes", str(classes), "--source", "llm", "--source", "builtin:colors", "--store", str(out),
+        "--base-url", fake_llm.base_url, "--model", fake_llm.model, "--classes-per-task", "2", "--no-dedup",
         "--config", str(tmp_path / "cfg.yaml"), "--dask-address", dask_scheduler,
     ]
     (tmp_path / "cfg.yaml").write_text("llm:\n  answer_retries: 0\n")
@@ -78,7 +78,7 @@ def test_flow_maps_batches_and_a_rerun_asks_only_for_failed_answers(tmp_path, fa
 
 
 def test_a_run_with_a_new_out_asks_and_keeps_every_answer_in_its_own_cache(tmp_path, fake_llm, dask_scheduler, monkeypatch):
-    """The run's answers are in the run: a new ``--out`` is not served from another run's results."""
+    """The run's answers are in the run: a new ``--store`` is not served from another run's results."""
     from neuroscribe.cli.app import app
 
     monkeypatch.setenv("OPENAI_API_KEY", fake_llm.api_key)
@@ -90,7 +90,7 @@ def test_a_run_with_a_new_out_asks_and_keeps_every_answer_in_its_own_cache(tmp_p
     def run(out, *extra):
         fake_llm.reset()
         args = [
-            "vocabulary", "--classes", str(classes), "--source", "llm", "--out", str(tmp_path / out),
+            "vocabulary", "--classes", str(classes), "--source", "llm", "--store", str(tmp_path / out),
             "--base-url", fake_llm.base_url, "--model", fake_llm.model, "--no-dedup", "--dask-address", dask_scheduler, *extra,
         ]
         result = runner.invoke(app, args)

@@ -27,7 +27,7 @@ def make_config(tmp_path: Path, server, classes=CLASSES, **llm) -> VocabularyCon
     class_file.write_text("\n".join(classes) + "\n")
     spec = {"base_url": server.base_url, "api_key": server.api_key, "model": server.model, **llm}
     return VocabularyConfig(
-        out=str(tmp_path / "run"),
+        store=str(tmp_path / "run"),
         classes=str(class_file),
         sources=("llm",),
         llm=LLMSpec(**spec),
@@ -139,7 +139,7 @@ def test_key_endpoint_and_model_come_from_the_environment(tmp_path, fake_llm, mo
     monkeypatch.setenv("OPENAI_MODEL", fake_llm.model)
     class_file = tmp_path / "classes.txt"
     class_file.write_text("goldfish\n")
-    cfg = VocabularyConfig(out=str(tmp_path / "run"), classes=str(class_file), sources="llm", filter={"dedup_threshold": None})
+    cfg = VocabularyConfig(store=str(tmp_path / "run"), classes=str(class_file), sources="llm", filter={"dedup_threshold": None})
     assert build_vocabulary(cfg).requests == 4
     assert {r["model"] for r in fake_llm.chat_requests()} == {fake_llm.model}
 
@@ -200,7 +200,7 @@ def test_a_shared_cache_serves_a_new_run_and_its_answers_are_copied_into_the_run
     shared = tmp_path / "run" / "vocabulary" / "llm_cache"
     fake_llm.reset()
 
-    second = first.model_copy(update={"out": str(tmp_path / "second"), "cache_dir": str(shared)})
+    second = first.model_copy(update={"store": str(tmp_path / "second"), "cache_dir": str(shared)})
     summary = build_vocabulary(second)
     assert fake_llm.chat_requests() == [] and (summary.requests, summary.cached_hits) == (0, 12)
     own = tmp_path / "second" / "vocabulary" / "llm_cache"

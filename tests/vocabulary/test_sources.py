@@ -53,13 +53,13 @@ def test_source_specs_parse_or_name_the_valid_forms():
         with pytest.raises(NeuroscribeError, match="builtin:NAME"):
             parse_source(bad)
     with pytest.raises(ValidationError, match="no known built-in set"):
-        VocabularyConfig(out="x", sources="builtin:colors,builtin:nope")
+        VocabularyConfig(store="x", sources="builtin:colors,builtin:nope")
 
 
 def test_union_of_builtin_and_file_sources_keeps_provenance(tmp_path):
     mine = tmp_path / "mine.txt"
     mine.write_text("# my concepts\nRed\n\nGlitter\n  the Sequins \n")
-    cfg = VocabularyConfig(out=str(tmp_path / "run"), sources=("builtin:colors", f"file:{mine}"), filter={"dedup_threshold": None})
+    cfg = VocabularyConfig(store=str(tmp_path / "run"), sources=("builtin:colors", f"file:{mine}"), filter={"dedup_threshold": None})
     summary = build_vocabulary(cfg)
     vocab = load_vocabulary(str(tmp_path / "run"))
     expected = sorted(set(builtin_concepts("colors")) | {"glitter", "sequins"})
@@ -74,14 +74,14 @@ def test_offline_default_needs_no_network(tmp_path, monkeypatch):
         raise OSError(f"network disabled in this test (connect to {address})")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
-    summary = build_vocabulary(VocabularyConfig(out=str(tmp_path / "run")))
+    summary = build_vocabulary(VocabularyConfig(store=str(tmp_path / "run")))
     names = {concept for name in ("imagenet", "superclasses", "colors", "textures", "materials") for concept in builtin_concepts(name)}
     assert summary.n_concepts == len({normalise_concept(n) for n in names})
     assert summary.requests == 0
 
 
 def test_artifact_round_trip_hash_and_errors(tmp_path):
-    cfg = VocabularyConfig(out=str(tmp_path / "run"), sources="builtin:textures", name="tex", filter={"dedup_threshold": None})
+    cfg = VocabularyConfig(store=str(tmp_path / "run"), sources="builtin:textures", name="tex", filter={"dedup_threshold": None})
     summary = build_vocabulary(cfg)
     by_file = load_vocabulary(summary.uri)
     assert summary.uri.endswith("vocabulary/tex.parquet")
@@ -107,7 +107,7 @@ def test_artifact_and_answer_cache_on_s3(tmp_path, s3_options, fake_llm):
     classes = tmp_path / "classes.txt"
     classes.write_text("goldfish\n")
     cfg = VocabularyConfig(
-        out="s3://test/run",
+        store="s3://test/run",
         classes=str(classes),
         sources=("llm", "builtin:colors"),
         llm=LLMSpec(base_url=fake_llm.base_url, api_key=fake_llm.api_key, model=fake_llm.model),
@@ -128,8 +128,8 @@ def test_one_default_vocabulary_holds_the_imagenet_superclasses():
     from neuroscribe.explanation import ExplainConfig
     from neuroscribe.vocabulary import DEFAULT_SOURCES, parse_source
 
-    assert VocabularyConfig(out="x").sources == DEFAULT_SOURCES
-    assert ExplainConfig(dataset={"uri": "x"}, store="x", layers="a").vocabulary_sources == DEFAULT_SOURCES
+    assert VocabularyConfig(store="x").sources == DEFAULT_SOURCES
+    assert ExplainConfig(dataset={"uri": "x"}, store="x", layers="a").vocabulary.sources == DEFAULT_SOURCES
     (spec,) = (parse_source(source) for source in DEFAULT_SOURCES)
     assert spec.names == ("imagenet", "superclasses", "colors", "textures", "materials")
 

@@ -87,6 +87,6 @@ def test_data_file_is_what_the_generator_makes():
 def test_builtin_source_and_vocabulary(tmp_path):
     assert parse_source("builtin:imagenet+superclasses").names == ("imagenet", "superclasses")
     assert builtin_concepts("superclasses") == [g.name for g in imagenet_superclasses()]
-    summary = build_vocabulary(VocabularyConfig(out=str(tmp_path), sources=("builtin:superclasses+colors",)))
+    summary = build_vocabulary(VocabularyConfig(store=str(tmp_path), sources=("builtin:superclasses+colors",)))
     concepts = load_vocabulary(summary.uri).concepts
     assert {"dog", "musical instrument", "red"} <= set(concepts)
