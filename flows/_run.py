@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterator
 
 from neuroscribe.flows._dask import with_dask_runner
-from neuroscribe.lease import LeaseRecord, store_lease
+from neuroscribe.lease import LeaseRecord, config_lease
 
 
 @contextlib.contextmanager
@@ -95,17 +95,10 @@ def mark_crashed(dead: LeaseRecord) -> None:
         get_logger("neuroscribe.lease").warning(f"flow run {dead.flow_run_id} of the dead holder could not be marked crashed ({exc!r})")
 
 
-def _store_of(config) -> str:
-    return config.extract.store if hasattr(config, "extract") else config.store  # ExplainConfig's store is its extraction's
-
-
 @contextlib.contextmanager
 def flow_lease(config) -> Iterator[LeaseRecord | None]:
     """The store's writer lease for the current flow run (see ``neuroscribe.lease``); enter it first thing."""
     from prefect.runtime import flow_run
 
-    with store_lease(
-        _store_of(config), getattr(config, "extract", config).store_options, wait_s=getattr(config, "extract", config).runner.wait_for_store_s,
-        ttl_s=getattr(config, "extract", config).runner.store_lease_ttl_s, flow_run_id=flow_run.id, on_takeover=mark_crashed,
-    ) as lease:
+    with config_lease(config, flow_run_id=flow_run.id, on_takeover=mark_crashed) as lease:
         yield lease

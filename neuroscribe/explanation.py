@@ -40,7 +40,7 @@ from neuroscribe.errors import NeuroscribeError
 from neuroscribe.extraction import extract
 from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.gallery import render_gallery
-from neuroscribe.lease import store_lease
+from neuroscribe.lease import config_lease
 from neuroscribe.patches import cut as patch_cut
 from neuroscribe.patches.cut import PatchConfig, extract_patches, prepare_patches
 from neuroscribe.patches.load import load_layer_patches, patches_group
@@ -451,6 +451,6 @@ def explain(cfg: ExplainConfig, execute: Executor = InProcess()) -> dict:
 
 def run_explain(cfg: ExplainConfig) -> dict[str, pd.DataFrame]:
     """``explain`` in this process under the store's writer lease; each layer's table."""
-    with store_lease(cfg.extract.store, cfg.extract.store_options, wait_s=cfg.extract.runner.wait_for_store_s, ttl_s=cfg.extract.runner.store_lease_ttl_s):
+    with config_lease(cfg):
         explain(cfg)
     return {layer: cfg.run_store.table(layer).read_parquet() for layer in cfg.extract.layers}

@@ -33,7 +33,7 @@ from neuroscribe.data.loader import image_batches
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.hooks import capture_outputs
-from neuroscribe.lease import require_lease, store_lease
+from neuroscribe.lease import config_lease, require_lease
 from neuroscribe.stages import Executor, InProcess, Plan, Stage
 from neuroscribe.models import (
     LayerInfo,
@@ -583,5 +583,5 @@ def extract(cfg: ExtractConfig, execute: Executor = InProcess()) -> ExtractionSu
 
 def run_extraction(cfg: ExtractConfig, execute: Executor = InProcess()) -> ExtractionSummary:
     """The whole extraction in this process, holding the store's writer lease."""
-    with store_lease(cfg.store, cfg.store_options, wait_s=cfg.runner.wait_for_store_s, ttl_s=cfg.runner.store_lease_ttl_s):
+    with config_lease(cfg):
         return extract(cfg, execute)

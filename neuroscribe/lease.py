@@ -233,6 +233,12 @@ class _Heartbeat(threading.Thread):
         self.join()
 
 
+def config_lease(config, **kwargs):
+    """``store_lease`` of a config's store (an ExplainConfig's is its extraction's), waiting and expiring as its runner says."""
+    base = getattr(config, "extract", config)
+    return store_lease(base.store, base.store_options, wait_s=base.runner.wait_for_store_s, ttl_s=base.runner.store_lease_ttl_s, **kwargs)
+
+
 @contextlib.contextmanager
 def store_lease(
     store: str,

@@ -162,9 +162,9 @@ def ablate(
         raise NeuroscribeError("say which units to ablate: --units 12,559, or --all for every unit of the layer")
     if local:
         from neuroscribe.ablation.pipeline import run_sweep
-        from neuroscribe.lease import store_lease
+        from neuroscribe.lease import config_lease
 
-        with store_lease(cfg.store, cfg.store_options, wait_s=cfg.runner.wait_for_store_s, ttl_s=cfg.runner.store_lease_ttl_s):
+        with config_lease(cfg):
             summary = run_sweep(cfg)
     else:
         from neuroscribe.flows._run import run_flow

@@ -73,10 +73,10 @@ def vocabulary(
     if no_dedup:
         cfg = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"dedup_threshold": None})})
     if in_process:
-        from neuroscribe.lease import store_lease
+        from neuroscribe.lease import config_lease
         from neuroscribe.vocabulary import build_vocabulary
 
-        with store_lease(cfg.store, cfg.store_options, wait_s=cfg.runner.wait_for_store_s, ttl_s=cfg.runner.store_lease_ttl_s):
+        with config_lease(cfg):
             summary = build_vocabulary(cfg)  # a progress bar per batch of classes
     else:
         summary = _run_flow(cfg)
