@@ -25,6 +25,7 @@ import json
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -98,6 +99,7 @@ class ExplainConfig(LayersConfig):
 
 _BACKEND_LOCK = threading.Lock()
 EMBED_BATCH = 256  # inputs decoded and embedded together (and saved as one file): bounds memory per task
+DECODE_THREADS = 4  # threads decoding the next batch of top images while the backend runs
 
 
 @lru_cache(maxsize=2)
@@ -182,7 +184,6 @@ def embed_distinct(cfg: ExplainConfig, backend, inputs: EmbeddingInputs) -> tupl
     only when its digest is new, ``EMBED_BATCH`` at a time (a rerun after an interruption keeps the
     batches already saved).  Unreadable inputs get NaN rows (dropped by the scorer).
     """
-    from PIL import Image
 
     digests = inputs.digests
     known = _known_vectors(cfg, backend.fingerprint) if digests else {}
@@ -191,23 +192,35 @@ def embed_distinct(cfg: ExplainConfig, backend, inputs: EmbeddingInputs) -> tupl
         if digest not in known:
             missing.setdefault(digest, i)
     todo, embedded = list(missing.items()), 0
-    for start in range(0, len(todo), EMBED_BATCH):
-        # a batch at a time: decoded inputs in memory stay bounded whatever the block's size
-        loaded = {d: inputs.load(i) for d, i in todo[start : start + EMBED_BATCH]}
-        readable = [d for d, item in loaded.items() if item is not None]
-        if not readable:
-            continue
-        batch = [loaded[d] if isinstance(loaded[d], Image.Image) else Image.fromarray(loaded[d]) for d in readable]
-        vectors = np.asarray(backend.embed_images(batch), dtype=np.float32)
-        buf = io.BytesIO()
-        np.savez(buf, digests=np.frombuffer(b"".join(readable), np.uint8).reshape(len(readable), -1), vectors=vectors)
-        name = content_key(sorted(d.hex() for d in readable))
-        st.write_bytes(cfg.store, f"{_crop_cache_dir(backend.fingerprint)}/{name}.npz", buf.getvalue(), cfg.store_options)
-        known.update(zip(readable, vectors))
-        embedded += len(readable)
+    batches = [todo[start : start + EMBED_BATCH] for start in range(0, len(todo), EMBED_BATCH)]
+    with ThreadPoolExecutor(DECODE_THREADS) as pool:
+        # threads decode the next batch while the backend embeds this one (PIL releases the GIL):
+        # at most two batches of decoded inputs are in memory, whatever the block's size
+        ahead = [pool.submit(inputs.load, i) for _, i in batches[0]] if batches else []
+        for n, batch in enumerate(batches):
+            loaded = {d: future.result() for (d, _), future in zip(batch, ahead)}
+            ahead = [pool.submit(inputs.load, i) for _, i in batches[n + 1]] if n + 1 < len(batches) else []
+            embedded += _embed_batch(cfg, backend, loaded, known)
     unreadable = np.full(backend.dim, np.nan, np.float32)
     vectors = np.stack([known.get(d, unreadable) for d in digests]) if digests else np.zeros((0, backend.dim), np.float32)
     return vectors, embedded
+
+
+def _embed_batch(cfg: ExplainConfig, backend, loaded: dict[bytes, Any], known: dict[bytes, np.ndarray]) -> int:
+    """Embed one batch of loaded inputs (None: unreadable), save it under the crop cache and add it to ``known``."""
+    from PIL import Image
+
+    readable = [d for d, item in loaded.items() if item is not None]
+    if not readable:
+        return 0
+    batch = [loaded[d] if isinstance(loaded[d], Image.Image) else Image.fromarray(loaded[d]) for d in readable]
+    vectors = np.asarray(backend.embed_images(batch), dtype=np.float32)
+    buf = io.BytesIO()
+    np.savez(buf, digests=np.frombuffer(b"".join(readable), np.uint8).reshape(len(readable), -1), vectors=vectors)
+    name = content_key(sorted(d.hex() for d in readable))
+    st.write_bytes(cfg.store, f"{_crop_cache_dir(backend.fingerprint)}/{name}.npz", buf.getvalue(), cfg.store_options)
+    known.update(zip(readable, vectors))
+    return len(readable)
 
 
 def embedding_inputs(cfg: ExplainConfig, layer: str, units: list[int]) -> EmbeddingInputs:
