@@ -8,7 +8,7 @@
 
 Stages and what each is keyed on (a rerun recomputes only stages whose key changed):
 - extraction and patches: see ``neuroscribe.extraction`` and ``neuroscribe.patches``;
-- patch embeddings ``embeddings/<layer>/<key>/<first unit>.npy``: the patches key, the backend's
+- patch embeddings ``embeddings/<layer>/<key>/<first unit>.npz``: the patches key, the backend's
   fingerprint and what the rule embeds (seed: patches; softwpmi: whole top images);
   each distinct crop (or top image) is embedded once per run: its vector is kept in
   ``embeddings/crops/<backend fingerprint>/`` by content digest, shared by blocks and layers;
@@ -285,18 +285,17 @@ def embed_unit_block(cfg: ExplainConfig, layer: str, units: Iterable[int]) -> di
         return {"layer": layer, "first_unit": units[0], "units": len(units), "cached": True}
     inputs = embedding_inputs(cfg, layer, units)
     vectors, embedded = embed_distinct(cfg, backend, inputs)
-    slots = inputs.slots
-    out = np.full((*slots.shape, backend.dim), np.nan, dtype=np.float32)
-    out[slots >= 0] = vectors[slots[slots >= 0]]
     buf = io.BytesIO()
-    np.save(buf, out, allow_pickle=False)
+    # each input's vector once, and its row per (unit, slot): the expanded array is ~k times larger
+    np.savez(buf, vectors=vectors, slots=inputs.slots)
     st.write_bytes(cfg.store, relpath, buf.getvalue(), cfg.store_options)
     return {"layer": layer, "first_unit": units[0], "units": len(units), "cached": False, "inputs": len(inputs.digests), "embedded": embedded}
 
 
 def embeddings_path(layer: str, key: str, units: list[int]) -> str:
-    """Where the vectors of one block of units live: ``[units, slots, d]``, NaN where a slot has none."""
-    return f"embeddings/{layer}/{key}/{units[0]:06d}-{units[-1]:06d}.npy"
+    """Where the vectors of one block of units live: ``vectors [inputs, d]`` and ``slots [units, slots]``
+    (each slot's row of ``vectors``, -1 where it has none)."""
+    return f"embeddings/{layer}/{key}/{units[0]:06d}-{units[-1]:06d}.npz"
 
 
 def stored_vectors(cfg: ExplainConfig, layer: str, key: str | None = None) -> np.ndarray:
@@ -311,7 +310,10 @@ def stored_vectors(cfg: ExplainConfig, layer: str, key: str | None = None) -> np
                 f"units {block[0]}..{block[-1]} of {layer!r} have no {cfg.rule.name} embeddings in {cfg.store} yet; "
                 "rerun `neuroscribe explain` (or evaluation's embedding step) with the run's config"
             )
-        blocks.append(np.load(io.BytesIO(st.read_bytes(cfg.store, relpath, cfg.store_options)), allow_pickle=False))
+        with np.load(io.BytesIO(st.read_bytes(cfg.store, relpath, cfg.store_options))) as stored:
+            vectors, slots = stored["vectors"], stored["slots"]
+        blocks.append(np.full((*slots.shape, vectors.shape[1]), np.nan, np.float32))
+        blocks[-1][slots >= 0] = vectors[slots[slots >= 0]]
     return np.concatenate(blocks, axis=0)
 
 
