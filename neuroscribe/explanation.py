@@ -312,9 +312,9 @@ def stored_vectors(cfg: ExplainConfig, layer: str, key: str | None = None) -> np
             )
         with np.load(io.BytesIO(st.read_bytes(cfg.store, relpath, cfg.store_options))) as stored:
             vectors, slots = stored["vectors"], stored["slots"]
-        blocks.append(np.full((*slots.shape, vectors.shape[1]), np.nan, np.float32))
-        blocks[-1][slots >= 0] = vectors[slots[slots >= 0]]
-    return np.concatenate(blocks, axis=0)
+        # one gather: slot -1 picks the NaN row appended last
+        blocks.append(np.concatenate([vectors, np.full((1, vectors.shape[1]), np.nan, np.float32)])[slots])
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=0)
 
 
 def _load_embeddings(cfg: ExplainConfig, layer: str, key: str) -> list[np.ndarray]:
