@@ -8,7 +8,7 @@
 
 Stages and what each is keyed on (a rerun recomputes only stages whose key changed):
 - extraction and patches: see ``neuroscribe.extraction`` and ``neuroscribe.patches``;
-- patch embeddings ``embeddings/<layer>/<key>/<first unit>.npy``: the patches key, the backend's
+- patch embeddings ``embeddings/<layer>/<key>/<first unit>.npz``: the patches key, the backend's
   fingerprint and what the rule embeds (seed: patches; softwpmi: whole top images);
   each distinct crop (or top image) is embedded once per run: its vector is kept in
   ``embeddings/crops/<backend fingerprint>/`` by content digest, shared by blocks and layers;
@@ -25,6 +25,7 @@ import json
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -105,6 +106,7 @@ class ExplainConfig(FrozenModel):
 
 _BACKEND_LOCK = threading.Lock()
 EMBED_BATCH = 256  # inputs decoded and embedded together (and saved as one file): bounds memory per task
+DECODE_THREADS = 4  # threads decoding the next batch of top images while the backend runs
 
 
 @lru_cache(maxsize=2)
@@ -185,7 +187,6 @@ def embed_distinct(cfg: ExplainConfig, backend, inputs: EmbeddingInputs) -> tupl
     only when its digest is new, ``EMBED_BATCH`` at a time (a rerun after an interruption keeps the
     batches already saved).  Unreadable inputs get NaN rows (dropped by the scorer).
     """
-    from PIL import Image
 
     digests = inputs.digests
     known = _known_vectors(cfg, backend.fingerprint) if digests else {}
@@ -194,23 +195,35 @@ def embed_distinct(cfg: ExplainConfig, backend, inputs: EmbeddingInputs) -> tupl
         if digest not in known:
             missing.setdefault(digest, i)
     todo, embedded = list(missing.items()), 0
-    for start in range(0, len(todo), EMBED_BATCH):
-        # a batch at a time: decoded inputs in memory stay bounded whatever the block's size
-        loaded = {d: inputs.load(i) for d, i in todo[start : start + EMBED_BATCH]}
-        readable = [d for d, item in loaded.items() if item is not None]
-        if not readable:
-            continue
-        batch = [loaded[d] if isinstance(loaded[d], Image.Image) else Image.fromarray(loaded[d]) for d in readable]
-        vectors = np.asarray(backend.embed_images(batch), dtype=np.float32)
-        buf = io.BytesIO()
-        np.savez(buf, digests=np.frombuffer(b"".join(readable), np.uint8).reshape(len(readable), -1), vectors=vectors)
-        name = content_key(sorted(d.hex() for d in readable))
-        cfg.run_store.crop_embeddings(backend.fingerprint).folder(f"{name}.npz").write_bytes(buf.getvalue())
-        known.update(zip(readable, vectors))
-        embedded += len(readable)
+    batches = [todo[start : start + EMBED_BATCH] for start in range(0, len(todo), EMBED_BATCH)]
+    with ThreadPoolExecutor(DECODE_THREADS) as pool:
+        # threads decode the next batch while the backend embeds this one (PIL releases the GIL):
+        # at most two batches of decoded inputs are in memory, whatever the block's size
+        ahead = [pool.submit(inputs.load, i) for _, i in batches[0]] if batches else []
+        for n, batch in enumerate(batches):
+            loaded = {d: future.result() for (d, _), future in zip(batch, ahead)}
+            ahead = [pool.submit(inputs.load, i) for _, i in batches[n + 1]] if n + 1 < len(batches) else []
+            embedded += _embed_batch(cfg, backend, loaded, known)
     unreadable = np.full(backend.dim, np.nan, np.float32)
     vectors = np.stack([known.get(d, unreadable) for d in digests]) if digests else np.zeros((0, backend.dim), np.float32)
     return vectors, embedded
+
+
+def _embed_batch(cfg: ExplainConfig, backend, loaded: dict[bytes, Any], known: dict[bytes, np.ndarray]) -> int:
+    """Embed one batch of loaded inputs (None: unreadable), save it under the crop cache and add it to ``known``."""
+    from PIL import Image
+
+    readable = [d for d, item in loaded.items() if item is not None]
+    if not readable:
+        return 0
+    batch = [loaded[d] if isinstance(loaded[d], Image.Image) else Image.fromarray(loaded[d]) for d in readable]
+    vectors = np.asarray(backend.embed_images(batch), dtype=np.float32)
+    buf = io.BytesIO()
+    np.savez(buf, digests=np.frombuffer(b"".join(readable), np.uint8).reshape(len(readable), -1), vectors=vectors)
+    name = content_key(sorted(d.hex() for d in readable))
+    cfg.run_store.crop_embeddings(backend.fingerprint).folder(f"{name}.npz").write_bytes(buf.getvalue())
+    known.update(zip(readable, vectors))
+    return len(readable)
 
 
 def embedding_inputs(cfg: ExplainConfig, layer: str, units: list[int]) -> EmbeddingInputs:
@@ -275,11 +288,9 @@ def embed_unit_block(cfg: ExplainConfig, layer: str, units: Iterable[int]) -> di
         return {"layer": layer, "first_unit": units[0], "units": len(units), "cached": True}
     inputs = embedding_inputs(cfg, layer, units)
     vectors, embedded = embed_distinct(cfg, backend, inputs)
-    slots = inputs.slots
-    out = np.full((*slots.shape, backend.dim), np.nan, dtype=np.float32)
-    out[slots >= 0] = vectors[slots[slots >= 0]]
     buf = io.BytesIO()
-    np.save(buf, out, allow_pickle=False)
+    # each input's vector once, and its row per (unit, slot): the expanded array is ~k times larger
+    np.savez(buf, vectors=vectors, slots=inputs.slots)
     file.write_bytes(buf.getvalue())
     return {"layer": layer, "first_unit": units[0], "units": len(units), "cached": False, "inputs": len(inputs.digests), "embedded": embedded}
 
@@ -296,8 +307,11 @@ def stored_vectors(cfg: ExplainConfig, layer: str, key: str | None = None) -> np
                 f"units {block[0]}..{block[-1]} of {layer!r} have no {cfg.rule.name} embeddings in {cfg.extract.store} yet; "
                 "rerun `neuroscribe explain` (or evaluation's embedding step) with the run's config"
             )
-        blocks.append(np.load(io.BytesIO(file.read_bytes()), allow_pickle=False))
-    return np.concatenate(blocks, axis=0)
+        with np.load(io.BytesIO(file.read_bytes())) as stored:
+            vectors, slots = stored["vectors"], stored["slots"]
+        # one gather: slot -1 picks the NaN row appended last
+        blocks.append(np.concatenate([vectors, np.full((1, vectors.shape[1]), np.nan, np.float32)])[slots])
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=0)
 
 
 def _load_embeddings(cfg: ExplainConfig, layer: str, key: str) -> list[np.ndarray]:

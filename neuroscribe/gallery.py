@@ -53,6 +53,7 @@ DIM = 0.6
 GAP = 4
 BACKGROUND = (255, 255, 255)
 CONCEPTS_LISTED = 100
+THUMBNAILS_KEPT = 4096  # a linear layer's per-image thumbnails kept while its strips are drawn (~95 MB at 88 px)
 _FIELDS = ("explanation", "score", "margin", "confidence", "agreement", "alternatives", "top_image_ids")
 
 
@@ -78,9 +79,13 @@ def outlined(crop: np.ndarray, mask: np.ndarray, size: int, outline: bool = True
 
 def strip(patches: list[tuple[np.ndarray, np.ndarray]], size: int, outline: bool = True) -> Image.Image:
     """Thumbnails side by side with a small gap: one image per unit keeps the page's requests few."""
-    canvas = Image.new("RGB", (len(patches) * size + (len(patches) - 1) * GAP, size), BACKGROUND)
-    for i, (crop, mask) in enumerate(patches):
-        canvas.paste(outlined(crop, mask, size, outline), (i * (size + GAP), 0))
+    return _side_by_side([outlined(crop, mask, size, outline) for crop, mask in patches], size)
+
+
+def _side_by_side(thumbnails: list[Image.Image], size: int) -> Image.Image:
+    canvas = Image.new("RGB", (len(thumbnails) * size + (len(thumbnails) - 1) * GAP, size), BACKGROUND)
+    for i, thumbnail in enumerate(thumbnails):
+        canvas.paste(thumbnail, (i * (size + GAP), 0))
     return canvas
 
 
@@ -215,6 +220,7 @@ def render_gallery(
 
     units: list[dict] = []
     shards = ShardCache()
+    by_image: dict[int, Image.Image] = {}  # a linear layer's thumbnails: one per image, not per (unit, slot)
     with ThreadPoolExecutor(4) as pool:
         for block in unit_blocks(sub["image_id"].shape[0]):
             small = {name: sub[name][block.start : block.stop] for name in ("image_id", "rank", "fallback")}
@@ -224,15 +230,23 @@ def render_gallery(
                 units.append(entry)
                 if name and name not in existing:
                     pending.append((i, name, slots))
-            if pending:
-                # crops are the bulk of the data: read them only for strips not drawn yet
-                # only the shown slots of pending strips (a linear layer gathers its crops by image)
+            if pending and linear:
+                ids = small["image_id"]
+                if len(by_image) > THUMBNAILS_KEPT:
+                    by_image.clear()  # bounded memory; images shown again are redrawn
+                new = np.unique(np.array([ids[i, j] for i, _, slots in pending for j in slots if ids[i, j] not in by_image], np.int64))
+                crops, masks = read_crops(sub, np.arange(block.start, block.stop), new[None, :], shards)
+                by_image.update(zip(new.tolist(), pool.map(lambda cm: outlined(*cm, thumb_size, outline=False), zip(crops[0], masks[0]))))
+                thumbnail = partial(lambda ids, i, j: by_image[int(ids[i, j])], ids)
+            elif pending:
+                # crops are the bulk of the data: read them only for strips not drawn yet (only the shown slots)
                 shown_ids = np.full_like(small["image_id"], -1)
                 for i, _, slots in pending:
                     shown_ids[i, slots] = small["image_id"][i, slots]
                 crops, masks = read_crops(sub, np.arange(block.start, block.stop), shown_ids, shards)
-                draw = partial(_draw_strip, folder, crops, masks, thumb_size, not linear)
-                list(pool.map(draw, pending))
+                thumbnail = partial(lambda crops, masks, i, j: outlined(crops[i, j], masks[i, j], thumb_size), crops, masks)
+            if pending:
+                list(pool.map(partial(_draw_strip, folder, thumbnail, thumb_size), pending))
             if on_progress:
                 on_progress(len(block))
     used = {posixpath.basename(u["img"]) for u in units if "img" in u}
@@ -249,9 +263,9 @@ def render_gallery(
     return run.gallery(layer).uri
 
 
-def _draw_strip(folder: st.StoreFile, crops, masks, size, outline, item: tuple[int, str, list[int]]) -> None:
+def _draw_strip(folder: st.StoreFile, thumbnail: Callable[[int, int], Image.Image], size, item: tuple[int, str, list[int]]) -> None:
     i, name, slots = item
-    image = strip([(crops[i, j], masks[i, j]) for j in slots], size, outline)
+    image = _side_by_side([thumbnail(i, j) for j in slots], size)
     buf = io.BytesIO()
     image.save(buf, format="JPEG", quality=85)
     folder.folder(name).write_bytes(buf.getvalue())

@@ -315,8 +315,9 @@ class RunStore:
         return self._file(f"gallery/{layer}")
 
     def embeddings(self, layer: str, key: str, block: Sequence[int]) -> StoreFile:
-        """One block of units' vectors ``[units, slots, d]`` (NaN: no slot); its first and last unit name it."""
-        return self._file(f"embeddings/{layer}/{key}/{block[0]:06d}-{block[-1]:06d}.npy")
+        """One block of units' vectors: ``vectors [inputs, d]`` and ``slots [units, slots]`` (each slot's row
+        of ``vectors``, -1 where it has none); its first and last unit name it."""
+        return self._file(f"embeddings/{layer}/{key}/{block[0]:06d}-{block[-1]:06d}.npz")
 
     def crop_embeddings(self, backend_fingerprint: str) -> StoreFile:
         """The folder of one backend's crop vectors (files named by content)."""

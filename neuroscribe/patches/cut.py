@@ -413,7 +413,8 @@ def _compute_block(start, stop, topk, thresholds, cfg, prep, p, images: _Decoded
                 by_image[int(ids[i, r])].append((i, int(r)))
         if not by_image:
             break
-        results = pool.map(lambda item: _image_patches(item[0], item[1], maps, block_thr, cfg, prep, images), by_image.items())
+        # a linear layer's patches are rows already stored: threads would only add their overhead
+        results = (map if maps is None else pool.map)(lambda item: _image_patches(item[0], item[1], maps, block_thr, cfg, prep, images), by_image.items())
         for batch in results:
             for i, r, patch in batch:
                 if patch is not None:
