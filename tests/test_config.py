@@ -196,14 +196,14 @@ def test_a_field_of_the_other_backend_kind_is_refused_naming_it(given, message):
 def test_explain_config_round_trips_through_the_stores_explain_config_json(tmp_path):
     from neuroscribe.evaluation.config import EvaluateConfig, resolve_explain_config
     from neuroscribe.explanation import ExplainConfig, save_config
-    from neuroscribe.explanation import load_config as load_explain_config
+    from neuroscribe.store import RunStore
 
     store = str(tmp_path / "run")
     cfg = ExplainConfig(**_explain_fields() | {"store": store, "store_options": {}}, backend={"kind": "conse", "top_t": 4})
     assert ExplainConfig.model_validate_json(cfg.model_dump_json()) == cfg
     save_config(cfg)
     assert json.loads((tmp_path / "run" / "explain_config.json").read_text())["extract"]["store"] == store
-    assert load_explain_config(store) == cfg
+    assert ExplainConfig.model_validate_json(RunStore(store).explain_config().read_bytes()) == cfg
     # evaluate reads it back, pointed at its own store and options
     assert resolve_explain_config(EvaluateConfig(store=store)) == cfg
     moved = resolve_explain_config(EvaluateConfig(store=store, store_options={"anon": False}, device="cpu"))
