@@ -11,7 +11,8 @@ neuroscribe compares with one of the other.  Local paths only.
   (NaN positions included), read a block of rows at a time so memory stays bounded.
 - Tables (``*.parquet`` and ``*.csv`` outside the arrays: index, explanations, vocabulary, ablation,
   evaluation): the same relative paths and ``pandas.testing.assert_frame_equal`` with exact values.
-- Cached embeddings (``*.npy``, ``*.npz``): the same bytes per path.  Names that are content keys
+- Cached embeddings (``*.npy``, ``*.npz``): the same vectors per path (a unit block's expanded ``.npy``
+  of earlier versions and its compact ``.npz`` compare by what they hold; npz files carry zip times).  Names that are content keys
   including the code's version are paired where each store has one: a key folder
   (``embeddings/<layer>/<key>/``) or a key-named file (the concept vectors ``embeddings/<key>.npy``).
   A folder of ``.npz`` caches whose names differ (crop vectors named by digests that include the run
@@ -114,6 +115,18 @@ def pooled_vectors(files: list[Path]) -> np.ndarray:
     return stacked[np.lexsort(stacked.T[::-1])] if stacked.size else stacked
 
 
+def embedding_array(path: Path) -> np.ndarray:
+    """What an embedding file holds, in either format: ``.npy`` as is, a compact block ``.npz`` (each
+    input's vector once, ``slots`` per (unit, slot), -1 = none) expanded to ``[units, slots, d]``."""
+    if path.suffix == ".npy":
+        return np.load(path)
+    with np.load(path) as stored:
+        if "slots" not in stored:
+            return stored["vectors"]
+        vectors, slots = stored["vectors"], stored["slots"]
+    return np.concatenate([vectors, np.full((1, vectors.shape[1]), np.nan, vectors.dtype)])[slots]
+
+
 def read_table(path: Path) -> pd.DataFrame:
     return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
 
@@ -135,8 +148,10 @@ def compare(a: Path, b: Path) -> tuple[list[str], dict[str, int]]:
             problems.append(f"attrs of {name} differ beyond code-version keys")
     for suffixes, kind in (((".parquet", ".csv"), "tables"), ((".npy", ".npz"), "embedding files")):
         files_a, files_b = side_files(a, suffixes), side_files(b, suffixes)
+        if kind == "embedding files":  # a block file is .npy (expanded) or .npz (compact): pair them by stem
+            files_a, files_b = ({rel.rsplit(".", 1)[0]: f for rel, f in files.items()} for files in (files_a, files_b))
         unpaired = sorted(set(files_a) ^ set(files_b))
-        for folder in sorted({rel.rsplit("/", 1)[0] for rel in unpaired if rel.endswith(".npz")}):
+        for folder in sorted({rel.rsplit("/", 1)[0] for rel in unpaired if (files_a | files_b)[rel].suffix == ".npz"}):
             pooled = [pooled_vectors([f for rel, f in files.items() if rel.rsplit("/", 1)[0] == folder]) for files in (files_a, files_b)]
             counts["embedding files"] += 1
             if pooled[0].shape != pooled[1].shape or pooled[0].tobytes() != pooled[1].tobytes():
@@ -151,8 +166,10 @@ def compare(a: Path, b: Path) -> tuple[list[str], dict[str, int]]:
                     pd.testing.assert_frame_equal(read_table(files_a[rel]), read_table(files_b[rel]), check_exact=True)
                 except AssertionError as exc:
                     problems.append(f"table {rel}: {str(exc).splitlines()[0]}")
-            elif files_a[rel].read_bytes() != files_b[rel].read_bytes():
-                problems.append(f"{rel}: bytes differ")
+            else:
+                x, y = embedding_array(files_a[rel]), embedding_array(files_b[rel])
+                if x.shape != y.shape or x.tobytes() != y.tobytes():
+                    problems.append(f"{rel}: the vectors differ")
     return problems, counts
 
 
