@@ -15,7 +15,6 @@ from pydantic import Field, SecretStr, field_validator
 
 from neuroscribe.config import FrozenModel, StoreConfig
 from neuroscribe.errors import NeuroscribeError
-from neuroscribe.store import RunStore
 
 CLASS_PLACEHOLDER = "{class_name}"
 
@@ -171,10 +170,6 @@ class VocabularyConfig(VocabularySpec, StoreConfig):
     The artifact goes to ``<store>/vocabulary/<name>.parquet`` (plus a ``.json`` manifest), and every
     LLM answer the run uses to ``<store>/vocabulary/llm_cache`` (and to ``cache_dir`` when set).
     """
-
-    @property
-    def run_store(self) -> RunStore:
-        return RunStore(self.out, self.store_options)
 
     @property
     def cache_uri(self) -> str:
