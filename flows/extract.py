@@ -20,7 +20,7 @@ from neuroscribe.flows._run import flow_lease
 
 
 def summary_markdown(title: str, fields: dict) -> str:
-    rows = "\n".join(f"| {k} | {v} |" for k, v in fields.items())
+    rows = "\n".join(f"| {k.replace('_', ' ')} | {v} |" for k, v in fields.items())
     return f"## {title}\n\n| field | value |\n|---|---|\n{rows}\n"
 
 

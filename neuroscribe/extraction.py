@@ -71,6 +71,7 @@ class ExtractionSummary(BaseModel):
     shards: int
     seconds: float
     images_per_second: float
+    resumed_shards: int = 0  # shards this run found already done (a rerun resumes)
 
 
 _BUILD_LOCK = threading.Lock()
@@ -522,7 +523,7 @@ def _collect_maps(cfg: ExtractConfig, attrs: dict, layer: str, ids: np.ndarray) 
     return maps
 
 
-def finalize_extraction(cfg: ExtractConfig, wall_seconds: float | None = None) -> ExtractionSummary:
+def finalize_extraction(cfg: ExtractConfig, wall_seconds: float | None = None, resumed_shards: int = 0) -> ExtractionSummary:
     """Record each image's status in the index and write ``summary/extract.json``."""
     attrs = cfg.run_store.attrs()
     index = cfg.run_store.index().read_parquet()
@@ -553,6 +554,7 @@ def finalize_extraction(cfg: ExtractConfig, wall_seconds: float | None = None) -
         shards=attrs["dataset"]["n_shards"],
         seconds=round(elapsed, 3),
         images_per_second=round((ok + skipped) / elapsed, 2) if elapsed > 0 else 0.0,
+        resumed_shards=resumed_shards,
     )
     cfg.run_store.summary("extract").write_json(summary.model_dump())
     return summary
@@ -578,7 +580,7 @@ def extract(cfg: ExtractConfig, execute: Executor = InProcess()) -> ExtractionSu
     plan = prepare_extraction(cfg)
     execute(SHARDS, cfg, plan)
     execute(TOPK, cfg, plan)
-    return finalize_extraction(cfg, time.perf_counter() - began)
+    return finalize_extraction(cfg, time.perf_counter() - began, plan.n_shards - len(plan.pending))
 
 
 def run_extraction(cfg: ExtractConfig, execute: Executor = InProcess()) -> ExtractionSummary:

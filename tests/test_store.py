@@ -140,7 +140,7 @@ TYPED_PATHS = [
     (lambda s: s.table("blocks.5").with_suffix(".csv"), "explanations/blocks.5.csv"),
     (lambda s: s.gallery("layer4"), "gallery/layer4.html"),
     (lambda s: s.gallery_strips("layer4").folder("7-abc.jpg"), "gallery/layer4/7-abc.jpg"),
-    (lambda s: s.embeddings("layer4", "k1", [64, 65, 127]), "embeddings/layer4/k1/000064-000127.npy"),
+    (lambda s: s.embeddings("layer4", "k1", [64, 65, 127]), "embeddings/layer4/k1/000064-000127.npz"),
     (lambda s: s.crop_embeddings("fp").folder("c.npz"), "embeddings/crops/fp/c.npz"),
     (lambda s: s.concept_embeddings("k2"), "embeddings/k2.npy"),
     (lambda s: s.ablation("fc"), "ablation/fc.parquet"),
