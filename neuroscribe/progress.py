@@ -6,7 +6,8 @@
             on_progress(n)
 
 Each function's docstring says what ``n`` counts (items done so far, or done since the last call).
-The CLI passes a progress bar's update, the flows a ``FlowProgress``.
+Stage-level progress (a bar per stage in process, a Prefect artifact per stage in a flow) comes from the
+executors in ``neuroscribe.stages``; these callbacks report finer steps inside one item (batches of a backend).
 """
 
 from __future__ import annotations
