@@ -35,22 +35,13 @@ from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.hooks import capture_outputs
 from neuroscribe.lease import config_lease, require_lease
 from neuroscribe.stages import Executor, InProcess, Plan, Stage
-from neuroscribe.models import (
-    LayerInfo,
-    LoadedModel,
-    load_model,
-    resolve_device,
-    resolve_layers,
-    unit_activations,
-)
+from neuroscribe.models import LayerInfo, LoadedModel, load_model, resolve_device, resolve_layers
+from neuroscribe.models import unit_activations
 from neuroscribe.stats import TopK
 
 CODE_MODULES = (
-    "neuroscribe.extraction",
-    "neuroscribe.models.layers",
-    "neuroscribe.models.preprocessing",
-    "neuroscribe.data.images",
-    "neuroscribe.data.loader",
+    "neuroscribe.extraction", "neuroscribe.models.layers", "neuroscribe.models.preprocessing",
+    "neuroscribe.data.images", "neuroscribe.data.loader",
 )
 
 
@@ -100,6 +91,10 @@ def _layer_attrs(info: LayerInfo) -> dict:
     return {"kind": info.kind, "units": info.units, "map_shape": list(info.map_shape or []), "prefix_tokens": info.prefix_tokens}
 
 
+def _stat_names(info: LayerInfo) -> tuple[str, ...]:
+    return ("max", "mean", "cls") if info.kind == "token" and info.prefix_tokens else ("max", "mean")
+
+
 def _unit_chunk(units: int, limit: int = 256) -> int:
     # the largest divisor of `units` not above `limit`: Zarr shards must be whole multiples of chunks
     return max(d for d in range(1, min(units, limit) + 1) if units % d == 0)
@@ -138,6 +133,7 @@ def _keeps_candidate_maps(info: LayerInfo, k: int) -> bool:
 
 def _create_arrays(store: st.RunStore, infos: list[LayerInfo], n_images: int, shard_size: int, k: int) -> None:
     n_shards = len(shard_ranges(n_images, shard_size))
+    nan_floats = {"dtype": "float32", "fill_value": np.nan, "overwrite": True}
     for info in infos:
         group = store.activations(info.name, "a")
         if _keeps_candidate_maps(info, k):
@@ -150,28 +146,18 @@ def _create_arrays(store: st.RunStore, infos: list[LayerInfo], n_images: int, sh
                 shape=(n_shards, info.units, k, *info.map_shape),
                 chunks=(1, _unit_chunk(info.units, 64), k, *info.map_shape),
                 shards=(1, info.units, k, *info.map_shape),
-                dtype="float32", fill_value=np.nan, overwrite=True,
+                **nan_floats,
             )
         if info.kind != "linear":
-            m = _samples_per_shard(info, shard_size)
-            group.create_array(
-                "samples",
-                shape=(n_shards, info.units, m),
-                chunks=(1, info.units, m),
-                dtype="float32",
-                fill_value=np.nan,
-                overwrite=True,
-            )
-        names = ["max", "mean"] + (["cls"] if info.kind == "token" and info.prefix_tokens else [])
-        for stat in names:
+            shape = (n_shards, info.units, _samples_per_shard(info, shard_size))
+            group.create_array("samples", shape=shape, chunks=(1, *shape[1:]), **nan_floats)
+        for stat in _stat_names(info):
             group.create_array(
                 stat,
                 shape=(n_images, info.units),
                 chunks=(shard_size, _unit_chunk(info.units)),
                 shards=(shard_size, info.units),
-                dtype="float32",
-                fill_value=np.nan,
-                overwrite=True,
+                **nan_floats,
             )
 
 
@@ -201,6 +187,7 @@ def prepare_extraction(cfg: ExtractConfig) -> ExtractionPlan:
     loaded, infos, index, key, previous = validate_extraction(cfg)
     store = cfg.run_store
     ranges = shard_ranges(len(index), cfg.dataset.shard_size)
+    layers = {i.name: _layer_attrs(i) for i in infos}
     if previous not in (None, key):
         require_lease(cfg.store, "--overwrite", cfg.store_options)
         store.remove()  # validate_extraction let a different key through only with overwrite
@@ -215,7 +202,7 @@ def prepare_extraction(cfg: ExtractConfig) -> ExtractionPlan:
             "model": cfg.model.model_dump(mode="json"),
             "class_names": loaded.class_names,
             "preprocessing": loaded.preprocessing.model_dump(mode="json"),
-            "layers": {i.name: _layer_attrs(i) for i in infos},
+            "layers": layers,
             "dataset": {
                 "uri": cfg.dataset.uri,
                 "n_images": len(index),
@@ -226,7 +213,7 @@ def prepare_extraction(cfg: ExtractConfig) -> ExtractionPlan:
         }
     pending = [s for s in range(len(ranges)) if not _shard_done(cfg, s, key)]
     return ExtractionPlan(
-        run_key=key, n_images=len(index), n_shards=len(ranges), pending=pending, layers={i.name: _layer_attrs(i) for i in infos}
+        run_key=key, n_images=len(index), n_shards=len(ranges), pending=pending, layers=layers
     )
 
 
@@ -240,14 +227,8 @@ def _autocast(device: torch.device):
 
 
 def forward_batches(
-    loaded: LoadedModel,
-    rows: pd.DataFrame,
-    layer_names: list[str],
-    batch_size: int,
-    device: torch.device,
-    decode_threads: int = 2,
-    storage_options: dict | None = None,
-    max_image_pixels: int | None = None,
+    loaded: LoadedModel, rows: pd.DataFrame, layer_names: list[str], batch_size: int, device: torch.device,
+    decode_threads: int = 2, storage_options: dict | None = None, max_image_pixels: int | None = None,
 ) -> Iterable[tuple[np.ndarray, dict[str, torch.Tensor], list[tuple[int, str]]]]:
     """Decode rows ahead of the model (``neuroscribe.data.loader``) and yield (row positions, layer
     outputs, skipped (position, reason)).
@@ -255,38 +236,28 @@ def forward_batches(
     One forward per batch serves every requested layer.  Batches hold ``batch_size`` usable images
     whatever was skipped, so a shard's batches (and its samples) do not depend on the decode path.
     """
-    transform = loaded.preprocessing.transform()
-    pixels: list[torch.Tensor] = []
-    positions: list[np.ndarray] = []
-    skipped: list[tuple[int, str]] = []
-
-    def forward():
-        x = torch.cat(pixels)
+    def forward(x: torch.Tensor) -> dict[str, torch.Tensor]:
         with loaded.lock, torch.inference_mode(), _autocast(device), capture_outputs(loaded.model, layer_names) as outs:
             loaded.model(x)
-        return np.concatenate(positions), outs
+        return outs
 
     batches = image_batches(
-        rows, transform, batch_size, device, workers=decode_threads, storage_options=storage_options, max_image_pixels=max_image_pixels
+        rows, loaded.preprocessing.transform(), batch_size, device, workers=decode_threads,
+        storage_options=storage_options, max_image_pixels=max_image_pixels,
     )
+    pixels, positions, skipped = None, np.empty(0, dtype=np.int64), []
     for batch in batches:
         skipped.extend(batch.skipped)
         if batch.pixels is not None:
-            pixels.append(batch.pixels)
-            positions.append(batch.positions)
-        while sum(len(p) for p in positions) >= batch_size:
-            x_all, pos_all = torch.cat(pixels), np.concatenate(positions)
-            pixels, positions = [x_all[:batch_size]], [pos_all[:batch_size]]
-            done, outs = forward()
-            yield done, outs, skipped
-            pixels, positions, skipped = [x_all[batch_size:]], [pos_all[batch_size:]], []
-            if not len(positions[0]):
-                pixels, positions = [], []
-    if positions:
-        done, outs = forward()
-        yield done, outs, skipped
+            pixels = batch.pixels if pixels is None else torch.cat([pixels, batch.pixels])
+            positions = np.concatenate([positions, batch.positions])
+        while len(positions) >= batch_size:
+            yield positions[:batch_size], forward(pixels[:batch_size]), skipped
+            pixels, positions, skipped = pixels[batch_size:], positions[batch_size:], []
+    if len(positions):
+        yield positions, forward(pixels), skipped
     elif skipped:
-        yield np.asarray([], dtype=int), {}, skipped
+        yield positions, {}, skipped
 
 
 def extract_shards(cfg: ExtractConfig, shard_ids: list[int]) -> list[dict]:
@@ -296,30 +267,24 @@ def extract_shards(cfg: ExtractConfig, shard_ids: list[int]) -> list[dict]:
     shards already written keep their done markers, so a rerun resumes.
     """
     with st.storage_errors(cfg.store):
-        return _extract_shards(cfg, shard_ids)
-
-
-def _extract_shards(cfg: ExtractConfig, shard_ids: list[int]) -> list[dict]:
-    attrs = cfg.run_store.attrs()
-    key = attrs["run_key"]
-    device = resolve_device(cfg.runner.device)
-    loaded = cached_model(cfg.model, str(device))
-    infos = resolve_layers(loaded, list(attrs["layers"]))
-    group = {info.name: cfg.run_store.activations(info.name, "r+") for info in infos}
-    size = attrs["dataset"]["shard_size"]
-    n_images = attrs["dataset"]["n_images"]
-    records = []
-    index = None  # read once per task, and only if some shard is still to do
-    for shard in shard_ids:
-        if _shard_done(cfg, shard, key):
-            records.append({"shard": shard, "resumed": True})
-            continue
-        if index is None:
-            index = cfg.run_store.index().read_parquet()
-        start, stop = shard * size, min((shard + 1) * size, n_images)
-        rows = index.iloc[start:stop]
-        records.append(_extract_one(cfg, loaded, infos, group, rows, shard, start, key, device))
-    return records
+        attrs = cfg.run_store.attrs()
+        key = attrs["run_key"]
+        device = resolve_device(cfg.runner.device)
+        loaded = cached_model(cfg.model, str(device))
+        infos = resolve_layers(loaded, list(attrs["layers"]))
+        group = {info.name: cfg.run_store.activations(info.name, "r+") for info in infos}
+        size = attrs["dataset"]["shard_size"]
+        records = []
+        index = None  # read once per task, and only if some shard is still to do
+        for shard in shard_ids:
+            if _shard_done(cfg, shard, key):
+                records.append({"shard": shard, "resumed": True})
+                continue
+            if index is None:
+                index = cfg.run_store.index().read_parquet()
+            rows = index.iloc[shard * size : (shard + 1) * size]
+            records.append(_extract_one(cfg, loaded, infos, group, rows, shard, shard * size, key, device))
+        return records
 
 
 def _extract_one(cfg, loaded, infos, group, rows, shard, start, key, device) -> dict:
@@ -328,7 +293,7 @@ def _extract_one(cfg, loaded, infos, group, rows, shard, start, key, device) -> 
     buffers = {
         (info.name, stat): np.full((n, info.units), np.nan, dtype=np.float32)
         for info in infos
-        for stat in (("max", "mean", "cls") if info.kind == "token" and info.prefix_tokens else ("max", "mean"))
+        for stat in _stat_names(info)
     }
     samplers = {
         info.name: _ShardSampler(info.units, _samples_per_shard(info, cfg.dataset.shard_size), seed=shard)
@@ -369,12 +334,8 @@ def _extract_one(cfg, loaded, infos, group, rows, shard, start, key, device) -> 
         group[layer]["candidate_maps"][shard] = top_maps
         group[layer]["candidate_ids"][shard] = top_ids
     record = {
-        "shard": shard,
-        "run_key": key,
-        "ok": n - len(skipped),
-        "skipped": skipped,
-        "seconds": time.perf_counter() - began,
-        "resumed": False,
+        "shard": shard, "run_key": key, "ok": n - len(skipped), "skipped": skipped,
+        "seconds": time.perf_counter() - began, "resumed": False,
     }
     # the marker goes last: a shard interrupted before this line is recomputed on rerun
     cfg.run_store.shard_marker(shard).write_json(record)
@@ -387,7 +348,6 @@ class _ShardTopMaps:
     reduce finds each winner's map here without a second pass over the data."""
 
     def __init__(self, k: int, units: int, map_shape: tuple[int, int]):
-        self.k = k
         self.top = TopK(k, units)
         self.maps = np.zeros((units, 0, *map_shape), dtype=np.float32)
 
@@ -449,38 +409,34 @@ def unit_quantiles(store: str, layer: str, q: float, storage_options: dict | Non
 def reduce_topk(cfg: ExtractConfig, layer: str) -> dict:
     """Merge the per-shard top-k of ``layer`` and store the activation maps of the winners."""
     with st.storage_errors(cfg.store):
-        return _reduce_topk(cfg, layer)
-
-
-def _reduce_topk(cfg: ExtractConfig, layer: str) -> dict:
-    attrs = cfg.run_store.attrs()
-    info_attrs = attrs["layers"][layer]
-    topk_key = content_key({"run": attrs["run_key"], "k": cfg.k, "layer": layer})
-    topk = cfg.run_store.topk(layer)
-    if topk is not None and topk.attrs.get("topk_key") == topk_key:
-        return {"layer": layer, "cached": True}
-    size, n_images = attrs["dataset"]["shard_size"], attrs["dataset"]["n_images"]
-    group = cfg.run_store.activations(layer)
-    maxima = group["max"]
-    top = TopK(cfg.k, info_attrs["units"])
-    for start, stop in shard_ranges(n_images, size):
-        top.merge(TopK(cfg.k, info_attrs["units"]).add(maxima[start:stop], np.arange(start, stop)))
-    values, ids = top.result()
-    sub = cfg.run_store.topk(layer, "a")
-    sub.create_array("value", data=values, chunks=values.shape, overwrite=True)
-    sub.create_array("image_id", data=ids, chunks=ids.shape, overwrite=True)
-    if info_attrs["map_shape"]:
-        maps = _candidate_maps(group, ids, size, cfg.k)
-        if maps is None:
-            maps = _collect_maps(cfg, attrs, layer, ids)
-        units = maps.shape[0]
-        block = min(units, 64)
-        sub.create_array(
-            "maps", shape=maps.shape, chunks=(1, *maps.shape[1:]), shards=(block, *maps.shape[1:]), dtype="float32", overwrite=True
-        )
-        sub["maps"][:] = maps
-    sub.attrs["topk_key"] = topk_key
-    return {"layer": layer, "cached": False, "images": len(np.unique(ids[ids >= 0]))}
+        attrs = cfg.run_store.attrs()
+        units = attrs["layers"][layer]["units"]
+        topk_key = content_key({"run": attrs["run_key"], "k": cfg.k, "layer": layer})
+        topk = cfg.run_store.topk(layer)
+        if topk is not None and topk.attrs.get("topk_key") == topk_key:
+            return {"layer": layer, "cached": True}
+        size = attrs["dataset"]["shard_size"]
+        group = cfg.run_store.activations(layer)
+        maxima = group["max"]
+        top = TopK(cfg.k, units)
+        for start, stop in shard_ranges(attrs["dataset"]["n_images"], size):
+            top.merge(TopK(cfg.k, units).add(maxima[start:stop], np.arange(start, stop)))
+        values, ids = top.result()
+        sub = cfg.run_store.topk(layer, "a")
+        sub.create_array("value", data=values, chunks=values.shape, overwrite=True)
+        sub.create_array("image_id", data=ids, chunks=ids.shape, overwrite=True)
+        if attrs["layers"][layer]["map_shape"]:
+            maps = _candidate_maps(group, ids, size, cfg.k)
+            if maps is None:
+                maps = _collect_maps(cfg, layer, ids)
+            shape = maps.shape
+            sub.create_array(
+                "maps", shape=shape, chunks=(1, *shape[1:]), shards=(min(units, 64), *shape[1:]),
+                dtype="float32", overwrite=True,
+            )
+            sub["maps"][:] = maps
+        sub.attrs["topk_key"] = topk_key
+        return {"layer": layer, "cached": False, "images": len(np.unique(ids[ids >= 0]))}
 
 
 def _candidate_maps(group, ids: np.ndarray, shard_size: int, k: int) -> np.ndarray | None:
@@ -501,7 +457,7 @@ def _candidate_maps(group, ids: np.ndarray, shard_size: int, k: int) -> np.ndarr
     return maps
 
 
-def _collect_maps(cfg: ExtractConfig, attrs: dict, layer: str, ids: np.ndarray) -> np.ndarray:
+def _collect_maps(cfg: ExtractConfig, layer: str, ids: np.ndarray) -> np.ndarray:
     """Rerun the model on each top image once and scatter its map to every (unit, rank) it holds."""
     device = resolve_device(cfg.runner.device)
     loaded = cached_model(cfg.model, str(device))
@@ -541,18 +497,13 @@ def finalize_extraction(cfg: ExtractConfig, wall_seconds: float | None = None, r
             status[item["id"]], reason[item["id"]] = "skipped", item["reason"]
             reasons[item["reason"].split(" (")[0]] += 1
         seconds += record["seconds"]
-    index["status"], index["reason"] = status[: len(index)], reason[: len(index)]
+    index["status"], index["reason"] = status, reason
     cfg.run_store.index().write_parquet(index)
     ok, skipped = int((index["status"] == "ok").sum()), int((index["status"] == "skipped").sum())
     elapsed = wall_seconds if wall_seconds is not None else seconds
     summary = ExtractionSummary(
-        store=cfg.store,
-        images=len(index),
-        ok=ok,
-        skipped=skipped,
-        skipped_reasons=dict(reasons),
-        shards=attrs["dataset"]["n_shards"],
-        seconds=round(elapsed, 3),
+        store=cfg.store, images=len(index), ok=ok, skipped=skipped, skipped_reasons=dict(reasons),
+        shards=attrs["dataset"]["n_shards"], seconds=round(elapsed, 3),
         images_per_second=round((ok + skipped) / elapsed, 2) if elapsed > 0 else 0.0,
         resumed_shards=resumed_shards,
     )
@@ -567,6 +518,8 @@ def _shard_batches(cfg: ExtractConfig, plan: ExtractionPlan) -> Plan:
 
 
 SHARDS = Stage("extract-shards", extract_shards, plan=_shard_batches, unit="task", gpu=True, retries=2)
+
+
 def _planned_layers(cfg: ExtractConfig, plan: ExtractionPlan) -> list[str]:
     return plan.layers
 

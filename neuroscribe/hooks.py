@@ -30,20 +30,14 @@ def _modules(model: nn.Module, names: Iterable[str]) -> dict[str, nn.Module]:
 
 
 @contextmanager
-def _registered(handles: list) -> Iterator[None]:
+def _forward_hooks(model: nn.Module, names: Iterable[str], make_hook: Callable[[str], Callable]) -> Iterator[None]:
+    """Register ``make_hook(name)`` on each named module; remove them all on exit, error or not."""
+    handles = [module.register_forward_hook(make_hook(name)) for name, module in _modules(model, list(names)).items()]
     try:
         yield
     finally:
         for handle in handles:
             handle.remove()
-
-
-@contextmanager
-def _forward_hooks(model: nn.Module, names: Iterable[str], make_hook: Callable[[str], Callable]) -> Iterator[None]:
-    """Register ``make_hook(name)`` on each named module; remove them all on exit, error or not."""
-    handles = [module.register_forward_hook(make_hook(name)) for name, module in _modules(model, list(names)).items()]
-    with _registered(handles):
-        yield
 
 
 @contextmanager

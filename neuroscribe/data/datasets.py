@@ -33,14 +33,6 @@ PATH_COLUMNS = ("path", "file", "filename", "image")
 LABEL_COLUMNS = ("label", "index", "target", "class_index", "class")
 
 
-def _filesystem(uri: str, storage_options: dict):
-    try:
-        fs, root = fsspec.core.url_to_fs(uri, **with_retries(uri, storage_options))
-    except Exception as exc:
-        raise NeuroscribeError(f"dataset {uri} cannot be opened ({exc}); check the URL and its credentials") from None
-    return fs, root
-
-
 def _read_class_list(path: str, storage_options: dict) -> list[str]:
     try:
         with fsspec.open(path, "rt", **storage_options) as f:
@@ -98,23 +90,22 @@ def _index_file_list(fs, root: str, spec: DatasetSpec) -> pd.DataFrame:
         paths = [parts[0] for parts in lines]
         raw_labels = [parts[1].strip() if len(parts) > 1 else "" for parts in lines]
     classes = _read_class_list(spec.class_list, spec.storage_options) if spec.class_list else []
-    labels = _labels(raw_labels, classes, spec.uri)
+    labels, classes = _labels(raw_labels, classes, spec.uri)
     frame = pd.DataFrame({"path": [_full(fs, _join(base, p)) if "://" not in p else p for p in paths], "label": labels})
-    frame.attrs["classes"] = classes or frame.attrs.get("classes", [])
-    if not classes and any(not s.lstrip("-").isdigit() for s in raw_labels if s):
-        frame.attrs["classes"] = sorted({s for s in raw_labels if s})
+    frame.attrs["classes"] = classes
     return frame
 
 
-def _labels(raw: list[str], classes: list[str], uri: str) -> list[int]:
+def _labels(raw: list[str], classes: list[str], uri: str) -> tuple[list[int], list[str]]:
+    """(label indices, class names): numbers as they are; names index ``classes`` or their sorted set."""
     if all(s == "" or s.lstrip("-").isdigit() for s in raw):
-        return [int(s) if s else -1 for s in raw]
+        return [int(s) if s else -1 for s in raw], classes
     names = classes or sorted({s for s in raw if s})
     position = {name: i for i, name in enumerate(names)}
     missing = sorted({s for s in raw if s and s not in position})
     if missing:
         raise NeuroscribeError(f"labels {missing[:5]} of {uri} are not in the class list; fix the list or the labels")
-    return [position[s] if s else -1 for s in raw]
+    return [position[s] if s else -1 for s in raw], names
 
 
 def _join(base: str, rel: str) -> str:
@@ -122,18 +113,19 @@ def _join(base: str, rel: str) -> str:
 
 
 def build_index(spec: DatasetSpec) -> pd.DataFrame:
-    fs, root = _filesystem(spec.uri, spec.storage_options)
+    try:
+        fs, root = fsspec.core.url_to_fs(spec.uri, **with_retries(spec.uri, spec.storage_options))
+    except Exception as exc:
+        raise NeuroscribeError(
+            f"dataset {spec.uri} cannot be opened ({exc}); check the URL and its credentials"
+        ) from None
     if not fs.exists(root):
         raise NeuroscribeError(f"dataset {spec.uri} does not exist; pass an image folder or a file list (.txt/.csv/.tsv)")
     frame = _index_folder(fs, root, spec) if fs.isdir(root) else _index_file_list(fs, root, spec)
-    if spec.limit is not None:
-        classes = frame.attrs.get("classes", [])
-        frame = frame.iloc[: spec.limit].copy()
-        frame.attrs["classes"] = classes
+    frame = frame.iloc[: spec.limit].copy()  # pandas keeps attrs["classes"] through the slice and the copy
     frame.insert(0, "id", range(len(frame)))
     frame["label"] = frame["label"].astype("int64")
-    frame = frame.reset_index(drop=True)
-    return frame
+    return frame.reset_index(drop=True)
 
 
 def listing_key(index: pd.DataFrame) -> str:

@@ -15,11 +15,9 @@ size is read from the header before anything is decoded: a JPEG over the limit (
 any other format over the limit, or a JPEG still over it after the 1/8 reduction, is skipped with a
 reason naming its size, the limit and ``--max-image-pixels``.
 
-The header is read by the format's own PIL plugin, without ``Image.open``: ``Image.open`` applies
-PIL's bomb check against the module-global ``Image.MAX_IMAGE_PIXELS`` (a warning above it, an error
-above twice it), which would refuse JPEGs that draft mode decodes cheaply and ignore a limit chosen
-per run.  Changing that global, even briefly, would change it for every thread of the process, so
-this module never writes it; it only reads PIL's default once as the default limit.
+The header is read by the format's own PIL plugin, not by ``Image.open``, whose bomb check against the
+process-global ``Image.MAX_IMAGE_PIXELS`` would refuse JPEGs that draft mode decodes cheaply and ignore
+a per-run limit; changing that global, even briefly, would change it for every thread, so it is only read.
 """
 
 from __future__ import annotations
@@ -56,30 +54,24 @@ def read_bytes(path: str, storage_options: dict | None = None) -> bytes:
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
-    mode = img.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if (mode.startswith("I;16") or arr.max(initial=0) > 255) else 255.0
-        if mode == "F":
+        top = 65535.0 if (img.mode.startswith("I;16") or arr.max(initial=0) > 255) else 255.0
+        if img.mode == "F":
             top = max(float(arr.max(initial=0)), 1e-12)
         img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
-        mode = "L"
-    if mode == "P":
+    if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-        mode = img.mode
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    return img.convert("RGB") if mode != "RGB" else img
+    return img.convert("RGB") if img.mode != "RGB" else img
 
 
 def _open_header(data: bytes, path: str) -> Image.Image:
-    """Identify the format and parse the header (size, mode) without decoding pixels.
-
-    The same plugin search as ``Image.open`` (every registered format whose ``accept`` takes the
-    prefix), minus its check against the module-global pixel limit: the caller applies its own.
-    """
+    """Parse the header (format, size, mode) without decoding pixels: ``Image.open``'s plugin search
+    (every registered format whose ``accept`` takes the prefix) minus its global pixel-limit check."""
     Image.init()  # registers every plugin once; what Image.open does lazily
     prefix = data[:16]
     for fmt in Image.ID:

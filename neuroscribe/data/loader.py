@@ -7,19 +7,17 @@
         batch.skipped                 # [(position, reason)] of the rows that could not be used
 
 Every image is decoded by ``neuroscribe.data.images.decode_image``, so a bad file is skipped with
-exactly the reason it gets everywhere else.  Decoding runs in ``workers`` processes (a torch
-DataLoader) that keep ``prefetch`` batches ready while the current one runs; inside a daemonic
-process (a Dask worker), which may not fork, it runs in as many threads instead.  On CUDA the
-batches are pinned and copied without blocking, and plain JPEGs are decoded on the GPU with
-``torchvision.io.decode_jpeg(device="cuda")`` (nvjpeg): the workers only read the bytes and check
-with PIL that the file is a JPEG this path reproduces exactly (baseline RGB or greyscale, no EXIF
-rotation, not large enough for reduced-scale decoding); every other file, and any file nvjpeg
-refuses, goes through ``decode_image`` on the CPU.
+exactly the reason it gets everywhere else.  ``workers`` decode ahead of the model: threads, or
+processes (a torch DataLoader keeping ``prefetch`` batches ready) outside a daemonic Dask worker.
+On CUDA the batches are pinned and copied without blocking, and the JPEGs nvjpeg reproduces exactly
+(baseline RGB or greyscale, no EXIF rotation, too small for reduced-scale decoding) are decoded on
+the GPU (``torchvision.io.decode_jpeg``); any other file, or one nvjpeg refuses, goes through PIL.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import multiprocessing
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -82,20 +80,20 @@ class _Decoded(torch.utils.data.Dataset):
             return i, f"unreadable ({exc})"
         if self.jpeg_bytes and _gpu_decodable(data, self.max_image_pixels):
             return i, torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        return i, self.decode(i, data)
+
+    def decode(self, i: int, data: bytes) -> torch.Tensor | str:
+        """Item ``i``'s model input decoded by PIL, or the reason it was skipped."""
         try:
-            return i, self.transform(decode_image(data, path, max_image_pixels=self.max_image_pixels))
+            return self.transform(decode_image(data, self.paths[i], max_image_pixels=self.max_image_pixels))
         except ImageSkipped as skip:
-            return i, skip.reason
-
-
-def _collate(items: list) -> list:
-    return items
+            return skip.reason
 
 
 def _iterate_items(dataset: _Decoded, batch_size: int, workers: int, prefetch: int, processes: bool) -> Iterator[list]:
     if processes and workers > 0 and not multiprocessing.current_process().daemon:
         loader = torch.utils.data.DataLoader(
-            dataset, batch_size=batch_size, num_workers=workers, prefetch_factor=prefetch, collate_fn=_collate,
+            dataset, batch_size=batch_size, num_workers=workers, prefetch_factor=prefetch, collate_fn=list,
             pin_memory=False,  # pinned below, after the skipped items are dropped
         )
         yield from loader
@@ -103,13 +101,7 @@ def _iterate_items(dataset: _Decoded, batch_size: int, workers: int, prefetch: i
     # daemonic processes cannot fork: decode in threads (PIL releases the GIL), still ahead of the model
     with ThreadPoolExecutor(max(workers, 1)) as pool:
         items = pool.map(dataset.__getitem__, range(len(dataset)))
-        batch: list = []
-        for item in items:
-            batch.append(item)
-            if len(batch) == batch_size:
-                yield batch
-                batch = []
-        if batch:
+        while batch := list(itertools.islice(items, batch_size)):
             yield batch
 
 
@@ -130,16 +122,9 @@ def _decode_on_gpu(raw: list[torch.Tensor], device: torch.device) -> list[torch.
 
 
 def image_batches(
-    index: pd.DataFrame,
-    transform: Transform,
-    batch_size: int,
-    device: torch.device,
-    workers: int = 2,
-    storage_options: dict | None = None,
-    prefetch: int = 2,
-    gpu_decode: bool = True,
-    processes: bool | None = None,
-    max_image_pixels: int | None = None,
+    index: pd.DataFrame, transform: Transform, batch_size: int, device: torch.device, workers: int = 2,
+    storage_options: dict | None = None, prefetch: int = 2, gpu_decode: bool = True,
+    processes: bool | None = None, max_image_pixels: int | None = None,
 ) -> Iterator[Batch]:
     """Batches of ``index``'s images (column ``path``) in order, ready on ``device``.
 
@@ -157,38 +142,20 @@ def image_batches(
         raw = [(pos, item) for pos, item in items if isinstance(item, torch.Tensor) and item.dtype == torch.uint8 and item.dim() == 1]
         decoded = dict(zip([p for p, _ in raw], _decode_on_gpu([r for _, r in raw], device))) if raw else {}
         for pos, item in items:
+            if pos in decoded:  # nvjpeg's image, or PIL's (the usual skip reasons) where nvjpeg refused it
+                image = decoded[pos]
+                item = transform(image) if image is not None else dataset.decode(pos, item.numpy().tobytes())
             if isinstance(item, str):
                 skipped.append((pos, item))
-                continue
-            if pos in decoded:
-                image = decoded[pos]
-                if image is None:  # nvjpeg refused it: PIL decides, with the usual reasons
-                    try:
-                        image = transform(decode_image(item.numpy().tobytes(), dataset.paths[pos], max_image_pixels=max_image_pixels))
-                    except ImageSkipped as skip:
-                        skipped.append((pos, skip.reason))
-                        continue
-                else:
-                    image = transform(image)
-                item = image
-            positions.append(pos)
-            tensors.append(item)
+            else:
+                positions.append(pos)
+                tensors.append(item)
         pixels = None
         if tensors:
-            on_device = [t for t in tensors if t.device == device]
             host = [t for t in tensors if t.device != device]
-            if len(on_device) == len(tensors):
-                pixels = torch.stack(tensors)
-            else:
+            if host:  # the tensors not on ``device`` yet: one copy, pinned and non-blocking on CUDA
                 stacked = torch.stack(host)
-                if cuda:
-                    stacked = stacked.pin_memory().to(device, non_blocking=True)
-                pixels = torch.stack(_interleave(device, tensors, stacked))
-            pixels = pixels.contiguous(memory_format=torch.channels_last)
+                rows = iter(stacked.pin_memory().to(device, non_blocking=True) if cuda else stacked)
+                tensors = [t if t.device == device else next(rows) for t in tensors]
+            pixels = torch.stack(tensors).contiguous(memory_format=torch.channels_last)
         yield Batch(np.asarray(positions, dtype=np.int64), pixels, skipped)
-
-
-def _interleave(device: torch.device, tensors: list[torch.Tensor], host_stack: torch.Tensor) -> list[torch.Tensor]:
-    """``tensors`` in order, the host ones replaced by their rows of ``host_stack`` (already on ``device``)."""
-    rows = iter(host_stack)
-    return [t if t.device == device else next(rows) for t in tensors]

@@ -9,12 +9,6 @@ from neuroscribe.models.layers import LayerInfo, list_layers, resolve_layers, un
 from neuroscribe.models.loading import LoadedModel, Preprocessing, load_model, resolve_device
 
 __all__ = [
-    "LayerInfo",
-    "LoadedModel",
-    "Preprocessing",
-    "list_layers",
-    "load_model",
-    "resolve_device",
-    "resolve_layers",
-    "unit_activations",
+    "LayerInfo", "LoadedModel", "Preprocessing", "list_layers", "load_model", "resolve_device",
+    "resolve_layers", "unit_activations",
 ]

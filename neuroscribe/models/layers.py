@@ -37,10 +37,8 @@ class LayerInfo:
 
 
 def _infer_prefix(tokens: int, declared: int | None) -> int | None:
-    if declared is not None:
-        grid = tokens - declared
-        return declared if grid > 0 and math.isqrt(grid) ** 2 == grid else None
-    for prefix in (1, 0):
+    """The declared prefix, else a class token or none: whichever leaves a square patch grid."""
+    for prefix in (1, 0) if declared is None else (declared,):
         grid = tokens - prefix
         if grid > 0 and math.isqrt(grid) ** 2 == grid:
             return prefix
@@ -64,9 +62,8 @@ def _describe(name: str, module: torch.nn.Module, out: torch.Tensor, declared_pr
 
 def list_layers(loaded) -> list[LayerInfo]:
     """Probe the model with one blank input and describe every addressable module, in model order."""
-    cache = loaded.extra.setdefault("_layers", None)
-    if cache is not None:
-        return cache
+    if loaded.extra.get("_layers") is not None:
+        return loaded.extra["_layers"]
     model = loaded.model
     names = [n for n, _ in model.named_modules() if n]
     size = loaded.preprocessing.input_size
@@ -106,6 +103,5 @@ def unit_activations(output: torch.Tensor, info: LayerInfo) -> tuple[torch.Tenso
         h, w = info.map_shape
         patches = output[:, info.prefix_tokens :, :]
         maps = patches.reshape(output.shape[0], h, w, info.units).permute(0, 3, 1, 2)
-        cls = output[:, 0, :] if info.prefix_tokens else None
-        return maps, cls
+        return maps, output[:, 0, :] if info.prefix_tokens else None
     return output[:, :, None, None], None

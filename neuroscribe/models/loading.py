@@ -82,10 +82,9 @@ def read_class_names(path: str) -> list[str]:
         line = line.strip()
         if not line:
             continue
-        token = line.split()[0] if line.startswith("/") else line
-        if token.startswith("/"):
-            token = token.split("/", 2)[-1]  # '/a/abbey' -> 'abbey', '/b/bus_interior' -> 'bus_interior'
-        names.append(token.replace("/", " ").replace("_", " "))
+        if line.startswith("/"):
+            line = line.split()[0].split("/", 2)[-1]  # '/b/bus_interior 1' -> 'bus_interior'
+        names.append(line.replace("/", " ").replace("_", " "))
     return names
 
 
@@ -153,11 +152,8 @@ def _torchvision(spec: ModelSpec) -> LoadedModel:
 def _preset_preprocessing(t) -> Preprocessing:
     """From torchvision's ``ImageClassification`` preset (what ``weights.transforms()`` returns)."""
     return Preprocessing(
-        input_size=int(t.crop_size[0]),
-        resize_size=int(t.resize_size[0]),
-        interpolation=t.interpolation.value,
-        mean=tuple(t.mean),
-        std=tuple(t.std),
+        input_size=int(t.crop_size[0]), resize_size=int(t.resize_size[0]),
+        interpolation=t.interpolation.value, mean=tuple(t.mean), std=tuple(t.std),
     )
 
 
@@ -382,9 +378,7 @@ def resolve_preprocessing(value: Any, model: nn.Module) -> Preprocessing:
 
 
 def model_object_spec(
-    model: nn.Module,
-    preprocessing: Any = None,
-    class_names: list[str] | str | None = None,
+    model: nn.Module, preprocessing: Any = None, class_names: list[str] | str | None = None,
     name: str | None = None,
 ) -> ModelSpec:
     """A spec for an ``nn.Module`` object: content-fingerprinted, carrying the object.

@@ -43,10 +43,5 @@ class TopK:
         return self
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
-        pad = self.k - self.values.shape[1]
-        if pad <= 0:
-            return self.values.copy(), self.ids.copy()
-        return (
-            np.pad(self.values, ((0, 0), (0, pad)), constant_values=-np.inf),
-            np.pad(self.ids, ((0, 0), (0, pad)), constant_values=-1),
-        )
+        pad = ((0, 0), (0, self.k - self.values.shape[1]))  # _fold keeps at most k: the pad is never negative
+        return np.pad(self.values, pad, constant_values=-np.inf), np.pad(self.ids, pad, constant_values=-1)
