@@ -71,9 +71,8 @@ _BUILD_LOCK = threading.Lock()
 @lru_cache(maxsize=4)
 def _cached_model(spec: ModelSpec, device: str) -> LoadedModel:
     loaded = load_model(spec)
-    dev = torch.device(device)
     # channels_last: measured 1.27x faster than NCHW for EfficientNet-Lite0 on this CPU, and the GPU norm
-    loaded.model.to(dev, memory_format=torch.channels_last)
+    loaded.model.to(torch.device(device), memory_format=torch.channels_last)
     return loaded
 
 
@@ -153,11 +152,8 @@ def _create_arrays(store: st.RunStore, infos: list[LayerInfo], n_images: int, sh
             group.create_array("samples", shape=shape, chunks=(1, *shape[1:]), **nan_floats)
         for stat in _stat_names(info):
             group.create_array(
-                stat,
-                shape=(n_images, info.units),
-                chunks=(shard_size, _unit_chunk(info.units)),
-                shards=(shard_size, info.units),
-                **nan_floats,
+                stat, shape=(n_images, info.units), chunks=(shard_size, _unit_chunk(info.units)),
+                shards=(shard_size, info.units), **nan_floats,
             )
 
 
@@ -196,19 +192,12 @@ def prepare_extraction(cfg: ExtractConfig) -> ExtractionPlan:
         _create_arrays(store, infos, len(index), cfg.dataset.shard_size, cfg.k)
         store.index().write_parquet(index.assign(status="pending", reason=""))
         store.arrays("a").attrs["neuroscribe"] = {
-            "layout": st.LAYOUT_VERSION,
-            "version": code_version(*CODE_MODULES),
-            "run_key": key,
-            "model": cfg.model.model_dump(mode="json"),
-            "class_names": loaded.class_names,
-            "preprocessing": loaded.preprocessing.model_dump(mode="json"),
-            "layers": layers,
+            "layout": st.LAYOUT_VERSION, "version": code_version(*CODE_MODULES), "run_key": key,
+            "model": cfg.model.model_dump(mode="json"), "class_names": loaded.class_names,
+            "preprocessing": loaded.preprocessing.model_dump(mode="json"), "layers": layers,
             "dataset": {
-                "uri": cfg.dataset.uri,
-                "n_images": len(index),
-                "shard_size": cfg.dataset.shard_size,
-                "n_shards": len(ranges),
-                "classes": index.attrs.get("classes", []),
+                "uri": cfg.dataset.uri, "n_images": len(index), "shard_size": cfg.dataset.shard_size,
+                "n_shards": len(ranges), "classes": index.attrs.get("classes", []),
             },
         }
     pending = [s for s in range(len(ranges)) if not _shard_done(cfg, s, key)]
@@ -330,9 +319,7 @@ def _extract_one(cfg, loaded, infos, group, rows, shard, start, key, device) -> 
     for layer, sampler in samplers.items():
         group[layer]["samples"][shard] = sampler.result()
     for layer, top in candidates.items():
-        top_ids, top_maps = top.result()
-        group[layer]["candidate_maps"][shard] = top_maps
-        group[layer]["candidate_ids"][shard] = top_ids
+        group[layer]["candidate_ids"][shard], group[layer]["candidate_maps"][shard] = top.result()
     record = {
         "shard": shard, "run_key": key, "ok": n - len(skipped), "skipped": skipped,
         "seconds": time.perf_counter() - began, "resumed": False,

@@ -21,18 +21,14 @@ from torch import nn
 from neuroscribe.errors import NeuroscribeError
 
 
-def _modules(model: nn.Module, names: Iterable[str]) -> dict[str, nn.Module]:
-    available = dict(model.named_modules())
-    missing = [n for n in names if n not in available]
-    if missing:
-        raise NeuroscribeError(f"no module named {missing} in the model; see `neuroscribe layers`")
-    return {n: available[n] for n in names}
-
-
 @contextmanager
 def _forward_hooks(model: nn.Module, names: Iterable[str], make_hook: Callable[[str], Callable]) -> Iterator[None]:
     """Register ``make_hook(name)`` on each named module; remove them all on exit, error or not."""
-    handles = [module.register_forward_hook(make_hook(name)) for name, module in _modules(model, list(names)).items()]
+    names, modules = list(names), dict(model.named_modules())
+    missing = [n for n in names if n not in modules]
+    if missing:
+        raise NeuroscribeError(f"no module named {missing} in the model; see `neuroscribe layers`")
+    handles = [modules[name].register_forward_hook(make_hook(name)) for name in names]
     try:
         yield
     finally:

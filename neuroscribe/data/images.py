@@ -85,14 +85,10 @@ def _open_header(data: bytes, path: str) -> Image.Image:
     raise UnidentifiedImageError(path)
 
 
-def _megapixels(pixels: int) -> str:
-    return f"{pixels / 1e6:.1f} Mpx"
-
-
 def _too_large(size: tuple[int, int], limit: int, how: str = "") -> str:
     w, h = size
     return (
-        f"image too large ({w}x{h} = {_megapixels(w * h)}{how} over the limit of {_megapixels(limit)}; "
+        f"image too large ({w}x{h} = {w * h / 1e6:.1f} Mpx{how} over the limit of {limit / 1e6:.1f} Mpx; "
         f"raise it with {MAX_IMAGE_PIXELS_FLAG})"
     )
 

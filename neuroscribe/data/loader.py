@@ -92,11 +92,10 @@ class _Decoded(torch.utils.data.Dataset):
 
 def _iterate_items(dataset: _Decoded, batch_size: int, workers: int, prefetch: int, processes: bool) -> Iterator[list]:
     if processes and workers > 0 and not multiprocessing.current_process().daemon:
-        loader = torch.utils.data.DataLoader(
+        yield from torch.utils.data.DataLoader(
             dataset, batch_size=batch_size, num_workers=workers, prefetch_factor=prefetch, collate_fn=list,
             pin_memory=False,  # pinned below, after the skipped items are dropped
         )
-        yield from loader
         return
     # daemonic processes cannot fork: decode in threads (PIL releases the GIL), still ahead of the model
     with ThreadPoolExecutor(max(workers, 1)) as pool:

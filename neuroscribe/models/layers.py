@@ -71,28 +71,24 @@ def list_layers(loaded) -> list[LayerInfo]:
     with loaded.lock, torch.no_grad(), count_calls(model, names) as calls, capture_outputs(model, names) as outputs:
         model(torch.zeros(1, 3, size, size, device=device))
     modules = dict(model.named_modules())
-    infos = []
-    for name in names:
-        out = outputs.get(name)
-        if calls.get(name, 0) != 1 or not isinstance(out, torch.Tensor):
-            continue
-        info = _describe(name, modules[name], out, loaded.num_prefix_tokens)
-        if info is not None:
-            infos.append(info)
+    described = (
+        _describe(name, modules[name], outputs[name], loaded.num_prefix_tokens)
+        for name in names
+        if calls.get(name, 0) == 1 and isinstance(outputs.get(name), torch.Tensor)
+    )
+    infos = [info for info in described if info is not None]
     loaded.extra["_layers"] = infos
     return infos
 
 
 def resolve_layers(loaded, names) -> list[LayerInfo]:
     by_name = {info.name: info for info in list_layers(loaded)}
-    resolved = []
     for name in names:
         if name not in by_name:
             close = difflib.get_close_matches(name, list(by_name), n=5, cutoff=0.5)
             hint = f"closest valid names: {', '.join(close)}" if close else "run `neuroscribe layers --model ...` to list them"
             raise NeuroscribeError(f"layer {name!r} is not an addressable layer of {loaded.name}; {hint}")
-        resolved.append(by_name[name])
-    return resolved
+    return [by_name[name] for name in names]
 
 
 def unit_activations(output: torch.Tensor, info: LayerInfo) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -112,10 +112,7 @@ def _classifier_width(state: dict[str, torch.Tensor]) -> int | None:
 def _torchvision(spec: ModelSpec) -> LoadedModel:
     from torchvision import models as tvm
 
-    try:
-        builder = tvm.get_model_builder(spec.name)
-    except ValueError:
-        raise NeuroscribeError(_unknown_model_message(spec.name)) from None
+    builder = tvm.get_model_builder(spec.name)  # load_model calls this only for names torchvision lists
     weights_enum = tvm.get_model_weights(spec.name)
     state = load_state_dict_file(spec.checkpoint) if spec.checkpoint else None
     weights = None
@@ -207,8 +204,7 @@ def _import_path(spec: ModelSpec) -> LoadedModel:
     if spec.checkpoint:
         built.load_state_dict(load_state_dict_file(spec.checkpoint))
     prep = getattr(built, "preprocessing", None) or Preprocessing()
-    out = _find_classifier_width(built)
-    return LoadedModel(built.eval(), prep, _class_names(spec, out), spec.name)
+    return LoadedModel(built.eval(), prep, _class_names(spec, _find_classifier_width(built)), spec.name)
 
 
 def _find_classifier_width(model: nn.Module) -> int:
