@@ -34,9 +34,15 @@ from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.hooks import capture_outputs
 from neuroscribe.lease import config_lease, require_lease
+from neuroscribe.models import (
+    LayerInfo,
+    LoadedModel,
+    load_model,
+    resolve_device,
+    resolve_layers,
+    unit_activations,
+)
 from neuroscribe.stages import Executor, InProcess, Plan, Stage
-from neuroscribe.models import LayerInfo, LoadedModel, load_model, resolve_device, resolve_layers
-from neuroscribe.models import unit_activations
 from neuroscribe.stats import TopK
 
 CODE_MODULES = (

@@ -24,23 +24,22 @@ class Preprocessing(BaseModel):
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
     @classmethod
-    def from_crop_pct(cls, input_size: int, crop_pct: float, **kw) -> "Preprocessing":
+    def from_crop_pct(cls, input_size: int, crop_pct: float, **kw) -> Preprocessing:
         # timm's rule: resize to floor(size / crop_pct), then centre-crop size
         return cls(input_size=input_size, resize_size=int(input_size / crop_pct), **kw)
 
     def transform(self):
+        import torch
         from torchvision.transforms import v2
 
         interp = getattr(v2.InterpolationMode, self.interpolation.upper())
-        return v2.Compose(
-            [
-                v2.PILToTensor(),
-                v2.Resize(self.resize_size, interpolation=interp, antialias=True),
-                v2.CenterCrop(self.input_size),
-                v2.ToDtype(__import__("torch").float32, scale=True),
-                v2.Normalize(mean=list(self.mean), std=list(self.std)),
-            ]
-        )
+        return v2.Compose([
+            v2.PILToTensor(),
+            v2.Resize(self.resize_size, interpolation=interp, antialias=True),
+            v2.CenterCrop(self.input_size),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean=list(self.mean), std=list(self.std)),
+        ])
 
     def resized_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) after resizing the shorter side to ``resize_size`` (torchvision's rule)."""
@@ -52,7 +51,7 @@ class Preprocessing(BaseModel):
         """The model input's (left, top, right, bottom) in original-image pixel coordinates."""
         rw, rh = self.resized_size(width, height)
         # torchvision CenterCrop: offsets rounded in resized pixels
-        left = int(round((rw - self.input_size) / 2.0))
-        top = int(round((rh - self.input_size) / 2.0))
+        left = round((rw - self.input_size) / 2.0)
+        top = round((rh - self.input_size) / 2.0)
         sx, sy = width / rw, height / rh
         return (left * sx, top * sy, (left + self.input_size) * sx, (top + self.input_size) * sy)

@@ -20,19 +20,19 @@ class TopK:
         self.values = np.full((units, 0), -np.inf, dtype=np.float32)
         self.ids = np.full((units, 0), -1, dtype=np.int64)
 
-    def add(self, values: np.ndarray, image_ids: np.ndarray) -> "TopK":
+    def add(self, values: np.ndarray, image_ids: np.ndarray) -> TopK:
         values = np.asarray(values, dtype=np.float32)
         keep = ~np.isnan(values).any(axis=1)
         vals = values[keep].T  # [units, n]
         ids = np.broadcast_to(np.asarray(image_ids, dtype=np.int64)[keep], vals.shape)
         return self._fold(vals, ids)
 
-    def merge(self, other: "TopK") -> "TopK":
+    def merge(self, other: TopK) -> TopK:
         if other.units != self.units:
             raise ValueError(f"cannot merge TopK over {other.units} units into one over {self.units}")
         return self._fold(other.values, other.ids)
 
-    def _fold(self, vals: np.ndarray, ids: np.ndarray) -> "TopK":
+    def _fold(self, vals: np.ndarray, ids: np.ndarray) -> TopK:
         all_vals = np.concatenate([self.values, vals], axis=1)
         all_ids = np.concatenate([self.ids, ids], axis=1)
         # lexsort: last key is primary -> descending value, then ascending id (padding ids sort last)
