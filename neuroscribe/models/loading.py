@@ -12,12 +12,11 @@ torchvision weights come from their enums (downloaded where the network allows);
 checkpoint is a state dict, a ``module.`` prefix is stripped, and its classifier width decides
 ``num_classes`` (365 for the CSAIL Places365 checkpoints).
 
-An in-memory ``nn.Module`` gets a spec whose ``fingerprint`` hashes its class, architecture
-(``repr``), state dict, preprocessing and class names, so run and cache keys stay content keys.
-The object travels inside the spec (in this process, and by cloudpickle to Dask workers);
-``load_model`` checks the fingerprint again and hands the pipeline a deep copy, so the caller's
-module is never moved, switched to eval mode or hooked (a module that cannot be copied, e.g. one
-holding a lock, is used in place).
+An in-memory ``nn.Module`` gets a spec whose ``fingerprint`` hashes its content (``ModelObject.fingerprint``),
+so run and cache keys stay content keys.  The object travels inside the spec (in this process, and by
+cloudpickle to Dask workers); ``load_model`` checks the fingerprint again and hands the pipeline a deep
+copy, so the caller's module is never moved, switched to eval mode or hooked (a module that cannot be
+copied, e.g. one holding a lock, is used in place).
 """
 
 from __future__ import annotations
