@@ -61,9 +61,8 @@ CODE_MODULES = (
 class ExplainConfig(FrozenModel):
     """Everything one explanation run needs: the flow's single parameter.
 
-    ``extract`` is the run's extraction (model, layers, dataset, store, k, runner, ...).  The flat
-    form is accepted too: ExtractConfig's own field names given at the top level (a YAML file,
-    CLI overrides, ``ExplainConfig(model=..., layers=..., store=...)``) are moved into ``extract``.
+    ``extract`` is the run's extraction (model, layers, dataset, store, k, runner, ...); the flat form
+    (``ExplainConfig(model=..., layers=..., store=...)``, a YAML file, CLI overrides) is accepted too.
     """
 
     extract: ExtractConfig
@@ -78,10 +77,10 @@ class ExplainConfig(FrozenModel):
     @model_validator(mode="before")
     @classmethod
     def _lift_flat_fields(cls, data: Any) -> Any:
-        """The flat form: ExtractConfig's fields at the top level go into ``extract``, and the vocabulary's
-        ``llm``, ``filter``, ``places365_file``, ``vocabulary_sources`` and ``vocabulary_classes`` (the names
-        of explain configs before ``vocabulary`` existed) into ``vocabulary``, over what those hold (nested
-        dicts merge key by key, as ``load_config`` merges overrides into a YAML file)."""
+        """The flat form: ExtractConfig's fields at the top level go into ``extract``, and ``llm``,
+        ``filter``, ``places365_file``, ``vocabulary_sources`` and ``vocabulary_classes`` (names from
+        before ``vocabulary`` existed) into ``vocabulary``; nested dicts merge key by key, as
+        ``load_config`` merges overrides."""
         if not isinstance(data, dict):
             return data
         vocabulary = {"vocabulary_sources": "sources", "vocabulary_classes": "classes"} | {k: k for k in ("llm", "filter", "places365_file")}
@@ -187,10 +186,9 @@ def embed_distinct(cfg: ExplainConfig, backend, inputs: EmbeddingInputs) -> tupl
     only when its digest is new, ``EMBED_BATCH`` at a time (a rerun after an interruption keeps the
     batches already saved).  Unreadable inputs get NaN rows (dropped by the scorer).
     """
-
     digests = inputs.digests
     known = _known_vectors(cfg, backend.fingerprint) if digests else {}
-    missing: dict[bytes, int] = {}
+    missing: dict[bytes, int] = {}  # each new digest's first input
     for i, digest in enumerate(digests):
         if digest not in known:
             missing.setdefault(digest, i)
@@ -311,7 +309,7 @@ def stored_vectors(cfg: ExplainConfig, layer: str, key: str | None = None) -> np
             vectors, slots = stored["vectors"], stored["slots"]
         # one gather: slot -1 picks the NaN row appended last
         blocks.append(np.concatenate([vectors, np.full((1, vectors.shape[1]), np.nan, np.float32)])[slots])
-    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=0)
+    return np.concatenate(blocks)
 
 
 def _load_embeddings(cfg: ExplainConfig, layer: str, key: str) -> list[np.ndarray]:
