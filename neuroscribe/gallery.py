@@ -133,9 +133,7 @@ def _explanation_rows(explanations: pd.DataFrame | None, layer: str) -> dict[int
         return {}
     if "unit" not in explanations.columns:
         raise NeuroscribeError("explanations need a 'unit' column (one row per unit); pass the explanations table")
-    frame = explanations
-    if "layer" in frame.columns:
-        frame = frame[frame["layer"].astype(str) == layer]
+    frame = explanations[explanations["layer"].astype(str) == layer] if "layer" in explanations else explanations
     rows = {}
     for record in frame.to_dict("records"):
         text, alternatives = record.get("explanation"), _as_list(record.get("alternatives"))

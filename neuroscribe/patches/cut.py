@@ -283,8 +283,7 @@ def _one_patch(image, unit_map, threshold, cfg: PatchConfig, prep: Preprocessing
     return {"crop": crop, "mask": mask, "box": box, "window": window, "threshold": used, "fallback": fallback}
 
 
-# Decoded images kept by one extract_patches call: all the top images of a few thousand units at
-# ImageNet sizes fit, so each is decoded once per call; bounded whatever the dataset's size.
+# Decoded images kept by one extract_patches call: bounded, yet the top images of a few thousand units fit.
 IMAGE_CACHE_BYTES = 1 << 30
 
 
