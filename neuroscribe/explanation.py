@@ -61,9 +61,8 @@ CODE_MODULES = (
 class ExplainConfig(FrozenModel):
     """Everything one explanation run needs: the flow's single parameter.
 
-    ``extract`` is the run's extraction (model, layers, dataset, store, k, runner, ...).  The flat
-    form is accepted too: ExtractConfig's own field names given at the top level (a YAML file,
-    CLI overrides, ``ExplainConfig(model=..., layers=..., store=...)``) are moved into ``extract``.
+    ``extract`` is the run's extraction (model, layers, dataset, store, k, runner, ...); the flat form
+    (``ExplainConfig(model=..., layers=..., store=...)``, a YAML file, CLI overrides) is accepted too.
     """
 
     extract: ExtractConfig
@@ -78,10 +77,10 @@ class ExplainConfig(FrozenModel):
     @model_validator(mode="before")
     @classmethod
     def _lift_flat_fields(cls, data: Any) -> Any:
-        """The flat form: ExtractConfig's fields at the top level go into ``extract``, and the vocabulary's
-        ``llm``, ``filter``, ``places365_file``, ``vocabulary_sources`` and ``vocabulary_classes`` (the names
-        of explain configs before ``vocabulary`` existed) into ``vocabulary``, over what those hold (nested
-        dicts merge key by key, as ``load_config`` merges overrides into a YAML file)."""
+        """The flat form: ExtractConfig's fields at the top level go into ``extract``, and ``llm``,
+        ``filter``, ``places365_file``, ``vocabulary_sources`` and ``vocabulary_classes`` (names from
+        before ``vocabulary`` existed) into ``vocabulary``; nested dicts merge key by key, as
+        ``load_config`` merges overrides."""
         if not isinstance(data, dict):
             return data
         vocabulary = {"vocabulary_sources": "sources", "vocabulary_classes": "classes"} | {k: k for k in ("llm", "filter", "places365_file")}
@@ -187,10 +186,9 @@ def embed_distinct(cfg: ExplainConfig, backend, inputs: EmbeddingInputs) -> tupl
     only when its digest is new, ``EMBED_BATCH`` at a time (a rerun after an interruption keeps the
     batches already saved).  Unreadable inputs get NaN rows (dropped by the scorer).
     """
-
     digests = inputs.digests
     known = _known_vectors(cfg, backend.fingerprint) if digests else {}
-    missing: dict[bytes, int] = {}
+    missing: dict[bytes, int] = {}  # each new digest's first input
     for i, digest in enumerate(digests):
         if digest not in known:
             missing.setdefault(digest, i)
@@ -200,9 +198,9 @@ def embed_distinct(cfg: ExplainConfig, backend, inputs: EmbeddingInputs) -> tupl
         # threads decode the next batch while the backend embeds this one (PIL releases the GIL):
         # at most two batches of decoded inputs are in memory, whatever the block's size
         ahead = [pool.submit(inputs.load, i) for _, i in batches[0]] if batches else []
-        for n, batch in enumerate(batches):
+        for batch, following in zip(batches, [*batches[1:], []]):
             loaded = {d: future.result() for (d, _), future in zip(batch, ahead)}
-            ahead = [pool.submit(inputs.load, i) for _, i in batches[n + 1]] if n + 1 < len(batches) else []
+            ahead = [pool.submit(inputs.load, i) for _, i in following]
             embedded += _embed_batch(cfg, backend, loaded, known)
     unreadable = np.full(backend.dim, np.nan, np.float32)
     vectors = np.stack([known.get(d, unreadable) for d in digests]) if digests else np.zeros((0, backend.dim), np.float32)
@@ -231,12 +229,11 @@ def embedding_inputs(cfg: ExplainConfig, layer: str, units: list[int]) -> Embedd
     embedded whole (``embeds_top_images``)."""
     if not embeds_top_images(cfg, layer):
         [block] = list(load_layer_patches(cfg.extract.store, layer, cfg.extract.store_options, block_units=len(units), units=units))
-        slots = np.full(block.image_id.shape, -1, dtype=np.int64)
-        crops = []
-        for i, j in zip(*np.nonzero(block.image_id >= 0)):
-            slots[i, j] = len(crops)
-            # the mask rides along as alpha, for backends that read the region (ConSE's colours)
-            crops.append(np.dstack([block.crops[i, j], block.masks[i, j].astype(np.uint8) * 255]))
+        present = block.image_id >= 0
+        slots = np.where(present, np.cumsum(present).reshape(present.shape) - 1, -1)  # row-major, as crops
+        # the mask rides along as alpha, for backends that read the region (ConSE's colours)
+        pairs = zip(block.crops[present], block.masks[present])
+        crops = [np.dstack([crop, mask.astype(np.uint8) * 255]) for crop, mask in pairs]
         return EmbeddingInputs([_content_digest(c) for c in crops], crops.__getitem__, slots)
     patch_ids = patches_group(cfg.extract.store, layer, cfg.extract.store_options)["image_id"][units[0] : units[-1] + 1]
     if embeds_whole_images(cfg.rule):
@@ -246,9 +243,8 @@ def embedding_inputs(cfg: ExplainConfig, layer: str, units: list[int]) -> Embedd
         ids = np.where(active[:, None], ids, -1)
     else:
         ids = patch_ids  # a linear layer: the patches' images, slot for slot
-    wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
-    position = {image_id: n for n, image_id in enumerate(wanted)}
-    slots = np.array([[position.get(int(i), -1) for i in row] for row in ids], dtype=np.int64).reshape(ids.shape)
+    wanted = np.unique(ids[ids >= 0]).tolist()
+    slots = np.where(ids >= 0, np.searchsorted(wanted, ids), -1)
     run_key = cfg.run_store.attrs()["run_key"]
     index = cfg.run_store.index().read_parquet().set_index("id")
 
@@ -311,7 +307,7 @@ def stored_vectors(cfg: ExplainConfig, layer: str, key: str | None = None) -> np
             vectors, slots = stored["vectors"], stored["slots"]
         # one gather: slot -1 picks the NaN row appended last
         blocks.append(np.concatenate([vectors, np.full((1, vectors.shape[1]), np.nan, np.float32)])[slots])
-    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=0)
+    return np.concatenate(blocks)
 
 
 def _load_embeddings(cfg: ExplainConfig, layer: str, key: str) -> list[np.ndarray]:
@@ -355,7 +351,6 @@ def score_layer(cfg: ExplainConfig, layer: str, vocabulary_uri: str) -> pd.DataF
     manifest = table.with_suffix(".json")
     if manifest.exists() and manifest.read_json().get("key") == key:
         return table.read_parquet()
-    n_units = patches_group(cfg.extract.store, layer, cfg.extract.store_options)["image_id"].shape[0]
     embeddings = _load_embeddings(cfg, layer, embeddings_key)
     concepts = concept_embeddings(
         backend, vocabulary.concepts, cfg.backend.resolved_templates, cfg.extract.store, vocabulary.content_hash, cfg.extract.store_options
@@ -365,7 +360,7 @@ def score_layer(cfg: ExplainConfig, layer: str, vocabulary_uri: str) -> pd.DataF
     frame = pd.DataFrame(
         {
             "layer": layer,
-            "unit": np.arange(n_units),
+            "unit": np.arange(len(scores)),
             "explanation": [s.best for s in scores],
             "score": [s.score for s in scores],
             "margin": [s.margin for s in scores],

@@ -43,8 +43,8 @@ from scipy import ndimage
 from neuroscribe import store as st
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import code_version, content_key
-from neuroscribe.patches.cut import NOT_COMPUTED, unit_blocks
-from neuroscribe.patches.load import ShardCache, patches_group, read_crops
+from neuroscribe.patches.cut import unit_blocks
+from neuroscribe.patches.load import NOT_COMPUTED, ByteLRU, patches_group, read_crops
 from neuroscribe.scoring.rules import INACTIVE, UNCERTAIN_BELOW
 
 OUTLINE_RGB = np.array([255, 214, 0], dtype=np.float32)
@@ -54,7 +54,6 @@ GAP = 4
 BACKGROUND = (255, 255, 255)
 CONCEPTS_LISTED = 100
 THUMBNAILS_KEPT = 4096  # a linear layer's per-image thumbnails kept while its strips are drawn (~95 MB at 88 px)
-_FIELDS = ("explanation", "score", "margin", "confidence", "agreement", "alternatives", "top_image_ids")
 
 
 def _template(name: str) -> str:
@@ -109,17 +108,15 @@ def _number(value: Any) -> float | None:
     return None if math.isnan(number) else round(number, 4)
 
 
-def _alternative_concept(value: Any) -> Any:
+def _alternative(value: Any) -> tuple[Any, str]:
+    """(concept, ``concept (score)``) of the table's {concept, score} records or (concept, score) pairs."""
+    concept, score = value, None
     if isinstance(value, dict):
-        return value.get("concept")
-    return value[0] if isinstance(value, (list, tuple)) and value else value
-
-
-def _alternative(value: Any) -> str:
-    """``concept (score)`` from the table's {concept, score} records or (concept, score) pairs."""
-    score = value.get("score") if isinstance(value, dict) else (value[1] if isinstance(value, (list, tuple)) and len(value) > 1 else None)
+        concept, score = value.get("concept"), value.get("score")
+    elif isinstance(value, (list, tuple)) and value:
+        concept, score = value[0], value[1] if len(value) > 1 else None
     number = _number(score)
-    return f"{_alternative_concept(value)} ({number:.3f})" if number is not None else str(_alternative_concept(value))
+    return concept, f"{concept} ({number:.3f})" if number is not None else str(concept)
 
 
 def _uncertain(record: dict) -> bool:
@@ -136,12 +133,10 @@ def _explanation_rows(explanations: pd.DataFrame | None, layer: str) -> dict[int
         return {}
     if "unit" not in explanations.columns:
         raise NeuroscribeError("explanations need a 'unit' column (one row per unit); pass the explanations table")
-    frame = explanations
-    if "layer" in frame.columns:
-        frame = frame[frame["layer"].astype(str) == layer]
+    frame = explanations[explanations["layer"].astype(str) == layer] if "layer" in explanations else explanations
     rows = {}
     for record in frame.to_dict("records"):
-        text = record.get("explanation")
+        text, alternatives = record.get("explanation"), _as_list(record.get("alternatives"))
         rows[int(record["unit"])] = {
             "x": None if text is None or (isinstance(text, float) and math.isnan(text)) else str(text),
             "s": _number(record.get("score")),
@@ -150,7 +145,7 @@ def _explanation_rows(explanations: pd.DataFrame | None, layer: str) -> dict[int
             "c": _number(record.get("confidence")),
             # the scorer's own flag when the table has one, else the documented threshold
             "unc": _uncertain(record),
-            "alt": [_alternative(v) for v in _as_list(record.get("alternatives")) if _alternative_concept(v) != text],
+            "alt": [shown for concept, shown in map(_alternative, alternatives) if concept != text],
             "top": [int(v) for v in _as_list(record.get("top_image_ids"))],
         }
     return rows
@@ -191,15 +186,8 @@ def page_html(title: str, subtitle: str, units: list[dict], concepts: list[list]
 
 
 def render_gallery(
-    store: str,
-    layer: str,
-    explanations: pd.DataFrame | None = None,
-    storage_options: dict | None = None,
-    patches_shown: int = 6,
-    *,
-    thumb_size: int = 88,
-    page_size: int = 48,
-    on_progress: Callable[[int], None] | None = None,
+    store: str, layer: str, explanations: pd.DataFrame | None = None, storage_options: dict | None = None,
+    patches_shown: int = 6, *, thumb_size: int = 88, page_size: int = 48,
 ) -> str:
     """Write ``gallery/<layer>.html`` (and its strips) for the layer's stored patches; returns its URI."""
     if patches_shown < 1 or thumb_size < 16:
@@ -219,7 +207,7 @@ def render_gallery(
         return content_key({"patches": patches, "unit": unit, "shown": shown, "thumb": thumb_size, "code": version}, 10)
 
     units: list[dict] = []
-    shards = ShardCache()
+    shards = ByteLRU(256 << 20)  # crop shards kept across blocks: a linear layer's few serve them all
     by_image: dict[int, Image.Image] = {}  # a linear layer's thumbnails: one per image, not per (unit, slot)
     with ThreadPoolExecutor(4) as pool:
         for block in unit_blocks(sub["image_id"].shape[0]):
@@ -247,17 +235,14 @@ def render_gallery(
                 thumbnail = partial(lambda crops, masks, i, j: outlined(crops[i, j], masks[i, j], thumb_size), crops, masks)
             if pending:
                 list(pool.map(partial(_draw_strip, folder, thumbnail, thumb_size), pending))
-            if on_progress:
-                on_progress(len(block))
     used = {posixpath.basename(u["img"]) for u in units if "img" in u}
     for stale in existing - used:
         folder.folder(stale).remove()
     counts = Counter(u["x"] for u in units if u.get("x"))
     concepts = [[c, n] for c, n in sorted(counts.items(), key=lambda cn: (-cn[1], cn[0]))[:CONCEPTS_LISTED]]
     model = attrs.get("model", {}).get("name", "model")
-    explained = sum(1 for u in units if u.get("x"))
     inactive = sum(1 for u in units if not u["n"])
-    subtitle = f"{len(units)} units · {explained} explained · {inactive} inactive"
+    subtitle = f"{len(units)} units · {counts.total()} explained · {inactive} inactive"
     page = page_html(f"{model} · {layer}", subtitle, units, concepts, page_size, thumb_size)
     run.gallery(layer).write_bytes(page.encode("utf-8"))
     return run.gallery(layer).uri

@@ -60,8 +60,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict, defaultdict
-from collections.abc import Callable
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
@@ -84,9 +83,8 @@ from neuroscribe.patches.geometry import (
     square_window,
     upsample_map,
 )
+from neuroscribe.patches.load import NO_PATCH, NOT_COMPUTED, ByteLRU, wanted_units
 
-NOT_COMPUTED = -2
-NO_PATCH = -1
 BLOCK_UNITS = 64
 CODE_MODULES = ("neuroscribe.patches.cut", "neuroscribe.patches.geometry")
 
@@ -139,14 +137,8 @@ def prepare_patches(store: str, layer: str, cfg: PatchConfig, storage_options: d
 
 
 def _prepare(
-    store: str,
-    layer: str,
-    cfg: PatchConfig,
-    storage_options: dict | None = None,
-    *,
-    image_storage_options: dict | None = None,
-    max_image_pixels: int | None = None,
-    threads: int = 4,
+    store: str, layer: str, cfg: PatchConfig, storage_options: dict | None = None, *,
+    image_storage_options: dict | None = None, max_image_pixels: int | None = None, threads: int = 4,
 ) -> tuple[dict[str, Any], int]:
     """``prepare_patches``, and how many images it decoded."""
     attrs, run, topk = _layer_inputs(store, layer, storage_options)
@@ -159,11 +151,20 @@ def _prepare(
     run.remove_patches(layer)
     sub = run.patches(layer, "a")
     whole = "maps" not in topk
-    specs = {} if whole else {
-        "crops": ((units, p, s, s, 3), "uint8", 0),
-        "masks": ((units, p, s, s), "bool", False),
-    }
-    specs |= {
+    _create_arrays(sub, _unit_arrays(units, p, s, whole))
+    loads = 0
+    if whole:
+        loads = _write_whole_image_crops(store, sub, topk, attrs, cfg, storage_options, image_storage_options, max_image_pixels, threads)
+    # the key goes last: arrays interrupted before this line are recreated on rerun
+    meta = {"patches_key": key, "run_key": attrs["run_key"], "layer": layer}
+    sub.attrs.update(meta | {"config": cfg.model_dump(mode="json"), "version": code_version(*CODE_MODULES)})
+    return dict(sub.attrs), loads
+
+
+def _unit_arrays(units: int, p: int, s: int, whole: bool) -> dict[str, tuple[tuple[int, ...], str, Any]]:
+    """(shape, dtype, fill) of each per-(unit, slot) array; a linear layer's crops live once per image."""
+    crops = {"crops": ((units, p, s, s, 3), "uint8", 0), "masks": ((units, p, s, s), "bool", False)}
+    return ({} if whole else crops) | {
         "boxes": ((units, p, 4), "float32", np.nan),
         "windows": ((units, p, 4), "float32", np.nan),
         "image_id": ((units, p), "int64", NOT_COMPUTED),
@@ -171,30 +172,15 @@ def _prepare(
         "threshold": ((units, p), "float32", np.nan),
         "fallback": ((units, p), "bool", False),
     }
-    for array, (shape, dtype, fill) in specs.items():
+
+
+def _create_arrays(sub, specs: dict[str, tuple[tuple[int, ...], str, Any]]) -> None:
+    """One Zarr chunk per row inside one shard per ``BLOCK_UNITS`` rows."""
+    for name, (shape, dtype, fill) in specs.items():
         sub.create_array(
-            array,
-            shape=shape,
-            chunks=(1, *shape[1:]),
-            shards=(min(BLOCK_UNITS, units), *shape[1:]),
-            dtype=dtype,
-            fill_value=fill,
-            overwrite=True,
+            name, shape=shape, chunks=(1, *shape[1:]), shards=(min(BLOCK_UNITS, shape[0]), *shape[1:]),
+            dtype=dtype, fill_value=fill, overwrite=True,
         )
-    loads = 0
-    if whole:
-        loads = _write_whole_image_crops(store, sub, topk, attrs, cfg, storage_options, image_storage_options, max_image_pixels, threads)
-    # the key goes last: arrays interrupted before this line are recreated on rerun
-    sub.attrs.update(
-        {
-            "patches_key": key,
-            "run_key": attrs["run_key"],
-            "layer": layer,
-            "config": cfg.model_dump(mode="json"),
-            "version": code_version(*CODE_MODULES),
-        }
-    )
-    return dict(sub.attrs), loads
 
 
 def _write_whole_image_crops(store, sub, topk, attrs, cfg, storage_options, image_options, max_image_pixels, threads) -> int:
@@ -211,15 +197,16 @@ def _write_whole_image_crops(store, sub, topk, attrs, cfg, storage_options, imag
         "image_windows": ((n, 4), "float32", np.nan),
         "image_kept": ((n,), "bool", False),
     }
-    for name, (shape, dtype, fill) in specs.items():
-        sub.create_array(
-            name, shape=shape, chunks=(1, *shape[1:]), shards=(min(BLOCK_UNITS, n), *shape[1:]),
-            dtype=dtype, fill_value=fill, overwrite=True,
-        )
+    _create_arrays(sub, specs)
     ids = np.unique(topk["image_id"][:])
     ids = ids[ids >= 0]
     prep = Preprocessing(**attrs["preprocessing"])
-    images = _DecodedImages(paths, image_options, 0, max_image_pixels)  # nothing kept: each image is cut once
+    images = _DecodedImages(paths, image_options, 0, max_image_pixels)
+
+    def whole_image_patch(image_id) -> dict | None:
+        image = images._decode(int(image_id))  # not kept: each image is cut once
+        return None if image is None else _one_patch(image, None, None, cfg, prep)
+
     with ThreadPoolExecutor(threads) as pool:
         for start in range(0, n, BLOCK_UNITS):
             wanted = ids[(ids >= start) & (ids < start + BLOCK_UNITS)]
@@ -227,7 +214,7 @@ def _write_whole_image_crops(store, sub, topk, attrs, cfg, storage_options, imag
                 continue
             stop = min(start + BLOCK_UNITS, n)
             out = {name: np.full((stop - start, *shape[1:]), fill, dtype=dtype) for name, (shape, dtype, fill) in specs.items()}
-            for image_id, patch in zip(wanted, pool.map(lambda i: images.whole_image_patch(int(i), cfg, prep), wanted)):
+            for image_id, patch in zip(wanted, pool.map(whole_image_patch, wanted)):
                 if patch is not None:
                     j = int(image_id) - start
                     out["image_crops"][j], out["image_masks"][j] = patch["crop"], patch["mask"]
@@ -237,22 +224,16 @@ def _write_whole_image_crops(store, sub, topk, attrs, cfg, storage_options, imag
     return images.loads
 
 
-def _unit_thresholds(store: str, layer: str, cfg: PatchConfig, has_maps: bool, storage_options) -> np.ndarray | None:
-    """Dataset quantile per unit; None where thresholds come from each block's maps (Otsu) or none apply."""
-    if not has_maps or cfg.method != "quantile":
-        return None
-    return unit_quantiles(store, layer, cfg.quantile, storage_options)
-
-
-def _usable(maps: np.ndarray | None, values: np.ndarray, ids: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """[units, k] bool: which top-k entries can give a patch (the rules in the module docstring)."""
+def _usable(maps: np.ndarray | None, values: np.ndarray, ids: np.ndarray, thresholds: np.ndarray | None) -> np.ndarray:
+    """[units, k] bool: which top-k entries can give a patch (the rules in the module docstring);
+    ``thresholds`` None: they come from the usable maps themselves (Otsu)."""
     ok = ids >= 0
     if maps is None:
         flat_unit = (values.max(axis=1, keepdims=True) == values.min(axis=1, keepdims=True)) & (values <= 0)
         return ok & ~flat_unit
     peak, low = maps.max(axis=(2, 3)), maps.min(axis=(2, 3))
-    fires = (peak > 0) | (peak > thresholds[:, None])
-    return ok & (peak > low) & fires
+    ok &= peak > low
+    return ok if thresholds is None else ok & ((peak > 0) | (peak > thresholds[:, None]))
 
 
 def _otsu_thresholds(maps: np.ndarray, usable: np.ndarray) -> np.ndarray:
@@ -263,29 +244,22 @@ class _Block:
     """Output buffers of one block of units, filled rank by rank."""
 
     def __init__(self, n: int, p: int, s: int, whole: bool = False):
-        # a linear layer's crops live once per image (``image_crops``), not per (unit, slot)
-        self.crops = None if whole else np.zeros((n, p, s, s, 3), np.uint8)
-        self.masks = None if whole else np.zeros((n, p, s, s), bool)
-        self.boxes = np.full((n, p, 4), np.nan, np.float32)
-        self.windows = np.full((n, p, 4), np.nan, np.float32)
-        self.image_id = np.full((n, p), NO_PATCH, np.int64)
-        self.rank = np.full((n, p), -1, np.int32)
-        self.threshold = np.full((n, p), np.nan, np.float32)
-        self.fallback = np.zeros((n, p), bool)
+        specs = _unit_arrays(n, p, s, whole)
+        self.arrays = {name: np.full(shape, fill, dtype) for name, (shape, dtype, fill) in specs.items()}
+        self.image_id = self.arrays["image_id"]
+        self.image_id[:] = NO_PATCH  # what is left unfilled has no patch
 
     def put(self, i: int, slot: int, image_id: int, rank: int, patch: dict) -> None:
-        if self.crops is not None:
-            self.crops[i, slot], self.masks[i, slot] = patch["crop"], patch["mask"]
-        self.boxes[i, slot], self.windows[i, slot] = patch["box"], patch["window"]
-        self.image_id[i, slot], self.rank[i, slot] = image_id, rank
-        self.threshold[i, slot], self.fallback[i, slot] = patch["threshold"], patch["fallback"]
+        values = {"crops": patch.get("crop"), "masks": patch.get("mask"), "image_id": image_id, "rank": rank}
+        values |= {"boxes": patch["box"], "windows": patch["window"]}
+        values |= {"threshold": patch["threshold"], "fallback": patch["fallback"]}
+        for name, array in self.arrays.items():
+            array[i, slot] = values[name]
 
     def write(self, sub, start: int) -> None:
-        stop = start + self.image_id.shape[0]
-        for name in ("crops", "masks", "boxes", "windows", "rank", "threshold", "fallback", "image_id"):
-            # image_id last: it is the block's "done" marker
-            if getattr(self, name) is not None:
-                sub[name][start:stop] = getattr(self, name)
+        # image_id last: it is the block's "done" marker
+        for name in sorted(self.arrays, key=lambda name: name == "image_id"):
+            sub[name][start : start + len(self.image_id)] = self.arrays[name]
 
 
 def _one_patch(image, unit_map, threshold, cfg: PatchConfig, prep: Preprocessing) -> dict | None:
@@ -309,25 +283,23 @@ def _one_patch(image, unit_map, threshold, cfg: PatchConfig, prep: Preprocessing
     return {"crop": crop, "mask": mask, "box": box, "window": window, "threshold": used, "fallback": fallback}
 
 
-# Decoded images kept by one extract_patches call: all the top images of a few thousand units at
-# ImageNet sizes fit, so each is decoded once per call; bounded whatever the dataset's size.
+# Decoded images kept by one extract_patches call: bounded, yet the top images of a few thousand units fit.
 IMAGE_CACHE_BYTES = 1 << 30
 
 
 class _DecodedImages:
     """The images of one ``extract_patches`` call, decoded on first use and kept while they fit in
-    ``max_bytes`` (least recently used dropped first).  For a linear layer (no maps) every unit's
-    patch of an image is the same whole-image crop, so that patch is kept instead of the image."""
+    ``max_bytes`` (least recently used dropped first)."""
 
     def __init__(self, paths: dict[int, str], image_options: dict | None, max_bytes: int, max_image_pixels: int | None = None):
-        self.paths, self.image_options, self.max_bytes = paths, image_options, max_bytes
+        self.paths, self.image_options = paths, image_options
         self.max_image_pixels = max_image_pixels  # the extraction's limit, so an image is drafted or skipped alike
-        self._items: OrderedDict[tuple[str, int], tuple[Any, int]] = OrderedDict()
-        self._bytes = 0
+        self._kept = ByteLRU(max_bytes, lambda image: 0 if image is None else image.width * image.height * 3)
         self._lock = threading.Lock()
         self.loads = 0
 
     def _decode(self, image_id: int):
+        """The decoded RGB image (not kept), or None when it is skipped (unreadable, corrupt, ...)."""
         with self._lock:
             self.loads += 1
         try:
@@ -335,31 +307,8 @@ class _DecodedImages:
         except ImageSkipped:
             return None
 
-    def _get(self, key: tuple[str, int], make: Callable[[], Any], size: Callable[[Any], int]):
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key][0]
-        value = make()
-        nbytes = size(value)
-        with self._lock:
-            self._items[key] = (value, nbytes)
-            self._bytes += nbytes
-            while self._bytes > self.max_bytes and len(self._items) > 1:
-                _, (_, dropped) = self._items.popitem(last=False)
-                self._bytes -= dropped
-        return value
-
     def image(self, image_id: int):
-        """The decoded RGB image, or None when it is skipped (unreadable, corrupt, ...)."""
-        return self._get(("image", image_id), lambda: self._decode(image_id), lambda im: 0 if im is None else im.width * im.height * 3)
-
-    def whole_image_patch(self, image_id: int, cfg: PatchConfig, prep: Preprocessing) -> dict | None:
-        def make():
-            image = self._decode(image_id)
-            return None if image is None else _one_patch(image, None, None, cfg, prep)
-
-        return self._get(("whole", image_id), make, lambda p: 0 if p is None else p["crop"].nbytes + p["mask"].nbytes)
+        return self._kept.get(image_id, lambda: self._decode(image_id))
 
 
 class _StoredWholeImages:
@@ -371,35 +320,31 @@ class _StoredWholeImages:
         self.boxes, self.windows = sub["image_boxes"][:], sub["image_windows"][:]
         self.loads = 0
 
-    def whole_image_patch(self, image_id: int, cfg: PatchConfig, prep: Preprocessing) -> dict | None:
+    def whole_image_patch(self, image_id: int) -> dict | None:
         if not self.kept[image_id]:
             return None  # unreadable: skipped, as extraction skipped it
         return {"box": self.boxes[image_id], "window": self.windows[image_id], "threshold": np.nan, "fallback": False}
 
 
-def _image_patches(image_id, jobs, maps, thresholds, cfg, prep, images: _DecodedImages) -> list[tuple[int, int, dict | None]]:
+def _image_patches(image_id, jobs, maps, thresholds, cfg, prep, images) -> list[tuple[int, int, dict | None]]:
     """Cut every (unit position, rank) that wants one image, decoding it at most once per call."""
     if maps is None:
-        patch = images.whole_image_patch(image_id, cfg, prep)
-        return [(i, r, patch) for i, r in jobs]
+        return [(i, r, images.whole_image_patch(image_id)) for i, r in jobs]
     image = images.image(image_id)
     if image is None:
         return [(i, r, None) for i, r in jobs]
     return [(i, r, _one_patch(image, maps[i, r], thresholds[i], cfg, prep)) for i, r in jobs]
 
 
-def _compute_block(start, stop, topk, thresholds, cfg, prep, p, images: _DecodedImages, pool) -> _Block:
+def _compute_block(start, stop, topk, thresholds, cfg, prep, p, images, pool) -> _Block:
     ids = topk["image_id"][start:stop]
     values = topk["value"][start:stop]
     maps = topk["maps"][start:stop] if "maps" in topk else None
     n = stop - start
-    if maps is None:
-        block_thr = None
-        usable = _usable(None, values, ids, np.zeros(n))
-    else:
-        base = thresholds[start:stop] if thresholds is not None else np.full(n, -np.inf)
-        usable = _usable(maps, values, ids, base)
-        block_thr = thresholds[start:stop].astype(np.float64) if thresholds is not None else _otsu_thresholds(maps, usable)
+    block_thr = None if thresholds is None else thresholds[start:stop].astype(np.float64)
+    usable = _usable(maps, values, ids, block_thr)
+    if maps is not None:
+        block_thr = _otsu_thresholds(maps, usable) if block_thr is None else block_thr
         usable &= np.isfinite(block_thr)[:, None]
     candidates = [list(np.flatnonzero(row)) for row in usable]
     found: list[dict[int, dict]] = [{} for _ in range(n)]
@@ -432,23 +377,15 @@ def unit_blocks(n_units: int) -> list[range]:
 
 
 def extract_patches(
-    store: str,
-    layer: str,
-    cfg: PatchConfig,
-    storage_options: dict | None = None,
-    on_progress: Callable[[int], None] | None = None,
-    units: list[int] | None = None,
-    *,
-    image_storage_options: dict | None = None,
-    max_image_pixels: int | None = None,
-    threads: int = 4,
+    store: str, layer: str, cfg: PatchConfig, storage_options: dict | None = None,
+    units: list[int] | None = None, *,
+    image_storage_options: dict | None = None, max_image_pixels: int | None = None, threads: int = 4,
 ) -> dict[str, Any]:
     """Compute and store the patches of ``units`` (default: all) of ``layer``; skip blocks already done.
 
     ``units`` is rounded out to whole blocks of ``BLOCK_UNITS``.  ``image_storage_options`` are
     the dataset's fsspec options (images are read from the paths in ``index.parquet``) and
     ``max_image_pixels`` its decode limit (``DatasetSpec.max_image_pixels``).
-    ``on_progress(n)`` is called with the number of units finished, block by block.
     """
     began = time.perf_counter()
     meta, prepared_loads = _prepare(
@@ -458,16 +395,16 @@ def extract_patches(
     attrs, run, topk = _layer_inputs(store, layer, storage_options)
     sub = run.patches(layer, "r+")
     n_units, p = sub["image_id"].shape
-    wanted = np.arange(n_units) if units is None else np.unique(np.asarray(units, dtype=np.int64))
-    if wanted.size and (wanted.min() < 0 or wanted.max() >= n_units):
-        raise NeuroscribeError(f"units must lie in 0..{n_units - 1} for layer {layer!r}; got {list(units or [])[:5]}...")
+    wanted = wanted_units(units, n_units, layer)
     done_ids = sub["image_id"][:]
     blocks = [b for b in unit_blocks(n_units) if np.isin(wanted, b).any()]
     todo = [b for b in blocks if (done_ids[b.start : b.stop] == NOT_COMPUTED).any()]
     summary: dict[str, Any] = {"layer": layer, "key": meta["patches_key"], "units": sum(map(len, todo)), "cached": not todo}
     made = 0
     if todo:
-        thresholds = _unit_thresholds(store, layer, cfg, "maps" in topk, storage_options)
+        # the dataset quantile per unit; None where each block's maps give it (Otsu) or none apply
+        quantiles = "maps" in topk and cfg.method == "quantile"
+        thresholds = unit_quantiles(store, layer, cfg.quantile, storage_options) if quantiles else None
         index = run.index().read_parquet()
         paths = dict(zip(index["id"].to_numpy().tolist(), index["path"]))
         prep = Preprocessing(**attrs["preprocessing"])
@@ -480,8 +417,6 @@ def extract_patches(
                 block = _compute_block(b.start, b.stop, topk, thresholds, cfg, prep, p, images, pool)
                 block.write(sub, b.start)
                 made += int((block.image_id >= 0).sum())
-                if on_progress:
-                    on_progress(len(b))
         summary["images_loaded"] = prepared_loads + images.loads
     final = sub["image_id"][:][wanted]
     seconds = time.perf_counter() - began

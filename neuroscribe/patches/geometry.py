@@ -129,11 +129,7 @@ def square_window(box: Box, size: tuple[int, int]) -> Box:
 
 
 def cut_patch(
-    image: Image.Image,
-    window: Box,
-    mask: np.ndarray,
-    crop_size: int,
-    mask_offset: tuple[int, int] = (0, 0),
+    image: Image.Image, window: Box, mask: np.ndarray, crop_size: int, mask_offset: tuple[int, int] = (0, 0),
     keep: Box | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(crop uint8 [S, S, 3], mask bool [S, S]) of the square ``window`` of ``image``.

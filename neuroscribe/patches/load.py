@@ -12,18 +12,20 @@ written by ``neuroscribe.patches.cut``; asking for units not computed yet raises
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from neuroscribe import store as st
 from neuroscribe.errors import NeuroscribeError
-from neuroscribe.patches.cut import NOT_COMPUTED
 
-_ARRAYS = ("crops", "masks", "boxes", "windows", "image_id", "rank", "threshold", "fallback")
+NOT_COMPUTED = -2  # image_id of a slot whose block is not cut yet
+NO_PATCH = -1  # image_id of an empty slot
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,14 @@ class PatchBlock:
         ]
 
 
+def wanted_units(units: list[int] | None, n_units: int, layer: str) -> np.ndarray:
+    """``units`` (default: all) sorted and unique; raises if one lies outside the layer."""
+    wanted = np.arange(n_units) if units is None else np.unique(np.asarray(units, dtype=np.int64))
+    if wanted.size and (wanted.min() < 0 or wanted.max() >= n_units):
+        raise NeuroscribeError(f"units must lie in 0..{n_units - 1} for layer {layer!r}; got {list(units or [])[:5]}...")
+    return wanted
+
+
 def patches_group(store: str, layer: str, storage_options: dict | None = None):
     """The Zarr group ``patches/<layer>``; its attrs hold ``patches_key`` for downstream cache keys."""
     group = st.RunStore(store, storage_options).patches(layer)
@@ -83,30 +93,34 @@ def _rows(array, units: np.ndarray) -> np.ndarray:
     return np.concatenate([array[run[0] : run[-1] + 1] for run in runs])
 
 
-class ShardCache:
-    """Shards of a linear layer's ``image_*`` rows kept across ``read_crops`` calls (a gallery reads
-    every block's crops from the same few shards), up to ``max_bytes``, least recently used first out."""
+class ByteLRU:
+    """Values by key, kept while they hold at most ``max_bytes`` (``nbytes(value)``; least recently
+    used dropped first, the newest always kept); safe to share between threads."""
 
-    def __init__(self, max_bytes: int = 256 << 20):
-        self.max_bytes, self._items, self._bytes = max_bytes, OrderedDict(), 0
+    def __init__(self, max_bytes: int, nbytes: Callable[[Any], int] = lambda value: value.nbytes):
+        self.max_bytes, self.nbytes, self._items, self._bytes = max_bytes, nbytes, OrderedDict(), 0
+        self._lock = threading.Lock()
 
-    def rows(self, array, shard: int, size: int) -> np.ndarray:
-        key = (array.path, shard)
-        if key in self._items:
-            self._items.move_to_end(key)
-            return self._items[key]
-        rows = array[shard * size : (shard + 1) * size]
-        self._items[key] = rows
-        self._bytes += rows.nbytes
-        while self._bytes > self.max_bytes and len(self._items) > 1:
-            self._bytes -= self._items.popitem(last=False)[1].nbytes
-        return rows
+    def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        """The value of ``key``, made by ``make()`` (outside the lock) when it is not kept."""
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = make()
+        with self._lock:
+            self._items[key] = value
+            self._bytes += self.nbytes(value)
+            while self._bytes > self.max_bytes and len(self._items) > 1:
+                self._bytes -= self.nbytes(self._items.popitem(last=False)[1])
+        return value
 
 
-def read_crops(sub, units: np.ndarray, image_id: np.ndarray, cache: ShardCache | None = None) -> tuple[np.ndarray, np.ndarray]:
+def read_crops(sub, units: np.ndarray, image_id: np.ndarray, cache: ByteLRU | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(crops, masks) of ``units`` (ascending), whose patches' ``image_id`` rows are given: stored per
     (unit, slot), or for a linear layer gathered from its one crop per image (slots whose id a
-    caller sets to -1 stay empty, so it reads only the crops it needs)."""
+    caller sets to -1 stay empty, so it reads only the crops it needs).  ``cache`` keeps the shards
+    of those crops across calls (a gallery reads every block's crops from the same few shards)."""
     if "crops" in sub:
         return _rows(sub["crops"], units), _rows(sub["masks"], units)
     s = sub["image_crops"].shape[1]
@@ -121,7 +135,7 @@ def read_crops(sub, units: np.ndarray, image_id: np.ndarray, cache: ShardCache |
     return crops, masks
 
 
-def _gather(array, ids: np.ndarray, cache: ShardCache | None) -> np.ndarray:
+def _gather(array, ids: np.ndarray, cache: ByteLRU | None) -> np.ndarray:
     """``array[ids]`` for sorted unique ``ids``, one read per shard touched (zarr's orthogonal
     indexing of sharded arrays is ~5x slower than reading the span)."""
     out = np.empty((len(ids), *array.shape[1:]), array.dtype)
@@ -129,7 +143,8 @@ def _gather(array, ids: np.ndarray, cache: ShardCache | None) -> np.ndarray:
     for s in np.unique(ids // size):
         sel = np.flatnonzero(ids // size == s)
         if cache is not None:
-            out[sel] = cache.rows(array, int(s), size)[ids[sel] - s * size]
+            rows = cache.get((array.path, int(s)), lambda: array[s * size : (s + 1) * size])
+            out[sel] = rows[ids[sel] - s * size]
         else:
             lo, hi = int(ids[sel[0]]), int(ids[sel[-1]])
             out[sel] = array[lo : hi + 1][ids[sel] - lo]
@@ -137,7 +152,8 @@ def _gather(array, ids: np.ndarray, cache: ShardCache | None) -> np.ndarray:
 
 
 def _read(sub, units: np.ndarray, layer: str) -> PatchBlock:
-    arrays = {name: _rows(sub[name], units) for name in _ARRAYS if name not in ("crops", "masks")}
+    per_unit = ("boxes", "windows", "image_id", "rank", "threshold", "fallback")  # crops, masks: read_crops
+    arrays = {name: _rows(sub[name], units) for name in per_unit}
     pending = units[(arrays["image_id"] == NOT_COMPUTED).any(axis=1)]
     if pending.size:
         raise NeuroscribeError(
@@ -157,17 +173,12 @@ def load_unit_patches(store: str, layer: str, unit: int, storage_options: dict |
 
 
 def load_layer_patches(
-    store: str,
-    layer: str,
-    storage_options: dict | None = None,
-    block_units: int = 64,
+    store: str, layer: str, storage_options: dict | None = None, block_units: int = 64,
     units: list[int] | None = None,
 ) -> Iterator[PatchBlock]:
     """Blocks of ``block_units`` units (all, or ``units`` in ascending order), read lazily."""
     sub = patches_group(store, layer, storage_options)
     n = sub["image_id"].shape[0]
-    wanted = np.arange(n) if units is None else np.unique(np.asarray(units, dtype=np.int64))
-    if wanted.size and (wanted.min() < 0 or wanted.max() >= n):
-        raise NeuroscribeError(f"units must lie in 0..{n - 1} for layer {layer!r}")
+    wanted = wanted_units(units, n, layer)
     for start in range(0, wanted.size, block_units):
         yield _read(sub, wanted[start : start + block_units], layer)
