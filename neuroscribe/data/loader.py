@@ -151,10 +151,11 @@ def image_batches(
                 tensors.append(item)
         pixels = None
         if tensors:
-            host = [t for t in tensors if t.device != device]
+            # by device type: nvjpeg's tensors are on "cuda:0" while ``device`` may be plain "cuda"
+            host = [t for t in tensors if t.device.type != device.type]
             if host:  # the tensors not on ``device`` yet: one copy, pinned and non-blocking on CUDA
                 stacked = torch.stack(host)
                 rows = iter(stacked.pin_memory().to(device, non_blocking=True) if cuda else stacked)
-                tensors = [t if t.device == device else next(rows) for t in tensors]
+                tensors = [t if t.device.type == device.type else next(rows) for t in tensors]
             pixels = torch.stack(tensors).contiguous(memory_format=torch.channels_last)
         yield Batch(np.asarray(positions, dtype=np.int64), pixels, skipped)
