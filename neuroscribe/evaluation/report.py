@@ -109,19 +109,17 @@ def _template():
 
 
 def chart(summaries: list[dict], compares: dict[str, pd.DataFrame]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """PNG bytes of the chart (see the module docstring)."""
     import numpy as np
+    from matplotlib.figure import Figure
 
     labelled = [s for s in summaries if s.get("labels")]
     axes_names = sorted({a for frame in compares.values() for a in frame.get("axis", pd.Series(dtype=str)).unique()})
     panels = (1 if labelled else 0) + 1 + len(axes_names)
     columns = min(3, panels)
     rows = -(-panels // columns)
-    fig, grid = plt.subplots(rows, columns, figsize=(5.2 * columns, 4.2 * rows), squeeze=False)
-    axes = list(grid.flat)
+    fig = Figure(figsize=(5.2 * columns, 4.2 * rows))  # not pyplot: no process-global backend or registry
+    axes = list(fig.subplots(rows, columns, squeeze=False).flat)
     for ax in axes[panels:]:
         ax.axis("off")
     if labelled:
@@ -162,7 +160,6 @@ def chart(summaries: list[dict], compares: dict[str, pd.DataFrame]) -> bytes:
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
     return buffer.getvalue()
 
 
