@@ -63,10 +63,11 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def markdown_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> str:
+def markdown_table(rows: Sequence[dict]) -> str:
+    """A Markdown table with the first row's keys as columns."""
     if not rows:
         return "_(none)_"
-    columns = list(columns or rows[0].keys())
+    columns = list(rows[0])
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
