@@ -5,23 +5,18 @@
     print(benchmark_markdown(result))             # what `python benchmarks/quality.py` prints
 
 Groups (targets of issue 10 in ``TARGETS``):
-- ``logits``: the classifier's output units with the ``builtin:imagenet`` vocabulary; a unit is right
-  when its label is its class name or a WordNet synonym (``neuroscribe.evaluation.truth``); only
-  units whose class has a probe image count;
-- ``superclasses`` and ``colours``: the known-unit layers of
-  ``neuroscribe.evaluation.known_units`` with the vocabulary ImageNet names + superclasses +
-  colours; right when labelled with the superclass (or a WordNet synonym) or the colour (or a
-  built-in shade of it, ``navy blue`` for blue); superclasses without a probe image are left out;
-- ``demo blocks.5``: the demo's own config (``neuroscribe.demo.demo_config``) on the same images:
-  the median activation-grounded AUC (``neuroscribe.evaluation.consistency.unit_aucs``) and the
-  share of explained units carrying the most frequent label.
-For the labelled groups, and for their units pooled (``all_known``): top-1 match, the mean
-confidence and the AUROC of the confidence for right against wrong labels.  The confidence is the table's ``confidence`` column when the scoring
-rule writes one, else its ``score``; the result names the column used.
+- ``logits``: the classifier's units with the ``builtin:imagenet`` vocabulary, right when labelled
+  with the class name or a WordNet synonym; only units whose class has a probe image count;
+- ``superclasses`` and ``colours``: the layers of ``neuroscribe.evaluation.known_units`` with
+  ImageNet names + superclasses + colours, right when labelled with the superclass (or a synonym)
+  or the colour (or a built-in shade of it); superclasses without a probe image are left out;
+- ``demo blocks.5``: the demo's own config on the same images: the median activation-grounded AUC
+  and the share of explained units carrying the most frequent label.
+For the labelled groups and their units pooled (``all_known``): top-1 match, the mean confidence
+and its AUROC for right against wrong labels (``confidence_column`` says which column).
 
-Everything except the backend (``conse``) and the vocabulary is ``ExplainConfig``'s default (k=50,
-the default rule and patch settings).  The runs go to ``<out>/known`` and ``<out>/demo``; a rerun
-reuses every cached stage.
+Everything but the backend (``conse``) and the vocabulary is ``ExplainConfig``'s default.  The runs
+go to ``<out>/known`` and ``<out>/demo``; a rerun reuses every cached stage.
 """
 
 from __future__ import annotations
@@ -38,10 +33,18 @@ from pydantic import Field
 
 from neuroscribe.config import DatasetSpec, FrozenModel, ModelSpec
 from neuroscribe.errors import NeuroscribeError
-from neuroscribe.evaluation.consistency import auc
+from neuroscribe.evaluation.config import EvaluateConfig
+from neuroscribe.evaluation.consistency import auc, rounded, unit_aucs
+from neuroscribe.evaluation.context import layer_context
+from neuroscribe.evaluation.evidence import probe_images
+from neuroscribe.evaluation.known_units import colour_labels, superclass_labels
 from neuroscribe.evaluation.metrics import match_vector
+from neuroscribe.evaluation.report import markdown_table
+from neuroscribe.evaluation.truth import layer_truth, present_classes
 from neuroscribe.scoring.backend import BackendSpec, ConseSpec
 from neuroscribe.scoring.rules import INACTIVE
+from neuroscribe.store import RunStore
+from neuroscribe.vocabulary.superclasses import imagenet_superclasses
 
 KNOWN_UNITS_MODEL = "neuroscribe.evaluation.known_units:efficientnet_lite0_with_known_units"
 LOGIT_VOCABULARY = ("builtin:imagenet",)
@@ -82,21 +85,25 @@ def judged_units(frame: pd.DataFrame, variants: list[list[str]], included: np.nd
 
 
 def group_metrics(frame: pd.DataFrame, variants: list[list[str]], included: np.ndarray) -> dict:
-    """Top-1 match, mean confidence and the confidence's AUROC (right vs wrong) over the ``included`` units
-    of one table (rows in unit order; an inactive unit counts as wrong)."""
+    """``judged_metrics`` of the ``included`` units of one table, and its confidence column."""
     return judged_metrics(judged_units(frame, variants, included)) | {"confidence_column": confidence_column(frame)}
 
 
+def most_frequent(labels) -> str:
+    return ", ".join(f"{c} ({n})" for c, n in Counter(labels).most_common(3))
+
+
 def judged_metrics(judged: pd.DataFrame) -> dict:
+    """Top-1 match, mean confidence and the confidence's AUROC (right vs wrong); an inactive unit is wrong."""
     labels, right, confidence = judged["label"].to_numpy(), judged["right"].to_numpy(bool), judged["confidence"].to_numpy()
     active = labels != INACTIVE
     return {
         "units": len(judged),
         "top1": round(float(right.mean()), 4) if len(right) else None,
         "mean_confidence": round(float(np.nanmean(confidence[active])), 4) if active.any() else None,
-        "confidence_auroc": _rounded(auc(confidence[active & right], confidence[active & ~right])),
+        "confidence_auroc": rounded(auc(confidence[active & right], confidence[active & ~right])),
         "inactive": int((~active).sum()),
-        "most_frequent": ", ".join(f"{c} ({n})" for c, n in Counter(labels[active]).most_common(3)),
+        "most_frequent": most_frequent(labels[active]),
     }
 
 
@@ -104,10 +111,6 @@ def top_label_share(frame: pd.DataFrame) -> float | None:
     """Share of explained units that carry the single most frequent label."""
     labels = [e for e in frame["explanation"].astype(str) if e != INACTIVE]
     return round(Counter(labels).most_common(1)[0][1] / len(labels), 4) if labels else None
-
-
-def _rounded(value: float) -> float | None:
-    return round(float(value), 4) if np.isfinite(value) else None
 
 
 def known_explain_config(cfg: BenchmarkConfig):
@@ -141,21 +144,12 @@ def run_known_units(cfg: BenchmarkConfig) -> dict[str, pd.DataFrame]:
 
 def superclass_presence(store: str) -> np.ndarray:
     """bool [superclasses]: superclasses with at least one probe image of one of their classes."""
-    from neuroscribe.evaluation.truth import present_classes
-    from neuroscribe.store import RunStore
-    from neuroscribe.vocabulary.superclasses import imagenet_superclasses
-
     present = present_classes(store, list(RunStore(store).attrs()["class_names"]))
     return np.array([present[list(g.classes)].any() for g in imagenet_superclasses()], dtype=bool)
 
 
 def layer_aucs(explain_cfg, layer: str) -> np.ndarray:
     """Per-unit activation-grounded AUC of the stored explanations, exactly as ``neuroscribe evaluate`` computes it."""
-    from neuroscribe.evaluation.config import EvaluateConfig
-    from neuroscribe.evaluation.consistency import unit_aucs
-    from neuroscribe.evaluation.context import layer_context
-    from neuroscribe.evaluation.evidence import probe_images
-
     eval_cfg = EvaluateConfig(store=explain_cfg.extract.store, layers=(layer,), explain=explain_cfg, sentence_models=())
     ctx = layer_context(eval_cfg, explain_cfg, layer, probe_images(explain_cfg, [layer], eval_cfg.random_images, eval_cfg.seed))
     return unit_aucs(ctx.probe, ctx.fired_ids, ctx.text_vectors(ctx.explanations), ctx.topk_ids)
@@ -166,9 +160,6 @@ GROUPS = ("known", "demo")  # the known-unit layers (logits, superclasses, colou
 
 def known_groups(cfg: BenchmarkConfig) -> dict:
     """The labelled groups (logits, superclasses, colours) and their pooled units (``all_known``)."""
-    from neuroscribe.evaluation.known_units import colour_labels, superclass_labels
-    from neuroscribe.evaluation.truth import layer_truth
-
     frames = run_known_units(cfg)
     store = known_explain_config(cfg).extract.store
     truth = layer_truth(store, "classifier")
@@ -184,29 +175,24 @@ def known_groups(cfg: BenchmarkConfig) -> dict:
     return groups
 
 
-def demo_explain_config(cfg: BenchmarkConfig):
-    """The demo's own config (``neuroscribe.demo.demo_config``) on the benchmark's images, ``blocks.5`` only."""
-    from neuroscribe.demo import demo_config
-
-    demo_cfg = demo_config(images=cfg.images, out=str(Path(cfg.out) / "demo"), layers=("blocks.5",), limit=cfg.limit)
-    return demo_cfg.model_copy(update={"backend": demo_cfg.backend.model_copy(update={"device": cfg.device})})
-
-
 def demo_group(cfg: BenchmarkConfig) -> dict:
-    """The demo's ``blocks.5``: median label-free AUC, top-label share and the share of tied labels."""
+    """The demo's own config on the benchmark's images, ``blocks.5`` only: median label-free AUC,
+    top-label share and the share of tied labels."""
+    from neuroscribe.demo import demo_config
     from neuroscribe.explanation import run_explain
 
-    demo_cfg = demo_explain_config(cfg)
+    demo_cfg = demo_config(images=cfg.images, out=str(Path(cfg.out) / "demo"), layers=("blocks.5",), limit=cfg.limit)
+    demo_cfg = demo_cfg.model_copy(update={"backend": demo_cfg.backend.model_copy(update={"device": cfg.device})})
     demo_frame = run_explain(demo_cfg)["blocks.5"]
     aucs = layer_aucs(demo_cfg, "blocks.5")
     explained = demo_frame[demo_frame.explanation != INACTIVE]
     return {
         "units": len(demo_frame),
         "k": demo_cfg.extract.k,
-        "median_auc": _rounded(np.nanmedian(aucs)) if np.isfinite(aucs).any() else None,
+        "median_auc": rounded(np.nanmedian(aucs)) if np.isfinite(aucs).any() else None,
         "top_label_share": top_label_share(demo_frame),
         "tie_share": round(float((explained.margin < 1e-6).mean()), 4) if len(explained) else None,
-        "most_frequent": ", ".join(f"{c} ({n})" for c, n in Counter(explained.explanation).most_common(3)),
+        "most_frequent": most_frequent(explained.explanation),
         "confidence_column": confidence_column(demo_frame),
     }
 
@@ -236,12 +222,12 @@ def run_benchmark(cfg: BenchmarkConfig, groups: tuple[str, ...] = GROUPS) -> dic
 
 
 def _target_rows(groups: dict) -> list[dict]:
-    where = {"logits": "logits", "superclasses": "superclasses", "colours": "colours", "demo_auc": "demo_blocks5", "demo_top_label": "demo_blocks5"}
     rows = []
     for name, (measure, op, target) in TARGETS.items():
-        if where[name] not in groups:  # a group left out of this run
+        group = "demo_blocks5" if name.startswith("demo") else name
+        if group not in groups:  # a group left out of this run
             continue
-        value = groups[where[name]].get(measure)
+        value = groups[group].get(measure)
         met = None if value is None else (value >= target if op == ">=" else value <= target)
         rows.append({"target": name, "measure": measure, "value": value, "goal": f"{op} {target}", "met": met})
     return rows
@@ -249,8 +235,6 @@ def _target_rows(groups: dict) -> list[dict]:
 
 def benchmark_markdown(result: dict) -> str:
     """The result as Markdown tables: one row per group, then the issue's targets."""
-    from neuroscribe.evaluation.report import markdown_table
-
     g = result["groups"]
     rows = [
         {"group": name, "units": g[name]["units"], "top-1": g[name]["top1"], "mean confidence": g[name]["mean_confidence"],

@@ -6,17 +6,15 @@
 
 Every variant rescores the stored evidence (``neuroscribe.evaluation.evidence``); nothing is
 extracted again:
-- ``rules``: the percentile rule and the seed rule (patches) and SoftWPMI (whole top images) with
-  the run's k and vocabulary;
-  the evidence the run did not use is embedded once (cached by content);
-- ``k``: the run's rule on each unit's first k' ranks only, for every k' of ``compare_k`` up to the
-  run's k (the top-k is fixed at extraction; a smaller k' truncates it);
-- ``vocab``: the run's rule on the run's vocabulary and on each of ``compare_vocabularies``, built into
-  ``<store>/evaluation/vocabulary/`` (LLM answers come from the run's own cache).
+- ``rules``: the percentile and seed rules (patches) and SoftWPMI (whole top images) with the
+  run's k and vocabulary; the evidence the run did not use is embedded once (cached by content);
+- ``k``: the run's rule on each unit's first k' ranks only, for every k' of ``compare_k`` up to
+  the run's k;
+- ``vocab``: the run's rule on the run's vocabulary and on each of ``compare_vocabularies``, built
+  into ``<store>/evaluation/vocabulary/`` (LLM answers come from the run's own cache).
 Each row has the label metrics when the layer has ground truth (exact match over present and all
-labelled units, with chance, and cosine similarity over present units per text space), the AUC
-of the activation-grounded check, and ``same_as_run``: the fraction of units labelled as in the
-run's table.
+labelled units, with chance; cosine over present units per text space), the AUC, and
+``same_as_run``: the fraction of units labelled as in the run's table.
 """
 
 from __future__ import annotations

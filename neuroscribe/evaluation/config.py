@@ -7,7 +7,6 @@
 The run's config comes from ``<store>/explain_config.json`` (written by the explain stage), or
 from ``EvaluateConfig.explain`` for a store without one.  Its secrets were masked when it was
 written, so the evaluation's own ``store_options`` (also used for the images) replace them.
-What one layer's evaluation reads from the run is ``neuroscribe.evaluation.context``.
 """
 
 from __future__ import annotations

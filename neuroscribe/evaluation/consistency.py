@@ -5,24 +5,18 @@
     repeats, coverage = bootstrap_repeats(values, counts, evidence.image_id, k)
     summary = distribution(aucs)                              # mean, quartiles, histogram
 
-Activation-grounded check (in the spirit of INVERT, Bykov et al. 2024): for a unit and its
-explanation, every probe image gets the scoring backend's cosine similarity to the explanation
-text (the concept embedding the rule used).  The AUC of that score for telling the unit's
-top-activating images (its top-k with a patch, i.e. where it fired) from random probe images
-outside its top-k is 0.5 for an explanation unrelated to the unit, 1.0 when the explanation's
-similarity ranks every top image above every random one.  Ties count one half
-(Mann-Whitney U / (n_pos * n_neg)).
+Activation-grounded check (in the spirit of INVERT, Bykov et al. 2024): the AUC of the probe
+images' backend similarity to the explanation's concept embedding, for telling the unit's top
+images where it fired (top-k with a patch) from random probe images outside its top-k: 0.5 for an
+unrelated explanation, 1.0 when every top image ranks above every random one; ties count one half.
 
-Stability: the probe set is resampled with replacement; each unit's top-k is recomputed among the
-drawn images from ``activations/<layer>/max`` (an image drawn twice fills two places, as in any
-bootstrap of a multiset) and the unit is rescored on it.  Only the stored top-k images have
-patches and embeddings, so images that enter the resampled top-k from beyond the stored top-k
-are left out: a unit is rescored on the drawn part of its stored top-k, in rank order, with
-multiplicity.  ``coverage`` reports the fraction of resampled top-k places those kept images fill
-(about 63% of the stored images are drawn at least once).  A resample that draws none of a unit's
-stored images (probability about e^-k) leaves nothing to rescore: that (unit, resample) is left
-out, and ``scored`` reports the fraction kept.  Stability is the fraction of active, scored units
-whose label is unchanged.
+Stability: the probe set is resampled with replacement, each unit's top-k recomputed among the
+drawn images from ``activations/<layer>/max`` (an image drawn twice fills two places) and the unit
+rescored on the drawn part of its stored top-k (only those have embeddings), in rank order, with
+multiplicity.  ``coverage`` is the fraction of resampled top-k places those images fill (about 63%
+of the stored images are drawn).  A resample that draws none of a unit's stored images
+(probability about e^-k) is left out for that unit; ``scored`` is the fraction kept.  Stability is
+the fraction of active, scored units whose label is unchanged.
 """
 
 from __future__ import annotations
@@ -44,6 +38,11 @@ def auc(positive: np.ndarray, negative: np.ndarray) -> float:
         return float("nan")
     u = mannwhitneyu(positive, negative, alternative="two-sided", method="asymptotic").statistic
     return float(u / (len(positive) * len(negative)))
+
+
+def rounded(value: float) -> float | None:
+    """``value`` to 4 places; None when it is not finite (JSON has no NaN)."""
+    return round(float(value), 4) if np.isfinite(value) else None
 
 
 def unit_aucs(
@@ -76,8 +75,8 @@ def resampled_topk(values: np.ndarray, counts: np.ndarray, k: int) -> tuple[np.n
     """Each unit's top-k of the resampled multiset: (image ids [units, k], multiplicities [units, k]).
 
     ``values`` [images, units] are activations (NaN = skipped image), ``counts`` [images] the draws.
-    A unit's top-k places go to its highest drawn images, each taking up to its draw count
-    (the last one truncated); unused places have id -1 and multiplicity 0.
+    The places go to the highest drawn images, each taking up to its draw count; unused places
+    have id -1 and multiplicity 0.
     """
     drawn = np.flatnonzero(counts > 0)
     block = np.asarray(values, dtype=np.float32)[drawn]  # activations are stored as float32

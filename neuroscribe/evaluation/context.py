@@ -3,8 +3,8 @@
     explain_cfg = resolve_explain_config(cfg)           # neuroscribe.evaluation.config
     ctx = layer_context(cfg, explain_cfg, "fc", probe)  # table, vocabulary, concept vectors, truth, ...
     ctx.text_vectors(["tench", "(inactive)"])            # concept embeddings of explanations, NaN rows
-    spaces = text_spaces(cfg, explain_cfg)              # backend text space, MiniLM, mpnet if available,
-                                                        # and any text_backends (CLIP ViT-B-16 for the papers' number)
+    spaces, notes = text_spaces(explain_cfg.backend, cfg.sentence_models, cfg.text_backends)
+    # the backend's space, MiniLM, mpnet if cached, text_backends (CLIP ViT-B-16 for the papers' number)
 """
 
 from __future__ import annotations
@@ -43,9 +43,10 @@ def _sentence_model_path(name: str) -> str | None:
 
 
 @lru_cache(maxsize=4)
-def _text_spaces(
+def text_spaces(
     backend_spec: BackendSpec, sentence_models: tuple[str, ...], text_backends: tuple[BackendSpec, ...]
 ) -> tuple[tuple[TextSpace, ...], tuple[str, ...]]:
+    """The embedding spaces for cosine similarity, and notes on the ones that could not be used."""
     # one set per process and backend: the steps of an evaluation embed the same truths and concepts
     from neuroscribe.scoring.factory import make_backend
     from neuroscribe.vocabulary.embedder import embed_sentences
@@ -67,12 +68,6 @@ def _text_spaces(
             continue
         spaces.append(TextSpace(Path(name).name, lambda texts, path=path: embed_sentences(texts, path)))
     return tuple(spaces), tuple(notes)
-
-
-def text_spaces(cfg: EvaluateConfig, explain_cfg: ExplainConfig) -> tuple[list[TextSpace], list[str]]:
-    """The embedding spaces for cosine similarity, and notes on the ones that could not be used."""
-    spaces, notes = _text_spaces(explain_cfg.backend, tuple(cfg.sentence_models), tuple(cfg.text_backends))
-    return list(spaces), list(notes)
 
 
 @dataclass
@@ -121,7 +116,7 @@ def layer_context(cfg: EvaluateConfig, explain_cfg: ExplainConfig, layer: str, p
     manifest = cfg.run_store.table(layer).with_suffix(".json").read_json()
     vocabulary = load_vocabulary(manifest["vocabulary"], cfg.store_options)
     table = cfg.run_store.table(layer).read_parquet()
-    spaces, notes = text_spaces(cfg, explain_cfg)
+    spaces, notes = text_spaces(explain_cfg.backend, cfg.sentence_models, cfg.text_backends)
     ctx = LayerContext(
         cfg=cfg,
         explain=explain_cfg,
@@ -133,8 +128,8 @@ def layer_context(cfg: EvaluateConfig, explain_cfg: ExplainConfig, layer: str, p
         probe=probe,
         fired_ids=patches_group(cfg.store, layer, cfg.store_options)["image_id"][:].astype(np.int64),
         topk_ids=explain_cfg.run_store.topk(layer)["image_id"][:].astype(np.int64),
-        spaces=spaces,
-        notes=notes,
+        spaces=list(spaces),
+        notes=list(notes),
     )
     ctx.concept_vectors = ctx.vectors_for(vocabulary)
     return ctx

@@ -3,13 +3,12 @@
     summary = run_evaluation(EvaluateConfig(store="runs/r50", compare=("rules", "k")))   # in process
     summary["layers"]["fc"]["labels"]["present"]["exact_match"]      # {"value", "chance", ...}
 
-Steps (the ``evaluate`` flow runs the same functions as tasks):
-1. ``embedding_jobs``: unit blocks whose rule embeddings are missing (the rule the run did not use,
-   when rules are compared), each an ``embed_unit_block`` call cached by content;
+Stages (the ``evaluate`` flow runs the same functions as tasks):
+1. ``embedding_jobs``/``embed_job``: unit blocks whose rule embeddings are missing (cached by content);
 2. ``embed_probe``: whole-image embeddings of the probe images the checks need;
-3. ``evaluate_layer`` per layer: ``evaluation/<layer>/summary.json`` and ``units.parquet``
-   (per unit: explanation, truth, match, cosines, AUC, stability);
-4. ``compare_step`` per layer: ``evaluation/<layer>/compare.parquet`` (a row per variant) and
+3. ``evaluate_layer``: ``evaluation/<layer>/summary.json`` and ``units.parquet`` (per unit:
+   explanation, truth, match, cosines, AUC, stability);
+4. ``compare_step``: ``evaluation/<layer>/compare.parquet`` (a row per variant) and
    ``compare_units.parquet`` (each unit's label under each variant);
 5. ``write_report``: ``evaluation/evaluation.json``, ``evaluation.md`` and ``evaluation.png``.
 """
@@ -26,12 +25,15 @@ from neuroscribe.evaluation.config import (
     resolve_explain_config,
 )
 from neuroscribe.evaluation.consistency import (
+    auc,
     bootstrap_stability,
     distribution,
+    rounded,
     unit_aucs,
 )
 from neuroscribe.evaluation.context import layer_context
 from neuroscribe.evaluation.evidence import (
+    ProbeImages,
     evidence_for,
     probe_images,
     rescore,
@@ -48,8 +50,8 @@ from neuroscribe.explanation import (
     n_units,
     unit_blocks,
 )
-from neuroscribe.stages import Executor, InProcess, Stage, one_item
 from neuroscribe.scoring.rules import INACTIVE
+from neuroscribe.stages import Executor, InProcess, Stage, one_item
 
 
 def embedding_jobs(cfg: EvaluateConfig) -> list[tuple[str, list[int], ExplainConfig]]:
@@ -69,16 +71,18 @@ def embedding_jobs(cfg: EvaluateConfig) -> list[tuple[str, list[int], ExplainCon
     return jobs
 
 
-def embed_probe(cfg: EvaluateConfig) -> dict:
-    explain_cfg = resolve_explain_config(cfg)
-    probe = probe_images(explain_cfg, evaluated_layers(cfg, explain_cfg), cfg.random_images, cfg.seed)
+def _probe(cfg: EvaluateConfig, explain_cfg: ExplainConfig) -> ProbeImages:
+    return probe_images(explain_cfg, evaluated_layers(cfg, explain_cfg), cfg.random_images, cfg.seed)
+
+
+def embed_probe(cfg: EvaluateConfig, item: None) -> dict:
+    probe = _probe(cfg, resolve_explain_config(cfg))
     return {"images": len(probe.ids), "random": len(probe.random)}
 
 
 def _context(cfg: EvaluateConfig, layer: str):
     explain_cfg = resolve_explain_config(cfg)
-    probe = probe_images(explain_cfg, evaluated_layers(cfg, explain_cfg), cfg.random_images, cfg.seed)
-    return layer_context(cfg, explain_cfg, layer, probe)
+    return layer_context(cfg, explain_cfg, layer, _probe(cfg, explain_cfg))
 
 
 def _stability(ctx, units: pd.DataFrame) -> dict:
@@ -113,10 +117,7 @@ def evaluate_layer(cfg: EvaluateConfig, layer: str) -> dict:
     if ctx.truth is not None:
         labels, per_unit = label_metrics(explanations, ctx.truth, ctx.spaces, cfg.permutations, cfg.seed, cfg.truth_text)
         summary["labels"] = {"source": ctx.truth.source, "variants": ctx.truth.variant_source, "truth_text": cfg.truth_text, **labels}
-        units["truth"] = ctx.truth.names
-        units["present"] = ctx.truth.present
-        for name, values in per_unit.items():
-            units[name] = values
+        units = units.assign(truth=ctx.truth.names, present=ctx.truth.present, **per_unit)
         summary["labels"]["confidence"] = confidence_summary(ctx.table.sort_values("unit"), units["match"].to_numpy(), units["present"].to_numpy())
     else:
         summary["labels"] = None
@@ -138,8 +139,6 @@ def confidence_summary(table: pd.DataFrame, match: np.ndarray, present: np.ndarr
     information); ``right_certain``/``wrong_uncertain``: the shares on each side of the gallery's
     "uncertain" threshold.  None for tables written before confidence existed.
     """
-    from scipy.stats import mannwhitneyu
-
     from neuroscribe.scoring.rules import UNCERTAIN_BELOW
 
     if "confidence" not in table.columns:
@@ -149,9 +148,7 @@ def confidence_summary(table: pd.DataFrame, match: np.ndarray, present: np.ndarr
     certain = confidence >= UNCERTAIN_BELOW
     return {
         "mean": round(float(confidence.mean()), 4) if len(confidence) else None,
-        # AUROC is the Mann-Whitney U of right vs wrong, over the number of pairs (ties count half)
-        "auroc": round(float(mannwhitneyu(confidence[right], confidence[~right]).statistic / (right.sum() * (~right).sum())), 4)
-        if 0 < right.sum() < len(right) else None,
+        "auroc": rounded(auc(confidence[right], confidence[~right])),
         "threshold": UNCERTAIN_BELOW,
         "right_certain": round(float(certain[right].mean()), 4) if right.any() else None,
         "wrong_uncertain": round(float((~certain[~right]).mean()), 4) if (~right).any() else None,
@@ -171,10 +168,6 @@ def embed_job(cfg: EvaluateConfig, item: tuple[str, list[int], ExplainConfig]) -
     return embed_unit_block(explain_cfg, layer, units)
 
 
-def embed_probe_item(cfg: EvaluateConfig, item: None) -> dict:
-    return embed_probe(cfg)
-
-
 def _layers(cfg: EvaluateConfig) -> list[str]:
     return evaluated_layers(cfg, resolve_explain_config(cfg))
 
@@ -184,7 +177,7 @@ def _compared_layers(cfg: EvaluateConfig) -> list[str]:
 
 
 EMBEDDINGS = Stage("embed-units", embed_job, plan=embedding_jobs, unit="block", gpu=True, retries=2)
-PROBE = Stage("embed-probe-images", embed_probe_item, plan=one_item, gpu=True, retries=2)
+PROBE = Stage("embed-probe-images", embed_probe, plan=one_item, gpu=True, retries=2)
 LAYERS = Stage("evaluate-layer", evaluate_layer, plan=_layers, retries=1)
 COMPARISONS = Stage("compare-layer", compare_step, plan=_compared_layers, retries=1)
 

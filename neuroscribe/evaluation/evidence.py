@@ -7,22 +7,21 @@
     probe = probe_images(cfg, ["layer4"], random_images=1000)   # whole-image embeddings, cached
 
 ``Evidence`` holds, per unit and slot, the top-k rank the slot came from, its image id and its
-embedding (NaN where there is none: no patch, unit inactive, image unreadable).  ``repeats`` [units,
-slots] says how often each slot enters the rule: 1/0 to keep or drop ranks (comparing k), counts
-for a bootstrap resample.  Rescoring all slots once reproduces ``explanations/<layer>``.
+embedding (NaN where there is none).  ``repeats`` [units, slots] says how often each slot enters
+the rule: 1/0 to keep or drop ranks (comparing k), counts for a bootstrap resample.  Rescoring
+all slots once reproduces ``explanations/<layer>``.
 
-Sources: patch embeddings are the explain stage's own content-keyed files
-(``embeddings/<layer>/<key>/<block>.npy``), computed by ``neuroscribe.explanation.embed_unit_block``
-when missing (for a run scored with the other rule).  Whole-image embeddings are the run's own
-files when its rule embeds whole images, otherwise rows of the probe-image table: evaluation
-needs whole-image embeddings of the top images and of random images anyway (the AUC check), so
-each image is embedded once.  The table is ``evaluation/images/<key>.npz`` (ids and vectors),
+Patch embeddings are the explain stage's own content-keyed files, computed by
+``neuroscribe.explanation.embed_unit_block`` when missing (a run scored with the other rule).
+Whole-image embeddings are the run's own files when its rule embeds whole images, otherwise rows
+of the probe-image table, which the AUC check needs anyway: ``evaluation/images/<key>.npz``,
 keyed by the run, the image ids, the backend fingerprint and this code.
 """
 
 from __future__ import annotations
 
 import io
+from contextlib import suppress
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,7 +51,6 @@ class Evidence:
     image_id: np.ndarray  # int64 [units, slots]; -1 = empty slot
     rank: np.ndarray  # int64 [units, slots]: the slot's position in topk/<layer>; -1 = empty
     vectors: np.ndarray  # float32 [units, slots, d]; NaN rows where there is no embedding
-    whole_images: bool
 
     @property
     def usable(self) -> np.ndarray:
@@ -71,48 +69,32 @@ class Evidence:
         return [np.repeat(self.vectors[u], repeats[u], axis=0) for u in range(len(self.vectors))]
 
 
-def rule_config(cfg: ExplainConfig, rule: RuleSpec | str) -> ExplainConfig:
-    spec = rule if isinstance(rule, RuleSpec) else cfg.rule.model_copy(update={"name": rule})
-    return cfg.model_copy(update={"rule": spec})
-
-
-def ensure_embeddings(cfg: ExplainConfig, layer: str) -> None:
-    """The explain stage's embeddings for ``cfg.rule``, computed where missing (cached by content)."""
-    for block in unit_blocks(n_units(cfg, layer), cfg.units_per_task):
-        embed_unit_block(cfg, layer, block)
-
-
-def _stored_vectors(cfg: ExplainConfig, layer: str) -> np.ndarray:
-    """[units, slots, d] of the explain stage's block files, slots as stored (NaN = none)."""
-    return stored_vectors(cfg, layer)
-
-
-def _active_units(cfg: ExplainConfig, layer: str) -> np.ndarray:
-    # the explain stage embeds only units with at least one patch: the others are "(inactive)"
-    return (patches_group(cfg.extract.store, layer, cfg.extract.store_options)["image_id"][:] >= 0).any(axis=1)
+def rule_config(cfg: ExplainConfig, rule: str) -> ExplainConfig:
+    return cfg.model_copy(update={"rule": cfg.rule.model_copy(update={"name": rule})})
 
 
 def patch_evidence(cfg: ExplainConfig, layer: str) -> Evidence:
     """Patch embeddings (the seed rule's inputs); embedded first if the run used another rule."""
     cfg = rule_config(cfg, "seed") if embeds_whole_images(cfg.rule) else cfg
-    ensure_embeddings(cfg, layer)
+    for block in unit_blocks(n_units(cfg, layer), cfg.units_per_task):
+        embed_unit_block(cfg, layer, block)  # computed where missing (cached by content)
     group = patches_group(cfg.extract.store, layer, cfg.extract.store_options)
     image_id = group["image_id"][:].astype(np.int64)
     rank = np.where(image_id >= 0, group["rank"][:], -1).astype(np.int64)
-    return Evidence(image_id, rank, _stored_vectors(cfg, layer), whole_images=False)
+    return Evidence(image_id, rank, stored_vectors(cfg, layer))
 
 
 def image_evidence(cfg: ExplainConfig, layer: str, probe: ProbeImages | None = None) -> Evidence:
     """Whole top images in rank order (the softwpmi rule's inputs)."""
-    ids = cfg.run_store.topk(layer)["image_id"][:].astype(np.int64)
-    active = _active_units(cfg, layer)
-    ids = np.where(active[:, None], ids, -1)
+    # the explain stage embeds only units with at least one patch: the others are "(inactive)"
+    active = (patches_group(cfg.extract.store, layer, cfg.extract.store_options)["image_id"][:] >= 0).any(axis=1)
+    ids = np.where(active[:, None], cfg.run_store.topk(layer)["image_id"][:].astype(np.int64), -1)
     rank = np.where(ids >= 0, np.arange(ids.shape[1])[None, :], -1)
     if embeds_whole_images(cfg.rule):
-        return Evidence(ids, rank, _stored_vectors(cfg, layer), whole_images=True)
+        return Evidence(ids, rank, stored_vectors(cfg, layer))
     if probe is None:
         raise NeuroscribeError(f"rescoring {layer!r} on whole images needs the probe-image embeddings; call probe_images() first")
-    return Evidence(ids, rank, probe.lookup(ids), whole_images=True)
+    return Evidence(ids, rank, probe.lookup(ids))
 
 
 def evidence_for(cfg: ExplainConfig, layer: str, rule: RuleSpec, probe: ProbeImages | None = None) -> Evidence:
@@ -165,10 +147,9 @@ def probe_images(
     """Whole-image embeddings of the probe images evaluation needs, cached by content in the store."""
     ids, sample = probe_image_ids(cfg, layers, random_images, seed)
     backend = cached_backend(cfg.backend)
-    run_key = cfg.run_store.attrs().get("run_key")
-    key = content_key(
-        {"run": run_key, "ids": content_key(ids.tolist()), "backend": backend.fingerprint, "code": code_version("neuroscribe.evaluation.evidence")}
-    )
+    code = code_version("neuroscribe.evaluation.evidence")
+    key = content_key({"run": cfg.run_store.attrs().get("run_key"), "ids": content_key(ids.tolist()),
+                       "backend": backend.fingerprint, "code": code})
     file = cfg.run_store.evaluation_images(key)
     if file.exists():
         with np.load(io.BytesIO(file.read_bytes()), allow_pickle=False) as cached:
@@ -179,11 +160,9 @@ def probe_images(
     for start in range(0, len(ids), IMAGE_BATCH):
         images, rows = [], []
         for row, image_id in enumerate(ids[start : start + IMAGE_BATCH], start=start):
-            try:
+            with suppress(ImageSkipped):  # an unreadable image keeps its NaN row
                 images.append(load_image(index.at[int(image_id), "path"], cfg.extract.dataset.storage_options, max_image_pixels=cfg.extract.dataset.max_image_pixels))
                 rows.append(row)
-            except ImageSkipped:
-                continue
         if images:
             vectors[rows] = backend.embed_images(images)
     buf = io.BytesIO()

@@ -9,9 +9,8 @@
 
 The wrapper registers the base model's children under their own names (so ``classifier`` is still
 ``classifier``) and returns the base model's logits: extraction, patches, scoring and ablation run
-on the new layers exactly as on any other.
-
-Colour units name pixels with ``neuroscribe.scoring.colour.name_colours``, the project's one colour rule.
+on the new layers exactly as on any other.  Colour units name pixels with the project's one colour
+rule, ``neuroscribe.scoring.colour.name_colours``.
 """
 
 from __future__ import annotations
@@ -19,17 +18,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from neuroscribe.models.loading import LoadedModel, load_model
+from neuroscribe.errors import NeuroscribeError
+from neuroscribe.evaluation.truth import normalise
+from neuroscribe.models.loading import LoadedModel, imagenet_class_names, load_model
 from neuroscribe.models.preprocessing import Preprocessing
 from neuroscribe.scoring.colour import COLOUR_UNITS, name_colours
-
-COLOUR_CELL = 16  # pixels per side of a colour unit's map cell (14 x 14 cells at 224)
+from neuroscribe.vocabulary.sources import builtin_concepts
+from neuroscribe.vocabulary.superclasses import imagenet_superclasses
 
 
 class ColourUnits(nn.Module):
     """Input pixels -> [B, len(COLOUR_UNITS), H/16, W/16]: the share of each cell's pixels named each colour."""
 
-    def __init__(self, preprocessing: Preprocessing, cell: int = COLOUR_CELL):
+    def __init__(self, preprocessing: Preprocessing, cell: int = 16):  # 14 x 14 cells at 224
         super().__init__()
         self.register_buffer("mean", torch.tensor(preprocessing.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(preprocessing.std).view(1, 3, 1, 1), persistent=False)
@@ -83,10 +84,6 @@ class KnownUnitsModel(nn.Module):
 
 def with_known_units(loaded: LoadedModel) -> LoadedModel:
     """Wrap an ImageNet-1k classifier with the superclass and colour layers."""
-    from neuroscribe.errors import NeuroscribeError
-    from neuroscribe.models.loading import imagenet_class_names
-    from neuroscribe.vocabulary.superclasses import imagenet_superclasses
-
     if list(loaded.class_names) != imagenet_class_names():
         raise NeuroscribeError(f"known units need an ImageNet-1k classifier; {loaded.name} has {len(loaded.class_names)} other classes")
     groups = [g.classes for g in imagenet_superclasses()]
@@ -101,8 +98,6 @@ def efficientnet_lite0_with_known_units() -> LoadedModel:
 
 def superclass_labels() -> list[tuple[str, list[str]]]:
     """(name, name variants) of each ``superclasses`` unit: the superclass and its WordNet synonyms."""
-    from neuroscribe.vocabulary.superclasses import imagenet_superclasses
-
     return [(g.name, list(g.synonyms)) for g in imagenet_superclasses()]
 
 
@@ -110,8 +105,5 @@ def colour_labels() -> list[tuple[str, list[str]]]:
     """(name, name variants) of each ``colours`` unit: the colour and the built-in colour concepts
     that are one modifier plus it (``blue``: ``navy blue``, ``sky blue``, ``light blue``, ``dark
     blue``; ``white``: ``off-white``; not ``black and white``)."""
-    from neuroscribe.evaluation.truth import normalise
-    from neuroscribe.vocabulary.sources import builtin_concepts
-
     shades = [(s, normalise(s).split()) for s in builtin_concepts("colors")]
     return [(c, [c, *[s for s, words in shades if len(words) == 2 and words[1] == c]]) for c in COLOUR_UNITS]

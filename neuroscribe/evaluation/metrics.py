@@ -1,13 +1,12 @@
 """Explanations against ground-truth unit names: exact match, cosine similarity, and their chance level.
 
-    rate = exact_match_rate(["tench", "dog"], [["tench", "Tinca tinca"], ["cat"]])    # 0.5
+    match_vector(["tench", "dog"], [["tench", "Tinca tinca"], ["cat"]])              # [True, False]
     cos = mean_cosine(explanation_vectors, truth_vectors)                            # rowwise, unit rows
     result = with_chance(lambda perm: mean_cosine(e, t[perm]), n=len(t), permutations=100)
     result.value, result.chance, result.chance_std
 
-The chance baseline recomputes a metric with the ground truth drawn from a random permutation of
-the units (each unit scored against another unit's name), ``permutations`` times with a fixed
-seed: it is what the metric gives when explanations carry no information about their own unit.
+The chance baseline recomputes a metric against a random permutation of the units' ground truth,
+``permutations`` times with a fixed seed: what explanations that say nothing about their unit get.
 Cosine similarities follow CLIP-Dissect's ``get_cos_similarity``: the texts are embedded as they
 are (no prompt template), L2-normalised, and the rowwise dot products averaged.
 """
@@ -27,10 +26,6 @@ def match_vector(explanations: Sequence[str], variants: Sequence[Sequence[str]])
     """bool [n]: explanation i is one of the variants of truth i (after normalisation)."""
     truth_sets = [{normalise(v) for v in vs} for vs in variants]
     return np.array([normalise(e) in s for e, s in zip(explanations, truth_sets, strict=True)], dtype=bool)
-
-
-def exact_match_rate(explanations: Sequence[str], variants: Sequence[Sequence[str]]) -> float:
-    return float(match_vector(explanations, variants).mean()) if len(explanations) else float("nan")
 
 
 def rowwise_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -85,9 +80,8 @@ def exact_match_with_chance(
 def cosine_with_chance(
     explanation_vectors: np.ndarray, truth_vectors: np.ndarray, permutations: int = 100, seed: int = 0
 ) -> MetricResult:
-    e = np.asarray(explanation_vectors, dtype=np.float64)
-    t = np.asarray(truth_vectors, dtype=np.float64)
-    return with_chance(lambda order: mean_cosine(e, t[order]), len(e), permutations, seed)
+    t = np.asarray(truth_vectors)
+    return with_chance(lambda order: mean_cosine(explanation_vectors, t[order]), len(t), permutations, seed)
 
 
 class TextSpace:
@@ -129,8 +123,7 @@ def label_metrics(
         for n, v in zip(truth.names, truth.variants)
     ]
     labelled = truth.labelled
-    per_unit: dict[str, np.ndarray] = {"match": np.zeros(len(explanations), dtype=bool)}
-    per_unit["match"][labelled] = match_vector([explanations[i] for i in np.flatnonzero(labelled)], [truth.variants[i] for i in np.flatnonzero(labelled)])
+    per_unit = {"match": match_vector(explanations, truth.variants) & labelled}
     explained = np.array([e != INACTIVE for e in explanations], dtype=bool)
     for space in spaces:
         cos = np.full(len(explanations), np.nan)

@@ -63,10 +63,11 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def markdown_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> str:
+def markdown_table(rows: Sequence[dict]) -> str:
+    """A Markdown table with the first row's keys as columns."""
     if not rows:
         return "_(none)_"
-    columns = list(columns or rows[0].keys())
+    columns = list(rows[0])
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
@@ -109,19 +110,17 @@ def _template():
 
 
 def chart(summaries: list[dict], compares: dict[str, pd.DataFrame]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """PNG bytes of the chart (see the module docstring)."""
     import numpy as np
+    from matplotlib.figure import Figure
 
     labelled = [s for s in summaries if s.get("labels")]
     axes_names = sorted({a for frame in compares.values() for a in frame.get("axis", pd.Series(dtype=str)).unique()})
     panels = (1 if labelled else 0) + 1 + len(axes_names)
     columns = min(3, panels)
     rows = -(-panels // columns)
-    fig, grid = plt.subplots(rows, columns, figsize=(5.2 * columns, 4.2 * rows), squeeze=False)
-    axes = list(grid.flat)
+    fig = Figure(figsize=(5.2 * columns, 4.2 * rows))  # not pyplot: no process-global backend or registry
+    axes = list(fig.subplots(rows, columns, squeeze=False).flat)
     for ax in axes[panels:]:
         ax.axis("off")
     if labelled:
@@ -162,7 +161,6 @@ def chart(summaries: list[dict], compares: dict[str, pd.DataFrame]) -> bytes:
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
     return buffer.getvalue()
 
 

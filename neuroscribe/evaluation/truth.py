@@ -3,22 +3,19 @@
     truth = layer_truth("runs/r50", "fc")                        # classifier output: unit u = class u
     truth = layer_truth("runs/r50", "layer4", labels="units.csv")  # any layer, labels from a file
     truth.names[12], truth.variants[12], truth.present[12]
-    is_match("Tinca tinca", truth.variants[0])                   # True: a synonym of "tench"
 
 Sources of truth, in order:
 - a labels file (``labels``): ``.csv``/``.tsv`` with columns ``unit``, ``label`` and optionally
   ``variants`` (synonyms separated by ``;``), or a ``.txt`` with one label per line (line i is
-  unit i); in both, a label written WordNet-style (``tench, Tinca tinca``) names the unit by its
-  first item and lists every item as a variant;
-- the model's classes, when the layer is the classifier's output (a ``linear`` layer with as many
-  units as the model has classes): unit u is class u.  For ImageNet-1k models the variants are
-  the class's WordNet lemmas shipped with timm (``timm.data.ImageNetInfo``: ``tench, Tinca
-  tinca``), otherwise the comma-separated items of the class name.
+  unit i); a label written WordNet-style (``tench, Tinca tinca``) names the unit by its first
+  item and lists every item as a variant;
+- the model's classes, when the layer is the classifier's output (a ``linear`` layer with one unit
+  per class): unit u is class u, with the class's WordNet lemmas from timm (``ImageNetInfo``) as
+  variants for ImageNet-1k models, otherwise the comma-separated items of the class name.
 
-``present`` marks units whose class occurs in the probe set (at least one decoded image with that
-label): a logit unit of an absent class cannot show its class among its top images, so the
-exact-match rate is reported both over present units and over all labelled units.  Units from a
-labels file are all taken as present.
+``present`` marks units whose class has a decoded probe image: a logit unit of an absent class
+cannot show its class among its top images, so exact match is reported over present units and
+over all labelled units.  Units from a labels file are all present.
 """
 
 from __future__ import annotations
@@ -43,11 +40,6 @@ def normalise(text: str) -> str:
     """Case, underscores, hyphens and punctuation folded: ``Red-breasted_Merganser`` -> ``red breasted merganser``."""
     text = _SEPARATORS.sub(" ", str(text).casefold())
     return " ".join(_DROPPED.sub(" ", text).split())
-
-
-def is_match(explanation: str, variants: list[str] | tuple[str, ...]) -> bool:
-    """Whether the explanation is one of the unit's names, after ``normalise``."""
-    return normalise(explanation) in {normalise(v) for v in variants}
 
 
 def split_variants(label: str) -> list[str]:

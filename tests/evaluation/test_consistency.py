@@ -91,7 +91,7 @@ def _evidence(labels_per_slot: list[list[int]]) -> tuple[Evidence, np.ndarray]:
     ids = np.array([[u * 10 + s for s in range(len(row))] for u, row in enumerate(labels_per_slot)])
     vectors = np.eye(n_concepts, dtype=np.float32)[np.array(labels_per_slot)]
     ranks = np.tile(np.arange(ids.shape[1]), (len(ids), 1))
-    return Evidence(ids, ranks, vectors, whole_images=False), np.eye(n_concepts, dtype=np.float32)
+    return Evidence(ids, ranks, vectors), np.eye(n_concepts, dtype=np.float32)
 
 
 def test_stability_is_one_for_units_whose_top_images_agree_and_lower_otherwise():

@@ -8,14 +8,14 @@ import pytest
 from neuroscribe.evaluation.metrics import (
     TextSpace,
     cosine_with_chance,
-    exact_match_rate,
     exact_match_with_chance,
     label_metrics,
+    match_vector,
     mean_cosine,
     rowwise_cosine,
     with_chance,
 )
-from neuroscribe.evaluation.truth import LayerTruth, is_match, normalise, split_variants
+from neuroscribe.evaluation.truth import LayerTruth, normalise, split_variants
 from neuroscribe.scoring.rules import INACTIVE
 
 
@@ -28,16 +28,14 @@ def test_normalise_folds_case_separators_and_punctuation():
 
 def test_synonyms_match_and_other_names_do_not():
     variants = ["tench", *split_variants("tench, Tinca tinca")]
-    assert is_match("Tinca tinca", variants)
-    assert is_match("TENCH", variants)
-    assert not is_match("goldfish", variants)
-    assert not is_match("tench fish", variants)
+    explanations = ["Tinca tinca", "TENCH", "goldfish", "tench fish"]
+    assert match_vector(explanations, [variants] * 4).tolist() == [True, True, False, False]
 
 
 def test_exact_match_rate_by_hand():
     explanations = ["tench", "Goldfish", "dog", "Tinca tinca"]
     variants = [["tench"], ["goldfish", "Carassius auratus"], ["cat"], ["tench", "Tinca tinca"]]
-    assert exact_match_rate(explanations, variants) == pytest.approx(3 / 4)
+    assert match_vector(explanations, variants).mean() == pytest.approx(3 / 4)
 
 
 def test_rowwise_cosine_by_hand():
