@@ -141,7 +141,8 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager:
 
 def l2_normalise(vectors: torch.Tensor) -> np.ndarray:
     """float32 numpy rows of unit length (an all-zero row stays zero instead of becoming NaN)."""
-    return torch.nn.functional.normalize(vectors.float(), dim=-1, eps=1e-12).cpu().numpy().astype(np.float32, copy=False)
+    vectors = vectors.float()
+    return torch.nn.functional.normalize(vectors, dim=-1, eps=1e-12).cpu().numpy().astype(np.float32, copy=False)
 
 
 def batched_embed(

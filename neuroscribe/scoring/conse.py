@@ -166,8 +166,8 @@ class ConseBackend:
         out[sentence_rows, self.class_dim : self.class_dim + self.text_dim] = self.sentence_vectors([texts[i] for i in sentence_rows])
         for row, cols in enumerate(columns):
             if cols:
-                # the columns' indicator, normalised: a superclass's similarity is sum_c sqrt(p_c) / sqrt(|S|),
-                # high when the probability sits on the group's classes
+                # the columns' indicator, normalised: a superclass's similarity is
+                # sum_c sqrt(p_c) / sqrt(|S|), high when the probability sits on the group's classes
                 out[row, cols] = 1.0 / np.sqrt(len(cols))
         if on_progress:
             on_progress(len(texts))

@@ -45,7 +45,8 @@ def _weights_source(spec: OpenClipSpec) -> tuple[str | None, str]:
     if spec.checkpoint:
         if not Path(spec.checkpoint).is_file():
             raise NeuroscribeError(
-                f"open_clip checkpoint {spec.checkpoint} does not exist; pass the path of a local open_clip weights file"
+                f"open_clip checkpoint {spec.checkpoint} does not exist; "
+                "pass the path of a local open_clip weights file"
             )
         return spec.checkpoint, f"file:{file_digest(spec.checkpoint)}"
     if spec.pretrained is None:

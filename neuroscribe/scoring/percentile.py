@@ -44,7 +44,9 @@ def rank_weights(n: int, decay: float) -> np.ndarray:
     return (np.arange(n) + 1.0) ** -decay
 
 
-def map_distinct_rows(arrays: Sequence[np.ndarray], fn: Callable[[np.ndarray], np.ndarray]) -> list[np.ndarray]:
+def map_distinct_rows(
+    arrays: Sequence[np.ndarray], fn: Callable[[np.ndarray], np.ndarray]
+) -> list[np.ndarray]:
     """``fn`` of the rows of ``arrays`` stacked (each distinct row passed once, in order of first
     occurrence), split back per array: a final layer's patches are whole images many units share."""
     if not len(arrays):
@@ -71,7 +73,8 @@ def concept_percentiles(unit_sims: Sequence[np.ndarray], pool_size: int = POOL_S
         return q / (2 * len(pool))
 
     n_concepts = unit_sims[0].shape[1] if len(unit_sims) else 0
-    return map_distinct_rows([np.asarray(s, dtype=np.float32).reshape(-1, n_concepts) for s in unit_sims], percentiles)
+    rows = [np.asarray(s, dtype=np.float32).reshape(-1, n_concepts) for s in unit_sims]
+    return map_distinct_rows(rows, percentiles)
 
 
 def null_sd(n: int, decay: float) -> float:

@@ -37,8 +37,8 @@ class PlantedCNN(nn.Module):
         with torch.no_grad():
             # unit c of 0..2: 2*channel_c - the other two - 1.5, positive only where channel c dominates;
             # unit 3: brightness, 4: "not red", 5: green - blue
-            rows = [[2.0, -1.0, -1.0], [-1.0, 2.0, -1.0], [-1.0, -1.0, 2.0], [1.0, 1.0, 1.0], [-1.0, 0.0, 0.0], [0.0, 1.0, -1.0]]
-            self.conv.weight.copy_(torch.tensor(rows)[:, :, None, None])
+            others = torch.tensor([[1.0, 1.0, 1.0], [-1.0, 0.0, 0.0], [0.0, 1.0, -1.0]])
+            self.conv.weight.copy_(torch.cat([3.0 * torch.eye(3) - 1.0, others])[:, :, None, None])
             self.conv.bias.copy_(torch.tensor([-1.5, -1.5, -1.5, 0.0, 0.0, 0.0]))
             # red, green and blue read units 0-2; gray reads no unit and wins on its bias
             self.fc.weight.copy_(torch.eye(len(CLASSES), 6) * torch.tensor([1.0, 1.0, 1.0, 0.0])[:, None])
