@@ -7,11 +7,9 @@
     texts = backend.embed_texts(["a photo of stripes."])     # float32 [m, d], same space
     backend.fingerprint                                      # content key used by caches
 
-``BackendSpec`` is the union of the kinds' specs, chosen by ``kind`` (a YAML ``backend: {kind: conse}``).
-``open_clip`` is a CLIP model (``neuroscribe.scoring.open_clip_backend``); ``conse`` embeds an
-image as the probability-weighted mean of the sentence embeddings of its top classifier labels
-(``neuroscribe.scoring.conse``), which needs no CLIP weights.  Templates are applied by
-``neuroscribe.scoring.concepts.concept_embeddings``; ``embed_texts`` embeds the texts as given.
+``BackendSpec`` is the union of the kinds' specs, chosen by ``kind`` (a YAML ``backend: {kind: conse}``):
+``open_clip`` (``neuroscribe.scoring.open_clip_backend``) or ``conse`` (``neuroscribe.scoring.conse``,
+no CLIP weights).  ``concept_embeddings`` applies templates; ``embed_texts`` embeds texts as given.
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol, runtime_checkable
@@ -51,11 +49,9 @@ class ImageTextBackend(Protocol):
 
     def embed_images(self, images: Sequence[Any], on_progress: ProgressFn = None) -> np.ndarray:
         """float32 ``[len(images), dim]`` with unit rows; ``on_progress(n_done)`` after each batch."""
-        ...
 
     def embed_texts(self, texts: Sequence[str], on_progress: ProgressFn = None) -> np.ndarray:
         """float32 ``[len(texts), dim]`` with unit rows."""
-        ...
 
 
 class _BackendBase(FrozenModel):
@@ -78,14 +74,9 @@ class _BackendBase(FrozenModel):
     @field_validator("templates")
     @classmethod
     def _check_templates(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        if value is None:
-            return value
-        if not value:
+        if value == ():
             raise ValueError("templates is empty; give at least one template such as 'a photo of {}.' or leave it unset")
-        bad = [t for t in value if t.count("{}") != 1]
-        if bad:
-            raise ValueError(f"templates {bad} must each contain '{{}}' exactly once, where the concept goes")
-        return value
+        return None if value is None else check_templates(value)
 
     @property
     def resolved_templates(self) -> tuple[str, ...]:
@@ -103,10 +94,9 @@ class OpenClipSpec(_BackendBase):
 
 
 class ConseSpec(_BackendBase):
-    """ConSE: ``classifier`` (any neuroscribe model name or ModelSpec with ImageNet-style class names)
-    combined over its ``top_t`` most probable labels, in the space of ``sentence_model``;
-    ``class_scores`` and ``colour_names`` add the classifier's probabilities and a colour-naming
-    model as their own blocks (``neuroscribe.scoring.conse``)."""
+    """ConSE (``neuroscribe.scoring.conse``): ``classifier`` (a neuroscribe model name or ModelSpec with
+    ImageNet-style class names) combined over its ``top_t`` most probable labels in the space of
+    ``sentence_model``, with optional class-probability and colour blocks."""
 
     kind: Literal["conse"] = "conse"
     classifier: ModelSpec = Field(default=ModelSpec(name="efficientnet_lite2"), description="the classifier")
@@ -127,8 +117,15 @@ def _backend_kind(value: Any) -> str:
     return value.get("kind", "open_clip") if isinstance(value, dict) else getattr(value, "kind", "open_clip")
 
 
-# Which image-text backend embeds patches and concepts: a union chosen by ``kind``.
 BackendSpec = Annotated[Annotated[OpenClipSpec, Tag("open_clip")] | Annotated[ConseSpec, Tag("conse")], Discriminator(_backend_kind)]
+
+
+def check_templates(templates: Sequence[str]) -> tuple[str, ...]:
+    """``templates`` as a tuple, after checking that each has one ``{}`` where the concept goes."""
+    bad = [t for t in templates if t.count("{}") != 1]
+    if bad:
+        raise NeuroscribeError(f"templates {bad} must each contain '{{}}' exactly once, where the concept goes")
+    return tuple(templates)
 
 
 def precision(device: torch.device) -> str:
@@ -156,14 +153,12 @@ def batched_embed(
     on_progress: ProgressFn = None,
 ) -> np.ndarray:
     """Run ``embed_batch`` over slices of ``items``; ``on_progress`` gets the running count."""
-    if not len(items):
-        return np.zeros((0, dim), dtype=np.float32)
     chunks = []
     for start in range(0, len(items), batch_size):
         chunks.append(embed_batch(items[start : start + batch_size]))
         if on_progress:
             on_progress(min(start + batch_size, len(items)))
-    return np.concatenate(chunks, axis=0)
+    return np.concatenate(chunks, axis=0) if chunks else np.zeros((0, dim), dtype=np.float32)
 
 
 @lru_cache(maxsize=16)
@@ -180,16 +175,3 @@ def file_digest(path: str) -> str:
     stat = os.stat(path)
     return _file_digest(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
 
-
-@contextlib.contextmanager
-def seeded_init(seed: int = 0) -> Iterator[None]:
-    """Make random initialisation reproducible without touching the caller's RNG state."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
-def require_file(path: str, what: str, fix: str) -> str:
-    if not Path(path).is_file():
-        raise NeuroscribeError(f"{what} {path} does not exist; {fix}")
-    return path

@@ -4,16 +4,14 @@
     share = region_colours(image)                      # float [11]: share of the pixels named each term
     share = region_colours(rgba_image)                 # alpha > 0 marks the region (a patch's mask)
 
-Each pixel gets one of the eleven basic colour terms of English (Berlin & Kay 1969) by
-``name_colours``, the project's one definition of basic colour names (the colour units of the
-quality benchmark, ``neuroscribe.evaluation.known_units``, use it too).  A region's colours are
-the shares of its pixels named each term, as Network Dissection (Bau et al., CVPR 2017) labels
-colours from pixels.  Used by the offline ConSE backend
-(``neuroscribe.scoring.conse``) to score colour concepts on a patch's masked region.
+``name_colours`` is the project's one definition of the eleven basic colour terms of English
+(Berlin & Kay 1969): the ConSE backend (``neuroscribe.scoring.conse``) scores colour concepts with
+it on a patch's masked region, the quality benchmark's colour units
+(``neuroscribe.evaluation.known_units``) use it too.  A region's colours are the shares of its
+pixels named each term, as Network Dissection (Bau et al., CVPR 2017) labels colours from pixels.
 
-Colour naming (one place: ``name_colours``): each pixel, with the model's normalisation undone, is
-converted to CIELAB (D65, scikit-image) and named by its lightness L*, chroma C* and hue angle h,
-as the basic colour terms of Berlin & Kay partition colour space:
+Each pixel, with the model's normalisation undone, is converted to CIELAB (D65, scikit-image) and
+named by its lightness L*, chroma C* and hue angle h, as Berlin & Kay's terms partition colour space:
 - achromatic (C* < 15): white when L* >= 80, black when L* <= 25, otherwise grey;
 - nearly no light (L* <= 12): black, whatever the hue;
 - otherwise by hue: red [350, 55), orange [55, 85), yellow [85, 115), green [115, 200),
@@ -30,8 +28,9 @@ import numpy as np
 from PIL import Image
 
 COLOUR_UNITS = ("red", "orange", "yellow", "green", "blue", "purple", "white", "black")
-# competing names without a unit: a pixel named one of these counts for no unit
-_OTHER_COLOURS = ("grey", "pink", "brown")
+# name_colours' index order: the eight colours with a benchmark unit, then the competing names
+# without one (a pixel named one of these counts for no unit)
+COLOUR_NAMES = COLOUR_UNITS + ("grey", "pink", "brown")
 _HUE_BINS = (  # (name, lower bound in degrees), upper bound = the next lower bound; red wraps around 0
     ("red", 0.0), ("orange", 55.0), ("yellow", 85.0), ("green", 115.0), ("blue", 200.0), ("purple", 315.0), ("red", 350.0),
 )
@@ -39,10 +38,10 @@ _HUE_BINS = (  # (name, lower bound in degrees), upper bound = the next lower bo
 
 def name_colours(rgb: np.ndarray) -> np.ndarray:
     """Basic colour name of each pixel of ``rgb`` [..., 3] in [0, 1]: int [...] index into
-    ``COLOUR_UNITS + _OTHER_COLOURS`` (see the module docstring for the rule)."""
+    ``COLOUR_NAMES`` (see the module docstring for the rule)."""
     from skimage.color import rgb2lab
 
-    index = {n: i for i, n in enumerate(COLOUR_UNITS + _OTHER_COLOURS)}
+    index = {n: i for i, n in enumerate(COLOUR_NAMES)}
     lab = rgb2lab(np.clip(rgb, 0.0, 1.0), channel_axis=-1)
     lightness, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
     chroma = np.hypot(a, b)
@@ -59,8 +58,6 @@ def name_colours(rgb: np.ndarray) -> np.ndarray:
     return out
 
 
-# name_colours' index order: the eight colours with a benchmark unit, then the other basic terms
-COLOUR_NAMES = COLOUR_UNITS + _OTHER_COLOURS
 # spellings that name the same basic term
 COLOUR_SYNONYMS = {"gray": "grey"}
 # pixels per region at most: the share of an evenly strided subsample is exact to ~1%

@@ -13,6 +13,7 @@ backend or template gives a new key, never a stale hit.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Callable, Sequence
 
@@ -20,12 +21,8 @@ import numpy as np
 
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import code_version, content_key
+from neuroscribe.scoring.backend import check_templates
 from neuroscribe.store import RunStore
-
-
-def fill_template(template: str, concept: str) -> str:
-    # replace, not str.format: a concept may itself contain braces
-    return template.replace("{}", concept)
 
 
 def embed_with_templates(
@@ -35,7 +32,8 @@ def embed_with_templates(
     on_progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """``[len(texts), d]``: per text, the renormalised mean of its unit embeddings over ``templates``."""
-    prompts = [fill_template(t, text) for t in templates for text in texts]
+    # replace, not str.format: a concept may itself contain braces
+    prompts = [t.replace("{}", text) for t in templates for text in texts]
     vectors = embed_texts(prompts, on_progress=on_progress)
     mean = vectors.reshape(len(templates), len(texts), -1).mean(axis=0)
     norms = np.linalg.norm(mean, axis=1, keepdims=True)
@@ -73,28 +71,19 @@ def concept_embeddings(
     concepts = list(concepts)
     if not concepts:
         raise NeuroscribeError("the concept vocabulary is empty; build one with `neuroscribe vocabulary` or pass concepts")
-    templates = tuple(templates or backend.templates)
-    bad = [t for t in templates if t.count("{}") != 1]
-    if bad:
-        raise NeuroscribeError(f"templates {bad} must each contain '{{}}' exactly once, where the concept goes")
+    templates = check_templates(templates or backend.templates)
     key = concept_cache_key(backend, concepts, templates, vocab_hash)
     cache = None if cache_uri is None else RunStore(cache_uri, storage_options).concept_embeddings(key)
     if cache is not None and cache.exists():
-        cached = _load(cache.read_bytes())
+        data = cache.read_bytes()
         # an interrupted or foreign file is recomputed rather than trusted
-        if cached is not None and cached.shape == (len(concepts), backend.dim):
-            return cached
+        with contextlib.suppress(ValueError, OSError, EOFError):
+            cached = np.load(io.BytesIO(data), allow_pickle=False).astype(np.float32, copy=False)
+            if cached.shape == (len(concepts), backend.dim):
+                return cached
     vectors = embed_with_templates(backend.embed_texts, concepts, templates, on_progress)
     if cache is not None:
         buf = io.BytesIO()
         np.save(buf, vectors, allow_pickle=False)
         cache.write_bytes(buf.getvalue())
     return vectors
-
-
-def _load(data: bytes) -> np.ndarray | None:
-    try:
-        array = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, EOFError):
-        return None
-    return array.astype(np.float32, copy=False)

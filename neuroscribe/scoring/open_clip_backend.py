@@ -28,8 +28,6 @@ from neuroscribe.scoring.backend import (
     file_digest,
     l2_normalise,
     precision,
-    require_file,
-    seeded_init,
 )
 
 RANDOM_INIT_SEED = 0
@@ -45,8 +43,12 @@ def _weights_source(spec: OpenClipSpec) -> tuple[str | None, str]:
         hint = f"closest: {', '.join(close)}" if close else "see open_clip.list_models()"
         raise NeuroscribeError(f"open_clip arch {spec.arch!r} is unknown ({hint}); pass a listed arch")
     if spec.checkpoint:
-        path = require_file(spec.checkpoint, "open_clip checkpoint", "pass the path of a local open_clip weights file")
-        return path, f"file:{file_digest(path)}"
+        if not Path(spec.checkpoint).is_file():
+            raise NeuroscribeError(
+                f"open_clip checkpoint {spec.checkpoint} does not exist; "
+                "pass the path of a local open_clip weights file"
+            )
+        return spec.checkpoint, f"file:{file_digest(spec.checkpoint)}"
     if spec.pretrained is None:
         return None, f"random-init:seed{RANDOM_INIT_SEED}"
     tags = open_clip.list_pretrained_tags_by_model(spec.arch)
@@ -74,7 +76,9 @@ class OpenClipBackend:
         label = Path(pretrained).name if from_file else (pretrained or "random")
         self.name = f"open_clip:{spec.arch}:{label}"
         try:
-            with seeded_init(RANDOM_INIT_SEED):
+            # random weights are reproducible, and the caller's RNG state is left as it was
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(RANDOM_INIT_SEED)
                 model, _, preprocess = open_clip.create_model_and_transforms(
                     spec.arch,
                     pretrained=pretrained,

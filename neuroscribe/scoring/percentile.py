@@ -22,15 +22,14 @@ Why this form:
 - Top patches count most: the top image of a final-layer unit shows its class for 92% of units,
   while 49 of 50 top images are other classes when the probe set has one image per class.
 
-The pool is every patch passed in (identical rows counted once), subsampled evenly to
-``pool_size``: pass a whole layer at once, as ``explain_units`` does.  Units without patches get a
-NaN row.
+The pool is every distinct patch passed in, subsampled evenly to ``pool_size``: pass a whole
+layer at once, as ``explain_units`` does.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy.special import erf
@@ -45,40 +44,37 @@ def rank_weights(n: int, decay: float) -> np.ndarray:
     return (np.arange(n) + 1.0) ** -decay
 
 
-def distinct_rows(stacked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(indices of the first occurrence of each distinct row, each row's position among them)."""
+def map_distinct_rows(
+    arrays: Sequence[np.ndarray], fn: Callable[[np.ndarray], np.ndarray]
+) -> list[np.ndarray]:
+    """``fn`` of the rows of ``arrays`` stacked (each distinct row passed once, in order of first
+    occurrence), split back per array: a final layer's patches are whole images many units share."""
+    if not len(arrays):
+        return []
+    stacked = np.concatenate(arrays)
     first: dict[bytes, int] = {}
     inverse = np.empty(len(stacked), dtype=np.int64)
     for i, row in enumerate(stacked):
         inverse[i] = first.setdefault(hashlib.blake2b(row.tobytes(), digest_size=16).digest(), len(first))
-    keep = np.full(len(first), -1, dtype=np.int64)
-    keep[inverse[::-1]] = np.arange(len(stacked))[::-1]
-    return keep, inverse
+    keep = np.unique(inverse, return_index=True)[1]
+    return np.split(fn(stacked[keep])[inverse], np.cumsum([len(a) for a in arrays])[:-1])
 
 
 def concept_percentiles(unit_sims: Sequence[np.ndarray], pool_size: int = POOL_SIZE) -> list[np.ndarray]:
-    """Per unit ``[P_u, C]``: each similarity's mid-rank percentile in its concept's pool column.
+    """Per unit ``[P_u, C]``: each similarity's mid-rank percentile in its concept's pool column."""
 
-    The pool is every distinct patch row (a final layer's patches are whole images shared by many
-    units: each counts once), evenly subsampled to ``pool_size`` rows.
-    """
-    sizes = [len(s) for s in unit_sims]
+    def percentiles(distinct: np.ndarray) -> np.ndarray:
+        pool_rows = np.linspace(0, len(distinct) - 1, min(len(distinct), pool_size)).round().astype(int)
+        pool = np.sort(distinct[pool_rows], axis=0)
+        q = np.empty(distinct.shape, dtype=np.float64)
+        for c in range(distinct.shape[1]):
+            # mid-rank: equal similarities share one percentile, so ties in the pool favour no concept
+            q[:, c] = np.searchsorted(pool[:, c], distinct[:, c], "left") + np.searchsorted(pool[:, c], distinct[:, c], "right")
+        return q / (2 * len(pool))
+
     n_concepts = unit_sims[0].shape[1] if len(unit_sims) else 0
-    if not sum(sizes):
-        return [np.zeros((0, n_concepts)) for _ in unit_sims]
-    stacked = np.concatenate([np.asarray(s, dtype=np.float32).reshape(-1, n_concepts) for s in unit_sims], axis=0)
-    keep, inverse = distinct_rows(stacked)
-    distinct = stacked[keep]
-    pool = distinct
-    if len(pool) > pool_size:
-        pool = pool[np.linspace(0, len(pool) - 1, pool_size).round().astype(int)]
-    pool = np.sort(pool, axis=0)
-    q = np.empty(distinct.shape, dtype=np.float64)
-    for c in range(n_concepts):
-        # mid-rank: equal similarities share one percentile, so ties in the pool favour no concept
-        q[:, c] = np.searchsorted(pool[:, c], distinct[:, c], "left") + np.searchsorted(pool[:, c], distinct[:, c], "right")
-    q /= 2 * len(pool)
-    return np.split(q[inverse], np.cumsum(sizes)[:-1])
+    rows = [np.asarray(s, dtype=np.float32).reshape(-1, n_concepts) for s in unit_sims]
+    return map_distinct_rows(rows, percentiles)
 
 
 def null_sd(n: int, decay: float) -> float:

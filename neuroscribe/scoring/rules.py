@@ -7,11 +7,10 @@
     results[0].best, results[0].score, results[0].alternatives
 
 ``unit_patch_embeddings`` holds one ``[P_u, d]`` array per unit, embedded by the same backend as
-the concepts: the unit's top patches in rank order for ``percentile`` (``neuroscribe.scoring.percentile``) and
-``seed`` (``neuroscribe.scoring.seed_rule``), the unit's
-top-activating probe images in descending activation order for ``softwpmi``
-(``neuroscribe.scoring.softwpmi``).  A rule maps the per-unit similarity matrices
-``S_u = E_u @ concepts.T`` to scores ``[units, concepts]``; everything else here is shared.
+the concepts: the unit's top patches in rank order for ``percentile`` and ``seed``, its
+top-activating probe images in descending activation order for ``softwpmi`` (each rule has its
+module).  A rule maps the similarities ``S_u = E_u @ concepts.T`` to scores ``[units, concepts]``;
+everything else here is shared.
 """
 
 from __future__ import annotations
@@ -29,8 +28,8 @@ from neuroscribe.errors import NeuroscribeError
 from neuroscribe.scoring.percentile import (
     POOL_SIZE,
     concept_percentiles,
-    distinct_rows,
     lead_confidence,
+    map_distinct_rows,
     percentile_scores,
     weighted_percentiles,
 )
@@ -52,14 +51,12 @@ class UnitScore:
     """One unit's explanation.
 
     ``score`` is the rule's value for ``best`` (percentile: weighted mean percentile in [0, 1]; seed:
-    mean probability in [0, 1]; softwpmi: a log ratio), ``margin`` its lead over the runner-up in the same units (the score itself when there
-    is one concept), ``alternatives`` the top 5
-    concepts with scores, best first (so ``alternatives[0] == (best, score)``), and ``agreement``
-    the fraction of the unit's patches (or images) whose own most similar concept is ``best``.
-    ``confidence`` (any rule) is ``neuroscribe.scoring.percentile.lead_confidence``: how
-    consistently the patches, each ranked against the layer's patches per concept, prefer ``best``
-    over the runner-up, scaled by what random patches would give; below ``UNCERTAIN_BELOW`` the
-    label is shown as uncertain.
+    mean probability in [0, 1]; softwpmi: a log ratio), ``margin`` its lead over the runner-up in the
+    same units (the score itself when there is one concept), ``alternatives`` the top 5 concepts
+    with scores, best first (``alternatives[0] == (best, score)``), ``agreement`` the fraction of the
+    patches (or images) whose own most similar concept is ``best``.  ``confidence`` (any rule) is
+    ``neuroscribe.scoring.percentile.lead_confidence``; below ``UNCERTAIN_BELOW`` the label is shown
+    as uncertain.
     """
 
     best: str
@@ -114,12 +111,11 @@ def _check_inputs(
 def _check_rule(rule: str, rule_kwargs: dict) -> Callable[..., np.ndarray]:
     if rule not in RULES:
         raise NeuroscribeError(f"unknown scoring rule {rule!r}; use one of {', '.join(RULES)}")
-    fn = RULES[rule]
-    accepted = set(inspect.signature(fn).parameters) - {"unit_sims"}
+    accepted = set(inspect.signature(RULES[rule]).parameters) - {"unit_sims"}
     unknown = sorted(set(rule_kwargs) - accepted)
     if unknown:
         raise NeuroscribeError(f"scoring rule {rule!r} takes no option {unknown}; its options are {sorted(accepted)}")
-    return fn
+    return RULES[rule]
 
 
 def explain_units(
@@ -133,25 +129,17 @@ def explain_units(
     fn = _check_rule(rule, rule_kwargs)
     vectors = _check_inputs(unit_patch_embeddings, concept_embeddings, concepts)
     sims = _similarities(unit_patch_embeddings, vectors)
-    percentiles = concept_percentiles(sims, rule_kwargs.get("pool_size", POOL_SIZE)) if sims else []
+    percentiles = concept_percentiles(sims, rule_kwargs.get("pool_size", POOL_SIZE))
     decay = rule_kwargs.get("decay", CONFIDENCE_DECAY)
-    if rule == "percentile":  # its scores are the confidence's percentiles, weighted: compute them once
-        scores = weighted_percentiles(percentiles, decay)
-    else:
-        scores = fn(sims, **rule_kwargs) if sims else np.zeros((0, len(concepts)))
+    # the percentile rule's scores are the confidence's percentiles, weighted: compute them once
+    scores = weighted_percentiles(percentiles, decay) if rule == "percentile" else fn(sims, **rule_kwargs)
     return [_unit_score(s, row, q, concepts, decay) for s, row, q in zip(sims, scores, percentiles)]
 
 
 def _similarities(unit_patch_embeddings: Sequence[np.ndarray], vectors: np.ndarray) -> list[np.ndarray]:
-    """Each unit's ``[P_u, C]`` patch-concept similarities, each distinct embedding multiplied once
-    (a linear layer's patches are whole images that many units share)."""
+    """Each unit's ``[P_u, C]`` patch-concept similarities, each distinct embedding multiplied once."""
     rows = [np.asarray(p, dtype=np.float32).reshape(-1, vectors.shape[1]) for p in unit_patch_embeddings]
-    sizes = [len(r) for r in rows]
-    if not sum(sizes):
-        return [r @ vectors.T for r in rows]
-    stacked = np.concatenate(rows)
-    keep, inverse = distinct_rows(stacked)
-    return np.split((stacked[keep] @ vectors.T)[inverse], np.cumsum(sizes)[:-1])
+    return map_distinct_rows(rows, lambda distinct: distinct @ vectors.T)
 
 
 def _unit_score(sims: np.ndarray, scores: np.ndarray, q: np.ndarray, concepts: Sequence[str], decay: float) -> UnitScore:
@@ -161,14 +149,12 @@ def _unit_score(sims: np.ndarray, scores: np.ndarray, q: np.ndarray, concepts: S
     # top-ranked patch resembles most, then to vocabulary order
     order = np.lexsort((-sims[0], -np.round(scores, 6)))
     best = int(order[0])
-    margin = float(scores[best] - scores[order[1]]) if len(order) > 1 else float(scores[best])
-    agreement = float(np.mean(np.argmax(sims, axis=1) == best))
     return UnitScore(
         best=concepts[best],
         score=float(scores[best]),
-        margin=margin,
+        margin=float(scores[best] - scores[order[1]]) if len(order) > 1 else float(scores[best]),
         alternatives=[(concepts[i], float(scores[i])) for i in order[:TOP_N]],
-        agreement=agreement,
+        agreement=float(np.mean(np.argmax(sims, axis=1) == best)),
         n=len(sims),
         confidence=lead_confidence(q, best, int(order[1]), decay) if len(order) > 1 else 0.0,
     )

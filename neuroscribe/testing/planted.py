@@ -35,19 +35,14 @@ class PlantedCNN(nn.Module):
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(6, len(CLASSES))
         with torch.no_grad():
-            # unit c of 0..2: 2*channel_c - the other two - 1.5, positive only where channel c dominates
-            weight = torch.full((3, 3), -1.0) + 3.0 * torch.eye(3)
-            self.conv.weight.zero_()
-            self.conv.bias.zero_()
-            self.conv.weight[:3, :, 0, 0] = weight
-            self.conv.bias[:3] = -1.5
-            self.conv.weight[3, :, 0, 0] = 1.0             # brightness
-            self.conv.weight[4, 0, 0, 0] = -1.0            # "not red"
-            self.conv.weight[5, :, 0, 0] = torch.tensor([0.0, 1.0, -1.0])
-            self.fc.weight.zero_()
-            self.fc.weight[:3, :3] = torch.eye(3)
-            self.fc.bias.zero_()
-            self.fc.bias[3] = GRAY_BIAS
+            # unit c of 0..2: 2*channel_c - the other two - 1.5, positive only where channel c dominates;
+            # unit 3: brightness, 4: "not red", 5: green - blue
+            others = torch.tensor([[1.0, 1.0, 1.0], [-1.0, 0.0, 0.0], [0.0, 1.0, -1.0]])
+            self.conv.weight.copy_(torch.cat([3.0 * torch.eye(3) - 1.0, others])[:, :, None, None])
+            self.conv.bias.copy_(torch.tensor([-1.5, -1.5, -1.5, 0.0, 0.0, 0.0]))
+            # red, green and blue read units 0-2; gray reads no unit and wins on its bias
+            self.fc.weight.copy_(torch.eye(len(CLASSES), 6) * torch.tensor([1.0, 1.0, 1.0, 0.0])[:, None])
+            self.fc.bias.copy_(torch.tensor([0.0, 0.0, 0.0, GRAY_BIAS]))
 
     def forward(self, x):
         return self.fc(self.flatten(self.pool(self.relu(self.conv(x)))))
