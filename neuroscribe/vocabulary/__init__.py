@@ -36,23 +36,7 @@ _LAZY = {
     "resolve_classes": "sources",
 }
 
-__all__ = [
-    "DEFAULT_SOURCES",
-    "FilterSpec",
-    "LLMSpec",
-    "PromptTemplate",
-    "Vocabulary",
-    "VocabularyConfig",
-    "VocabularySummary",
-    "assemble_vocabulary",
-    "build_vocabulary",
-    "builtin_concepts",
-    "embed_sentences",
-    "load_vocabulary",
-    "parse_source",
-    "resolve_classes",
-    "sentence_embedder",
-]
+__all__ = list(_LAZY)
 
 
 def __getattr__(name: str):

