@@ -2,9 +2,6 @@
 
     summary = build_vocabulary(VocabularyConfig(store="runs/r50", sources=("llm", "builtin:colors")))
     summary.uri, summary.content_hash, summary.requests, summary.failures, summary.filter.concepts_after
-
-Steps: resolve the class list; ask the LLM once per class and template (cached) when ``llm`` is
-a source; collect every source's candidates; filter; write the artifact and its manifest.
 """
 
 from __future__ import annotations

@@ -39,10 +39,7 @@ def answer_key(
 
 
 class AnswerCache:
-    """Answers under ``<uri>/<key>.json``; the directory is listed once, so lookups cost no I/O.
-
-    With ``shared``, a miss here is looked up there and copied here, and ``put`` writes to both.
-    """
+    """Answers under ``<uri>/<key>.json`` (``shared``: the second level); the directory is listed once."""
 
     def __init__(self, uri: str, storage_options: dict | None = None, shared: AnswerCache | None = None):
         self.uri = uri

@@ -4,10 +4,8 @@
     similarity = vectors @ vectors.T                      # cosine similarity
     model = sentence_embedder()                           # the cached SentenceTransformer
 
-Used to deduplicate near-synonyms in the vocabulary, and reusable wherever concept texts need
-embedding (e.g. a ConSE-style explanation backend).  Pass ``model`` as a local
-sentence-transformers folder or hub name to use another embedder; the default never touches
-the network.
+Used to deduplicate near-synonyms in the vocabulary and by the ConSE backend.  ``model`` may name a
+local sentence-transformers folder or a hub model instead; the default never touches the network.
 """
 
 from __future__ import annotations

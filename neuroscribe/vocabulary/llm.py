@@ -81,10 +81,7 @@ class GenerationResult(BaseModel):
 
 
 def resolve_llm(spec: LLMSpec) -> LLMSpec:
-    """Fill unset model, endpoint and key from ``OPENAI_MODEL``/``OPENAI_BASE_URL``/``OPENAI_API_KEY``.
-
-    Resolved once, where the run starts, so every worker uses the same model (it is in the cache key).
-    """
+    """Fill unset model, endpoint and key from ``OPENAI_MODEL``/``OPENAI_BASE_URL``/``OPENAI_API_KEY``."""
     key = spec.api_key or (SecretStr(os.environ["OPENAI_API_KEY"]) if os.environ.get("OPENAI_API_KEY") else None)
     return spec.model_copy(
         update={
@@ -100,10 +97,7 @@ def _endpoint(spec: LLMSpec) -> str:
 
 
 def make_client(spec: LLMSpec, counter: RequestCounter | None = None) -> openai.OpenAI:
-    """An ``openai.OpenAI`` client that retries ``spec.max_retries`` times with its own backoff.
-
-    With ``counter``, every HTTP attempt is counted (see ``RequestCounter``).
-    """
+    """An ``openai.OpenAI`` client that retries ``spec.max_retries`` times with its own backoff."""
     spec = resolve_llm(spec)
     if spec.api_key is None or not spec.api_key.get_secret_value().strip():
         raise NeuroscribeError(
@@ -138,10 +132,7 @@ def _raise_if_fatal(exc: openai.APIError, spec: LLMSpec) -> None:
 
 
 def check_endpoint(spec: LLMSpec) -> None:
-    """Fail fast on a missing or rejected key and an unreachable endpoint, before any class is asked.
-
-    Lists models (``GET /models``) once without retries; servers without that route still pass.
-    """
+    """Fail fast on a missing or rejected key or an unreachable endpoint: one ``GET /models``, no retries."""
     spec = resolve_llm(spec)
     with make_client(spec) as client:
         try:
@@ -163,13 +154,8 @@ class _Unanswered(Exception):
 class RequestCounter(threading.local):
     """Counts every HTTP attempt, the openai client's retries included, into the asking thread's ``tally``.
 
-        counter = RequestCounter()
-        with make_client(spec, counter) as client:
-            counter.tally = GenerationResult()      # in each asking thread
-            client.chat.completions.create(...)     # counter.tally.requests counts 429s, 5xx, timeouts
-
-    The sync client retries in the calling thread, so a thread-local tally attributes each attempt
-    to the (class, template) being asked there, while threads share one connection pool.
+    The sync client retries in the calling thread, so a thread-local tally (``ask_class`` sets it)
+    attributes each attempt to the (class, template) being asked there; threads share one pool.
     """
 
     tally: GenerationResult | None = None
@@ -235,24 +221,31 @@ def parse_concepts(text: str) -> list[str]:
 
 
 def ask_class(
-    client: openai.OpenAI, spec: LLMSpec, template: PromptTemplate, class_name: str, tally: GenerationResult
-) -> tuple[list[str], str]:
-    """Concepts for one class and template, re-asking after malformed answers; (concepts, raw text)."""
+    client: openai.OpenAI, counter: RequestCounter, spec: LLMSpec, class_name: str, template: PromptTemplate
+) -> tuple[Answer | Failure, str, GenerationResult]:
+    """One class and template, re-asked after malformed answers: (answer or failure, raw text, cost)."""
+    counter.tally = tally = GenerationResult()
     messages = [
         {"role": "system", "content": spec.system_prompt},
         {"role": "user", "content": template.render(class_name)},
     ]
-    for _ in range(spec.answer_retries + 1):
-        text = chat(client, spec, messages, tally)
-        try:
-            return parse_concepts(text), text
-        except ValueError as exc:
-            problem = exc
-            messages = messages[:2] + [
-                {"role": "assistant", "content": text},
-                {"role": "user", "content": f'That answer is {exc}. Reply with only the JSON object {{"concepts": [...]}}.'},
-            ]
-    raise _Unanswered(f"malformed answer {spec.answer_retries + 1} times (last: {problem})")
+    try:
+        for _ in range(spec.answer_retries + 1):
+            text = chat(client, spec, messages, tally)
+            try:
+                concepts = parse_concepts(text)
+                break
+            except ValueError as exc:
+                problem = exc
+                messages = messages[:2] + [
+                    {"role": "assistant", "content": text},
+                    {"role": "user", "content": f'That answer is {exc}. Reply with only the JSON object {{"concepts": [...]}}.'},
+                ]
+        else:
+            raise _Unanswered(f"malformed answer {spec.answer_retries + 1} times (last: {problem})")
+    except _Unanswered as exc:
+        return Failure(class_name=class_name, template=template.name, error=str(exc)), "", tally
+    return Answer(class_name=class_name, template=template.name, concepts=concepts, cached=False), text, tally
 
 
 def _key(spec: LLMSpec, template: PromptTemplate, class_name: str) -> str:
@@ -272,18 +265,6 @@ def missing_answers(classes: list[str], spec: LLMSpec, cache: AnswerCache) -> in
     return sum(_key(spec, t, c) not in cache for c in classes for t in spec.templates)
 
 
-def _ask(
-    client: openai.OpenAI, counter: RequestCounter, spec: LLMSpec, class_name: str, template: PromptTemplate
-) -> tuple[Answer | Failure, str, GenerationResult]:
-    """One (class, template) asked in a pool thread: its answer or failure, the raw text, and its cost."""
-    counter.tally = tally = GenerationResult()
-    try:
-        concepts, raw = ask_class(client, spec, template, class_name, tally)
-    except _Unanswered as exc:
-        return Failure(class_name=class_name, template=template.name, error=str(exc)), "", tally
-    return Answer(class_name=class_name, template=template.name, concepts=concepts, cached=False), raw, tally
-
-
 def generate_answers(classes: list[str], spec: LLMSpec, cache: AnswerCache) -> GenerationResult:
     """Answers for every class and template, from the cache where possible, else from the LLM."""
     spec = resolve_llm(spec)
@@ -298,7 +279,7 @@ def generate_answers(classes: list[str], spec: LLMSpec, cache: AnswerCache) -> G
         counter = RequestCounter()
         with make_client(spec, counter) as client, ThreadPoolExecutor(max_workers=spec.concurrency) as pool:
             todo = [i for i in range(len(asks)) if i not in outcomes]
-            futures = {pool.submit(_ask, client, counter, spec, *asks[i][:2]): i for i in todo}
+            futures = {pool.submit(ask_class, client, counter, spec, *asks[i][:2]): i for i in todo}
             try:
                 for future in as_completed(futures):
                     i = futures[future]

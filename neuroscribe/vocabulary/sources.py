@@ -102,10 +102,8 @@ def resolve_classes(classes: str, places365_file: str | None = None) -> list[str
     from neuroscribe.models.loading import read_class_names
 
     key = classes.strip()
-    if key.lower() in ("imagenet", "places365"):
-        names = builtin_concepts(key, places365_file)
-    else:
-        names = read_class_names(key)
+    builtin = key.lower() in ("imagenet", "places365")
+    names = builtin_concepts(key, places365_file) if builtin else read_class_names(key)
     names = list(dict.fromkeys(n.strip() for n in names if n.strip()))
     if not names:
         raise NeuroscribeError(f"class list {classes} is empty; pass a file with one class name per line")
