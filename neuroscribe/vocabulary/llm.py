@@ -248,27 +248,16 @@ def ask_class(
     return Answer(class_name=class_name, template=template.name, concepts=concepts, cached=False), text, tally
 
 
-def _key(spec: LLMSpec, template: PromptTemplate, class_name: str) -> str:
-    return answer_key(
-        model=spec.model or DEFAULT_MODEL,
-        system=spec.system_prompt,
-        template=template.text,
-        class_name=class_name,
-        temperature=spec.temperature,
-        seed=spec.seed,
-    )
-
-
 def missing_answers(classes: list[str], spec: LLMSpec, cache: AnswerCache) -> int:
     """How many (class, template) answers ``cache`` lacks."""
     spec = resolve_llm(spec)
-    return sum(_key(spec, t, c) not in cache for c in classes for t in spec.templates)
+    return sum(answer_key(spec, t, c) not in cache for c in classes for t in spec.templates)
 
 
 def generate_answers(classes: list[str], spec: LLMSpec, cache: AnswerCache) -> GenerationResult:
     """Answers for every class and template, from the cache where possible, else from the LLM."""
     spec = resolve_llm(spec)
-    asks = [(c, t, _key(spec, t, c)) for c, t in itertools.product(classes, spec.templates)]
+    asks = [(c, t, answer_key(spec, t, c)) for c, t in itertools.product(classes, spec.templates)]
     outcomes: dict[int, Answer | Failure] = {}  # by position in ``asks``, the order of the result
     for i, (class_name, template, key) in enumerate(asks):
         record = cache.get(key)
