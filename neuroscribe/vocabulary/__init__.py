@@ -5,10 +5,8 @@
     vocab = load_vocabulary("runs/r50")             # .concepts, .content_hash, .frame
     builtin_concepts("materials")                   # offline sets shipped with the package
 
-``llm`` asks an OpenAI-compatible endpoint once per class and prompt template, caching every
-answer by content (``neuroscribe.vocabulary.cache``); built-in sets and user files need no
-network.  Candidates are normalised, filtered and deduplicated by sentence-embedding
-similarity (``neuroscribe.vocabulary.filtering``, ``neuroscribe.vocabulary.embedder``).
+Candidates come from an LLM (``llm``, answers cached by ``cache``), built-in sets and user files
+(``sources``), and are filtered and deduplicated (``filtering``, ``embedder``).
 
 The names load on first use (a module ``__getattr__``), so that ``neuroscribe.vocabulary.config``
 imports without the LLM client and pandas: the CLI reads its defaults for ``--help`` (2.9 s
@@ -36,23 +34,7 @@ _LAZY = {
     "resolve_classes": "sources",
 }
 
-__all__ = [
-    "DEFAULT_SOURCES",
-    "FilterSpec",
-    "LLMSpec",
-    "PromptTemplate",
-    "Vocabulary",
-    "VocabularyConfig",
-    "VocabularySummary",
-    "assemble_vocabulary",
-    "build_vocabulary",
-    "builtin_concepts",
-    "embed_sentences",
-    "load_vocabulary",
-    "parse_source",
-    "resolve_classes",
-    "sentence_embedder",
-]
+__all__ = list(_LAZY)
 
 
 def __getattr__(name: str):

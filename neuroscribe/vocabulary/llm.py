@@ -1,6 +1,7 @@
 """Ask an OpenAI-compatible LLM, once per class and prompt template, for visual concepts.
 
     spec = resolve_llm(LLMSpec(base_url="http://127.0.0.1:8000/v1"))   # env fills the rest
+    check_endpoint(spec)                                               # fail fast, before any class
     cache = run_answer_cache(cfg)                                      # <store>/vocabulary/llm_cache
     result = generate_answers(["goldfish", "tabby cat"], spec, cache)  # GenerationResult
     result.failures, result.requests, result.cached_hits
@@ -21,10 +22,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import httpx
@@ -33,7 +31,6 @@ from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
 from neuroscribe.config import FrozenModel
 from neuroscribe.errors import NeuroscribeError
-from neuroscribe.progress import ProgressFn
 from neuroscribe.vocabulary.cache import AnswerCache, answer_key
 from neuroscribe.vocabulary.config import LLMSpec, PromptTemplate
 
@@ -79,20 +76,12 @@ class GenerationResult(BaseModel):
         return len(asked)
 
     def __add__(self, other: GenerationResult) -> GenerationResult:
-        return GenerationResult(
-            answers=self.answers + other.answers,
-            failures=self.failures + other.failures,
-            requests=self.requests + other.requests,
-            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
-            completion_tokens=self.completion_tokens + other.completion_tokens,
-        )
+        merged = {name: getattr(self, name) + getattr(other, name) for name in GenerationResult.model_fields}
+        return GenerationResult(**merged)
 
 
 def resolve_llm(spec: LLMSpec) -> LLMSpec:
-    """Fill unset model, endpoint and key from ``OPENAI_MODEL``/``OPENAI_BASE_URL``/``OPENAI_API_KEY``.
-
-    Resolved once, where the run starts, so every worker uses the same model (it is in the cache key).
-    """
+    """Fill unset model, endpoint and key from ``OPENAI_MODEL``/``OPENAI_BASE_URL``/``OPENAI_API_KEY``."""
     key = spec.api_key or (SecretStr(os.environ["OPENAI_API_KEY"]) if os.environ.get("OPENAI_API_KEY") else None)
     return spec.model_copy(
         update={
@@ -108,10 +97,7 @@ def _endpoint(spec: LLMSpec) -> str:
 
 
 def make_client(spec: LLMSpec, counter: RequestCounter | None = None) -> openai.OpenAI:
-    """An ``openai.OpenAI`` client that retries ``spec.max_retries`` times with its own backoff.
-
-    With ``counter``, every HTTP attempt is counted (see ``RequestCounter``).
-    """
+    """An ``openai.OpenAI`` client that retries ``spec.max_retries`` times with its own backoff."""
     spec = resolve_llm(spec)
     if spec.api_key is None or not spec.api_key.get_secret_value().strip():
         raise NeuroscribeError(
@@ -127,30 +113,26 @@ def make_client(spec: LLMSpec, counter: RequestCounter | None = None) -> openai.
     )
 
 
-def _fatal(exc: openai.APIError, spec: LLMSpec) -> NeuroscribeError | None:
-    """The errors that would repeat for every class: stop the run with one message."""
+def _raise_if_fatal(exc: openai.APIError, spec: LLMSpec) -> None:
+    """The errors that would repeat for every class stop the run with one message."""
     url = _endpoint(spec)
     if isinstance(exc, openai.APIConnectionError) and not isinstance(exc, openai.APITimeoutError):
-        return NeuroscribeError(
+        raise NeuroscribeError(
             f"cannot reach the LLM endpoint {url} ({exc.__class__.__name__}: {exc}); start the server "
             "or fix --base-url / OPENAI_BASE_URL"
-        )
+        ) from None
     if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
-        return NeuroscribeError(
+        raise NeuroscribeError(
             f"the LLM endpoint {url} rejected the API key (HTTP {exc.status_code}); set a valid OPENAI_API_KEY"
-        )
+        ) from None
     if isinstance(exc, openai.NotFoundError):
-        return NeuroscribeError(
+        raise NeuroscribeError(
             f"the LLM endpoint {url} does not serve model {spec.model!r} (HTTP 404); pass --model with a model it serves"
-        )
-    return None
+        ) from None
 
 
 def check_endpoint(spec: LLMSpec) -> None:
-    """Fail fast on a missing or rejected key and an unreachable endpoint, before any class is asked.
-
-    Lists models (``GET /models``) once without retries; servers without that route still pass.
-    """
+    """Fail fast on a missing or rejected key or an unreachable endpoint: one ``GET /models``, no retries."""
     spec = resolve_llm(spec)
     with make_client(spec) as client:
         try:
@@ -160,7 +142,7 @@ def check_endpoint(spec: LLMSpec) -> None:
                 f"the LLM endpoint {_endpoint(spec)} did not answer within 10 s; start the server or fix --base-url"
             ) from None
         except (openai.APIConnectionError, openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-            raise _fatal(exc, spec) from None
+            _raise_if_fatal(exc, spec)
         except openai.APIError:
             pass  # it answered: reachable, even if it has no /models route
 
@@ -169,70 +151,39 @@ class _Unanswered(Exception):
     """A request that failed for this class only, after all retries."""
 
 
-@dataclass
-class _Tally:
-    requests: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+class RequestCounter(threading.local):
+    """Counts every HTTP attempt, the openai client's retries included, into the asking thread's ``tally``.
 
-
-class RequestCounter:
-    """Counts every HTTP attempt, the openai client's retries included, into the asking thread's tally.
-
-        counter = RequestCounter()
-        with make_client(spec, counter) as client, counter.counting(tally):
-            client.chat.completions.create(...)     # tally.requests counts 429s, 5xx and timeouts too
-
-    The sync client retries in the calling thread, so a thread-local tally attributes each attempt
-    to the (class, template) being asked there, while threads share one connection pool.
+    The sync client retries in the calling thread, so a thread-local tally (``ask_class`` sets it)
+    attributes each attempt to the (class, template) being asked there; threads share one pool.
     """
 
-    def __init__(self) -> None:
-        self._local = threading.local()
+    tally: GenerationResult | None = None
 
     def http_client(self) -> httpx.Client:
-        return openai.DefaultHttpxClient(event_hooks={"request": [self._on_request]})
+        return openai.DefaultHttpxClient(event_hooks={"request": [self._count]})
 
-    @contextmanager
-    def counting(self, tally: _Tally) -> Iterator[_Tally]:
-        self._local.tally = tally
-        try:
-            yield tally
-        finally:
-            self._local.tally = None
-
-    def _on_request(self, request: httpx.Request) -> None:
-        tally = getattr(self._local, "tally", None)
-        if tally is not None:
-            tally.requests += 1
+    def _count(self, request: httpx.Request) -> None:
+        if self.tally is not None:
+            self.tally.requests += 1
 
 
 def _request_kwargs(spec: LLMSpec) -> dict:
-    kwargs: dict = {"model": spec.model}
-    if spec.temperature is not None:
-        kwargs["temperature"] = spec.temperature
-    if spec.seed is not None:
-        kwargs["seed"] = spec.seed
-    if spec.max_tokens is not None:
-        kwargs["max_tokens"] = spec.max_tokens
+    kwargs = spec.model_dump(include={"model", "temperature", "seed", "max_tokens"}, exclude_none=True)
     if spec.response_format == "json_object":
         kwargs["response_format"] = {"type": "json_object"}
     elif spec.response_format == "json_schema":
-        kwargs["response_format"] = {
-            "type": "json_schema",
-            "json_schema": {"name": "concepts", "strict": True, "schema": _CONCEPTS_SCHEMA},
-        }
+        schema = {"name": "concepts", "strict": True, "schema": _CONCEPTS_SCHEMA}
+        kwargs["response_format"] = {"type": "json_schema", "json_schema": schema}
     return kwargs
 
 
-def chat(client: openai.OpenAI, spec: LLMSpec, messages: list[dict], tally: _Tally) -> str:
+def chat(client: openai.OpenAI, spec: LLMSpec, messages: list[dict], tally: GenerationResult) -> str:
     """One completion (the client retries transport errors); returns the message text."""
     try:
         response = client.chat.completions.create(messages=messages, **_request_kwargs(spec))
     except (openai.APIStatusError, openai.APIConnectionError) as exc:
-        fatal = _fatal(exc, spec)  # e.g. still unreachable after the retries: every class would fail
-        if fatal is not None:
-            raise fatal from None
+        _raise_if_fatal(exc, spec)  # e.g. still unreachable after the retries: every class would fail
         reason = f"HTTP {exc.status_code}: {exc.message}" if isinstance(exc, openai.APIStatusError) else exc.__class__.__name__
         raise _Unanswered(f"gave up after {tally.requests} requests ({reason})") from None
     if response.usage is not None:
@@ -269,123 +220,82 @@ def parse_concepts(text: str) -> list[str]:
     return concepts
 
 
-def ask_class(client: openai.OpenAI, spec: LLMSpec, template: PromptTemplate, class_name: str, tally: _Tally) -> tuple[list[str], str]:
-    """Concepts for one class and template, re-asking after malformed answers; (concepts, raw text)."""
+def ask_class(
+    client: openai.OpenAI, counter: RequestCounter, spec: LLMSpec, class_name: str, template: PromptTemplate
+) -> tuple[Answer | Failure, str, GenerationResult]:
+    """One class and template, re-asked after malformed answers: (answer or failure, raw text, cost)."""
+    counter.tally = tally = GenerationResult()
     messages = [
         {"role": "system", "content": spec.system_prompt},
         {"role": "user", "content": template.render(class_name)},
     ]
-    problems = []
-    for _ in range(spec.answer_retries + 1):
-        text = chat(client, spec, messages, tally)
-        try:
-            return parse_concepts(text), text
-        except ValueError as exc:
-            problems.append(str(exc))
-            messages = messages[:2] + [
-                {"role": "assistant", "content": text},
-                {"role": "user", "content": f'That answer is {exc}. Reply with only the JSON object {{"concepts": [...]}}.'},
-            ]
-    raise _Unanswered(f"malformed answer {len(problems)} times (last: {problems[-1]})")
-
-
-def _key(spec: LLMSpec, template: PromptTemplate, class_name: str) -> str:
-    return answer_key(
-        model=spec.model or DEFAULT_MODEL,
-        system=spec.system_prompt,
-        template=template.text,
-        class_name=class_name,
-        temperature=spec.temperature,
-        seed=spec.seed,
-    )
+    try:
+        for _ in range(spec.answer_retries + 1):
+            text = chat(client, spec, messages, tally)
+            try:
+                concepts = parse_concepts(text)
+                break
+            except ValueError as exc:
+                problem = exc
+                messages = messages[:2] + [
+                    {"role": "assistant", "content": text},
+                    {"role": "user", "content": f'That answer is {exc}. Reply with only the JSON object {{"concepts": [...]}}.'},
+                ]
+        else:
+            raise _Unanswered(f"malformed answer {spec.answer_retries + 1} times (last: {problem})")
+    except _Unanswered as exc:
+        return Failure(class_name=class_name, template=template.name, error=str(exc)), "", tally
+    return Answer(class_name=class_name, template=template.name, concepts=concepts, cached=False), text, tally
 
 
 def missing_answers(classes: list[str], spec: LLMSpec, cache: AnswerCache) -> int:
     """How many (class, template) answers ``cache`` lacks."""
     spec = resolve_llm(spec)
-    return sum(_key(spec, t, c) not in cache for c in classes for t in spec.templates)
+    return sum(answer_key(spec, t, c) not in cache for c in classes for t in spec.templates)
 
 
-def generate_answers(
-    classes: list[str],
-    spec: LLMSpec,
-    cache: AnswerCache,
-    on_progress: ProgressFn = None,
-    check: bool = True,
-) -> GenerationResult:
-    """Answers for every class and template, from the cache where possible, else from the LLM.
-
-    ``on_progress(n_done)`` counts finished (class, template) answers out of
-    ``len(classes) * len(spec.templates)``.  ``check=False`` skips the endpoint probe when the
-    caller already ran ``check_endpoint``.
-    """
+def generate_answers(classes: list[str], spec: LLMSpec, cache: AnswerCache) -> GenerationResult:
+    """Answers for every class and template, from the cache where possible, else from the LLM."""
     spec = resolve_llm(spec)
-    order = {(c, t.name): i for i, (c, t) in enumerate(itertools.product(classes, spec.templates))}
-    answers: list[Answer] = []
-    todo: list[tuple[str, PromptTemplate, str]] = []
-    for class_name in classes:
-        for template in spec.templates:
-            key = _key(spec, template, class_name)
-            record = cache.get(key)
-            if record is not None:
-                answers.append(Answer(class_name=class_name, template=template.name, concepts=tuple(record["concepts"]), cached=True))
-            else:
-                todo.append((class_name, template, key))
-    done = len(answers)
-    if on_progress and done:
-        on_progress(done)
-    result = GenerationResult(answers=answers)
-    if not todo:
-        return result
-    counter = RequestCounter()
-
-    def work(client: openai.OpenAI, class_name: str, template: PromptTemplate) -> tuple[list[str] | None, str, _Tally]:
-        with counter.counting(_Tally()) as tally:
-            try:
-                concepts, raw = ask_class(client, spec, template, class_name, tally)
-                return concepts, raw, tally
-            except _Unanswered as exc:
-                return None, str(exc), tally
-
-    failures: list[Failure] = []
-    with make_client(spec, counter) as client:
-        if check:
-            check_endpoint(spec)
-        with ThreadPoolExecutor(max_workers=spec.concurrency) as pool:
-            futures = {pool.submit(work, client, c, t): (c, t, k) for c, t, k in todo}
+    asks = [(c, t, answer_key(spec, t, c)) for c, t in itertools.product(classes, spec.templates)]
+    outcomes: dict[int, Answer | Failure] = {}  # by position in ``asks``, the order of the result
+    for i, (class_name, template, key) in enumerate(asks):
+        record = cache.get(key)
+        if record is not None:
+            outcomes[i] = Answer(class_name=class_name, template=template.name, concepts=record["concepts"], cached=True)
+    tallies: list[GenerationResult] = []
+    if len(outcomes) < len(asks):
+        counter = RequestCounter()
+        with make_client(spec, counter) as client, ThreadPoolExecutor(max_workers=spec.concurrency) as pool:
+            todo = [i for i in range(len(asks)) if i not in outcomes]
+            futures = {pool.submit(ask_class, client, counter, spec, *asks[i][:2]): i for i in todo}
             try:
                 for future in as_completed(futures):
-                    class_name, template, key = futures[future]
-                    concepts, text, tally = future.result()
-                    result.requests += tally.requests
-                    result.prompt_tokens += tally.prompt_tokens
-                    result.completion_tokens += tally.completion_tokens
-                    if concepts is None:
-                        failures.append(Failure(class_name=class_name, template=template.name, error=text))
-                    else:
-                        cache.put(key, _record(spec, template, class_name, concepts, text, tally))
-                        answers.append(Answer(class_name=class_name, template=template.name, concepts=tuple(concepts), cached=False))
-                    done += 1
-                    if on_progress:
-                        on_progress(done)
+                    i = futures[future]
+                    outcomes[i], raw, tally = future.result()
+                    tallies.append(tally)
+                    if isinstance(outcomes[i], Answer):
+                        cache.put(asks[i][2], _record(spec, asks[i][1], outcomes[i], raw, tally))
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
-    result.answers = sorted(answers, key=lambda a: order[(a.class_name, a.template)])
-    result.failures = sorted(failures, key=lambda f: order[(f.class_name, f.template)])
+    result = sum(tallies, GenerationResult())
+    ordered = [outcomes[i] for i in sorted(outcomes)]
+    result.answers = [o for o in ordered if isinstance(o, Answer)]
+    result.failures = [o for o in ordered if isinstance(o, Failure)]
     return result
 
 
-def _record(spec: LLMSpec, template: PromptTemplate, class_name: str, concepts: list[str], raw: str, tally: _Tally) -> dict:
+def _record(spec: LLMSpec, template: PromptTemplate, answer: Answer, raw: str, tally: GenerationResult) -> dict:
     return {
         "model": spec.model,
         "system": spec.system_prompt,
         "template_name": template.name,
         "template": template.text,
-        "class_name": class_name,
+        "class_name": answer.class_name,
         "temperature": spec.temperature,
         "seed": spec.seed,
-        "concepts": concepts,
+        "concepts": list(answer.concepts),
         "raw": raw,
         "requests": tally.requests,
         "usage": {"prompt_tokens": tally.prompt_tokens, "completion_tokens": tally.completion_tokens},

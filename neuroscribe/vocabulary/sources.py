@@ -42,14 +42,6 @@ class SourceSpec:
     names: tuple[str, ...] = ()
     path: str | None = None
 
-    def labels(self) -> tuple[str, ...]:
-        """Provenance labels its concepts carry (``builtin:colors``, ``file:my.txt``)."""
-        if self.kind == "builtin":
-            return tuple(f"builtin:{n}" for n in self.names)
-        if self.kind == "file":
-            return (f"file:{self.path}",)
-        return ("llm",)
-
 
 def parse_source(spec: str) -> SourceSpec:
     """One source spec string into a ``SourceSpec``; bad specs name the valid forms."""
@@ -110,10 +102,8 @@ def resolve_classes(classes: str, places365_file: str | None = None) -> list[str
     from neuroscribe.models.loading import read_class_names
 
     key = classes.strip()
-    if key.lower() in ("imagenet", "places365"):
-        names = builtin_concepts(key, places365_file)
-    else:
-        names = read_class_names(key)
+    builtin = key.lower() in ("imagenet", "places365")
+    names = builtin_concepts(key, places365_file) if builtin else read_class_names(key)
     names = list(dict.fromkeys(n.strip() for n in names if n.strip()))
     if not names:
         raise NeuroscribeError(f"class list {classes} is empty; pass a file with one class name per line")
