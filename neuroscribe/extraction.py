@@ -18,7 +18,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
-from contextlib import nullcontext
 from functools import lru_cache
 
 import numpy as np
@@ -37,6 +36,7 @@ from neuroscribe.lease import config_lease, require_lease
 from neuroscribe.models import (
     LayerInfo,
     LoadedModel,
+    autocast,
     load_model,
     resolve_device,
     resolve_layers,
@@ -217,10 +217,6 @@ def _shard_done(cfg: ExtractConfig, shard: int, key: str) -> bool:
     return marker.exists() and marker.read_json().get("run_key") == key
 
 
-def _autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-
-
 def forward_batches(
     loaded: LoadedModel, rows: pd.DataFrame, layer_names: list[str], batch_size: int, device: torch.device,
     decode_threads: int = 2, storage_options: dict | None = None, max_image_pixels: int | None = None,
@@ -232,7 +228,7 @@ def forward_batches(
     whatever was skipped, so a shard's batches (and its samples) do not depend on the decode path.
     """
     def forward(x: torch.Tensor) -> dict[str, torch.Tensor]:
-        with loaded.lock, torch.inference_mode(), _autocast(device), capture_outputs(loaded.model, layer_names) as outs:
+        with loaded.lock, torch.inference_mode(), autocast(device), capture_outputs(loaded.model, layer_names) as outs:
             loaded.model(x)
         return outs
 

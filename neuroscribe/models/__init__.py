@@ -6,9 +6,9 @@
 """
 
 from neuroscribe.models.layers import LayerInfo, list_layers, resolve_layers, unit_activations
-from neuroscribe.models.loading import LoadedModel, Preprocessing, load_model, resolve_device
+from neuroscribe.models.loading import LoadedModel, Preprocessing, autocast, load_model, resolve_device
 
 __all__ = [
-    "LayerInfo", "LoadedModel", "Preprocessing", "list_layers", "load_model", "resolve_device",
+    "LayerInfo", "LoadedModel", "Preprocessing", "autocast", "list_layers", "load_model", "resolve_device",
     "resolve_layers", "unit_activations",
 ]

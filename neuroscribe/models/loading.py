@@ -21,6 +21,7 @@ copied, e.g. one holding a lock, is used in place).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import importlib
@@ -69,6 +70,11 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         raise NeuroscribeError("device 'cuda' was requested but no CUDA GPU is visible; use --device cpu or auto")
     return torch.device(device)
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on CUDA, for every forward (models and scoring backends); nothing on CPU."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
 
 
 def read_class_names(path: str) -> list[str]:

@@ -14,7 +14,6 @@ no CLIP weights).  ``concept_embeddings`` applies templates; ``embed_texts`` emb
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 from collections.abc import Callable, Sequence
@@ -131,12 +130,6 @@ def check_templates(templates: Sequence[str]) -> tuple[str, ...]:
 def precision(device: torch.device) -> str:
     """The arithmetic a device computes embeddings in; part of fingerprints since it changes the values."""
     return "bf16-autocast" if device.type == "cuda" else "fp32"
-
-
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def l2_normalise(vectors: torch.Tensor) -> np.ndarray:

@@ -39,11 +39,10 @@ import torch
 
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import code_version, content_key
-from neuroscribe.models import load_model, resolve_device
+from neuroscribe.models import autocast, load_model, resolve_device
 from neuroscribe.progress import ProgressFn
 from neuroscribe.scoring.backend import (
     ConseSpec,
-    autocast,
     batched_embed,
     file_digest,
     l2_normalise,

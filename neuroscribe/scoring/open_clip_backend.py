@@ -19,11 +19,10 @@ import torch
 
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import code_version, content_key
-from neuroscribe.models import resolve_device
+from neuroscribe.models import autocast, resolve_device
 from neuroscribe.progress import ProgressFn
 from neuroscribe.scoring.backend import (
     OpenClipSpec,
-    autocast,
     batched_embed,
     file_digest,
     l2_normalise,
