@@ -42,11 +42,6 @@ def sweep_run_name() -> str:
     return f"sweep-{_get(cfg, 'flow') or 'explain'}-{'+'.join(sweep.model_slug(m) for m in models)}-{runs}runs"
 
 
-def _small(summary) -> dict:
-    summary = summary.model_dump(mode="json") if hasattr(summary, "model_dump") else summary
-    return summary if isinstance(summary, dict) else {"result": str(summary)}
-
-
 def _run_combination(combo, target, opts: dict) -> str:
     if sweep.combination_done(combo, opts):
         print(f"{combo.name}: already done (key {combo.key}), skipped")
@@ -54,7 +49,7 @@ def _run_combination(combo, target, opts: dict) -> str:
     state = with_dask_runner(target, getattr(combo.config, "extract", combo.config).runner)(combo.config, return_state=True)
     if not state.is_completed():
         return f"failed: {state.message or state.name}"
-    sweep.mark_done(combo, _small(state.result()), opts)
+    sweep.mark_done(combo, state.result(), opts)  # the stage flows return their summary as a dict
     return "done"
 
 

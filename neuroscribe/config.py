@@ -15,14 +15,8 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    ValidationError,
-    field_serializer,
-    field_validator,
-    model_serializer,
+    BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
+    field_serializer, field_validator, model_serializer,
 )
 
 from neuroscribe.errors import NeuroscribeError
@@ -84,10 +78,7 @@ class ModelSpec(FrozenModel):
 
 @cache
 def pil_max_image_pixels() -> int:
-    """PIL's own refusal limit, about 179 Mpx: twice ``Image.MAX_IMAGE_PIXELS`` (below it PIL only warns).
-
-    Read once, never changed.
-    """
+    """PIL's own refusal limit, about 179 Mpx: twice ``Image.MAX_IMAGE_PIXELS`` (below it PIL only warns); read once."""
     from PIL import Image
 
     return 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else 2**62  # None: a process that disabled the check
@@ -167,7 +158,7 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def parse_layers(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     if isinstance(value, str):
-        value = [v for v in value.split(",")]
+        value = value.split(",")
     layers = tuple(v.strip() for v in value if v and v.strip())
     if not layers:
         raise NeuroscribeError("no layers given; pass --layers with comma-separated names (see `neuroscribe layers`)")

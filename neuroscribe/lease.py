@@ -176,8 +176,7 @@ def ensure_free(store: str, storage_options: dict | None = None, wait_s: float =
 
     Only a courtesy: the run's own ``store_lease`` is what excludes a second writer.
     """
-    live = holder(store, storage_options) if wait_s <= 0 else None
-    if live is not None:
+    if wait_s <= 0 and (live := holder(store, storage_options)) is not None:
         raise _held_error(store, live)
 
 
@@ -241,13 +240,8 @@ def config_lease(config, **kwargs):
 
 @contextlib.contextmanager
 def store_lease(
-    store: str,
-    storage_options: dict | None = None,
-    *,
-    wait_s: float = 0.0,
-    ttl_s: float = DEFAULT_TTL_S,
-    flow_run_id: str | None = None,
-    on_takeover: Callable[[LeaseRecord], None] | None = None,
+    store: str, storage_options: dict | None = None, *, wait_s: float = 0.0, ttl_s: float = DEFAULT_TTL_S,
+    flow_run_id: str | None = None, on_takeover: Callable[[LeaseRecord], None] | None = None,
 ) -> Iterator[LeaseRecord | None]:
     """Hold ``store``'s writer lease for the block (None when this context already holds it)."""
     key = _key(store)

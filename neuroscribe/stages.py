@@ -41,10 +41,6 @@ def each_layer(config: Any, *inputs: Any) -> list[str]:
     return list(getattr(config, "extract", config).layers)  # an ExplainConfig's layers are its extraction's
 
 
-def first_result(config: Any, results: list[Any], *inputs: Any) -> Any:
-    return results[0] if results else None
-
-
 def all_results(config: Any, results: list[Any], *inputs: Any) -> list[Any]:
     return results
 
@@ -89,9 +85,6 @@ class InProcess:
     def __call__(self, stage: Stage, config: Any, *inputs: Any) -> Any:
         plan = stage.planned(config, *inputs)
         total = len(plan.items) + plan.done
-        with tqdm(total=total, initial=plan.done, desc=stage.name, unit=stage.unit, disable=not self.progress or total < 2) as bar:
-            results = []
-            for item in plan.items:
-                results.append(stage.run(config, item))
-                bar.update(1)
+        with tqdm(plan.items, total=total, initial=plan.done, desc=stage.name, unit=stage.unit, disable=not self.progress or total < 2) as bar:
+            results = [stage.run(config, item) for item in bar]
         return stage.reduce(config, results, *inputs)
