@@ -136,9 +136,8 @@ def load_config(cls: type[ConfigT], path: str | Path | None = None, overrides: d
         data = yaml.safe_load(p.read_text()) or {}
         if not isinstance(data, dict):
             raise NeuroscribeError(f"config file {p} must hold a YAML mapping of {cls.__name__} fields")
-    merged = deep_merge(data, overrides or {})
     try:
-        return cls.model_validate(merged)
+        return cls.model_validate(deep_merge(data, overrides or {}))
     except ValidationError as exc:
         raise NeuroscribeError(f"invalid {cls.__name__}{f' in {path}' if path else ''}: {exc}") from None
 

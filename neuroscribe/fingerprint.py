@@ -38,6 +38,5 @@ def code_version(*module_names: str) -> str:
     """Package version plus a hash of the named modules' source: changes when their code does."""
     digest = hashlib.sha256(__version__.encode())
     for name in sorted(module_names):
-        module = importlib.import_module(name)
-        digest.update(inspect.getsource(module).encode())
+        digest.update(inspect.getsource(importlib.import_module(name)).encode())
     return f"{__version__}+{digest.hexdigest()[:12]}"
