@@ -9,10 +9,9 @@
   summary (never arrays); it is what a Prefect task on a Dask worker calls;
 - ``reduce(config, results, *inputs)`` turns the results, in item order, into the stage's result.
 
-A pipeline (``neuroscribe.pipelines``) is a plain function of a config and an executor that calls
-its stages in order; ``InProcess`` runs it here with a progress bar per stage (tests, ``--local``,
-the Python API), ``neuroscribe.flows._executor.PrefectExecutor`` maps each stage's items onto
-Prefect tasks on Dask (GPU resources for ``gpu`` stages) with a progress artifact.
+A pipeline (``extraction.extract``, ``explanation.explain``, ...) is a plain function of a config and
+an executor that calls its stages in order: ``InProcess`` here with a bar per stage (tests, ``--local``,
+the Python API), or ``neuroscribe.flows._executor.PrefectExecutor`` as Prefect tasks on Dask.
 """
 
 from __future__ import annotations

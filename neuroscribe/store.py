@@ -156,19 +156,17 @@ class StoreFile:
                 fs.makedirs(posixpath.dirname(path), exist_ok=True)
                 # one temporary name per write: writers of the same file must not share (and move) one
                 tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-                with fs.open(tmp, "wb") as f:
-                    f.write(data)
+                fs.pipe_file(tmp, data)
                 fs.mv(tmp, path)
             else:
-                with fs.open(path, "wb") as f:
-                    f.write(data)
+                fs.pipe_file(path, data)
         return path
 
     def read_bytes(self) -> bytes:
         fs, path = self.locate()
         try:
-            with storage_errors(self.uri), fs.open(path, "rb") as f:
-                return f.read()
+            with storage_errors(self.uri):
+                return fs.cat_file(path)
         except FileNotFoundError:
             raise NeuroscribeError(f"{self.relpath} is missing from store {self.store}; run the stage that writes it first") from None
 
