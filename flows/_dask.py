@@ -22,8 +22,8 @@ def with_dask_runner(flow_obj, runner: RunnerSpec):
     if runner.dask_address:
         task_runner = DaskTaskRunner(address=runner.dask_address)
     else:
-        cluster_kwargs = dict(n_workers=runner.n_workers, threads_per_worker=runner.threads_per_worker,
-                              processes=True, dashboard_address=":0")
+        cluster_kwargs = {"n_workers": runner.n_workers, "threads_per_worker": runner.threads_per_worker,
+                          "processes": True, "dashboard_address": ":0"}
         if runner.device != "cpu" and (gpus := _local_gpu_count()):
             cluster_kwargs["resources"] = {"GPU": gpus}
         task_runner = DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs=cluster_kwargs)

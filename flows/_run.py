@@ -24,8 +24,7 @@ from neuroscribe.lease import LeaseRecord, config_lease
 def prefect_api(timeout: int = 120) -> Iterator[str]:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    configured = os.environ.get("PREFECT_API_URL") or PREFECT_API_URL.value()
-    if configured:
+    if configured := os.environ.get("PREFECT_API_URL") or PREFECT_API_URL.value():
         yield configured
         return
     from prefect.server.api.server import SubprocessASGIServer
@@ -45,11 +44,8 @@ def prefect_api(timeout: int = 120) -> Iterator[str]:
 
 
 def _drain_prefect_clients(timeout: float = 10.0) -> None:
-    """Flush queued run events and logs while the server still answers.
-
-    Stopping the temporary server first leaves these background workers retrying a dead address
-    for more than a minute before the process can exit.
-    """
+    """Flush queued run events and logs while the server still answers (stopping it first leaves these
+    background workers retrying a dead address for more than a minute before the process can exit)."""
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
 

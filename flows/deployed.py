@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from prefect import flow
 
-from neuroscribe.flows._dask import with_dask_runner
-from neuroscribe.flows._naming import config_run_name
 from neuroscribe.ablation.pipeline import AblateConfig
 from neuroscribe.config import ExtractConfig
 from neuroscribe.explanation import ExplainConfig
+from neuroscribe.flows._dask import with_dask_runner
+from neuroscribe.flows._naming import config_run_name
 from neuroscribe.sweep import SweepConfig
 
 

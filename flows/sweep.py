@@ -17,13 +17,13 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
+from neuroscribe import sweep
+from neuroscribe.config import ModelSpec
+from neuroscribe.errors import NeuroscribeError
 from neuroscribe.flows._dask import with_dask_runner
 from neuroscribe.flows._naming import _get
 from neuroscribe.flows._progress import FlowProgress
 from neuroscribe.flows._run import flow_lease
-from neuroscribe import sweep
-from neuroscribe.config import ModelSpec
-from neuroscribe.errors import NeuroscribeError
 from neuroscribe.sweep import SweepConfig
 
 STAGE_FLOWS = {"extract": "neuroscribe.flows.extract:extract_flow", "explain": "neuroscribe.flows.explain:explain_flow"}

@@ -15,8 +15,14 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
-    BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
-    field_serializer, field_validator, model_serializer,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_serializer,
 )
 
 from neuroscribe.errors import NeuroscribeError

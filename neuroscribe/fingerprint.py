@@ -11,7 +11,7 @@ import hashlib
 import importlib
 import inspect
 import json
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from neuroscribe import __version__
@@ -33,7 +33,7 @@ def content_key(payload: Any, length: int = 16) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-@lru_cache(maxsize=None)
+@cache
 def code_version(*module_names: str) -> str:
     """Package version plus a hash of the named modules' source: changes when their code does."""
     digest = hashlib.sha256(__version__.encode())
