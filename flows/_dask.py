@@ -17,19 +17,17 @@ from prefect_dask import DaskTaskRunner
 from neuroscribe.config import RunnerSpec
 
 
-def dask_task_runner(runner: RunnerSpec) -> DaskTaskRunner:
+def with_dask_runner(flow_obj, runner: RunnerSpec):
+    """``flow_obj`` on ``runner``'s scheduler, or on a LocalCluster that declares this host's GPUs as resources."""
     if runner.dask_address:
-        return DaskTaskRunner(address=runner.dask_address)
-    cluster_kwargs = {
-        "n_workers": runner.n_workers,
-        "threads_per_worker": runner.threads_per_worker,
-        "processes": True,
-        "dashboard_address": ":0",
-    }
-    gpus = _local_gpu_count() if runner.device != "cpu" else 0
-    if gpus:
-        cluster_kwargs["resources"] = {"GPU": gpus}
-    return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs=cluster_kwargs)
+        task_runner = DaskTaskRunner(address=runner.dask_address)
+    else:
+        cluster_kwargs = {"n_workers": runner.n_workers, "threads_per_worker": runner.threads_per_worker,
+                          "processes": True, "dashboard_address": ":0"}
+        if runner.device != "cpu" and (gpus := _local_gpu_count()):
+            cluster_kwargs["resources"] = {"GPU": gpus}
+        task_runner = DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs=cluster_kwargs)
+    return flow_obj.with_options(task_runner=task_runner)
 
 
 def _local_gpu_count() -> int:
@@ -38,30 +36,21 @@ def _local_gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def with_dask_runner(flow_obj, runner: RunnerSpec):
-    return flow_obj.with_options(task_runner=dask_task_runner(runner))
-
-
 def workers_with_gpu() -> int:
     """How many workers of the current flow's Dask cluster declare a ``GPU`` resource."""
-    context = FlowRunContext.get()
-    task_runner = getattr(context, "task_runner", None) if context else None
+    task_runner = getattr(FlowRunContext.get(), "task_runner", None)
     if not isinstance(task_runner, DaskTaskRunner):
         return 0
     # prefect-dask connects its client on first use (the first submit): connect now, or a flow that
     # asks before its first submission would never see the GPU workers and never annotate
-    client = task_runner.client
-    workers = client.scheduler_info(n_workers=-1).get("workers", {})
+    workers = task_runner.client.scheduler_info(n_workers=-1).get("workers", {})
     return sum(1 for w in workers.values() if w.get("resources", {}).get("GPU", 0) > 0)
 
 
 @contextlib.contextmanager
 def gpu_resources() -> Iterator[bool]:
-    """Annotate submissions with ``resources={"GPU": 1}`` when the cluster has GPU workers.
-
-    Without GPU workers the annotation would leave tasks unschedulable, so it is only added when
-    one exists; yields whether it was.
-    """
+    """Annotate submissions with ``resources={"GPU": 1}`` when the cluster has GPU workers (without one,
+    the annotation would leave tasks unschedulable); yields whether it did."""
     if workers_with_gpu():
         with dask.annotate(resources={"GPU": 1}):
             yield True

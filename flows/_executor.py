@@ -2,9 +2,8 @@
 
     summary = extract(config, PrefectExecutor())     # inside a flow: each stage's items become tasks
 
-One task per item (``neuroscribe.tasks.stage.stage_task``, named after the stage), GPU resources for
-``gpu`` stages when the cluster has GPU workers, and a progress artifact plus a CLI bar per stage of
-more than one item.  Results come back in item order.
+One task per item, GPU resources for ``gpu`` stages when the cluster has GPU workers, a progress
+artifact and bar per stage of more than one item; results come back in item order.
 """
 
 from __future__ import annotations

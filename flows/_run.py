@@ -24,8 +24,7 @@ from neuroscribe.lease import LeaseRecord, config_lease
 def prefect_api(timeout: int = 120) -> Iterator[str]:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    configured = os.environ.get("PREFECT_API_URL") or PREFECT_API_URL.value()
-    if configured:
+    if configured := os.environ.get("PREFECT_API_URL") or PREFECT_API_URL.value():
         yield configured
         return
     from prefect.server.api.server import SubprocessASGIServer
@@ -45,19 +44,14 @@ def prefect_api(timeout: int = 120) -> Iterator[str]:
 
 
 def _drain_prefect_clients(timeout: float = 10.0) -> None:
-    """Flush queued run events and logs while the server still answers.
-
-    Stopping the temporary server first leaves these background workers retrying a dead address
-    for more than a minute before the process can exit.
-    """
+    """Flush queued run events and logs while the server still answers (stopping it first leaves these
+    background workers retrying a dead address for more than a minute before the process can exit)."""
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
 
     for worker in (APILogWorker, EventsWorker):
-        try:
+        with contextlib.suppress(Exception):  # best effort: a flush that fails must not mask the run's own result
             worker.drain_all(timeout=timeout, at_exit=False)
-        except Exception:  # best effort: a flush that fails must not mask the run's own result
-            pass
 
 
 def run_flow(flow_obj, config):
@@ -95,10 +89,8 @@ def mark_crashed(dead: LeaseRecord) -> None:
         get_logger("neuroscribe.lease").warning(f"flow run {dead.flow_run_id} of the dead holder could not be marked crashed ({exc!r})")
 
 
-@contextlib.contextmanager
-def flow_lease(config) -> Iterator[LeaseRecord | None]:
+def flow_lease(config) -> contextlib.AbstractContextManager[LeaseRecord | None]:
     """The store's writer lease for the current flow run (see ``neuroscribe.lease``); enter it first thing."""
     from prefect.runtime import flow_run
 
-    with config_lease(config, flow_run_id=flow_run.id, on_takeover=mark_crashed) as lease:
-        yield lease
+    return config_lease(config, flow_run_id=flow_run.id, on_takeover=mark_crashed)

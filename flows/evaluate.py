@@ -19,13 +19,13 @@ from prefect.runtime import flow_run
 from neuroscribe.evaluation.config import EvaluateConfig
 from neuroscribe.evaluation.evaluate import run_evaluation
 from neuroscribe.flows._executor import PrefectExecutor
+from neuroscribe.flows._naming import _get
 
 
 def _run_name() -> str:
     cfg = flow_run.parameters.get("config", {})
-    get = cfg.get if isinstance(cfg, dict) else lambda k, d=None: getattr(cfg, k, d)
-    store = posixpath.basename(str(get("store", "") or "").rstrip("/")) or "run"
-    return "-".join(p for p in ("evaluate", store, "+".join(get("layers", ()) or ())) if p)
+    store = posixpath.basename(str(_get(cfg, "store") or "").rstrip("/")) or "run"
+    return "-".join(p for p in ("evaluate", store, "+".join(_get(cfg, "layers") or ())) if p)
 
 
 @flow(name="evaluate", flow_run_name=_run_name, log_prints=True)

@@ -10,41 +10,30 @@ with ``continue_on_error``, the others still run; the sweep fails at the end if 
 
 from __future__ import annotations
 
-import importlib
+import math
+import pkgutil
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
+from neuroscribe import sweep
+from neuroscribe.config import ModelSpec
+from neuroscribe.errors import NeuroscribeError
 from neuroscribe.flows._dask import with_dask_runner
 from neuroscribe.flows._naming import _get
 from neuroscribe.flows._progress import FlowProgress
 from neuroscribe.flows._run import flow_lease
-from neuroscribe import sweep
-from neuroscribe.config import ModelSpec
-from neuroscribe.errors import NeuroscribeError
 from neuroscribe.sweep import SweepConfig
 
 STAGE_FLOWS = {"extract": "neuroscribe.flows.extract:extract_flow", "explain": "neuroscribe.flows.explain:explain_flow"}
 
 
-def stage_flow(name: str):
-    module, _, attr = STAGE_FLOWS[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
 def sweep_run_name() -> str:
     cfg = flow_run.parameters.get("config", {})
     models = [ModelSpec.model_validate(m) if isinstance(m, dict) else m for m in _get(cfg, "models") or []]
-    runs = 1
-    for grid in ("models", "datasets", "layers", "vocabularies"):
-        runs *= len(_get(cfg, grid) or []) or 1
+    runs = math.prod(len(_get(cfg, grid) or []) or 1 for grid in ("models", "datasets", "layers", "vocabularies"))
     return f"sweep-{_get(cfg, 'flow') or 'explain'}-{'+'.join(sweep.model_slug(m) for m in models)}-{runs}runs"
-
-
-def _small(summary) -> dict:
-    summary = summary.model_dump(mode="json") if hasattr(summary, "model_dump") else summary
-    return summary if isinstance(summary, dict) else {"result": str(summary)}
 
 
 def _run_combination(combo, target, opts: dict) -> str:
@@ -54,14 +43,14 @@ def _run_combination(combo, target, opts: dict) -> str:
     state = with_dask_runner(target, getattr(combo.config, "extract", combo.config).runner)(combo.config, return_state=True)
     if not state.is_completed():
         return f"failed: {state.message or state.name}"
-    sweep.mark_done(combo, _small(state.result()), opts)
+    sweep.mark_done(combo, state.result(), opts)  # the stage flows return their summary as a dict
     return "done"
 
 
 @flow(name="sweep", flow_run_name=sweep_run_name, log_prints=True)
 def sweep_flow(config: SweepConfig) -> dict:
     combos = sweep.plan_sweep(config)
-    target = stage_flow(config.flow)
+    target = pkgutil.resolve_name(STAGE_FLOWS[config.flow])  # imported only when a sweep runs that stage
     opts = config.store_options
     rows: list[dict] = []
     progress = FlowProgress("sweep-combinations", total=len(combos), unit="run", description=f"{config.flow} sweep into {config.root}")

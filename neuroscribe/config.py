@@ -84,10 +84,7 @@ class ModelSpec(FrozenModel):
 
 @cache
 def pil_max_image_pixels() -> int:
-    """PIL's own refusal limit, about 179 Mpx: twice ``Image.MAX_IMAGE_PIXELS`` (below it PIL only warns).
-
-    Read once, never changed.
-    """
+    """PIL's own refusal limit, about 179 Mpx: twice ``Image.MAX_IMAGE_PIXELS`` (below it PIL only warns); read once."""
     from PIL import Image
 
     return 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else 2**62  # None: a process that disabled the check
@@ -145,9 +142,8 @@ def load_config(cls: type[ConfigT], path: str | Path | None = None, overrides: d
         data = yaml.safe_load(p.read_text()) or {}
         if not isinstance(data, dict):
             raise NeuroscribeError(f"config file {p} must hold a YAML mapping of {cls.__name__} fields")
-    merged = deep_merge(data, overrides or {})
     try:
-        return cls.model_validate(merged)
+        return cls.model_validate(deep_merge(data, overrides or {}))
     except ValidationError as exc:
         raise NeuroscribeError(f"invalid {cls.__name__}{f' in {path}' if path else ''}: {exc}") from None
 
@@ -167,7 +163,7 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def parse_layers(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     if isinstance(value, str):
-        value = [v for v in value.split(",")]
+        value = value.split(",")
     layers = tuple(v.strip() for v in value if v and v.strip())
     if not layers:
         raise NeuroscribeError("no layers given; pass --layers with comma-separated names (see `neuroscribe layers`)")

@@ -11,7 +11,7 @@ import hashlib
 import importlib
 import inspect
 import json
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from neuroscribe import __version__
@@ -33,11 +33,10 @@ def content_key(payload: Any, length: int = 16) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-@lru_cache(maxsize=None)
+@cache
 def code_version(*module_names: str) -> str:
     """Package version plus a hash of the named modules' source: changes when their code does."""
     digest = hashlib.sha256(__version__.encode())
     for name in sorted(module_names):
-        module = importlib.import_module(name)
-        digest.update(inspect.getsource(module).encode())
+        digest.update(inspect.getsource(importlib.import_module(name)).encode())
     return f"{__version__}+{digest.hexdigest()[:12]}"

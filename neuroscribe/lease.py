@@ -5,24 +5,21 @@
     require_lease(store, "--overwrite")      # inside: refuse a destructive step without the lease
 
 Every writer (extract, explain, ablate, vocabulary, demo, each sweep combination) enters
-``store_lease`` once at the top of its run.  A second writer gets one ``NeuroscribeError`` naming
-the holder and since when, or polls for up to ``wait_s`` seconds.  The holder's heartbeat thread
-renews the lease every ``ttl_s / 4``; a holder that died stops renewing, its lease expires after
-``ttl_s`` (at once when the holder was a process of this host that no longer exists) and the next
-run takes it over (``on_takeover`` is told whom it replaced, so that the dead run can be marked
-crashed).  Entering again for a store this context already holds is a no-op.
+``store_lease`` once at the top of its run; entering again for a store this context holds is a
+no-op.  A second writer gets one ``NeuroscribeError`` naming the holder and since when, or polls for
+up to ``wait_s`` seconds.  The heartbeat thread renews the lease every ``ttl_s / 4``; a dead
+holder's lease expires after ``ttl_s`` (at once for a process of this host that no longer exists)
+and the next run takes it over, telling ``on_takeover`` whom it replaced (so the dead run can be
+marked crashed).
 
-Layout and guarantee: ``<store>/lease/<generation:08d>.json`` (owner, host, pid, run id, flow run
-id, acquired/renewed/expires at, released).  The holder is the highest generation, if it is
-neither released nor expired.  Acquiring means *exclusively creating* the next generation's file
-(``pipe_file(mode="create")``: ``O_EXCL`` on local filesystems, ``PutObject`` with
-``If-None-Match: *`` on S3), so of two runs racing for generation N+1 exactly one succeeds; no
-compare-and-swap on an existing object is needed.  Limits: expiry compares wall clocks, so hosts'
-clocks must agree to well within ``ttl_s``; a holder stalled for longer than ``ttl_s`` can lose the
-lease to a new run, and only finds out at its next heartbeat (the run then fails at the end with
-a clear error; writes in between are not fenced: object stores have no fencing tokens).  A
-filesystem without exclusive create would silently overwrite; the file is read back after
-creation to catch that.
+The holder is the highest generation of ``<store>/lease/<generation:08d>.json`` (a ``LeaseRecord``),
+unless released or expired.  Acquiring *exclusively creates* the next generation's file
+(``pipe_file(mode="create")``: ``O_EXCL`` locally, ``PutObject`` with ``If-None-Match: *`` on S3),
+so of two runs racing for generation N+1 exactly one wins, with no compare-and-swap; the file is
+read back to catch a filesystem without exclusive create.  Limits: expiry compares wall clocks, so
+hosts' clocks must agree to well within ``ttl_s``; a holder stalled for longer can lose the lease to
+a new run and only finds out at its next heartbeat (the run then fails at the end with a clear
+error; writes in between are not fenced: object stores have no fencing tokens).
 """
 
 from __future__ import annotations
@@ -176,8 +173,7 @@ def ensure_free(store: str, storage_options: dict | None = None, wait_s: float =
 
     Only a courtesy: the run's own ``store_lease`` is what excludes a second writer.
     """
-    live = holder(store, storage_options) if wait_s <= 0 else None
-    if live is not None:
+    if wait_s <= 0 and (live := holder(store, storage_options)) is not None:
         raise _held_error(store, live)
 
 
@@ -241,13 +237,8 @@ def config_lease(config, **kwargs):
 
 @contextlib.contextmanager
 def store_lease(
-    store: str,
-    storage_options: dict | None = None,
-    *,
-    wait_s: float = 0.0,
-    ttl_s: float = DEFAULT_TTL_S,
-    flow_run_id: str | None = None,
-    on_takeover: Callable[[LeaseRecord], None] | None = None,
+    store: str, storage_options: dict | None = None, *, wait_s: float = 0.0, ttl_s: float = DEFAULT_TTL_S,
+    flow_run_id: str | None = None, on_takeover: Callable[[LeaseRecord], None] | None = None,
 ) -> Iterator[LeaseRecord | None]:
     """Hold ``store``'s writer lease for the block (None when this context already holds it)."""
     key = _key(store)
@@ -260,20 +251,18 @@ def store_lease(
     heartbeat = _Heartbeat(files, record, ttl_s)
     heartbeat.start()
     token = _HELD.set(_HELD.get() | {key})
-    failed = True
     try:
         yield record
-        failed = False
     finally:
         _HELD.reset(token)
         heartbeat.stop()
         if heartbeat.lost_to is None:
             files.write(heartbeat.record.model_copy(update={"released": True, "renewed_at": _now()}))
-        elif not failed:
-            raise NeuroscribeError(
-                f"run {record.run_id} lost the lease of store {store} to {heartbeat.lost_to.describe()} (no heartbeat for "
-                f"{ttl_s:.0f} s: the process was stalled or the store unreachable); both runs wrote it, rerun one alone"
-            )
+    if heartbeat.lost_to is not None:  # reached only when the block succeeded: its own error comes first
+        raise NeuroscribeError(
+            f"run {record.run_id} lost the lease of store {store} to {heartbeat.lost_to.describe()} (no heartbeat for "
+            f"{ttl_s:.0f} s: the process was stalled or the store unreachable); both runs wrote it, rerun one alone"
+        )
 
 
 def require_lease(store: str, action: str, storage_options: dict | None = None) -> None:

@@ -9,10 +9,9 @@
   summary (never arrays); it is what a Prefect task on a Dask worker calls;
 - ``reduce(config, results, *inputs)`` turns the results, in item order, into the stage's result.
 
-A pipeline (``neuroscribe.pipelines``) is a plain function of a config and an executor that calls
-its stages in order; ``InProcess`` runs it here with a progress bar per stage (tests, ``--local``,
-the Python API), ``neuroscribe.flows._executor.PrefectExecutor`` maps each stage's items onto
-Prefect tasks on Dask (GPU resources for ``gpu`` stages) with a progress artifact.
+A pipeline (``extraction.extract``, ``explanation.explain``, ...) is a plain function of a config and
+an executor that calls its stages in order: ``InProcess`` here with a bar per stage (tests, ``--local``,
+the Python API), or ``neuroscribe.flows._executor.PrefectExecutor`` as Prefect tasks on Dask.
 """
 
 from __future__ import annotations
@@ -39,10 +38,6 @@ def one_item(config: Any, *inputs: Any) -> list[Any]:
 
 def each_layer(config: Any, *inputs: Any) -> list[str]:
     return list(getattr(config, "extract", config).layers)  # an ExplainConfig's layers are its extraction's
-
-
-def first_result(config: Any, results: list[Any], *inputs: Any) -> Any:
-    return results[0] if results else None
 
 
 def all_results(config: Any, results: list[Any], *inputs: Any) -> list[Any]:
@@ -89,9 +84,6 @@ class InProcess:
     def __call__(self, stage: Stage, config: Any, *inputs: Any) -> Any:
         plan = stage.planned(config, *inputs)
         total = len(plan.items) + plan.done
-        with tqdm(total=total, initial=plan.done, desc=stage.name, unit=stage.unit, disable=not self.progress or total < 2) as bar:
-            results = []
-            for item in plan.items:
-                results.append(stage.run(config, item))
-                bar.update(1)
+        with tqdm(plan.items, total=total, initial=plan.done, desc=stage.name, unit=stage.unit, disable=not self.progress or total < 2) as bar:
+            results = [stage.run(config, item) for item in bar]
         return stage.reduce(config, results, *inputs)

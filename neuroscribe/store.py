@@ -14,10 +14,11 @@ place it is documented; README links here)::
     <store>/arrays/activations/<layer>/max   float32 [images, units]  spatial max (NaN = skipped image)
     <store>/arrays/activations/<layer>/mean  float32 [images, units]  spatial mean
     <store>/arrays/activations/<layer>/cls   float32 [images, units]  token layers: class-token value
-    <store>/arrays/topk/<layer>/value        float32 [units, k]       top-k spatial max, descending
+    <store>/arrays/activations/<layer>/samples, candidate_ids, candidate_maps  per dataset shard
+    <store>/arrays/topk/<layer>/value        float32 [units, k]       top-k spatial max, descending; attrs topk_key
     <store>/arrays/topk/<layer>/image_id     int64   [units, k]       their image ids (-1 = fewer than k)
     <store>/arrays/topk/<layer>/maps         float32 [units, k, H, W] their activation maps, native size
-    <store>/arrays/patches/<layer>/...       patch crops and masks; a linear layer's once per image (neuroscribe.patches)
+    <store>/arrays/patches/<layer>/...       patch crops, masks, boxes (a linear layer's once per image); attrs patches_key
     <store>/lease/<generation:08d>.json      the writer lease: owner, host, pid, run, expiry (neuroscribe.lease)
     <store>/index.parquet                    id, path, label, status (ok|skipped|pending), reason
     <store>/shards/<shard:06d>.json          per-shard done marker: run_key, ok, skipped [{id, reason}]
@@ -60,6 +61,7 @@ import posixpath
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partialmethod
 from typing import TYPE_CHECKING, Any
 
 from neuroscribe.errors import NeuroscribeError
@@ -154,19 +156,17 @@ class StoreFile:
                 fs.makedirs(posixpath.dirname(path), exist_ok=True)
                 # one temporary name per write: writers of the same file must not share (and move) one
                 tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-                with fs.open(tmp, "wb") as f:
-                    f.write(data)
+                fs.pipe_file(tmp, data)
                 fs.mv(tmp, path)
             else:
-                with fs.open(path, "wb") as f:
-                    f.write(data)
+                fs.pipe_file(path, data)
         return path
 
     def read_bytes(self) -> bytes:
         fs, path = self.locate()
         try:
-            with storage_errors(self.uri), fs.open(path, "rb") as f:
-                return f.read()
+            with storage_errors(self.uri):
+                return fs.cat_file(path)
         except FileNotFoundError:
             raise NeuroscribeError(f"{self.relpath} is missing from store {self.store}; run the stage that writes it first") from None
 
@@ -259,21 +259,14 @@ class RunStore:
         """A layout-1 store: the Zarr group at the store root, beside the side files."""
         return self._file("zarr.json").exists() and not self._file(f"{ARRAYS_DIR}/zarr.json").exists()
 
-    def _array_group(self, kind: str, layer: str, mode: str) -> zarr.Group | None:
+    def _array_group(self, kind: str, layer: str, mode: str = "r") -> zarr.Group | None:
         root = self.arrays(mode)
         return root.require_group(f"{kind}/{layer}") if mode == "a" else root.get(f"{kind}/{layer}")
 
-    def activations(self, layer: str, mode: str = "r") -> zarr.Group | None:
-        """max, mean, cls ``[images, units]``; samples, candidate_ids, candidate_maps per dataset shard."""
-        return self._array_group("activations", layer, mode)
-
-    def topk(self, layer: str, mode: str = "r") -> zarr.Group | None:
-        """value, image_id ``[units, k]``, maps ``[units, k, H, W]``; attrs ``topk_key``."""
-        return self._array_group("topk", layer, mode)
-
-    def patches(self, layer: str, mode: str = "r") -> zarr.Group | None:
-        """crops, masks, boxes, image_id, rank, ... per unit and slot; attrs ``patches_key``."""
-        return self._array_group("patches", layer, mode)
+    # a layer's array groups, ``(layer, mode="r")``: what they hold is in the layout above
+    activations = partialmethod(_array_group, "activations")
+    topk = partialmethod(_array_group, "topk")
+    patches = partialmethod(_array_group, "patches")
 
     def remove_patches(self, layer: str) -> None:
         """Drop a layer's patch arrays in one recursive delete, not one call per chunk through Zarr."""
@@ -288,60 +281,42 @@ class RunStore:
             if posixpath.basename(child.rstrip("/")) not in keep:
                 fs.rm(child, recursive=True)
 
-    def index(self) -> StoreFile:
-        return self._file("index.parquet")
+    def _side_file(self, template: str, *fields: Any) -> StoreFile:
+        return self._file(template.format(*fields))
 
-    def shard_marker(self, shard: int) -> StoreFile:
-        return self._file(f"shards/{shard:06d}.json")
-
-    def summary(self, stage: str) -> StoreFile:
-        """``extract``, ``sweep``, ``ablate-<layer>``."""
-        return self._file(f"summary/{stage}.json")
-
-    def summaries(self) -> StoreFile:
-        return self._file("summary")
-
-    def explain_config(self) -> StoreFile:
-        return self._file("explain_config.json")
-
-    def table(self, layer: str) -> StoreFile:
-        """The explanations table; ``with_suffix(".json")`` is its manifest."""
-        return self._file(f"explanations/{layer}.parquet")
-
-    def gallery(self, layer: str) -> StoreFile:
-        return self._file(f"gallery/{layer}.html")
-
-    def gallery_strips(self, layer: str) -> StoreFile:
-        return self._file(f"gallery/{layer}")
+    # the side files of the layout above; the arguments fill their paths' {} fields in order
+    index = partialmethod(_side_file, "index.parquet")
+    shard_marker = partialmethod(_side_file, "shards/{:06d}.json")  # (shard)
+    summary = partialmethod(_side_file, "summary/{}.json")  # (stage): extract, sweep, ablate-<layer>
+    summaries = partialmethod(_side_file, "summary")
+    explain_config = partialmethod(_side_file, "explain_config.json")
+    table = partialmethod(_side_file, "explanations/{}.parquet")  # (layer); with_suffix(".json"): its manifest
+    gallery = partialmethod(_side_file, "gallery/{}.html")  # (layer)
+    gallery_strips = partialmethod(_side_file, "gallery/{}")  # (layer)
+    crop_embeddings = partialmethod(_side_file, "embeddings/crops/{}")  # (backend fingerprint): files named by content
+    concept_embeddings = partialmethod(_side_file, "embeddings/{}.npy")  # (key)
+    ablation_part = partialmethod(_side_file, "ablation/parts/{}/{}/{}.parquet")  # (layer, run_key, part_key)
+    evaluation_layer = partialmethod(_side_file, "evaluation/{}/{}")  # (layer, name): summary.json, units.parquet, ...
+    evaluation_images = partialmethod(_side_file, "evaluation/images/{}.npz")  # (key)
+    llm_cache = partialmethod(_side_file, "vocabulary/llm_cache")
+    # the Python API's in-memory images (named by content); file lists name them images/<name>
+    input_images = partialmethod(_side_file, INPUTS_DIR + "/images")
+    input_list = partialmethod(_side_file, INPUTS_DIR + "/{}.tsv")  # (key)
+    leases = partialmethod(_side_file, LEASE_DIR)
+    lease = partialmethod(_side_file, LEASE_DIR + "/{:08d}.json")  # (generation)
+    recorded = _file  # (relpath) a file whose path the store recorded (an ablation summary's table, chart)
 
     def embeddings(self, layer: str, key: str, block: Sequence[int]) -> StoreFile:
         """One block of units' vectors: ``vectors [inputs, d]`` and ``slots [units, slots]`` (each slot's row
         of ``vectors``, -1 where it has none); its first and last unit name it."""
         return self._file(f"embeddings/{layer}/{key}/{block[0]:06d}-{block[-1]:06d}.npz")
 
-    def crop_embeddings(self, backend_fingerprint: str) -> StoreFile:
-        """The folder of one backend's crop vectors (files named by content)."""
-        return self._file(f"embeddings/crops/{backend_fingerprint}")
-
-    def concept_embeddings(self, key: str) -> StoreFile:
-        return self._file(f"embeddings/{key}.npy")
-
     def ablation(self, layer: str, variant: str = "", table: str = "") -> StoreFile:
         """``ablation/<layer>[.set-<variant>][.<table>].parquet``; ``table``: units, classes, baseline."""
         return self._file(f"ablation/{layer}" + (f".set-{variant}" if variant else "") + (f".{table}" if table else "") + ".parquet")
 
-    def ablation_part(self, layer: str, run_key: str, part_key: str) -> StoreFile:
-        return self._file(f"ablation/parts/{layer}/{run_key}/{part_key}.parquet")
-
     def evaluation(self, suffix: str = ".json") -> StoreFile:
         return self._file(f"evaluation/evaluation{suffix}")
-
-    def evaluation_layer(self, layer: str, name: str) -> StoreFile:
-        """summary.json, units.parquet, compare.parquet, compare_units.parquet."""
-        return self._file(f"evaluation/{layer}/{name}")
-
-    def evaluation_images(self, key: str) -> StoreFile:
-        return self._file(f"evaluation/images/{key}.npz")
 
     def evaluation_vocabulary(self) -> RunStore:
         """The store the evaluation's own vocabularies go to (``evaluation/vocabulary/...``)."""
@@ -350,23 +325,3 @@ class RunStore:
     def vocabulary(self, name: str = "vocabulary") -> StoreFile:
         """A vocabulary table; ``with_suffix(".json")`` is its manifest."""
         return self._file(f"vocabulary/{name}.parquet")
-
-    def llm_cache(self) -> StoreFile:
-        return self._file("vocabulary/llm_cache")
-
-    def input_images(self) -> StoreFile:
-        """The Python API's in-memory images (named by content); file lists name them ``images/<name>``."""
-        return self._file(f"{INPUTS_DIR}/images")
-
-    def input_list(self, key: str) -> StoreFile:
-        return self._file(f"{INPUTS_DIR}/{key}.tsv")
-
-    def recorded(self, relpath: str) -> StoreFile:
-        """A file whose path the store itself recorded (an ablation summary's ``table``, ``chart``, ...)."""
-        return self._file(relpath)
-
-    def leases(self) -> StoreFile:
-        return self._file(LEASE_DIR)
-
-    def lease(self, generation: int) -> StoreFile:
-        return self._file(f"{LEASE_DIR}/{generation:08d}.json")

@@ -3,9 +3,8 @@
     task = stage_task(EMBEDDINGS)                  # named after the stage; Dask shows run's name
     future = task.submit(config, ("layer4", [0, 1, 2]))
 
-Tasks take the config and one small item (shard ids, a layer, a block of units) and return the stage
-function's small summary; outputs go to the store.  Prefect caches nothing: stages skip work whose
-content-keyed output is already in the store, so a rerun resumes.
+Prefect caches nothing: stages skip work whose content-keyed output is already in the store, so a
+rerun resumes.
 """
 
 from __future__ import annotations
