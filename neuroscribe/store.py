@@ -61,7 +61,6 @@ import posixpath
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import partialmethod
 from typing import TYPE_CHECKING, Any
 
 from neuroscribe.errors import NeuroscribeError
@@ -263,10 +262,15 @@ class RunStore:
         root = self.arrays(mode)
         return root.require_group(f"{kind}/{layer}") if mode == "a" else root.get(f"{kind}/{layer}")
 
-    # a layer's array groups, ``(layer, mode="r")``: what they hold is in the layout above
-    activations = partialmethod(_array_group, "activations")
-    topk = partialmethod(_array_group, "topk")
-    patches = partialmethod(_array_group, "patches")
+    # a layer's array groups: what they hold is in the layout above
+    def activations(self, layer: str, mode: str = "r") -> zarr.Group | None:
+        return self._array_group("activations", layer, mode)
+
+    def topk(self, layer: str, mode: str = "r") -> zarr.Group | None:
+        return self._array_group("topk", layer, mode)
+
+    def patches(self, layer: str, mode: str = "r") -> zarr.Group | None:
+        return self._array_group("patches", layer, mode)
 
     def remove_patches(self, layer: str) -> None:
         """Drop a layer's patch arrays in one recursive delete, not one call per chunk through Zarr."""
@@ -281,30 +285,69 @@ class RunStore:
             if posixpath.basename(child.rstrip("/")) not in keep:
                 fs.rm(child, recursive=True)
 
-    def _side_file(self, template: str, *fields: Any) -> StoreFile:
-        return self._file(template.format(*fields))
+    # the side files of the layout above
+    def index(self) -> StoreFile:
+        return self._file("index.parquet")
 
-    # the side files of the layout above; the arguments fill their paths' {} fields in order
-    index = partialmethod(_side_file, "index.parquet")
-    shard_marker = partialmethod(_side_file, "shards/{:06d}.json")  # (shard)
-    summary = partialmethod(_side_file, "summary/{}.json")  # (stage): extract, sweep, ablate-<layer>
-    summaries = partialmethod(_side_file, "summary")
-    explain_config = partialmethod(_side_file, "explain_config.json")
-    table = partialmethod(_side_file, "explanations/{}.parquet")  # (layer); with_suffix(".json"): its manifest
-    gallery = partialmethod(_side_file, "gallery/{}.html")  # (layer)
-    gallery_strips = partialmethod(_side_file, "gallery/{}")  # (layer)
-    crop_embeddings = partialmethod(_side_file, "embeddings/crops/{}")  # (backend fingerprint): files named by content
-    concept_embeddings = partialmethod(_side_file, "embeddings/{}.npy")  # (key)
-    ablation_part = partialmethod(_side_file, "ablation/parts/{}/{}/{}.parquet")  # (layer, run_key, part_key)
-    evaluation_layer = partialmethod(_side_file, "evaluation/{}/{}")  # (layer, name): summary.json, units.parquet, ...
-    evaluation_images = partialmethod(_side_file, "evaluation/images/{}.npz")  # (key)
-    llm_cache = partialmethod(_side_file, "vocabulary/llm_cache")
-    # the Python API's in-memory images (named by content); file lists name them images/<name>
-    input_images = partialmethod(_side_file, INPUTS_DIR + "/images")
-    input_list = partialmethod(_side_file, INPUTS_DIR + "/{}.tsv")  # (key)
-    leases = partialmethod(_side_file, LEASE_DIR)
-    lease = partialmethod(_side_file, LEASE_DIR + "/{:08d}.json")  # (generation)
-    recorded = _file  # (relpath) a file whose path the store recorded (an ablation summary's table, chart)
+    def shard_marker(self, shard: int) -> StoreFile:
+        return self._file(f"shards/{shard:06d}.json")
+
+    def summary(self, stage: str) -> StoreFile:
+        """``extract``, ``sweep``, ``ablate-<layer>``."""
+        return self._file(f"summary/{stage}.json")
+
+    def summaries(self) -> StoreFile:
+        return self._file("summary")
+
+    def explain_config(self) -> StoreFile:
+        return self._file("explain_config.json")
+
+    def table(self, layer: str) -> StoreFile:
+        """The explanations table; ``with_suffix(".json")`` is its manifest."""
+        return self._file(f"explanations/{layer}.parquet")
+
+    def gallery(self, layer: str) -> StoreFile:
+        return self._file(f"gallery/{layer}.html")
+
+    def gallery_strips(self, layer: str) -> StoreFile:
+        return self._file(f"gallery/{layer}")
+
+    def crop_embeddings(self, backend_fingerprint: str) -> StoreFile:
+        """The folder of one backend's crop vectors (files named by content)."""
+        return self._file(f"embeddings/crops/{backend_fingerprint}")
+
+    def concept_embeddings(self, key: str) -> StoreFile:
+        return self._file(f"embeddings/{key}.npy")
+
+    def ablation_part(self, layer: str, run_key: str, part_key: str) -> StoreFile:
+        return self._file(f"ablation/parts/{layer}/{run_key}/{part_key}.parquet")
+
+    def evaluation_layer(self, layer: str, name: str) -> StoreFile:
+        """summary.json, units.parquet, compare.parquet, compare_units.parquet."""
+        return self._file(f"evaluation/{layer}/{name}")
+
+    def evaluation_images(self, key: str) -> StoreFile:
+        return self._file(f"evaluation/images/{key}.npz")
+
+    def llm_cache(self) -> StoreFile:
+        return self._file("vocabulary/llm_cache")
+
+    def input_images(self) -> StoreFile:
+        """The Python API's in-memory images (named by content); file lists name them ``images/<name>``."""
+        return self._file(f"{INPUTS_DIR}/images")
+
+    def input_list(self, key: str) -> StoreFile:
+        return self._file(f"{INPUTS_DIR}/{key}.tsv")
+
+    def leases(self) -> StoreFile:
+        return self._file(LEASE_DIR)
+
+    def lease(self, generation: int) -> StoreFile:
+        return self._file(f"{LEASE_DIR}/{generation:08d}.json")
+
+    def recorded(self, relpath: str) -> StoreFile:
+        """A file whose path the store itself recorded (an ablation summary's ``table``, ``chart``, ...)."""
+        return self._file(relpath)
 
     def embeddings(self, layer: str, key: str, block: Sequence[int]) -> StoreFile:
         """One block of units' vectors: ``vectors [inputs, d]`` and ``slots [units, slots]`` (each slot's row
