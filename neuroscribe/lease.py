@@ -14,7 +14,7 @@ marked crashed).
 
 The holder is the highest generation of ``<store>/lease/<generation:08d>.json`` (a ``LeaseRecord``),
 unless released or expired.  Acquiring *exclusively creates* the next generation's file
-(``pipe_file(mode="create")``: ``O_EXCL`` locally, ``PutObject`` with ``If-None-Match: *`` on S3),
+(``open(mode="xb")``, ``O_EXCL``, locally; ``PutObject`` with ``If-None-Match: *`` on S3),
 so of two runs racing for generation N+1 exactly one wins, with no compare-and-swap; the file is
 read back to catch a filesystem without exclusive create.  Limits: expiry compares wall clocks, so
 hosts' clocks must agree to well within ``ttl_s``; a holder stalled for longer can lose the lease to
@@ -136,10 +136,15 @@ class _LeaseFiles:
 
     def create(self, record: LeaseRecord) -> bool:
         """Exclusively create ``record``'s generation; False when another run created it first."""
-        if is_local(self.fs):
-            self.fs.makedirs(self.folder, exist_ok=True)  # object stores have no folders (nor should a bucket be made)
+        path, data = self.path(record.generation), record.model_dump_json().encode()
         try:
-            self.fs.pipe_file(self.path(record.generation), record.model_dump_json().encode(), mode="create")
+            if is_local(self.fs):
+                self.fs.makedirs(self.folder, exist_ok=True)  # object stores have no folders (nor should a bucket be made)
+                # open's "x" is O_EXCL; fsspec's local pipe_file(mode="create") checks, then writes (not atomic)
+                with self.fs.open(path, "xb") as f:
+                    f.write(data)
+            else:
+                self.fs.pipe_file(path, data, mode="create")
         except FileExistsError:
             return False
         mine = self.read(record.generation)

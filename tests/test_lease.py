@@ -202,3 +202,27 @@ def test_overwrite_removes_the_store_but_not_the_lease_of_the_run_replacing_it(s
         st.RunStore(uri, options).remove()
         assert not st.StoreFile(uri, "zarr.json", options).exists() and not st.StoreFile(uri, "shards/000000.json", options).exists()
         assert holder(uri, options).run_id == lease.run_id
+
+
+def test_exclusive_create_lets_exactly_one_of_racing_creators_have_each_generation(tmp_path):
+    """The primitive under the lease, raced hard on local disk: an exists-then-write create lets two win."""
+    from neuroscribe.lease import LeaseRecord, _LeaseFiles, _now
+
+    files = _LeaseFiles(str(tmp_path / "store"), None)
+    for generation in range(1, 41):
+        barrier, wins = threading.Barrier(8), []
+
+        def create(i: int, generation: int = generation, barrier: threading.Barrier = barrier, wins: list = wins) -> None:
+            now = _now()
+            record = LeaseRecord(generation=generation, owner="test", host="h", pid=i, run_id=f"run-{i}",
+                                 acquired_at=now, renewed_at=now, expires_at=now)
+            barrier.wait()
+            if files.create(record):
+                wins.append(i)
+
+        threads = [threading.Thread(target=create, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(wins) == 1, f"generation {generation}: {len(wins)} creators won"
