@@ -9,7 +9,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from neuroscribe.cli.app import DaskAddressOption, LocalOption, WorkersOption, app, parse_storage_options
+from neuroscribe.cli.app import (
+    DaskAddressOption,
+    LocalOption,
+    WorkersOption,
+    app,
+    parse_storage_options,
+)
 from neuroscribe.config import load_config
 from neuroscribe.errors import NeuroscribeError
 
