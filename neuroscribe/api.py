@@ -101,29 +101,23 @@ def _png(image: Any) -> bytes:
 
 
 def _to_pil(value: Any):
-    """A dataset item's image as PIL: PIL as is, uint8 HWC arrays, CHW tensors in [0, 1] or uint8."""
+    """A dataset item's image as PIL: uint8 HWC arrays, CHW tensors in [0, 1] or uint8."""
     import numpy as np
     import torch
-    from PIL import Image
+    from torchvision.transforms.functional import to_pil_image
 
-    if isinstance(value, torch.Tensor):
-        if value.is_floating_point() and (value.min() < 0 or value.max() > 1):
-            raise NeuroscribeError(
-                "the dataset yields normalised tensors; neuroscribe applies the model's preprocessing itself, so give the "
-                "dataset no transform (yield PIL images) or at most ToTensor()"
-            )
-        from torchvision.transforms.functional import to_pil_image
-
+    if isinstance(value, torch.Tensor) and value.is_floating_point() and (value.min() < 0 or value.max() > 1):
+        raise NeuroscribeError(
+            "the dataset yields normalised tensors; neuroscribe applies the model's preprocessing itself, so give the "
+            "dataset no transform (yield PIL images) or at most ToTensor()"
+        )
+    if isinstance(value, torch.Tensor) or (isinstance(value, np.ndarray) and value.dtype == np.uint8):
         return to_pil_image(value)
-    if isinstance(value, np.ndarray) and value.dtype == np.uint8:
-        return Image.fromarray(value)
     raise NeuroscribeError(f"an image of type {type(value).__name__} is not understood; yield PIL images from the dataset")
 
 
 def _items(images: Any, labels: Sequence | None) -> Iterator[tuple[Any, Any]]:
     """(image, label) pairs from a list of images (with optional labels) or a Dataset of pairs."""
-    if labels is not None and len(labels) != len(images):
-        raise NeuroscribeError(f"labels has {len(labels)} entries for {len(images)} images; pass one label per image")
     for i in range(len(images)):
         item = images[i]
         if labels is None and isinstance(item, (tuple, list)) and len(item) == 2:
@@ -170,10 +164,9 @@ def _write_listing(store: str, rows: list[tuple[str, str]], storage_options: dic
     """A ``path, label`` file list under ``inputs/``, named by its content; returns its URI."""
     if not rows:
         raise NeuroscribeError("no images were given; pass a folder, a file list, a list of paths or PIL images, or a Dataset")
-    frame = pd.DataFrame(rows, columns=["path", "label"])
     file = st.RunStore(store, storage_options).input_list(content_key(rows))
     if not file.exists():
-        file.write_bytes(frame.to_csv(sep="\t", index=False).encode())
+        file.write_bytes(pd.DataFrame(rows, columns=["path", "label"]).to_csv(sep="\t", index=False).encode())
     return file.uri
 
 
@@ -193,9 +186,9 @@ def dataset_spec(images: Any, store: str, labels: Sequence | None = None, limit:
             f"images of type {type(images).__name__} are not understood; pass a folder, a file list, a list of paths or "
             f"PIL images, or a torch Dataset yielding (image, label)"
         )
+    if labels is not None and len(labels) != len(images):
+        raise NeuroscribeError(f"labels has {len(labels)} entries for {len(images)} images; pass one label per image")
     if isinstance(images, (list, tuple)) and images and all(isinstance(i, (str, os.PathLike)) for i in images):
-        if labels is not None and len(labels) != len(images):
-            raise NeuroscribeError(f"labels has {len(labels)} entries for {len(images)} images; pass one label per image")
         paths = [str(p) if "://" in str(p) else os.path.abspath(p) for p in images][:limit]
         rows = list(zip(paths, [_label(v) for v in (labels or [None] * len(paths))]))
         return DatasetSpec(uri=_write_listing(store, rows, options), storage_options=options)
@@ -238,16 +231,6 @@ def _run_flow(flow_obj: Any, cfg: Any) -> dict:
     return run_flow(flow_obj, cfg)
 
 
-def _keep_inputs_on_overwrite(cfg: Any) -> None:
-    """``overwrite`` replaces a store holding a different extraction: keep the inputs just written into it."""
-    from neuroscribe.extraction import validate_extraction
-
-    *_, key, previous = validate_extraction(cfg.extract)
-    if previous in (None, key):
-        return
-    cfg.run_store.remove(keep_inputs=True)
-
-
 def _spec_overrides(value: Any, key: str, extra: dict | None = None) -> Any:
     """A spec field given as its short name (``backend="conse"``), a dict or the spec itself, plus ``extra``."""
     extra = extra or {}
@@ -263,26 +246,12 @@ def _spec_overrides(value: Any, key: str, extra: dict | None = None) -> Any:
 
 @user_facing
 def explain(
-    model: Any,
-    layers: str | Sequence[str],
-    images: Any,
-    store: str,
-    *,
-    preprocessing: Any = None,
-    class_names: Any = None,
-    weights: Any = None,
-    labels: Sequence | None = None,
-    vocabulary: str | Sequence[str] | None = None,
-    backend: str | dict | None = None,
-    rule: str | dict | None = None,
-    k: int | None = None,
-    limit: int | None = None,
-    runner: Any = None,
-    device: str | None = None,
-    batch_size: int | None = None,
-    overwrite: bool = False,
-    storage_options: dict | None = None,
-    **fields: Any,
+    model: Any, layers: str | Sequence[str], images: Any, store: str, *,
+    preprocessing: Any = None, class_names: Any = None, weights: Any = None, labels: Sequence | None = None,
+    vocabulary: str | Sequence[str] | None = None, backend: str | dict | None = None,
+    rule: str | dict | None = None, k: int | None = None, limit: int | None = None,
+    runner: Any = None, device: str | None = None, batch_size: int | None = None,
+    overwrite: bool = False, storage_options: dict | None = None, **fields: Any,
 ) -> Run:
     """Explain every unit of ``layers``: extract, vocabulary, patches, scoring, tables, galleries.
 
@@ -292,6 +261,7 @@ def explain(
     Returns the ``Run``; a rerun with the same inputs reuses every finished stage.
     """
     from neuroscribe.explanation import ExplainConfig, run_explain, validate_explain
+    from neuroscribe.extraction import validate_extraction
 
     options = storage_options or {}
     spec = model_spec(model, preprocessing, class_names, weights)
@@ -310,8 +280,10 @@ def explain(
         "store_options": options or None,
     }
     cfg = load_config(ExplainConfig, None, overrides)
-    if cfg.extract.overwrite:
-        _keep_inputs_on_overwrite(cfg)
+    if cfg.extract.overwrite:  # replace a store holding another extraction, keeping the inputs just written
+        *_, key, previous = validate_extraction(cfg.extract)
+        if previous not in (None, key):
+            cfg.run_store.remove(keep_inputs=True)
     validate_explain(cfg)
     if on_dask:
         from neuroscribe.flows.explain import explain_flow
@@ -324,24 +296,11 @@ def explain(
 
 @user_facing
 def ablate(
-    model: Any,
-    layer: str,
-    units: Sequence[int] | str,
-    images: Any,
-    store: str,
-    *,
-    preprocessing: Any = None,
-    class_names: Any = None,
-    weights: Any = None,
-    labels: Sequence | None = None,
-    together: bool = False,
-    mode: str | None = None,
-    limit: int | None = None,
-    runner: Any = None,
-    device: str | None = None,
-    batch_size: int | None = None,
-    storage_options: dict | None = None,
-    **fields: Any,
+    model: Any, layer: str, units: Sequence[int] | str, images: Any, store: str, *,
+    preprocessing: Any = None, class_names: Any = None, weights: Any = None, labels: Sequence | None = None,
+    together: bool = False, mode: str | None = None, limit: int | None = None,
+    runner: Any = None, device: str | None = None, batch_size: int | None = None,
+    storage_options: dict | None = None, **fields: Any,
 ) -> Ablation:
     """Silence ``units`` of ``layer`` (one at a time, or ``together``) and measure each class's accuracy drop.
 
@@ -378,15 +337,10 @@ def ablate(
 
 @user_facing
 def evaluate(
-    store: str | Run,
-    *,
-    layers: str | Sequence[str] | None = None,
-    labels: dict[str, str] | None = None,
+    store: str | Run, *,
+    layers: str | Sequence[str] | None = None, labels: dict[str, str] | None = None,
     compare: str | Sequence[str] | None = None,
-    runner: Any = None,
-    device: str | None = None,
-    storage_options: dict | None = None,
-    **fields: Any,
+    runner: Any = None, device: str | None = None, storage_options: dict | None = None, **fields: Any,
 ) -> Evaluation:
     """Evaluate a run's explanations (the CLI's ``neuroscribe evaluate``); returns the report.
 

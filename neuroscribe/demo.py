@@ -53,8 +53,9 @@ def builtin_probe_set(out: str) -> str:
 
 def demo_config(
     images: str | None = None, out: str = "runs/demo", layers: tuple[str, ...] = DEMO_LAYERS, k: int = 5, limit: int | None = None,
-    workers: int = 1, overwrite: bool = False, max_image_pixels: int | None = None,
+    workers: int = 1, overwrite: bool = False, max_image_pixels: int | None = None, wait: float = 0.0,
 ) -> ExplainConfig:
+    """The demo's ExplainConfig; ``wait``: seconds to queue behind another run writing the store."""
     uri = images or builtin_probe_set(out)
     return ExplainConfig(
         model=ModelSpec(name="efficientnet_lite0"),
@@ -66,6 +67,8 @@ def demo_config(
         patches=PatchConfig(crop_size=112),
         units_per_task=1024,  # one task per demo layer (crops are embedded once per run whatever the blocks): least task overhead on 2 cores
         # one task at a time per worker: torch already uses every core, two tasks would oversubscribe
-        runner=RunnerSpec(n_workers=workers, threads_per_worker=1, device="cpu", batch_size=32),
+        runner=RunnerSpec(
+            n_workers=workers, threads_per_worker=1, device="cpu", batch_size=32, wait_for_store_s=wait
+        ),
         overwrite=overwrite,
     )

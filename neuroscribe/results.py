@@ -72,11 +72,8 @@ def frame_html(frame: pd.DataFrame, max_rows: int = 20) -> Markup:
 
 
 def _number(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else number
+    number = pd.to_numeric(value, errors="coerce")  # None, text and NaN are no number
+    return None if pd.isna(number) else float(number)
 
 
 def patch_grid(patches: list[tuple[np.ndarray, np.ndarray]], size: int = 112, columns: int = 5, outline: bool = True) -> Image.Image:
@@ -348,7 +345,6 @@ class Run(_InStore):
         if rows.empty:
             raise NeuroscribeError(f"unit {unit} is not in layer {layer!r}; pass 0..{len(table) - 1}")
         row = rows.iloc[0]
-        alternatives = pd.DataFrame([a for a in row["alternatives"]] if len(row["alternatives"]) else [], columns=["concept", "score"])
         return Unit(
             layer=layer,
             unit=int(unit),
@@ -357,7 +353,7 @@ class Run(_InStore):
             score=_number(row["score"]),
             margin=_number(row.get("margin")),
             agreement=_number(row.get("agreement")),
-            alternatives=alternatives,
+            alternatives=pd.DataFrame(list(row["alternatives"]), columns=["concept", "score"]),
             patches=load_unit_patches(self.store, layer, int(unit), self.storage_options),
             outline=self.layer_kind(layer) != "linear",
         )

@@ -5,7 +5,7 @@
                       datasets=[DatasetSpec(uri="s3://bucket/imagenet/val")],
                       layers=["layer4", "layer3,layer4"], vocabularies=["builtin:imagenet+colors"],
                       settings={"k": 50})
-    for combo in expand_grid(cfg, ExtractConfig, CODE_MODULES):    # validated run configs
+    for combo in plan_sweep(cfg):                                 # validated run configs
         if not combination_done(combo):
             summary = run(combo.config)                           # flows/sweep.py: a subflow each
             mark_done(combo, summary)
@@ -20,6 +20,7 @@ setting, model or code version runs it again.
 from __future__ import annotations
 
 import datetime
+import itertools
 import posixpath
 import re
 from collections import defaultdict
@@ -122,11 +123,6 @@ def _unique_slugs(items: Sequence[Any], slug: Callable[[Any], str]) -> dict[int,
     }
 
 
-def _dataset_key_view(spec: DatasetSpec) -> dict:
-    # storage options are how to reach the data, not which data
-    return spec.model_dump(mode="json", exclude={"storage_options"})
-
-
 def combination_key(stage: str, config: BaseModel, code_modules: Sequence[str]) -> str:
     view = config.model_dump(mode="json")
     view = {k: v for k, v in (view.pop("extract", {}) | view).items() if k not in NOT_IN_KEY | {"store_options"}}  # ExplainConfig: flat
@@ -135,55 +131,68 @@ def combination_key(stage: str, config: BaseModel, code_modules: Sequence[str]) 
     return content_key({"stage": stage, "config": view, "code": code_version(*code_modules)})
 
 
-def expand_grid(
-    cfg: SweepConfig,
-    config_cls: type[BaseModel],
-    code_modules: Sequence[str],
-    vocabulary_fields: Callable[[str], dict[str, Any]] | None = None,
-) -> list[Combination]:
-    """Every combination as a validated ``config_cls``, in grid order (models, datasets, layers, vocabularies).
+def _stage(name: str) -> tuple[type[BaseModel], tuple[str, ...], Callable[[str], dict[str, Any]] | None]:
+    """The config class, code modules and vocabulary mapping of the stage a sweep's ``flow`` names
+    (imported lazily: stages load torch and friends); a stage without vocabularies (extract) maps none."""
+    from neuroscribe.extraction import CODE_MODULES as EXTRACTION_CODE
 
-    ``vocabulary_fields(source)`` maps a vocabulary source onto the stage's config fields; a stage
-    without vocabularies (extract) takes none.
-    """
+    if name == "extract":
+        from neuroscribe.config import ExtractConfig
+
+        return ExtractConfig, EXTRACTION_CODE, None
+    if name == "explain":
+        from neuroscribe.explanation import CODE_MODULES, ExplainConfig
+        from neuroscribe.patches.cut import CODE_MODULES as PATCHES_CODE
+
+        return ExplainConfig, (*EXTRACTION_CODE, *PATCHES_CODE, *CODE_MODULES), vocabulary_sources
+    raise NeuroscribeError(f"sweep flow {name!r} is unknown; use explain or extract")
+
+
+def vocabulary_sources(source: str) -> dict[str, Any]:
+    """A sweep vocabulary entry (one source, or a comma-separated union) as explain config fields."""
+    return {"vocabulary": {"sources": tuple(s.strip() for s in source.split(",") if s.strip())}}
+
+
+def plan_sweep(cfg: SweepConfig) -> list[Combination]:
+    """Every combination as a validated config of its stage, in grid order (models, datasets, layers, ...)."""
+    config_cls, code_modules, vocabulary_fields = _stage(cfg.flow)
     if cfg.vocabularies and vocabulary_fields is None:
         raise NeuroscribeError(f"the {cfg.flow} stage takes no vocabularies; remove `vocabularies` from the sweep config")
     if len(set(cfg.layers)) != len(cfg.layers):
         raise NeuroscribeError(f"sweep layers {list(cfg.layers)} repeat a group; list each layer group once")
     model_slugs = _unique_slugs(cfg.models, model_slug)
-    dataset_slugs = _unique_slugs([_dataset_key_view(d) for d in cfg.datasets], lambda d: dataset_slug(DatasetSpec(**d)))
-    vocabularies: list[str | None] = list(cfg.vocabularies) or [None]
+    # storage options are how to reach the data, not which data
+    dataset_views = [d.model_dump(mode="json", exclude={"storage_options"}) for d in cfg.datasets]
+    dataset_slugs = _unique_slugs(dataset_views, lambda d: dataset_slug(DatasetSpec(**d)))
+    vocabularies = list(cfg.vocabularies) or [None]
+    grid = itertools.product(enumerate(cfg.models), enumerate(cfg.datasets), cfg.layers, vocabularies)
     combos = []
-    for m, model in enumerate(cfg.models):
-        for d, dataset in enumerate(cfg.datasets):
-            for layers in cfg.layers:
-                for vocabulary in vocabularies:
-                    parts = [model_slugs[m], dataset_slugs[d], slugify("+".join(layers))]
-                    if vocabulary is not None:
-                        parts.append(slugify(vocabulary))
-                    name = "/".join(parts)
-                    store = st.full_uri(cfg.root, name)
-                    fields = dict(cfg.settings) | {
-                        "model": model,
-                        "dataset": dataset,
-                        "layers": layers,
-                        "store": store,
-                        "runner": cfg.runner,
-                        "store_options": cfg.store_options,
-                    }
-                    if vocabulary is not None:
-                        fields = deep_merge(fields, vocabulary_fields(vocabulary))  # into any vocabulary settings
-                    try:
-                        config = config_cls.model_validate(fields)
-                    except ValidationError as exc:
-                        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-                        raise NeuroscribeError(
-                            f"sweep combination {name} is not a valid {config_cls.__name__} ({problems}); "
-                            f"fix `settings` or the grid lists"
-                        ) from None
-                    combos.append(
-                        Combination(name, store, combination_key(cfg.flow, config, code_modules), config, model, dataset, layers, vocabulary)
-                    )
+    for (m, model), (d, dataset), layers, vocabulary in grid:
+        parts = [model_slugs[m], dataset_slugs[d], slugify("+".join(layers))]
+        if vocabulary is not None:
+            parts.append(slugify(vocabulary))
+        name = "/".join(parts)
+        store = st.full_uri(cfg.root, name)
+        fields = dict(cfg.settings) | {
+            "model": model,
+            "dataset": dataset,
+            "layers": layers,
+            "store": store,
+            "runner": cfg.runner,
+            "store_options": cfg.store_options,
+        }
+        if vocabulary is not None:
+            fields = deep_merge(fields, vocabulary_fields(vocabulary))  # into any vocabulary settings
+        try:
+            config = config_cls.model_validate(fields)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise NeuroscribeError(
+                f"sweep combination {name} is not a valid {config_cls.__name__} ({problems}); "
+                f"fix `settings` or the grid lists"
+            ) from None
+        key = combination_key(cfg.flow, config, code_modules)
+        combos.append(Combination(name, store, key, config, model, dataset, layers, vocabulary))
     names = [c.name for c in combos]
     if len(set(names)) != len(names):
         raise NeuroscribeError("two sweep combinations share a store path; make the grid entries distinct")
@@ -198,12 +207,8 @@ def combination_done(combo: Combination, storage_options: dict | None = None) ->
 
 def mark_done(combo: Combination, summary: Any, storage_options: dict | None = None) -> str:
     """Record that the combination finished with ``summary`` (small and JSON-able)."""
-    record = {
-        "key": combo.key,
-        "name": combo.name,
-        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "summary": summary,
-    }
+    finished = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    record = {"key": combo.key, "name": combo.name, "finished": finished, "summary": summary}
     return st.RunStore(combo.store, storage_options).summary("sweep").write_json(record)
 
 
@@ -212,38 +217,3 @@ def sweep_table(rows: Sequence[dict[str, Any]]) -> str:
     lines = ["| combination | status | store | key |", "|---|---|---|---|"]
     lines += [f"| {r['name']} | {r['status']} | [{r['store']}]({r['store']}) | `{r['key']}` |" for r in rows]
     return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class Stage:
-    """What a sweep needs to know about the stage it runs."""
-
-    config_cls: type[BaseModel]
-    code_modules: tuple[str, ...]
-    vocabulary_fields: Callable[[str], dict[str, Any]] | None = None
-
-
-def stage(name: str) -> Stage:
-    """The stage a sweep's ``flow`` names (imported lazily: stages load torch and friends)."""
-    from neuroscribe.extraction import CODE_MODULES as EXTRACTION_CODE
-
-    if name == "extract":
-        from neuroscribe.config import ExtractConfig
-
-        return Stage(ExtractConfig, EXTRACTION_CODE)
-    if name == "explain":
-        from neuroscribe.explanation import CODE_MODULES, ExplainConfig
-        from neuroscribe.patches.cut import CODE_MODULES as PATCHES_CODE
-
-        return Stage(ExplainConfig, (*EXTRACTION_CODE, *PATCHES_CODE, *CODE_MODULES), vocabulary_sources)
-    raise NeuroscribeError(f"sweep flow {name!r} is unknown; use explain or extract")
-
-
-def vocabulary_sources(source: str) -> dict[str, Any]:
-    """A sweep vocabulary entry (one source, or a comma-separated union) as explain config fields."""
-    return {"vocabulary": {"sources": tuple(s.strip() for s in source.split(",") if s.strip())}}
-
-
-def plan_sweep(cfg: SweepConfig) -> list[Combination]:
-    spec = stage(cfg.flow)
-    return expand_grid(cfg, spec.config_cls, spec.code_modules, spec.vocabulary_fields)

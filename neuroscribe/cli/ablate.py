@@ -21,6 +21,7 @@ from neuroscribe.cli.app import (
     DaskAddressOption,
     DeviceOption,
     LimitOption,
+    LocalOption,
     MaxImagePixelsOption,
     ModelOption,
     StorageOption,
@@ -52,9 +53,8 @@ def _print_class_units(table, query: str, layer: str, top: int) -> None:
 
     rows = class_units(table, query, top)
     name = table.loc[table["class"] == rows["class"].iloc[0], "class_name"].iloc[0] if len(rows) else query
-    out = Table(title=f"units of {layer} that class {name!r} depends on (accuracy drop, points, 95% interval)")
-    for column in ("unit", "drop", "baseline -> ablated", "images", "explanation"):
-        out.add_column(column)
+    title = f"units of {layer} that class {name!r} depends on (accuracy drop, points, 95% interval)"
+    out = Table("unit", "drop", "baseline -> ablated", "images", "explanation", title=title)
     for row in rows.itertuples():
         out.add_row(str(row.unit), _interval(row), f"{row.baseline_acc:.0%} -> {row.ablated_acc:.0%}", str(row.support),
                     _text(getattr(row, "explanation", None)))
@@ -67,9 +67,8 @@ def _print_unit_classes(table, unit: str, layer: str, top: int) -> None:
     if unit not in set(table["units"]):
         raise NeuroscribeError(f"unit {unit} was not ablated in this run of {layer}; ask for one of its --units")
     rows = unit_classes(table, unit, top)
-    out = Table(title=f"classes that {unit_title(unit, table[table['units'] == unit])} hurts (accuracy drop, 95% interval)")
-    for column in ("class", "drop", "baseline -> ablated", "images"):
-        out.add_column(column)
+    title = f"classes that {unit_title(unit, table[table['units'] == unit])} hurts (accuracy drop, 95% interval)"
+    out = Table("class", "drop", "baseline -> ablated", "images", title=title)
     for row in rows.itertuples():
         out.add_row(str(row.class_name), _interval(row), f"{row.baseline_acc:.0%} -> {row.ablated_acc:.0%}", str(row.support))
     console.print(out if len(rows) else f"ablating unit {unit} of {layer} lowers no class's accuracy")
@@ -81,9 +80,8 @@ def _print_summary(summary: dict, store: str) -> None:
     run = RunStore(store)
     units = run.recorded(summary["units_table"]).read_parquet()
     top = units[units["max_drop"] > 0].sort_values(["max_drop", "max_drop_low", "total_drop"], ascending=False).head(10)
-    table = Table(title=f"units of {summary['layer']} with the largest class drops ({summary['path']} path)")
-    for column in ("unit", "explanation", "classes it hurts (accuracy drop)", "classes hurt"):
-        table.add_column(column)
+    title = f"units of {summary['layer']} with the largest class drops ({summary['path']} path)"
+    table = Table("unit", "explanation", "classes it hurts (accuracy drop)", "classes hurt", title=title)
     for row in top.itertuples():
         drops = ", ".join(f"{c} +{d * 100:.0f}" for c, d in zip(row.top_classes, row.top_drops))
         table.add_row(row.units, _text(getattr(row, "explanation", None)), drops, str(row.classes_hurt))
@@ -129,7 +127,7 @@ def ablate(
     device: DeviceOption = None,
     dask_address: DaskAddressOption = None,
     workers: WorkersOption = None,
-    local: bool = typer.Option(False, help="run in this process with a progress bar instead of the Prefect flow on Dask"),
+    local: LocalOption = False,
     storage_option: StorageOption = None,
     max_image_pixels: MaxImagePixelsOption = None,
     wait: WaitOption = None,

@@ -59,6 +59,7 @@ MaxImagePixelsOption = Annotated[
 ClassNamesOption = Annotated[str | None, typer.Option(help="file with the model's class names, one per line")]
 ClassListOption = Annotated[str | None, typer.Option(help="dataset class-folder order, one name per line")]
 LimitOption = Annotated[int | None, typer.Option(help="use only the first N images")]
+LocalOption = Annotated[bool, typer.Option(help="run in this process with a progress bar instead of the Prefect flow on Dask")]
 
 
 def runner_overrides(

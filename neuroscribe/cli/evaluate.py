@@ -9,7 +9,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from neuroscribe.cli.app import app, parse_storage_options
+from neuroscribe.cli.app import (
+    DaskAddressOption,
+    LocalOption,
+    WorkersOption,
+    app,
+    parse_storage_options,
+)
 from neuroscribe.config import load_config
 from neuroscribe.errors import NeuroscribeError
 
@@ -19,9 +25,7 @@ console = Console()
 def _print_result(result: dict, seconds: float) -> None:
     rows = result["headline"]
     columns = list(dict.fromkeys(c for row in rows for c in row))
-    table = Table(title="evaluation")
-    for column in columns:
-        table.add_column(column)
+    table = Table(*columns, title="evaluation")
     for row in rows:
         table.add_row(*[f"{v:.3f}" if isinstance(v, float) else ("–" if v is None else str(v)) for v in (row.get(c) for c in columns)])
     console.print(table)
@@ -65,9 +69,9 @@ def evaluate(
     seed: int | None = typer.Option(None, help="random seed of permutations, samples and resamples"),
     device: str | None = typer.Option(None, help="override the backend's device: auto, cpu or cuda"),
     explain_config: Path | None = typer.Option(None, help="the run's ExplainConfig (YAML/JSON) for a store without explain_config.json"),
-    local: bool = typer.Option(False, help="run in this process with a progress bar instead of the Prefect flow on Dask"),
-    dask_address: str | None = typer.Option(None, help="existing Dask scheduler (default: a local cluster)"),
-    workers: int | None = typer.Option(None, help="local cluster worker processes"),
+    local: LocalOption = False,
+    dask_address: DaskAddressOption = None,
+    workers: WorkersOption = None,
     storage_option: list[str] | None = typer.Option(None, help="fsspec option key=value for the store and the images"),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML file of EvaluateConfig fields; flags override it"),
 ) -> None:

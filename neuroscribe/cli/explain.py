@@ -25,17 +25,29 @@ console = Console()
 VOCABULARY_HELP = f"vocabulary source (repeat): llm, builtin:NAME[+NAME], file:PATH \\[default: {' '.join(DEFAULT_SOURCES)}]"
 
 
-def _print_result(result: dict, seconds: float) -> None:
-    table = Table(title=f"explanations in {result['store']}")
-    for col in ("layer", "units", "explained", "most frequent concepts", "mean score"):
-        table.add_column(col)
+def _run_explain_flow(cfg) -> None:
+    """Validate ``cfg`` (bad input fails here, before the flows load prefect and open_clip), run the
+    explain flow on Dask and print where the results are."""
+    from neuroscribe.explanation import validate_explain
+
+    validate_explain(cfg)
+
+    from neuroscribe.flows._run import run_flow
+    from neuroscribe.flows.explain import explain_flow
+    from neuroscribe.lease import ensure_free
+
+    ensure_free(cfg.extract.store, cfg.extract.store_options, cfg.extract.runner.wait_for_store_s)
+    began = time.perf_counter()
+    result = run_flow(explain_flow, cfg)
+    title = f"explanations in {result['store']}"
+    table = Table("layer", "units", "explained", "most frequent concepts", "mean score", title=title)
     for s in result["layers"]:
         table.add_row(s["layer"], str(s["units"]), str(s["explained"]), s["most_frequent"], str(s["mean_score"]))
     console.print(table)
     for s in result["layers"]:
         console.print(f"table   [bold]{s['table']}[/] (and .csv)")
         console.print(f"gallery [bold]{result['galleries'][s['layer']]}[/]")
-    console.print(f"done in {seconds:.0f} s")
+    console.print(f"done in {time.perf_counter() - began:.0f} s")
 
 
 @app.command()
@@ -54,7 +66,7 @@ def explain(
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML file of ExplainConfig fields; flags override it"),
 ) -> None:
     """Explain every unit of the given layers: extract, vocabulary, patches, scoring, tables, galleries."""
-    from neuroscribe.explanation import ExplainConfig, validate_explain
+    from neuroscribe.explanation import ExplainConfig
 
     overrides = extraction.overrides() | {  # ExtractConfig's flat field names, lifted into ExplainConfig.extract
         "vocabulary": {"sources": tuple(vocabulary) if vocabulary else None, "classes": classes}, "vocabulary_uri": vocabulary_uri,
@@ -68,15 +80,7 @@ def explain(
         if cfg.backend.kind != "open_clip":  # named here: the spec's own error would name `arch`, not the flag
             raise NeuroscribeError(f"{', '.join(given)}: open_clip flags, but this run's backend is {cfg.backend.kind}; drop them or pass --backend open_clip")
         cfg = load_config(ExplainConfig, config, overrides | {"backend": overrides["backend"] | clip})
-    validate_explain(cfg)  # bad input fails here, before the flows (prefect, open_clip) load
-
-    from neuroscribe.flows._run import run_flow
-    from neuroscribe.flows.explain import explain_flow
-    from neuroscribe.lease import ensure_free
-
-    ensure_free(cfg.extract.store, cfg.extract.store_options, cfg.extract.runner.wait_for_store_s)
-    began = time.perf_counter()
-    _print_result(run_flow(explain_flow, cfg), time.perf_counter() - began)
+    _run_explain_flow(cfg)
 
 
 @app.command()
@@ -91,15 +95,7 @@ def demo(
 ) -> None:
     """The whole method offline on EfficientNet-Lite0 (ConSE backend, built-in vocabulary); prints where results are."""
     from neuroscribe.demo import demo_config
-    from neuroscribe.explanation import validate_explain
-    from neuroscribe.flows._run import run_flow
-    from neuroscribe.flows.explain import explain_flow
-    from neuroscribe.lease import ensure_free
 
-    cfg = demo_config(images=images, out=out, k=k, limit=limit, overwrite=overwrite, max_image_pixels=max_image_pixels)
-    if wait:
-        cfg = cfg.model_copy(update={"extract": cfg.extract.model_copy(update={"runner": cfg.extract.runner.model_copy(update={"wait_for_store_s": wait})})})
-    validate_explain(cfg)
-    ensure_free(cfg.extract.store, cfg.extract.store_options, cfg.extract.runner.wait_for_store_s)
-    began = time.perf_counter()
-    _print_result(run_flow(explain_flow, cfg), time.perf_counter() - began)
+    cfg = demo_config(images=images, out=out, k=k, limit=limit, overwrite=overwrite, max_image_pixels=max_image_pixels,
+                      wait=wait or 0.0)
+    _run_explain_flow(cfg)

@@ -32,9 +32,7 @@ def layers(
     from neuroscribe.models import list_layers, load_model
 
     loaded = load_model(ModelSpec(name=model, weights=weights, checkpoint=str(checkpoint) if checkpoint else None, pretrained=False))
-    table = Table(title=f"addressable layers of {model}")
-    for col in ("layer", "kind", "units", "map", "module"):
-        table.add_column(col)
+    table = Table("layer", "kind", "units", "map", "module", title=f"addressable layers of {model}")
     for info in list_layers(loaded):
         if (kind and info.kind != kind) or (contains and contains not in info.name):
             continue
@@ -59,9 +57,7 @@ def extract(
     validate_extraction(cfg)  # bad input fails here, in one line, before any server or cluster starts
     ensure_free(cfg.store, cfg.store_options, cfg.runner.wait_for_store_s)
     summary = run_flow(extract_flow, cfg)
-    table = Table(title="extraction summary")
-    table.add_column("field")
-    table.add_column("value")
+    table = Table("field", "value", title="extraction summary")
     for key, value in summary.items():
         table.add_row(key, str(value))
     console.print(table)

@@ -21,20 +21,14 @@ from neuroscribe.config import load_config
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.vocabulary.config import DEFAULT_SOURCES, VocabularyConfig
 
-SOURCE_HELP = (
-    f"llm | builtin:NAME[+NAME...] | file:PATH; repeat for a union \\[default: {' '.join(DEFAULT_SOURCES)}]"
-)
+SOURCE_HELP = f"llm | builtin:NAME[+NAME...] | file:PATH; repeat for a union \\[default: {' '.join(DEFAULT_SOURCES)}]"
 
 
 @app.command()
 def vocabulary(
     store: str = typer.Option(None, "--store", "-s", help="run store (local path or s3://...) that receives vocabulary/<name>.parquet"),
     classes: str = typer.Option(None, "--classes", help="imagenet | places365 | FILE with one class name per line \\[default: imagenet]"),
-    source: list[str] = typer.Option(
-        None,
-        "--source",
-        help=SOURCE_HELP,
-    ),
+    source: list[str] = typer.Option(None, "--source", help=SOURCE_HELP),
     places365_file: str = typer.Option(None, "--places365-file", help="Places365 class list (categories_places365.txt)"),
     model: str = typer.Option(None, "--model", help="LLM model id \\[default: $OPENAI_MODEL, else gpt-4o-mini]"),
     base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint \\[default: $OPENAI_BASE_URL, else OpenAI]"),
@@ -79,15 +73,11 @@ def vocabulary(
         with config_lease(cfg):
             summary = build_vocabulary(cfg)  # a progress bar per batch of classes
     else:
-        summary = _run_flow(cfg)
+        from neuroscribe.flows._dask import with_dask_runner
+        from neuroscribe.flows.vocabulary import vocabulary_flow
+
+        summary = with_dask_runner(vocabulary_flow, cfg.runner)(cfg)
     print_summary(summary, Console())
-
-
-def _run_flow(cfg):
-    from neuroscribe.flows._dask import with_dask_runner
-    from neuroscribe.flows.vocabulary import vocabulary_flow
-
-    return with_dask_runner(vocabulary_flow, cfg.runner)(cfg)
 
 
 def print_summary(summary, console: Console) -> None:
@@ -101,13 +91,8 @@ def print_summary(summary, console: Console) -> None:
         ("failures", str(len(summary.failures))),
         ("candidates", ", ".join(f"{k} {v}" for k, v in summary.candidates_by_source.items()) or "0"),
         ("concepts before filtering", str(stats.concepts_before)),
-        (
-            "removed",
-            (
-                f"{stats.dropped_too_long} too long, {stats.dropped_class_name} restating the class, "
-                f"{stats.merged_synonyms} merged synonyms, {stats.dropped_rare} rare"
-            ),
-        ),
+        ("removed", (f"{stats.dropped_too_long} too long, {stats.dropped_class_name} restating the class, "
+                     f"{stats.merged_synonyms} merged synonyms, {stats.dropped_rare} rare")),
         ("concepts after filtering", str(stats.concepts_after)),
         ("artifact", summary.uri),
         ("content hash", summary.content_hash),
