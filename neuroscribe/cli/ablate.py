@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -34,6 +35,9 @@ from neuroscribe.cli.app import (
 )
 from neuroscribe.config import load_config
 from neuroscribe.errors import NeuroscribeError
+
+if TYPE_CHECKING:
+    from neuroscribe.store import RunStore
 
 console = Console()
 
@@ -74,10 +78,7 @@ def _print_unit_classes(table, unit: str, layer: str, top: int) -> None:
     console.print(out if len(rows) else f"ablating unit {unit} of {layer} lowers no class's accuracy")
 
 
-def _print_summary(summary: dict, store: str) -> None:
-    from neuroscribe.store import RunStore
-
-    run = RunStore(store)
+def _print_summary(summary: dict, run: RunStore) -> None:
     units = run.recorded(summary["units_table"]).read_parquet()
     top = units[units["max_drop"] > 0].sort_values(["max_drop", "max_drop_low", "total_drop"], ascending=False).head(10)
     title = f"units of {summary['layer']} with the largest class drops ({summary['path']} path)"
@@ -169,7 +170,7 @@ def ablate(
         from neuroscribe.flows.ablate import ablate_flow
 
         summary = run_flow(ablate_flow, cfg)
-    _print_summary(summary, cfg.store)
+    _print_summary(summary, cfg.run_store)  # with the store's options: an s3:// store needs its credentials
     if class_name:
         _print_class_units(cfg.run_store.recorded(summary["table"]).read_parquet(), class_name, cfg.layer, cfg.top)
 
