@@ -28,8 +28,6 @@ import torch
 from neuroscribe.ablation.modes import units_mask
 from neuroscribe.ablation.stats import paired_drop_interval, wilson_interval
 
-COUNT_COLUMNS = ["units", "class", "support", "baseline_correct", "ablated_correct", "lost"]
-
 
 @dataclass
 class Counts:
@@ -44,10 +42,6 @@ class Counts:
 def units_label(units: Sequence[int]) -> str:
     """``"559"`` for one unit, ``"12+559"`` for a set ablated together."""
     return "+".join(str(u) for u in units)
-
-
-def _path_device(path) -> torch.device:
-    return next(path.model.parameters()).device
 
 
 def count_correct(
@@ -65,7 +59,7 @@ def count_correct(
     ``on_progress`` gets the number of images done after each batch.  ``lock`` (the model's, when
     other threads share it) is held while a batch is evaluated, not while the next one decodes.
     """
-    device = _path_device(path)
+    device = next(path.model.parameters()).device
     ablations = [tuple(a) for a in ablations]
     masks = torch.stack([units_mask(a, n_units, device) for a in ablations])
     support = baseline = ablated = lost = None
@@ -116,8 +110,7 @@ def counts_frame(counts: Counts) -> pd.DataFrame:
             "baseline_correct": np.tile(counts.baseline_correct[present], n).astype(np.int64),
             "ablated_correct": counts.ablated_correct[:, present].reshape(-1).astype(np.int64),
             "lost": counts.lost[:, present].reshape(-1).astype(np.int64),
-        },
-        columns=COUNT_COLUMNS,
+        }
     )
 
 
@@ -125,8 +118,7 @@ def class_accuracy(support: np.ndarray, correct: np.ndarray, class_names: Sequen
     """Every model class: support, correct, accuracy with its Wilson interval (NaN and
     ``present=False`` when it has no image)."""
     support = np.asarray(support)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        acc = np.where(support > 0, np.asarray(correct) / np.maximum(support, 1), np.nan)
+    acc = np.where(support > 0, np.asarray(correct) / np.maximum(support, 1), np.nan)
     low, high = wilson_interval(correct, support)
     return pd.DataFrame(
         {
@@ -171,9 +163,7 @@ def drop_table(frame: pd.DataFrame, class_names: Sequence[str]) -> pd.DataFrame:
     out["drop_low"], out["drop_high"] = paired_drop_interval(both, lost, gained, support - both - lost - gained)
     out["resolved"] = (out["drop_low"] > 0) | (out["drop_high"] < 0)
     out["relative_drop"] = (out["drop"] / out["baseline_acc"]).where(out["baseline_acc"] > 0)
-    position = {label: i for i, label in enumerate(dict.fromkeys(out["units"]))}
-    out["_order"] = out["units"].map(position)
+    out["_order"] = pd.factorize(out["units"])[0]  # ablations in the order of the frame
     out = out.sort_values(["_order", "drop", "drop_low", "class"], ascending=[True, False, False, True], kind="stable")
     out["rank"] = out.groupby("_order", sort=False).cumcount() + 1
-    out = out.drop(columns="_order")
-    return out.reset_index(drop=True)
+    return out.drop(columns="_order").reset_index(drop=True)

@@ -26,8 +26,9 @@ from neuroscribe.data import ImageSkipped, build_index, load_image
 from neuroscribe.errors import NeuroscribeError
 
 
-def _norm(name: str) -> str:
-    return " ".join(name.replace("_", " ").lower().split())
+def normalized_name(name: str) -> str:
+    """A class name for matching: ``Golden_Retriever`` and ``golden  retriever`` -> ``golden retriever``."""
+    return " ".join(str(name).replace("_", " ").lower().split())
 
 
 def _imagenet_wnids() -> list[str]:
@@ -44,12 +45,12 @@ def model_label_map(dataset_classes: list[str], class_names: list[str], uri: str
     if not dataset_classes:
         return None
     n = len(class_names)
-    by_name = {_norm(c): i for i, c in enumerate(class_names)}
+    by_name = {normalized_name(c): i for i, c in enumerate(class_names)}
     wnids = {w: i for i, w in enumerate(_imagenet_wnids())} if n == 1000 else {}
 
     def lookup(name: str) -> int | None:
-        if _norm(name) in by_name:
-            return by_name[_norm(name)]
+        if normalized_name(name) in by_name:
+            return by_name[normalized_name(name)]
         if name in wnids:
             return wnids[name]
         return int(name) if name.isdigit() and int(name) < n else None
@@ -126,6 +127,5 @@ def image_batches(
                     for j, r in enumerate(results) if isinstance(r, ImageSkipped)
                 )
             if keep:
-                x = torch.stack([results[j] for j in keep])
-                y = torch.as_tensor(chunk["label"].to_numpy()[keep], dtype=torch.long)
-                yield x, y
+                labels = torch.as_tensor(chunk["label"].to_numpy()[keep], dtype=torch.long)
+                yield torch.stack([results[j] for j in keep]), labels

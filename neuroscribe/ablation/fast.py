@@ -4,56 +4,54 @@
     state = path.prepare(x)                        # one forward: baseline logits (+ cached layer output)
     logits = path.ablated_logits(state, masks)     # [G, B, classes] for G unit sets (bool masks [G, units])
 
-Every path computes the same thing: the model's logits with the target module's units (see
-``neuroscribe.ablation.modes.target_module``) set to zero.  From fastest to most general:
+Every path computes the model's logits with the target module's units (``modes.target_module``)
+set to zero.  From fastest to most general:
 
 - ``closed``: the target is followed only by per-channel modules (eval BatchNorm, timm's
   ``BatchNormAct2d``, activations, dropout), global average pooling and one linear head
   (ResNet's ``layer4`` -> ``avgpool`` -> ``fc``; EfficientNet's ``conv_head`` -> ``bn2`` ->
-  ``global_pool`` -> ``classifier``), or is itself that head's input or its logits.  A per-channel
-  module maps a zeroed channel u to a constant ``c_u`` (its output on zeros) and leaves the other
-  channels alone, and the logits are affine in the pooled activation ``p``, so ablating unit u
-  changes them by ``-W[:, u] * (p[:, u] - c_u)``: one outer product per unit, no network at all.
-  Unit sets sum their columns.
+  ``global_pool`` -> ``classifier``), or is that head's input or its logits.  A per-channel
+  module maps a zeroed channel u to a constant ``c_u`` and leaves the others alone, and the
+  logits are affine in the pooled activation ``p``, so ablating u changes them by
+  ``-W[:, u] * (p[:, u] - c_u)``: an outer product per unit (unit sets sum their columns).
 - ``suffix``: the network after the target is a plain chain of modules (top-level children of a
-  model whose forward chains them, the rest of each enclosing ``nn.Sequential``, and the known
-  heads of torchvision's and timm's vision transformers, ``known_tail``; nested plain
-  ``nn.Sequential`` steps are unrolled, and a ``Linear`` after a 4-d map gets it flattened, as
-  ``torch.flatten(x, 1)`` in torchvision forwards).  The target's output is cached once per image
-  batch, and only the chain after it runs, on G masked copies stacked along the batch axis.  When
-  the chain starts with a 1x1 convolution or a linear layer, its output is cached too, and a
-  single unit's ablation subtracts a rank-one term instead of rerunning it; an eval BatchNorm
-  right after it is folded into that term, the steps up to the pooling run on chunks of
-  ``CHUNK_ELEMENTS`` (in cache) and the head once on every (unit, image) pair of the pass.
-- ``hook``: any model.  The whole network runs on G copies of the batch stacked along the batch
-  axis; a hook zeroes unit set g in copy g.  No compute is saved per unit.
-- ``naive``: the reference, one ablated forward per unit set with ``modes.ablate`` (in ``weights``
-  mode it really zeroes the weights).
+  model whose forward chains them, the rest of each enclosing ``nn.Sequential``, the heads of
+  torchvision's and timm's vision transformers in ``known_tail``; nested ``nn.Sequential``
+  unrolled; a ``Linear`` after a 4-d map gets it flattened, as ``torch.flatten(x, 1)`` does in
+  torchvision forwards).  The target's output is cached once per batch and only the chain runs,
+  on G masked copies stacked along the batch axis.  When the chain starts with a 1x1 convolution
+  or a linear layer, its output is cached too and a single unit's ablation subtracts a rank-one
+  term instead; an eval BatchNorm right after it is folded into that term, the steps up to the
+  pooling run on chunks of ``CHUNK_ELEMENTS`` (in cache) and the head once on all pairs.
+- ``hook``: any model.  The whole network runs on G stacked copies of the batch; a hook zeroes
+  unit set g in copy g.
+- ``naive``: the reference, one ``modes.ablate`` forward per unit set (``weights`` mode really
+  zeroes the weights).
 
 ``auto`` takes the first of closed, suffix, hook whose structure applies and whose ablated logits
 match the hook path's on a probe batch, so a model whose forward is not what its module order
 suggests falls back instead of giving wrong numbers.  Tests check every path against ``naive``.
 
-Equivalent targets: a module whose output *is* an enclosing module's output (the last operation
-inside it: EfficientNet's ``bn2.act`` inside ``bn2``; ``blocks.6``, the last of ``blocks``) is
-evaluated as the outermost such module (``equivalent_target``, found on the probe batch), so every
-name of one tensor gets the same path.
+A module whose output *is* an enclosing module's output (EfficientNet's ``bn2.act`` inside
+``bn2``; ``blocks.6``, the last of ``blocks``) is evaluated from the outermost such module
+(``equivalent_target``, found on the probe), so every name of one tensor gets the same path.
 
-Memory: ``suffix`` and ``hook`` stack copies of a batch.  The copies per forward are capped so that
-the largest activation of the network, times ``ACTIVATION_FACTOR`` live tensors, stays within
-``MEMORY_BUDGET`` bytes (measured on each batch by a hook that records sizes, never tensors).
+Memory: ``suffix`` and ``hook`` cap the stacked copies per forward so that the largest
+activation, times ``ACTIVATION_FACTOR`` live tensors, stays within ``MEMORY_BUDGET`` bytes
+(measured on each batch by a hook that records sizes, never tensors).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import takewhile
 from typing import Literal
 
 import torch
 from torch import nn
 
-from neuroscribe.ablation.modes import AblationMode, ablate, target_module, zero_units
+from neuroscribe.ablation.modes import AblationMode, ablate, target_module, units_mask, zero_units
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.hooks import capture_outputs, count_calls, edit_outputs
 from neuroscribe.models.layers import LayerInfo
@@ -87,28 +85,22 @@ class State:
     copies: int = 1  # stacked copies of the batch per forward within the memory budget
 
 
-def _leaves(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.modules() if next(m.children(), None) is None]
-
-
 def _forward_measured(
     model: nn.Module, x: torch.Tensor, budget: int, watched: Sequence[nn.Module] | None = None
 ) -> tuple[torch.Tensor, int]:
     """(logits, stacked copies of ``x`` per forward within ``budget`` bytes), from the widest output of
     the leaf modules of ``watched`` (default: the whole model), the ones the stacked forward runs."""
+    inside = {id(m) for w in (watched if watched is not None else [model]) for m in w.modules()}
+    leaves = [n for n, m in model.named_modules() if id(m) in inside and next(m.children(), None) is None]
     widest = [0]
 
-    def record(_m, _i, out):
+    def record(out):
         if isinstance(out, torch.Tensor):
             widest[0] = max(widest[0], out.numel() * out.element_size())
+        return out
 
-    leaves = {id(m): m for w in (watched if watched is not None else [model]) for m in _leaves(w)}
-    handles = [m.register_forward_hook(record) for m in leaves.values()]
-    try:
+    with edit_outputs(model, dict.fromkeys(leaves, record)):
         logits = model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
     return logits, max(1, budget // (max(1, widest[0]) * ACTIVATION_FACTOR))
 
 
@@ -132,18 +124,17 @@ def _capture(
     return logits, kept["out"], copies
 
 
-def _stacked(masks: torch.Tensor, batch: int) -> torch.Tensor:
-    """Per-sample masks for G copies of a batch stacked along the batch axis: row g*B+i is ``masks[g]``."""
-    return masks.repeat_interleave(batch, dim=0)
+def _zeroed_copies(t: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """G copies of batch ``t`` stacked along the batch axis, unit set ``masks[g]`` zeroed in copy g."""
+    return zero_units(torch.cat([t] * len(masks)), masks.repeat_interleave(len(t), dim=0))
 
 
-def _repeat(t: torch.Tensor, copies: int) -> torch.Tensor:
-    return t.repeat(copies, *([1] * (t.ndim - 1)))
+class _StackedPath:
+    """A path whose ``_run`` evaluates masks on copies of the batch, at most ``state.copies`` at a time."""
 
-
-def _in_chunks(masks: torch.Tensor, copies: int, run) -> torch.Tensor:
-    """``run`` on at most ``copies`` masks at a time, results concatenated along the copy axis."""
-    return torch.cat([run(masks[s : s + copies]) for s in range(0, masks.shape[0], copies)])
+    def ablated_logits(self, state: State, masks: torch.Tensor) -> torch.Tensor:
+        starts = range(0, len(masks), state.copies)
+        return torch.cat([self._run(state, masks[s : s + state.copies]) for s in starts])
 
 
 def equivalent_target(model: nn.Module, target: str, probe: torch.Tensor) -> str:
@@ -160,23 +151,21 @@ def equivalent_target(model: nn.Module, target: str, probe: torch.Tensor) -> str
     names = [target, *enclosing]
     with torch.no_grad(), count_calls(model, names) as calls, capture_outputs(model, names) as outputs:
         model(probe)
-    found = target
-    for name in enclosing:
-        out, inner = outputs.get(name), outputs[target]
-        same = isinstance(out, torch.Tensor) and calls.get(name) == 1 and out.shape == inner.shape and (
+    inner = outputs[target]
+
+    def same(name: str) -> bool:
+        out = outputs.get(name)
+        return isinstance(out, torch.Tensor) and calls.get(name) == 1 and out.shape == inner.shape and (
             out is inner or torch.equal(out, inner))
-        if not same:
-            break
-        found = name
-    return found
+
+    return [target, *takewhile(same, enclosing)][-1]
 
 
 class NaivePath:
     name = "naive"
 
     def __init__(self, model: nn.Module, info: LayerInfo, mode: AblationMode):
-        self.model, self.info, self.mode = model, info, mode
-        self.target = info.name
+        self.model, self.info, self.mode, self.target = model, info, mode, info.name
 
     def prepare(self, x: torch.Tensor) -> State:
         return State(x, self.model(x))
@@ -189,7 +178,7 @@ class NaivePath:
         return torch.stack(out)
 
 
-class HookPath:
+class HookPath(_StackedPath):
     name = "hook"
 
     def __init__(self, model: nn.Module, target: str, budget: int = MEMORY_BUDGET):
@@ -200,14 +189,9 @@ class HookPath:
         return State(x, logits, copies=copies)
 
     def _run(self, state: State, masks: torch.Tensor) -> torch.Tensor:
-        copies, batch = masks.shape[0], state.x.shape[0]
-        per_sample = _stacked(masks, batch)
+        per_sample = masks.repeat_interleave(len(state.x), dim=0)  # row g*B+i of the stacked batch: masks[g]
         with edit_outputs(self.model, {self.target: lambda out: zero_units(out, per_sample)}):
-            logits = self.model(_repeat(state.x, copies))
-        return logits.reshape(copies, batch, -1)
-
-    def ablated_logits(self, state: State, masks: torch.Tensor) -> torch.Tensor:
-        return _in_chunks(masks, state.copies, lambda m: self._run(state, m))
+            return self.model(torch.cat([state.x] * len(masks))).reshape(len(masks), len(state.x), -1)
 
 
 def _flattened(h: torch.Tensor, module: nn.Module) -> torch.Tensor:
@@ -288,16 +272,14 @@ def suffix_modules(model: nn.Module, name: str) -> list[nn.Module] | None:
     container: nn.Module = model
     rests: list[list[nn.Module]] = []
     for depth, part in enumerate(name.split(".")):
-        children = list(container.named_children())
-        names = [n for n, _ in children]
-        if part not in names:
+        children = dict(container.named_children())
+        if part not in children:
             return None
-        position = names.index(part)
         tail = known_tail(container, part)
         if tail is None and depth > 0 and not _is_chain(container):
             return None
-        rests.append(tail if tail is not None else [m for _, m in children[position + 1 :]])
-        container = children[position][1]
+        rests.append(tail if tail is not None else list(children.values())[list(children).index(part) + 1 :])
+        container = children[part]
     return _unrolled([m for rest in reversed(rests) for m in rest])
 
 
@@ -335,15 +317,16 @@ def _norm_affine(module: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     return scale, shift
 
 
-class SuffixPath:
+class SuffixPath(_StackedPath):
     name = "suffix"
 
     def __init__(self, model: nn.Module, target: str, chain: Chain, budget: int = MEMORY_BUDGET):
         self.model, self.target, self.chain, self.budget = model, target, chain, budget
         self.first = chain.steps[0] if chain.steps and _rank_one_first(chain.steps[0]) else None
-        # an eval BatchNorm right after the rank-one step is affine per channel: folded into the update
+        # an eval BatchNorm right after a rank-one 1x1 conv is affine per channel: folded into the update
         # (its scale multiplies W's rows), so the per-(unit, image) work skips one pass over the map
-        after = _foldable_norm(chain.steps[1]) if self.first is not None and len(chain.steps) > 1 else None
+        folds = isinstance(self.first, nn.Conv2d) and len(chain.steps) > 1
+        after = _foldable_norm(chain.steps[1]) if folds else None
         self.norm = chain.steps[1] if after is not None else None
         self.rest = Chain(after + chain.steps[2:]) if after is not None else Chain(chain.steps[1:])
 
@@ -352,25 +335,20 @@ class SuffixPath:
         # a Linear after a 4-d map sees flattened positions, not units: no rank-one shortcut then
         usable = self.first is not None and not (isinstance(self.first, nn.Linear) and cached.ndim == 4)
         first = self.first(cached) if usable else None
-        if first is not None and self.norm is not None and first.ndim == 4:
+        if first is not None and self.norm is not None:
             scale, shift = _norm_affine(self.norm)
             first = first * scale[:, None, None] + shift[:, None, None]
         return State(x, logits, cached, first, copies)
-
-    def _update_weight(self, state: State) -> tuple[torch.Tensor, Chain]:
-        """(W as [out, in], times the folded BatchNorm's scale when ``state.first`` is past it; the steps after)."""
-        weight = self.first.weight.reshape(self.first.weight.shape[0], -1)
-        if self.norm is not None and state.first.ndim == 4:
-            return weight * _norm_affine(self.norm)[0][:, None], self.rest
-        return weight, Chain(self.chain.steps[1:])
 
     def _single_units(self, state: State, units: torch.Tensor) -> torch.Tensor:
         """The logits with one input unit per copy removed, [G, B, classes]: the first step's output
         becomes ``first - W[:, u] x_u``, written into a reused buffer of at most ``CHUNK_ELEMENTS``
         (so that the per-position steps after it run in cache), and the steps after the pooling run
         once on all copies."""
-        cached, first = state.cached, state.first
-        weight, rest = self._update_weight(state)  # [out, in] (1x1 conv or Linear)
+        cached, first, rest = state.cached, state.first, self.rest
+        weight = self.first.weight.reshape(self.first.weight.shape[0], -1)  # [out, in] (1x1 conv or Linear)
+        if self.norm is not None:  # folded into ``first`` by prepare
+            weight = weight * _norm_affine(self.norm)[0][:, None]
         batch = cached.shape[0]
         if cached.ndim == 2:  # Linear: the whole [G, B, out] update is small
             h = first.unsqueeze(0) - weight[:, units].T[:, None, :] * cached[:, units].T[:, :, None]
@@ -396,22 +374,18 @@ class SuffixPath:
         return rest(h.flatten(0, 1), start=split).reshape(len(units), batch, -1)
 
     def _run(self, state: State, masks: torch.Tensor) -> torch.Tensor:
-        copies, batch = masks.shape[0], state.x.shape[0]
+        batch = len(state.x)
         single = masks.sum(dim=1) == 1
         if state.first is None or not bool(single.any()):
-            masked = zero_units(_repeat(state.cached, copies), _stacked(masks, batch))
-            return self.chain(masked).reshape(copies, batch, -1)
+            return self.chain(_zeroed_copies(state.cached, masks)).reshape(len(masks), batch, -1)
         out = self._single_units(state, masks[single].to(torch.int8).argmax(dim=1))
         if bool(single.all()):
             return out
-        together = masks[~single]
-        rest = self.chain(zero_units(_repeat(state.cached, together.shape[0]), _stacked(together, batch)))
-        merged = out.new_empty(copies, batch, out.shape[-1])
-        merged[single], merged[~single] = out, rest.reshape(together.shape[0], batch, -1)
+        merged = out.new_empty(len(masks), batch, out.shape[-1])
+        merged[single] = out
+        together = self.chain(_zeroed_copies(state.cached, masks[~single]))
+        merged[~single] = together.reshape(-1, batch, out.shape[-1])
         return merged
-
-    def ablated_logits(self, state: State, masks: torch.Tensor) -> torch.Tensor:
-        return _in_chunks(masks, state.copies, lambda m: self._run(state, m))
 
 
 def _is_global_average(module: nn.Module) -> bool:
@@ -428,34 +402,27 @@ def _per_channel(module: nn.Module) -> bool:
     return isinstance(module, _ELEMENTWISE)
 
 
-def closed_head(modules: Sequence[nn.Module]) -> tuple[bool, list[nn.Module], list[nn.Module], nn.Linear | None]:
-    """(applies, per-channel steps, pooling steps, head): modules = per-channel steps, then global
-    average pooling / class-token / pass-through steps, then one Linear; or nothing (the logits)."""
+def closed_head(modules: Sequence[nn.Module]) -> tuple[list[nn.Module], nn.Linear | None] | None:
+    """(the steps to the pooled features, the head) when ``modules`` are per-channel steps, then global
+    average pooling / class-token / pass-through steps, then one Linear; ([], None) for no modules
+    (the target is the logits); None otherwise."""
     if not modules:
-        return True, [], [], None
+        return [], None
     *between, head = modules
-    if not isinstance(head, nn.Linear):
-        return False, [], [], None
-    n_channel = 0
-    while n_channel < len(between) and _per_channel(between[n_channel]) and not isinstance(between[n_channel], _PASS_THROUGH):
-        n_channel += 1
-    pooling = list(between[n_channel:])
-    ok = all(isinstance(m, (*_PASS_THROUGH, ClassToken)) or _is_global_average(m) for m in pooling)
-    return ok, list(between[:n_channel]), pooling, head if ok else None
+    per_channel = list(takewhile(lambda m: _per_channel(m) and not isinstance(m, _PASS_THROUGH), between))
+    pooling = between[len(per_channel) :]
+    pools = all(isinstance(m, (*_PASS_THROUGH, ClassToken)) or _is_global_average(m) for m in pooling)
+    return (between, head) if pools and isinstance(head, nn.Linear) else None
 
 
 class ClosedPath:
     name = "closed"
 
-    def __init__(
-        self, model: nn.Module, target: str, head: nn.Linear | None,
-        per_channel: Sequence[nn.Module] = (), pooling: Sequence[nn.Module] = (),
-    ):
-        self.model, self.target, self.head = model, target, head
-        self.per_channel, self.pooling = Chain(per_channel), Chain(pooling)
+    def __init__(self, model: nn.Module, target: str, steps: Sequence[nn.Module], head: nn.Linear | None):
+        self.model, self.target, self.to_pooled, self.head = model, target, Chain(steps), head
 
     def _pooled(self, out: torch.Tensor) -> torch.Tensor:
-        pooled = self.pooling(self.per_channel(out))
+        pooled = self.to_pooled(out)
         return torch.flatten(pooled, 1) if pooled.ndim > 2 else pooled
 
     def prepare(self, x: torch.Tensor) -> State:
@@ -484,8 +451,7 @@ def ablation_flops(path, probe: torch.Tensor, n_units: int) -> tuple[int, int]:
     the suffix path, nothing on the closed path."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    mask = torch.zeros(1, n_units, dtype=torch.bool, device=probe.device)
-    mask[0, 0] = True
+    mask = units_mask([0], n_units, probe.device)[None]
     with torch.no_grad():
         with FlopCounterMode(display=False) as forward:
             state = path.prepare(probe)
@@ -501,11 +467,8 @@ def forwards_per_ablation(path, probe: torch.Tensor, n_units: int) -> float:
 
 
 def _probe_masks(n_units: int, device: torch.device) -> torch.Tensor:
-    masks = torch.zeros(3, n_units, dtype=torch.bool, device=device)
-    masks[0, 0] = True
-    masks[1, n_units // 2] = True
-    masks[2, [0, n_units // 2, n_units - 1]] = True
-    return masks
+    units = ([0], [n_units // 2], [0, n_units // 2, n_units - 1])
+    return torch.stack([units_mask(u, n_units, device) for u in units])
 
 
 def _agree(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -522,10 +485,10 @@ def _candidate(kind: str, model: nn.Module, target: str):
         return f"the network after {target} is not a chain of modules"
     if kind == "suffix":
         return SuffixPath(model, target, Chain(modules))
-    ok, per_channel, pooling, head = closed_head(modules)
-    if not ok:
+    closed = closed_head(modules)
+    if closed is None:
         return f"{target} is not followed by per-channel modules, global average pooling and a linear head only"
-    return ClosedPath(model, target, head, per_channel, pooling)
+    return ClosedPath(model, target, *closed)
 
 
 def choose_path(
@@ -548,25 +511,20 @@ def choose_path(
     target = target_module(model, info, mode)
     if probe is None:
         start = fast_target or target
-        kinds = PATH_ORDER if fast == "auto" else (fast,)
-        for kind in kinds:
-            path = _candidate(kind, model, start if kind != "hook" else target)
-            if not isinstance(path, str):
-                return path
-        raise NeuroscribeError(f"--fast {fast} does not apply to layer {info.name}: {path}; use --fast auto")
+    else:
+        reference = HookPath(model, target)
+        masks = _probe_masks(info.units, probe.device)
+        with torch.no_grad():
+            start = equivalent_target(model, target, probe)
+            reference_state = reference.prepare(probe)
+            expected = reference.ablated_logits(reference_state, masks)
     reasons = []
-    reference = HookPath(model, target)
-    masks = _probe_masks(info.units, probe.device)
-    with torch.no_grad():
-        start = equivalent_target(model, target, probe)
-        reference_state = reference.prepare(probe)
-        expected = reference.ablated_logits(reference_state, masks)
     for kind in PATH_ORDER if fast == "auto" else (fast,):
         path = _candidate(kind, model, start if kind != "hook" else target)
         if isinstance(path, str):
             reasons.append(path)
             continue
-        if kind == "hook":
+        if probe is None or kind == "hook":
             return path
         try:
             with torch.no_grad():

@@ -9,16 +9,14 @@ Modes:
 - ``activation``: a forward hook replaces the layer's output with a copy whose ablated units are
   zero (``torch.where``, so even non-finite values become exactly 0).
 - ``weights`` (the seed paper's definition): zero the weight rows and biases that produce the
-  unit's feature map: a conv's output channel, a linear layer's row, a norm layer's affine
-  scale and shift.  For a composite layer (a ResNet stage or block) the weights are those of its
-  last executed conv/linear with that many outputs, skipping residual shortcuts
-  (``weights_module`` says which).  What follows that module is not silenced: with a following
-  BatchNorm the channel becomes the BatchNorm's constant ``beta - gamma * mean / sqrt(var + eps)``,
-  not zero, and a residual block adds its shortcut back.  Pass the exact sublayer
-  (``layer4.2.bn3``) to choose another module.
+  unit's map: a conv's output channel, a linear layer's row, a norm layer's scale and shift.  For
+  a composite layer (a ResNet stage or block) they are those of its last conv/linear with that
+  many outputs, skipping residual shortcuts (``weights_module``).  What follows is not silenced:
+  after a BatchNorm the channel is its constant ``beta - gamma * mean / sqrt(var + eps)``, not
+  zero, and a residual block adds its shortcut back.  Name the exact sublayer (``layer4.2.bn3``)
+  to choose another module.
 
-Either way the module that ends up with a zero output is ``target_module``; since zero weights
-give a zero output, both modes are "this module's unit outputs zero", which is what the fast
+Either way ``target_module`` is the module whose unit outputs become zero, which is what the fast
 evaluation paths (``neuroscribe.ablation.fast``) rely on.  Parameters are restored bit for bit
 in ``finally``, also after an exception.
 """
@@ -80,14 +78,11 @@ def units_mask(units: Sequence[int], n_units: int, device: torch.device | str = 
 
 
 def _owns_unit_weights(module: nn.Module) -> bool:
-    if isinstance(module, nn.modules.conv._ConvTransposeNd):
-        return False  # their weight's first axis is the input channel
-    if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
-        return True
     if isinstance(module, _NORMS):
-        weight = getattr(module, "weight", None)
-        return weight is not None and weight.ndim == 1
-    return False
+        return getattr(module, "weight", None) is not None and module.weight.ndim == 1
+    # a transposed conv's weight's first axis is the input channel
+    weighted = isinstance(module, (nn.modules.conv._ConvNd, nn.Linear))
+    return weighted and not isinstance(module, nn.modules.conv._ConvTransposeNd)
 
 
 def _out_width(module: nn.Module) -> int:

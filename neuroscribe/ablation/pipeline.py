@@ -8,7 +8,7 @@
 
     plan = plan_sweep(cfg)                         # units, path, run key, parts (small, picklable)
     run_part(cfg, plan, i)                         # one batch of units over the whole dataset
-    summary = assemble(cfg, plan)                  # tables, chart, HTML, summary
+    result = assemble_result(cfg, plan)            # tables, chart, HTML, summary; the frames
 
 Store layout (all under ``<store>/ablation/`` unless noted):
     parts/<layer>/<run_key>/<part_key>.parquet   counts of one batch of units (units, class, support,
@@ -35,31 +35,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
-from pydantic import Field, field_validator
+from pydantic import BeforeValidator, Field
 
 from neuroscribe.ablation.dataset import image_batches, labelled_index
-from neuroscribe.ablation.accuracy import (
-    class_accuracy,
-    count_correct,
-    counts_frame,
-    drop_table,
-    units_label,
-)
+from neuroscribe.ablation.accuracy import class_accuracy, count_correct, counts_frame, drop_table, units_label
 from neuroscribe.ablation.fast import FastPath, choose_path, forwards_per_ablation
 from neuroscribe.ablation.modes import AblationMode, target_module, validate_units
 from neuroscribe.ablation.report import (
-    CHART_UNITS,
-    class_summary,
-    default_chart_units,
-    drop_chart,
-    join_explanations,
-    report_page,
-    unit_summary,
+    CHART_UNITS, class_summary, default_chart_units, drop_chart, join_explanations, report_page, unit_summary,
 )
 from neuroscribe.ablation.stats import CONFIDENCE, min_support_to_tell
 from neuroscribe.config import DatasetSpec, FrozenModel, ModelSpec, StoreConfig
@@ -96,13 +84,16 @@ def parse_units(value: Any) -> tuple[int, ...] | None:
         raise NeuroscribeError(f"--units {value!r} is not a comma-separated list of unit indices, e.g. 12,559") from None
 
 
+Units = Annotated[tuple[int, ...] | None, BeforeValidator(parse_units)]
+
+
 class AblateConfig(StoreConfig):
     """Parameters of one ablation sweep (the ``ablate`` flow)."""
 
     model: ModelSpec = ModelSpec()
     layer: str = Field(description="the layer whose units are ablated, e.g. layer4")
     dataset: DatasetSpec = Field(description="labelled images: a folder of class subfolders or a labelled file list")
-    units: tuple[int, ...] | None = Field(default=None, description="units to ablate; None: every unit of the layer")
+    units: Units = Field(default=None, description="units to ablate; None: every unit of the layer")
     together: bool = Field(default=False, description="ablate `units` as one set instead of one at a time")
     mode: AblationMode = "activation"
     fast: FastPath = Field(default="auto", description="evaluation path; auto picks the fastest exact one")
@@ -112,13 +103,8 @@ class AblateConfig(StoreConfig):
         description=f"ablations per part (the unit of work and resume); None: about {FORWARDS_PER_PART} forwards' work "
                     "per image (256 ablations on the hook path, more on the suffix path); the closed path uses one part")
     top: int = Field(default=5, ge=1, description="most affected classes kept per unit in summaries and the chart")
-    chart_units: tuple[int, ...] | None = Field(
+    chart_units: Units = Field(
         default=None, description=f"units charted; None: the {CHART_UNITS} with the largest drops")
-
-    @field_validator("units", "chart_units", mode="before")
-    @classmethod
-    def _split_units(cls, v: Any) -> tuple[int, ...] | None:
-        return parse_units(v)
 
 
 class SweepPlan(FrozenModel):
@@ -146,12 +132,6 @@ def part_file(cfg: AblateConfig, plan: SweepPlan, i: int) -> StoreFile:
     return cfg.run_store.ablation_part(plan.layer, plan.run_key, plan.part_keys[i])
 
 
-def _probe(loaded, device: torch.device) -> torch.Tensor:
-    size = loaded.preprocessing.input_size
-    generator = torch.Generator().manual_seed(PROBE_SEED)
-    return torch.randn(1, 3, size, size, generator=generator).to(device)
-
-
 def _model_on(cfg: AblateConfig, device: torch.device):
     # one model per process, shared by the task threads of a worker: hooks and zeroed weights are
     # only ever in place while its lock is held (see count_correct's ``lock``)
@@ -167,24 +147,17 @@ def plan_sweep(cfg: AblateConfig) -> SweepPlan:
     units = validate_units(info, cfg.units if cfg.units is not None else range(info.units))
     ablations = (units,) if cfg.together else tuple((u,) for u in units)
     frame, counts = labelled_index(cfg.dataset, loaded.class_names)
+    size = loaded.preprocessing.input_size
+    probe = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(PROBE_SEED))
     with loaded.lock:
-        probe = _probe(loaded, device)
         path = choose_path(loaded.model, info, cfg.mode, cfg.fast, probe)
-        cost = forwards_per_ablation(path, probe, info.units) if path.name != "closed" and not cfg.units_per_task else 0.0
-    run_key = content_key(
-        {
-            "model": cfg.model,
-            "layer": info.name,
-            "mode": cfg.mode,
-            "listing": listing_key(frame),
-            "code": code_version(*CODE_MODULES),
-        }
-    )
-    # a part passes over the whole dataset once; on the closed path that pass is all the work, so one part
-    if path.name == "closed":
-        per_task = len(ablations)
-    else:
-        per_task = cfg.units_per_task or max(1, min(len(ablations), int(FORWARDS_PER_PART / max(cost, 1e-9))))
+        # a part passes over the whole dataset once; on the closed path that pass is all the work, so one part
+        per_task = len(ablations) if path.name == "closed" else cfg.units_per_task
+        if per_task is None:
+            cost = forwards_per_ablation(path, probe, info.units)
+            per_task = max(1, min(len(ablations), int(FORWARDS_PER_PART / max(cost, 1e-9))))
+    run_key = content_key({"model": cfg.model, "layer": info.name, "mode": cfg.mode,
+                           "listing": listing_key(frame), "code": code_version(*CODE_MODULES)})
     parts = tuple((s, min(s + per_task, len(ablations))) for s in range(0, len(ablations), per_task))
     return SweepPlan(
         run_key=run_key,
@@ -202,15 +175,11 @@ def plan_sweep(cfg: AblateConfig) -> SweepPlan:
     )
 
 
-def part_done(cfg: AblateConfig, plan: SweepPlan, i: int) -> bool:
-    return part_file(cfg, plan, i).exists()
-
-
 def run_part(cfg: AblateConfig, plan: SweepPlan, i: int) -> dict[str, Any]:
     """Evaluate part ``i``'s ablations over the whole dataset and write its counts; skipped when done.
 
     A part is one pass over the dataset, so it shows a bar of images on a terminal (not in worker logs)."""
-    if part_done(cfg, plan, i):
+    if part_file(cfg, plan, i).exists():
         return {"part": i, "cached": True}
     started = time.perf_counter()
     device = resolve_device(cfg.runner.device)
@@ -279,25 +248,20 @@ def assemble_result(cfg: AblateConfig, plan: SweepPlan) -> AblationResult:
     """Concatenate the parts into the ablation table, unit and class views, baseline, chart and report, and write them."""
     frames, metas = [], []
     for i in range(len(plan.parts)):
-        if not part_done(cfg, plan, i):
+        if not part_file(cfg, plan, i).exists():
             raise NeuroscribeError(f"part {i} of the {plan.layer} sweep is missing from {cfg.store}; rerun `neuroscribe ablate`")
         frames.append(part_file(cfg, plan, i).read_parquet())
         metas.append(part_file(cfg, plan, i).with_suffix(".json").read_json())
     counts = pd.concat(frames, ignore_index=True)
     names = list(plan.class_names)
     table, joined = join_explanations(drop_table(counts, names), cfg.store, plan.layer, cfg.store_options)
-    files = {name: _table(cfg, plan, name) for name in ("", "units", "classes", "baseline")}
-    files[""].write_table(table)
-    summary_units = unit_summary(table, cfg.top)
-    files["units"].write_table(summary_units)
-    summary_classes = class_summary(table, cfg.top)
-    files["classes"].write_table(summary_classes)
-
-    first = frames[0].drop_duplicates("class").set_index("class")
-    support = first["support"].reindex(range(len(names)), fill_value=0).to_numpy()
-    correct = first["baseline_correct"].reindex(range(len(names)), fill_value=0).to_numpy()
+    summary_units, summary_classes = unit_summary(table, cfg.top), class_summary(table, cfg.top)
+    first = frames[0].drop_duplicates("class").set_index("class")[["support", "baseline_correct"]]
+    support, correct = first.reindex(range(len(names)), fill_value=0).to_numpy().T
     baseline = class_accuracy(support, correct, names)
-    files["baseline"].write_table(baseline)
+    files = {name: _table(cfg, plan, name) for name in ("", "units", "classes", "baseline")}
+    for name, frame in zip(files, (table, summary_units, summary_classes, baseline)):
+        files[name].write_table(frame)
 
     charted = [units_label((u,)) for u in cfg.chart_units] if cfg.chart_units else default_chart_units(summary_units)
     missing = [u for u in charted if u not in set(table["units"])]
@@ -344,7 +308,7 @@ def assemble_result(cfg: AblateConfig, plan: SweepPlan) -> AblationResult:
 
 
 def _pending_parts(cfg: AblateConfig, plan: SweepPlan) -> Plan:
-    pending = [i for i in range(len(plan.parts)) if not part_done(cfg, plan, i)]
+    pending = [i for i in range(len(plan.parts)) if not part_file(cfg, plan, i).exists()]
     return Plan([(i, plan) for i in pending], done=len(plan.parts) - len(pending))
 
 

@@ -12,10 +12,9 @@ Only real drops are listed: a class an ablation does not hurt (drop <= 0) is nev
 "most affected" classes, and a unit that hurts no class lists none.  Drops are ranked by size,
 ties by the lower end of their interval (more images, more certain), then by class or unit.
 
-The chart has one panel per chosen unit, titled with the unit's explanation: the classes it hurts
-most as horizontal bars of their accuracy drop, with the drop's 95% interval as error bars and
-baseline -> ablated accuracy at the bar's end.  The HTML page is rendered with jinja2 from
-``templates/report.html``.
+The chart has one panel per chosen unit, titled with its explanation: the classes it hurts most
+as bars of their drop with 95% error bars, baseline -> ablated accuracy at the bar's end.  The
+HTML page is rendered with jinja2 from ``templates/report.html``.
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ from importlib.resources import files
 import numpy as np
 import pandas as pd
 
+from neuroscribe.ablation.dataset import normalized_name
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.store import RunStore
 
@@ -61,17 +61,14 @@ def _hurt(table: pd.DataFrame) -> pd.DataFrame:
     return hurt.sort_values(["drop", "drop_low", "units", "class"], ascending=[False, False, True, True], kind="stable")
 
 
-def _ranked_lists(hurt: pd.DataFrame, key: str, top: int, columns: dict[str, str]) -> pd.DataFrame:
-    """Per ``key`` value, the first ``top`` rows of ``hurt`` (already ranked) as lists: {new name: column}."""
-    best = hurt.groupby(key, sort=False).head(top)
-    grouped = best.groupby(key, sort=False)
-    return pd.DataFrame({name: grouped[column].agg(list) for name, column in columns.items()})
-
-
-def _as_lists(frame: pd.DataFrame, columns: Sequence[str]) -> None:
-    """Missing list cells (keys with no real drop) become empty lists."""
-    for column in columns:
-        frame[column] = [v if isinstance(v, list) else [] for v in frame[column]]
+def _ranked_lists(
+    hurt: pd.DataFrame, key: str, top: int, columns: dict[str, str], index: pd.Index
+) -> pd.DataFrame:
+    """Per ``key`` value in ``index``, the first ``top`` rows of ``hurt`` (already ranked) as lists,
+    empty for a value with no real drop: {new name: column}."""
+    grouped = hurt.groupby(key, sort=False).head(top).groupby(key, sort=False)
+    lists = pd.DataFrame({name: grouped[column].agg(list) for name, column in columns.items()}, index=index)
+    return lists.map(lambda v: v if isinstance(v, list) else [])
 
 
 def unit_summary(table: pd.DataFrame, top: int = 5) -> pd.DataFrame:
@@ -87,8 +84,7 @@ def unit_summary(table: pd.DataFrame, top: int = 5) -> pd.DataFrame:
         "mean_drop": grouped["drop"].mean().astype(float),
     })
     lists = {"top_classes": "class_name", "top_class_ids": "class", "top_drops": "drop", "top_drops_low": "drop_low"}
-    out = out.join(_ranked_lists(_hurt(table), "units", top, lists))
-    _as_lists(out, list(lists))
+    out = out.join(_ranked_lists(_hurt(table), "units", top, lists, out.index))
     for column in EXPLANATION_COLUMNS:
         if column in table.columns:
             out[column] = grouped[column].first()
@@ -112,15 +108,10 @@ def class_summary(table: pd.DataFrame, top: int = 5) -> pd.DataFrame:
     lists = {"top_units": "unit", "top_drops": "drop", "top_drops_low": "drop_low"}
     if "explanation" in single.columns:
         lists["top_explanations"] = "explanation"
-    out = out.join(_ranked_lists(_hurt(single), "class", top, lists))
-    _as_lists(out, list(lists))
+    out = out.join(_ranked_lists(_hurt(single), "class", top, lists, out.index))
     if "top_explanations" in out.columns:
         out["top_explanations"] = [[None if pd.isna(e) else str(e) for e in v] for v in out["top_explanations"]]
     return out.reset_index()[columns]
-
-
-def _norm(name: str) -> str:
-    return " ".join(str(name).replace("_", " ").lower().split())
 
 
 def resolve_class(table: pd.DataFrame, query: str | int) -> int:
@@ -130,11 +121,11 @@ def resolve_class(table: pd.DataFrame, query: str | int) -> int:
         if int(query) in names.index:
             return int(query)
         raise NeuroscribeError(f"class {query} has no image in this ablation; pick a class the dataset has")
-    wanted = _norm(query)
+    wanted = normalized_name(query)
     for cls, name in names.items():
-        if _norm(name) == wanted or any(_norm(part) == wanted for part in str(name).split(",")):
+        if any(normalized_name(part) == wanted for part in [name, *str(name).split(",")]):
             return int(cls)
-    close = difflib.get_close_matches(wanted, [_norm(n) for n in names], n=5, cutoff=0.5)
+    close = difflib.get_close_matches(wanted, [normalized_name(n) for n in names], n=5, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else "; see the class_name column of the ablation table"
     raise NeuroscribeError(f"class {query!r} is not among the {len(names)} classes with images in this ablation{hint}")
 
@@ -163,17 +154,11 @@ def unit_classes(table: pd.DataFrame, label: str | int, top: int | None = None) 
     return rows if top is None else rows.head(top)
 
 
-def _explanation(group: pd.DataFrame) -> str | None:
-    if "explanation" not in group.columns or group.empty:
-        return None
-    value = group["explanation"].iloc[0]
-    return None if pd.isna(value) else str(value)
-
-
 def unit_title(units: str, group: pd.DataFrame) -> str:
+    """``unit 559: “<explanation>”`` from the ablation's rows ``group``; just the label without one."""
     label = f"unit {units}" if "+" not in units else f"units {units}"
-    text = _explanation(group)
-    return f"{label}: “{text}”" if text else label
+    text = group["explanation"].iloc[0] if "explanation" in group.columns and len(group) else None
+    return f"{label}: “{text}”" if pd.notna(text) and str(text) else label
 
 
 def drop_figure(table: pd.DataFrame, units: Sequence[str | int], top: int = 5):
@@ -247,10 +232,8 @@ def report_page(
     notes: Sequence[str] = (),
 ) -> str:
     """The HTML report: notes on the statistics, the chart, the charted units' classes, every class's units."""
-    panels = []
-    for label in (str(u) for u in charted):
-        ablated = table[table["units"] == label]
-        panels.append({"title": unit_title(label, ablated), "rows": unit_classes(table, label, top).to_dict("records")})
+    panels = [{"title": unit_title(label, table[table["units"] == label]),
+               "rows": unit_classes(table, label, top).to_dict("records")} for label in map(str, charted)]
     depends = []
     for row in classes[classes["units_hurting"] > 0].sort_values(["max_drop", "class"], ascending=[False, True]).itertuples():
         explanations = getattr(row, "top_explanations", None) or [None] * len(row.top_units)

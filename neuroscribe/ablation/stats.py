@@ -5,15 +5,13 @@
     n = min_support_to_tell()                                            # 2 at 95%: one image never tells
 
 Accuracy: the Wilson score interval (``scipy.stats.binomtest(...).proportion_ci(method="wilson")``,
-evaluated once per distinct (correct, support) pair, so a 1,280 x 1,000 table costs a few hundred
-calls).  Drop: baseline and ablated accuracy are measured on the *same* images, so the drop is a
-difference of paired proportions.  Its interval is Newcombe's hybrid score interval for paired
-data (Newcombe 1998, Statistics in Medicine 17:2635, method 10, with its continuity-corrected
-``phi``): it combines the two Wilson intervals with the correlation ``phi`` of the 2x2 table of
-per-image outcomes (correct at
-baseline / correct when ablated), so it needs only four counts per class: ``both``, ``lost``
-(correct only at baseline), ``gained`` (correct only when ablated) and ``neither``.  No library
-we use implements it; tests check it against a step-by-step hand computation.  Intervals are at ``CONFIDENCE`` (95%).
+once per distinct (correct, support) pair, so a 1,280 x 1,000 table costs a few hundred calls).
+Drop: baseline and ablated accuracy are measured on the *same* images, so its interval is
+Newcombe's hybrid score interval for paired proportions (Newcombe 1998, Statistics in Medicine
+17:2635, method 10, continuity-corrected ``phi``): the two Wilson intervals combined with the
+correlation ``phi`` of the per-image 2x2 table, from four counts per class: ``both``, ``lost``
+(correct only at baseline), ``gained`` (correct only when ablated) and ``neither``.  No library we
+use implements it; tests check it against a hand computation.  Intervals are at ``CONFIDENCE`` (95%).
 """
 
 from __future__ import annotations
@@ -28,14 +26,13 @@ def wilson_interval(correct, support, confidence: float = CONFIDENCE) -> tuple[n
     """Wilson score interval of ``correct / support`` per element; NaN where ``support`` is 0."""
     k = np.asarray(correct, dtype=np.int64).reshape(-1)
     n = np.asarray(support, dtype=np.int64).reshape(-1)
-    low, high = np.full(k.shape, np.nan), np.full(k.shape, np.nan)
     pairs, inverse = np.unique(np.stack([k, n], axis=1), axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
+    bounds = np.full((len(pairs), 2), np.nan)
     for i, (kk, nn_) in enumerate(pairs):
         if nn_ > 0:
             ci = binomtest(int(kk), int(nn_)).proportion_ci(confidence_level=confidence, method="wilson")
-            at = inverse == i
-            low[at], high[at] = ci.low, ci.high
+            bounds[i] = ci.low, ci.high
+    low, high = bounds[inverse.reshape(-1)].T
     shape = np.shape(correct)
     return low.reshape(shape), high.reshape(shape)
 
