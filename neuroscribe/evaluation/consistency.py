@@ -84,8 +84,6 @@ def resampled_topk(values: np.ndarray, counts: np.ndarray, k: int) -> tuple[np.n
     take = min(k, len(drawn))
     ids = np.full((block.shape[1], k), -1, dtype=np.int64)
     mult = np.zeros((block.shape[1], k), dtype=np.int64)
-    if take == 0:
-        return ids, mult
     # k distinct candidates always suffice: each drawn image fills at least one place
     if take < len(drawn):
         part = np.argpartition(-block, take - 1, axis=0)[:take]
@@ -123,13 +121,10 @@ def distribution(values: np.ndarray, bins: int = 10, lo: float = 0.0, hi: float 
     if not len(values):
         return {"n": 0}
     counts, edges = np.histogram(values, bins=bins, range=(lo, hi))
-    q25, median, q75 = np.percentile(values, [25, 50, 75])
+    stats = zip(("mean", "median", "q25", "q75"), (values.mean(), *np.percentile(values, [50, 25, 75])))
     return {
         "n": len(values),
-        "mean": round(float(values.mean()), 4),
-        "median": round(float(median), 4),
-        "q25": round(float(q25), 4),
-        "q75": round(float(q75), 4),
+        **{name: round(float(v), 4) for name, v in stats},
         "histogram": {"edges": [round(float(e), 4) for e in edges], "counts": counts.tolist()},
     }
 
@@ -166,9 +161,8 @@ def bootstrap_stability(
     active = np.array([r != INACTIVE for r in reference], dtype=bool)
     # a resample that draws none of a unit's stored images leaves nothing to rescore it on: unknown, not changed
     scored = (repeats.sum(axis=2) > 0) & active[None, :]
-    same = np.zeros((resamples, n_units), dtype=bool)
-    for b in range(resamples):
-        same[b] = np.array(relabel(repeats[b]), dtype=object) == np.array(reference, dtype=object)
+    labels = np.array([relabel(r) for r in repeats], dtype=object).reshape(resamples, n_units)
+    same = labels == np.array(reference, dtype=object)
     with np.errstate(invalid="ignore", divide="ignore"):
         per_resample = (same & scored).sum(axis=1) / scored.sum(axis=1)
         per_unit = np.where(active, (same & scored).sum(axis=0) / scored.sum(axis=0), np.nan)
