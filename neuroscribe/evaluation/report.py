@@ -56,11 +56,9 @@ CHOICES = [
 
 
 def _fmt(value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
     if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
+        return "–" if math.isnan(value) else f"{value:.3f}"
+    return "–" if value is None else str(value)
 
 
 def markdown_table(rows: Sequence[dict]) -> str:
@@ -195,5 +193,4 @@ def write_report(cfg: EvaluateConfig, layers: list[str]) -> dict:
     files["json"].write_json(document)
     files["markdown"].write_bytes(text.encode())
     files["chart"].write_bytes(chart(summaries, compares))
-    paths = {name: file.uri for name, file in files.items()}
-    return paths | {"headline": [headline(s) for s in summaries], "markdown_text": text}
+    return {name: file.uri for name, file in files.items()} | {"headline": [headline(s) for s in summaries], "markdown_text": text}

@@ -95,12 +95,9 @@ def read_labels_file(path: str, n_units: int) -> tuple[list[str | None], list[li
         frame = pd.read_csv(io.StringIO(p.read_text()), sep="\t" if p.suffix.lower() == ".tsv" else ",", dtype={"label": str})
         if not {"unit", "label"} <= set(frame.columns):
             raise NeuroscribeError(f"labels file {path} needs columns unit and label (found {list(frame.columns)}); add a header line")
-        extra = frame["variants"] if "variants" in frame.columns else pd.Series("", index=frame.index)
-        rows = [
-            (int(unit), str(label), "" if pd.isna(more) else str(more))
-            for unit, label, more in zip(frame["unit"], frame["label"], extra)
-            if pd.notna(label)
-        ]
+        frame = frame.dropna(subset=["label"])
+        extra = frame["variants"].fillna("").astype(str) if "variants" in frame.columns else [""] * len(frame)
+        rows = list(zip(frame["unit"].astype(int), frame["label"], extra))
     else:
         rows = [(i, line.strip(), "") for i, line in enumerate(p.read_text().splitlines()) if line.strip()]
     for unit, label, extra in rows:
