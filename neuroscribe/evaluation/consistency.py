@@ -5,18 +5,17 @@
     repeats, coverage = bootstrap_repeats(values, counts, evidence.image_id, k)
     summary = distribution(aucs)                              # mean, quartiles, histogram
 
-Activation-grounded check (in the spirit of INVERT, Bykov et al. 2024): the AUC of the probe
-images' backend similarity to the explanation's concept embedding, for telling the unit's top
-images where it fired (top-k with a patch) from random probe images outside its top-k: 0.5 for an
-unrelated explanation, 1.0 when every top image ranks above every random one; ties count one half.
+Activation-grounded check (in the spirit of INVERT, Bykov et al. 2024): the AUC of the probe images'
+backend similarity to the explanation's concept embedding, for telling the unit's top images where it
+fired (top-k with a patch) from random probe images outside its top-k: 0.5 for an unrelated
+explanation, 1.0 when every top image ranks above every random one; ties count one half.
 
-Stability: the probe set is resampled with replacement, each unit's top-k recomputed among the
-drawn images from ``activations/<layer>/max`` (an image drawn twice fills two places) and the unit
-rescored on the drawn part of its stored top-k (only those have embeddings), in rank order, with
-multiplicity.  ``coverage`` is the fraction of resampled top-k places those images fill (about 63%
-of the stored images are drawn).  A resample that draws none of a unit's stored images
-(probability about e^-k) is left out for that unit; ``scored`` is the fraction kept.  Stability is
-the fraction of active, scored units whose label is unchanged.
+Stability: the probe set is resampled with replacement, each unit's top-k recomputed among the drawn
+images from ``activations/<layer>/max`` (an image drawn twice fills two places) and the unit rescored,
+in rank order with multiplicity, on the drawn part of its stored top-k (only those have embeddings):
+``coverage`` is the share of resampled top-k places they fill (about 63% of stored images are drawn).
+A resample that draws none of a unit's stored images (probability about e^-k) is left out for that
+unit (``scored``: the share kept).  Stability: the share of active, scored units with an unchanged label.
 """
 
 from __future__ import annotations
@@ -32,8 +31,6 @@ from neuroscribe.scoring.rules import INACTIVE
 
 def auc(positive: np.ndarray, negative: np.ndarray) -> float:
     """Area under the ROC curve of scores separating ``positive`` from ``negative`` (NaN if either is empty)."""
-    positive = np.asarray(positive, dtype=np.float64)
-    negative = np.asarray(negative, dtype=np.float64)
     if not len(positive) or not len(negative):
         return float("nan")
     u = mannwhitneyu(positive, negative, alternative="two-sided", method="asymptotic").statistic
