@@ -65,7 +65,7 @@ def embedding_jobs(cfg: EvaluateConfig) -> list[tuple[str, list[int], ExplainCon
     for layer, c in itertools.product(evaluated_layers(cfg, explain_cfg), configs):
         key = embedding_key(c, layer, cached_backend(c.backend).fingerprint)
         blocks = unit_blocks(n_units(c, layer), c.units_per_task)
-        jobs += [(layer, block, c) for block in blocks if not c.run_store.embeddings(layer, key, block).exists()]
+        jobs += [(layer, b, c) for b in blocks if not c.run_store.embeddings(layer, key, b).exists()]
     return jobs
 
 

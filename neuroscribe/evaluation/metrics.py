@@ -143,7 +143,7 @@ def label_metrics(
         }
         idx = idx[explained[idx]]
         summary[subset]["cosine"] = {
-            space.name: cosine_with_chance(space(explanations[idx]), space(texts[idx]), permutations, seed).as_dict()
-            for space in spaces
+            s.name: cosine_with_chance(s(explanations[idx]), s(texts[idx]), permutations, seed).as_dict()
+            for s in spaces
         }
     return summary, per_unit

@@ -193,4 +193,5 @@ def write_report(cfg: EvaluateConfig, layers: list[str]) -> dict:
     files["json"].write_json(document)
     files["markdown"].write_bytes(text.encode())
     files["chart"].write_bytes(chart(summaries, compares))
-    return {name: file.uri for name, file in files.items()} | {"headline": [headline(s) for s in summaries], "markdown_text": text}
+    paths = {name: file.uri for name, file in files.items()}
+    return paths | {"headline": [headline(s) for s in summaries], "markdown_text": text}

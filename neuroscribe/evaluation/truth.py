@@ -5,17 +5,16 @@
     truth.names[12], truth.variants[12], truth.present[12]
 
 Sources of truth, in order:
-- a labels file (``labels``): ``.csv``/``.tsv`` with columns ``unit``, ``label`` and optionally
-  ``variants`` (synonyms separated by ``;``), or a ``.txt`` with one label per line (line i is
-  unit i); a label written WordNet-style (``tench, Tinca tinca``) names the unit by its first
-  item and lists every item as a variant;
-- the model's classes, when the layer is the classifier's output (a ``linear`` layer with one unit
-  per class): unit u is class u, with the class's WordNet lemmas from timm (``ImageNetInfo``) as
-  variants for ImageNet-1k models, otherwise the comma-separated items of the class name.
+- a labels file: ``.csv``/``.tsv`` with columns ``unit``, ``label`` and optionally ``variants``
+  (synonyms separated by ``;``), or a ``.txt`` with one label per line (line i is unit i); a
+  WordNet-style label (``tench, Tinca tinca``) names the unit by its first item, every item a variant;
+- the model's classes, when the layer is the classifier's output (``linear``, one unit per class):
+  unit u is class u, its variants the class's WordNet lemmas from timm (``ImageNetInfo``) for
+  ImageNet-1k models, otherwise the comma-separated items of the class name.
 
-``present`` marks units whose class has a decoded probe image: a logit unit of an absent class
-cannot show its class among its top images, so exact match is reported over present units and
-over all labelled units.  Units from a labels file are all present.
+``present`` marks units whose class has a decoded probe image (a logit unit of an absent class cannot
+show its class among its top images), so exact match is reported over present units and over all
+labelled units.  Units from a labels file are all present.
 """
 
 from __future__ import annotations
@@ -120,9 +119,7 @@ def present_classes(store: str, class_names: list[str], storage_options: dict | 
     mapping = model_label_map(list(attrs.get("dataset", {}).get("classes", [])), class_names, attrs.get("dataset", {}).get("uri", store))
     if mapping is not None:
         labels = mapping[labels[labels < len(mapping)]]
-    present = np.zeros(len(class_names), dtype=bool)
-    present[labels[(labels >= 0) & (labels < len(class_names))]] = True
-    return present
+    return np.isin(np.arange(len(class_names)), labels)
 
 
 def is_classifier_output(attrs: dict, layer: str) -> bool:
