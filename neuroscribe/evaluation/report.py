@@ -86,9 +86,8 @@ def label_rows(labels: dict) -> list[dict]:
 def headline(summary: dict) -> dict:
     """The few numbers a person reads first, for the CLI and the flow's artifact."""
     out = {"layer": summary["layer"], "explained": f"{summary['explained']}/{summary['units']}"}
-    labels = summary.get("labels")
-    if labels:
-        present = labels["present"]
+    if summary.get("labels"):
+        present = summary["labels"]["present"]
         out["exact match (present)"] = present["exact_match"]["value"]
         out["chance"] = present["exact_match"]["chance"]
         for space, result in present["cosine"].items():
