@@ -4,19 +4,18 @@
     result["groups"]["superclasses"]["top1"]      # share of units named by their superclass
     print(benchmark_markdown(result))             # what `python benchmarks/quality.py` prints
 
-Groups (targets of issue 10 in ``TARGETS``):
-- ``logits``: the classifier's units with the ``builtin:imagenet`` vocabulary, right when labelled
-  with the class name or a WordNet synonym; only units whose class has a probe image count;
-- ``superclasses`` and ``colours``: the layers of ``neuroscribe.evaluation.known_units`` with
-  ImageNet names + superclasses + colours, right when labelled with the superclass (or a synonym)
-  or the colour (or a built-in shade of it); superclasses without a probe image are left out;
-- ``demo blocks.5``: the demo's own config on the same images: the median activation-grounded AUC
-  and the share of explained units carrying the most frequent label.
-For the labelled groups and their units pooled (``all_known``): top-1 match, the mean confidence
-and its AUROC for right against wrong labels (``confidence_column`` says which column).
-
-Everything but the backend (``conse``) and the vocabulary is ``ExplainConfig``'s default.  The runs
-go to ``<out>/known`` and ``<out>/demo``; a rerun reuses every cached stage.
+Groups (issue 10's targets in ``TARGETS``):
+- ``logits``: the classifier's units, ``builtin:imagenet`` vocabulary; right when labelled with the
+  class name or a WordNet synonym; units whose class has no probe image are left out;
+- ``superclasses`` and ``colours`` (``neuroscribe.evaluation.known_units``), vocabulary ImageNet names
+  + superclasses + colours; right when labelled with the superclass (or a synonym) or the colour (or
+  a built-in shade of it); superclasses without a probe image are left out;
+- ``demo blocks.5``: the demo's config on the same images: median activation-grounded AUC and the
+  share of explained units carrying the most frequent label.
+Per labelled group and pooled (``all_known``): top-1 match, mean confidence and its AUROC for right
+against wrong labels (``confidence_column`` says which column).  Everything but the backend
+(``conse``) and the vocabulary is ``ExplainConfig``'s default.  Runs go to ``<out>/known`` and
+``<out>/demo``; a rerun reuses every cached stage.
 """
 
 from __future__ import annotations
@@ -176,8 +175,8 @@ def known_groups(cfg: BenchmarkConfig) -> dict:
 
 
 def demo_group(cfg: BenchmarkConfig) -> dict:
-    """The demo's own config on the benchmark's images, ``blocks.5`` only: median label-free AUC,
-    top-label share and the share of tied labels."""
+    """``demo_blocks5``: the demo's own config on the benchmark's images, ``blocks.5`` only: median
+    label-free AUC, top-label share and the share of tied labels."""
     from neuroscribe.demo import demo_config
     from neuroscribe.explanation import run_explain
 
@@ -186,7 +185,7 @@ def demo_group(cfg: BenchmarkConfig) -> dict:
     demo_frame = run_explain(demo_cfg)["blocks.5"]
     aucs = layer_aucs(demo_cfg, "blocks.5")
     explained = demo_frame[demo_frame.explanation != INACTIVE]
-    return {
+    return {"demo_blocks5": {
         "units": len(demo_frame),
         "k": demo_cfg.extract.k,
         "median_auc": rounded(np.nanmedian(aucs)) if np.isfinite(aucs).any() else None,
@@ -194,7 +193,7 @@ def demo_group(cfg: BenchmarkConfig) -> dict:
         "tie_share": round(float((explained.margin < 1e-6).mean()), 4) if len(explained) else None,
         "most_frequent": most_frequent(explained.explanation),
         "confidence_column": confidence_column(demo_frame),
-    }
+    }}
 
 
 def run_benchmark(cfg: BenchmarkConfig, groups: tuple[str, ...] = GROUPS) -> dict:
@@ -204,14 +203,11 @@ def run_benchmark(cfg: BenchmarkConfig, groups: tuple[str, ...] = GROUPS) -> dic
     if unknown or not groups:
         raise NeuroscribeError(f"unknown benchmark groups {unknown or list(groups)}; choose from {', '.join(GROUPS)}")
     timings, measured = {}, {}
-    if "known" in groups:
-        began = time.perf_counter()
-        measured.update(known_groups(cfg))
-        timings["known_units_s"] = round(time.perf_counter() - began, 1)
-    if "demo" in groups:
-        began = time.perf_counter()
-        measured["demo_blocks5"] = demo_group(cfg)
-        timings["demo_s"] = round(time.perf_counter() - began, 1)
+    for group, timing, measure in (("known", "known_units_s", known_groups), ("demo", "demo_s", demo_group)):
+        if group in groups:
+            began = time.perf_counter()
+            measured |= measure(cfg)
+            timings[timing] = round(time.perf_counter() - began, 1)
     result = {"config": cfg.model_dump(mode="json"), "groups": measured, "targets": _target_rows(measured), "timings": timings}
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

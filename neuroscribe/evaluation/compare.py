@@ -4,17 +4,15 @@
     rows[["axis", "variant", "exact_match_present", "auc_mean"]]
     labels["rules:softwpmi"]                                      # every unit's label under SoftWPMI
 
-Every variant rescores the stored evidence (``neuroscribe.evaluation.evidence``); nothing is
-extracted again:
-- ``rules``: the percentile and seed rules (patches) and SoftWPMI (whole top images) with the
-  run's k and vocabulary; the evidence the run did not use is embedded once (cached by content);
-- ``k``: the run's rule on each unit's first k' ranks only, for every k' of ``compare_k`` up to
-  the run's k;
-- ``vocab``: the run's rule on the run's vocabulary and on each of ``compare_vocabularies``, built
-  into ``<store>/evaluation/vocabulary/`` (LLM answers come from the run's own cache).
-Each row has the label metrics when the layer has ground truth (exact match over present and all
-labelled units, with chance; cosine over present units per text space), the AUC, and
-``same_as_run``: the fraction of units labelled as in the run's table.
+Every variant rescores the stored evidence (``neuroscribe.evaluation.evidence``); nothing is extracted again:
+- ``rules``: percentile and seed (patches) and SoftWPMI (whole top images), with the run's k and
+  vocabulary; evidence the run did not use is embedded once (cached by content);
+- ``k``: the run's rule on each unit's first k' ranks, for every k' of ``compare_k`` up to the run's k;
+- ``vocab``: the run's rule on its vocabulary and on each of ``compare_vocabularies``, built into
+  ``<store>/evaluation/vocabulary/`` (LLM answers come from the run's own cache).
+A row has the label metrics when the layer has ground truth (exact match over present and all labelled
+units, with chance; cosine over present units per text space), the AUC, and ``same_as_run``: the
+share of units labelled as in the run's table.
 """
 
 from __future__ import annotations
@@ -24,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from neuroscribe.evaluation.consistency import unit_aucs
+from neuroscribe.evaluation.consistency import distribution, unit_aucs
 from neuroscribe.evaluation.context import LayerContext
 from neuroscribe.evaluation.evidence import Evidence, evidence_for, rescore
 from neuroscribe.evaluation.metrics import label_metrics
@@ -98,9 +96,8 @@ def variant_row(ctx: LayerContext, variant: Variant, explanations: list[str], vo
         for space, result in summary["present"]["cosine"].items():
             row[f"cosine_present {space}"] = result["value"]
     aucs = unit_aucs(ctx.probe, ctx.fired_ids, ctx.text_vectors(explanations, vocabulary, vectors), ctx.topk_ids)
-    finite = aucs[np.isfinite(aucs)]
-    row["auc_mean"] = round(float(finite.mean()), 4) if len(finite) else None
-    row["auc_median"] = round(float(np.median(finite)), 4) if len(finite) else None
+    spread = distribution(aucs)
+    row["auc_mean"], row["auc_median"] = spread.get("mean"), spread.get("median")
     return row
 
 

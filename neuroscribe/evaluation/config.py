@@ -26,10 +26,7 @@ MPNET = "all-mpnet-base-v2"
 
 
 class EvaluateConfig(StoreConfig):
-    """One evaluation of an explained run: the ``evaluate`` flow's single parameter.
-
-    ``store`` holds the explanations; ``store_options`` also reach the run's images.
-    """
+    """One evaluation of an explained run (``store``): the ``evaluate`` flow's single parameter."""
 
     layers: tuple[str, ...] = Field(default=(), description="layers to evaluate; empty = every layer the run explained")
     labels: dict[str, str] = Field(

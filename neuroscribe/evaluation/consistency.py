@@ -5,18 +5,17 @@
     repeats, coverage = bootstrap_repeats(values, counts, evidence.image_id, k)
     summary = distribution(aucs)                              # mean, quartiles, histogram
 
-Activation-grounded check (in the spirit of INVERT, Bykov et al. 2024): the AUC of the probe
-images' backend similarity to the explanation's concept embedding, for telling the unit's top
-images where it fired (top-k with a patch) from random probe images outside its top-k: 0.5 for an
-unrelated explanation, 1.0 when every top image ranks above every random one; ties count one half.
+Activation-grounded check (in the spirit of INVERT, Bykov et al. 2024): the AUC of the probe images'
+backend similarity to the explanation's concept embedding, for telling the unit's top images where it
+fired (top-k with a patch) from random probe images outside its top-k: 0.5 for an unrelated
+explanation, 1.0 when every top image ranks above every random one; ties count one half.
 
-Stability: the probe set is resampled with replacement, each unit's top-k recomputed among the
-drawn images from ``activations/<layer>/max`` (an image drawn twice fills two places) and the unit
-rescored on the drawn part of its stored top-k (only those have embeddings), in rank order, with
-multiplicity.  ``coverage`` is the fraction of resampled top-k places those images fill (about 63%
-of the stored images are drawn).  A resample that draws none of a unit's stored images
-(probability about e^-k) is left out for that unit; ``scored`` is the fraction kept.  Stability is
-the fraction of active, scored units whose label is unchanged.
+Stability: the probe set is resampled with replacement, each unit's top-k recomputed among the drawn
+images from ``activations/<layer>/max`` (an image drawn twice fills two places) and the unit rescored,
+in rank order with multiplicity, on the drawn part of its stored top-k (only those have embeddings):
+``coverage`` is the share of resampled top-k places they fill (about 63% of stored images are drawn).
+A resample that draws none of a unit's stored images (probability about e^-k) is left out for that
+unit (``scored``: the share kept).  Stability: the share of active, scored units with an unchanged label.
 """
 
 from __future__ import annotations
@@ -32,8 +31,6 @@ from neuroscribe.scoring.rules import INACTIVE
 
 def auc(positive: np.ndarray, negative: np.ndarray) -> float:
     """Area under the ROC curve of scores separating ``positive`` from ``negative`` (NaN if either is empty)."""
-    positive = np.asarray(positive, dtype=np.float64)
-    negative = np.asarray(negative, dtype=np.float64)
     if not len(positive) or not len(negative):
         return float("nan")
     u = mannwhitneyu(positive, negative, alternative="two-sided", method="asymptotic").statistic
@@ -84,8 +81,6 @@ def resampled_topk(values: np.ndarray, counts: np.ndarray, k: int) -> tuple[np.n
     take = min(k, len(drawn))
     ids = np.full((block.shape[1], k), -1, dtype=np.int64)
     mult = np.zeros((block.shape[1], k), dtype=np.int64)
-    if take == 0:
-        return ids, mult
     # k distinct candidates always suffice: each drawn image fills at least one place
     if take < len(drawn):
         part = np.argpartition(-block, take - 1, axis=0)[:take]
@@ -123,13 +118,10 @@ def distribution(values: np.ndarray, bins: int = 10, lo: float = 0.0, hi: float 
     if not len(values):
         return {"n": 0}
     counts, edges = np.histogram(values, bins=bins, range=(lo, hi))
-    q25, median, q75 = np.percentile(values, [25, 50, 75])
+    stats = zip(("mean", "median", "q25", "q75"), (values.mean(), *np.percentile(values, [50, 25, 75])))
     return {
         "n": len(values),
-        "mean": round(float(values.mean()), 4),
-        "median": round(float(median), 4),
-        "q25": round(float(q25), 4),
-        "q75": round(float(q75), 4),
+        **{name: round(float(v), 4) for name, v in stats},
         "histogram": {"edges": [round(float(e), 4) for e in edges], "counts": counts.tolist()},
     }
 
@@ -166,9 +158,8 @@ def bootstrap_stability(
     active = np.array([r != INACTIVE for r in reference], dtype=bool)
     # a resample that draws none of a unit's stored images leaves nothing to rescore it on: unknown, not changed
     scored = (repeats.sum(axis=2) > 0) & active[None, :]
-    same = np.zeros((resamples, n_units), dtype=bool)
-    for b in range(resamples):
-        same[b] = np.array(relabel(repeats[b]), dtype=object) == np.array(reference, dtype=object)
+    labels = np.array([relabel(r) for r in repeats], dtype=object).reshape(resamples, n_units)
+    same = labels == np.array(reference, dtype=object)
     with np.errstate(invalid="ignore", divide="ignore"):
         per_resample = (same & scored).sum(axis=1) / scored.sum(axis=1)
         per_unit = np.where(active, (same & scored).sum(axis=0) / scored.sum(axis=0), np.nan)

@@ -103,10 +103,9 @@ class LayerContext:
         vocabulary = vocabulary or self.vocabulary
         vectors = self.concept_vectors if vectors is None else vectors
         row = {c: i for i, c in enumerate(vocabulary.concepts)}
+        rows = np.array([row.get(t, -1) if t != INACTIVE else -1 for t in explanations], dtype=np.int64)
         out = np.full((len(explanations), vectors.shape[1]), np.nan, dtype=np.float32)
-        for u, text in enumerate(explanations):
-            if text != INACTIVE and text in row:
-                out[u] = vectors[row[text]]
+        out[rows >= 0] = vectors[rows[rows >= 0]]
         return out
 
 

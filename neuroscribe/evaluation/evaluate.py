@@ -1,19 +1,19 @@
 """Evaluate an explained run: label metrics, activation-grounded AUC, bootstrap stability, comparisons.
 
-    summary = run_evaluation(EvaluateConfig(store="runs/r50", compare=("rules", "k")))   # in process
-    summary["layers"]["fc"]["labels"]["present"]["exact_match"]      # {"value", "chance", ...}
+    result = run_evaluation(EvaluateConfig(store="runs/r50", compare=("rules", "k")))   # in process
+    result["markdown"], result["headline"]       # the report's paths and each layer's headline numbers
 
-Stages (the ``evaluate`` flow runs the same functions as tasks):
-1. ``embedding_jobs``/``embed_job``: unit blocks whose rule embeddings are missing (cached by content);
-2. ``embed_probe``: whole-image embeddings of the probe images the checks need;
-3. ``evaluate_layer``: ``evaluation/<layer>/summary.json`` and ``units.parquet`` (per unit:
-   explanation, truth, match, cosines, AUC, stability);
-4. ``compare_step``: ``evaluation/<layer>/compare.parquet`` (a row per variant) and
-   ``compare_units.parquet`` (each unit's label under each variant);
-5. ``write_report``: ``evaluation/evaluation.json``, ``evaluation.md`` and ``evaluation.png``.
+Stages (the ``evaluate`` flow runs them as tasks; the files, under ``<store>/evaluation/``, are in
+``neuroscribe.store``'s layout): ``embed_job`` (rule embeddings missing, cached by content) ->
+``embed_probe`` (whole-image embeddings of the probe images) -> per layer ``evaluate_layer``
+(``summary.json``; ``units.parquet``: explanation, truth, match, cosines, AUC, stability) and
+``compare_step`` (``compare.parquet``, a row per variant; ``compare_units.parquet``, each unit's
+label per variant) -> ``write_report`` (``evaluation.json``, ``.md``, ``.png``).
 """
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import pandas as pd
@@ -62,12 +62,10 @@ def embedding_jobs(cfg: EvaluateConfig) -> list[tuple[str, list[int], ExplainCon
     if "rules" in cfg.compare and embeds_whole_images(explain_cfg.rule):
         configs.append(rule_config(explain_cfg, "seed"))
     jobs = []
-    for layer in evaluated_layers(cfg, explain_cfg):
-        for c in configs:
-            key = embedding_key(c, layer, cached_backend(c.backend).fingerprint)
-            for block in unit_blocks(n_units(c, layer), c.units_per_task):
-                if not c.run_store.embeddings(layer, key, block).exists():
-                    jobs.append((layer, block, c))
+    for layer, c in itertools.product(evaluated_layers(cfg, explain_cfg), configs):
+        key = embedding_key(c, layer, cached_backend(c.backend).fingerprint)
+        blocks = unit_blocks(n_units(c, layer), c.units_per_task)
+        jobs += [(layer, b, c) for b in blocks if not c.run_store.embeddings(layer, key, b).exists()]
     return jobs
 
 

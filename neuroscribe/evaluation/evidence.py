@@ -6,16 +6,13 @@
     scores = rescore(evidence, repeats, RuleSpec(name="seed"), vectors, concepts)
     probe = probe_images(cfg, ["layer4"], random_images=1000)   # whole-image embeddings, cached
 
-``Evidence`` holds, per unit and slot, the top-k rank the slot came from, its image id and its
-embedding (NaN where there is none).  ``repeats`` [units, slots] says how often each slot enters
-the rule: 1/0 to keep or drop ranks (comparing k), counts for a bootstrap resample.  Rescoring
-all slots once reproduces ``explanations/<layer>``.
-
-Patch embeddings are the explain stage's own content-keyed files, computed by
-``neuroscribe.explanation.embed_unit_block`` when missing (a run scored with the other rule).
-Whole-image embeddings are the run's own files when its rule embeds whole images, otherwise rows
-of the probe-image table, which the AUC check needs anyway: ``evaluation/images/<key>.npz``,
-keyed by the run, the image ids, the backend fingerprint and this code.
+``repeats`` [units, slots] says how often each slot of an ``Evidence`` enters the rule: 1/0 to keep
+or drop ranks (comparing k), counts for a bootstrap resample; all slots once reproduce
+``explanations/<layer>``.  Patch embeddings are the explain stage's own content-keyed files
+(``embed_unit_block`` computes the missing ones: a run scored with the other rule).  Whole-image
+embeddings are the run's own files when its rule embeds whole images, otherwise rows of the
+probe-image table the AUC check needs anyway: ``evaluation/images/<key>.npz``, keyed by the run,
+the image ids, the backend fingerprint and this code.
 """
 
 from __future__ import annotations
@@ -58,10 +55,8 @@ class Evidence:
 
     def repeats(self, max_rank: int | None = None) -> np.ndarray:
         """int [units, slots]: 1 for usable slots whose rank is below ``max_rank`` (all when None)."""
-        keep = self.usable
-        if max_rank is not None:
-            keep &= self.rank < max_rank
-        return keep.astype(np.int64)
+        below = True if max_rank is None else self.rank < max_rank
+        return (self.usable & below).astype(np.int64)
 
     def unit_inputs(self, repeats: np.ndarray) -> list[np.ndarray]:
         """Per unit, its slot embeddings in slot (rank) order, each repeated ``repeats`` times."""

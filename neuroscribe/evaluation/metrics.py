@@ -117,35 +117,33 @@ def label_metrics(
     (bool) and one ``cos:<space>`` array (NaN where not computed) per space.  An inactive unit
     counts as a miss for exact match and is left out of cosine similarities (it has no text).
     """
-    explanations = [str(e) for e in explanations]
-    texts = [
+    # object arrays: index arrays pick a subset's texts
+    explanations = np.array([str(e) for e in explanations], dtype=object)
+    texts = np.array([
         (", ".join(dict.fromkeys(v)) if truth_text == "synonyms" else n) if n is not None else None
         for n, v in zip(truth.names, truth.variants)
-    ]
+    ], dtype=object)
     labelled = truth.labelled
     per_unit = {"match": match_vector(explanations, truth.variants) & labelled}
-    explained = np.array([e != INACTIVE for e in explanations], dtype=bool)
+    explained = explanations != INACTIVE
     for space in spaces:
         cos = np.full(len(explanations), np.nan)
         idx = np.flatnonzero(labelled & explained)
         if len(idx):
-            cos[idx] = rowwise_cosine(space([explanations[i] for i in idx]), space([texts[i] for i in idx]))
+            cos[idx] = rowwise_cosine(space(explanations[idx]), space(texts[idx]))
         per_unit[f"cos:{space.name}"] = cos
     summary = {}
     for subset, mask in (("present", labelled & truth.present), ("all", labelled)):
         idx = np.flatnonzero(mask)
-        entry = {
+        variants = [truth.variants[i] for i in idx]
+        summary[subset] = {
             "units": len(idx),
             "explained": int(explained[idx].sum()),
-            "exact_match": exact_match_with_chance(
-                [explanations[i] for i in idx], [truth.variants[i] for i in idx], permutations, seed
-            ).as_dict(),
-            "cosine": {},
+            "exact_match": exact_match_with_chance(explanations[idx], variants, permutations, seed).as_dict(),
         }
         idx = idx[explained[idx]]
-        for space in spaces:
-            entry["cosine"][space.name] = cosine_with_chance(
-                space([explanations[i] for i in idx]), space([texts[i] for i in idx]), permutations, seed
-            ).as_dict()
-        summary[subset] = entry
+        summary[subset]["cosine"] = {
+            s.name: cosine_with_chance(s(explanations[idx]), s(texts[idx]), permutations, seed).as_dict()
+            for s in spaces
+        }
     return summary, per_unit

@@ -56,11 +56,9 @@ CHOICES = [
 
 
 def _fmt(value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
     if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
+        return "–" if math.isnan(value) else f"{value:.3f}"
+    return "–" if value is None else str(value)
 
 
 def markdown_table(rows: Sequence[dict]) -> str:
@@ -88,9 +86,8 @@ def label_rows(labels: dict) -> list[dict]:
 def headline(summary: dict) -> dict:
     """The few numbers a person reads first, for the CLI and the flow's artifact."""
     out = {"layer": summary["layer"], "explained": f"{summary['explained']}/{summary['units']}"}
-    labels = summary.get("labels")
-    if labels:
-        present = labels["present"]
+    if summary.get("labels"):
+        present = summary["labels"]["present"]
         out["exact match (present)"] = present["exact_match"]["value"]
         out["chance"] = present["exact_match"]["chance"]
         for space, result in present["cosine"].items():

@@ -5,17 +5,16 @@
     truth.names[12], truth.variants[12], truth.present[12]
 
 Sources of truth, in order:
-- a labels file (``labels``): ``.csv``/``.tsv`` with columns ``unit``, ``label`` and optionally
-  ``variants`` (synonyms separated by ``;``), or a ``.txt`` with one label per line (line i is
-  unit i); a label written WordNet-style (``tench, Tinca tinca``) names the unit by its first
-  item and lists every item as a variant;
-- the model's classes, when the layer is the classifier's output (a ``linear`` layer with one unit
-  per class): unit u is class u, with the class's WordNet lemmas from timm (``ImageNetInfo``) as
-  variants for ImageNet-1k models, otherwise the comma-separated items of the class name.
+- a labels file: ``.csv``/``.tsv`` with columns ``unit``, ``label`` and optionally ``variants``
+  (synonyms separated by ``;``), or a ``.txt`` with one label per line (line i is unit i); a
+  WordNet-style label (``tench, Tinca tinca``) names the unit by its first item, every item a variant;
+- the model's classes, when the layer is the classifier's output (``linear``, one unit per class):
+  unit u is class u, its variants the class's WordNet lemmas from timm (``ImageNetInfo``) for
+  ImageNet-1k models, otherwise the comma-separated items of the class name.
 
-``present`` marks units whose class has a decoded probe image: a logit unit of an absent class
-cannot show its class among its top images, so exact match is reported over present units and
-over all labelled units.  Units from a labels file are all present.
+``present`` marks units whose class has a decoded probe image (a logit unit of an absent class cannot
+show its class among its top images), so exact match is reported over present units and over all
+labelled units.  Units from a labels file are all present.
 """
 
 from __future__ import annotations
@@ -95,12 +94,9 @@ def read_labels_file(path: str, n_units: int) -> tuple[list[str | None], list[li
         frame = pd.read_csv(io.StringIO(p.read_text()), sep="\t" if p.suffix.lower() == ".tsv" else ",", dtype={"label": str})
         if not {"unit", "label"} <= set(frame.columns):
             raise NeuroscribeError(f"labels file {path} needs columns unit and label (found {list(frame.columns)}); add a header line")
-        extra = frame["variants"] if "variants" in frame.columns else pd.Series("", index=frame.index)
-        rows = [
-            (int(unit), str(label), "" if pd.isna(more) else str(more))
-            for unit, label, more in zip(frame["unit"], frame["label"], extra)
-            if pd.notna(label)
-        ]
+        frame = frame.dropna(subset=["label"])
+        extra = frame["variants"].fillna("").astype(str) if "variants" in frame.columns else [""] * len(frame)
+        rows = list(zip(frame["unit"].astype(int), frame["label"], extra))
     else:
         rows = [(i, line.strip(), "") for i, line in enumerate(p.read_text().splitlines()) if line.strip()]
     for unit, label, extra in rows:
@@ -123,9 +119,7 @@ def present_classes(store: str, class_names: list[str], storage_options: dict | 
     mapping = model_label_map(list(attrs.get("dataset", {}).get("classes", [])), class_names, attrs.get("dataset", {}).get("uri", store))
     if mapping is not None:
         labels = mapping[labels[labels < len(mapping)]]
-    present = np.zeros(len(class_names), dtype=bool)
-    present[labels[(labels >= 0) & (labels < len(class_names))]] = True
-    return present
+    return np.isin(np.arange(len(class_names)), labels)
 
 
 def is_classifier_output(attrs: dict, layer: str) -> bool:
