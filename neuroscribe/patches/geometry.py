@@ -145,12 +145,8 @@ def cut_patch(
     sx1, sy1 = min(x1, int(shown[2]), image.width), min(y1, int(shown[3]), image.height)
     if sx1 > sx0 and sy1 > sy0:
         canvas.paste(image.crop((sx0, sy0, sx1, sy1)), (sx0 - x0, sy0 - y0))
-    mask_canvas = np.zeros((side, side), dtype=np.uint8)
-    ox, oy = mask_offset
-    mx0, my0 = max(x0, ox), max(y0, oy)
-    mx1, my1 = min(x1, ox + mask.shape[1]), min(y1, oy + mask.shape[0])
-    if mx1 > mx0 and my1 > my0:
-        mask_canvas[my0 - y0 : my1 - y0, mx0 - x0 : mx1 - x0] = mask[my0 - oy : my1 - oy, mx0 - ox : mx1 - ox] * 255
+    mask_canvas, (ox, oy) = Image.new("L", (side, side), 0), mask_offset
+    mask_canvas.paste(Image.fromarray(mask.astype(np.uint8) * 255), (ox - x0, oy - y0))  # PIL clips the rest
     crop = canvas.resize((crop_size, crop_size), Image.Resampling.BICUBIC)
-    small_mask = Image.fromarray(mask_canvas).resize((crop_size, crop_size), Image.Resampling.BILINEAR)
+    small_mask = mask_canvas.resize((crop_size, crop_size), Image.Resampling.BILINEAR)
     return np.asarray(crop), np.asarray(small_mask) >= 128
