@@ -5,32 +5,30 @@
     extract_patches("runs/r50", "layer4", cfg, units=[0, 1, 2])    # a slice (a flow's task)
 
 For every (unit, rank) of ``topk/<layer>`` the stored activation map is upsampled onto the
-original image through the model's own resize and centre crop (``neuroscribe.patches.geometry``),
-thresholded, and the *highest* connected region - the one holding the map's peak - gives a box
-that grows by ``margin`` (and to at least ``min_side``).  The crop is the square around that box
-(``fit="context"``: real image context on the short side; ``fit="pad"``: grey outside the box),
-resized to ``crop_size``; its mask is the region in crop coordinates.  Linear units (no map) use
-the whole image with a full mask (stored once per image, below).
+original image through the model's own resize and centre crop (``neuroscribe.patches.geometry``)
+and thresholded; the *highest* connected region (holding the map's peak) gives a box grown by
+``margin`` (and to at least ``min_side``).  The crop is the square around that box (``fit="context"``:
+image context on the short side; ``"pad"``: grey outside the box) resized to ``crop_size``; its
+mask is the region in crop coordinates.  Linear units (no map) use the whole image, fully masked.
 
 Thresholds and which images give a patch (documented choices):
 - the unit's threshold is its ``quantile`` of all its map values over the dataset
   (``neuroscribe.extraction.unit_quantiles``), or Otsu's threshold of its pooled top-k maps;
-- a map is cut at the lower of that threshold and the middle of the map's own range: on its
-  own, a threshold the peak barely passes leaves a sliver of a region, and on saturating
-  activations (ReLU6: the 0.995 quantile *is* the cap) only the lines between saturated cells;
-- a map that is flat (all values equal, e.g. all zero), or whose peak is neither positive nor
-  above the threshold, gives no patch: the unit does not fire on that image;
-- a map that fires (peak > 0) but never passes the unit's threshold is still used (at its
-  mid-range) and flagged ``fallback``: lower ranks in a small dataset often sit below a 0.995
-  quantile, and a visibly weaker patch beats a hole;
+- a map is cut at the lower of that threshold and its own mid-range: alone, a threshold the peak
+  barely passes leaves a sliver, and on saturating activations (ReLU6: the 0.995 quantile *is*
+  the cap) only the lines between saturated cells;
+- a flat map (e.g. all zero), or one whose peak is neither positive nor above the threshold,
+  gives no patch: the unit does not fire on that image;
+- a map that fires (peak > 0) but never passes the threshold is still used (at its mid-range) and
+  flagged ``fallback``: lower ranks in a small dataset often sit below a 0.995 quantile, and a
+  visibly weaker patch beats a hole;
 - a unit with no usable map gets ``image_id`` -1 everywhere: the caller labels it "(inactive)".
 
-Store layout, under ``<store>/patches/<layer>/``: one Zarr chunk per unit inside one Zarr shard
-per block of ``BLOCK_UNITS`` units.  Work is done and written a whole block at a time, so
-``units=[...]`` is rounded out to whole blocks: give concurrent tasks disjoint blocks
-(``unit_blocks``; ``neuroscribe.explanation.unit_blocks`` rounds tasks to them) and no two ever write
-the same object.  Within one call each top image is decoded once, however many blocks and units
-hold it (a bounded cache, ``IMAGE_CACHE_BYTES``)::
+Store layout, under ``<store>/patches/<layer>/``: one Zarr chunk per unit inside one shard per
+block of ``BLOCK_UNITS`` units.  Work is done and written a whole block at a time, so ``units``
+is rounded out to whole blocks: concurrent tasks given disjoint blocks (``unit_blocks``;
+``neuroscribe.explanation.unit_blocks`` rounds tasks to them) never write the same object.
+Within one call each top image is decoded once (a bounded cache, ``IMAGE_CACHE_BYTES``)::
 
     crops      uint8   [units, P, S, S, 3]   square crops, S = crop_size
     masks      bool    [units, P, S, S]      the region in crop coordinates
@@ -42,8 +40,8 @@ hold it (a bounded cache, ``IMAGE_CACHE_BYTES``)::
     fallback   bool    [units, P]            the map never passes the unit's threshold
     attrs      patches_key, run_key, layer, config, version
 
-A linear layer has no ``crops``/``masks``: every unit's patch of an image is the same whole image,
-so ``prepare_patches`` stores it once per image (a row per index id; only top images are written)
+A linear layer's patch of an image is the same for every unit, so instead of ``crops``/``masks``
+``prepare_patches`` stores it once per image (a row per index id; only top images are written),
 and readers gather it by ``image_id`` (``neuroscribe.patches.load``)::
 
     image_crops    uint8   [images, S, S, 3]   the whole image, squared as ``fit`` says
@@ -127,10 +125,9 @@ def _layer_inputs(store: str, layer: str, storage_options: dict | None):
 def prepare_patches(store: str, layer: str, cfg: PatchConfig, storage_options: dict | None = None, **image_options) -> dict[str, Any]:
     """Create ``patches/<layer>`` for this config (or keep it when its key matches); returns its attrs.
 
-    A flow calls this once before fanning ``extract_patches(units=...)`` out to workers.  For a
-    linear layer it also cuts the whole-image crop of every top image, once (``image_*`` arrays):
-    this one caller writes them, so no two tasks ever write the same shard.  ``image_options``:
-    ``image_storage_options``, ``max_image_pixels``, ``threads`` (as ``extract_patches``).
+    A flow calls this once before fanning ``extract_patches(units=...)`` out.  For a linear layer it
+    also cuts every top image's whole-image crop (``image_*``): one writer, so no shard is written
+    twice.  ``image_options`` are ``extract_patches``' (image_storage_options, max_image_pixels, threads).
     """
     return _prepare(store, layer, cfg, storage_options, **image_options)[0]
 
@@ -369,12 +366,9 @@ def extract_patches(
     units: list[int] | None = None, *,
     image_storage_options: dict | None = None, max_image_pixels: int | None = None, threads: int = 4,
 ) -> dict[str, Any]:
-    """Compute and store the patches of ``units`` (default: all) of ``layer``; skip blocks already done.
-
-    ``units`` is rounded out to whole blocks of ``BLOCK_UNITS``.  ``image_storage_options`` are
-    the dataset's fsspec options (images are read from the paths in ``index.parquet``) and
-    ``max_image_pixels`` its decode limit (``DatasetSpec.max_image_pixels``).
-    """
+    """Compute and store the patches of ``units`` (default: all, rounded out to whole blocks) of
+    ``layer``; skip blocks already done.  ``image_storage_options`` are the fsspec options of the
+    images at ``index.parquet``'s paths, ``max_image_pixels`` their decode limit (``DatasetSpec``'s)."""
     began = time.perf_counter()
     meta, prepared_loads = _prepare(
         store, layer, cfg, storage_options,

@@ -49,11 +49,8 @@ def pixel_span(lo: float, hi: float, extent: int) -> tuple[int, int]:
 
 
 def upsample_map(unit_map: np.ndarray, crop_box: Box, image_size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
-    """The map resampled onto the original image's pixels inside the model's crop box.
-
-    Returns (values [rows, cols], (x_lo, y_lo)): the values cover the pixels
-    ``x_lo .. x_lo + cols`` and ``y_lo .. y_lo + rows`` of the original image.
-    """
+    """The map resampled onto the original image's pixels inside the model's crop box: (values
+    [rows, cols], (x_lo, y_lo)), covering pixels ``x_lo .. x_lo + cols`` and ``y_lo .. y_lo + rows``."""
     h, w = unit_map.shape
     left, top, right, bottom = crop_box
     width, height = image_size
@@ -68,11 +65,8 @@ def upsample_map(unit_map: np.ndarray, crop_box: Box, image_size: tuple[int, int
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
-    """Otsu's threshold of a sample (scikit-image's ``threshold_otsu`` over a ``bins`` histogram).
-
-    Returns the upper edge of the bin scikit-image picks rather than its centre, so that
-    ``values > t`` is exactly the histogram's upper class (a centre would split that bin's values).
-    """
+    """Otsu's threshold of a sample (scikit-image's ``threshold_otsu`` over a ``bins`` histogram): the
+    upper edge of the bin it picks, not its centre, so ``values > t`` is exactly the upper class."""
     values = np.asarray(values, dtype=np.float64).ravel()
     values = values[np.isfinite(values)]
     if values.size == 0 or values.min() == values.max():
@@ -132,11 +126,8 @@ def cut_patch(
     image: Image.Image, window: Box, mask: np.ndarray, crop_size: int, mask_offset: tuple[int, int] = (0, 0),
     keep: Box | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(crop uint8 [S, S, 3], mask bool [S, S]) of the square ``window`` of ``image``.
-
-    ``mask`` covers the image pixels from ``mask_offset`` (x, y) on.  Outside the image, and
-    outside ``keep`` when given, the crop shows ``PAD_RGB``.
-    """
+    """(crop uint8 [S, S, 3], mask bool [S, S]) of the square ``window`` of ``image``; ``mask`` covers
+    the image pixels from ``mask_offset`` (x, y) on.  Outside the image (and ``keep``) shows ``PAD_RGB``."""
     x0, y0, x1, y1 = (int(v) for v in window)
     side = x1 - x0
     canvas = Image.new("RGB", (side, side), PAD_RGB)

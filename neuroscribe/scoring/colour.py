@@ -72,10 +72,8 @@ def colour_index(concept: str) -> int | None:
 
 
 def region_colours(image: Image.Image) -> np.ndarray:
-    """``[11]`` share of the region's pixels named each term: pixels with alpha > 0 for RGBA images, else all.
-
-    A region with no pixels (an all-zero mask) gets zeros: it says nothing about colour.
-    """
+    """``[11]`` share of the region's pixels named each term: pixels with alpha > 0 for RGBA images, else
+    all.  A region with no pixels (an all-zero mask) gets zeros: it says nothing about colour."""
     array = np.asarray(image if image.mode in ("RGB", "RGBA") else image.convert("RGB"))
     pixels = array[..., :3].reshape(-1, 3)
     if array.shape[-1] == 4:

@@ -68,10 +68,8 @@ def softwpmi_scores(
 def softwpmi_from_activations(
     image_concept_sims: np.ndarray, activations: np.ndarray, top_k: int = 100, **kwargs
 ) -> np.ndarray:
-    """Soft-WPMI from the probe set: ``image_concept_sims [N, C]``, ``activations [N, units]``.
-
-    Each unit's top ``top_k`` images by activation are selected first (the reference's inputs).
-    """
+    """Soft-WPMI from the probe set (``image_concept_sims [N, C]``, ``activations [N, units]``): each
+    unit's top ``top_k`` images by activation are selected first (the reference's inputs)."""
     sims = np.asarray(image_concept_sims)
     acts = np.asarray(activations)
     if sims.shape[0] != acts.shape[0]:
@@ -85,13 +83,9 @@ def softwpmi_from_activations(
 
 
 def top_image_embeddings(image_ids: np.ndarray, image_embeddings: np.ndarray) -> list[np.ndarray]:
-    """Per unit, its top images' embeddings in rank order: the inputs of the rule.
-
-    ``image_ids [units, k]`` is ``topk/<layer>/image_id`` (-1 = padding); ``image_embeddings [N, d]``
-    holds the probe images' embeddings by image id, NaN rows for images that could not be
-    embedded.  Embedding each probe image once and gathering here avoids re-embedding the images
-    that many units share.
-    """
+    """Per unit, its top images' embeddings in rank order (the rule's inputs), gathered so that images
+    many units share are embedded once.  ``image_ids [units, k]`` is ``topk/<layer>/image_id`` (-1 =
+    padding); ``image_embeddings [N, d]`` holds them by image id (NaN rows: could not be embedded)."""
     ids = np.asarray(image_ids)
     vectors = np.asarray(image_embeddings)
     if ids.size and ids.max() >= len(vectors):
