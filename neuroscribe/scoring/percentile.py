@@ -83,14 +83,11 @@ def null_sd(n: int, decay: float) -> float:
 
 
 def lead_confidence(q: np.ndarray, best: int, runner_up: int, decay: float) -> float:
-    """In [0, 1): how far the unit's patches prefer ``best`` over ``runner_up``, against chance.
-
-    ``d`` is the rank-weighted mean of ``q[:, best] - q[:, runner_up]`` (the percentile rule's
-    margin); the confidence is ``erf(d / (sd * sqrt 2))`` = ``2 Phi(d / sd) - 1`` with ``sd`` the
-    spread of a random unit's weighted mean percentile (``null_sd``): 0 for no lead, 0.68 for a
-    lead of one sd, 0.95 for two.  Percentiles make it scale-free; the sd makes a lead held by a
-    few patches count for less than the same lead held by many.
-    """
+    """In [0, 1): how far the unit's patches prefer ``best`` over ``runner_up``, against chance:
+    ``erf(d / (sd * sqrt 2))`` = ``2 Phi(d / sd) - 1``, ``d`` the rank-weighted mean of
+    ``q[:, best] - q[:, runner_up]`` (the percentile rule's margin), ``sd`` that of a random unit
+    (``null_sd``): 0 for no lead, 0.68 for one sd, 0.95 for two.  Percentiles make it scale-free;
+    the sd makes a lead held by a few patches count for less than the same lead held by many."""
     if not len(q) or best == runner_up:
         return 0.0
     w = rank_weights(len(q), decay)
