@@ -96,9 +96,8 @@ def region_bbox(region: np.ndarray, offset: tuple[int, int] = (0, 0)) -> Box:
 def expand_box(box: Box, margin: float, min_side: float, size: tuple[int, int]) -> Box:
     """Grow a box by ``margin`` of its width/height on each side and to at least ``min_side``
     around its centre, then round outwards to whole pixels inside the image."""
-    width, height = size
     out = []
-    for lo, hi, extent in ((box[0], box[2], width), (box[1], box[3], height)):
+    for lo, hi, extent in ((box[0], box[2], size[0]), (box[1], box[3], size[1])):
         pad = margin * (hi - lo)
         lo, hi = lo - pad, hi + pad
         if hi - lo < min_side:
