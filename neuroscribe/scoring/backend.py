@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
-from pydantic import AfterValidator, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from neuroscribe.config import FrozenModel, ModelSpec
 from neuroscribe.errors import NeuroscribeError
@@ -35,16 +35,6 @@ DEFAULT_TEMPLATES = {
     # sentence embedders compare phrases directly; a template would only add shared words
     "conse": ("{}",),
 }
-
-
-def check_templates(templates: Sequence[str]) -> tuple[str, ...]:
-    """``templates`` as a tuple, after checking that there are some, each with one ``{}`` for the concept."""
-    if not templates:
-        raise NeuroscribeError("templates is empty; give at least one template such as 'a photo of {}.' or leave it unset")
-    bad = [t for t in templates if t.count("{}") != 1]
-    if bad:
-        raise NeuroscribeError(f"templates {bad} must each contain '{{}}' exactly once, where the concept goes")
-    return tuple(templates)
 
 
 @runtime_checkable
@@ -66,9 +56,7 @@ class ImageTextBackend(Protocol):
 class _BackendBase(FrozenModel):
     """What every backend kind takes: prompt templates, device and batch size."""
 
-    templates: Annotated[tuple[str, ...], AfterValidator(check_templates)] | None = Field(
-        default=None, description="prompt templates with '{}'; None = per-kind default"
-    )
+    templates: tuple[str, ...] | None = Field(default=None, description="prompt templates with '{}'; None = per-kind default")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = Field(default=64, ge=1)
 
@@ -81,6 +69,13 @@ class _BackendBase(FrozenModel):
             if owner:
                 raise ValueError(f"backend field {name!r} applies only to kind {owner!r}, not {cls.model_fields['kind'].default!r}; remove it or set kind: {owner}")
         return data
+
+    @field_validator("templates")
+    @classmethod
+    def _check_templates(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value == ():
+            raise ValueError("templates is empty; give at least one template such as 'a photo of {}.' or leave it unset")
+        return None if value is None else check_templates(value)
 
     @property
     def resolved_templates(self) -> tuple[str, ...]:
@@ -122,6 +117,14 @@ def _backend_kind(value: Any) -> str:
 
 
 BackendSpec = Annotated[Annotated[OpenClipSpec, Tag("open_clip")] | Annotated[ConseSpec, Tag("conse")], Discriminator(_backend_kind)]
+
+
+def check_templates(templates: Sequence[str]) -> tuple[str, ...]:
+    """``templates`` as a tuple, after checking that each has one ``{}`` where the concept goes."""
+    bad = [t for t in templates if t.count("{}") != 1]
+    if bad:
+        raise NeuroscribeError(f"templates {bad} must each contain '{{}}' exactly once, where the concept goes")
+    return tuple(templates)
 
 
 def precision(device: torch.device) -> str:
