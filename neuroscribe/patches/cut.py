@@ -5,32 +5,30 @@
     extract_patches("runs/r50", "layer4", cfg, units=[0, 1, 2])    # a slice (a flow's task)
 
 For every (unit, rank) of ``topk/<layer>`` the stored activation map is upsampled onto the
-original image through the model's own resize and centre crop (``neuroscribe.patches.geometry``),
-thresholded, and the *highest* connected region - the one holding the map's peak - gives a box
-that grows by ``margin`` (and to at least ``min_side``).  The crop is the square around that box
-(``fit="context"``: real image context on the short side; ``fit="pad"``: grey outside the box),
-resized to ``crop_size``; its mask is the region in crop coordinates.  Linear units (no map) use
-the whole image with a full mask (stored once per image, below).
+original image through the model's own resize and centre crop (``neuroscribe.patches.geometry``)
+and thresholded; the *highest* connected region (holding the map's peak) gives a box grown by
+``margin`` (and to at least ``min_side``).  The crop is the square around that box (``fit="context"``:
+image context on the short side; ``"pad"``: grey outside the box) resized to ``crop_size``; its
+mask is the region in crop coordinates.  Linear units (no map) use the whole image, fully masked.
 
 Thresholds and which images give a patch (documented choices):
 - the unit's threshold is its ``quantile`` of all its map values over the dataset
   (``neuroscribe.extraction.unit_quantiles``), or Otsu's threshold of its pooled top-k maps;
-- a map is cut at the lower of that threshold and the middle of the map's own range: on its
-  own, a threshold the peak barely passes leaves a sliver of a region, and on saturating
-  activations (ReLU6: the 0.995 quantile *is* the cap) only the lines between saturated cells;
-- a map that is flat (all values equal, e.g. all zero), or whose peak is neither positive nor
-  above the threshold, gives no patch: the unit does not fire on that image;
-- a map that fires (peak > 0) but never passes the unit's threshold is still used (at its
-  mid-range) and flagged ``fallback``: lower ranks in a small dataset often sit below a 0.995
-  quantile, and a visibly weaker patch beats a hole;
+- a map is cut at the lower of that threshold and its own mid-range: alone, a threshold the peak
+  barely passes leaves a sliver, and on saturating activations (ReLU6: the 0.995 quantile *is*
+  the cap) only the lines between saturated cells;
+- a flat map (e.g. all zero), or one whose peak is neither positive nor above the threshold,
+  gives no patch: the unit does not fire on that image;
+- a map that fires (peak > 0) but never passes the threshold is still used (at its mid-range) and
+  flagged ``fallback``: lower ranks in a small dataset often sit below a 0.995 quantile, and a
+  visibly weaker patch beats a hole;
 - a unit with no usable map gets ``image_id`` -1 everywhere: the caller labels it "(inactive)".
 
-Store layout, under ``<store>/patches/<layer>/``: one Zarr chunk per unit inside one Zarr shard
-per block of ``BLOCK_UNITS`` units.  Work is done and written a whole block at a time, so
-``units=[...]`` is rounded out to whole blocks: give concurrent tasks disjoint blocks
-(``unit_blocks``; ``neuroscribe.explanation.unit_blocks`` rounds tasks to them) and no two ever write
-the same object.  Within one call each top image is decoded once, however many blocks and units
-hold it (a bounded cache, ``IMAGE_CACHE_BYTES``)::
+Store layout, under ``<store>/patches/<layer>/``: one Zarr chunk per unit inside one shard per
+block of ``BLOCK_UNITS`` units.  Work is done and written a whole block at a time, so ``units``
+is rounded out to whole blocks: concurrent tasks given disjoint blocks (``unit_blocks``;
+``neuroscribe.explanation.unit_blocks`` rounds tasks to them) never write the same object.
+Within one call each top image is decoded once (a bounded cache, ``IMAGE_CACHE_BYTES``)::
 
     crops      uint8   [units, P, S, S, 3]   square crops, S = crop_size
     masks      bool    [units, P, S, S]      the region in crop coordinates
@@ -42,8 +40,8 @@ hold it (a bounded cache, ``IMAGE_CACHE_BYTES``)::
     fallback   bool    [units, P]            the map never passes the unit's threshold
     attrs      patches_key, run_key, layer, config, version
 
-A linear layer has no ``crops``/``masks``: every unit's patch of an image is the same whole image,
-so ``prepare_patches`` stores it once per image (a row per index id; only top images are written)
+A linear layer's patch of an image is the same for every unit, so instead of ``crops``/``masks``
+``prepare_patches`` stores it once per image (a row per index id; only top images are written),
 and readers gather it by ``image_id`` (``neuroscribe.patches.load``)::
 
     image_crops    uint8   [images, S, S, 3]   the whole image, squared as ``fit`` says
@@ -58,7 +56,6 @@ another key is recomputed; with the same key only units still at -2 are computed
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -128,10 +125,9 @@ def _layer_inputs(store: str, layer: str, storage_options: dict | None):
 def prepare_patches(store: str, layer: str, cfg: PatchConfig, storage_options: dict | None = None, **image_options) -> dict[str, Any]:
     """Create ``patches/<layer>`` for this config (or keep it when its key matches); returns its attrs.
 
-    A flow calls this once before fanning ``extract_patches(units=...)`` out to workers.  For a
-    linear layer it also cuts the whole-image crop of every top image, once (``image_*`` arrays):
-    this one caller writes them, so no two tasks ever write the same shard.  ``image_options``:
-    ``image_storage_options``, ``max_image_pixels``, ``threads`` (as ``extract_patches``).
+    A flow calls this once before fanning ``extract_patches(units=...)`` out.  For a linear layer it
+    also cuts every top image's whole-image crop (``image_*``): one writer, so no shard is written
+    twice.  ``image_options`` are ``extract_patches``' (image_storage_options, max_image_pixels, threads).
     """
     return _prepare(store, layer, cfg, storage_options, **image_options)[0]
 
@@ -154,7 +150,7 @@ def _prepare(
     _create_arrays(sub, _unit_arrays(units, p, s, whole))
     loads = 0
     if whole:
-        loads = _write_whole_image_crops(store, sub, topk, attrs, cfg, storage_options, image_storage_options, max_image_pixels, threads)
+        loads = _write_whole_image_crops(run, sub, topk, attrs, cfg, image_storage_options, max_image_pixels, threads)
     # the key goes last: arrays interrupted before this line are recreated on rerun
     meta = {"patches_key": key, "run_key": attrs["run_key"], "layer": layer}
     sub.attrs.update(meta | {"config": cfg.model_dump(mode="json"), "version": code_version(*CODE_MODULES)})
@@ -183,13 +179,12 @@ def _create_arrays(sub, specs: dict[str, tuple[tuple[int, ...], str, Any]]) -> N
         )
 
 
-def _write_whole_image_crops(store, sub, topk, attrs, cfg, storage_options, image_options, max_image_pixels, threads) -> int:
+def _write_whole_image_crops(run, sub, topk, attrs, cfg, image_options, max_image_pixels, threads) -> int:
     """``image_*`` arrays of a linear layer, one row per index image: the whole-image crop, its mask,
     box and window, and whether the image could be read.  Only top images are decoded (each once);
     rows are written a shard at a time."""
-    index = st.RunStore(store, storage_options).index().read_parquet()
-    paths = dict(zip(index["id"].to_numpy().tolist(), index["path"]))
-    n, s = len(index), cfg.crop_size
+    images = _DecodedImages(_image_paths(run), image_options, 0, max_image_pixels)
+    n, s = len(images.paths), cfg.crop_size
     specs = {
         "image_crops": ((n, s, s, 3), "uint8", 0),
         "image_masks": ((n, s, s), "bool", False),
@@ -201,7 +196,6 @@ def _write_whole_image_crops(store, sub, topk, attrs, cfg, storage_options, imag
     ids = np.unique(topk["image_id"][:])
     ids = ids[ids >= 0]
     prep = Preprocessing(**attrs["preprocessing"])
-    images = _DecodedImages(paths, image_options, 0, max_image_pixels)
 
     def whole_image_patch(image_id) -> dict | None:
         image = images._decode(int(image_id))  # not kept: each image is cut once
@@ -216,12 +210,16 @@ def _write_whole_image_crops(store, sub, topk, attrs, cfg, storage_options, imag
             out = {name: np.full((stop - start, *shape[1:]), fill, dtype=dtype) for name, (shape, dtype, fill) in specs.items()}
             for image_id, patch in zip(wanted, pool.map(whole_image_patch, wanted)):
                 if patch is not None:
-                    j = int(image_id) - start
-                    out["image_crops"][j], out["image_masks"][j] = patch["crop"], patch["mask"]
-                    out["image_boxes"][j], out["image_windows"][j], out["image_kept"][j] = patch["box"], patch["window"], True
-            for name, values in out.items():
-                sub[name][start:stop] = values
+                    for name, value in (patch | {"kept": True}).items():
+                        if f"image_{name}" in out:
+                            out[f"image_{name}"][image_id - start] = value
+            _write_block(sub, start, out)
     return images.loads
+
+
+def _image_paths(run: st.RunStore) -> dict[int, str]:
+    index = run.index().read_parquet()
+    return dict(zip(index["id"].to_numpy().tolist(), index["path"]))
 
 
 def _usable(maps: np.ndarray | None, values: np.ndarray, ids: np.ndarray, thresholds: np.ndarray | None) -> np.ndarray:
@@ -240,26 +238,10 @@ def _otsu_thresholds(maps: np.ndarray, usable: np.ndarray) -> np.ndarray:
     return np.array([otsu_threshold(m[u]) if u.any() else np.inf for m, u in zip(maps, usable)], dtype=np.float64)
 
 
-class _Block:
-    """Output buffers of one block of units, filled rank by rank."""
-
-    def __init__(self, n: int, p: int, s: int, whole: bool = False):
-        specs = _unit_arrays(n, p, s, whole)
-        self.arrays = {name: np.full(shape, fill, dtype) for name, (shape, dtype, fill) in specs.items()}
-        self.image_id = self.arrays["image_id"]
-        self.image_id[:] = NO_PATCH  # what is left unfilled has no patch
-
-    def put(self, i: int, slot: int, image_id: int, rank: int, patch: dict) -> None:
-        values = {"crops": patch.get("crop"), "masks": patch.get("mask"), "image_id": image_id, "rank": rank}
-        values |= {"boxes": patch["box"], "windows": patch["window"]}
-        values |= {"threshold": patch["threshold"], "fallback": patch["fallback"]}
-        for name, array in self.arrays.items():
-            array[i, slot] = values[name]
-
-    def write(self, sub, start: int) -> None:
-        # image_id last: it is the block's "done" marker
-        for name in sorted(self.arrays, key=lambda name: name == "image_id"):
-            sub[name][start : start + len(self.image_id)] = self.arrays[name]
+def _write_block(sub, start: int, arrays: dict[str, np.ndarray]) -> None:
+    # image_id last: it is the block's "done" marker
+    for name in sorted(arrays, key=lambda name: name == "image_id"):
+        sub[name][start : start + len(arrays[name])] = arrays[name]
 
 
 def _one_patch(image, unit_map, threshold, cfg: PatchConfig, prep: Preprocessing) -> dict | None:
@@ -280,22 +262,21 @@ def _one_patch(image, unit_map, threshold, cfg: PatchConfig, prep: Preprocessing
         box = expand_box(region_bbox(region, offset), cfg.margin, min_side, (width, height))
     window = square_window(box, (width, height))
     crop, mask = cut_patch(image, window, region, cfg.crop_size, offset, box if cfg.fit == "pad" else None)
-    return {"crop": crop, "mask": mask, "box": box, "window": window, "threshold": used, "fallback": fallback}
+    return {"crops": crop, "masks": mask, "boxes": box, "windows": window, "threshold": used, "fallback": fallback}
 
 
 # Decoded images kept by one extract_patches call: bounded, yet the top images of a few thousand units fit.
 IMAGE_CACHE_BYTES = 1 << 30
 
 
-class _DecodedImages:
+class _DecodedImages(ByteLRU):
     """The images of one ``extract_patches`` call, decoded on first use and kept while they fit in
     ``max_bytes`` (least recently used dropped first)."""
 
     def __init__(self, paths: dict[int, str], image_options: dict | None, max_bytes: int, max_image_pixels: int | None = None):
+        super().__init__(max_bytes, lambda image: 0 if image is None else image.width * image.height * 3)
         self.paths, self.image_options = paths, image_options
         self.max_image_pixels = max_image_pixels  # the extraction's limit, so an image is drafted or skipped alike
-        self._kept = ByteLRU(max_bytes, lambda image: 0 if image is None else image.width * image.height * 3)
-        self._lock = threading.Lock()
         self.loads = 0
 
     def _decode(self, image_id: int):
@@ -308,7 +289,7 @@ class _DecodedImages:
             return None
 
     def image(self, image_id: int):
-        return self._kept.get(image_id, lambda: self._decode(image_id))
+        return self.get(image_id, lambda: self._decode(image_id))
 
 
 class _StoredWholeImages:
@@ -323,7 +304,7 @@ class _StoredWholeImages:
     def whole_image_patch(self, image_id: int) -> dict | None:
         if not self.kept[image_id]:
             return None  # unreadable: skipped, as extraction skipped it
-        return {"box": self.boxes[image_id], "window": self.windows[image_id], "threshold": np.nan, "fallback": False}
+        return {"boxes": self.boxes[image_id], "windows": self.windows[image_id], "threshold": np.nan, "fallback": False}
 
 
 def _image_patches(image_id, jobs, maps, thresholds, cfg, prep, images) -> list[tuple[int, int, dict | None]]:
@@ -336,7 +317,8 @@ def _image_patches(image_id, jobs, maps, thresholds, cfg, prep, images) -> list[
     return [(i, r, _one_patch(image, maps[i, r], thresholds[i], cfg, prep)) for i, r in jobs]
 
 
-def _compute_block(start, stop, topk, thresholds, cfg, prep, p, images, pool) -> _Block:
+def _compute_block(start, stop, topk, thresholds, cfg, prep, p, images, pool) -> dict[str, np.ndarray]:
+    """The arrays of units ``start:stop``, as ``_unit_arrays`` lays them out."""
     ids = topk["image_id"][start:stop]
     values = topk["value"][start:stop]
     maps = topk["maps"][start:stop] if "maps" in topk else None
@@ -364,10 +346,13 @@ def _compute_block(start, stop, topk, thresholds, cfg, prep, p, images, pool) ->
             for i, r, patch in batch:
                 if patch is not None:
                     found[i][r] = patch
-    block = _Block(n, p, cfg.crop_size, whole=maps is None)
+    specs = _unit_arrays(n, p, cfg.crop_size, whole=maps is None)
+    block = {name: np.full(shape, fill, dtype) for name, (shape, dtype, fill) in specs.items()}
+    block["image_id"][:] = NO_PATCH  # what is left unfilled has no patch
     for i, patches in enumerate(found):
         for slot, r in enumerate(sorted(patches)[:p]):
-            block.put(i, slot, int(ids[i, r]), r, patches[r])
+            for name, value in (patches[r] | {"image_id": ids[i, r], "rank": r}).items():
+                block[name][i, slot] = value
     return block
 
 
@@ -381,12 +366,9 @@ def extract_patches(
     units: list[int] | None = None, *,
     image_storage_options: dict | None = None, max_image_pixels: int | None = None, threads: int = 4,
 ) -> dict[str, Any]:
-    """Compute and store the patches of ``units`` (default: all) of ``layer``; skip blocks already done.
-
-    ``units`` is rounded out to whole blocks of ``BLOCK_UNITS``.  ``image_storage_options`` are
-    the dataset's fsspec options (images are read from the paths in ``index.parquet``) and
-    ``max_image_pixels`` its decode limit (``DatasetSpec.max_image_pixels``).
-    """
+    """Compute and store the patches of ``units`` (default: all, rounded out to whole blocks) of
+    ``layer``; skip blocks already done.  ``image_storage_options`` are the fsspec options of the
+    images at ``index.parquet``'s paths, ``max_image_pixels`` their decode limit (``DatasetSpec``'s)."""
     began = time.perf_counter()
     meta, prepared_loads = _prepare(
         store, layer, cfg, storage_options,
@@ -405,18 +387,16 @@ def extract_patches(
         # the dataset quantile per unit; None where each block's maps give it (Otsu) or none apply
         quantiles = "maps" in topk and cfg.method == "quantile"
         thresholds = unit_quantiles(store, layer, cfg.quantile, storage_options) if quantiles else None
-        index = run.index().read_parquet()
-        paths = dict(zip(index["id"].to_numpy().tolist(), index["path"]))
         prep = Preprocessing(**attrs["preprocessing"])
         if "maps" in topk:
-            images = _DecodedImages(paths, image_storage_options, IMAGE_CACHE_BYTES, max_image_pixels)
+            images = _DecodedImages(_image_paths(run), image_storage_options, IMAGE_CACHE_BYTES, max_image_pixels)
         else:
             images = _StoredWholeImages(sub)
         with ThreadPoolExecutor(threads) as pool:
             for b in todo:
                 block = _compute_block(b.start, b.stop, topk, thresholds, cfg, prep, p, images, pool)
-                block.write(sub, b.start)
-                made += int((block.image_id >= 0).sum())
+                _write_block(sub, b.start, block)
+                made += int((block["image_id"] >= 0).sum())
         summary["images_loaded"] = prepared_loads + images.loads
     final = sub["image_id"][:][wanted]
     seconds = time.perf_counter() - began

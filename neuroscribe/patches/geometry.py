@@ -49,11 +49,8 @@ def pixel_span(lo: float, hi: float, extent: int) -> tuple[int, int]:
 
 
 def upsample_map(unit_map: np.ndarray, crop_box: Box, image_size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
-    """The map resampled onto the original image's pixels inside the model's crop box.
-
-    Returns (values [rows, cols], (x_lo, y_lo)): the values cover the pixels
-    ``x_lo .. x_lo + cols`` and ``y_lo .. y_lo + rows`` of the original image.
-    """
+    """The map resampled onto the original image's pixels inside the model's crop box: (values
+    [rows, cols], (x_lo, y_lo)), covering pixels ``x_lo .. x_lo + cols`` and ``y_lo .. y_lo + rows``."""
     h, w = unit_map.shape
     left, top, right, bottom = crop_box
     width, height = image_size
@@ -68,11 +65,8 @@ def upsample_map(unit_map: np.ndarray, crop_box: Box, image_size: tuple[int, int
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
-    """Otsu's threshold of a sample (scikit-image's ``threshold_otsu`` over a ``bins`` histogram).
-
-    Returns the upper edge of the bin scikit-image picks rather than its centre, so that
-    ``values > t`` is exactly the histogram's upper class (a centre would split that bin's values).
-    """
+    """Otsu's threshold of a sample (scikit-image's ``threshold_otsu`` over a ``bins`` histogram): the
+    upper edge of the bin it picks, not its centre, so ``values > t`` is exactly the upper class."""
     values = np.asarray(values, dtype=np.float64).ravel()
     values = values[np.isfinite(values)]
     if values.size == 0 or values.min() == values.max():
@@ -102,9 +96,8 @@ def region_bbox(region: np.ndarray, offset: tuple[int, int] = (0, 0)) -> Box:
 def expand_box(box: Box, margin: float, min_side: float, size: tuple[int, int]) -> Box:
     """Grow a box by ``margin`` of its width/height on each side and to at least ``min_side``
     around its centre, then round outwards to whole pixels inside the image."""
-    width, height = size
     out = []
-    for lo, hi, extent in ((box[0], box[2], width), (box[1], box[3], height)):
+    for lo, hi, extent in ((box[0], box[2], size[0]), (box[1], box[3], size[1])):
         pad = margin * (hi - lo)
         lo, hi = lo - pad, hi + pad
         if hi - lo < min_side:
@@ -132,11 +125,8 @@ def cut_patch(
     image: Image.Image, window: Box, mask: np.ndarray, crop_size: int, mask_offset: tuple[int, int] = (0, 0),
     keep: Box | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(crop uint8 [S, S, 3], mask bool [S, S]) of the square ``window`` of ``image``.
-
-    ``mask`` covers the image pixels from ``mask_offset`` (x, y) on.  Outside the image, and
-    outside ``keep`` when given, the crop shows ``PAD_RGB``.
-    """
+    """(crop uint8 [S, S, 3], mask bool [S, S]) of the square ``window`` of ``image``; ``mask`` covers
+    the image pixels from ``mask_offset`` (x, y) on.  Outside the image (and ``keep``) shows ``PAD_RGB``."""
     x0, y0, x1, y1 = (int(v) for v in window)
     side = x1 - x0
     canvas = Image.new("RGB", (side, side), PAD_RGB)
@@ -145,12 +135,8 @@ def cut_patch(
     sx1, sy1 = min(x1, int(shown[2]), image.width), min(y1, int(shown[3]), image.height)
     if sx1 > sx0 and sy1 > sy0:
         canvas.paste(image.crop((sx0, sy0, sx1, sy1)), (sx0 - x0, sy0 - y0))
-    mask_canvas = np.zeros((side, side), dtype=np.uint8)
-    ox, oy = mask_offset
-    mx0, my0 = max(x0, ox), max(y0, oy)
-    mx1, my1 = min(x1, ox + mask.shape[1]), min(y1, oy + mask.shape[0])
-    if mx1 > mx0 and my1 > my0:
-        mask_canvas[my0 - y0 : my1 - y0, mx0 - x0 : mx1 - x0] = mask[my0 - oy : my1 - oy, mx0 - ox : mx1 - ox] * 255
+    mask_canvas, (ox, oy) = Image.new("L", (side, side), 0), mask_offset
+    mask_canvas.paste(Image.fromarray(mask.astype(np.uint8) * 255), (ox - x0, oy - y0))  # PIL clips the rest
     crop = canvas.resize((crop_size, crop_size), Image.Resampling.BICUBIC)
-    small_mask = Image.fromarray(mask_canvas).resize((crop_size, crop_size), Image.Resampling.BILINEAR)
+    small_mask = mask_canvas.resize((crop_size, crop_size), Image.Resampling.BILINEAR)
     return np.asarray(crop), np.asarray(small_mask) >= 128

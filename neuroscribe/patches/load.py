@@ -142,12 +142,10 @@ def _gather(array, ids: np.ndarray, cache: ByteLRU | None) -> np.ndarray:
     size = (array.shards or array.chunks)[0]
     for s in np.unique(ids // size):
         sel = np.flatnonzero(ids // size == s)
-        if cache is not None:
-            rows = cache.get((array.path, int(s)), lambda: array[s * size : (s + 1) * size])
-            out[sel] = rows[ids[sel] - s * size]
-        else:
-            lo, hi = int(ids[sel[0]]), int(ids[sel[-1]])
-            out[sel] = array[lo : hi + 1][ids[sel] - lo]
+        # with a cache, the whole shard (kept for later calls); without, only the span of the rows wanted
+        lo, hi = (s * size, (s + 1) * size) if cache else (int(ids[sel[0]]), int(ids[sel[-1]]) + 1)
+        rows = cache.get((array.path, int(s)), lambda lo=lo, hi=hi: array[lo:hi]) if cache else array[lo:hi]
+        out[sel] = rows[ids[sel] - lo]
     return out
 
 

@@ -5,10 +5,9 @@
     share = region_colours(rgba_image)                 # alpha > 0 marks the region (a patch's mask)
 
 ``name_colours`` is the project's one definition of the eleven basic colour terms of English
-(Berlin & Kay 1969): the ConSE backend (``neuroscribe.scoring.conse``) scores colour concepts with
-it on a patch's masked region, the quality benchmark's colour units
-(``neuroscribe.evaluation.known_units``) use it too.  A region's colours are the shares of its
-pixels named each term, as Network Dissection (Bau et al., CVPR 2017) labels colours from pixels.
+(Berlin & Kay 1969), used by the ConSE backend on a patch's masked region and by the quality
+benchmark's colour units (``neuroscribe.evaluation.known_units``).  A region's colours are the
+shares of its pixels named each term, as Network Dissection (Bau et al., CVPR 2017) labels colours.
 
 Each pixel, with the model's normalisation undone, is converted to CIELAB (D65, scikit-image) and
 named by its lightness L*, chroma C* and hue angle h, as Berlin & Kay's terms partition colour space:
@@ -72,10 +71,8 @@ def colour_index(concept: str) -> int | None:
 
 
 def region_colours(image: Image.Image) -> np.ndarray:
-    """``[11]`` share of the region's pixels named each term: pixels with alpha > 0 for RGBA images, else all.
-
-    A region with no pixels (an all-zero mask) gets zeros: it says nothing about colour.
-    """
+    """``[11]`` share of the region's pixels named each term: pixels with alpha > 0 for RGBA images, else
+    all.  A region with no pixels (an all-zero mask) gets zeros: it says nothing about colour."""
     array = np.asarray(image if image.mode in ("RGB", "RGBA") else image.convert("RGB"))
     pixels = array[..., :3].reshape(-1, 3)
     if array.shape[-1] == 4:

@@ -63,10 +63,9 @@ def concept_embeddings(
 ) -> np.ndarray:
     """float32 ``[len(concepts), backend.dim]`` unit embeddings of the concepts.
 
-    ``templates`` defaults to the backend's (``"a photo of {}."`` for CLIP); ``cache_uri`` is a run
-    store (local or ``s3://``) to read and write the cache in, ``None`` for no cache;
-    ``vocab_hash`` is the vocabulary's content hash.  ``on_progress(n_done)`` counts embedded
-    prompts (concepts x templates) and is not called on a cache hit.
+    ``templates`` defaults to the backend's (``"a photo of {}."`` for CLIP); ``cache_uri`` is the run
+    store (local or ``s3://``) holding the cache, ``None`` for none; ``vocab_hash`` the vocabulary's
+    content hash.  ``on_progress(n_done)`` counts embedded prompts (concepts x templates), not hits.
     """
     concepts = list(concepts)
     if not concepts:

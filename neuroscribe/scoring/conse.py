@@ -7,14 +7,13 @@
     backend.embed_texts(["red"])     # [0 | 0 | one-hot(red)]: a basic colour term
 
 Norouzi et al., "Zero-shot learning by convex combination of semantic embeddings" (ICLR 2014):
-an image maps to the convex combination of the embeddings ``e`` of its T most probable labels,
-weighted by the classifier's softmax probabilities, so it can be compared with any text embedded
-the same way.  Here ``e`` is a sentence embedding (bundled MiniLM by default) of each class name
-put through the backend's templates, computed once per backend instance.
+an image maps to the mean of the embeddings ``e`` of its T most probable labels, weighted by the
+classifier's softmax, so it compares with any text embedded the same way.  ``e`` is a sentence
+embedding (bundled MiniLM by default) of each templated class name, computed once per backend.
 
-The mixture blurs what the classifier knows (an image is nearest its own class name for only 66%
-of 500 ImageNet samples, though EfficientNet-Lite2 names 90% of them right), and a classifier's
-labels cannot see colour.  So the space has three blocks, each of unit norm in an image vector:
+The mixture blurs what the classifier knows (an image is nearest its own class name for 66% of
+500 ImageNet samples, though EfficientNet-Lite2 names 90% right), and labels cannot see colour.
+So the space has three blocks, each of unit norm in an image vector:
 - ``class_scores``: ``sqrt(p)`` over the classes; a concept that *is* a class name
   (case-insensitive, after ``label_text``) embeds as its one-hot, so its similarity
   ``sqrt(p_class / 3)`` is monotone in the classifier's own probability; an ImageNet superclass
@@ -32,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Sequence
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
@@ -138,11 +138,9 @@ class ConseBackend:
 
     def sentence_vectors(self, texts: Sequence[str], on_progress: ProgressFn = None) -> np.ndarray:
         """``[n, text_dim]`` unit sentence embeddings of the texts as given (the mixture's space)."""
-
-        def batch(chunk: Sequence[str]) -> np.ndarray:
-            return embed_sentences(list(chunk), self.spec.sentence_model, self.spec.batch_size, self.device.type)
-
-        return batched_embed(list(texts), self.spec.batch_size, batch, self.text_dim, on_progress)
+        spec, device = self.spec, self.device.type
+        batch = partial(embed_sentences, model=spec.sentence_model, batch_size=spec.batch_size, device=device)
+        return batched_embed(list(texts), spec.batch_size, batch, self.text_dim, on_progress)
 
     def text_columns(self, text: str) -> list[int]:
         """The columns that embed ``text`` when a block scores it directly (one of the classes, an

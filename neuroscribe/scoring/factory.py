@@ -1,7 +1,6 @@
 """Build the backend a ``BackendSpec`` names: ``make_backend(ConseSpec())``.
 
-Apart from ``backend`` (the interface and spec), so that the backends import the interface and this
-module imports the backends, and no two modules import each other.
+Apart from ``backend`` (interface and spec) so that no two modules import each other.
 """
 
 from __future__ import annotations

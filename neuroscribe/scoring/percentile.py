@@ -3,22 +3,21 @@
     scores = percentile_scores([sims_unit0, sims_unit1, ...])   # one [P_u, C] per unit, rank order
     q = concept_percentiles(unit_sims)                          # per unit [P_u, C] in [0, 1]
 
-A patch's similarity to concept ``c`` is turned into its percentile among the similarities to
-``c`` of every patch of the layer (the concept's prior: how much it matches patches in general).
-A unit's score for ``c`` is the rank-weighted mean percentile of its patches, with weight
-``(i + 1) ** -decay`` for the patch of the i-th top image:
+A patch's similarity to concept ``c`` becomes its percentile among the similarities to ``c`` of
+every patch of the layer (the concept's prior: how much it matches patches in general).  A unit's
+score for ``c`` is its patches' mean percentile, weighted ``(i + 1) ** -decay`` for the i-th top image:
 
     q[i, c]    = mid-rank of S[i, c] among the pool's S[:, c], divided by the pool size
     score(c)   = sum_i w_i q[i, c] / sum_i w_i
 
 Why this form:
-- PMI against a prior, as CLIP-Dissect's SoftWPMI: a concept that resembles every patch
-  ("screen" for ConSE) has a high similarity everywhere, so a high similarity is no evidence;
-  a percentile counts only how a unit's patches stand against all others *for that concept*.
+- PMI against a prior, as CLIP-Dissect's SoftWPMI: a concept that resembles every patch ("screen"
+  for ConSE) is similar everywhere, so similarity alone is no evidence; a percentile counts only
+  how a unit's patches stand against all others *for that concept*.
 - Scale-free: a percentile is unchanged by any increasing transform of a concept's similarities,
   so the rule reads ConSE's, CLIP's or any block's similarities alike and needs no temperature.
-- Bounded: a concept whose similarities are heavy-tailed (the classifier's probability of its own
-  class) cannot outvote a concept that all the patches match, as an average of z-scores would.
+- Bounded: a concept with heavy-tailed similarities (the classifier's probability of its own
+  class) cannot outvote one that all the patches match, as an average of z-scores would.
 - Top patches count most: the top image of a final-layer unit shows its class for 92% of units,
   while 49 of 50 top images are other classes when the probe set has one image per class.
 
@@ -84,14 +83,11 @@ def null_sd(n: int, decay: float) -> float:
 
 
 def lead_confidence(q: np.ndarray, best: int, runner_up: int, decay: float) -> float:
-    """In [0, 1): how far the unit's patches prefer ``best`` over ``runner_up``, against chance.
-
-    ``d`` is the rank-weighted mean of ``q[:, best] - q[:, runner_up]`` (the percentile rule's
-    margin); the confidence is ``erf(d / (sd * sqrt 2))`` = ``2 Phi(d / sd) - 1`` with ``sd`` the
-    spread of a random unit's weighted mean percentile (``null_sd``): 0 for no lead, 0.68 for a
-    lead of one sd, 0.95 for two.  Percentiles make it scale-free; the sd makes a lead held by a
-    few patches count for less than the same lead held by many.
-    """
+    """In [0, 1): how far the unit's patches prefer ``best`` over ``runner_up``, against chance:
+    ``erf(d / (sd * sqrt 2))`` = ``2 Phi(d / sd) - 1``, ``d`` the rank-weighted mean of
+    ``q[:, best] - q[:, runner_up]`` (the percentile rule's margin), ``sd`` that of a random unit
+    (``null_sd``): 0 for no lead, 0.68 for one sd, 0.95 for two.  Percentiles make it scale-free;
+    the sd makes a lead held by a few patches count for less than the same lead held by many."""
     if not len(q) or best == runner_up:
         return 0.0
     w = rank_weights(len(q), decay)

@@ -6,11 +6,10 @@
     results = explain_units(spec.name, embeddings, concept_vectors, concepts, **spec.kwargs())
     results[0].best, results[0].score, results[0].alternatives
 
-``unit_patch_embeddings`` holds one ``[P_u, d]`` array per unit, embedded by the same backend as
-the concepts: the unit's top patches in rank order for ``percentile`` and ``seed``, its
-top-activating probe images in descending activation order for ``softwpmi`` (each rule has its
-module).  A rule maps the similarities ``S_u = E_u @ concepts.T`` to scores ``[units, concepts]``;
-everything else here is shared.
+``unit_patch_embeddings`` holds one ``[P_u, d]`` array per unit, embedded by the concepts' backend:
+its top patches in rank order (``percentile``, ``seed``) or top probe images by activation
+(``softwpmi``).  A rule (one module each) maps the similarities ``S_u = E_u @ concepts.T`` to
+scores ``[units, concepts]``; everything else here is shared.
 """
 
 from __future__ import annotations
@@ -48,15 +47,11 @@ RULES: dict[str, Callable[..., np.ndarray]] = {"seed": seed_scores, "softwpmi": 
 
 @dataclass(frozen=True)
 class UnitScore:
-    """One unit's explanation.
-
-    ``score`` is the rule's value for ``best`` (percentile: weighted mean percentile in [0, 1]; seed:
-    mean probability in [0, 1]; softwpmi: a log ratio), ``margin`` its lead over the runner-up in the
-    same units (the score itself when there is one concept), ``alternatives`` the top 5 concepts
-    with scores, best first (``alternatives[0] == (best, score)``), ``agreement`` the fraction of the
-    patches (or images) whose own most similar concept is ``best``.  ``confidence`` (any rule) is
-    ``neuroscribe.scoring.percentile.lead_confidence``; below ``UNCERTAIN_BELOW`` the label is shown
-    as uncertain.
+    """One unit's explanation.  ``score``: the rule's value for ``best`` (percentile: weighted mean
+    percentile in [0, 1]; seed: mean probability in [0, 1]; softwpmi: a log ratio); ``margin``: its
+    lead over the runner-up (the score itself for one concept); ``alternatives``: the top 5 concepts
+    with scores, best first; ``agreement``: the share of patches (or images) most similar to ``best``;
+    ``confidence`` (any rule): ``percentile.lead_confidence``, below ``UNCERTAIN_BELOW`` shown uncertain.
     """
 
     best: str

@@ -4,10 +4,9 @@
     scores.shape                                               # [units, concepts]
 
 For one unit with patch-concept cosine similarities ``S [P, C]``: each patch gets a softmax over
-concepts at temperature ``tau`` (0.01 = CLIP's logit scale of 100), and the unit's score for a
-concept is the mean of those probabilities over its patches.  Scores of a unit sum to 1, so the
-winner's score reads as "share of the patches' belief".  Usually called through
-``neuroscribe.scoring.rules.explain_units``.
+concepts at temperature ``tau`` (0.01 = CLIP's logit scale of 100); the unit's score for a concept
+is its patches' mean probability, so a unit's scores sum to 1 and the winner's reads as "share of
+the patches' belief".  Usually called through ``neuroscribe.scoring.rules.explain_units``.
 """
 
 from __future__ import annotations

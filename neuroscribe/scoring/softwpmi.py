@@ -4,11 +4,10 @@
     scores = softwpmi_from_activations(image_concept_sims, acts)    # the reference's own inputs
     per_unit = top_image_embeddings(topk_image_id, probe_embeddings)  # store top-k -> rule inputs
 
-Inputs: per unit, the image-concept cosine similarities of its top-activating probe images in
-descending activation order (``topk/<layer>/image_id`` of the run store gives them).  That is all
-the rule needs: the reference's softmax is per image, over concepts, so images outside a unit's
-top-k never enter its score.  With ``P = softmax(a * S)`` over concepts, rank weights
-``p_i = p_start - (i / k) * (p_start - p_end)``:
+Inputs: per unit, the image-concept cosine similarities of its top probe images by activation
+(``topk/<layer>/image_id``).  That is all the rule needs: the reference's softmax is per image,
+over concepts, so no other image enters a unit's score.  With ``P = softmax(a * S)`` over
+concepts and rank weights ``p_i = p_start - (i / k) * (p_start - p_end)``:
 
     log p(c | E_u) = sum_i log(1 + p_i * (P[i, c] - 1) + min_prob)
     log p(c)       = logsumexp_u log p(c | E_u) - log U
@@ -16,10 +15,9 @@ top-k never enter its score.  With ``P = softmax(a * S)`` over concepts, rank we
 
 as ``soft_wpmi`` in ``similarity.py`` of Trustworthy-ML-Lab/CLIP-dissect (defaults a=10, lam=1,
 p_start=0.998, p_end=0.97, min_prob=1e-7; ``describe_neurons.py`` uses top_k=100).  The prior
-``p(c)`` averages over the units scored together, so pass a whole layer at once: with a single
-unit and lam=1 every concept scores 0.  Units with fewer images than ``k`` (padding in the
-store) contribute only the images they have; units with none get a NaN row and stay out of the
-prior.
+``p(c)`` averages over the units scored together, so pass a whole layer (one unit with lam=1
+scores every concept 0).  A unit with fewer than ``k`` images (store padding) uses those it has;
+one with none gets a NaN row and stays out of the prior.
 """
 
 from __future__ import annotations
@@ -68,10 +66,8 @@ def softwpmi_scores(
 def softwpmi_from_activations(
     image_concept_sims: np.ndarray, activations: np.ndarray, top_k: int = 100, **kwargs
 ) -> np.ndarray:
-    """Soft-WPMI from the probe set: ``image_concept_sims [N, C]``, ``activations [N, units]``.
-
-    Each unit's top ``top_k`` images by activation are selected first (the reference's inputs).
-    """
+    """Soft-WPMI from the probe set (``image_concept_sims [N, C]``, ``activations [N, units]``): each
+    unit's top ``top_k`` images by activation are selected first (the reference's inputs)."""
     sims = np.asarray(image_concept_sims)
     acts = np.asarray(activations)
     if sims.shape[0] != acts.shape[0]:
@@ -85,13 +81,9 @@ def softwpmi_from_activations(
 
 
 def top_image_embeddings(image_ids: np.ndarray, image_embeddings: np.ndarray) -> list[np.ndarray]:
-    """Per unit, its top images' embeddings in rank order: the inputs of the rule.
-
-    ``image_ids [units, k]`` is ``topk/<layer>/image_id`` (-1 = padding); ``image_embeddings [N, d]``
-    holds the probe images' embeddings by image id, NaN rows for images that could not be
-    embedded.  Embedding each probe image once and gathering here avoids re-embedding the images
-    that many units share.
-    """
+    """Per unit, its top images' embeddings in rank order (the rule's inputs), gathered so that images
+    many units share are embedded once.  ``image_ids [units, k]`` is ``topk/<layer>/image_id`` (-1 =
+    padding); ``image_embeddings [N, d]`` holds them by image id (NaN rows: could not be embedded)."""
     ids = np.asarray(image_ids)
     vectors = np.asarray(image_embeddings)
     if ids.size and ids.max() >= len(vectors):

@@ -333,19 +333,19 @@ def test_explain_tasks_write_disjoint_patch_shards(tiny_run, monkeypatch, units_
 
     monkeypatch.setattr(extract_module, "BLOCK_UNITS", 4)
     writers: dict[int, set[int]] = {}
-    real = extract_module._Block.write
+    real = extract_module._write_block
     cfg = PatchConfig(crop_size=16, patches_per_unit=1)
     tasks = unit_blocks(16, units_per_task)
     assert sorted(u for t in tasks for u in t) == list(range(16))
     for task, units in enumerate(tasks):
-        def recording(self, sub, start, task=task):
+        def recording(sub, start, arrays, task=task):
             writers.setdefault(start, set()).add(task)
-            return real(self, sub, start)
+            return real(sub, start, arrays)
 
         # concurrent tasks all start on an empty layer: each runs here on a fresh one
         if task:
             _drop_patches(tiny_run, "relu2")
-        monkeypatch.setattr(extract_module._Block, "write", recording)
+        monkeypatch.setattr(extract_module, "_write_block", recording)
         extract_patches(tiny_run, "relu2", cfg, units=units)
     assert sorted(writers) == [0, 4, 8, 12] and all(len(t) == 1 for t in writers.values())
 
