@@ -143,8 +143,8 @@ def _gather(array, ids: np.ndarray, cache: ByteLRU | None) -> np.ndarray:
     for s in np.unique(ids // size):
         sel = np.flatnonzero(ids // size == s)
         # with a cache, the whole shard (kept for later calls); without, only the span of the rows wanted
-        lo, hi = (s * size, (s + 1) * size) if cache else (int(ids[sel[0]]), int(ids[sel[-1]]) + 1)
-        rows = cache.get((array.path, int(s)), lambda lo=lo, hi=hi: array[lo:hi]) if cache else array[lo:hi]
+        lo, hi = (s * size, (s + 1) * size) if cache is not None else (int(ids[sel[0]]), int(ids[sel[-1]]) + 1)
+        rows = cache.get((array.path, int(s)), lambda lo=lo, hi=hi: array[lo:hi]) if cache is not None else array[lo:hi]
         out[sel] = rows[ids[sel] - lo]
     return out
 
