@@ -161,10 +161,8 @@ def _held_error(store: str, top: LeaseRecord) -> NeuroscribeError:
 
 
 def ensure_free(store: str, storage_options: dict | None = None, wait_s: float = 0.0) -> None:
-    """Fail early (before servers and clusters start) when another run writes ``store`` and we would not wait.
-
-    Only a courtesy: the run's own ``store_lease`` is what excludes a second writer.
-    """
+    """Fail early (before servers and clusters start) when another run writes ``store`` and we would not
+    wait; only a courtesy: the run's own ``store_lease`` is what excludes a second writer."""
     if wait_s <= 0 and (live := holder(store, storage_options)) is not None:
         raise _held_error(store, live)
 
