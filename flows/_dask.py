@@ -36,23 +36,15 @@ def _local_gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def workers_with_gpu() -> int:
-    """How many workers of the current flow's Dask cluster declare a ``GPU`` resource."""
-    task_runner = getattr(FlowRunContext.get(), "task_runner", None)
-    if not isinstance(task_runner, DaskTaskRunner):
-        return 0
-    # prefect-dask connects its client on first use (the first submit): connect now, or a flow that
-    # asks before its first submission would never see the GPU workers and never annotate
-    workers = task_runner.client.scheduler_info(n_workers=-1).get("workers", {})
-    return sum(1 for w in workers.values() if w.get("resources", {}).get("GPU", 0) > 0)
-
-
 @contextlib.contextmanager
 def gpu_resources() -> Iterator[bool]:
-    """Annotate submissions with ``resources={"GPU": 1}`` when the cluster has GPU workers (without one,
-    the annotation would leave tasks unschedulable); yields whether it did."""
-    if workers_with_gpu():
-        with dask.annotate(resources={"GPU": 1}):
-            yield True
-    else:
-        yield False
+    """Annotate submissions with ``resources={"GPU": 1}`` when the flow's Dask cluster has workers declaring
+    a ``GPU`` resource (else the annotation would leave tasks unschedulable); yields whether it did."""
+    task_runner, workers = getattr(FlowRunContext.get(), "task_runner", None), {}
+    if isinstance(task_runner, DaskTaskRunner):
+        # prefect-dask connects its client on first use (the first submit): connect now, or a flow that
+        # asks before its first submission would never see the GPU workers and never annotate
+        workers = task_runner.client.scheduler_info(n_workers=-1).get("workers", {})
+    has_gpu = any(w.get("resources", {}).get("GPU", 0) > 0 for w in workers.values())
+    with dask.annotate(resources={"GPU": 1}) if has_gpu else contextlib.nullcontext():
+        yield has_gpu

@@ -29,12 +29,11 @@ class PrefectExecutor:
         progress = FlowProgress(stage.name, total=total, done=plan.done, unit=stage.unit) if total > 1 else None
         with gpu_resources() if stage.gpu else contextlib.nullcontext():
             futures = [task.with_options(task_run_name=f"{stage.name}-{stage.label(item)}").submit(config, item) for item in plan.items]
-        position = {future.task_run_id: i for i, future in enumerate(futures)}
-        results: list[Any] = [None] * len(futures)
+        results: dict[Any, Any] = {}
         for future in as_completed(futures):
-            results[position[future.task_run_id]] = future.result()  # a task that failed its retries fails the flow
+            results[future.task_run_id] = future.result()  # a task that failed its retries fails the flow
             if progress:
                 progress.advance(1)
         if progress:
             progress.close()
-        return stage.reduce(config, results, *inputs)
+        return stage.reduce(config, [results[future.task_run_id] for future in futures], *inputs)

@@ -27,6 +27,8 @@ def prefect_api(timeout: int = 120) -> Iterator[str]:
     if configured := os.environ.get("PREFECT_API_URL") or PREFECT_API_URL.value():
         yield configured
         return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
     from prefect.server.api.server import SubprocessASGIServer
 
     # no telemetry: this workplace (and many clusters) have no route out
@@ -38,20 +40,13 @@ def prefect_api(timeout: int = 120) -> Iterator[str]:
         with temporary_settings({PREFECT_API_URL: server.api_url}):
             yield server.api_url
     finally:
-        _drain_prefect_clients()
+        # flush queued run events and logs while the server still answers (stopping it first leaves these
+        # background workers retrying a dead address for more than a minute before the process can exit)
+        for worker in (APILogWorker, EventsWorker):
+            with contextlib.suppress(Exception):  # best effort: a failed flush must not mask the run's result
+                worker.drain_all(timeout=10.0, at_exit=False)
         os.environ.pop("PREFECT_API_URL", None)
         server.stop()
-
-
-def _drain_prefect_clients(timeout: float = 10.0) -> None:
-    """Flush queued run events and logs while the server still answers (stopping it first leaves these
-    background workers retrying a dead address for more than a minute before the process can exit)."""
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    for worker in (APILogWorker, EventsWorker):
-        with contextlib.suppress(Exception):  # best effort: a flush that fails must not mask the run's own result
-            worker.drain_all(timeout=timeout, at_exit=False)
 
 
 def run_flow(flow_obj, config):

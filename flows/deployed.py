@@ -18,35 +18,31 @@ from neuroscribe.config import ExtractConfig
 from neuroscribe.explanation import ExplainConfig
 from neuroscribe.flows._dask import with_dask_runner
 from neuroscribe.flows._naming import config_run_name
+from neuroscribe.flows.ablate import ablate_flow
+from neuroscribe.flows.explain import explain_flow
+from neuroscribe.flows.extract import extract_flow
+from neuroscribe.flows.sweep import sweep_flow
 from neuroscribe.sweep import SweepConfig
 
 
 @flow(name="neuroscribe-explain", flow_run_name=config_run_name("deployed-explain"), log_prints=True)
 def explain(config: ExplainConfig) -> dict:
-    from neuroscribe.flows.explain import explain_flow
-
     return with_dask_runner(explain_flow, config.extract.runner)(config)
 
 
 @flow(name="neuroscribe-extract", flow_run_name=config_run_name("deployed-extract"), log_prints=True)
 def extract(config: ExtractConfig) -> dict:
-    from neuroscribe.flows.extract import extract_flow
-
     return with_dask_runner(extract_flow, config.runner)(config)
 
 
 @flow(name="neuroscribe-ablate", flow_run_name=config_run_name("deployed-ablate"), log_prints=True)
 def ablate(config: AblateConfig) -> dict:
-    from neuroscribe.flows.ablate import ablate_flow
-
     return with_dask_runner(ablate_flow, config.runner)(config)
 
 
 @flow(name="neuroscribe-sweep", log_prints=True)
 def sweep(config: SweepConfig) -> dict:
     # the sweep picks a Dask runner per combination itself
-    from neuroscribe.flows.sweep import sweep_flow
-
     return sweep_flow(config)
 
 

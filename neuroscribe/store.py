@@ -38,10 +38,10 @@ place it is documented; README links here)::
                                              evaluation/<layer>/{summary.json, units.parquet,
                                              compare.parquet, compare_units.parquet}, images/, vocabulary/
 
-A layout-1 store (arrays at the store root, where ``zarr.open_group`` warned about each side file) is
-refused with a NeuroscribeError that says to re-extract it.  Activation arrays are Zarr-sharded with one Zarr shard per dataset shard along
-the image axis, so no two tasks ever write the same shard object.  Credentials come from
-``storage_options`` or the standard AWS variables and are never logged.
+A layout-1 store (arrays at the store root, where Zarr warned about each side file) is refused with a
+NeuroscribeError saying to re-extract it.  Activation arrays have one Zarr shard per dataset shard along
+the image axis, so no two tasks write the same shard object.  Credentials come from ``storage_options``
+or the standard AWS variables and are never logged.
 
 Storage faults: on ``s3://`` every request (side files and Zarr chunks alike) is retried by botocore
 in its ``standard`` mode (throttling, 5xx and dropped connections; up to ``S3_MAX_ATTEMPTS``
@@ -277,8 +277,7 @@ class RunStore:
         self._file(f"{ARRAYS_DIR}/patches/{layer}").remove()
 
     def remove(self, keep_inputs: bool = False) -> None:
-        """Delete the store's contents, except the writer lease of the run that is replacing them and,
-        with ``keep_inputs``, the images the Python API just wrote into it."""
+        """Delete all but the replacing run's lease (and, with ``keep_inputs``, the API's input images)."""
         fs, root = filesystem(self.uri, self.storage_options)
         keep = (LEASE_DIR, INPUTS_DIR) if keep_inputs else (LEASE_DIR,)
         for child in fs.ls(root, detail=False) if fs.exists(root) else []:

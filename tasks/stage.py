@@ -3,8 +3,7 @@
     task = stage_task(EMBEDDINGS)                  # named after the stage; Dask shows run's name
     future = task.submit(config, ("layer4", [0, 1, 2]))
 
-Prefect caches nothing: stages skip work whose content-keyed output is already in the store, so a
-rerun resumes.
+Prefect caches nothing: stages skip work whose content-keyed output is in the store, so a rerun resumes.
 """
 
 from __future__ import annotations
