@@ -9,9 +9,8 @@
 Stages and what each is keyed on (a rerun recomputes only stages whose key changed):
 - extraction and patches: see ``neuroscribe.extraction`` and ``neuroscribe.patches``;
 - patch embeddings ``embeddings/<layer>/<key>/<first unit>.npz``: the patches key, the backend's
-  fingerprint and what the rule embeds (seed: patches; softwpmi: whole top images);
-  each distinct crop (or top image) is embedded once per run: its vector is kept in
-  ``embeddings/crops/<backend fingerprint>/`` by content digest, shared by blocks and layers;
+  fingerprint and what the rule embeds (seed: patches; softwpmi: whole top images); each distinct
+  crop or top image is embedded once per run (``embed_distinct``);
 - concept embeddings: backend fingerprint, vocabulary hash, templates (``neuroscribe.scoring``);
 - the table ``explanations/<layer>.parquet``: all of the above plus the rule; its key is in
   ``explanations/<layer>.json``.  A new vocabulary therefore reruns only concept embedding and scoring.
@@ -26,19 +25,21 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 from pydantic import BaseModel, Field, model_validator
 
 from neuroscribe import store as st
 from neuroscribe.config import ExtractConfig, FrozenModel, StoreConfig, deep_merge
 from neuroscribe.data import ImageSkipped, load_image
 from neuroscribe.errors import NeuroscribeError
-from neuroscribe.extraction import extract
+from neuroscribe.extraction import extract, validate_extraction
 from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.gallery import render_gallery
 from neuroscribe.lease import config_lease
@@ -77,10 +78,9 @@ class ExplainConfig(FrozenModel):
     @model_validator(mode="before")
     @classmethod
     def _lift_flat_fields(cls, data: Any) -> Any:
-        """The flat form: ExtractConfig's fields at the top level go into ``extract``, and ``llm``,
-        ``filter``, ``places365_file``, ``vocabulary_sources`` and ``vocabulary_classes`` (names from
-        before ``vocabulary`` existed) into ``vocabulary``; nested dicts merge key by key, as
-        ``load_config`` merges overrides."""
+        """The flat form: ExtractConfig's fields go into ``extract``; ``llm``, ``filter``, ``places365_file``,
+        ``vocabulary_sources`` and ``vocabulary_classes`` (pre-``vocabulary`` names) into ``vocabulary``;
+        nested dicts merge key by key, as ``load_config`` merges overrides."""
         if not isinstance(data, dict):
             return data
         vocabulary = {"vocabulary_sources": "sources", "vocabulary_classes": "classes"} | {k: k for k in ("llm", "filter", "places365_file")}
@@ -181,18 +181,13 @@ class EmbeddingInputs:
 def embed_distinct(cfg: ExplainConfig, backend, inputs: EmbeddingInputs) -> tuple[np.ndarray, int]:
     """Embed each distinct input once per run: (vectors, how many were embedded now).
 
-    Vectors are kept in ``embeddings/crops/<backend fingerprint>/<key>.npz`` by digest, so blocks of
-    units and layers that hold the same crop or top image share them; an input is loaded (decoded)
-    only when its digest is new, ``EMBED_BATCH`` at a time (a rerun after an interruption keeps the
-    batches already saved).  Unreadable inputs get NaN rows (dropped by the scorer).
-    """
+    Vectors are kept by digest in ``embeddings/crops/<backend fingerprint>/<key>.npz``, shared by all
+    blocks and layers; only new digests are loaded, ``EMBED_BATCH`` at a time (a rerun keeps the
+    batches saved before an interruption).  Unreadable inputs get NaN rows (dropped by the scorer)."""
     digests = inputs.digests
     known = _known_vectors(cfg, backend.fingerprint) if digests else {}
-    missing: dict[bytes, int] = {}  # each new digest's first input
-    for i, digest in enumerate(digests):
-        if digest not in known:
-            missing.setdefault(digest, i)
-    todo, embedded = list(missing.items()), 0
+    first = {d: i for i, d in reversed([*enumerate(digests)]) if d not in known}  # new digests' first inputs
+    todo, embedded = sorted(first.items(), key=lambda item: item[1]), 0
     batches = [todo[start : start + EMBED_BATCH] for start in range(0, len(todo), EMBED_BATCH)]
     with ThreadPoolExecutor(DECODE_THREADS) as pool:
         # threads decode the next batch while the backend embeds this one (PIL releases the GIL):
@@ -203,14 +198,11 @@ def embed_distinct(cfg: ExplainConfig, backend, inputs: EmbeddingInputs) -> tupl
             ahead = [pool.submit(inputs.load, i) for _, i in following]
             embedded += _embed_batch(cfg, backend, loaded, known)
     unreadable = np.full(backend.dim, np.nan, np.float32)
-    vectors = np.stack([known.get(d, unreadable) for d in digests]) if digests else np.zeros((0, backend.dim), np.float32)
-    return vectors, embedded
+    return np.array([known.get(d, unreadable) for d in digests], np.float32).reshape(-1, backend.dim), embedded
 
 
 def _embed_batch(cfg: ExplainConfig, backend, loaded: dict[bytes, Any], known: dict[bytes, np.ndarray]) -> int:
     """Embed one batch of loaded inputs (None: unreadable), save it under the crop cache and add it to ``known``."""
-    from PIL import Image
-
     readable = [d for d, item in loaded.items() if item is not None]
     if not readable:
         return 0
@@ -235,24 +227,20 @@ def embedding_inputs(cfg: ExplainConfig, layer: str, units: list[int]) -> Embedd
         pairs = zip(block.crops[present], block.masks[present])
         crops = [np.dstack([crop, mask.astype(np.uint8) * 255]) for crop, mask in pairs]
         return EmbeddingInputs([_content_digest(c) for c in crops], crops.__getitem__, slots)
-    patch_ids = patches_group(cfg.extract.store, layer, cfg.extract.store_options)["image_id"][units[0] : units[-1] + 1]
+    # the patches' images, slot for slot (what a linear layer embeds)
+    ids = patches_group(cfg.extract.store, layer, cfg.extract.store_options)["image_id"][units[0] : units[-1] + 1]
     if embeds_whole_images(cfg.rule):
         # softwpmi scores every top image of an active unit, in top-k order
-        active = (patch_ids >= 0).any(axis=1)
-        ids = cfg.run_store.topk(layer)["image_id"][units[0] : units[-1] + 1]
-        ids = np.where(active[:, None], ids, -1)
-    else:
-        ids = patch_ids  # a linear layer: the patches' images, slot for slot
+        top = cfg.run_store.topk(layer)["image_id"][units[0] : units[-1] + 1]
+        ids = np.where((ids >= 0).any(axis=1, keepdims=True), top, -1)
     wanted = np.unique(ids[ids >= 0]).tolist()
     slots = np.where(ids >= 0, np.searchsorted(wanted, ids), -1)
     run_key = cfg.run_store.attrs()["run_key"]
     index = cfg.run_store.index().read_parquet().set_index("id")
 
     def load(n: int):
-        try:
+        with suppress(ImageSkipped):  # an unreadable image loads as None
             return load_image(index.at[wanted[n], "path"], cfg.extract.dataset.storage_options, max_image_pixels=cfg.extract.dataset.max_image_pixels)
-        except ImageSkipped:
-            return None
 
     return EmbeddingInputs([_image_digest(run_key, i) for i in wanted], load, slots)
 
@@ -278,8 +266,7 @@ def embed_unit_block(cfg: ExplainConfig, layer: str, units: Iterable[int]) -> di
     units = list(units)
     require_extracted(cfg, layer)
     backend = cached_backend(cfg.backend)
-    key = embedding_key(cfg, layer, backend.fingerprint)
-    file = cfg.run_store.embeddings(layer, key, units)
+    file = cfg.run_store.embeddings(layer, embedding_key(cfg, layer, backend.fingerprint), units)
     if file.exists():
         return {"layer": layer, "first_unit": units[0], "units": len(units), "cached": True}
     inputs = embedding_inputs(cfg, layer, units)
@@ -383,22 +370,18 @@ def score_layer(cfg: ExplainConfig, layer: str, vocabulary_uri: str) -> pd.DataF
 def layer_summary(frame: pd.DataFrame, top: int = 5) -> dict:
     """Units explained, the most frequent concepts and the mean score of one layer's table."""
     active = frame[frame.explanation != INACTIVE]
-    common = Counter(active.explanation).most_common(top)
     return {
         "layer": str(frame.layer.iloc[0]) if len(frame) else "",
         "units": len(frame),
         "explained": len(active),
         "inactive": int(len(frame) - len(active)),
-        "most_frequent": ", ".join(f"{c} ({n})" for c, n in common),
+        "most_frequent": ", ".join(f"{c} ({n})" for c, n in Counter(active.explanation).most_common(top)),
         "mean_score": round(float(active.score.mean()), 4) if len(active) else None,
     }
 
 
 def validate_explain(cfg: ExplainConfig) -> None:
-    """Fail on bad input before any work: model, layers, dataset, store (vocabulary sources are checked
-    when the config is built)."""
-    from neuroscribe.extraction import validate_extraction
-
+    """Fail on a bad model, layers, dataset or store before any work (the config checks vocabulary sources)."""
     validate_extraction(cfg.extract)
 
 
@@ -429,8 +412,7 @@ def _layers_with_vocabulary(cfg: ExplainConfig, vocabulary_uri: str) -> list[tup
 
 def score_layer_item(cfg: ExplainConfig, item: tuple[str, str]) -> dict:
     layer, vocabulary_uri = item
-    frame = score_layer(cfg, layer, vocabulary_uri)
-    return layer_summary(frame) | {"table": cfg.run_store.table(layer).uri}
+    return layer_summary(score_layer(cfg, layer, vocabulary_uri)) | {"table": cfg.run_store.table(layer).uri}
 
 
 def gallery_item(cfg: ExplainConfig, layer: str) -> str:

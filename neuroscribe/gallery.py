@@ -4,20 +4,15 @@ its explanation and score (the layout of dissection papers' figures: a label abo
     uri = render_gallery("runs/r50", "layer4", explanations=frame)   # -> <store>/gallery/layer4.html
     uri = render_gallery("runs/r50", "layer4")                       # no explanations: "unexplained"
 
-Files written (through ``neuroscribe.store``, so ``s3://`` works)::
-
-    <store>/gallery/<layer>.html                 one self-contained page: inline CSS, JS and unit data
-    <store>/gallery/<layer>/<unit>-<key>.jpg     one strip of outlined patches per active unit
-
-The page needs no network: the unit data is an inline JSON blob rendered page by page in
-vanilla JS (search, concept filter, sort), and strips load lazily, so 2,048 units stay fast.  A
-strip's name carries a hash of what it shows, so a rerun rewrites only strips that changed and
-removes the ones no longer used.  ``explanations`` has one row per unit with the columns
-``unit`` and optionally ``layer``, ``explanation``, ``score``, ``margin``, ``confidence``,
-``uncertain``, ``agreement``, ``alternatives`` (list) and ``top_image_ids`` (list: those images'
-patches are shown first).  A label whose confidence is below
-``neuroscribe.scoring.rules.UNCERTAIN_BELOW`` (0.5) is marked "uncertain" and greyed, and the page
-can filter to uncertain labels or sort by confidence.
+It writes (through ``neuroscribe.store``, so ``s3://`` works) ``gallery/<layer>.html``, one
+self-contained page (inline CSS, JS and unit data), and ``gallery/<layer>/<unit>-<key>.jpg``, one strip
+of outlined patches per active unit.  The page needs no network: the unit data is inline JSON rendered
+page by page in vanilla JS (search, concept filter, sort) and strips load lazily, so 2,048 units stay
+fast.  A strip's name hashes what it shows: a rerun rewrites only changed strips, removes unused ones.
+``explanations`` (one row per unit) has ``unit`` and optionally the other columns of
+``explanation.score_layer``'s table (lists may be JSON text, as in its CSV); the images of
+``top_image_ids`` are shown first.  A label with confidence below ``UNCERTAIN_BELOW`` (0.5) is greyed
+as "uncertain"; the page filters to them or sorts by confidence.
 """
 
 from __future__ import annotations
@@ -53,6 +48,7 @@ DIM = 0.6
 GAP = 4
 BACKGROUND = (255, 255, 255)
 CONCEPTS_LISTED = 100
+NUMBER_KEYS = {"s": "score", "m": "margin", "a": "agreement", "c": "confidence"}  # short keys: small page JSON
 THUMBNAILS_KEPT = 4096  # a linear layer's per-image thumbnails kept while its strips are drawn (~95 MB at 88 px)
 
 
@@ -62,9 +58,7 @@ def _template(name: str) -> str:
 
 def outlined(crop: np.ndarray, mask: np.ndarray, size: int, outline: bool = True) -> Image.Image:
     """A thumbnail of ``crop`` with the ``mask`` region outlined and the rest slightly dimmed."""
-    image = Image.fromarray(crop)
-    if image.size != (size, size):
-        image = image.resize((size, size), Image.Resampling.BICUBIC)
+    image = Image.fromarray(crop).resize((size, size), Image.Resampling.BICUBIC)  # a copy when already that size
     if not outline or not mask.any() or mask.all():
         return image
     small = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((size, size), Image.Resampling.NEAREST)) > 127
@@ -78,13 +72,16 @@ def outlined(crop: np.ndarray, mask: np.ndarray, size: int, outline: bool = True
 
 def strip(patches: list[tuple[np.ndarray, np.ndarray]], size: int, outline: bool = True) -> Image.Image:
     """Thumbnails side by side with a small gap: one image per unit keeps the page's requests few."""
-    return _side_by_side([outlined(crop, mask, size, outline) for crop, mask in patches], size)
+    return grid([outlined(crop, mask, size, outline) for crop, mask in patches], size)
 
 
-def _side_by_side(thumbnails: list[Image.Image], size: int) -> Image.Image:
-    canvas = Image.new("RGB", (len(thumbnails) * size + (len(thumbnails) - 1) * GAP, size), BACKGROUND)
+def grid(thumbnails: list[Image.Image], size: int, columns: int | None = None) -> Image.Image:
+    """Square thumbnails in rows of ``columns`` (default: one row), ``GAP`` pixels apart."""
+    columns = columns or len(thumbnails)
+    rows = math.ceil(len(thumbnails) / columns)
+    canvas = Image.new("RGB", (columns * (size + GAP) - GAP, rows * (size + GAP) - GAP), BACKGROUND)
     for i, thumbnail in enumerate(thumbnails):
-        canvas.paste(thumbnail, (i * (size + GAP), 0))
+        canvas.paste(thumbnail, ((i % columns) * (size + GAP), (i // columns) * (size + GAP)))
     return canvas
 
 
@@ -101,11 +98,8 @@ def _as_list(value: Any) -> list:
 
 
 def _number(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else round(number, 4)
+    number = pd.to_numeric(value, errors="coerce")  # None, text and NaN are no number
+    return None if pd.isna(number) else round(float(number), 4)
 
 
 def _alternative(value: Any) -> tuple[Any, str]:
@@ -120,9 +114,8 @@ def _alternative(value: Any) -> tuple[Any, str]:
 
 
 def _uncertain(record: dict) -> bool:
-    """Whether a label is shown as uncertain: confidence below ``UNCERTAIN_BELOW`` (no confidence: no mark)."""
-    flag = record.get("uncertain")
-    if flag is not None and not (isinstance(flag, float) and math.isnan(flag)):
+    """The table's ``uncertain`` flag, else confidence < ``UNCERTAIN_BELOW`` (no confidence: no mark)."""
+    if not pd.isna(flag := record.get("uncertain")):
         return bool(flag)
     confidence = _number(record.get("confidence"))
     return confidence is not None and confidence < UNCERTAIN_BELOW and record.get("explanation") != INACTIVE
@@ -138,12 +131,8 @@ def _explanation_rows(explanations: pd.DataFrame | None, layer: str) -> dict[int
     for record in frame.to_dict("records"):
         text, alternatives = record.get("explanation"), _as_list(record.get("alternatives"))
         rows[int(record["unit"])] = {
-            "x": None if text is None or (isinstance(text, float) and math.isnan(text)) else str(text),
-            "s": _number(record.get("score")),
-            "m": _number(record.get("margin")),
-            "a": _number(record.get("agreement")),
-            "c": _number(record.get("confidence")),
-            # the scorer's own flag when the table has one, else the documented threshold
+            "x": None if pd.isna(text) else str(text),
+            **{key: _number(record.get(column)) for key, column in NUMBER_KEYS.items()},
             "unc": _uncertain(record),
             "alt": [shown for concept, shown in map(_alternative, alternatives) if concept != text],
             "top": [int(v) for v in _as_list(record.get("top_image_ids"))],
@@ -151,8 +140,9 @@ def _explanation_rows(explanations: pd.DataFrame | None, layer: str) -> dict[int
     return rows
 
 
-def _entry(unit: int, i: int, small: dict, row: dict, shown: int, layer: str, thumb_key: Callable) -> tuple[dict, str | None, list[int]]:
-    """The unit's record for the page, its strip's file name (None: inactive) and the slots it shows."""
+def _entry(unit: int, i: int, small: dict, row: dict, *, shown: int, layer: str, drawn_with: dict) -> tuple[dict, str | None, list]:
+    """The unit's record for the page, its strip's file name (None: inactive) and the slots it shows;
+    the name hashes what the strip shows (``drawn_with``, its images): reruns redraw only changed strips."""
     ids = small["image_id"][i]
     if (ids == NOT_COMPUTED).any():
         raise NeuroscribeError(f"patches of layer {layer!r} are not computed yet for unit {unit}; rerun extract_patches to finish them")
@@ -166,7 +156,7 @@ def _entry(unit: int, i: int, small: dict, row: dict, shown: int, layer: str, th
     if not slots:
         return entry, None, []
     pairs = [(int(ids[j]), int(small["rank"][i, j])) for j in slots]
-    name = f"{unit:05d}-{thumb_key(unit, pairs)}.jpg"
+    name = f"{unit:05d}-{content_key(drawn_with | {'unit': unit, 'shown': pairs}, 10)}.jpg"
     return entry | {"img": f"{quote(layer)}/{name}", "k": len(slots), "ids": [image for image, _ in pairs]}, name, slots
 
 
@@ -199,25 +189,18 @@ def render_gallery(
     rows = _explanation_rows(explanations, layer)
     folder = run.gallery_strips(layer)
     existing = set(folder.list())
-    patches = sub.attrs.get("patches_key")
     version = code_version("neuroscribe.gallery")
-
-    def thumb_key(unit: int, shown: list[tuple[int, int]]) -> str:
-        # a strip's name hashes what it shows: reruns redraw only strips that changed
-        return content_key({"patches": patches, "unit": unit, "shown": shown, "thumb": thumb_size, "code": version}, 10)
-
+    drawn_with = {"patches": sub.attrs.get("patches_key"), "thumb": thumb_size, "code": version}
+    entry_of = partial(_entry, shown=patches_shown, layer=layer, drawn_with=drawn_with)
     units: list[dict] = []
     shards = ByteLRU(256 << 20)  # crop shards kept across blocks: a linear layer's few serve them all
     by_image: dict[int, Image.Image] = {}  # a linear layer's thumbnails: one per image, not per (unit, slot)
     with ThreadPoolExecutor(4) as pool:
         for block in unit_blocks(sub["image_id"].shape[0]):
             small = {name: sub[name][block.start : block.stop] for name in ("image_id", "rank", "fallback")}
-            pending: list[tuple[int, str, list[int]]] = []
-            for i, unit in enumerate(block):
-                entry, name, slots = _entry(unit, i, small, rows.get(unit, {}), patches_shown, layer, thumb_key)
-                units.append(entry)
-                if name and name not in existing:
-                    pending.append((i, name, slots))
+            entries = [entry_of(unit, i, small, rows.get(unit, {})) for i, unit in enumerate(block)]
+            units += [entry for entry, _, _ in entries]
+            pending = [(i, name, slots) for i, (_, name, slots) in enumerate(entries) if name and name not in existing]
             if pending and linear:
                 ids = small["image_id"]
                 if len(by_image) > THUMBNAILS_KEPT:
@@ -250,7 +233,6 @@ def render_gallery(
 
 def _draw_strip(folder: st.StoreFile, thumbnail: Callable[[int, int], Image.Image], size, item: tuple[int, str, list[int]]) -> None:
     i, name, slots = item
-    image = _side_by_side([thumbnail(i, j) for j in slots], size)
     buf = io.BytesIO()
-    image.save(buf, format="JPEG", quality=85)
+    grid([thumbnail(i, j) for j in slots], size).save(buf, format="JPEG", quality=85)
     folder.folder(name).write_bytes(buf.getvalue())

@@ -36,6 +36,8 @@ from neuroscribe.errors import NeuroscribeError
 F = TypeVar("F", bound=Callable[..., Any])
 THUMB = 88
 PATCHES_SHOWN = 6
+UNIT_THUMB = 112  # Unit.image: every patch, larger than in a gallery, in rows of UNIT_COLUMNS
+UNIT_COLUMNS = 5
 
 
 def user_facing(fn: F) -> F:
@@ -76,20 +78,6 @@ def _number(value: Any) -> float | None:
     return None if pd.isna(number) else float(number)
 
 
-def patch_grid(patches: list[tuple[np.ndarray, np.ndarray]], size: int = 112, columns: int = 5, outline: bool = True) -> Image.Image:
-    """Patches (crop, mask) in rows of ``columns``, each outlined as in the gallery."""
-    from neuroscribe.gallery import BACKGROUND, GAP, outlined
-
-    if not patches:
-        return Image.new("RGB", (size, size), BACKGROUND)
-    columns = min(columns, len(patches))
-    rows = math.ceil(len(patches) / columns)
-    canvas = Image.new("RGB", (columns * (size + GAP) - GAP, rows * (size + GAP) - GAP), BACKGROUND)
-    for i, (crop, mask) in enumerate(patches):
-        canvas.paste(outlined(crop, mask, size, outline), ((i % columns) * (size + GAP), (i // columns) * (size + GAP)))
-    return canvas
-
-
 @dataclass(frozen=True)
 class Unit:
     """One explained unit: its label, how sure the scorer is, the runners-up, and its patches."""
@@ -107,8 +95,13 @@ class Unit:
 
     @property
     def image(self) -> Image.Image:
-        """The unit's patches as one image grid, the activated region outlined."""
-        return patch_grid([(np.asarray(p.crop), p.mask) for p in self.patches], outline=self.outline)
+        """The unit's patches as one image grid, each outlined as in the gallery (no patches: a blank square)."""
+        from neuroscribe.gallery import BACKGROUND, grid, outlined
+
+        if not self.patches:
+            return Image.new("RGB", (UNIT_THUMB, UNIT_THUMB), BACKGROUND)
+        thumbnails = [outlined(np.asarray(p.crop), p.mask, UNIT_THUMB, self.outline) for p in self.patches]
+        return grid(thumbnails, UNIT_THUMB, min(UNIT_COLUMNS, len(thumbnails)))
 
     @property
     def image_ids(self) -> list[int]:
@@ -169,16 +162,9 @@ class Gallery:
         return out
 
     def _repr_html_(self) -> str:
-        strips = self.strips()
-        cards = [
-            {
-                "unit": int(row.unit),
-                "label": row.explanation,
-                "score": _number(row.score),
-                "image": data_uri(strips[int(row.unit)]) if int(row.unit) in strips else None,
-            }
-            for row in self.units.itertuples()
-        ]
+        images = {unit: data_uri(image) for unit, image in self.strips().items()}
+        rows = zip(self.units["unit"].astype(int), self.units["explanation"], self.units["score"])
+        cards = [{"unit": u, "label": x, "score": _number(s), "image": images.get(u)} for u, x, s in rows]
         return _templates().gallery(self, cards)
 
 
@@ -290,9 +276,8 @@ class Run(_InStore):
 
     @functools.cached_property
     def attrs(self) -> dict:
-        """The run's attributes: model, layers {name: kind, units, map_shape}, dataset, class names.
-
-        Empty for a store that holds only an ablation (``neuroscribe ablate`` extracts nothing)."""
+        """The run's attributes: model, layers {name: kind, units, map_shape}, dataset, class names;
+        empty for a store that holds only an ablation (``neuroscribe ablate`` extracts nothing)."""
         return self.run_store.attrs() if self.run_store.has_run() else {}
 
     @property
@@ -350,9 +335,7 @@ class Run(_InStore):
             unit=int(unit),
             label=str(row["explanation"]),
             confidence=_number(row["confidence"] if "confidence" in row else row["score"]),
-            score=_number(row["score"]),
-            margin=_number(row.get("margin")),
-            agreement=_number(row.get("agreement")),
+            **{name: _number(row.get(name)) for name in ("score", "margin", "agreement")},
             alternatives=pd.DataFrame(list(row["alternatives"]), columns=["concept", "score"]),
             patches=load_unit_patches(self.store, layer, int(unit), self.storage_options),
             outline=self.layer_kind(layer) != "linear",
