@@ -351,9 +351,8 @@ class _ShardTopMaps:
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         _, ids = self.top.result()
-        maps = np.full((*ids.shape, *self.maps.shape[2:]), np.nan, dtype=np.float32)
-        maps[:, : self.maps.shape[1]] = self.maps
-        return ids, maps
+        pad = ((0, 0), (0, ids.shape[1] - self.maps.shape[1]), (0, 0), (0, 0))
+        return ids, np.pad(self.maps, pad, constant_values=np.nan)
 
 
 class _ShardSampler:
@@ -380,9 +379,7 @@ class _ShardSampler:
             self.keys = np.take_along_axis(self.keys, keep, axis=1)
 
     def result(self) -> np.ndarray:
-        out = np.full((self.values.shape[0], self.size), np.nan, dtype=np.float32)
-        out[:, : self.values.shape[1]] = self.values
-        return out
+        return np.pad(self.values, ((0, 0), (0, self.size - self.values.shape[1])), constant_values=np.nan)
 
 
 def unit_quantiles(store: str, layer: str, q: float, storage_options: dict | None = None) -> np.ndarray:
@@ -418,12 +415,9 @@ def reduce_topk(cfg: ExtractConfig, layer: str) -> dict:
             maps = _candidate_maps(group, ids, size, cfg.k)
             if maps is None:
                 maps = _collect_maps(cfg, layer, ids)
-            shape = maps.shape
             sub.create_array(
-                "maps", shape=shape, chunks=(1, *shape[1:]), shards=(min(units, 64), *shape[1:]),
-                dtype="float32", overwrite=True,
+                "maps", data=maps, chunks=(1, *maps.shape[1:]), shards=(min(units, 64), *maps.shape[1:]), overwrite=True
             )
-            sub["maps"][:] = maps
         sub.attrs["topk_key"] = topk_key
         return {"layer": layer, "cached": False, "images": len(np.unique(ids[ids >= 0]))}
 

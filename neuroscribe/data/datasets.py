@@ -45,7 +45,7 @@ def _full(fs, path: str) -> str:
     return path if is_local(fs) else fs.unstrip_protocol(path)
 
 
-def _index_folder(fs, root: str, spec: DatasetSpec) -> pd.DataFrame:
+def _index_folder(fs, root: str, spec: DatasetSpec) -> tuple[list[str], list[int], list[str]]:
     rows = []
     for full in sorted(fs.find(root, maxdepth=2, withdirs=False)):
         parts = posixpath.relpath(full, root).split("/")
@@ -62,9 +62,7 @@ def _index_folder(fs, root: str, spec: DatasetSpec) -> pd.DataFrame:
         raise NeuroscribeError(
             f"folders {unknown[:5]} of {spec.uri} are not in class list {spec.class_list}; fix the list or the folders"
         )
-    frame = pd.DataFrame({"path": [p for p, _ in rows], "label": [position[c] if c else -1 for _, c in rows]})
-    frame.attrs["classes"] = classes
-    return frame
+    return [p for p, _ in rows], [position[c] if c else -1 for _, c in rows], classes
 
 
 def _pick(columns: list[str], candidates: tuple[str, ...]) -> str | None:
@@ -72,7 +70,7 @@ def _pick(columns: list[str], candidates: tuple[str, ...]) -> str | None:
     return next((lowered[c] for c in candidates if c in lowered), None)
 
 
-def _index_file_list(fs, root: str, spec: DatasetSpec) -> pd.DataFrame:
+def _index_file_list(fs, root: str, spec: DatasetSpec) -> tuple[list[str], list[int], list[str]]:
     if not root.endswith(LIST_SUFFIXES):
         raise NeuroscribeError(f"dataset {spec.uri} is a file but not a list (.txt/.csv/.tsv); pass a folder or a list")
     text = fs.cat_file(root).decode()
@@ -90,10 +88,7 @@ def _index_file_list(fs, root: str, spec: DatasetSpec) -> pd.DataFrame:
         paths = [parts[0] for parts in lines]
         raw_labels = [parts[1].strip() if len(parts) > 1 else "" for parts in lines]
     classes = _read_class_list(spec.class_list, spec.storage_options) if spec.class_list else []
-    labels, classes = _labels(raw_labels, classes, spec.uri)
-    frame = pd.DataFrame({"path": [_full(fs, _join(base, p)) if "://" not in p else p for p in paths], "label": labels})
-    frame.attrs["classes"] = classes
-    return frame
+    return [_full(fs, _join(base, p)) if "://" not in p else p for p in paths], *_labels(raw_labels, classes, spec.uri)
 
 
 def _labels(raw: list[str], classes: list[str], uri: str) -> tuple[list[int], list[str]]:
@@ -121,11 +116,11 @@ def build_index(spec: DatasetSpec) -> pd.DataFrame:
         ) from None
     if not fs.exists(root):
         raise NeuroscribeError(f"dataset {spec.uri} does not exist; pass an image folder or a file list (.txt/.csv/.tsv)")
-    frame = _index_folder(fs, root, spec) if fs.isdir(root) else _index_file_list(fs, root, spec)
-    frame = frame.iloc[: spec.limit].copy()  # pandas keeps attrs["classes"] through the slice and the copy
+    paths, labels, classes = (_index_folder if fs.isdir(root) else _index_file_list)(fs, root, spec)
+    frame = pd.DataFrame({"path": paths[: spec.limit], "label": pd.Series(labels[: spec.limit], dtype="int64")})
     frame.insert(0, "id", range(len(frame)))
-    frame["label"] = frame["label"].astype("int64")
-    return frame.reset_index(drop=True)
+    frame.attrs["classes"] = classes
+    return frame
 
 
 def listing_key(index: pd.DataFrame) -> str:

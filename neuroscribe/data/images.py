@@ -48,9 +48,15 @@ class ImageSkipped(Exception):
 
 
 def read_bytes(path: str, storage_options: dict | None = None) -> bytes:
-    # s3:// images get the store's retry policy: a throttled read must not turn into a skipped image
-    with fsspec.open(path, "rb", **with_retries(path, storage_options)) as f:
-        return f.read()
+    """The file's bytes; ``ImageSkipped`` when it is missing or unreadable."""
+    try:
+        # s3:// images get the store's retry policy: a throttled read must not turn into a skipped image
+        with fsspec.open(path, "rb", **with_retries(path, storage_options)) as f:
+            return f.read()
+    except FileNotFoundError:
+        raise ImageSkipped(path, "file not found") from None
+    except OSError as exc:
+        raise ImageSkipped(path, f"unreadable ({exc})") from None
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -138,10 +144,4 @@ def decode_image(data: bytes, path: str = "<bytes>", *, max_image_pixels: int | 
 
 def load_image(path: str, storage_options: dict | None = None, *, max_image_pixels: int | None = None) -> Image.Image:
     """Read and decode one image; ``ImageSkipped`` says why it cannot be used."""
-    try:
-        data = read_bytes(path, storage_options)
-    except FileNotFoundError:
-        raise ImageSkipped(path, "file not found") from None
-    except OSError as exc:
-        raise ImageSkipped(path, f"unreadable ({exc})") from None
-    return decode_image(data, path, max_image_pixels=max_image_pixels)
+    return decode_image(read_bytes(path, storage_options), path, max_image_pixels=max_image_pixels)

@@ -71,13 +71,10 @@ class _Decoded(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        path = self.paths[i]
         try:
-            data = read_bytes(path, self.storage_options)
-        except FileNotFoundError:
-            return i, "file not found"
-        except OSError as exc:
-            return i, f"unreadable ({exc})"
+            data = read_bytes(self.paths[i], self.storage_options)
+        except ImageSkipped as skip:
+            return i, skip.reason
         if self.jpeg_bytes and _gpu_decodable(data, self.max_image_pixels):
             return i, torch.frombuffer(bytearray(data), dtype=torch.uint8)
         return i, self.decode(i, data)
@@ -137,20 +134,17 @@ def image_batches(
     on_gpu = cuda and gpu_decode
     dataset = _Decoded(index["path"].tolist(), transform, storage_options, jpeg_bytes=on_gpu, max_image_pixels=max_image_pixels)
     for items in _iterate_items(dataset, batch_size, workers, prefetch, cuda if processes is None else processes):
-        positions, tensors, skipped = [], [], []
+        kept, skipped = [], []
         raw = [(pos, item) for pos, item in items if isinstance(item, torch.Tensor) and item.dtype == torch.uint8 and item.dim() == 1]
         decoded = dict(zip([p for p, _ in raw], _decode_on_gpu([r for _, r in raw], device))) if raw else {}
         for pos, item in items:
             if pos in decoded:  # nvjpeg's image, or PIL's (the usual skip reasons) where nvjpeg refused it
                 image = decoded[pos]
                 item = transform(image) if image is not None else dataset.decode(pos, item.numpy().tobytes())
-            if isinstance(item, str):
-                skipped.append((pos, item))
-            else:
-                positions.append(pos)
-                tensors.append(item)
+            (skipped if isinstance(item, str) else kept).append((pos, item))
         pixels = None
-        if tensors:
+        if kept:
+            tensors = [t for _, t in kept]
             # by device type: nvjpeg's tensors are on "cuda:0" while ``device`` may be plain "cuda"
             host = [t for t in tensors if t.device.type != device.type]
             if host:  # the tensors not on ``device`` yet: one copy, pinned and non-blocking on CUDA
@@ -158,4 +152,4 @@ def image_batches(
                 rows = iter(stacked.pin_memory().to(device, non_blocking=True) if cuda else stacked)
                 tensors = [t if t.device.type == device.type else next(rows) for t in tensors]
             pixels = torch.stack(tensors).contiguous(memory_format=torch.channels_last)
-        yield Batch(np.asarray(positions, dtype=np.int64), pixels, skipped)
+        yield Batch(np.asarray([pos for pos, _ in kept], dtype=np.int64), pixels, skipped)

@@ -12,11 +12,10 @@ torchvision weights come from their enums (downloaded where the network allows);
 checkpoint is a state dict, a ``module.`` prefix is stripped, and its classifier width decides
 ``num_classes`` (365 for the CSAIL Places365 checkpoints).
 
-An in-memory ``nn.Module`` gets a spec whose ``fingerprint`` hashes its content (``ModelObject.fingerprint``),
-so run and cache keys stay content keys.  The object travels inside the spec (in this process, and by
-cloudpickle to Dask workers); ``load_model`` checks the fingerprint again and hands the pipeline a deep
-copy, so the caller's module is never moved, switched to eval mode or hooked (a module that cannot be
-copied, e.g. one holding a lock, is used in place).
+An in-memory ``nn.Module`` gets a spec that carries it (cloudpickled to Dask workers) and whose
+``fingerprint`` hashes its content, so run and cache keys stay content keys.  ``load_model`` checks the
+fingerprint again and hands the pipeline a deep copy: the caller's module is never moved, switched to
+eval mode or hooked (one that cannot be copied, e.g. holding a lock, is used in place).
 """
 
 from __future__ import annotations
@@ -82,15 +81,10 @@ def read_class_names(path: str) -> list[str]:
     p = Path(path)
     if not p.is_file():
         raise NeuroscribeError(f"class-names file {path} does not exist; pass a file with one class name per line")
-    names = []
-    for line in p.read_text().splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        if line.startswith("/"):
-            line = line.split()[0].split("/", 2)[-1]  # '/b/bus_interior 1' -> 'bus_interior'
-        names.append(line.replace("/", " ").replace("_", " "))
-    return names
+    lines = filter(None, map(str.strip, p.read_text().splitlines()))
+    # '/b/bus_interior 1' -> 'bus_interior'
+    names = (line.split()[0].split("/", 2)[-1] if line.startswith("/") else line for line in lines)
+    return [name.replace("/", " ").replace("_", " ") for name in names]
 
 
 def load_state_dict_file(path: str) -> dict[str, torch.Tensor]:
@@ -272,7 +266,7 @@ def load_model(spec: ModelSpec | str) -> LoadedModel:
 # --- in-memory model objects ---------------------------------------------------------------
 
 
-@dataclass(eq=False)
+@dataclass(unsafe_hash=True)
 class ModelObject:
     """An ``nn.Module`` handed over as an object, with how to feed it and what its outputs are.
 
@@ -280,20 +274,14 @@ class ModelObject:
     object with every task, and per-process model caches must still see the same model.
     """
 
-    model: nn.Module
-    preprocessing: Preprocessing
-    class_names: list[str]
-    num_prefix_tokens: int | None = None
+    model: nn.Module = field(compare=False)
+    preprocessing: Preprocessing = field(compare=False)
+    class_names: list[str] = field(compare=False)
+    num_prefix_tokens: int | None = field(default=None, compare=False)
     key: str = ""
 
     def __post_init__(self) -> None:
         self.key = self.key or self.fingerprint()
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ModelObject) and other.key == self.key
-
-    def __hash__(self) -> int:
-        return hash(self.key)
 
     def fingerprint(self) -> str:
         """Hash of class, architecture, every state-dict tensor, preprocessing and class names."""
