@@ -18,7 +18,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 import pandas as pd
@@ -122,8 +122,7 @@ SAMPLES_PER_SHARD = 1024
 
 
 def _samples_per_shard(info: LayerInfo, shard_size: int) -> int:
-    h, w = info.map_shape
-    return min(SAMPLES_PER_SHARD, shard_size * h * w)
+    return min(SAMPLES_PER_SHARD, shard_size * int(np.prod(info.map_shape)))
 
 
 # A shard keeps the maps of its own top-k images per unit when they take at most this much (per
@@ -142,15 +141,12 @@ def _create_arrays(store: st.RunStore, infos: list[LayerInfo], n_images: int, sh
     for info in infos:
         group = store.activations(info.name, "a")
         if _keeps_candidate_maps(info, k):
+            shape = (n_shards, info.units, k, *info.map_shape)
             group.create_array(
-                "candidate_ids",
-                shape=(n_shards, info.units, k), chunks=(1, info.units, k), dtype="int64", fill_value=-1, overwrite=True,
+                "candidate_ids", shape=shape[:3], chunks=(1, *shape[1:3]), dtype="int64", fill_value=-1, overwrite=True
             )
             group.create_array(
-                "candidate_maps",
-                shape=(n_shards, info.units, k, *info.map_shape),
-                chunks=(1, _unit_chunk(info.units, 64), k, *info.map_shape),
-                shards=(1, info.units, k, *info.map_shape),
+                "candidate_maps", shape=shape, chunks=(1, _unit_chunk(info.units, 64), *shape[2:]), shards=(1, *shape[1:]),
                 **nan_floats,
             )
         if info.kind != "linear":
@@ -266,14 +262,12 @@ def extract_shards(cfg: ExtractConfig, shard_ids: list[int]) -> list[dict]:
         group = {info.name: cfg.run_store.activations(info.name, "r+") for info in infos}
         size = attrs["dataset"]["shard_size"]
         records = []
-        index = None  # read once per task, and only if some shard is still to do
+        read_index = cache(cfg.run_store.index().read_parquet)  # once per task, and only if a shard is still to do
         for shard in shard_ids:
             if _shard_done(cfg, shard, key):
                 records.append({"shard": shard, "resumed": True})
                 continue
-            if index is None:
-                index = cfg.run_store.index().read_parquet()
-            rows = index.iloc[shard * size : (shard + 1) * size]
+            rows = read_index().iloc[shard * size : (shard + 1) * size]
             records.append(_extract_one(cfg, loaded, infos, group, rows, shard, shard * size, key, device))
         return records
 
@@ -308,10 +302,9 @@ def _extract_one(cfg, loaded, infos, group, rows, shard, start, key, device) -> 
                 break
             maps, cls = unit_activations(outputs[info.name], info)
             maps = maps.float()
-            buffers[(info.name, "max")][positions] = maps.amax(dim=(2, 3)).cpu().numpy()
-            buffers[(info.name, "mean")][positions] = maps.mean(dim=(2, 3)).cpu().numpy()
-            if cls is not None:
-                buffers[(info.name, "cls")][positions] = cls.float().cpu().numpy()
+            stats = {"max": maps.amax(dim=(2, 3)), "mean": maps.mean(dim=(2, 3)), "cls": cls}  # cls: token layers only
+            for stat in _stat_names(info):
+                buffers[(info.name, stat)][positions] = stats[stat].float().cpu().numpy()
             if info.name in samplers:
                 samplers[info.name].add(maps)
             if info.name in candidates:
@@ -403,10 +396,9 @@ def reduce_topk(cfg: ExtractConfig, layer: str) -> dict:
             return {"layer": layer, "cached": True}
         size = attrs["dataset"]["shard_size"]
         group = cfg.run_store.activations(layer)
-        maxima = group["max"]
         top = TopK(cfg.k, units)
-        for start, stop in shard_ranges(attrs["dataset"]["n_images"], size):
-            top.merge(TopK(cfg.k, units).add(maxima[start:stop], np.arange(start, stop)))
+        for start, stop in shard_ranges(attrs["dataset"]["n_images"], size):  # one shard's maxima in memory at a time
+            top.add(group["max"][start:stop], np.arange(start, stop))
         values, ids = top.result()
         sub = cfg.run_store.topk(layer, "a")
         sub.create_array("value", data=values, chunks=values.shape, overwrite=True)

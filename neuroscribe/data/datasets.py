@@ -6,13 +6,12 @@
     shard_ranges(len(index), 256)            -> [(0, 256), (256, 512), ...]
 
 Layouts:
-- an image folder ``root/<class>/<image>`` (ImageNet, Places365 train/val); files directly in
-  ``root`` are unlabelled. Class index = position in ``class_list`` or in sorted folder names.
-- a file list: ``.txt`` lines ``path [label]``, or ``.csv``/``.tsv`` with a header naming a path
-  column (path, file, filename, image) and optionally a label column (label, index, target, class).
-  Relative paths are relative to the list file.
-Any fsspec URL works (``s3://bucket/val``). Ids are positions in the sorted (folder) or listed
-(file list) order, so they are stable across runs.
+- an image folder ``root/<class>/<image>`` (ImageNet, Places365 train/val); files directly in ``root``
+  are unlabelled. Class index = position in ``class_list`` or in sorted folder names.
+- a file list: ``.txt`` lines ``path [label]``, or ``.csv``/``.tsv`` with a header naming a path column
+  (``PATH_COLUMNS``) and optionally a label column (``LABEL_COLUMNS``); paths relative to the list file.
+Any fsspec URL works (``s3://bucket/val``). Ids are positions in the sorted (folder) or listed (file
+list) order, so they are stable across runs.
 """
 
 from __future__ import annotations

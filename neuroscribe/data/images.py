@@ -5,19 +5,17 @@
     except ImageSkipped as skip:
         record(skip.reason)
 
-Handled: grayscale, CMYK, palette (with transparency), 16-bit and float, alpha (composited on
-white), EXIF orientation, and very large images.  Zero-byte, truncated and non-image files raise
-``ImageSkipped``.
+Handled: grayscale, CMYK, palette (with transparency), 16-bit and float, alpha (composited on white),
+EXIF orientation, very large images.  Missing, empty, truncated and non-image files raise ``ImageSkipped``.
 
-Cost per image is bounded by ``max_image_pixels`` (default: PIL's own limit, about 179 Mpx).  The
-size is read from the header before anything is decoded: a JPEG over the limit (or over
-``LARGE_IMAGE_PIXELS``) is decoded at a reduced DCT scale (draft mode: 1/2, 1/4 or 1/8 per side, cheap);
-any other format over the limit, or a JPEG still over it after the 1/8 reduction, is skipped with a
-reason naming its size, the limit and ``--max-image-pixels``.
+Cost per image is bounded by ``max_image_pixels`` (default: PIL's own, about 179 Mpx), checked on the header
+before anything is decoded: a JPEG over it (or over ``LARGE_IMAGE_PIXELS``) is decoded at a reduced DCT scale
+(draft mode: 1/2, 1/4 or 1/8 per side, cheap); any other format over it, or a JPEG still over it at 1/8, is
+skipped with a reason naming its size, the limit and ``--max-image-pixels``.
 
-The header is read by the format's own PIL plugin, not by ``Image.open``, whose bomb check against the
-process-global ``Image.MAX_IMAGE_PIXELS`` would refuse JPEGs that draft mode decodes cheaply and ignore
-a per-run limit; changing that global, even briefly, would change it for every thread, so it is only read.
+The header is read by the format's own PIL plugin, not ``Image.open``: its bomb check against the
+process-global ``Image.MAX_IMAGE_PIXELS`` would refuse JPEGs that draft mode decodes cheaply and ignore a
+per-run limit, and changing that global, even briefly, would change it for every thread.
 """
 
 from __future__ import annotations

@@ -6,12 +6,11 @@
         batch.positions               # row positions in ``index`` of the batch's images
         batch.skipped                 # [(position, reason)] of the rows that could not be used
 
-Every image is decoded by ``neuroscribe.data.images.decode_image``, so a bad file is skipped with
-exactly the reason it gets everywhere else.  ``workers`` decode ahead of the model: threads, or
-processes (a torch DataLoader keeping ``prefetch`` batches ready) outside a daemonic Dask worker.
-On CUDA the batches are pinned and copied without blocking, and the JPEGs nvjpeg reproduces exactly
-(baseline RGB or greyscale, no EXIF rotation, too small for reduced-scale decoding) are decoded on
-the GPU (``torchvision.io.decode_jpeg``); any other file, or one nvjpeg refuses, goes through PIL.
+Every image is decoded by ``neuroscribe.data.images.decode_image``, so a bad file is skipped with exactly
+the reason it gets everywhere else.  ``workers`` decode ahead of the model: threads, or processes (a torch
+DataLoader keeping ``prefetch`` batches ready) outside a daemonic Dask worker.  On CUDA batches are pinned
+and copied without blocking, and the JPEGs nvjpeg reproduces exactly (baseline RGB or greyscale, no EXIF
+rotation, too small for draft decoding) are decoded on the GPU; any other file, or one it refuses, uses PIL.
 """
 
 from __future__ import annotations

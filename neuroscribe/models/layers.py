@@ -38,11 +38,8 @@ class LayerInfo:
 
 def _infer_prefix(tokens: int, declared: int | None) -> int | None:
     """The declared prefix, else a class token or none: whichever leaves a square patch grid."""
-    for prefix in (1, 0) if declared is None else (declared,):
-        grid = tokens - prefix
-        if grid > 0 and math.isqrt(grid) ** 2 == grid:
-            return prefix
-    return None
+    candidates = (1, 0) if declared is None else (declared,)
+    return next((p for p in candidates if tokens > p and math.isqrt(tokens - p) ** 2 == tokens - p), None)
 
 
 def _describe(name: str, module: torch.nn.Module, out: torch.Tensor, declared_prefix: int | None) -> LayerInfo | None:

@@ -263,9 +263,6 @@ def load_model(spec: ModelSpec | str) -> LoadedModel:
     raise NeuroscribeError(_unknown_model_message(name))
 
 
-# --- in-memory model objects ---------------------------------------------------------------
-
-
 @dataclass(unsafe_hash=True)
 class ModelObject:
     """An ``nn.Module`` handed over as an object, with how to feed it and what its outputs are.
@@ -311,7 +308,7 @@ _TYPE_TRANSFORMS = {"ToTensor", "PILToTensor", "ToImage", "ToDtype", "ConvertIma
 
 def _compose_preprocessing(transforms: list) -> Preprocessing:
     """Resize-shorter-side + centre-crop + normalise, read from a torchvision Compose (v1 or v2)."""
-    fields: dict[str, Any] = {}
+    fields: dict[str, Any] = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}  # no Normalize: pixels as given
     for t in transforms:
         kind = type(t).__name__
         if kind == "Resize":
@@ -332,8 +329,6 @@ def _compose_preprocessing(transforms: list) -> Preprocessing:
             raise NeuroscribeError(f"transform {kind} is not supported in the model's preprocessing; {TRANSFORM_HELP}")
     if "resize_size" not in fields or "input_size" not in fields:
         raise NeuroscribeError(f"the preprocessing transform needs a Resize(int) and a CenterCrop(int); {TRANSFORM_HELP}")
-    fields.setdefault("mean", (0.0, 0.0, 0.0))
-    fields.setdefault("std", (1.0, 1.0, 1.0))
     try:
         return Preprocessing(**fields)
     except ValueError as exc:
