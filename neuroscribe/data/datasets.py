@@ -48,9 +48,8 @@ def _index_folder(fs, root: str, spec: DatasetSpec) -> tuple[list[str], list[int
     rows = []
     for full in sorted(fs.find(root, maxdepth=2, withdirs=False)):
         parts = posixpath.relpath(full, root).split("/")
-        if any(p.startswith(".") for p in parts):
-            continue
-        rows.append((_full(fs, full), parts[0] if len(parts) == 2 else None))
+        if not any(p.startswith(".") for p in parts):  # hidden files and folders are not images
+            rows.append((_full(fs, full), parts[0] if len(parts) == 2 else None))
     if not rows:
         raise NeuroscribeError(f"dataset folder {spec.uri} holds no files; pass a folder of class subfolders or a file list")
     folders = sorted({c for _, c in rows if c is not None})
@@ -87,7 +86,8 @@ def _index_file_list(fs, root: str, spec: DatasetSpec) -> tuple[list[str], list[
         paths = [parts[0] for parts in lines]
         raw_labels = [parts[1].strip() if len(parts) > 1 else "" for parts in lines]
     classes = _read_class_list(spec.class_list, spec.storage_options) if spec.class_list else []
-    return [_full(fs, _join(base, p)) if "://" not in p else p for p in paths], *_labels(raw_labels, classes, spec.uri)
+    paths = [_full(fs, _join(base, p)) if "://" not in p else p for p in paths]
+    return paths, *_labels(raw_labels, classes, spec.uri)
 
 
 def _labels(raw: list[str], classes: list[str], uri: str) -> tuple[list[int], list[str]]:
@@ -116,8 +116,8 @@ def build_index(spec: DatasetSpec) -> pd.DataFrame:
     if not fs.exists(root):
         raise NeuroscribeError(f"dataset {spec.uri} does not exist; pass an image folder or a file list (.txt/.csv/.tsv)")
     paths, labels, classes = (_index_folder if fs.isdir(root) else _index_file_list)(fs, root, spec)
-    frame = pd.DataFrame({"path": paths[: spec.limit], "label": pd.Series(labels[: spec.limit], dtype="int64")})
-    frame.insert(0, "id", range(len(frame)))
+    labels = pd.array(labels[: spec.limit], dtype="int64")
+    frame = pd.DataFrame({"id": range(len(labels)), "path": paths[: spec.limit], "label": labels})
     frame.attrs["classes"] = classes
     return frame
 

@@ -129,8 +129,7 @@ def decode_image(data: bytes, path: str = "<bytes>", *, max_image_pixels: int | 
     try:
         img = _bounded(_open_header(data, path), path, limit)
         img.load()
-        img = ImageOps.exif_transpose(img)
-        return _to_rgb(img)
+        return _to_rgb(ImageOps.exif_transpose(img))
     except UnidentifiedImageError:
         raise ImageSkipped(path, "not an image file (unidentified format)") from None
     except Image.DecompressionBombError as exc:  # a plugin's own per-frame or per-tile check (GIF, TIFF)

@@ -121,14 +121,11 @@ def image_batches(
     storage_options: dict | None = None, prefetch: int = 2, gpu_decode: bool = True,
     processes: bool | None = None, max_image_pixels: int | None = None,
 ) -> Iterator[Batch]:
-    """Batches of ``index``'s images (column ``path``) in order, ready on ``device``.
-
-    ``transform`` is the model's ``Preprocessing.transform()``: its torchvision v2 steps take a PIL
-    image (in the workers) or a uint8 CHW tensor (on the device, for GPU-decoded JPEGs) alike.
-    ``processes`` (default: on CUDA only) decodes in worker processes; on CPU the model already uses
-    every core, and per-shard worker start-up measured slower than threads on 2 cores.
-    ``max_image_pixels`` is ``decode_image``'s limit (None: PIL's own).
-    """
+    """Batches of ``index``'s images (column ``path``) in order, ready on ``device``.  ``transform`` is the
+    model's ``Preprocessing.transform()``: its torchvision v2 steps take a PIL image (in the workers) or a
+    uint8 CHW tensor (on the device, for GPU-decoded JPEGs) alike.  ``processes`` (default: on CUDA only)
+    decodes in worker processes; on CPU the model already uses every core, and per-shard worker start-up
+    measured slower than threads on 2 cores.  ``max_image_pixels``: ``decode_image``'s limit (None: PIL's)."""
     cuda = device.type == "cuda"
     on_gpu = cuda and gpu_decode
     dataset = _Decoded(index["path"].tolist(), transform, storage_options, jpeg_bytes=on_gpu, max_image_pixels=max_image_pixels)

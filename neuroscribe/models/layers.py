@@ -62,15 +62,14 @@ def list_layers(loaded) -> list[LayerInfo]:
     if loaded.extra.get("_layers") is not None:
         return loaded.extra["_layers"]
     model = loaded.model
-    names = [n for n, _ in model.named_modules() if n]
+    modules = {name: module for name, module in model.named_modules() if name}
     size = loaded.preprocessing.input_size
     device = next(model.parameters(), torch.empty(0)).device
-    with loaded.lock, torch.no_grad(), count_calls(model, names) as calls, capture_outputs(model, names) as outputs:
+    with loaded.lock, torch.no_grad(), count_calls(model, modules) as calls, capture_outputs(model, modules) as outputs:
         model(torch.zeros(1, 3, size, size, device=device))
-    modules = dict(model.named_modules())
     described = (
-        _describe(name, modules[name], outputs[name], loaded.num_prefix_tokens)
-        for name in names
+        _describe(name, module, outputs[name], loaded.num_prefix_tokens)
+        for name, module in modules.items()
         if calls.get(name, 0) == 1 and isinstance(outputs.get(name), torch.Tensor)
     )
     infos = [info for info in described if info is not None]
@@ -94,7 +93,6 @@ def unit_activations(output: torch.Tensor, info: LayerInfo) -> tuple[torch.Tenso
         return output, None
     if info.kind == "token":
         h, w = info.map_shape
-        patches = output[:, info.prefix_tokens :, :]
-        maps = patches.reshape(output.shape[0], h, w, info.units).permute(0, 3, 1, 2)
+        maps = output[:, info.prefix_tokens :, :].reshape(output.shape[0], h, w, info.units).permute(0, 3, 1, 2)
         return maps, output[:, 0, :] if info.prefix_tokens else None
     return output[:, :, None, None], None

@@ -265,11 +265,9 @@ def load_model(spec: ModelSpec | str) -> LoadedModel:
 
 @dataclass(unsafe_hash=True)
 class ModelObject:
-    """An ``nn.Module`` handed over as an object, with how to feed it and what its outputs are.
-
-    Equal when their fingerprints (taken when handed over) are: a Dask worker unpickles a new
-    object with every task, and per-process model caches must still see the same model.
-    """
+    """An ``nn.Module`` handed over as an object, with how to feed it and what its outputs are.  Equal when
+    their fingerprints (taken when handed over) are: per-process model caches must see one model in the new
+    object a Dask worker unpickles with every task."""
 
     model: nn.Module = field(compare=False)
     preprocessing: Preprocessing = field(compare=False)
@@ -308,7 +306,7 @@ _TYPE_TRANSFORMS = {"ToTensor", "PILToTensor", "ToImage", "ToDtype", "ConvertIma
 
 def _compose_preprocessing(transforms: list) -> Preprocessing:
     """Resize-shorter-side + centre-crop + normalise, read from a torchvision Compose (v1 or v2)."""
-    fields: dict[str, Any] = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}  # no Normalize: pixels as given
+    fields: dict[str, Any] = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}  # when no Normalize
     for t in transforms:
         kind = type(t).__name__
         if kind == "Resize":
@@ -365,12 +363,9 @@ def model_object_spec(
     model: nn.Module, preprocessing: Any = None, class_names: list[str] | str | None = None,
     name: str | None = None,
 ) -> ModelSpec:
-    """A spec for an ``nn.Module`` object: content-fingerprinted, carrying the object.
-
-    ``preprocessing``: see ``resolve_preprocessing`` (a torchvision weights object also gives the
-    class names).  ``class_names``: a list or a file with one per line; by default the weights'
-    categories, ImageNet's for 1000 outputs, else ``class i``.
-    """
+    """A spec for an ``nn.Module`` object: content-fingerprinted, carrying the object.  ``preprocessing``:
+    see ``resolve_preprocessing`` (torchvision weights also give the class names).  ``class_names``: a list
+    or a one-per-line file; default: the weights' categories, ImageNet's for 1000 outputs, else ``class i``."""
     if not isinstance(model, nn.Module):
         raise NeuroscribeError(f"model is a {type(model).__name__}, not a torch.nn.Module; pass a module, a model name or package.module:factory")
     categories = list(preprocessing.meta.get("categories") or []) if hasattr(preprocessing, "meta") else None

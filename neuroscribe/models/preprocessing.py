@@ -32,10 +32,9 @@ class Preprocessing(BaseModel):
         import torch
         from torchvision.transforms import v2
 
-        interp = getattr(v2.InterpolationMode, self.interpolation.upper())
         return v2.Compose([
             v2.PILToTensor(),
-            v2.Resize(self.resize_size, interpolation=interp, antialias=True),
+            v2.Resize(self.resize_size, interpolation=v2.InterpolationMode(self.interpolation), antialias=True),
             v2.CenterCrop(self.input_size),
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(mean=list(self.mean), std=list(self.std)),
@@ -43,7 +42,7 @@ class Preprocessing(BaseModel):
 
     def crop_box(self, width: int, height: int) -> tuple[float, float, float, float]:
         """The model input's (left, top, right, bottom) in original-image pixel coordinates."""
-        # torchvision's Resize(int): the shorter side becomes resize_size, the longer one is scaled and floored
+        # torchvision's Resize(int): the shorter side becomes resize_size, the longer is scaled and floored
         long = int(self.resize_size * max(width, height) / min(width, height))
         rw, rh = (self.resize_size, long) if width <= height else (long, self.resize_size)
         # torchvision CenterCrop: offsets rounded in resized pixels
