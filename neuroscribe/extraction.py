@@ -18,7 +18,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 import pandas as pd
@@ -83,11 +83,8 @@ def _cached_model(spec: ModelSpec, device: str) -> LoadedModel:
 
 
 def cached_model(spec: ModelSpec, device: str) -> LoadedModel:
-    """One model per process and device: Dask workers run many tasks with the same model.
-
-    Built under a lock: concurrent task threads would otherwise build it twice, and seeded
-    factories would interleave draws from torch's global generator and differ.
-    """
+    """One model per process and device (a Dask worker runs many tasks with it), built under a lock:
+    concurrent threads would otherwise build it twice, seeded factories interleaving torch's global draws."""
     with _BUILD_LOCK:
         return _cached_model(spec, device)
 
@@ -122,8 +119,7 @@ SAMPLES_PER_SHARD = 1024
 
 
 def _samples_per_shard(info: LayerInfo, shard_size: int) -> int:
-    h, w = info.map_shape
-    return min(SAMPLES_PER_SHARD, shard_size * h * w)
+    return min(SAMPLES_PER_SHARD, shard_size * int(np.prod(info.map_shape)))
 
 
 # A shard keeps the maps of its own top-k images per unit when they take at most this much (per
@@ -142,16 +138,14 @@ def _create_arrays(store: st.RunStore, infos: list[LayerInfo], n_images: int, sh
     for info in infos:
         group = store.activations(info.name, "a")
         if _keeps_candidate_maps(info, k):
+            shape = (n_shards, info.units, k, *info.map_shape)
             group.create_array(
-                "candidate_ids",
-                shape=(n_shards, info.units, k), chunks=(1, info.units, k), dtype="int64", fill_value=-1, overwrite=True,
+                "candidate_ids", shape=shape[:3], chunks=(1, *shape[1:3]), dtype="int64", fill_value=-1,
+                overwrite=True,
             )
             group.create_array(
-                "candidate_maps",
-                shape=(n_shards, info.units, k, *info.map_shape),
-                chunks=(1, _unit_chunk(info.units, 64), k, *info.map_shape),
-                shards=(1, info.units, k, *info.map_shape),
-                **nan_floats,
+                "candidate_maps", shape=shape, chunks=(1, _unit_chunk(info.units, 64), *shape[2:]),
+                shards=(1, *shape[1:]), **nan_floats,
             )
         if info.kind != "linear":
             shape = (n_shards, info.units, _samples_per_shard(info, shard_size))
@@ -221,12 +215,9 @@ def forward_batches(
     loaded: LoadedModel, rows: pd.DataFrame, layer_names: list[str], batch_size: int, device: torch.device,
     decode_threads: int = 2, storage_options: dict | None = None, max_image_pixels: int | None = None,
 ) -> Iterable[tuple[np.ndarray, dict[str, torch.Tensor], list[tuple[int, str]]]]:
-    """Decode rows ahead of the model (``neuroscribe.data.loader``) and yield (row positions, layer
-    outputs, skipped (position, reason)).
-
-    One forward per batch serves every requested layer.  Batches hold ``batch_size`` usable images
-    whatever was skipped, so a shard's batches (and its samples) do not depend on the decode path.
-    """
+    """Yield (row positions, layer outputs, skipped (position, reason)), rows decoded ahead of the model
+    (``neuroscribe.data.loader``), one forward per batch for all layers.  Batches hold ``batch_size`` usable
+    images whatever was skipped, so a shard's batches (and samples) do not depend on the decode path."""
     def forward(x: torch.Tensor) -> dict[str, torch.Tensor]:
         with loaded.lock, torch.inference_mode(), autocast(device), capture_outputs(loaded.model, layer_names) as outs:
             loaded.model(x)
@@ -252,11 +243,8 @@ def forward_batches(
 
 
 def extract_shards(cfg: ExtractConfig, shard_ids: list[int]) -> list[dict]:
-    """Compute and write the given shards; returns one small record per shard.
-
-    A permanent storage fault (disk full, access denied) is one NeuroscribeError naming the store;
-    shards already written keep their done markers, so a rerun resumes.
-    """
+    """Compute and write the given shards; returns one small record per shard.  A permanent storage fault
+    (disk full, access denied) is one NeuroscribeError naming the store; written shards keep their markers."""
     with st.storage_errors(cfg.store):
         attrs = cfg.run_store.attrs()
         key = attrs["run_key"]
@@ -266,14 +254,12 @@ def extract_shards(cfg: ExtractConfig, shard_ids: list[int]) -> list[dict]:
         group = {info.name: cfg.run_store.activations(info.name, "r+") for info in infos}
         size = attrs["dataset"]["shard_size"]
         records = []
-        index = None  # read once per task, and only if some shard is still to do
+        read_index = cache(cfg.run_store.index().read_parquet)  # once, only if a shard is to do
         for shard in shard_ids:
             if _shard_done(cfg, shard, key):
                 records.append({"shard": shard, "resumed": True})
                 continue
-            if index is None:
-                index = cfg.run_store.index().read_parquet()
-            rows = index.iloc[shard * size : (shard + 1) * size]
+            rows = read_index().iloc[shard * size : (shard + 1) * size]
             records.append(_extract_one(cfg, loaded, infos, group, rows, shard, shard * size, key, device))
         return records
 
@@ -308,10 +294,9 @@ def _extract_one(cfg, loaded, infos, group, rows, shard, start, key, device) -> 
                 break
             maps, cls = unit_activations(outputs[info.name], info)
             maps = maps.float()
-            buffers[(info.name, "max")][positions] = maps.amax(dim=(2, 3)).cpu().numpy()
-            buffers[(info.name, "mean")][positions] = maps.mean(dim=(2, 3)).cpu().numpy()
-            if cls is not None:
-                buffers[(info.name, "cls")][positions] = cls.float().cpu().numpy()
+            stats = {"max": maps.amax(dim=(2, 3)), "mean": maps.mean(dim=(2, 3)), "cls": cls}
+            for stat in _stat_names(info):
+                buffers[(info.name, stat)][positions] = stats[stat].float().cpu().numpy()
             if info.name in samplers:
                 samplers[info.name].add(maps)
             if info.name in candidates:
@@ -351,17 +336,13 @@ class _ShardTopMaps:
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         _, ids = self.top.result()
-        maps = np.full((*ids.shape, *self.maps.shape[2:]), np.nan, dtype=np.float32)
-        maps[:, : self.maps.shape[1]] = self.maps
-        return ids, maps
+        pad = ((0, 0), (0, ids.shape[1] - self.maps.shape[1]), (0, 0), (0, 0))
+        return ids, np.pad(self.maps, pad, constant_values=np.nan)
 
 
 class _ShardSampler:
-    """A uniform random sample (reservoir by random keys) of every unit's map values in one shard.
-
-    Samples of all shards together estimate per-unit activation quantiles over the dataset
-    (``unit_quantiles``); they merge by concatenation, so shards can run anywhere.
-    """
+    """A uniform random sample (reservoir by random keys) of every unit's map values in one shard; the
+    shards' samples, merged by concatenation, estimate per-unit quantiles (``unit_quantiles``)."""
 
     def __init__(self, units: int, size: int, seed: int):
         self.size = size
@@ -371,18 +352,15 @@ class _ShardSampler:
 
     def add(self, maps: torch.Tensor) -> None:
         values = maps.float().permute(1, 0, 2, 3).reshape(maps.shape[1], -1).cpu().numpy()
-        keys = self.rng.random(values.shape, dtype=np.float32)
         self.values = np.concatenate([self.values, values], axis=1)
-        self.keys = np.concatenate([self.keys, keys], axis=1)
+        self.keys = np.concatenate([self.keys, self.rng.random(values.shape, dtype=np.float32)], axis=1)
         if self.values.shape[1] > self.size:
             keep = np.argpartition(self.keys, self.size - 1, axis=1)[:, : self.size]
             self.values = np.take_along_axis(self.values, keep, axis=1)
             self.keys = np.take_along_axis(self.keys, keep, axis=1)
 
     def result(self) -> np.ndarray:
-        out = np.full((self.values.shape[0], self.size), np.nan, dtype=np.float32)
-        out[:, : self.values.shape[1]] = self.values
-        return out
+        return np.pad(self.values, ((0, 0), (0, self.size - self.values.shape[1])), constant_values=np.nan)
 
 
 def unit_quantiles(store: str, layer: str, q: float, storage_options: dict | None = None) -> np.ndarray:
@@ -406,10 +384,9 @@ def reduce_topk(cfg: ExtractConfig, layer: str) -> dict:
             return {"layer": layer, "cached": True}
         size = attrs["dataset"]["shard_size"]
         group = cfg.run_store.activations(layer)
-        maxima = group["max"]
         top = TopK(cfg.k, units)
-        for start, stop in shard_ranges(attrs["dataset"]["n_images"], size):
-            top.merge(TopK(cfg.k, units).add(maxima[start:stop], np.arange(start, stop)))
+        for start, stop in shard_ranges(attrs["dataset"]["n_images"], size):  # a shard at a time
+            top.add(group["max"][start:stop], np.arange(start, stop))
         values, ids = top.result()
         sub = cfg.run_store.topk(layer, "a")
         sub.create_array("value", data=values, chunks=values.shape, overwrite=True)
@@ -418,12 +395,10 @@ def reduce_topk(cfg: ExtractConfig, layer: str) -> dict:
             maps = _candidate_maps(group, ids, size, cfg.k)
             if maps is None:
                 maps = _collect_maps(cfg, layer, ids)
-            shape = maps.shape
             sub.create_array(
-                "maps", shape=shape, chunks=(1, *shape[1:]), shards=(min(units, 64), *shape[1:]),
-                dtype="float32", overwrite=True,
+                "maps", data=maps, chunks=(1, *maps.shape[1:]), shards=(min(units, 64), *maps.shape[1:]),
+                overwrite=True,
             )
-            sub["maps"][:] = maps
         sub.attrs["topk_key"] = topk_key
         return {"layer": layer, "cached": False, "images": len(np.unique(ids[ids >= 0]))}
 
@@ -451,8 +426,7 @@ def _collect_maps(cfg: ExtractConfig, layer: str, ids: np.ndarray) -> np.ndarray
     device = resolve_device(cfg.runner.device)
     loaded = cached_model(cfg.model, str(device))
     [info] = resolve_layers(loaded, [layer])
-    h, w = info.map_shape
-    maps = np.zeros((*ids.shape, h, w), dtype=np.float32)
+    maps = np.zeros((*ids.shape, *info.map_shape), dtype=np.float32)
     wanted = np.unique(ids[ids >= 0])
     index = cfg.run_store.index().read_parquet().set_index("id", drop=False).loc[wanted]
     for positions, outputs, _ in forward_batches(
@@ -480,8 +454,7 @@ def finalize_extraction(cfg: ExtractConfig, wall_seconds: float | None = None, r
         if not _shard_done(cfg, shard, attrs["run_key"]):
             continue
         record = cfg.run_store.shard_marker(shard).read_json()
-        start = shard * size
-        status[start : start + size] = "ok"
+        status[shard * size : (shard + 1) * size] = "ok"
         for item in record["skipped"]:
             status[item["id"]], reason[item["id"]] = "skipped", item["reason"]
             reasons[item["reason"].split(" (")[0]] += 1

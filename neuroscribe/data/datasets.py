@@ -6,13 +6,12 @@
     shard_ranges(len(index), 256)            -> [(0, 256), (256, 512), ...]
 
 Layouts:
-- an image folder ``root/<class>/<image>`` (ImageNet, Places365 train/val); files directly in
-  ``root`` are unlabelled. Class index = position in ``class_list`` or in sorted folder names.
-- a file list: ``.txt`` lines ``path [label]``, or ``.csv``/``.tsv`` with a header naming a path
-  column (path, file, filename, image) and optionally a label column (label, index, target, class).
-  Relative paths are relative to the list file.
-Any fsspec URL works (``s3://bucket/val``). Ids are positions in the sorted (folder) or listed
-(file list) order, so they are stable across runs.
+- an image folder ``root/<class>/<image>`` (ImageNet, Places365 train/val); files directly in ``root``
+  are unlabelled. Class index = position in ``class_list`` or in sorted folder names.
+- a file list: ``.txt`` lines ``path [label]``, or ``.csv``/``.tsv`` with a header naming a path column
+  (``PATH_COLUMNS``) and optionally a label column (``LABEL_COLUMNS``); paths relative to the list file.
+Any fsspec URL works (``s3://bucket/val``). Ids are positions in the sorted (folder) or listed (file
+list) order, so they are stable across runs.
 """
 
 from __future__ import annotations
@@ -45,13 +44,12 @@ def _full(fs, path: str) -> str:
     return path if is_local(fs) else fs.unstrip_protocol(path)
 
 
-def _index_folder(fs, root: str, spec: DatasetSpec) -> pd.DataFrame:
+def _index_folder(fs, root: str, spec: DatasetSpec) -> tuple[list[str], list[int], list[str]]:
     rows = []
     for full in sorted(fs.find(root, maxdepth=2, withdirs=False)):
         parts = posixpath.relpath(full, root).split("/")
-        if any(p.startswith(".") for p in parts):
-            continue
-        rows.append((_full(fs, full), parts[0] if len(parts) == 2 else None))
+        if not any(p.startswith(".") for p in parts):  # hidden files and folders are not images
+            rows.append((_full(fs, full), parts[0] if len(parts) == 2 else None))
     if not rows:
         raise NeuroscribeError(f"dataset folder {spec.uri} holds no files; pass a folder of class subfolders or a file list")
     folders = sorted({c for _, c in rows if c is not None})
@@ -62,9 +60,7 @@ def _index_folder(fs, root: str, spec: DatasetSpec) -> pd.DataFrame:
         raise NeuroscribeError(
             f"folders {unknown[:5]} of {spec.uri} are not in class list {spec.class_list}; fix the list or the folders"
         )
-    frame = pd.DataFrame({"path": [p for p, _ in rows], "label": [position[c] if c else -1 for _, c in rows]})
-    frame.attrs["classes"] = classes
-    return frame
+    return [p for p, _ in rows], [position[c] if c else -1 for _, c in rows], classes
 
 
 def _pick(columns: list[str], candidates: tuple[str, ...]) -> str | None:
@@ -72,7 +68,7 @@ def _pick(columns: list[str], candidates: tuple[str, ...]) -> str | None:
     return next((lowered[c] for c in candidates if c in lowered), None)
 
 
-def _index_file_list(fs, root: str, spec: DatasetSpec) -> pd.DataFrame:
+def _index_file_list(fs, root: str, spec: DatasetSpec) -> tuple[list[str], list[int], list[str]]:
     if not root.endswith(LIST_SUFFIXES):
         raise NeuroscribeError(f"dataset {spec.uri} is a file but not a list (.txt/.csv/.tsv); pass a folder or a list")
     text = fs.cat_file(root).decode()
@@ -90,10 +86,8 @@ def _index_file_list(fs, root: str, spec: DatasetSpec) -> pd.DataFrame:
         paths = [parts[0] for parts in lines]
         raw_labels = [parts[1].strip() if len(parts) > 1 else "" for parts in lines]
     classes = _read_class_list(spec.class_list, spec.storage_options) if spec.class_list else []
-    labels, classes = _labels(raw_labels, classes, spec.uri)
-    frame = pd.DataFrame({"path": [_full(fs, _join(base, p)) if "://" not in p else p for p in paths], "label": labels})
-    frame.attrs["classes"] = classes
-    return frame
+    paths = [_full(fs, _join(base, p)) if "://" not in p else p for p in paths]
+    return paths, *_labels(raw_labels, classes, spec.uri)
 
 
 def _labels(raw: list[str], classes: list[str], uri: str) -> tuple[list[int], list[str]]:
@@ -121,11 +115,11 @@ def build_index(spec: DatasetSpec) -> pd.DataFrame:
         ) from None
     if not fs.exists(root):
         raise NeuroscribeError(f"dataset {spec.uri} does not exist; pass an image folder or a file list (.txt/.csv/.tsv)")
-    frame = _index_folder(fs, root, spec) if fs.isdir(root) else _index_file_list(fs, root, spec)
-    frame = frame.iloc[: spec.limit].copy()  # pandas keeps attrs["classes"] through the slice and the copy
-    frame.insert(0, "id", range(len(frame)))
-    frame["label"] = frame["label"].astype("int64")
-    return frame.reset_index(drop=True)
+    paths, labels, classes = (_index_folder if fs.isdir(root) else _index_file_list)(fs, root, spec)
+    labels = pd.array(labels[: spec.limit], dtype="int64")
+    frame = pd.DataFrame({"id": range(len(labels)), "path": paths[: spec.limit], "label": labels})
+    frame.attrs["classes"] = classes
+    return frame
 
 
 def listing_key(index: pd.DataFrame) -> str:

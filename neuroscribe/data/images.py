@@ -5,19 +5,17 @@
     except ImageSkipped as skip:
         record(skip.reason)
 
-Handled: grayscale, CMYK, palette (with transparency), 16-bit and float, alpha (composited on
-white), EXIF orientation, and very large images.  Zero-byte, truncated and non-image files raise
-``ImageSkipped``.
+Handled: grayscale, CMYK, palette (with transparency), 16-bit and float, alpha (composited on white),
+EXIF orientation, very large images.  Missing, empty, truncated and non-image files raise ``ImageSkipped``.
 
-Cost per image is bounded by ``max_image_pixels`` (default: PIL's own limit, about 179 Mpx).  The
-size is read from the header before anything is decoded: a JPEG over the limit (or over
-``LARGE_IMAGE_PIXELS``) is decoded at a reduced DCT scale (draft mode: 1/2, 1/4 or 1/8 per side, cheap);
-any other format over the limit, or a JPEG still over it after the 1/8 reduction, is skipped with a
-reason naming its size, the limit and ``--max-image-pixels``.
+Cost per image is bounded by ``max_image_pixels`` (default: PIL's own, about 179 Mpx), checked on the header
+before anything is decoded: a JPEG over it (or over ``LARGE_IMAGE_PIXELS``) is decoded at a reduced DCT scale
+(draft mode: 1/2, 1/4 or 1/8 per side, cheap); any other format over it, or a JPEG still over it at 1/8, is
+skipped with a reason naming its size, the limit and ``--max-image-pixels``.
 
-The header is read by the format's own PIL plugin, not by ``Image.open``, whose bomb check against the
-process-global ``Image.MAX_IMAGE_PIXELS`` would refuse JPEGs that draft mode decodes cheaply and ignore
-a per-run limit; changing that global, even briefly, would change it for every thread, so it is only read.
+The header is read by the format's own PIL plugin, not ``Image.open``: its bomb check against the
+process-global ``Image.MAX_IMAGE_PIXELS`` would refuse JPEGs that draft mode decodes cheaply and ignore a
+per-run limit, and changing that global, even briefly, would change it for every thread.
 """
 
 from __future__ import annotations
@@ -48,9 +46,15 @@ class ImageSkipped(Exception):
 
 
 def read_bytes(path: str, storage_options: dict | None = None) -> bytes:
-    # s3:// images get the store's retry policy: a throttled read must not turn into a skipped image
-    with fsspec.open(path, "rb", **with_retries(path, storage_options)) as f:
-        return f.read()
+    """The file's bytes; ``ImageSkipped`` when it is missing or unreadable."""
+    try:
+        # s3:// images get the store's retry policy: a throttled read must not turn into a skipped image
+        with fsspec.open(path, "rb", **with_retries(path, storage_options)) as f:
+            return f.read()
+    except FileNotFoundError:
+        raise ImageSkipped(path, "file not found") from None
+    except OSError as exc:
+        raise ImageSkipped(path, f"unreadable ({exc})") from None
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -125,8 +129,7 @@ def decode_image(data: bytes, path: str = "<bytes>", *, max_image_pixels: int | 
     try:
         img = _bounded(_open_header(data, path), path, limit)
         img.load()
-        img = ImageOps.exif_transpose(img)
-        return _to_rgb(img)
+        return _to_rgb(ImageOps.exif_transpose(img))
     except UnidentifiedImageError:
         raise ImageSkipped(path, "not an image file (unidentified format)") from None
     except Image.DecompressionBombError as exc:  # a plugin's own per-frame or per-tile check (GIF, TIFF)
@@ -138,10 +141,4 @@ def decode_image(data: bytes, path: str = "<bytes>", *, max_image_pixels: int | 
 
 def load_image(path: str, storage_options: dict | None = None, *, max_image_pixels: int | None = None) -> Image.Image:
     """Read and decode one image; ``ImageSkipped`` says why it cannot be used."""
-    try:
-        data = read_bytes(path, storage_options)
-    except FileNotFoundError:
-        raise ImageSkipped(path, "file not found") from None
-    except OSError as exc:
-        raise ImageSkipped(path, f"unreadable ({exc})") from None
-    return decode_image(data, path, max_image_pixels=max_image_pixels)
+    return decode_image(read_bytes(path, storage_options), path, max_image_pixels=max_image_pixels)

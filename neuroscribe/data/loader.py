@@ -6,12 +6,11 @@
         batch.positions               # row positions in ``index`` of the batch's images
         batch.skipped                 # [(position, reason)] of the rows that could not be used
 
-Every image is decoded by ``neuroscribe.data.images.decode_image``, so a bad file is skipped with
-exactly the reason it gets everywhere else.  ``workers`` decode ahead of the model: threads, or
-processes (a torch DataLoader keeping ``prefetch`` batches ready) outside a daemonic Dask worker.
-On CUDA the batches are pinned and copied without blocking, and the JPEGs nvjpeg reproduces exactly
-(baseline RGB or greyscale, no EXIF rotation, too small for reduced-scale decoding) are decoded on
-the GPU (``torchvision.io.decode_jpeg``); any other file, or one nvjpeg refuses, goes through PIL.
+Every image is decoded by ``neuroscribe.data.images.decode_image``, so a bad file is skipped with exactly
+the reason it gets everywhere else.  ``workers`` decode ahead of the model: threads, or processes (a torch
+DataLoader keeping ``prefetch`` batches ready) outside a daemonic Dask worker.  On CUDA batches are pinned
+and copied without blocking, and the JPEGs nvjpeg reproduces exactly (baseline RGB or greyscale, no EXIF
+rotation, too small for draft decoding) are decoded on the GPU; any other file, or one it refuses, uses PIL.
 """
 
 from __future__ import annotations
@@ -71,13 +70,10 @@ class _Decoded(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        path = self.paths[i]
         try:
-            data = read_bytes(path, self.storage_options)
-        except FileNotFoundError:
-            return i, "file not found"
-        except OSError as exc:
-            return i, f"unreadable ({exc})"
+            data = read_bytes(self.paths[i], self.storage_options)
+        except ImageSkipped as skip:
+            return i, skip.reason
         if self.jpeg_bytes and _gpu_decodable(data, self.max_image_pixels):
             return i, torch.frombuffer(bytearray(data), dtype=torch.uint8)
         return i, self.decode(i, data)
@@ -125,32 +121,26 @@ def image_batches(
     storage_options: dict | None = None, prefetch: int = 2, gpu_decode: bool = True,
     processes: bool | None = None, max_image_pixels: int | None = None,
 ) -> Iterator[Batch]:
-    """Batches of ``index``'s images (column ``path``) in order, ready on ``device``.
-
-    ``transform`` is the model's ``Preprocessing.transform()``: its torchvision v2 steps take a PIL
-    image (in the workers) or a uint8 CHW tensor (on the device, for GPU-decoded JPEGs) alike.
-    ``processes`` (default: on CUDA only) decodes in worker processes; on CPU the model already uses
-    every core, and per-shard worker start-up measured slower than threads on 2 cores.
-    ``max_image_pixels`` is ``decode_image``'s limit (None: PIL's own).
-    """
+    """Batches of ``index``'s images (column ``path``) in order, ready on ``device``.  ``transform`` is the
+    model's ``Preprocessing.transform()``: its torchvision v2 steps take a PIL image (in the workers) or a
+    uint8 CHW tensor (on the device, for GPU-decoded JPEGs) alike.  ``processes`` (default: on CUDA only)
+    decodes in worker processes; on CPU the model already uses every core, and per-shard worker start-up
+    measured slower than threads on 2 cores.  ``max_image_pixels``: ``decode_image``'s limit (None: PIL's)."""
     cuda = device.type == "cuda"
     on_gpu = cuda and gpu_decode
     dataset = _Decoded(index["path"].tolist(), transform, storage_options, jpeg_bytes=on_gpu, max_image_pixels=max_image_pixels)
     for items in _iterate_items(dataset, batch_size, workers, prefetch, cuda if processes is None else processes):
-        positions, tensors, skipped = [], [], []
+        kept, skipped = [], []
         raw = [(pos, item) for pos, item in items if isinstance(item, torch.Tensor) and item.dtype == torch.uint8 and item.dim() == 1]
         decoded = dict(zip([p for p, _ in raw], _decode_on_gpu([r for _, r in raw], device))) if raw else {}
         for pos, item in items:
             if pos in decoded:  # nvjpeg's image, or PIL's (the usual skip reasons) where nvjpeg refused it
                 image = decoded[pos]
                 item = transform(image) if image is not None else dataset.decode(pos, item.numpy().tobytes())
-            if isinstance(item, str):
-                skipped.append((pos, item))
-            else:
-                positions.append(pos)
-                tensors.append(item)
+            (skipped if isinstance(item, str) else kept).append((pos, item))
         pixels = None
-        if tensors:
+        if kept:
+            tensors = [t for _, t in kept]
             # by device type: nvjpeg's tensors are on "cuda:0" while ``device`` may be plain "cuda"
             host = [t for t in tensors if t.device.type != device.type]
             if host:  # the tensors not on ``device`` yet: one copy, pinned and non-blocking on CUDA
@@ -158,4 +148,4 @@ def image_batches(
                 rows = iter(stacked.pin_memory().to(device, non_blocking=True) if cuda else stacked)
                 tensors = [t if t.device.type == device.type else next(rows) for t in tensors]
             pixels = torch.stack(tensors).contiguous(memory_format=torch.channels_last)
-        yield Batch(np.asarray(positions, dtype=np.int64), pixels, skipped)
+        yield Batch(np.asarray([pos for pos, _ in kept], dtype=np.int64), pixels, skipped)

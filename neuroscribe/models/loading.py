@@ -12,11 +12,10 @@ torchvision weights come from their enums (downloaded where the network allows);
 checkpoint is a state dict, a ``module.`` prefix is stripped, and its classifier width decides
 ``num_classes`` (365 for the CSAIL Places365 checkpoints).
 
-An in-memory ``nn.Module`` gets a spec whose ``fingerprint`` hashes its content (``ModelObject.fingerprint``),
-so run and cache keys stay content keys.  The object travels inside the spec (in this process, and by
-cloudpickle to Dask workers); ``load_model`` checks the fingerprint again and hands the pipeline a deep
-copy, so the caller's module is never moved, switched to eval mode or hooked (a module that cannot be
-copied, e.g. one holding a lock, is used in place).
+An in-memory ``nn.Module`` gets a spec that carries it (cloudpickled to Dask workers) and whose
+``fingerprint`` hashes its content, so run and cache keys stay content keys.  ``load_model`` checks the
+fingerprint again and hands the pipeline a deep copy: the caller's module is never moved, switched to
+eval mode or hooked (one that cannot be copied, e.g. holding a lock, is used in place).
 """
 
 from __future__ import annotations
@@ -82,15 +81,10 @@ def read_class_names(path: str) -> list[str]:
     p = Path(path)
     if not p.is_file():
         raise NeuroscribeError(f"class-names file {path} does not exist; pass a file with one class name per line")
-    names = []
-    for line in p.read_text().splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        if line.startswith("/"):
-            line = line.split()[0].split("/", 2)[-1]  # '/b/bus_interior 1' -> 'bus_interior'
-        names.append(line.replace("/", " ").replace("_", " "))
-    return names
+    lines = filter(None, map(str.strip, p.read_text().splitlines()))
+    # '/b/bus_interior 1' -> 'bus_interior'
+    names = (line.split()[0].split("/", 2)[-1] if line.startswith("/") else line for line in lines)
+    return [name.replace("/", " ").replace("_", " ") for name in names]
 
 
 def load_state_dict_file(path: str) -> dict[str, torch.Tensor]:
@@ -269,31 +263,20 @@ def load_model(spec: ModelSpec | str) -> LoadedModel:
     raise NeuroscribeError(_unknown_model_message(name))
 
 
-# --- in-memory model objects ---------------------------------------------------------------
-
-
-@dataclass(eq=False)
+@dataclass(unsafe_hash=True)
 class ModelObject:
-    """An ``nn.Module`` handed over as an object, with how to feed it and what its outputs are.
+    """An ``nn.Module`` handed over as an object, with how to feed it and what its outputs are.  Equal when
+    their fingerprints (taken when handed over) are: per-process model caches must see one model in the new
+    object a Dask worker unpickles with every task."""
 
-    Equal when their fingerprints (taken when handed over) are: a Dask worker unpickles a new
-    object with every task, and per-process model caches must still see the same model.
-    """
-
-    model: nn.Module
-    preprocessing: Preprocessing
-    class_names: list[str]
-    num_prefix_tokens: int | None = None
+    model: nn.Module = field(compare=False)
+    preprocessing: Preprocessing = field(compare=False)
+    class_names: list[str] = field(compare=False)
+    num_prefix_tokens: int | None = field(default=None, compare=False)
     key: str = ""
 
     def __post_init__(self) -> None:
         self.key = self.key or self.fingerprint()
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ModelObject) and other.key == self.key
-
-    def __hash__(self) -> int:
-        return hash(self.key)
 
     def fingerprint(self) -> str:
         """Hash of class, architecture, every state-dict tensor, preprocessing and class names."""
@@ -323,7 +306,7 @@ _TYPE_TRANSFORMS = {"ToTensor", "PILToTensor", "ToImage", "ToDtype", "ConvertIma
 
 def _compose_preprocessing(transforms: list) -> Preprocessing:
     """Resize-shorter-side + centre-crop + normalise, read from a torchvision Compose (v1 or v2)."""
-    fields: dict[str, Any] = {}
+    fields: dict[str, Any] = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}  # when no Normalize
     for t in transforms:
         kind = type(t).__name__
         if kind == "Resize":
@@ -344,8 +327,6 @@ def _compose_preprocessing(transforms: list) -> Preprocessing:
             raise NeuroscribeError(f"transform {kind} is not supported in the model's preprocessing; {TRANSFORM_HELP}")
     if "resize_size" not in fields or "input_size" not in fields:
         raise NeuroscribeError(f"the preprocessing transform needs a Resize(int) and a CenterCrop(int); {TRANSFORM_HELP}")
-    fields.setdefault("mean", (0.0, 0.0, 0.0))
-    fields.setdefault("std", (1.0, 1.0, 1.0))
     try:
         return Preprocessing(**fields)
     except ValueError as exc:
@@ -382,12 +363,9 @@ def model_object_spec(
     model: nn.Module, preprocessing: Any = None, class_names: list[str] | str | None = None,
     name: str | None = None,
 ) -> ModelSpec:
-    """A spec for an ``nn.Module`` object: content-fingerprinted, carrying the object.
-
-    ``preprocessing``: see ``resolve_preprocessing`` (a torchvision weights object also gives the
-    class names).  ``class_names``: a list or a file with one per line; by default the weights'
-    categories, ImageNet's for 1000 outputs, else ``class i``.
-    """
+    """A spec for an ``nn.Module`` object: content-fingerprinted, carrying the object.  ``preprocessing``:
+    see ``resolve_preprocessing`` (torchvision weights also give the class names).  ``class_names``: a list
+    or a one-per-line file; default: the weights' categories, ImageNet's for 1000 outputs, else ``class i``."""
     if not isinstance(model, nn.Module):
         raise NeuroscribeError(f"model is a {type(model).__name__}, not a torch.nn.Module; pass a module, a model name or package.module:factory")
     categories = list(preprocessing.meta.get("categories") or []) if hasattr(preprocessing, "meta") else None

@@ -32,24 +32,19 @@ class Preprocessing(BaseModel):
         import torch
         from torchvision.transforms import v2
 
-        interp = getattr(v2.InterpolationMode, self.interpolation.upper())
         return v2.Compose([
             v2.PILToTensor(),
-            v2.Resize(self.resize_size, interpolation=interp, antialias=True),
+            v2.Resize(self.resize_size, interpolation=v2.InterpolationMode(self.interpolation), antialias=True),
             v2.CenterCrop(self.input_size),
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(mean=list(self.mean), std=list(self.std)),
         ])
 
-    def resized_size(self, width: int, height: int) -> tuple[int, int]:
-        """(width, height) after resizing the shorter side to ``resize_size`` (torchvision's rule)."""
-        short, long = (width, height) if width <= height else (height, width)
-        new_short, new_long = self.resize_size, int(self.resize_size * long / short)
-        return (new_short, new_long) if width <= height else (new_long, new_short)
-
     def crop_box(self, width: int, height: int) -> tuple[float, float, float, float]:
         """The model input's (left, top, right, bottom) in original-image pixel coordinates."""
-        rw, rh = self.resized_size(width, height)
+        # torchvision's Resize(int): the shorter side becomes resize_size, the longer is scaled and floored
+        long = int(self.resize_size * max(width, height) / min(width, height))
+        rw, rh = (self.resize_size, long) if width <= height else (long, self.resize_size)
         # torchvision CenterCrop: offsets rounded in resized pixels
         left = round((rw - self.input_size) / 2.0)
         top = round((rh - self.input_size) / 2.0)
