@@ -123,11 +123,7 @@ def answer_batch(cfg: VocabularyConfig, classes: list[str]) -> GenerationResult:
     return generate_answers(list(classes), cfg.llm, run_answer_cache(cfg))
 
 
-def _all_answers(cfg: VocabularyConfig, results: list[GenerationResult], classes: list[str]) -> GenerationResult:
-    return sum(results, GenerationResult())
-
-
-ANSWERS = Stage("vocabulary-llm", answer_batch, plan=_class_batches, reduce=_all_answers, unit="batch")
+ANSWERS = Stage("vocabulary-llm", answer_batch, plan=_class_batches, unit="batch")
 
 
 def build_vocabulary(cfg: VocabularyConfig, execute: Executor = InProcess()) -> VocabularySummary:
@@ -139,4 +135,4 @@ def build_vocabulary(cfg: VocabularyConfig, execute: Executor = InProcess()) -> 
     # resolved once, here, so that every worker asks the same model (it is part of the cache key)
     cfg = cfg.model_copy(update={"llm": resolve_llm(cfg.llm)})
     classes = resolve_classes(cfg.classes, cfg.places365_file)
-    return assemble_vocabulary(cfg, classes, execute(ANSWERS, cfg, classes), started)
+    return assemble_vocabulary(cfg, classes, sum(execute(ANSWERS, cfg, classes), GenerationResult()), started)

@@ -57,12 +57,9 @@ class AnswerCache:
         self._known: set[str] | None = None
 
     def keys(self) -> set[str]:
-        if self._known is None:
-            try:
-                names = self._fs.ls(self._root, detail=False) if self._fs.exists(self._root) else []
-            except FileNotFoundError:
-                names = []
-            self._known = {posixpath.basename(n)[: -len(".json")] for n in names if n.endswith(".json")}
+        if self._known is None:  # find, unlike ls, lists a missing folder as empty
+            names = self._fs.find(self._root, maxdepth=1)
+            self._known = {posixpath.basename(n).removesuffix(".json") for n in names if n.endswith(".json")}
         return self._known
 
     def __contains__(self, key: str) -> bool:

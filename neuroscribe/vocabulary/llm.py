@@ -41,6 +41,13 @@ _CONCEPTS_SCHEMA = {
     "required": ["concepts"],
     "additionalProperties": False,
 }
+_RESPONSE_FORMATS = {  # LLMSpec.response_format -> the request's (none for "off")
+    "json_object": {"type": "json_object"},
+    "json_schema": {
+        "type": "json_schema",
+        "json_schema": {"name": "concepts", "strict": True, "schema": _CONCEPTS_SCHEMA},
+    },
+}
 
 
 class Answer(FrozenModel):
@@ -168,20 +175,13 @@ class RequestCounter(threading.local):
             self.tally.requests += 1
 
 
-def _request_kwargs(spec: LLMSpec) -> dict:
-    kwargs = spec.model_dump(include={"model", "temperature", "seed", "max_tokens"}, exclude_none=True)
-    if spec.response_format == "json_object":
-        kwargs["response_format"] = {"type": "json_object"}
-    elif spec.response_format == "json_schema":
-        schema = {"name": "concepts", "strict": True, "schema": _CONCEPTS_SCHEMA}
-        kwargs["response_format"] = {"type": "json_schema", "json_schema": schema}
-    return kwargs
-
-
 def chat(client: openai.OpenAI, spec: LLMSpec, messages: list[dict], tally: GenerationResult) -> str:
     """One completion (the client retries transport errors); returns the message text."""
+    kwargs = spec.model_dump(include={"model", "temperature", "seed", "max_tokens"}, exclude_none=True)
+    if spec.response_format != "off":
+        kwargs["response_format"] = _RESPONSE_FORMATS[spec.response_format]
     try:
-        response = client.chat.completions.create(messages=messages, **_request_kwargs(spec))
+        response = client.chat.completions.create(messages=messages, **kwargs)
     except (openai.APIStatusError, openai.APIConnectionError) as exc:
         _raise_if_fatal(exc, spec)  # e.g. still unreachable after the retries: every class would fail
         reason = f"HTTP {exc.status_code}: {exc.message}" if isinstance(exc, openai.APIStatusError) else exc.__class__.__name__
@@ -258,16 +258,18 @@ def generate_answers(classes: list[str], spec: LLMSpec, cache: AnswerCache) -> G
     """Answers for every class and template, from the cache where possible, else from the LLM."""
     spec = resolve_llm(spec)
     asks = [(c, t, answer_key(spec, t, c)) for c, t in itertools.product(classes, spec.templates)]
-    outcomes: dict[int, Answer | Failure] = {}  # by position in ``asks``, the order of the result
-    for i, (class_name, template, key) in enumerate(asks):
-        record = cache.get(key)
-        if record is not None:
-            outcomes[i] = Answer(class_name=class_name, template=template.name, concepts=record["concepts"], cached=True)
+    # one outcome per ask, in the order of the result; None until asked
+    outcomes: list[Answer | Failure | None] = [
+        Answer(class_name=c, template=t.name, concepts=record["concepts"], cached=True)
+        if (record := cache.get(key)) is not None
+        else None
+        for c, t, key in asks
+    ]
+    todo = [i for i, outcome in enumerate(outcomes) if outcome is None]
     tallies: list[GenerationResult] = []
-    if len(outcomes) < len(asks):
+    if todo:
         counter = RequestCounter()
         with make_client(spec, counter) as client, ThreadPoolExecutor(max_workers=spec.concurrency) as pool:
-            todo = [i for i in range(len(asks)) if i not in outcomes]
             futures = {pool.submit(ask_class, client, counter, spec, *asks[i][:2]): i for i in todo}
             try:
                 for future in as_completed(futures):
@@ -280,9 +282,8 @@ def generate_answers(classes: list[str], spec: LLMSpec, cache: AnswerCache) -> G
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
     result = sum(tallies, GenerationResult())
-    ordered = [outcomes[i] for i in sorted(outcomes)]
-    result.answers = [o for o in ordered if isinstance(o, Answer)]
-    result.failures = [o for o in ordered if isinstance(o, Failure)]
+    result.answers = [o for o in outcomes if isinstance(o, Answer)]
+    result.failures = [o for o in outcomes if isinstance(o, Failure)]
     return result
 
 
