@@ -6,11 +6,9 @@
     builtin_concepts("materials")                   # offline sets shipped with the package
 
 Candidates come from an LLM (``llm``, answers cached by ``cache``), built-in sets and user files
-(``sources``), and are filtered and deduplicated (``filtering``, ``embedder``).
-
-The names load on first use (a module ``__getattr__``), so that ``neuroscribe.vocabulary.config``
-imports without the LLM client and pandas: the CLI reads its defaults for ``--help`` (2.9 s
-instead of 0.5 s if the package imported everything).
+(``sources``), and are filtered and deduplicated (``filtering``, ``embedder``).  The names load on
+first use (a module ``__getattr__``), so that ``neuroscribe.vocabulary.config`` imports without the
+LLM client and pandas: the CLI reads its defaults for ``--help`` (0.5 s instead of 2.9 s).
 """
 
 import importlib

@@ -45,9 +45,10 @@ class Vocabulary:
 
 def frame_hash(frame: pd.DataFrame) -> str:
     """Content hash of a vocabulary frame, independent of how Parquet returns list columns."""
-    rows = []
-    for row in frame.to_dict("records"):
-        rows.append({k: [str(x) for x in v] if k in _LIST_COLUMNS else (str(v) if k == "concept" else int(v)) for k, v in row.items()})
+    rows = [
+        {k: [str(x) for x in v] if k in _LIST_COLUMNS else (str(v) if k == "concept" else int(v)) for k, v in row.items()}
+        for row in frame.to_dict("records")
+    ]
     return content_key({"format": FORMAT_VERSION, "rows": rows})
 
 

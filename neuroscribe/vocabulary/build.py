@@ -60,16 +60,13 @@ def collect_candidates(cfg: VocabularyConfig, generation: GenerationResult) -> l
     out: list[Candidate] = []
     for spec in map(parse_source, cfg.sources):
         if spec.kind == "llm":
-            for answer in generation.answers:
-                source = f"llm:{answer.template}"
-                out.extend(Candidate(text, source, answer.class_name) for text in answer.concepts)
-        elif spec.kind == "builtin":
-            for name in spec.names:
-                texts = builtin_concepts(name, cfg.places365_file)
-                out.extend(Candidate(text, f"builtin:{name}", curated=True) for text in texts)
+            out += [Candidate(t, f"llm:{a.template}", a.class_name) for a in generation.answers for t in a.concepts]
+            continue
+        if spec.kind == "builtin":
+            curated = {f"builtin:{name}": builtin_concepts(name, cfg.places365_file) for name in spec.names}
         else:
-            texts = read_concept_file(spec.path, cfg.store_options)
-            out.extend(Candidate(text, f"file:{spec.path}", curated=True) for text in texts)
+            curated = {f"file:{spec.path}": read_concept_file(spec.path, cfg.store_options)}
+        out += [Candidate(t, source, curated=True) for source, texts in curated.items() for t in texts]
     return out
 
 
@@ -130,7 +127,7 @@ def build_vocabulary(cfg: VocabularyConfig, execute: Executor = InProcess()) -> 
     """The vocabulary pipeline: LLM answers per batch of classes (cached) when ``llm`` is a source, then
     every source's candidates filtered and written (the class list is only read when there is one)."""
     started = time.time()
-    if not cfg.uses_llm:
+    if "llm" not in cfg.sources:
         return assemble_vocabulary(cfg, [], None, started)
     # resolved once, here, so that every worker asks the same model (it is part of the cache key)
     cfg = cfg.model_copy(update={"llm": resolve_llm(cfg.llm)})

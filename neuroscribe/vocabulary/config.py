@@ -148,10 +148,6 @@ class VocabularySpec(FrozenModel):
             parse_source(spec)
         return specs
 
-    @property
-    def uses_llm(self) -> bool:
-        return "llm" in self.sources
-
 
 class VocabularyConfig(VocabularySpec, StoreConfig):
     """One vocabulary build (the ``vocabulary`` flow); its layout: ``neuroscribe.vocabulary.artifact``."""

@@ -6,13 +6,12 @@
     result = generate_answers(["goldfish", "tabby cat"], spec, cache)  # GenerationResult
     result.failures, result.requests, result.cached_hits
 
-Every answer must be JSON ``{"concepts": [...]}``; a malformed one is asked again with the
-parse error (``answer_retries`` times), then recorded as a failure while the run goes on.
-The openai client retries one request (``max_retries``) after 429, 5xx and timeouts with its own
-jittered backoff, honouring ``Retry-After``; an httpx event hook counts every attempt.  A missing
-key, a rejected key, an unknown model or an endpoint that cannot be reached raise
-``NeuroscribeError`` at once.  Valid answers go to the ``AnswerCache`` as they arrive, so an
-interrupted run loses nothing and a rerun asks nothing.
+Every answer must be JSON ``{"concepts": [...]}``; a malformed one is asked again with the parse
+error (``answer_retries`` times), then recorded as a failure while the run goes on.  The openai
+client retries a request (``max_retries``) after 429, 5xx and timeouts with its own jittered
+backoff, honouring ``Retry-After``; an httpx event hook counts every attempt.  A missing or rejected
+key, an unknown model or an unreachable endpoint raise ``NeuroscribeError`` at once.  Valid answers
+go to the ``AnswerCache`` as they arrive: an interrupted run loses nothing, a rerun asks nothing.
 """
 
 from __future__ import annotations
