@@ -17,17 +17,10 @@ from neuroscribe.config import FrozenModel
 from neuroscribe.fingerprint import code_version
 from neuroscribe.stages import Executor, InProcess, Stage
 from neuroscribe.vocabulary.artifact import frame_hash, write_vocabulary
-from neuroscribe.vocabulary.cache import run_answer_cache
+from neuroscribe.vocabulary.cache import answer_key, run_answer_cache
 from neuroscribe.vocabulary.config import VocabularyConfig
 from neuroscribe.vocabulary.filtering import Candidate, FilterStats, filter_concepts
-from neuroscribe.vocabulary.llm import (
-    Failure,
-    GenerationResult,
-    check_endpoint,
-    generate_answers,
-    missing_answers,
-    resolve_llm,
-)
+from neuroscribe.vocabulary.llm import Failure, GenerationResult, check_endpoint, generate_answers, resolve_llm
 from neuroscribe.vocabulary.sources import (
     builtin_concepts,
     parse_source,
@@ -110,7 +103,8 @@ def assemble_vocabulary(
 def _class_batches(cfg: VocabularyConfig, classes: list[str]) -> list[list[str]]:
     """Batches of ``llm.classes_per_task`` classes; first, when any answer is not cached, a missing key or a
     dead endpoint fails here, once, before any task starts."""
-    if missing_answers(classes, cfg.llm, run_answer_cache(cfg)):
+    cache = run_answer_cache(cfg)
+    if any(answer_key(cfg.llm, t, c) not in cache for c in classes for t in cfg.llm.templates):
         check_endpoint(cfg.llm)
     size = cfg.llm.classes_per_task
     return [classes[i : i + size] for i in range(0, len(classes), size)]

@@ -103,8 +103,7 @@ def _endpoint(spec: LLMSpec) -> str:
 
 
 def make_client(spec: LLMSpec, counter: RequestCounter | None = None) -> openai.OpenAI:
-    """An ``openai.OpenAI`` client that retries ``spec.max_retries`` times with its own backoff."""
-    spec = resolve_llm(spec)
+    """An ``openai.OpenAI`` client for a resolved ``spec``; it retries ``max_retries`` times with its own backoff."""
     if spec.api_key is None or not spec.api_key.get_secret_value().strip():
         raise NeuroscribeError(
             f"no API key for the LLM endpoint {_endpoint(spec)}; set OPENAI_API_KEY (any non-empty value "
@@ -245,12 +244,6 @@ def ask_class(
     except _Unanswered as exc:
         return Failure(class_name=class_name, template=template.name, error=str(exc)), "", tally
     return Answer(class_name=class_name, template=template.name, concepts=concepts, cached=False), text, tally
-
-
-def missing_answers(classes: list[str], spec: LLMSpec, cache: AnswerCache) -> int:
-    """How many (class, template) answers ``cache`` lacks."""
-    spec = resolve_llm(spec)
-    return sum(answer_key(spec, t, c) not in cache for c in classes for t in spec.templates)
 
 
 def generate_answers(classes: list[str], spec: LLMSpec, cache: AnswerCache) -> GenerationResult:
