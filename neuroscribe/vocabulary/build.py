@@ -20,7 +20,13 @@ from neuroscribe.vocabulary.artifact import frame_hash, write_vocabulary
 from neuroscribe.vocabulary.cache import answer_key, run_answer_cache
 from neuroscribe.vocabulary.config import VocabularyConfig
 from neuroscribe.vocabulary.filtering import Candidate, FilterStats, filter_concepts
-from neuroscribe.vocabulary.llm import Failure, GenerationResult, check_endpoint, generate_answers, resolve_llm
+from neuroscribe.vocabulary.llm import (
+    Failure,
+    GenerationResult,
+    check_endpoint,
+    generate_answers,
+    resolve_llm,
+)
 from neuroscribe.vocabulary.sources import (
     builtin_concepts,
     parse_source,
@@ -66,10 +72,7 @@ def collect_candidates(cfg: VocabularyConfig, generation: GenerationResult) -> l
 def assemble_vocabulary(
     cfg: VocabularyConfig, classes: list[str], generation: GenerationResult | None, started: float | None = None
 ) -> VocabularySummary:
-    """Filter all sources' candidates and write the artifact; the reduce step of the flow.
-
-    ``started`` is the run's start as ``time.time()`` (wall clock: the flow starts it in another process).
-    """
+    """Filter every source's candidates and write the artifact; ``started``: the run's ``time.time()``."""
     started = time.time() if started is None else started
     generation = generation or GenerationResult()
     candidates = collect_candidates(cfg, generation)
@@ -101,8 +104,7 @@ def assemble_vocabulary(
 
 
 def _class_batches(cfg: VocabularyConfig, classes: list[str]) -> list[list[str]]:
-    """Batches of ``llm.classes_per_task`` classes; first, when any answer is not cached, a missing key or a
-    dead endpoint fails here, once, before any task starts."""
+    """Batches of ``llm.classes_per_task`` classes, after an endpoint check when an answer is not cached."""
     cache = run_answer_cache(cfg)
     if any(answer_key(cfg.llm, t, c) not in cache for c in classes for t in cfg.llm.templates):
         check_endpoint(cfg.llm)

@@ -97,11 +97,8 @@ class _Entry:
 def filter_concepts(
     candidates: list[Candidate], spec: FilterSpec, embed=None
 ) -> tuple[pd.DataFrame, FilterStats]:
-    """The vocabulary frame (sorted by concept) and the counts of what each step removed.
-
-    ``embed(texts) -> ndarray`` (unit-norm rows) defaults to ``embed_sentences`` with
-    ``spec.embedding_model``; it is only called when deduplication is on.
-    """
+    """The vocabulary frame (sorted by concept) and the counts of what each step removed; ``embed(texts)``
+    (unit-norm rows; default ``embed_sentences`` with ``spec.embedding_model``) is only called to dedup."""
     stats = FilterStats(candidates=len(candidates))
     entries: dict[str, _Entry] = {}
     for cand in candidates:
@@ -132,20 +129,16 @@ def filter_concepts(
         stats.merged_synonyms = len(survivors) - len(merged)
         survivors = merged
 
-    final = [e for e in survivors if e.curated or e.count >= spec.min_count]
+    final = sorted((e for e in survivors if e.curated or e.count >= spec.min_count), key=lambda e: e.concept)
     stats.dropped_rare = len(survivors) - len(final)
     stats.concepts_after = len(final)
-    final.sort(key=lambda e: e.concept)
     rows = [[e.concept, e.count, len(e.classes), *map(sorted, (e.sources, e.classes, e.aliases))] for e in final]
     return pd.DataFrame(rows, columns=COLUMNS), stats
 
 
 def dedup_entries(entries: list[_Entry], embed, threshold: float, dedup_curated: bool, block: int = 512) -> list[_Entry]:
-    """Greedy merge of near-synonyms into representatives (see the module docstring for the order).
-
-    Similarities are computed a block of rows at a time against the rows before them, so memory
-    stays ``block x n`` however large the vocabulary.
-    """
+    """Greedy merge of near-synonyms into representatives (in the module docstring's order); similarities
+    are computed ``block`` rows at a time against the rows before them: ``block x n`` memory at most."""
     ordered = sorted(entries, key=lambda e: (not e.curated, -e.count, len(e.concept), e.concept))
     vectors = np.asarray(embed([e.concept for e in ordered]), dtype=np.float32)
     rep = np.arange(len(ordered))

@@ -49,16 +49,17 @@ _RESPONSE_FORMATS = {  # LLMSpec.response_format -> the request's (none for "off
 }
 
 
-class Answer(FrozenModel):
+class _Asked(FrozenModel):
     class_name: str
     template: str
+
+
+class Answer(_Asked):
     concepts: tuple[str, ...]
     cached: bool
 
 
-class Failure(FrozenModel):
-    class_name: str
-    template: str
+class Failure(_Asked):
     error: str
 
 
@@ -82,18 +83,16 @@ class GenerationResult(BaseModel):
         return len(asked)
 
     def __add__(self, other: GenerationResult) -> GenerationResult:
-        merged = {name: getattr(self, name) + getattr(other, name) for name in GenerationResult.model_fields}
-        return GenerationResult(**merged)
+        return GenerationResult(**{f: getattr(self, f) + getattr(other, f) for f in type(self).model_fields})
 
 
 def resolve_llm(spec: LLMSpec) -> LLMSpec:
     """Fill unset model, endpoint and key from ``OPENAI_MODEL``/``OPENAI_BASE_URL``/``OPENAI_API_KEY``."""
-    key = spec.api_key or (SecretStr(os.environ["OPENAI_API_KEY"]) if os.environ.get("OPENAI_API_KEY") else None)
     return spec.model_copy(
         update={
             "model": spec.model or os.environ.get("OPENAI_MODEL") or DEFAULT_MODEL,
             "base_url": spec.base_url or os.environ.get("OPENAI_BASE_URL") or None,
-            "api_key": key,
+            "api_key": spec.api_key or (SecretStr(key) if (key := os.environ.get("OPENAI_API_KEY")) else None),
         }
     )
 
@@ -146,10 +145,9 @@ def check_endpoint(spec: LLMSpec) -> None:
             raise NeuroscribeError(
                 f"the LLM endpoint {_endpoint(spec)} did not answer within 10 s; start the server or fix --base-url"
             ) from None
-        except (openai.APIConnectionError, openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-            _raise_if_fatal(exc, spec)
-        except openai.APIError:
-            pass  # it answered: reachable, even if it has no /models route
+        except openai.APIError as exc:
+            if not isinstance(exc, openai.NotFoundError):  # 404: reachable, only without a /models route
+                _raise_if_fatal(exc, spec)
 
 
 class _Unanswered(Exception):
@@ -157,11 +155,8 @@ class _Unanswered(Exception):
 
 
 class RequestCounter(threading.local):
-    """Counts every HTTP attempt, the openai client's retries included, into the asking thread's ``tally``.
-
-    The sync client retries in the calling thread, so a thread-local tally (``ask_class`` sets it)
-    attributes each attempt to the (class, template) being asked there; threads share one pool.
-    """
+    """Counts every HTTP attempt, the client's retries included, into the asking thread's ``tally`` (set by
+    ``ask_class``): the sync client retries in the calling thread, and the threads share one pool."""
 
     tally: GenerationResult | None = None
 
@@ -198,8 +193,7 @@ _CONCEPT_LIST = TypeAdapter(list[str])
 
 def parse_concepts(text: str) -> list[str]:
     """The concept strings of a JSON answer ``{"concepts": [...]}``; ``ValueError`` says what is wrong."""
-    match = _FENCE.match(text)
-    body = match.group(1) if match else text
+    body = match.group(1) if (match := _FENCE.match(text)) else text
     try:
         data = json.loads(body)
     except json.JSONDecodeError as exc:
@@ -227,23 +221,22 @@ def ask_class(
         {"role": "system", "content": spec.system_prompt},
         {"role": "user", "content": template.render(class_name)},
     ]
+    asked = {"class_name": class_name, "template": template.name}
     try:
         for _ in range(spec.answer_retries + 1):
             text = chat(client, spec, messages, tally)
             try:
-                concepts = parse_concepts(text)
-                break
+                return Answer(**asked, concepts=parse_concepts(text), cached=False), text, tally
             except ValueError as exc:
                 problem = exc
                 messages = messages[:2] + [
                     {"role": "assistant", "content": text},
                     {"role": "user", "content": f'That answer is {exc}. Reply with only the JSON object {{"concepts": [...]}}.'},
                 ]
-        else:
-            raise _Unanswered(f"malformed answer {spec.answer_retries + 1} times (last: {problem})")
+        error = f"malformed answer {spec.answer_retries + 1} times (last: {problem})"
     except _Unanswered as exc:
-        return Failure(class_name=class_name, template=template.name, error=str(exc)), "", tally
-    return Answer(class_name=class_name, template=template.name, concepts=concepts, cached=False), text, tally
+        error = str(exc)
+    return Failure(**asked, error=error), "", tally
 
 
 def generate_answers(classes: list[str], spec: LLMSpec, cache: AnswerCache) -> GenerationResult:
