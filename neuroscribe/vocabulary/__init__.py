@@ -6,32 +6,24 @@
     builtin_concepts("materials")                   # offline sets shipped with the package
 
 Candidates come from an LLM (``llm``, answers cached by ``cache``), built-in sets and user files
-(``sources``), and are filtered and deduplicated (``filtering``, ``embedder``).
-
-The names load on first use (a module ``__getattr__``), so that ``neuroscribe.vocabulary.config``
-imports without the LLM client and pandas: the CLI reads its defaults for ``--help`` (2.9 s
-instead of 0.5 s if the package imported everything).
+(``sources``), and are filtered and deduplicated (``filtering``, ``embedder``).  The names load on
+first use (a module ``__getattr__``), so that ``neuroscribe.vocabulary.config`` imports without the
+LLM client and pandas: the CLI reads its defaults for ``--help`` (0.5 s instead of 2.9 s).
 """
 
 import importlib
 
 # public name -> the module that defines it, imported on first access
 _LAZY = {
-    "Vocabulary": "artifact",
-    "load_vocabulary": "artifact",
-    "VocabularySummary": "build",
-    "assemble_vocabulary": "build",
-    "build_vocabulary": "build",
-    "DEFAULT_SOURCES": "config",
-    "FilterSpec": "config",
-    "LLMSpec": "config",
-    "PromptTemplate": "config",
-    "VocabularyConfig": "config",
-    "embed_sentences": "embedder",
-    "sentence_embedder": "embedder",
-    "builtin_concepts": "sources",
-    "parse_source": "sources",
-    "resolve_classes": "sources",
+    name: module
+    for module, names in {
+        "artifact": ("Vocabulary", "load_vocabulary"),
+        "build": ("VocabularySummary", "assemble_vocabulary", "build_vocabulary"),
+        "config": ("DEFAULT_SOURCES", "FilterSpec", "LLMSpec", "PromptTemplate", "VocabularyConfig"),
+        "embedder": ("embed_sentences", "sentence_embedder"),
+        "sources": ("builtin_concepts", "parse_source", "resolve_classes"),
+    }.items()
+    for name in names
 }
 
 __all__ = list(_LAZY)

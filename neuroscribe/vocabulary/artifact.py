@@ -11,8 +11,7 @@ Layout under a run store::
     <store>/vocabulary/<name>.json      manifest: format, content hash, config (no secrets), summary
     <store>/vocabulary/llm_cache/       one JSON file per LLM answer (neuroscribe.vocabulary.cache)
 
-The content hash covers every row and column, so any change to the vocabulary changes it;
-later stages key their caches on it.
+The content hash covers every row and column (any change changes it); later stages key their caches on it.
 """
 
 from __future__ import annotations
@@ -45,9 +44,10 @@ class Vocabulary:
 
 def frame_hash(frame: pd.DataFrame) -> str:
     """Content hash of a vocabulary frame, independent of how Parquet returns list columns."""
-    rows = []
-    for row in frame.to_dict("records"):
-        rows.append({k: [str(x) for x in v] if k in _LIST_COLUMNS else (str(v) if k == "concept" else int(v)) for k, v in row.items()})
+    rows = [
+        {k: [str(x) for x in v] if k in _LIST_COLUMNS else (str(v) if k == "concept" else int(v)) for k, v in row.items()}
+        for row in frame.to_dict("records")
+    ]
     return content_key({"format": FORMAT_VERSION, "rows": rows})
 
 
@@ -77,8 +77,7 @@ def load_vocabulary(uri: str, storage_options: dict | None = None) -> Vocabulary
         raise NeuroscribeError(
             f"{file.uri} is not a vocabulary of format {FORMAT_VERSION} (found {meta.get('format')}); rebuild it"
         )
-    for column in _LIST_COLUMNS:
-        frame[column] = frame[column].map(list)
+    frame = frame.assign(**{column: frame[column].map(list) for column in _LIST_COLUMNS})
     digest = frame_hash(frame)
     if digest != meta.get("content_hash"):
         raise NeuroscribeError(f"{file.uri} was changed after it was written (hash mismatch); rebuild it")

@@ -17,7 +17,7 @@ from neuroscribe.config import FrozenModel
 from neuroscribe.fingerprint import code_version
 from neuroscribe.stages import Executor, InProcess, Stage
 from neuroscribe.vocabulary.artifact import frame_hash, write_vocabulary
-from neuroscribe.vocabulary.cache import run_answer_cache
+from neuroscribe.vocabulary.cache import answer_key, run_answer_cache
 from neuroscribe.vocabulary.config import VocabularyConfig
 from neuroscribe.vocabulary.filtering import Candidate, FilterStats, filter_concepts
 from neuroscribe.vocabulary.llm import (
@@ -25,7 +25,6 @@ from neuroscribe.vocabulary.llm import (
     GenerationResult,
     check_endpoint,
     generate_answers,
-    missing_answers,
     resolve_llm,
 )
 from neuroscribe.vocabulary.sources import (
@@ -60,26 +59,20 @@ def collect_candidates(cfg: VocabularyConfig, generation: GenerationResult) -> l
     out: list[Candidate] = []
     for spec in map(parse_source, cfg.sources):
         if spec.kind == "llm":
-            for answer in generation.answers:
-                source = f"llm:{answer.template}"
-                out.extend(Candidate(text, source, answer.class_name) for text in answer.concepts)
-        elif spec.kind == "builtin":
-            for name in spec.names:
-                texts = builtin_concepts(name, cfg.places365_file)
-                out.extend(Candidate(text, f"builtin:{name}", curated=True) for text in texts)
+            out += [Candidate(t, f"llm:{a.template}", a.class_name) for a in generation.answers for t in a.concepts]
+            continue
+        if spec.kind == "builtin":
+            curated = {f"builtin:{name}": builtin_concepts(name, cfg.places365_file) for name in spec.names}
         else:
-            texts = read_concept_file(spec.path, cfg.store_options)
-            out.extend(Candidate(text, f"file:{spec.path}", curated=True) for text in texts)
+            curated = {f"file:{spec.path}": read_concept_file(spec.path, cfg.store_options)}
+        out += [Candidate(t, source, curated=True) for source, texts in curated.items() for t in texts]
     return out
 
 
 def assemble_vocabulary(
     cfg: VocabularyConfig, classes: list[str], generation: GenerationResult | None, started: float | None = None
 ) -> VocabularySummary:
-    """Filter all sources' candidates and write the artifact; the reduce step of the flow.
-
-    ``started`` is the run's start as ``time.time()`` (wall clock: the flow starts it in another process).
-    """
+    """Filter every source's candidates and write the artifact; ``started``: the run's ``time.time()``."""
     started = time.time() if started is None else started
     generation = generation or GenerationResult()
     candidates = collect_candidates(cfg, generation)
@@ -111,9 +104,9 @@ def assemble_vocabulary(
 
 
 def _class_batches(cfg: VocabularyConfig, classes: list[str]) -> list[list[str]]:
-    """Batches of ``llm.classes_per_task`` classes; first, when any answer is not cached, a missing key or a
-    dead endpoint fails here, once, before any task starts."""
-    if missing_answers(classes, cfg.llm, run_answer_cache(cfg)):
+    """Batches of ``llm.classes_per_task`` classes, after an endpoint check when an answer is not cached."""
+    cache = run_answer_cache(cfg)
+    if any(answer_key(cfg.llm, t, c) not in cache for c in classes for t in cfg.llm.templates):
         check_endpoint(cfg.llm)
     size = cfg.llm.classes_per_task
     return [classes[i : i + size] for i in range(0, len(classes), size)]
@@ -123,20 +116,16 @@ def answer_batch(cfg: VocabularyConfig, classes: list[str]) -> GenerationResult:
     return generate_answers(list(classes), cfg.llm, run_answer_cache(cfg))
 
 
-def _all_answers(cfg: VocabularyConfig, results: list[GenerationResult], classes: list[str]) -> GenerationResult:
-    return sum(results, GenerationResult())
-
-
-ANSWERS = Stage("vocabulary-llm", answer_batch, plan=_class_batches, reduce=_all_answers, unit="batch")
+ANSWERS = Stage("vocabulary-llm", answer_batch, plan=_class_batches, unit="batch")
 
 
 def build_vocabulary(cfg: VocabularyConfig, execute: Executor = InProcess()) -> VocabularySummary:
     """The vocabulary pipeline: LLM answers per batch of classes (cached) when ``llm`` is a source, then
     every source's candidates filtered and written (the class list is only read when there is one)."""
     started = time.time()
-    if not cfg.uses_llm:
+    if "llm" not in cfg.sources:
         return assemble_vocabulary(cfg, [], None, started)
     # resolved once, here, so that every worker asks the same model (it is part of the cache key)
     cfg = cfg.model_copy(update={"llm": resolve_llm(cfg.llm)})
     classes = resolve_classes(cfg.classes, cfg.places365_file)
-    return assemble_vocabulary(cfg, classes, execute(ANSWERS, cfg, classes), started)
+    return assemble_vocabulary(cfg, classes, sum(execute(ANSWERS, cfg, classes), GenerationResult()), started)

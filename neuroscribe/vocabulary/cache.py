@@ -5,14 +5,12 @@
     cache.get(key) or cache.put(key, {...})
     cache = run_answer_cache(cfg)        # the run's own cache, backed by cfg.cache_dir when set
 
-The key covers exactly what decides an answer: model, system prompt and template text, class
-name, temperature and seed.  Endpoint URL, response format and token limit are left out on
-purpose, so the same model served by another server reuses its answers.  Only valid answers are
-stored, so a rerun asks again for what failed.
+The key covers what decides an answer (model, system prompt, template text, class name,
+temperature, seed), not the endpoint, response format or token limit: the same model on another
+server reuses its answers.  Only valid answers are stored, so a rerun asks again for what failed.
 
-A run's answers always land in its own ``<store>/vocabulary/llm_cache``; a shared cache
-(``cache_dir``) is a second level: its hits are copied into the run's cache and new answers are
-written to both, so the run holds every answer it used and other runs can reuse them.
+A run's answers always land in its own ``<store>/vocabulary/llm_cache``; a shared ``cache_dir`` is a
+second level whose hits are copied into the run's cache and which gets every new answer too.
 """
 
 from __future__ import annotations
@@ -35,12 +33,10 @@ def answer_key(spec: LLMSpec, template: PromptTemplate, class_name: str) -> str:
     return content_key(
         {
             "format": CACHE_FORMAT,
-            "model": spec.model,
+            **spec.model_dump(include={"model", "temperature", "seed"}),
             "system": spec.system_prompt,
             "template": template.text,
             "class_name": class_name,
-            "temperature": spec.temperature,
-            "seed": spec.seed,
         },
         length=32,
     )
@@ -57,12 +53,9 @@ class AnswerCache:
         self._known: set[str] | None = None
 
     def keys(self) -> set[str]:
-        if self._known is None:
-            try:
-                names = self._fs.ls(self._root, detail=False) if self._fs.exists(self._root) else []
-            except FileNotFoundError:
-                names = []
-            self._known = {posixpath.basename(n)[: -len(".json")] for n in names if n.endswith(".json")}
+        if self._known is None:  # find, unlike ls, lists a missing folder as empty
+            names = self._fs.find(self._root, maxdepth=1)
+            self._known = {posixpath.basename(n).removesuffix(".json") for n in names if n.endswith(".json")}
         return self._known
 
     def __contains__(self, key: str) -> bool:
@@ -70,10 +63,8 @@ class AnswerCache:
 
     def get(self, key: str) -> dict[str, Any] | None:
         record = self._read(key)
-        if record is None and self.shared is not None:
-            record = self.shared.get(key)
-            if record is not None:
-                self._write(key, record)
+        if record is None and self.shared is not None and (record := self.shared.get(key)) is not None:
+            self._write(key, record)  # the run keeps every answer it used
         return record
 
     def put(self, key: str, record: dict[str, Any]) -> None:

@@ -2,8 +2,6 @@
 
     cfg = VocabularyConfig(store="runs/r50", classes="imagenet", sources=("llm", "builtin:colors+textures"))
     cfg = load_config(VocabularyConfig, "vocabulary.yaml", overrides={"store": "s3://bucket/r50"})
-
-``sources`` is a union of source specs (see ``neuroscribe.vocabulary.sources``).
 """
 
 from __future__ import annotations
@@ -58,11 +56,9 @@ DEFAULT_TEMPLATES: tuple[PromptTemplate, ...] = tuple(
 
 
 class LLMSpec(FrozenModel):
-    """How to ask an OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp server).
-
-    Unset ``model``, ``base_url`` and ``api_key`` come from the environment (``resolve_llm``); local
-    servers accept any non-empty key.  Reasoning models may need ``temperature``, ``max_tokens`` null.
-    """
+    """How to ask an OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp server); unset ``model``,
+    ``base_url`` and ``api_key`` come from the environment (``resolve_llm``; local servers accept any
+    non-empty key).  Reasoning models may need ``temperature``, ``max_tokens`` null."""
 
     model: str | None = Field(default=None, description="model id; default $OPENAI_MODEL, else gpt-4o-mini")
     base_url: str | None = Field(default=None, description="endpoint, e.g. http://127.0.0.1:8000/v1; default $OPENAI_BASE_URL, else OpenAI")
@@ -93,14 +89,11 @@ class LLMSpec(FrozenModel):
 
 
 class FilterSpec(FrozenModel):
-    """How candidate concepts are cleaned, filtered and deduplicated.
-
-    The dedup threshold is a cosine similarity of MiniLM sentence embeddings.  Measured with the
-    bundled all-MiniLM-L6-v2: 'wood table'/'wooden table' 0.97, 'long tail'/'long tails' 0.92,
-    'metal'/'metallic' 0.88, 'ocean'/'sea' 0.87, 'light blue'/'dark blue' 0.87, 'wheel'/'wheels'
-    0.86, 'black fur'/'white fur' 0.81, 'red'/'blue' 0.73; 0.88 merges spelling and inflection
-    variants while keeping different colours apart.
-    """
+    """How candidate concepts are cleaned, filtered and deduplicated.  The dedup threshold is a cosine
+    similarity of MiniLM sentence embeddings; measured with the bundled all-MiniLM-L6-v2: 'wood table'/
+    'wooden table' 0.97, 'long tail'/'long tails' 0.92, 'metal'/'metallic' 0.88, 'ocean'/'sea' 0.87,
+    'light blue'/'dark blue' 0.87, 'wheel'/'wheels' 0.86, 'black fur'/'white fur' 0.81, 'red'/'blue'
+    0.73; 0.88 merges spelling and inflection variants while keeping different colours apart."""
 
     max_words: int = Field(default=4, ge=1, description="drop concepts with more words")
     max_chars: int = Field(default=40, ge=1, description="drop concepts with more characters")
@@ -147,10 +140,6 @@ class VocabularySpec(FrozenModel):
         for spec in specs:
             parse_source(spec)
         return specs
-
-    @property
-    def uses_llm(self) -> bool:
-        return "llm" in self.sources
 
 
 class VocabularyConfig(VocabularySpec, StoreConfig):

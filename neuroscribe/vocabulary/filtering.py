@@ -3,18 +3,16 @@
     frame, stats = filter_concepts([Candidate("Striped", "llm:appearance", "zebra"), ...], FilterSpec())
     frame.columns  # concept, count, n_classes, sources, classes, aliases
 
-Steps, in order: normalise (lowercase, trim articles, numbering, quotes and punctuation; drop
-empties); drop concepts over ``max_words``/``max_chars``; drop LLM proposals that restate the
-class they were asked for; merge near-synonyms whose sentence embeddings are at least
-``dedup_threshold`` similar; drop concepts proposed fewer than ``min_count`` times.  Curated
-concepts (built-in sets, user files) are never dropped for their length (``black and gold garden
-spider`` is an ImageNet class).
+Steps, in order: normalise (lowercase; trim articles, numbering, quotes, punctuation; drop empties);
+drop concepts over ``max_words``/``max_chars``; drop LLM proposals that restate their class; merge
+near-synonyms (sentence embeddings at least ``dedup_threshold`` similar); drop concepts proposed
+fewer than ``min_count`` times.  Curated concepts (built-in sets, user files) are never dropped for
+length or rarity (``black and gold garden spider`` is an ImageNet class).
 
 Near-synonyms merge greedily into a representative, visited curated first, then by count, then
-shorter first.  Curated concepts never merge into each other unless ``dedup_curated`` is set:
-their sets are deliberate (``snow leopard`` and ``leopard`` are distinct ImageNet classes).  A
-representative keeps the union of the classes and sources merged into it, and their spellings
-as ``aliases``.
+shorter first; it keeps the union of their classes and sources, and their spellings as ``aliases``.
+Curated concepts merge into each other only with ``dedup_curated``: their sets are deliberate
+(``snow leopard`` and ``leopard`` are distinct ImageNet classes).
 """
 
 from __future__ import annotations
@@ -99,11 +97,8 @@ class _Entry:
 def filter_concepts(
     candidates: list[Candidate], spec: FilterSpec, embed=None
 ) -> tuple[pd.DataFrame, FilterStats]:
-    """The vocabulary frame (sorted by concept) and the counts of what each step removed.
-
-    ``embed(texts) -> ndarray`` (unit-norm rows) defaults to ``embed_sentences`` with
-    ``spec.embedding_model``; it is only called when deduplication is on.
-    """
+    """The vocabulary frame (sorted by concept) and the counts of what each step removed; ``embed(texts)``
+    (unit-norm rows; default ``embed_sentences`` with ``spec.embedding_model``) is only called to dedup."""
     stats = FilterStats(candidates=len(candidates))
     entries: dict[str, _Entry] = {}
     for cand in candidates:
@@ -117,8 +112,7 @@ def filter_concepts(
         entry.curated |= cand.curated
         entry.count += 1
         entry.sources.add(cand.source)
-        if cand.class_name is not None:
-            entry.classes.add(cand.class_name)
+        entry.classes.update({cand.class_name} - {None})
     stats.concepts_before = len(entries)
 
     short = {c for c, e in entries.items() if e.curated or (len(c.split()) <= spec.max_words and len(c) <= spec.max_chars)}
@@ -135,20 +129,16 @@ def filter_concepts(
         stats.merged_synonyms = len(survivors) - len(merged)
         survivors = merged
 
-    final = [e for e in survivors if e.curated or e.count >= spec.min_count]
+    final = sorted((e for e in survivors if e.curated or e.count >= spec.min_count), key=lambda e: e.concept)
     stats.dropped_rare = len(survivors) - len(final)
     stats.concepts_after = len(final)
-    final.sort(key=lambda e: e.concept)
     rows = [[e.concept, e.count, len(e.classes), *map(sorted, (e.sources, e.classes, e.aliases))] for e in final]
     return pd.DataFrame(rows, columns=COLUMNS), stats
 
 
 def dedup_entries(entries: list[_Entry], embed, threshold: float, dedup_curated: bool, block: int = 512) -> list[_Entry]:
-    """Greedy merge of near-synonyms into representatives (see the module docstring for the order).
-
-    Similarities are computed a block of rows at a time against the rows before them, so memory
-    stays ``block x n`` however large the vocabulary.
-    """
+    """Greedy merge of near-synonyms into representatives (in the module docstring's order); similarities
+    are computed ``block`` rows at a time against the rows before them: ``block x n`` memory at most."""
     ordered = sorted(entries, key=lambda e: (not e.curated, -e.count, len(e.concept), e.concept))
     vectors = np.asarray(embed([e.concept for e in ordered]), dtype=np.float32)
     rep = np.arange(len(ordered))
@@ -157,13 +147,10 @@ def dedup_entries(entries: list[_Entry], embed, threshold: float, dedup_curated:
         stop = min(start + block, len(ordered))
         sims = vectors[start:stop] @ vectors[:stop].T
         for i in range(start, stop):
-            if ordered[i].curated and not dedup_curated:
-                is_rep[i] = True
-                continue
             row = np.where(is_rep[:i], sims[i - start, :i], -np.inf)
-            best = int(np.argmax(row)) if i else -1
-            if best >= 0 and row[best] >= threshold:
-                rep[i] = best
+            mergeable = i > 0 and (dedup_curated or not ordered[i].curated)
+            if mergeable and row.max() >= threshold:
+                rep[i] = int(np.argmax(row))
             else:
                 is_rep[i] = True
     for i in np.flatnonzero(~is_rep):

@@ -6,13 +6,12 @@
     result = generate_answers(["goldfish", "tabby cat"], spec, cache)  # GenerationResult
     result.failures, result.requests, result.cached_hits
 
-Every answer must be JSON ``{"concepts": [...]}``; a malformed one is asked again with the
-parse error (``answer_retries`` times), then recorded as a failure while the run goes on.
-The openai client retries one request (``max_retries``) after 429, 5xx and timeouts with its own
-jittered backoff, honouring ``Retry-After``; an httpx event hook counts every attempt.  A missing
-key, a rejected key, an unknown model or an endpoint that cannot be reached raise
-``NeuroscribeError`` at once.  Valid answers go to the ``AnswerCache`` as they arrive, so an
-interrupted run loses nothing and a rerun asks nothing.
+Every answer must be JSON ``{"concepts": [...]}``; a malformed one is asked again with the parse
+error (``answer_retries`` times), then recorded as a failure while the run goes on.  The openai
+client retries a request (``max_retries``) after 429, 5xx and timeouts with its own jittered
+backoff, honouring ``Retry-After``; an httpx event hook counts every attempt.  A missing or rejected
+key, an unknown model or an unreachable endpoint raise ``NeuroscribeError`` at once.  Valid answers
+go to the ``AnswerCache`` as they arrive: an interrupted run loses nothing, a rerun asks nothing.
 """
 
 from __future__ import annotations
@@ -41,18 +40,26 @@ _CONCEPTS_SCHEMA = {
     "required": ["concepts"],
     "additionalProperties": False,
 }
+_RESPONSE_FORMATS = {  # LLMSpec.response_format -> the request's (none for "off")
+    "json_object": {"type": "json_object"},
+    "json_schema": {
+        "type": "json_schema",
+        "json_schema": {"name": "concepts", "strict": True, "schema": _CONCEPTS_SCHEMA},
+    },
+}
 
 
-class Answer(FrozenModel):
+class _Asked(FrozenModel):
     class_name: str
     template: str
+
+
+class Answer(_Asked):
     concepts: tuple[str, ...]
     cached: bool
 
 
-class Failure(FrozenModel):
-    class_name: str
-    template: str
+class Failure(_Asked):
     error: str
 
 
@@ -76,18 +83,16 @@ class GenerationResult(BaseModel):
         return len(asked)
 
     def __add__(self, other: GenerationResult) -> GenerationResult:
-        merged = {name: getattr(self, name) + getattr(other, name) for name in GenerationResult.model_fields}
-        return GenerationResult(**merged)
+        return GenerationResult(**{f: getattr(self, f) + getattr(other, f) for f in type(self).model_fields})
 
 
 def resolve_llm(spec: LLMSpec) -> LLMSpec:
     """Fill unset model, endpoint and key from ``OPENAI_MODEL``/``OPENAI_BASE_URL``/``OPENAI_API_KEY``."""
-    key = spec.api_key or (SecretStr(os.environ["OPENAI_API_KEY"]) if os.environ.get("OPENAI_API_KEY") else None)
     return spec.model_copy(
         update={
             "model": spec.model or os.environ.get("OPENAI_MODEL") or DEFAULT_MODEL,
             "base_url": spec.base_url or os.environ.get("OPENAI_BASE_URL") or None,
-            "api_key": key,
+            "api_key": spec.api_key or (SecretStr(key) if (key := os.environ.get("OPENAI_API_KEY")) else None),
         }
     )
 
@@ -97,8 +102,7 @@ def _endpoint(spec: LLMSpec) -> str:
 
 
 def make_client(spec: LLMSpec, counter: RequestCounter | None = None) -> openai.OpenAI:
-    """An ``openai.OpenAI`` client that retries ``spec.max_retries`` times with its own backoff."""
-    spec = resolve_llm(spec)
+    """An ``openai.OpenAI`` client for a resolved ``spec``; it retries ``max_retries`` times with its own backoff."""
     if spec.api_key is None or not spec.api_key.get_secret_value().strip():
         raise NeuroscribeError(
             f"no API key for the LLM endpoint {_endpoint(spec)}; set OPENAI_API_KEY (any non-empty value "
@@ -141,10 +145,9 @@ def check_endpoint(spec: LLMSpec) -> None:
             raise NeuroscribeError(
                 f"the LLM endpoint {_endpoint(spec)} did not answer within 10 s; start the server or fix --base-url"
             ) from None
-        except (openai.APIConnectionError, openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-            _raise_if_fatal(exc, spec)
-        except openai.APIError:
-            pass  # it answered: reachable, even if it has no /models route
+        except openai.APIError as exc:
+            if not isinstance(exc, openai.NotFoundError):  # 404: reachable, only without a /models route
+                _raise_if_fatal(exc, spec)
 
 
 class _Unanswered(Exception):
@@ -152,11 +155,8 @@ class _Unanswered(Exception):
 
 
 class RequestCounter(threading.local):
-    """Counts every HTTP attempt, the openai client's retries included, into the asking thread's ``tally``.
-
-    The sync client retries in the calling thread, so a thread-local tally (``ask_class`` sets it)
-    attributes each attempt to the (class, template) being asked there; threads share one pool.
-    """
+    """Counts every HTTP attempt, the client's retries included, into the asking thread's ``tally`` (set by
+    ``ask_class``): the sync client retries in the calling thread, and the threads share one pool."""
 
     tally: GenerationResult | None = None
 
@@ -168,20 +168,13 @@ class RequestCounter(threading.local):
             self.tally.requests += 1
 
 
-def _request_kwargs(spec: LLMSpec) -> dict:
-    kwargs = spec.model_dump(include={"model", "temperature", "seed", "max_tokens"}, exclude_none=True)
-    if spec.response_format == "json_object":
-        kwargs["response_format"] = {"type": "json_object"}
-    elif spec.response_format == "json_schema":
-        schema = {"name": "concepts", "strict": True, "schema": _CONCEPTS_SCHEMA}
-        kwargs["response_format"] = {"type": "json_schema", "json_schema": schema}
-    return kwargs
-
-
 def chat(client: openai.OpenAI, spec: LLMSpec, messages: list[dict], tally: GenerationResult) -> str:
     """One completion (the client retries transport errors); returns the message text."""
+    kwargs = spec.model_dump(include={"model", "temperature", "seed", "max_tokens"}, exclude_none=True)
+    if spec.response_format != "off":
+        kwargs["response_format"] = _RESPONSE_FORMATS[spec.response_format]
     try:
-        response = client.chat.completions.create(messages=messages, **_request_kwargs(spec))
+        response = client.chat.completions.create(messages=messages, **kwargs)
     except (openai.APIStatusError, openai.APIConnectionError) as exc:
         _raise_if_fatal(exc, spec)  # e.g. still unreachable after the retries: every class would fail
         reason = f"HTTP {exc.status_code}: {exc.message}" if isinstance(exc, openai.APIStatusError) else exc.__class__.__name__
@@ -200,8 +193,7 @@ _CONCEPT_LIST = TypeAdapter(list[str])
 
 def parse_concepts(text: str) -> list[str]:
     """The concept strings of a JSON answer ``{"concepts": [...]}``; ``ValueError`` says what is wrong."""
-    match = _FENCE.match(text)
-    body = match.group(1) if match else text
+    body = match.group(1) if (match := _FENCE.match(text)) else text
     try:
         data = json.loads(body)
     except json.JSONDecodeError as exc:
@@ -229,45 +221,40 @@ def ask_class(
         {"role": "system", "content": spec.system_prompt},
         {"role": "user", "content": template.render(class_name)},
     ]
+    asked = {"class_name": class_name, "template": template.name}
     try:
         for _ in range(spec.answer_retries + 1):
             text = chat(client, spec, messages, tally)
             try:
-                concepts = parse_concepts(text)
-                break
+                return Answer(**asked, concepts=parse_concepts(text), cached=False), text, tally
             except ValueError as exc:
                 problem = exc
                 messages = messages[:2] + [
                     {"role": "assistant", "content": text},
                     {"role": "user", "content": f'That answer is {exc}. Reply with only the JSON object {{"concepts": [...]}}.'},
                 ]
-        else:
-            raise _Unanswered(f"malformed answer {spec.answer_retries + 1} times (last: {problem})")
+        error = f"malformed answer {spec.answer_retries + 1} times (last: {problem})"
     except _Unanswered as exc:
-        return Failure(class_name=class_name, template=template.name, error=str(exc)), "", tally
-    return Answer(class_name=class_name, template=template.name, concepts=concepts, cached=False), text, tally
-
-
-def missing_answers(classes: list[str], spec: LLMSpec, cache: AnswerCache) -> int:
-    """How many (class, template) answers ``cache`` lacks."""
-    spec = resolve_llm(spec)
-    return sum(answer_key(spec, t, c) not in cache for c in classes for t in spec.templates)
+        error = str(exc)
+    return Failure(**asked, error=error), "", tally
 
 
 def generate_answers(classes: list[str], spec: LLMSpec, cache: AnswerCache) -> GenerationResult:
     """Answers for every class and template, from the cache where possible, else from the LLM."""
     spec = resolve_llm(spec)
     asks = [(c, t, answer_key(spec, t, c)) for c, t in itertools.product(classes, spec.templates)]
-    outcomes: dict[int, Answer | Failure] = {}  # by position in ``asks``, the order of the result
-    for i, (class_name, template, key) in enumerate(asks):
-        record = cache.get(key)
-        if record is not None:
-            outcomes[i] = Answer(class_name=class_name, template=template.name, concepts=record["concepts"], cached=True)
+    # one outcome per ask, in the order of the result; None until asked
+    outcomes: list[Answer | Failure | None] = [
+        Answer(class_name=c, template=t.name, concepts=record["concepts"], cached=True)
+        if (record := cache.get(key)) is not None
+        else None
+        for c, t, key in asks
+    ]
+    todo = [i for i, outcome in enumerate(outcomes) if outcome is None]
     tallies: list[GenerationResult] = []
-    if len(outcomes) < len(asks):
+    if todo:
         counter = RequestCounter()
         with make_client(spec, counter) as client, ThreadPoolExecutor(max_workers=spec.concurrency) as pool:
-            todo = [i for i in range(len(asks)) if i not in outcomes]
             futures = {pool.submit(ask_class, client, counter, spec, *asks[i][:2]): i for i in todo}
             try:
                 for future in as_completed(futures):
@@ -280,9 +267,8 @@ def generate_answers(classes: list[str], spec: LLMSpec, cache: AnswerCache) -> G
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
     result = sum(tallies, GenerationResult())
-    ordered = [outcomes[i] for i in sorted(outcomes)]
-    result.answers = [o for o in ordered if isinstance(o, Answer)]
-    result.failures = [o for o in ordered if isinstance(o, Failure)]
+    result.answers = [o for o in outcomes if isinstance(o, Answer)]
+    result.failures = [o for o in outcomes if isinstance(o, Failure)]
     return result
 
 

@@ -5,21 +5,16 @@
     builtin_concepts("places365", path="categories_places365.txt")
     resolve_classes("imagenet")                  # the 1000 ImageNet-1k class names
 
-Source specs: ``llm`` (ask an LLM once per class), ``builtin:NAME[+NAME...]`` and ``file:PATH``
-(one concept per line, ``#`` starts a comment); a config's ``sources`` is their union.
+A config's ``sources`` is a union of ``llm`` (ask an LLM once per class), ``builtin:NAME[+NAME...]``
+and ``file:PATH`` (one concept per line, ``#`` starts a comment).  The built-in sets' provenance:
 
-Provenance of the built-in sets:
-
-- ``imagenet``: the 1000 ImageNet-1k class names as torchvision ships them offline
+- ``imagenet``: the ImageNet-1k class names torchvision ships offline
   (``ResNet50_Weights.IMAGENET1K_V1.meta["categories"]``, BSD-3-Clause).
-- ``places365``: the Places365 class names, read from the user's ``categories_places365.txt``
-  (CSAIL; not redistributed here, so a path is required).
-- ``colors``, ``textures``, ``materials``: short lists written for this project (Apache-2.0), in
-  ``neuroscribe/vocabulary/data/*.txt``: basic colour terms, everyday surface-pattern words and
-  common materials; not copied from any dataset's label set.
-- ``superclasses``: names of groups of ImageNet classes (dog, bird, fish, musical instrument, ...)
-  derived from WordNet 3.0 hypernyms (WordNet 3.0 licence); see
-  ``neuroscribe.vocabulary.superclasses`` and the provenance header of its data file.
+- ``places365``: read from the user's ``categories_places365.txt`` (CSAIL; not redistributed here).
+- ``colors``, ``textures``, ``materials``: short lists written for this project (Apache-2.0) in
+  ``data/*.txt``: basic colour terms, surface-pattern words, common materials; no dataset's labels.
+- ``superclasses``: groups of ImageNet classes (dog, bird, musical instrument, ...) from WordNet 3.0
+  hypernyms (WordNet 3.0 licence); see ``neuroscribe.vocabulary.superclasses``.
 """
 
 from __future__ import annotations
