@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -127,11 +128,7 @@ def _items(images: Any, labels: Sequence | None) -> Iterator[tuple[Any, Any]]:
 
 
 def _label(value: Any) -> str:
-    if value is None:
-        return ""
-    if hasattr(value, "item"):  # a tensor or numpy scalar
-        value = value.item()
-    return str(value)
+    return "" if value is None else str(value.item() if hasattr(value, "item") else value)  # .item(): a tensor or numpy scalar
 
 
 def _write_images(store: str, pairs: Iterable[tuple[Any, Any]], limit: int | None, storage_options: dict) -> list[tuple[str, str]]:
@@ -147,16 +144,10 @@ def _write_images(store: str, pairs: Iterable[tuple[Any, Any]], limit: int | Non
             folder.folder(name).write_bytes(data)
         return f"images/{name}", _label(pair[1])  # relative to the file list in inputs/ (RunStore.input_list)
 
-    block: list = []
+    pairs = itertools.islice(pairs, limit)
     with ThreadPoolExecutor(4) as pool:  # PNG encoding releases the GIL
-        for pair in pairs:
-            if limit is not None and len(rows) + len(block) >= limit:
-                break
-            block.append(pair)
-            if len(block) == WRITE_BLOCK:
-                rows += pool.map(write, block)
-                block = []
-        rows += pool.map(write, block)
+        while block := list(itertools.islice(pairs, WRITE_BLOCK)):
+            rows += pool.map(write, block)
     return rows
 
 
