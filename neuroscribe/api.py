@@ -197,12 +197,10 @@ def dataset_spec(images: Any, store: str, labels: Sequence | None = None, limit:
 def runner_spec(runner: Any, device: str | None, batch_size: int | None) -> tuple[RunnerSpec, bool]:
     """(RunnerSpec, whether to run the Prefect flows on Dask) from ``runner=``."""
     overrides = {k: v for k, v in {"device": device, "batch_size": batch_size}.items() if v is not None}
-    if runner in IN_PROCESS:
-        return RunnerSpec(**overrides), False
+    if runner in (*IN_PROCESS, "dask"):
+        return RunnerSpec(**overrides), runner == "dask"
     if isinstance(runner, RunnerSpec):
         return runner.model_copy(update=overrides), True
-    if runner == "dask":
-        return RunnerSpec(**overrides), True
     if isinstance(runner, str) and "://" in runner:
         return RunnerSpec(dask_address=runner, **overrides), True
     if isinstance(runner, dict):
@@ -255,10 +253,9 @@ def explain(
     from neuroscribe.extraction import validate_extraction
 
     options = storage_options or {}
-    spec = model_spec(model, preprocessing, class_names, weights)
     runner_cfg, on_dask = runner_spec(runner, device, batch_size)
     overrides = fields | {
-        "model": spec,
+        "model": model_spec(model, preprocessing, class_names, weights),
         "layers": [layers] if isinstance(layers, str) else list(layers),
         "dataset": dataset_spec(images, store, labels, limit, options),
         "store": store,
