@@ -21,10 +21,9 @@ with a Dask runner, pickled to the workers: one that cannot be pickled fails bef
 
 Images: a folder or file list (local or fsspec URL) as the CLI takes them, a list of paths, a
 list of PIL images, or a torch ``Dataset`` yielding (image, label).  In-memory images are written
-once into the store, ``<store>/inputs/images/<content hash>.png``, with a file list
-``<store>/inputs/<listing hash>.tsv`` (path, label): every stage, on any worker, then reads them
-as it reads any file list, and the run key stays a content key.  Labels (for ablation) are model
-class indices or class names.
+once into the store's ``inputs/`` as PNGs with a (path, label) file list, all named by content
+(layout in ``neuroscribe.store``): every stage, on any worker, reads them as any file list, and the
+run key stays a content key.  Labels (for ablation) are model class indices or class names.
 """
 
 from __future__ import annotations

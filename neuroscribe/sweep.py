@@ -70,8 +70,7 @@ class SweepConfig(FrozenModel):
     @field_validator("layers", mode="before")
     @classmethod
     def _layer_groups(cls, v: Any) -> tuple[tuple[str, ...], ...]:
-        items = [v] if isinstance(v, str) else list(v)
-        return tuple(parse_layers(item) for item in items)
+        return tuple(parse_layers(group) for group in ([v] if isinstance(v, str) else v))
 
     @field_validator("vocabularies", mode="before")
     @classmethod
