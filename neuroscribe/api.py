@@ -21,16 +21,16 @@ with a Dask runner, pickled to the workers: one that cannot be pickled fails bef
 
 Images: a folder or file list (local or fsspec URL) as the CLI takes them, a list of paths, a
 list of PIL images, or a torch ``Dataset`` yielding (image, label).  In-memory images are written
-once into the store, ``<store>/inputs/images/<content hash>.png``, with a file list
-``<store>/inputs/<listing hash>.tsv`` (path, label): every stage, on any worker, then reads them
-as it reads any file list, and the run key stays a content key.  Labels (for ablation) are model
-class indices or class names.
+once into the store's ``inputs/`` as PNGs with a (path, label) file list, all named by content
+(layout in ``neuroscribe.store``): every stage, on any worker, reads them as any file list, and the
+run key stays a content key.  Labels (for ablation) are model class indices or class names.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -127,11 +127,7 @@ def _items(images: Any, labels: Sequence | None) -> Iterator[tuple[Any, Any]]:
 
 
 def _label(value: Any) -> str:
-    if value is None:
-        return ""
-    if hasattr(value, "item"):  # a tensor or numpy scalar
-        value = value.item()
-    return str(value)
+    return "" if value is None else str(value.item() if hasattr(value, "item") else value)  # .item(): a tensor or numpy scalar
 
 
 def _write_images(store: str, pairs: Iterable[tuple[Any, Any]], limit: int | None, storage_options: dict) -> list[tuple[str, str]]:
@@ -147,16 +143,10 @@ def _write_images(store: str, pairs: Iterable[tuple[Any, Any]], limit: int | Non
             folder.folder(name).write_bytes(data)
         return f"images/{name}", _label(pair[1])  # relative to the file list in inputs/ (RunStore.input_list)
 
-    block: list = []
+    pairs = itertools.islice(pairs, limit)
     with ThreadPoolExecutor(4) as pool:  # PNG encoding releases the GIL
-        for pair in pairs:
-            if limit is not None and len(rows) + len(block) >= limit:
-                break
-            block.append(pair)
-            if len(block) == WRITE_BLOCK:
-                rows += pool.map(write, block)
-                block = []
-        rows += pool.map(write, block)
+        while block := list(itertools.islice(pairs, WRITE_BLOCK)):
+            rows += pool.map(write, block)
     return rows
 
 
@@ -206,12 +196,10 @@ def dataset_spec(images: Any, store: str, labels: Sequence | None = None, limit:
 def runner_spec(runner: Any, device: str | None, batch_size: int | None) -> tuple[RunnerSpec, bool]:
     """(RunnerSpec, whether to run the Prefect flows on Dask) from ``runner=``."""
     overrides = {k: v for k, v in {"device": device, "batch_size": batch_size}.items() if v is not None}
-    if runner in IN_PROCESS:
-        return RunnerSpec(**overrides), False
+    if runner in (*IN_PROCESS, "dask"):
+        return RunnerSpec(**overrides), runner == "dask"
     if isinstance(runner, RunnerSpec):
         return runner.model_copy(update=overrides), True
-    if runner == "dask":
-        return RunnerSpec(**overrides), True
     if isinstance(runner, str) and "://" in runner:
         return RunnerSpec(dask_address=runner, **overrides), True
     if isinstance(runner, dict):
@@ -264,10 +252,9 @@ def explain(
     from neuroscribe.extraction import validate_extraction
 
     options = storage_options or {}
-    spec = model_spec(model, preprocessing, class_names, weights)
     runner_cfg, on_dask = runner_spec(runner, device, batch_size)
     overrides = fields | {
-        "model": spec,
+        "model": model_spec(model, preprocessing, class_names, weights),
         "layers": [layers] if isinstance(layers, str) else list(layers),
         "dataset": dataset_spec(images, store, labels, limit, options),
         "store": store,

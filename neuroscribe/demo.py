@@ -53,7 +53,7 @@ def builtin_probe_set(out: str) -> str:
 
 def demo_config(
     images: str | None = None, out: str = "runs/demo", layers: tuple[str, ...] = DEMO_LAYERS, k: int = 5, limit: int | None = None,
-    workers: int = 1, overwrite: bool = False, max_image_pixels: int | None = None, wait: float = 0.0,
+    overwrite: bool = False, max_image_pixels: int | None = None, wait: float = 0.0,
 ) -> ExplainConfig:
     """The demo's ExplainConfig; ``wait``: seconds to queue behind another run writing the store."""
     uri = images or builtin_probe_set(out)
@@ -66,9 +66,7 @@ def demo_config(
         backend=ConseSpec(classifier=ModelSpec(name="efficientnet_lite0"), device="cpu"),
         patches=PatchConfig(crop_size=112),
         units_per_task=1024,  # one task per demo layer (crops are embedded once per run whatever the blocks): least task overhead on 2 cores
-        # one task at a time per worker: torch already uses every core, two tasks would oversubscribe
-        runner=RunnerSpec(
-            n_workers=workers, threads_per_worker=1, device="cpu", batch_size=32, wait_for_store_s=wait
-        ),
+        # one worker (the default) running one task at a time: torch already uses every core, two would oversubscribe
+        runner=RunnerSpec(threads_per_worker=1, device="cpu", batch_size=32, wait_for_store_s=wait),
         overwrite=overwrite,
     )

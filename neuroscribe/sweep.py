@@ -23,7 +23,6 @@ import datetime
 import itertools
 import posixpath
 import re
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -71,8 +70,7 @@ class SweepConfig(FrozenModel):
     @field_validator("layers", mode="before")
     @classmethod
     def _layer_groups(cls, v: Any) -> tuple[tuple[str, ...], ...]:
-        items = [v] if isinstance(v, str) else list(v)
-        return tuple(parse_layers(item) for item in items)
+        return tuple(parse_layers(group) for group in ([v] if isinstance(v, str) else v))
 
     @field_validator("vocabularies", mode="before")
     @classmethod
@@ -92,13 +90,11 @@ class Combination:
     model: ModelSpec
     dataset: DatasetSpec
     layers: tuple[str, ...]
-    vocabulary: str | None
 
 
 def slugify(text: str) -> str:
     """A path segment that is safe on local disks and S3 and still readable."""
-    slug = re.sub(r"[^A-Za-z0-9._+=-]+", "-", text).strip("-.")
-    return slug or "x"
+    return re.sub(r"[^A-Za-z0-9._+=-]+", "-", text).strip("-.") or "x"
 
 
 def model_slug(spec: ModelSpec) -> str:
@@ -113,14 +109,11 @@ def dataset_slug(spec: DatasetSpec) -> str:
     return slugify("-".join(parts) + (f"-first{spec.limit}" if spec.limit else ""))
 
 
-def _unique_slugs(items: Sequence[Any], slug: Callable[[Any], str]) -> dict[int, str]:
-    """Slug per position; items whose slugs collide but differ get a short content key appended."""
-    groups: dict[str, set[str]] = defaultdict(set)
-    for item in items:
-        groups[slug(item)].add(content_key(item, 8))
-    return {
-        i: slug(item) + (f"-{content_key(item, 8)}" if len(groups[slug(item)]) > 1 else "") for i, item in enumerate(items)
-    }
+def _unique_slugs(items: Sequence[Any], slug: Callable[[Any], str]) -> list[str]:
+    """Slug per item; items whose slugs collide but differ get a short content key appended."""
+    slugs, keys = [slug(item) for item in items], [content_key(item, 8) for item in items]
+    keys_per_slug = {s: {k for other, k in zip(slugs, keys) if other == s} for s in slugs}
+    return [s + (f"-{k}" if len(keys_per_slug[s]) > 1 else "") for s, k in zip(slugs, keys)]
 
 
 def combination_key(stage: str, config: BaseModel, code_modules: Sequence[str]) -> str:
@@ -131,32 +124,25 @@ def combination_key(stage: str, config: BaseModel, code_modules: Sequence[str]) 
     return content_key({"stage": stage, "config": view, "code": code_version(*code_modules)})
 
 
-def _stage(name: str) -> tuple[type[BaseModel], tuple[str, ...], Callable[[str], dict[str, Any]] | None]:
-    """The config class, code modules and vocabulary mapping of the stage a sweep's ``flow`` names
-    (imported lazily: stages load torch and friends); a stage without vocabularies (extract) maps none."""
+def _stage(flow: Literal["explain", "extract"]) -> tuple[type[BaseModel], tuple[str, ...]]:
+    """The config class and code modules of the stage a sweep's ``flow`` names (imported lazily:
+    stages load torch and friends)."""
     from neuroscribe.extraction import CODE_MODULES as EXTRACTION_CODE
 
-    if name == "extract":
+    if flow == "extract":
         from neuroscribe.config import ExtractConfig
 
-        return ExtractConfig, EXTRACTION_CODE, None
-    if name == "explain":
-        from neuroscribe.explanation import CODE_MODULES, ExplainConfig
-        from neuroscribe.patches.cut import CODE_MODULES as PATCHES_CODE
+        return ExtractConfig, EXTRACTION_CODE
+    from neuroscribe.explanation import CODE_MODULES, ExplainConfig
+    from neuroscribe.patches.cut import CODE_MODULES as PATCHES_CODE
 
-        return ExplainConfig, (*EXTRACTION_CODE, *PATCHES_CODE, *CODE_MODULES), vocabulary_sources
-    raise NeuroscribeError(f"sweep flow {name!r} is unknown; use explain or extract")
-
-
-def vocabulary_sources(source: str) -> dict[str, Any]:
-    """A sweep vocabulary entry (one source, or a comma-separated union) as explain config fields."""
-    return {"vocabulary": {"sources": tuple(s.strip() for s in source.split(",") if s.strip())}}
+    return ExplainConfig, (*EXTRACTION_CODE, *PATCHES_CODE, *CODE_MODULES)
 
 
 def plan_sweep(cfg: SweepConfig) -> list[Combination]:
     """Every combination as a validated config of its stage, in grid order (models, datasets, layers, ...)."""
-    config_cls, code_modules, vocabulary_fields = _stage(cfg.flow)
-    if cfg.vocabularies and vocabulary_fields is None:
+    config_cls, code_modules = _stage(cfg.flow)
+    if cfg.vocabularies and cfg.flow != "explain":
         raise NeuroscribeError(f"the {cfg.flow} stage takes no vocabularies; remove `vocabularies` from the sweep config")
     if len(set(cfg.layers)) != len(cfg.layers):
         raise NeuroscribeError(f"sweep layers {list(cfg.layers)} repeat a group; list each layer group once")
@@ -181,8 +167,8 @@ def plan_sweep(cfg: SweepConfig) -> list[Combination]:
             "runner": cfg.runner,
             "store_options": cfg.store_options,
         }
-        if vocabulary is not None:
-            fields = deep_merge(fields, vocabulary_fields(vocabulary))  # into any vocabulary settings
+        if vocabulary is not None:  # a comma-separated union splits in VocabularySpec; merged into any vocabulary settings
+            fields = deep_merge(fields, {"vocabulary": {"sources": vocabulary}})
         try:
             config = config_cls.model_validate(fields)
         except ValidationError as exc:
@@ -192,9 +178,8 @@ def plan_sweep(cfg: SweepConfig) -> list[Combination]:
                 f"fix `settings` or the grid lists"
             ) from None
         key = combination_key(cfg.flow, config, code_modules)
-        combos.append(Combination(name, store, key, config, model, dataset, layers, vocabulary))
-    names = [c.name for c in combos]
-    if len(set(names)) != len(names):
+        combos.append(Combination(name, store, key, config, model, dataset, layers))
+    if len({c.name for c in combos}) != len(combos):
         raise NeuroscribeError("two sweep combinations share a store path; make the grid entries distinct")
     return combos
 

@@ -14,13 +14,8 @@ from neuroscribe.cli.app import app
 from neuroscribe.errors import NeuroscribeError
 
 # command modules register themselves on import, in the order `neuroscribe --help` lists them
-# isort: off
-from neuroscribe.cli import extract as _extract  # noqa: F401
-from neuroscribe.cli import ablate as _ablate  # noqa: F401
-from neuroscribe.cli import vocabulary as _vocabulary  # noqa: F401
-from neuroscribe.cli import explain as _explain  # noqa: F401
-from neuroscribe.cli import evaluate as _evaluate  # noqa: F401
-# isort: on
+from neuroscribe.cli import extract, ablate, vocabulary, explain, evaluate  # noqa: F401  # isort: skip
+
 
 def main() -> None:
     try:

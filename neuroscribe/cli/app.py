@@ -126,9 +126,6 @@ def with_options(**groups: type) -> Callable[[Callable], Callable]:
             hints = get_type_hints(cls, include_extras=True)
             added += [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name])
                       for f in dataclasses.fields(cls)]
-        clash = {p.name for p in added} & {p.name for p in own}
-        if clash or len({p.name for p in added}) != len(added):
-            raise TypeError(f"{command.__name__}: flags defined twice: {sorted(clash) or 'within the option groups'}")
 
         @functools.wraps(command)
         def run(**kwargs: Any) -> Any:
