@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 
 import httpx
 import openai
+from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
 from neuroscribe.config import FrozenModel
@@ -254,6 +255,10 @@ def generate_answers(classes: list[str], spec: LLMSpec, cache: AnswerCache) -> G
     tallies: list[GenerationResult] = []
     if todo:
         counter = RequestCounter()
+        # openai builds its response models on first use (pydantic's defer_build); threads that build one
+        # at once can fail with "BaseModel cannot be instantiated directly" (1 in 12 fresh processes of 16
+        # threads here), so it is built before the pool starts
+        ChatCompletion.model_rebuild(force=True)
         with make_client(spec, counter) as client, ThreadPoolExecutor(max_workers=spec.concurrency) as pool:
             futures = {pool.submit(ask_class, client, counter, spec, *asks[i][:2]): i for i in todo}
             try:
