@@ -26,7 +26,6 @@ from datetime import datetime, timezone
 
 import httpx
 import openai
-from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
 from neuroscribe.config import FrozenModel
@@ -255,19 +254,21 @@ def generate_answers(classes: list[str], spec: LLMSpec, cache: AnswerCache) -> G
     tallies: list[GenerationResult] = []
     if todo:
         counter = RequestCounter()
-        # openai builds its response models on first use (pydantic's defer_build); threads that build one
-        # at once can fail with "BaseModel cannot be instantiated directly" (1 in 12 fresh processes of 16
-        # threads here), so it is built before the pool starts
-        ChatCompletion.model_rebuild(force=True)
+
+        def settle(i: int, asked: tuple[Answer | Failure, str, GenerationResult]) -> None:
+            outcomes[i], raw, tally = asked
+            tallies.append(tally)
+            if isinstance(outcomes[i], Answer):
+                cache.put(asks[i][2], _record(spec, asks[i][1], outcomes[i], raw, tally))
+
         with make_client(spec, counter) as client, ThreadPoolExecutor(max_workers=spec.concurrency) as pool:
-            futures = {pool.submit(ask_class, client, counter, spec, *asks[i][:2]): i for i in todo}
+            # the first ask runs alone: openai builds its response models on first use (pydantic's defer_build),
+            # and threads that build one at once can fail with "BaseModel cannot be instantiated directly"
+            settle(todo[0], ask_class(client, counter, spec, *asks[todo[0]][:2]))
+            futures = {pool.submit(ask_class, client, counter, spec, *asks[i][:2]): i for i in todo[1:]}
             try:
                 for future in as_completed(futures):
-                    i = futures[future]
-                    outcomes[i], raw, tally = future.result()
-                    tallies.append(tally)
-                    if isinstance(outcomes[i], Answer):
-                        cache.put(asks[i][2], _record(spec, asks[i][1], outcomes[i], raw, tally))
+                    settle(futures[future], future.result())
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
