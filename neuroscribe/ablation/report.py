@@ -163,15 +163,13 @@ def unit_title(units: str, group: pd.DataFrame) -> str:
 
 def drop_figure(table: pd.DataFrame, units: Sequence[str | int], top: int = 5):
     """A matplotlib figure: per ablation, the ``top`` classes it hurts, drops with 95% error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     chosen = [str(u) for u in units]
     columns = min(3, max(1, len(chosen)))
     rows = max(1, -(-len(chosen) // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 0.45 * top * rows + 1.3 * rows), squeeze=False)
+    fig = Figure(figsize=(4.6 * columns, 0.45 * top * rows + 1.3 * rows))  # not pyplot: no process-global backend or registry
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.flat[len(chosen):]:
         ax.axis("off")
     for ax, label in zip(axes.flat, chosen):
@@ -203,12 +201,8 @@ def drop_figure(table: pd.DataFrame, units: Sequence[str | int], top: int = 5):
 
 def drop_chart(table: pd.DataFrame, units: Sequence[str | int], top: int = 5) -> bytes:
     """PNG bytes of ``drop_figure``."""
-    import matplotlib.pyplot as plt
-
-    fig = drop_figure(table, units, top)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
+    drop_figure(table, units, top).savefig(buffer, format="png", dpi=110)
     return buffer.getvalue()
 
 

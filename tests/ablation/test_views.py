@@ -124,9 +124,6 @@ def test_chart_draws_no_zero_drop_class_and_picks_the_largest_drops():
     for ax in axes[:2]:  # one bar per drawn class, each with an error bar
         assert len(ax.patches) == 1 and ax.patches[0].get_width() > 0
         assert any(len(c.get_segments()) == 1 for c in ax.collections)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
 
 
 def test_chart_panel_titles_are_explanations():
