@@ -6,23 +6,17 @@
     with ablate(loaded.model, info, units=(12, 559), mode="weights"):
         logits = loaded.model(x)
 
-Modules: ``modes`` (what ablating means: ``activation``, the default, or ``weights``; exact
-restore), ``fast`` (closed-form, suffix, hook and naive evaluation paths), ``accuracy``
-(per-class accuracy counts and the drop table), ``dataset`` (labelled images mapped onto the
-model's classes), ``stats`` (confidence intervals), ``report`` (explanations, unit and class
-views, chart, HTML), ``pipeline`` (config, resumable parts, assembled outputs).
+Modules: ``modes`` (what ablating means), ``fast`` (evaluation paths), ``accuracy`` (counts, drop
+table), ``dataset`` (labelled images on the model's classes), ``stats`` (confidence intervals),
+``report`` (views, chart, HTML), ``pipeline`` (config, resumable parts, assembled outputs).
 
-Speed.  Sweeping all 2,048 units of ResNet50 ``layer4`` naively is 2,048 passes over the data.
-Instead each image batch goes through the network once and ``fast`` evaluates the ablations from
-there (in closed form, from the layer's cached output, or with hooks on stacked copies), each path
-checked against the hook path on a probe batch.  A sweep is cut into parts of ``units_per_task``
-units (the Dask tasks, resumable); each part decodes the data once.
-
-Measured (``benchmarks/ablate.py``, ResNet50 random init, ``layer4``, CPU, 2 shared cores,
-32 ImageNet samples, batch 32; naive timed on 2 units and extrapolated): naive 23 s per unit
-(13 h for the layer), ``closed`` 24 s for all 2,048 units (about 2,000x), ``suffix`` 117 s
-(about 400x), ``hook`` 1x; counts identical to the naive ones.  ``benchmarks/ablate.py --sweep``
-times ``--all`` end to end on EfficientNet-Lite0's demo layers.
+Speed.  Sweeping all 2,048 units of ResNet50 ``layer4`` naively is 2,048 passes over the data;
+``fast`` evaluates the ablations from one forward per image batch, and a sweep is cut into resumable
+parts (the Dask tasks) that each decode the data once.  Measured (``benchmarks/ablate.py``, ResNet50
+random init, ``layer4``, CPU, 2 shared cores, 32 ImageNet samples, batch 32; naive timed on 2 units
+and extrapolated): naive 23 s per unit (13 h for the layer), ``closed`` 24 s for all 2,048 units
+(about 2,000x), ``suffix`` 117 s (about 400x), ``hook`` 1x; counts identical to the naive ones.
+``benchmarks/ablate.py --sweep`` times ``--all`` end to end on EfficientNet-Lite0's demo layers.
 """
 
 from neuroscribe.ablation.accuracy import Counts, class_accuracy, count_correct, counts_frame, drop_table

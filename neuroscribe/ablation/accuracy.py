@@ -70,10 +70,8 @@ def count_correct(
             state = path.prepare(x)
             classes = state.logits.shape[-1]
             if support is None:
-                support = torch.zeros(classes, dtype=torch.long, device=device)
-                baseline = torch.zeros_like(support)
-                ablated = torch.zeros(len(ablations) * classes, dtype=torch.long, device=device)
-                lost = torch.zeros_like(ablated)
+                support, baseline = torch.zeros(2, classes, dtype=torch.long, device=device)
+                ablated, lost = torch.zeros(2, len(ablations) * classes, dtype=torch.long, device=device)
             hit = state.logits.argmax(-1) == y
             support += torch.bincount(y, minlength=classes)
             baseline += torch.bincount(y[hit], minlength=classes)
@@ -115,10 +113,8 @@ def counts_frame(counts: Counts) -> pd.DataFrame:
 
 
 def class_accuracy(support: np.ndarray, correct: np.ndarray, class_names: Sequence[str]) -> pd.DataFrame:
-    """Every model class: support, correct, accuracy with its Wilson interval (NaN and
-    ``present=False`` when it has no image)."""
+    """Every model class: support, correct, accuracy with its Wilson interval (NaN if no image), present."""
     support = np.asarray(support)
-    acc = np.where(support > 0, np.asarray(correct) / np.maximum(support, 1), np.nan)
     low, high = wilson_interval(correct, support)
     return pd.DataFrame(
         {
@@ -126,7 +122,7 @@ def class_accuracy(support: np.ndarray, correct: np.ndarray, class_names: Sequen
             "class_name": list(class_names)[: len(support)],
             "support": support.astype(np.int64),
             "correct": np.asarray(correct, dtype=np.int64),
-            "accuracy": acc,
+            "accuracy": np.where(support > 0, np.asarray(correct) / np.maximum(support, 1), np.nan),
             "accuracy_low": low,
             "accuracy_high": high,
             "present": support > 0,

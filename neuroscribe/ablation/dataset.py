@@ -49,11 +49,8 @@ def model_label_map(dataset_classes: list[str], class_names: list[str], uri: str
     wnids = {w: i for i, w in enumerate(_imagenet_wnids())} if n == 1000 else {}
 
     def lookup(name: str) -> int | None:
-        if normalized_name(name) in by_name:
-            return by_name[normalized_name(name)]
-        if name in wnids:
-            return wnids[name]
-        return int(name) if name.isdigit() and int(name) < n else None
+        numbered = int(name) if name.isdigit() and int(name) < n else None
+        return by_name.get(normalized_name(name), wnids.get(name, numbered))
 
     found = [lookup(c) for c in dataset_classes]
     if all(i is not None for i in found):

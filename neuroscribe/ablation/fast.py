@@ -14,15 +14,12 @@ set to zero.  From fastest to most general:
   module maps a zeroed channel u to a constant ``c_u`` and leaves the others alone, and the
   logits are affine in the pooled activation ``p``, so ablating u changes them by
   ``-W[:, u] * (p[:, u] - c_u)``: an outer product per unit (unit sets sum their columns).
-- ``suffix``: the network after the target is a plain chain of modules (top-level children of a
-  model whose forward chains them, the rest of each enclosing ``nn.Sequential``, the heads of
-  torchvision's and timm's vision transformers in ``known_tail``; nested ``nn.Sequential``
-  unrolled; a ``Linear`` after a 4-d map gets it flattened, as ``torch.flatten(x, 1)`` does in
-  torchvision forwards).  The target's output is cached once per batch and only the chain runs,
-  on G masked copies stacked along the batch axis.  When the chain starts with a 1x1 convolution
-  or a linear layer, its output is cached too and a single unit's ablation subtracts a rank-one
-  term instead; an eval BatchNorm right after it is folded into that term, the steps up to the
-  pooling run on chunks of ``CHUNK_ELEMENTS`` (in cache) and the head once on all pairs.
+- ``suffix``: the network after the target is a plain chain of modules (``suffix_modules``).  The
+  target's output is cached once per batch and only the chain runs, on G masked copies stacked
+  along the batch axis.  When the chain starts with a 1x1 convolution or a linear layer, its
+  output is cached too and a single unit's ablation subtracts a rank-one term instead; an eval
+  BatchNorm right after it is folded into that term, the steps up to the pooling run on chunks of
+  ``CHUNK_ELEMENTS`` (in cache) and the head once on all pairs.
 - ``hook``: any model.  The whole network runs on G stacked copies of the batch; a hook zeroes
   unit set g in copy g.
 - ``naive``: the reference, one ``modes.ablate`` forward per unit set (``weights`` mode really
@@ -32,9 +29,8 @@ set to zero.  From fastest to most general:
 match the hook path's on a probe batch, so a model whose forward is not what its module order
 suggests falls back instead of giving wrong numbers.  Tests check every path against ``naive``.
 
-A module whose output *is* an enclosing module's output (EfficientNet's ``bn2.act`` inside
-``bn2``; ``blocks.6``, the last of ``blocks``) is evaluated from the outermost such module
-(``equivalent_target``, found on the probe), so every name of one tensor gets the same path.
+A module whose output *is* an enclosing module's output is evaluated from the outermost such
+module (``equivalent_target``), so every name of one tensor gets the same path.
 
 Memory: ``suffix`` and ``hook`` cap the stacked copies per forward so that the largest
 activation, times ``ACTIVATION_FACTOR`` live tensors, stays within ``MEMORY_BUDGET`` bytes
@@ -265,9 +261,10 @@ def known_tail(container: nn.Module, child: str) -> list[nn.Module] | None:
 def suffix_modules(model: nn.Module, name: str) -> list[nn.Module] | None:
     """The modules after ``name`` if the network could be a chain from there on, else None.
 
-    Inside the model only ``nn.Sequential`` containers (with their own forward) and the known
-    heads of ``known_tail`` count as chains; the model's own forward is taken on trust here
-    (unless ``known_tail`` knows it) and checked on a probe by ``choose_path``.
+    Inside the model only ``nn.Sequential`` containers (with their own forward; nested ones
+    unrolled) and the known heads of ``known_tail`` (torchvision's and timm's vision transformers)
+    count as chains; the model's own forward is taken on trust here (unless ``known_tail`` knows
+    it) and checked on a probe by ``choose_path``.
     """
     container: nn.Module = model
     rests: list[list[nn.Module]] = []
@@ -285,9 +282,7 @@ def suffix_modules(model: nn.Module, name: str) -> list[nn.Module] | None:
 
 def _rank_one_first(module: nn.Module | None) -> bool:
     """A first step whose change under one zeroed input unit is a rank-one term: a 1x1 conv or a Linear."""
-    if isinstance(module, nn.Linear):
-        return True
-    return (
+    return isinstance(module, nn.Linear) or (
         isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1) and module.stride == (1, 1)
         and module.groups == 1 and module.padding in ((0, 0), "valid") and type(module).forward is nn.Conv2d.forward
     )
@@ -341,10 +336,8 @@ class SuffixPath(_StackedPath):
         return State(x, logits, cached, first, copies)
 
     def _single_units(self, state: State, units: torch.Tensor) -> torch.Tensor:
-        """The logits with one input unit per copy removed, [G, B, classes]: the first step's output
-        becomes ``first - W[:, u] x_u``, written into a reused buffer of at most ``CHUNK_ELEMENTS``
-        (so that the per-position steps after it run in cache), and the steps after the pooling run
-        once on all copies."""
+        """The logits with one input unit per copy removed, [G, B, classes]: the rank-one update of the
+        module docstring, ``first - W[:, u] x_u``, chunk by chunk in one reused buffer."""
         cached, first, rest = state.cached, state.first, self.rest
         weight = self.first.weight.reshape(self.first.weight.shape[0], -1)  # [out, in] (1x1 conv or Linear)
         if self.norm is not None:  # folded into ``first`` by prepare
@@ -422,8 +415,7 @@ class ClosedPath:
         self.model, self.target, self.to_pooled, self.head = model, target, Chain(steps), head
 
     def _pooled(self, out: torch.Tensor) -> torch.Tensor:
-        pooled = self.to_pooled(out)
-        return torch.flatten(pooled, 1) if pooled.ndim > 2 else pooled
+        return torch.flatten(self.to_pooled(out), 1)
 
     def prepare(self, x: torch.Tensor) -> State:
         logits, out, _ = _capture(self.model, self.target, x, MEMORY_BUDGET)
@@ -435,12 +427,11 @@ class ClosedPath:
         logits, change = state.logits, state.cached
         if self.head is None:  # the target is the logits themselves
             return zero_units(logits.unsqueeze(0).expand(masks.shape[0], -1, -1), masks)
-        weight = self.head.weight
         if bool((masks.sum(dim=1) == 1).all()):
             unit = masks.to(torch.int8).argmax(dim=1)
-            delta = change[:, unit].T.unsqueeze(2) * weight[:, unit].T.unsqueeze(1)
+            delta = change[:, unit].T.unsqueeze(2) * self.head.weight[:, unit].T.unsqueeze(1)
         else:
-            delta = torch.einsum("bc,gc,kc->gbk", change, masks.to(change.dtype), weight)
+            delta = torch.einsum("bc,gc,kc->gbk", change, masks.to(change.dtype), self.head.weight)
         return logits.unsqueeze(0) - delta
 
 
@@ -464,11 +455,6 @@ def forwards_per_ablation(path, probe: torch.Tensor, n_units: int) -> float:
     """The work of one single-unit ablation on ``path`` in forwards of the whole network (``ablation_flops``)."""
     forward, ablation = ablation_flops(path, probe, n_units)
     return ablation / max(1, forward)
-
-
-def _probe_masks(n_units: int, device: torch.device) -> torch.Tensor:
-    units = ([0], [n_units // 2], [0, n_units // 2, n_units - 1])
-    return torch.stack([units_mask(u, n_units, device) for u in units])
 
 
 def _agree(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -513,7 +499,8 @@ def choose_path(
         start = fast_target or target
     else:
         reference = HookPath(model, target)
-        masks = _probe_masks(info.units, probe.device)
+        n = info.units
+        masks = torch.stack([units_mask(u, n, probe.device) for u in ([0], [n // 2], [0, n // 2, n - 1])])
         with torch.no_grad():
             start = equivalent_target(model, target, probe)
             reference_state = reference.prepare(probe)
@@ -529,11 +516,10 @@ def choose_path(
         try:
             with torch.no_grad():
                 state = path.prepare(probe)
-                ok = _agree(state.logits, reference_state.logits) and _agree(path.ablated_logits(state, masks), expected)
+                if _agree(state.logits, reference_state.logits) and _agree(path.ablated_logits(state, masks), expected):
+                    return path
             why = "its logits differ from the full network's on a probe batch"
         except (RuntimeError, ValueError, TypeError, AssertionError, IndexError) as exc:  # a wrong chain: shapes
-            ok, why = False, f"{type(exc).__name__}: {exc}"
-        if ok:
-            return path
+            why = f"{type(exc).__name__}: {exc}"
         reasons.append(f"the {kind} path for {start} failed its check ({why})")
     raise NeuroscribeError(f"--fast {fast} does not apply to layer {info.name}: {'; '.join(reasons)}; use --fast auto")

@@ -64,10 +64,8 @@ def zero_units(output: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     ``mask`` is [units] (every sample) or [batch, units] (one set of units per sample).
     """
     dim = unit_dim(output.ndim)
-    shape = [1] * output.ndim
+    shape = [output.shape[0] if mask.ndim == 2 else 1] + [1] * (output.ndim - 1)
     shape[dim] = output.shape[dim]
-    if mask.ndim == 2:
-        shape[0] = output.shape[0]
     return torch.where(mask.to(output.device).reshape(shape), torch.zeros((), dtype=output.dtype, device=output.device), output)
 
 

@@ -10,19 +10,13 @@
     run_part(cfg, plan, i)                         # one batch of units over the whole dataset
     result = assemble_result(cfg, plan)            # tables, chart, HTML, summary; the frames
 
-Store layout (all under ``<store>/ablation/`` unless noted):
-    parts/<layer>/<run_key>/<part_key>.parquet   counts of one batch of units (units, class, support,
-                                                 baseline_correct, ablated_correct, lost); its .json: images, skipped
-    <layer>.parquet|csv                          unit, units, class, class_name, support, lost, gained,
-                                                 baseline_acc, ablated_acc, drop (each with _low, _high: 95%
-                                                 intervals), resolved, relative_drop, rank [, explanation, score]
-    <layer>.units.parquet|csv                    per unit: the classes it hurts (drop > 0) ranked, classes_hurt,
-                                                 max_drop, total_drop [, explanation]
-    <layer>.classes.parquet|csv                  per class: the units it depends on (drop > 0) ranked, with
-                                                 their explanations (top_explanations) when the run has them
-    <layer>.baseline.parquet|csv                 every model class: support, accuracy (+ interval), present
-    <layer>.png, <layer>.html                    the chart and its report page
-    <store>/summary/ablate-<layer>.json          images, skipped, path used, absent classes, seconds
+Store layout (under ``<store>/ablation/``; the columns are documented where each table is built):
+    parts/<layer>/<run_key>/<part_key>.parquet|json   one part's counts (``counts_frame``); images, skipped
+    <layer>.parquet|csv                               ``accuracy.drop_table`` [+ explanation, score]
+    <layer>.units|.classes.parquet|csv                ``report.unit_summary``, ``report.class_summary``
+    <layer>.baseline.parquet|csv                      ``accuracy.class_accuracy`` of every model class
+    <layer>.png, <layer>.html                         the chart and its report page
+    <store>/summary/ablate-<layer>.json               images, skipped, path used, absent classes, seconds
 A joint ablation (``together=True``) writes ``<layer>.set-<key>.*`` instead of ``<layer>.*``.
 
 ``run_key`` hashes the model spec, layer, mode, the dataset listing (paths and labels) and the
@@ -59,12 +53,7 @@ from neuroscribe.models import resolve_device, resolve_layers
 from neuroscribe.stages import Executor, InProcess, Plan, Stage
 from neuroscribe.store import StoreFile
 
-CODE_MODULES = (
-    "neuroscribe.ablation.modes",
-    "neuroscribe.ablation.fast",
-    "neuroscribe.ablation.accuracy",
-    "neuroscribe.ablation.dataset",
-)
+CODE_MODULES = tuple(f"neuroscribe.ablation.{name}" for name in ("modes", "fast", "accuracy", "dataset"))
 PROBE_SEED = 0
 # Default size of a part in work: a part evaluates its ablations over the whole dataset, after one
 # forward per image that every part repeats.  256 forwards' work per image is 256 ablations on the hook
@@ -142,8 +131,7 @@ def _model_on(cfg: AblateConfig, device: torch.device):
 
 def plan_sweep(cfg: AblateConfig) -> SweepPlan:
     """Resolve the layer, units, dataset and evaluation path; fail here, before any long work."""
-    device = torch.device("cpu")
-    loaded, info = _model_on(cfg, device)
+    loaded, info = _model_on(cfg, torch.device("cpu"))
     units = validate_units(info, cfg.units if cfg.units is not None else range(info.units))
     ablations = (units,) if cfg.together else tuple((u,) for u in units)
     frame, counts = labelled_index(cfg.dataset, loaded.class_names)

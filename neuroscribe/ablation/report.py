@@ -25,6 +25,7 @@ import io
 import textwrap
 from collections.abc import Sequence
 from importlib.resources import files
+from itertools import zip_longest
 
 import numpy as np
 import pandas as pd
@@ -51,7 +52,7 @@ def join_explanations(
         return table, False
     keep = ["unit", *[c for c in EXPLANATION_COLUMNS if c in explained.columns]]
     explained = explained[keep].drop_duplicates("unit").astype({"unit": "int64"})
-    table = table.drop(columns=[c for c in EXPLANATION_COLUMNS if c in table.columns])
+    table = table.drop(columns=list(EXPLANATION_COLUMNS), errors="ignore")
     return table.merge(explained, on="unit", how="left"), True
 
 
@@ -74,6 +75,7 @@ def _ranked_lists(
 def unit_summary(table: pd.DataFrame, top: int = 5) -> pd.DataFrame:
     """One row per ablation: the ``top`` classes it hurts (drop > 0), how many it hurts, its largest drop."""
     grouped = table.groupby("units", sort=False)
+    explained = [c for c in EXPLANATION_COLUMNS if c in table.columns]
     out = pd.DataFrame({
         "unit": grouped["unit"].first().astype(int),
         "classes_hurt": grouped["drop"].agg(lambda d: int((d > 0).sum())),
@@ -82,16 +84,13 @@ def unit_summary(table: pd.DataFrame, top: int = 5) -> pd.DataFrame:
         "max_drop_low": grouped["drop_low"].max().astype(float),
         "total_drop": grouped["drop"].agg(lambda d: float(d.clip(lower=0).sum())),
         "mean_drop": grouped["drop"].mean().astype(float),
+        **{column: grouped[column].first() for column in explained},
     })
     lists = {"top_classes": "class_name", "top_class_ids": "class", "top_drops": "drop", "top_drops_low": "drop_low"}
     out = out.join(_ranked_lists(_hurt(table), "units", top, lists, out.index))
-    for column in EXPLANATION_COLUMNS:
-        if column in table.columns:
-            out[column] = grouped[column].first()
-    out = out.reset_index()
     order = ["unit", "units", *lists, "classes_hurt", "classes_resolved", "max_drop", "max_drop_low", "total_drop",
-             "mean_drop", *[c for c in EXPLANATION_COLUMNS if c in out.columns]]
-    return out[order]
+             "mean_drop", *explained]
+    return out.reset_index()[order]
 
 
 def class_summary(table: pd.DataFrame, top: int = 5) -> pd.DataFrame:
@@ -136,8 +135,7 @@ def class_units(table: pd.DataFrame, query: str | int, top: int | None = None) -
     rows = _hurt(table[(table["class"] == cls) & (table["unit"] >= 0)])
     columns = ["unit", "class", "class_name", "support", "baseline_acc", "ablated_acc", "drop", "drop_low",
                "drop_high", "resolved", *[c for c in EXPLANATION_COLUMNS if c in rows.columns]]
-    rows = rows[columns].reset_index(drop=True)
-    return rows if top is None else rows.head(top)
+    return rows[columns].reset_index(drop=True).iloc[:top]
 
 
 def default_chart_units(summary: pd.DataFrame, n: int = CHART_UNITS) -> list[str]:
@@ -150,8 +148,7 @@ def default_chart_units(summary: pd.DataFrame, n: int = CHART_UNITS) -> list[str
 def unit_classes(table: pd.DataFrame, label: str | int, top: int | None = None) -> pd.DataFrame:
     """The classes that ablation ``label`` (``"559"``, ``"12+559"``) hurts, largest drop first (drop > 0 only);
     also the bars of its chart panel."""
-    rows = _hurt(table[table["units"] == str(label)])
-    return rows if top is None else rows.head(top)
+    return _hurt(table[table["units"] == str(label)]).iloc[:top]
 
 
 def unit_title(units: str, group: pd.DataFrame) -> str:
@@ -230,12 +227,10 @@ def report_page(
                "rows": unit_classes(table, label, top).to_dict("records")} for label in map(str, charted)]
     depends = []
     for row in classes[classes["units_hurting"] > 0].sort_values(["max_drop", "class"], ascending=[False, True]).itertuples():
-        explanations = getattr(row, "top_explanations", None) or [None] * len(row.top_units)
-        depends.append({
-            "row": row._asdict(),
-            "units": [{"unit": u, "drop": d, "low": lo, "explanation": e}
-                      for u, d, lo, e in zip(row.top_units, row.top_drops, row.top_drops_low, explanations)],
-        })
+        explanations = getattr(row, "top_explanations", ())  # none when the run has no explanations
+        ranked = zip_longest(row.top_units, row.top_drops, row.top_drops_low, explanations)
+        units_of_class = [{"unit": u, "drop": d, "low": lo, "explanation": e} for u, d, lo, e in ranked]
+        depends.append({"row": row._asdict(), "units": units_of_class})
     return _template().render(
         layer=layer,
         notes=list(notes),

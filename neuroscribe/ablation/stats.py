@@ -24,8 +24,7 @@ CONFIDENCE = 0.95
 
 def wilson_interval(correct, support, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
     """Wilson score interval of ``correct / support`` per element; NaN where ``support`` is 0."""
-    k = np.asarray(correct, dtype=np.int64).reshape(-1)
-    n = np.asarray(support, dtype=np.int64).reshape(-1)
+    k, n = (np.asarray(v, dtype=np.int64).reshape(-1) for v in (correct, support))
     pairs, inverse = np.unique(np.stack([k, n], axis=1), axis=0, return_inverse=True)
     bounds = np.full((len(pairs), 2), np.nan)
     for i, (kk, nn_) in enumerate(pairs):
@@ -33,8 +32,7 @@ def wilson_interval(correct, support, confidence: float = CONFIDENCE) -> tuple[n
             ci = binomtest(int(kk), int(nn_)).proportion_ci(confidence_level=confidence, method="wilson")
             bounds[i] = ci.low, ci.high
     low, high = bounds[inverse.reshape(-1)].T
-    shape = np.shape(correct)
-    return low.reshape(shape), high.reshape(shape)
+    return low.reshape(np.shape(correct)), high.reshape(np.shape(correct))
 
 
 def paired_drop_interval(both, lost, gained, neither, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
@@ -62,8 +60,5 @@ def paired_drop_interval(both, lost, gained, neither, confidence: float = CONFID
 
 def min_support_to_tell(confidence: float = CONFIDENCE, limit: int = 1000) -> int:
     """The fewest images of a class for which even a full drop (every image lost) has an interval above 0."""
-    for n in range(1, limit + 1):
-        low, _ = paired_drop_interval(0, n, 0, 0, confidence)
-        if float(low) > 0:
-            return n
-    return limit
+    telling = (n for n in range(1, limit + 1) if float(paired_drop_interval(0, n, 0, 0, confidence)[0]) > 0)
+    return next(telling, limit)
