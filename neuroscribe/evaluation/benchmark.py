@@ -31,6 +31,7 @@ import pandas as pd
 from pydantic import Field
 
 from neuroscribe.config import DatasetSpec, FrozenModel, ModelSpec
+from neuroscribe.demo import demo_config
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.evaluation.config import EvaluateConfig
 from neuroscribe.evaluation.consistency import auc, rounded, unit_aucs
@@ -40,9 +41,12 @@ from neuroscribe.evaluation.known_units import colour_labels, superclass_labels
 from neuroscribe.evaluation.metrics import match_vector
 from neuroscribe.evaluation.report import markdown_table
 from neuroscribe.evaluation.truth import layer_truth, present_classes
+from neuroscribe.explanation import ExplainConfig, run_explain, score_layer
+from neuroscribe.gallery import render_gallery
 from neuroscribe.scoring.backend import BackendSpec, ConseSpec
 from neuroscribe.scoring.rules import INACTIVE
 from neuroscribe.store import RunStore
+from neuroscribe.vocabulary import build_vocabulary
 from neuroscribe.vocabulary.superclasses import imagenet_superclasses
 
 KNOWN_UNITS_MODEL = "neuroscribe.evaluation.known_units:efficientnet_lite0_with_known_units"
@@ -112,10 +116,8 @@ def top_label_share(frame: pd.DataFrame) -> float | None:
     return round(Counter(labels).most_common(1)[0][1] / len(labels), 4) if labels else None
 
 
-def known_explain_config(cfg: BenchmarkConfig):
+def known_explain_config(cfg: BenchmarkConfig) -> ExplainConfig:
     """``explain``'s defaults on the known-units model, apart from backend and vocabulary."""
-    from neuroscribe.explanation import ExplainConfig
-
     backend = cfg.backend.model_copy(update={"device": cfg.device})
     return ExplainConfig(
         model=ModelSpec(name=cfg.model), layers=("classifier", "superclasses", "colours"),
@@ -127,10 +129,6 @@ def known_explain_config(cfg: BenchmarkConfig):
 def run_known_units(cfg: BenchmarkConfig) -> dict[str, pd.DataFrame]:
     """Explain the logit units with the ImageNet vocabulary, then rescore the superclass and colour
     units with ImageNet names + superclasses + colours (a second vocabulary artifact in the same store)."""
-    from neuroscribe.explanation import run_explain, score_layer
-    from neuroscribe.gallery import render_gallery
-    from neuroscribe.vocabulary import build_vocabulary
-
     explain_cfg = known_explain_config(cfg)
     frames = run_explain(explain_cfg)
     known_cfg = explain_cfg.model_copy(update={"vocabulary": explain_cfg.vocabulary.model_copy(update={"sources": KNOWN_VOCABULARY})})
@@ -147,7 +145,7 @@ def superclass_presence(store: str) -> np.ndarray:
     return np.array([present[list(g.classes)].any() for g in imagenet_superclasses()], dtype=bool)
 
 
-def layer_aucs(explain_cfg, layer: str) -> np.ndarray:
+def layer_aucs(explain_cfg: ExplainConfig, layer: str) -> np.ndarray:
     """Per-unit activation-grounded AUC of the stored explanations, exactly as ``neuroscribe evaluate`` computes it."""
     eval_cfg = EvaluateConfig(store=explain_cfg.extract.store, layers=(layer,), explain=explain_cfg, sentence_models=())
     ctx = layer_context(eval_cfg, explain_cfg, layer, probe_images(explain_cfg, [layer], eval_cfg.random_images, eval_cfg.seed))
@@ -177,9 +175,6 @@ def known_groups(cfg: BenchmarkConfig) -> dict:
 def demo_group(cfg: BenchmarkConfig) -> dict:
     """``demo_blocks5``: the demo's own config on the benchmark's images, ``blocks.5`` only: median
     label-free AUC, top-label share and the share of tied labels."""
-    from neuroscribe.demo import demo_config
-    from neuroscribe.explanation import run_explain
-
     demo_cfg = demo_config(images=cfg.images, out=str(Path(cfg.out) / "demo"), layers=("blocks.5",), limit=cfg.limit)
     demo_cfg = demo_cfg.model_copy(update={"backend": demo_cfg.backend.model_copy(update={"device": cfg.device})})
     demo_frame = run_explain(demo_cfg)["blocks.5"]

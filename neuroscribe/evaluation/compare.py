@@ -29,6 +29,7 @@ from neuroscribe.evaluation.metrics import label_metrics
 from neuroscribe.explanation import embeds_whole_images
 from neuroscribe.fingerprint import content_key
 from neuroscribe.scoring.rules import RuleSpec
+from neuroscribe.vocabulary import VocabularyConfig, build_vocabulary, load_vocabulary
 
 RULE_NAMES = ("percentile", "seed", "softwpmi")
 
@@ -63,12 +64,6 @@ def plan_variants(ctx: LayerContext, axes: tuple[str, ...]) -> list[Variant]:
 
 def compare_vocabulary(ctx: LayerContext, sources: tuple[str, ...]):
     """Build (or reuse, the build caches by content) the vocabulary of ``sources`` beside the evaluation."""
-    from neuroscribe.vocabulary import (
-        VocabularyConfig,
-        build_vocabulary,
-        load_vocabulary,
-    )
-
     base = ctx.explain.vocabulary_config()
     cfg = VocabularyConfig.model_validate(
         base.model_dump()

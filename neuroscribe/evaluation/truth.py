@@ -29,7 +29,9 @@ import numpy as np
 import pandas as pd
 
 from neuroscribe import store as st
+from neuroscribe.ablation.dataset import model_label_map
 from neuroscribe.errors import NeuroscribeError
+from neuroscribe.models.loading import imagenet_class_names
 
 _SEPARATORS = re.compile(r"[_\-/]+")
 _DROPPED = re.compile(r"[^\w\s']+")
@@ -75,8 +77,6 @@ def _imagenet_lemmas() -> tuple[tuple[str, ...], ...] | None:
 
 def class_variants(class_names: list[str]) -> tuple[list[list[str]], str]:
     """Name variants per class, and where they came from."""
-    from neuroscribe.models.loading import imagenet_class_names
-
     lemmas = _imagenet_lemmas()
     if lemmas is not None and list(class_names) == imagenet_class_names():
         return [[name, *lemma] for name, lemma in zip(class_names, lemmas)], "ImageNet WordNet lemmas (timm)"
@@ -111,8 +111,6 @@ def read_labels_file(path: str, n_units: int) -> tuple[list[str | None], list[li
 
 def present_classes(store: str, class_names: list[str], storage_options: dict | None = None) -> np.ndarray:
     """bool [classes]: model classes with at least one decoded probe image."""
-    from neuroscribe.ablation.dataset import model_label_map
-
     run = st.RunStore(store, storage_options)
     attrs, index = run.attrs(), run.index().read_parquet()
     labels = index.loc[(index["status"] == "ok") & (index["label"] >= 0), "label"].to_numpy(dtype=np.int64)
