@@ -127,8 +127,7 @@ def known_explain_config(cfg: BenchmarkConfig) -> ExplainConfig:
 
 
 def run_known_units(cfg: BenchmarkConfig) -> dict[str, pd.DataFrame]:
-    """Explain the logit units with the ImageNet vocabulary, then rescore the superclass and colour
-    units with ImageNet names + superclasses + colours (a second vocabulary artifact in the same store)."""
+    """Explain the logits (LOGIT_VOCABULARY); rescore superclasses and colours with KNOWN_VOCABULARY."""
     explain_cfg = known_explain_config(cfg)
     frames = run_explain(explain_cfg)
     known_cfg = explain_cfg.model_copy(update={"vocabulary": explain_cfg.vocabulary.model_copy(update={"sources": KNOWN_VOCABULARY})})
@@ -173,8 +172,7 @@ def known_groups(cfg: BenchmarkConfig) -> dict:
 
 
 def demo_group(cfg: BenchmarkConfig) -> dict:
-    """``demo_blocks5``: the demo's own config on the benchmark's images, ``blocks.5`` only: median
-    label-free AUC, top-label share and the share of tied labels."""
+    """``demo_blocks5``: the demo's own config on the benchmark's images, ``blocks.5`` only."""
     demo_cfg = demo_config(images=cfg.images, out=str(Path(cfg.out) / "demo"), layers=("blocks.5",), limit=cfg.limit)
     demo_cfg = demo_cfg.model_copy(update={"backend": demo_cfg.backend.model_copy(update={"device": cfg.device})})
     demo_frame = run_explain(demo_cfg)["blocks.5"]
@@ -227,12 +225,11 @@ def _target_rows(groups: dict) -> list[dict]:
 def benchmark_markdown(result: dict) -> str:
     """The result as Markdown tables: one row per group, then the issue's targets."""
     g = result["groups"]
-    rows = [
-        {"group": name, "units": g[name]["units"], "top-1": g[name]["top1"], "mean confidence": g[name]["mean_confidence"],
-         "confidence AUROC": g[name]["confidence_auroc"], "confidence column": g[name]["confidence_column"],
-         "most frequent": g[name]["most_frequent"]}
-        for name in ("logits", "superclasses", "colours", "all_known") if name in g
-    ]
+    columns = {"units": "units", "top-1": "top1", "mean confidence": "mean_confidence",
+               "confidence AUROC": "confidence_auroc", "confidence column": "confidence_column",
+               "most frequent": "most_frequent"}
+    rows = [{"group": name} | {column: g[name][key] for column, key in columns.items()}
+            for name in ("logits", "superclasses", "colours", "all_known") if name in g]
     tables = [markdown_table(rows)] if rows else []
     if "demo_blocks5" in g:
         demo = g["demo_blocks5"]

@@ -43,12 +43,8 @@ class Variant:
     sources: tuple[str, ...] | None = None  # None: the run's vocabulary
 
 
-def run_k(ctx: LayerContext) -> int:
-    return int(ctx.topk_ids.shape[1])
-
-
 def plan_variants(ctx: LayerContext, axes: tuple[str, ...]) -> list[Variant]:
-    rule, k = ctx.explain.rule, run_k(ctx)
+    rule, k = ctx.explain.rule, ctx.k
     out: list[Variant] = []
     if "rules" in axes:
         out += [Variant("rules", name, rule.model_copy(update={"name": name})) for name in RULE_NAMES]
@@ -78,7 +74,7 @@ def variant_row(ctx: LayerContext, variant: Variant, explanations: list[str], vo
         "axis": variant.axis,
         "variant": variant.name,
         "rule": variant.rule.name,
-        "k": variant.max_rank or run_k(ctx),
+        "k": variant.max_rank or ctx.k,
         "vocabulary": "+".join(variant.sources) if variant.sources else "run",
         "concepts": len(vocabulary.concepts),
         "same_as_run": round(float(np.mean([a == b for a, b in zip(explanations, stored)])), 4),

@@ -84,6 +84,10 @@ class LayerContext:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def k(self) -> int:
+        return int(self.topk_ids.shape[1])  # the run's top images per unit
+
+    @property
     def explanations(self) -> list[str]:
         return self.table.sort_values("unit")["explanation"].astype(str).tolist()
 
@@ -108,13 +112,12 @@ class LayerContext:
 def layer_context(cfg: EvaluateConfig, explain_cfg: ExplainConfig, layer: str, probe: ProbeImages) -> LayerContext:
     manifest = cfg.run_store.table(layer).with_suffix(".json").read_json()
     vocabulary = load_vocabulary(manifest["vocabulary"], cfg.store_options)
-    table = cfg.run_store.table(layer).read_parquet()
     spaces, notes = text_spaces(explain_cfg.backend, cfg.sentence_models, cfg.text_backends)
     ctx = LayerContext(
         cfg=cfg,
         explain=explain_cfg,
         layer=layer,
-        table=table,
+        table=cfg.run_store.table(layer).read_parquet(),
         vocabulary=vocabulary,
         concept_vectors=np.empty((0, 0)),
         truth=layer_truth(cfg.store, layer, cfg.labels.get(layer), cfg.store_options),

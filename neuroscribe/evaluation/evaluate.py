@@ -83,7 +83,7 @@ def _context(cfg: EvaluateConfig, layer: str) -> LayerContext:
     return layer_context(cfg, resolve_explain_config(cfg), layer, _probe(cfg))
 
 
-def _stability(ctx, units: pd.DataFrame) -> dict:
+def _stability(ctx: LayerContext, units: pd.DataFrame) -> dict:
     """Bootstrap stability of the run's rule; also checks that rescoring reproduces the run's table."""
     cfg, rule = ctx.cfg, ctx.explain.rule
     evidence = evidence_for(ctx.explain, ctx.layer, rule, ctx.probe)
@@ -97,7 +97,7 @@ def _stability(ctx, units: pd.DataFrame) -> dict:
     ok_ids = index.loc[index["status"] == "ok", "id"].to_numpy(dtype=np.int64)
     summary, per_unit = bootstrap_stability(
         lambda block: values.oindex[:, np.asarray(block)], evidence.image_id, ok_ids, values.shape[0],
-        int(ctx.topk_ids.shape[1]), relabel, reference, cfg.bootstrap, cfg.seed,
+        ctx.k, relabel, reference, cfg.bootstrap, cfg.seed,
     )
     units["stability"] = per_unit
     summary["reproduces_table"] = round(float(np.mean([a == b for a, b in zip(reference, ctx.explanations)])), 4)

@@ -104,8 +104,7 @@ def read_labels_file(path: str, n_units: int) -> tuple[list[str | None], list[li
             raise NeuroscribeError(f"labels file {path} names unit {unit}, but the layer has units 0..{n_units - 1}; fix the unit column")
         items = split_variants(label)
         names[unit] = items[0]
-        more = [v.strip() for v in extra.split(";") if v.strip()]
-        variants[unit] = [label, *items, *more]
+        variants[unit] = [label, *items, *(v.strip() for v in extra.split(";") if v.strip())]
     return names, variants
 
 
