@@ -40,12 +40,11 @@ from neuroscribe.evaluation.evidence import probe_images
 from neuroscribe.evaluation.known_units import colour_labels, superclass_labels
 from neuroscribe.evaluation.metrics import match_vector
 from neuroscribe.evaluation.report import markdown_table
-from neuroscribe.evaluation.truth import layer_truth, present_classes
+from neuroscribe.evaluation.truth import layer_truth
 from neuroscribe.explanation import ExplainConfig, run_explain, score_layer
 from neuroscribe.gallery import render_gallery
 from neuroscribe.scoring.backend import BackendSpec, ConseSpec
 from neuroscribe.scoring.rules import INACTIVE
-from neuroscribe.store import RunStore
 from neuroscribe.vocabulary import build_vocabulary
 from neuroscribe.vocabulary.superclasses import imagenet_superclasses
 
@@ -138,12 +137,6 @@ def run_known_units(cfg: BenchmarkConfig) -> dict[str, pd.DataFrame]:
     return frames
 
 
-def superclass_presence(store: str) -> np.ndarray:
-    """bool [superclasses]: superclasses with at least one probe image of one of their classes."""
-    present = present_classes(store, list(RunStore(store).attrs()["class_names"]))
-    return np.array([present[list(g.classes)].any() for g in imagenet_superclasses()], dtype=bool)
-
-
 def layer_aucs(explain_cfg: ExplainConfig, layer: str) -> np.ndarray:
     """Per-unit activation-grounded AUC of the stored explanations, exactly as ``neuroscribe evaluate`` computes it."""
     eval_cfg = EvaluateConfig(store=explain_cfg.extract.store, layers=(layer,), explain=explain_cfg, sentence_models=())
@@ -159,9 +152,11 @@ def known_groups(cfg: BenchmarkConfig) -> dict:
     frames = run_known_units(cfg)
     store = known_explain_config(cfg).extract.store
     truth = layer_truth(store, "classifier")
+    # a superclass is present when one of its classes has a probe image
+    superclasses_present = np.array([truth.present[list(g.classes)].any() for g in imagenet_superclasses()])
     judged = {
         "logits": (frames["classifier"], truth.variants, truth.present),
-        "superclasses": (frames["superclasses"], [v for _, v in superclass_labels()], superclass_presence(store)),
+        "superclasses": (frames["superclasses"], [v for _, v in superclass_labels()], superclasses_present),
         "colours": (frames["colours"], [v for _, v in colour_labels()], np.ones(len(frames["colours"]), dtype=bool)),
     }
     groups = {name: group_metrics(*args) for name, args in judged.items()}
@@ -192,8 +187,7 @@ def demo_group(cfg: BenchmarkConfig) -> dict:
 def run_benchmark(cfg: BenchmarkConfig, groups: tuple[str, ...] = GROUPS) -> dict:
     """Run the chosen ``groups`` (default: all) and return the result (also written to
     ``<out>/quality.json`` and ``.md``; ``--only demo`` writes ``quality-demo.*``)."""
-    unknown = sorted(set(groups) - set(GROUPS))
-    if unknown or not groups:
+    if (unknown := sorted(set(groups) - set(GROUPS))) or not groups:
         raise NeuroscribeError(f"unknown benchmark groups {unknown or list(groups)}; choose from {', '.join(GROUPS)}")
     timings, measured = {}, {}
     for group, timing, measure in (("known", "known_units_s", known_groups), ("demo", "demo_s", demo_group)):

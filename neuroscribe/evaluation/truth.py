@@ -119,25 +119,19 @@ def present_classes(store: str, class_names: list[str], storage_options: dict | 
     return np.isin(np.arange(len(class_names)), labels)
 
 
-def is_classifier_output(attrs: dict, layer: str) -> bool:
-    """A linear layer with one unit per model class: its units are the class logits."""
-    info = attrs.get("layers", {}).get(layer, {})
-    return info.get("kind") == "linear" and int(info.get("units", -1)) == len(attrs.get("class_names", []))
-
-
 def layer_truth(store: str, layer: str, labels: str | None = None, storage_options: dict | None = None) -> LayerTruth | None:
     """Ground truth of ``layer``; ``None`` when it has none (not the classifier output, no labels file)."""
     attrs = st.RunStore(store, storage_options).attrs()
     if layer not in attrs.get("layers", {}):
         raise NeuroscribeError(f"layer {layer!r} is not in run {store}; choose one of {sorted(attrs.get('layers', {}))}")
-    n_units = int(attrs["layers"][layer]["units"])
+    info = attrs["layers"][layer]
     if labels is not None:
-        names, variants = read_labels_file(labels, n_units)
+        names, variants = read_labels_file(labels, int(info["units"]))
         present = np.array([n is not None for n in names], dtype=bool)
         return LayerTruth(names, variants, present, f"labels file {labels}", "labels file")
-    if not is_classifier_output(attrs, layer):
+    class_names = list(attrs.get("class_names", []))
+    if info.get("kind") != "linear" or int(info["units"]) != len(class_names):  # not the classifier's logits
         return None
-    class_names = list(attrs["class_names"])
     variants, variant_source = class_variants(class_names)
     present = present_classes(store, class_names, storage_options)
-    return LayerTruth(list(class_names), variants, present, "model classes", variant_source)
+    return LayerTruth(class_names, variants, present, "model classes", variant_source)
