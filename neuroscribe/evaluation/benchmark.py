@@ -31,6 +31,7 @@ import pandas as pd
 from pydantic import Field
 
 from neuroscribe.config import DatasetSpec, FrozenModel, ModelSpec
+from neuroscribe.demo import demo_config
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.evaluation.config import EvaluateConfig
 from neuroscribe.evaluation.consistency import auc, rounded, unit_aucs
@@ -39,10 +40,12 @@ from neuroscribe.evaluation.evidence import probe_images
 from neuroscribe.evaluation.known_units import colour_labels, superclass_labels
 from neuroscribe.evaluation.metrics import match_vector
 from neuroscribe.evaluation.report import markdown_table
-from neuroscribe.evaluation.truth import layer_truth, present_classes
+from neuroscribe.evaluation.truth import layer_truth
+from neuroscribe.explanation import ExplainConfig, run_explain, score_layer
+from neuroscribe.gallery import render_gallery
 from neuroscribe.scoring.backend import BackendSpec, ConseSpec
 from neuroscribe.scoring.rules import INACTIVE
-from neuroscribe.store import RunStore
+from neuroscribe.vocabulary import build_vocabulary
 from neuroscribe.vocabulary.superclasses import imagenet_superclasses
 
 KNOWN_UNITS_MODEL = "neuroscribe.evaluation.known_units:efficientnet_lite0_with_known_units"
@@ -112,10 +115,8 @@ def top_label_share(frame: pd.DataFrame) -> float | None:
     return round(Counter(labels).most_common(1)[0][1] / len(labels), 4) if labels else None
 
 
-def known_explain_config(cfg: BenchmarkConfig):
+def known_explain_config(cfg: BenchmarkConfig) -> ExplainConfig:
     """``explain``'s defaults on the known-units model, apart from backend and vocabulary."""
-    from neuroscribe.explanation import ExplainConfig
-
     backend = cfg.backend.model_copy(update={"device": cfg.device})
     return ExplainConfig(
         model=ModelSpec(name=cfg.model), layers=("classifier", "superclasses", "colours"),
@@ -125,12 +126,7 @@ def known_explain_config(cfg: BenchmarkConfig):
 
 
 def run_known_units(cfg: BenchmarkConfig) -> dict[str, pd.DataFrame]:
-    """Explain the logit units with the ImageNet vocabulary, then rescore the superclass and colour
-    units with ImageNet names + superclasses + colours (a second vocabulary artifact in the same store)."""
-    from neuroscribe.explanation import run_explain, score_layer
-    from neuroscribe.gallery import render_gallery
-    from neuroscribe.vocabulary import build_vocabulary
-
+    """Explain the logits (LOGIT_VOCABULARY); rescore superclasses and colours with KNOWN_VOCABULARY."""
     explain_cfg = known_explain_config(cfg)
     frames = run_explain(explain_cfg)
     known_cfg = explain_cfg.model_copy(update={"vocabulary": explain_cfg.vocabulary.model_copy(update={"sources": KNOWN_VOCABULARY})})
@@ -141,13 +137,7 @@ def run_known_units(cfg: BenchmarkConfig) -> dict[str, pd.DataFrame]:
     return frames
 
 
-def superclass_presence(store: str) -> np.ndarray:
-    """bool [superclasses]: superclasses with at least one probe image of one of their classes."""
-    present = present_classes(store, list(RunStore(store).attrs()["class_names"]))
-    return np.array([present[list(g.classes)].any() for g in imagenet_superclasses()], dtype=bool)
-
-
-def layer_aucs(explain_cfg, layer: str) -> np.ndarray:
+def layer_aucs(explain_cfg: ExplainConfig, layer: str) -> np.ndarray:
     """Per-unit activation-grounded AUC of the stored explanations, exactly as ``neuroscribe evaluate`` computes it."""
     eval_cfg = EvaluateConfig(store=explain_cfg.extract.store, layers=(layer,), explain=explain_cfg, sentence_models=())
     ctx = layer_context(eval_cfg, explain_cfg, layer, probe_images(explain_cfg, [layer], eval_cfg.random_images, eval_cfg.seed))
@@ -162,9 +152,11 @@ def known_groups(cfg: BenchmarkConfig) -> dict:
     frames = run_known_units(cfg)
     store = known_explain_config(cfg).extract.store
     truth = layer_truth(store, "classifier")
+    # a superclass is present when one of its classes has a probe image
+    superclasses_present = np.array([truth.present[list(g.classes)].any() for g in imagenet_superclasses()])
     judged = {
         "logits": (frames["classifier"], truth.variants, truth.present),
-        "superclasses": (frames["superclasses"], [v for _, v in superclass_labels()], superclass_presence(store)),
+        "superclasses": (frames["superclasses"], [v for _, v in superclass_labels()], superclasses_present),
         "colours": (frames["colours"], [v for _, v in colour_labels()], np.ones(len(frames["colours"]), dtype=bool)),
     }
     groups = {name: group_metrics(*args) for name, args in judged.items()}
@@ -175,11 +167,7 @@ def known_groups(cfg: BenchmarkConfig) -> dict:
 
 
 def demo_group(cfg: BenchmarkConfig) -> dict:
-    """``demo_blocks5``: the demo's own config on the benchmark's images, ``blocks.5`` only: median
-    label-free AUC, top-label share and the share of tied labels."""
-    from neuroscribe.demo import demo_config
-    from neuroscribe.explanation import run_explain
-
+    """``demo_blocks5``: the demo's own config on the benchmark's images, ``blocks.5`` only."""
     demo_cfg = demo_config(images=cfg.images, out=str(Path(cfg.out) / "demo"), layers=("blocks.5",), limit=cfg.limit)
     demo_cfg = demo_cfg.model_copy(update={"backend": demo_cfg.backend.model_copy(update={"device": cfg.device})})
     demo_frame = run_explain(demo_cfg)["blocks.5"]
@@ -199,8 +187,7 @@ def demo_group(cfg: BenchmarkConfig) -> dict:
 def run_benchmark(cfg: BenchmarkConfig, groups: tuple[str, ...] = GROUPS) -> dict:
     """Run the chosen ``groups`` (default: all) and return the result (also written to
     ``<out>/quality.json`` and ``.md``; ``--only demo`` writes ``quality-demo.*``)."""
-    unknown = sorted(set(groups) - set(GROUPS))
-    if unknown or not groups:
+    if (unknown := sorted(set(groups) - set(GROUPS))) or not groups:
         raise NeuroscribeError(f"unknown benchmark groups {unknown or list(groups)}; choose from {', '.join(GROUPS)}")
     timings, measured = {}, {}
     for group, timing, measure in (("known", "known_units_s", known_groups), ("demo", "demo_s", demo_group)):
@@ -232,12 +219,11 @@ def _target_rows(groups: dict) -> list[dict]:
 def benchmark_markdown(result: dict) -> str:
     """The result as Markdown tables: one row per group, then the issue's targets."""
     g = result["groups"]
-    rows = [
-        {"group": name, "units": g[name]["units"], "top-1": g[name]["top1"], "mean confidence": g[name]["mean_confidence"],
-         "confidence AUROC": g[name]["confidence_auroc"], "confidence column": g[name]["confidence_column"],
-         "most frequent": g[name]["most_frequent"]}
-        for name in ("logits", "superclasses", "colours", "all_known") if name in g
-    ]
+    columns = {"units": "units", "top-1": "top1", "mean confidence": "mean_confidence",
+               "confidence AUROC": "confidence_auroc", "confidence column": "confidence_column",
+               "most frequent": "most_frequent"}
+    rows = [{"group": name} | {column: g[name][key] for column, key in columns.items()}
+            for name in ("logits", "superclasses", "colours", "all_known") if name in g]
     tables = [markdown_table(rows)] if rows else []
     if "demo_blocks5" in g:
         demo = g["demo_blocks5"]

@@ -29,6 +29,7 @@ from neuroscribe.evaluation.metrics import label_metrics
 from neuroscribe.explanation import embeds_whole_images
 from neuroscribe.fingerprint import content_key
 from neuroscribe.scoring.rules import RuleSpec
+from neuroscribe.vocabulary import VocabularyConfig, build_vocabulary, load_vocabulary
 
 RULE_NAMES = ("percentile", "seed", "softwpmi")
 
@@ -42,12 +43,8 @@ class Variant:
     sources: tuple[str, ...] | None = None  # None: the run's vocabulary
 
 
-def run_k(ctx: LayerContext) -> int:
-    return int(ctx.topk_ids.shape[1])
-
-
 def plan_variants(ctx: LayerContext, axes: tuple[str, ...]) -> list[Variant]:
-    rule, k = ctx.explain.rule, run_k(ctx)
+    rule, k = ctx.explain.rule, ctx.k
     out: list[Variant] = []
     if "rules" in axes:
         out += [Variant("rules", name, rule.model_copy(update={"name": name})) for name in RULE_NAMES]
@@ -63,38 +60,29 @@ def plan_variants(ctx: LayerContext, axes: tuple[str, ...]) -> list[Variant]:
 
 def compare_vocabulary(ctx: LayerContext, sources: tuple[str, ...]):
     """Build (or reuse, the build caches by content) the vocabulary of ``sources`` beside the evaluation."""
-    from neuroscribe.vocabulary import (
-        VocabularyConfig,
-        build_vocabulary,
-        load_vocabulary,
-    )
-
     base = ctx.explain.vocabulary_config()
-    cfg = VocabularyConfig.model_validate(
-        base.model_dump()
-        | {"sources": sources, "store": ctx.cfg.run_store.evaluation_vocabulary().uri, "name": f"compare-{content_key(list(sources), 10)}", "cache_dir": base.cache_uri}
-    )
+    update = {"sources": sources, "store": ctx.cfg.run_store.evaluation_vocabulary().uri,
+              "name": f"compare-{content_key(list(sources), 10)}", "cache_dir": base.cache_uri}
+    cfg = VocabularyConfig.model_validate(base.model_dump() | update)
     return load_vocabulary(build_vocabulary(cfg).uri, ctx.cfg.store_options)
 
 
 def variant_row(ctx: LayerContext, variant: Variant, explanations: list[str], vocabulary, vectors: np.ndarray) -> dict:
-    stored = ctx.explanations
     row = {
         "axis": variant.axis,
         "variant": variant.name,
         "rule": variant.rule.name,
-        "k": variant.max_rank or run_k(ctx),
+        "k": variant.max_rank or ctx.k,
         "vocabulary": "+".join(variant.sources) if variant.sources else "run",
         "concepts": len(vocabulary.concepts),
-        "same_as_run": round(float(np.mean([a == b for a, b in zip(explanations, stored)])), 4),
+        "same_as_run": round(float(np.mean([a == b for a, b in zip(explanations, ctx.explanations)])), 4),
     }
     if ctx.truth is not None:
         summary, _ = label_metrics(explanations, ctx.truth, ctx.spaces, ctx.cfg.permutations, ctx.cfg.seed, ctx.cfg.truth_text)
         row["exact_match_present"] = summary["present"]["exact_match"]["value"]
         row["exact_match_present_chance"] = summary["present"]["exact_match"]["chance"]
         row["exact_match_all"] = summary["all"]["exact_match"]["value"]
-        for space, result in summary["present"]["cosine"].items():
-            row[f"cosine_present {space}"] = result["value"]
+        row |= {f"cosine_present {space}": r["value"] for space, r in summary["present"]["cosine"].items()}
     aucs = unit_aucs(ctx.probe, ctx.fired_ids, ctx.text_vectors(explanations, vocabulary, vectors), ctx.topk_ids)
     spread = distribution(aucs)
     row["auc_mean"], row["auc_median"] = spread.get("mean"), spread.get("median")

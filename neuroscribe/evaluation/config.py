@@ -92,12 +92,10 @@ def resolve_explain_config(cfg: EvaluateConfig) -> ExplainConfig:
 
 def evaluated_layers(cfg: EvaluateConfig, explain_cfg: ExplainConfig) -> list[str]:
     layers = list(cfg.layers or explain_cfg.extract.layers)
-    missing = [layer for layer in layers if not cfg.run_store.table(layer).exists()]
-    if missing:
+    if missing := [layer for layer in layers if not cfg.run_store.table(layer).exists()]:
         raise NeuroscribeError(
             f"layers {missing} of {cfg.store} have no explanations; run `neuroscribe explain --layers {','.join(missing)}` first"
         )
-    unknown = sorted(set(cfg.labels) - set(layers))
-    if unknown:
+    if unknown := sorted(set(cfg.labels) - set(layers)):
         raise NeuroscribeError(f"labels are given for layers {unknown} that are not evaluated; evaluate them with --layers")
     return layers

@@ -64,8 +64,7 @@ def unit_aucs(
 
 def bootstrap_counts(ok_ids: np.ndarray, n_images: int, rng: np.random.Generator) -> np.ndarray:
     """int [n_images]: how often each image is drawn when ``len(ok_ids)`` draws are made with replacement."""
-    draws = rng.choice(ok_ids, size=len(ok_ids), replace=True)
-    return np.bincount(draws, minlength=n_images)
+    return np.bincount(rng.choice(ok_ids, size=len(ok_ids), replace=True), minlength=n_images)
 
 
 def resampled_topk(values: np.ndarray, counts: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -79,8 +78,6 @@ def resampled_topk(values: np.ndarray, counts: np.ndarray, k: int) -> tuple[np.n
     block = np.asarray(values, dtype=np.float32)[drawn]  # activations are stored as float32
     block = np.where(np.isnan(block), -np.inf, block)
     take = min(k, len(drawn))
-    ids = np.full((block.shape[1], k), -1, dtype=np.int64)
-    mult = np.zeros((block.shape[1], k), dtype=np.int64)
     # k distinct candidates always suffice: each drawn image fills at least one place
     if take < len(drawn):
         part = np.argpartition(-block, take - 1, axis=0)[:take]
@@ -93,9 +90,9 @@ def resampled_topk(values: np.ndarray, counts: np.ndarray, k: int) -> tuple[np.n
     cand_ids = drawn[rows]
     cand_counts = np.where(finite, counts[cand_ids], 0)
     before = np.cumsum(cand_counts, axis=1) - cand_counts
-    ids[:, :take] = np.where(finite, cand_ids, -1)
-    mult[:, :take] = np.clip(np.minimum(cand_counts, k - before), 0, None)
-    return ids, mult
+    mult = np.clip(np.minimum(cand_counts, k - before), 0, None)
+    unused = ((0, 0), (0, k - take))  # fewer drawn images than k: the last places stay empty
+    return np.pad(np.where(finite, cand_ids, -1), unused, constant_values=-1), np.pad(mult, unused)
 
 
 def bootstrap_repeats(

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,10 @@ from neuroscribe.explanation import ExplainConfig, cached_backend
 from neuroscribe.patches.load import patches_group
 from neuroscribe.scoring.backend import BackendSpec
 from neuroscribe.scoring.concepts import concept_embeddings
+from neuroscribe.scoring.factory import make_backend
 from neuroscribe.scoring.rules import INACTIVE
+from neuroscribe.vocabulary import load_vocabulary
+from neuroscribe.vocabulary.embedder import embed_sentences
 
 
 def _sentence_model_path(name: str) -> str | None:
@@ -48,25 +51,18 @@ def text_spaces(
 ) -> tuple[tuple[TextSpace, ...], tuple[str, ...]]:
     """The embedding spaces for cosine similarity, and notes on the ones that could not be used."""
     # one set per process and backend: the steps of an evaluation embed the same truths and concepts
-    from neuroscribe.scoring.factory import make_backend
-    from neuroscribe.vocabulary.embedder import embed_sentences
-
     backend = cached_backend(backend_spec)
-    spaces = [TextSpace(f"backend ({backend.name})", lambda texts: backend.embed_texts(texts))]
-    for spec in text_backends:
-        extra = make_backend(spec)
-        spaces.append(TextSpace(extra.name, lambda texts, extra=extra: extra.embed_texts(texts)))
+    spaces = [TextSpace(f"backend ({backend.name})", backend.embed_texts)]
+    spaces += [TextSpace(extra.name, extra.embed_texts) for extra in map(make_backend, text_backends)]
     backend_is_minilm = backend_spec.kind == "conse" and backend_spec.sentence_model is None
     notes = []
     for name in sentence_models:
         if name == MINILM:
             spaces.append(TextSpace("MiniLM (all-MiniLM-L6-v2)", embed_sentences, same_as=spaces[0] if backend_is_minilm else None))
-            continue
-        path = _sentence_model_path(name)
-        if path is None:
+        elif (path := _sentence_model_path(name)) is None:
             notes.append(f"sentence model {name} is not available offline (not in the Hugging Face cache); its cosine is not reported")
-            continue
-        spaces.append(TextSpace(Path(name).name, lambda texts, path=path: embed_sentences(texts, path)))
+        else:
+            spaces.append(TextSpace(Path(name).name, partial(embed_sentences, model=path)))
     return tuple(spaces), tuple(notes)
 
 
@@ -86,6 +82,10 @@ class LayerContext:
     topk_ids: np.ndarray  # [units, k]
     spaces: list[TextSpace] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def k(self) -> int:
+        return int(self.topk_ids.shape[1])  # the run's top images per unit
 
     @property
     def explanations(self) -> list[str]:
@@ -110,17 +110,14 @@ class LayerContext:
 
 
 def layer_context(cfg: EvaluateConfig, explain_cfg: ExplainConfig, layer: str, probe: ProbeImages) -> LayerContext:
-    from neuroscribe.vocabulary import load_vocabulary
-
     manifest = cfg.run_store.table(layer).with_suffix(".json").read_json()
     vocabulary = load_vocabulary(manifest["vocabulary"], cfg.store_options)
-    table = cfg.run_store.table(layer).read_parquet()
     spaces, notes = text_spaces(explain_cfg.backend, cfg.sentence_models, cfg.text_backends)
     ctx = LayerContext(
         cfg=cfg,
         explain=explain_cfg,
         layer=layer,
-        table=table,
+        table=cfg.run_store.table(layer).read_parquet(),
         vocabulary=vocabulary,
         concept_vectors=np.empty((0, 0)),
         truth=layer_truth(cfg.store, layer, cfg.labels.get(layer), cfg.store_options),

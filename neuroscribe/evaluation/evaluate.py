@@ -31,7 +31,7 @@ from neuroscribe.evaluation.consistency import (
     rounded,
     unit_aucs,
 )
-from neuroscribe.evaluation.context import layer_context
+from neuroscribe.evaluation.context import LayerContext, layer_context
 from neuroscribe.evaluation.evidence import (
     ProbeImages,
     evidence_for,
@@ -50,7 +50,7 @@ from neuroscribe.explanation import (
     n_units,
     unit_blocks,
 )
-from neuroscribe.scoring.rules import INACTIVE
+from neuroscribe.scoring.rules import INACTIVE, UNCERTAIN_BELOW
 from neuroscribe.stages import Executor, InProcess, Stage, one_item
 
 
@@ -69,21 +69,21 @@ def embedding_jobs(cfg: EvaluateConfig) -> list[tuple[str, list[int], ExplainCon
     return jobs
 
 
-def _probe(cfg: EvaluateConfig, explain_cfg: ExplainConfig) -> ProbeImages:
+def _probe(cfg: EvaluateConfig) -> ProbeImages:
+    explain_cfg = resolve_explain_config(cfg)
     return probe_images(explain_cfg, evaluated_layers(cfg, explain_cfg), cfg.random_images, cfg.seed)
 
 
 def embed_probe(cfg: EvaluateConfig, item: None) -> dict:
-    probe = _probe(cfg, resolve_explain_config(cfg))
+    probe = _probe(cfg)
     return {"images": len(probe.ids), "random": len(probe.random)}
 
 
-def _context(cfg: EvaluateConfig, layer: str):
-    explain_cfg = resolve_explain_config(cfg)
-    return layer_context(cfg, explain_cfg, layer, _probe(cfg, explain_cfg))
+def _context(cfg: EvaluateConfig, layer: str) -> LayerContext:
+    return layer_context(cfg, resolve_explain_config(cfg), layer, _probe(cfg))
 
 
-def _stability(ctx, units: pd.DataFrame) -> dict:
+def _stability(ctx: LayerContext, units: pd.DataFrame) -> dict:
     """Bootstrap stability of the run's rule; also checks that rescoring reproduces the run's table."""
     cfg, rule = ctx.cfg, ctx.explain.rule
     evidence = evidence_for(ctx.explain, ctx.layer, rule, ctx.probe)
@@ -97,7 +97,7 @@ def _stability(ctx, units: pd.DataFrame) -> dict:
     ok_ids = index.loc[index["status"] == "ok", "id"].to_numpy(dtype=np.int64)
     summary, per_unit = bootstrap_stability(
         lambda block: values.oindex[:, np.asarray(block)], evidence.image_id, ok_ids, values.shape[0],
-        int(ctx.topk_ids.shape[1]), relabel, reference, cfg.bootstrap, cfg.seed,
+        ctx.k, relabel, reference, cfg.bootstrap, cfg.seed,
     )
     units["stability"] = per_unit
     summary["reproduces_table"] = round(float(np.mean([a == b for a, b in zip(reference, ctx.explanations)])), 4)
@@ -137,8 +137,6 @@ def confidence_summary(table: pd.DataFrame, match: np.ndarray, present: np.ndarr
     information); ``right_certain``/``wrong_uncertain``: the shares on each side of the gallery's
     "uncertain" threshold.  None for tables written before confidence existed.
     """
-    from neuroscribe.scoring.rules import UNCERTAIN_BELOW
-
     if "confidence" not in table.columns:
         return None
     confidence = table["confidence"].to_numpy(dtype=float)[present]

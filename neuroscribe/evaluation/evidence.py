@@ -142,9 +142,8 @@ def probe_images(
     """Whole-image embeddings of the probe images evaluation needs, cached by content in the store."""
     ids, sample = probe_image_ids(cfg, layers, random_images, seed)
     backend = cached_backend(cfg.backend)
-    code = code_version("neuroscribe.evaluation.evidence")
     key = content_key({"run": cfg.run_store.attrs().get("run_key"), "ids": content_key(ids.tolist()),
-                       "backend": backend.fingerprint, "code": code})
+                       "backend": backend.fingerprint, "code": code_version(__name__)})
     file = cfg.run_store.evaluation_images(key)
     if file.exists():
         with np.load(io.BytesIO(file.read_bytes()), allow_pickle=False) as cached:

@@ -70,11 +70,8 @@ def exact_match_with_chance(
     # normalise once: the permutations only reorder the truth sets
     explained = [normalise(e) for e in explanations]
     truth_sets = [{normalise(v) for v in vs} for vs in variants]
-
-    def metric(order: np.ndarray) -> float:
-        return float(np.mean([e in truth_sets[j] for e, j in zip(explained, order)]))
-
-    return with_chance(metric, len(explained), permutations, seed)
+    return with_chance(lambda order: float(np.mean([e in truth_sets[j] for e, j in zip(explained, order)])),
+                       len(explained), permutations, seed)
 
 
 def cosine_with_chance(
@@ -94,8 +91,7 @@ class TextSpace:
         self._memo: dict[str, np.ndarray] = same_as._memo if same_as is not None else {}
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        new = [t for t in dict.fromkeys(texts) if t not in self._memo]
-        if new:
+        if new := [t for t in dict.fromkeys(texts) if t not in self._memo]:
             self._memo.update(zip(new, np.asarray(self._embed(new), dtype=np.float32)))
         if not len(texts):
             return np.zeros((0, 0), dtype=np.float32)
@@ -126,11 +122,10 @@ def label_metrics(
     labelled = truth.labelled
     per_unit = {"match": match_vector(explanations, truth.variants) & labelled}
     explained = explanations != INACTIVE
+    idx = np.flatnonzero(labelled & explained)
     for space in spaces:
         cos = np.full(len(explanations), np.nan)
-        idx = np.flatnonzero(labelled & explained)
-        if len(idx):
-            cos[idx] = rowwise_cosine(space(explanations[idx]), space(texts[idx]))
+        cos[idx] = rowwise_cosine(space(explanations[idx]), space(texts[idx]))
         per_unit[f"cos:{space.name}"] = cos
     summary = {}
     for subset, mask in (("present", labelled & truth.present), ("all", labelled)):

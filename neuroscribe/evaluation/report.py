@@ -90,11 +90,8 @@ def headline(summary: dict) -> dict:
         present = summary["labels"]["present"]
         out["exact match (present)"] = present["exact_match"]["value"]
         out["chance"] = present["exact_match"]["chance"]
-        for space, result in present["cosine"].items():
-            out[f"cosine {space}"] = result["value"]
-    out["AUC mean"] = summary["auc"].get("mean")
-    out["stability"] = summary["stability"].get("unchanged")
-    return out
+        out |= {f"cosine {space}": result["value"] for space, result in present["cosine"].items()}
+    return out | {"AUC mean": summary["auc"].get("mean"), "stability": summary["stability"].get("unchanged")}
 
 
 def _template():
@@ -137,8 +134,7 @@ def chart(summaries: list[dict], compares: dict[str, pd.DataFrame]) -> bytes:
         ax.legend(fontsize=7)
     ax = axes.pop(0)
     for s in summaries:
-        hist = s["auc"].get("histogram")
-        if hist:
+        if hist := s["auc"].get("histogram"):
             ax.stairs(hist["counts"], hist["edges"], label=s["layer"])
     ax.axvline(0.5, color="grey", linestyle="--", linewidth=1)
     ax.set_xlabel("AUC (top images vs random images)", fontsize=8)

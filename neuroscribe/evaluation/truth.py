@@ -29,7 +29,9 @@ import numpy as np
 import pandas as pd
 
 from neuroscribe import store as st
+from neuroscribe.ablation.dataset import model_label_map
 from neuroscribe.errors import NeuroscribeError
+from neuroscribe.models.loading import imagenet_class_names
 
 _SEPARATORS = re.compile(r"[_\-/]+")
 _DROPPED = re.compile(r"[^\w\s']+")
@@ -75,8 +77,6 @@ def _imagenet_lemmas() -> tuple[tuple[str, ...], ...] | None:
 
 def class_variants(class_names: list[str]) -> tuple[list[list[str]], str]:
     """Name variants per class, and where they came from."""
-    from neuroscribe.models.loading import imagenet_class_names
-
     lemmas = _imagenet_lemmas()
     if lemmas is not None and list(class_names) == imagenet_class_names():
         return [[name, *lemma] for name, lemma in zip(class_names, lemmas)], "ImageNet WordNet lemmas (timm)"
@@ -104,15 +104,12 @@ def read_labels_file(path: str, n_units: int) -> tuple[list[str | None], list[li
             raise NeuroscribeError(f"labels file {path} names unit {unit}, but the layer has units 0..{n_units - 1}; fix the unit column")
         items = split_variants(label)
         names[unit] = items[0]
-        more = [v.strip() for v in extra.split(";") if v.strip()]
-        variants[unit] = [label, *items, *more]
+        variants[unit] = [label, *items, *(v.strip() for v in extra.split(";") if v.strip())]
     return names, variants
 
 
 def present_classes(store: str, class_names: list[str], storage_options: dict | None = None) -> np.ndarray:
     """bool [classes]: model classes with at least one decoded probe image."""
-    from neuroscribe.ablation.dataset import model_label_map
-
     run = st.RunStore(store, storage_options)
     attrs, index = run.attrs(), run.index().read_parquet()
     labels = index.loc[(index["status"] == "ok") & (index["label"] >= 0), "label"].to_numpy(dtype=np.int64)
@@ -122,25 +119,19 @@ def present_classes(store: str, class_names: list[str], storage_options: dict | 
     return np.isin(np.arange(len(class_names)), labels)
 
 
-def is_classifier_output(attrs: dict, layer: str) -> bool:
-    """A linear layer with one unit per model class: its units are the class logits."""
-    info = attrs.get("layers", {}).get(layer, {})
-    return info.get("kind") == "linear" and int(info.get("units", -1)) == len(attrs.get("class_names", []))
-
-
 def layer_truth(store: str, layer: str, labels: str | None = None, storage_options: dict | None = None) -> LayerTruth | None:
     """Ground truth of ``layer``; ``None`` when it has none (not the classifier output, no labels file)."""
     attrs = st.RunStore(store, storage_options).attrs()
     if layer not in attrs.get("layers", {}):
         raise NeuroscribeError(f"layer {layer!r} is not in run {store}; choose one of {sorted(attrs.get('layers', {}))}")
-    n_units = int(attrs["layers"][layer]["units"])
+    info = attrs["layers"][layer]
     if labels is not None:
-        names, variants = read_labels_file(labels, n_units)
+        names, variants = read_labels_file(labels, int(info["units"]))
         present = np.array([n is not None for n in names], dtype=bool)
         return LayerTruth(names, variants, present, f"labels file {labels}", "labels file")
-    if not is_classifier_output(attrs, layer):
+    class_names = list(attrs.get("class_names", []))
+    if info.get("kind") != "linear" or int(info["units"]) != len(class_names):  # not the classifier's logits
         return None
-    class_names = list(attrs["class_names"])
     variants, variant_source = class_variants(class_names)
     present = present_classes(store, class_names, storage_options)
-    return LayerTruth(list(class_names), variants, present, "model classes", variant_source)
+    return LayerTruth(class_names, variants, present, "model classes", variant_source)
