@@ -29,10 +29,11 @@ run key stays a content key.  Labels (for ablation) are model class indices or c
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import itertools
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -68,8 +69,7 @@ def model_spec(model: Any, preprocessing: Any = None, class_names: Any = None, w
                 f"model {model!r} is a name: it brings its own preprocessing and class names; pass class_names as a file "
                 f"with one name per line, or pass the model object to give preprocessing"
             )
-        if weights is not None and not isinstance(weights, str):
-            weights = getattr(weights, "name", weights)  # a torchvision weights enum member names itself
+        weights = getattr(weights, "name", weights)  # a torchvision weights enum member names itself
         return ModelSpec(name=str(model), weights=weights, checkpoint=checkpoint, class_names_file=str(class_names) if class_names else None)
     if isinstance(model, LoadedModel):
         preprocessing = preprocessing if preprocessing is not None else model.preprocessing
@@ -210,13 +210,16 @@ def runner_spec(runner: Any, device: str | None, batch_size: int | None) -> tupl
     )
 
 
-def _run_flow(flow_obj: Any, cfg: Any) -> dict:
-    """Run one of the CLI's Prefect flows on the Dask runner ``cfg.runner`` describes."""
+def _execute(cfg: Any, on_dask: bool, in_process: Callable[[Any], Any], flow: str) -> Any:
+    """``in_process(cfg)``, or the CLI's Prefect flow ``neuroscribe.flows.<flow>`` on the Dask runner ``cfg.runner``."""
+    if not on_dask:
+        return in_process(cfg)
     from neuroscribe.flows._run import run_flow
     from neuroscribe.models.loading import require_picklable
 
-    require_picklable(getattr(cfg, "extract", cfg).model)  # before a server or cluster starts
-    return run_flow(flow_obj, cfg)
+    if (model := getattr(getattr(cfg, "extract", cfg), "model", None)) is not None:
+        require_picklable(model)  # before a server or cluster starts
+    return run_flow(getattr(importlib.import_module(f"neuroscribe.flows.{flow}"), f"{flow}_flow"), cfg)
 
 
 def _spec_overrides(value: Any, key: str, extra: dict | None = None) -> Any:
@@ -253,7 +256,7 @@ def explain(
 
     options = storage_options or {}
     runner_cfg, on_dask = runner_spec(runner, device, batch_size)
-    overrides = fields | {
+    cfg = load_config(ExplainConfig, None, fields | {
         "model": model_spec(model, preprocessing, class_names, weights),
         "layers": [layers] if isinstance(layers, str) else list(layers),
         "dataset": dataset_spec(images, store, labels, limit, options),
@@ -265,19 +268,13 @@ def explain(
         "runner": runner_cfg,
         "overwrite": overwrite or None,
         "store_options": options or None,
-    }
-    cfg = load_config(ExplainConfig, None, overrides)
+    })
     if cfg.extract.overwrite:  # replace a store holding another extraction, keeping the inputs just written
         *_, key, previous = validate_extraction(cfg.extract)
         if previous not in (None, key):
             cfg.run_store.remove(keep_inputs=True)
     validate_explain(cfg)
-    if on_dask:
-        from neuroscribe.flows.explain import explain_flow
-
-        _run_flow(explain_flow, cfg)
-    else:
-        run_explain(cfg)  # a progress bar per stage
+    _execute(cfg, on_dask, run_explain, "explain")  # in this process: a progress bar per stage
     return Run(store, options)
 
 
@@ -301,7 +298,7 @@ def ablate(
         raise NeuroscribeError("say which units to ablate: units=[12, 559], or units='all' for every unit of the layer")
     options = storage_options or {}
     runner_cfg, on_dask = runner_spec(runner, device, batch_size)
-    overrides = fields | {
+    cfg = load_config(AblateConfig, None, fields | {
         "model": model_spec(model, preprocessing, class_names, weights),
         "layer": layer,
         "units": units,
@@ -311,14 +308,8 @@ def ablate(
         "mode": mode,
         "runner": runner_cfg,
         "store_options": options or None,
-    }
-    cfg = load_config(AblateConfig, None, overrides)
-    if on_dask:
-        from neuroscribe.flows.ablate import ablate_flow
-
-        summary = _run_flow(ablate_flow, cfg)
-    else:
-        summary = run_sweep(cfg)
+    })
+    summary = _execute(cfg, on_dask, run_sweep, "ablate")
     return Ablation(store, summary["layer"], summary, options)
 
 
@@ -340,7 +331,7 @@ def evaluate(
         store, storage_options = store.store, storage_options or store.storage_options
     options = storage_options or {}
     runner_cfg, on_dask = runner_spec(runner, None, None)
-    overrides = fields | {
+    cfg = load_config(EvaluateConfig, None, fields | {
         "store": store,
         "layers": [layers] if isinstance(layers, str) else layers,
         "labels": labels,
@@ -348,15 +339,8 @@ def evaluate(
         "device": device,
         "runner": runner_cfg,
         "store_options": options or None,
-    }
-    cfg = load_config(EvaluateConfig, None, overrides)
-    if on_dask:
-        from neuroscribe.flows._run import run_flow
-        from neuroscribe.flows.evaluate import evaluate_flow
-
-        run_flow(evaluate_flow, cfg)
-    else:
-        run_evaluation(cfg)
+    })
+    _execute(cfg, on_dask, run_evaluation, "evaluate")
     return Run(store, options).evaluation()
 
 

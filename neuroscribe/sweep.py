@@ -32,6 +32,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from neuroscribe import store as st
 from neuroscribe.config import (
     DatasetSpec,
+    ExtractConfig,
     FrozenModel,
     ModelSpec,
     RunnerSpec,
@@ -130,8 +131,6 @@ def _stage(flow: Literal["explain", "extract"]) -> tuple[type[BaseModel], tuple[
     from neuroscribe.extraction import CODE_MODULES as EXTRACTION_CODE
 
     if flow == "extract":
-        from neuroscribe.config import ExtractConfig
-
         return ExtractConfig, EXTRACTION_CODE
     from neuroscribe.explanation import CODE_MODULES, ExplainConfig
     from neuroscribe.patches.cut import CODE_MODULES as PATCHES_CODE

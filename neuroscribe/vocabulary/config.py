@@ -144,8 +144,3 @@ class VocabularySpec(FrozenModel):
 
 class VocabularyConfig(VocabularySpec, StoreConfig):
     """One vocabulary build (the ``vocabulary`` flow); its layout: ``neuroscribe.vocabulary.artifact``."""
-
-    @property
-    def cache_uri(self) -> str:
-        """The run's own answer cache (``cache_dir`` is a shared second level)."""
-        return self.run_store.llm_cache().uri
