@@ -27,7 +27,12 @@ from neuroscribe.vocabulary.llm import (
     generate_answers,
     resolve_llm,
 )
-from neuroscribe.vocabulary.sources import builtin_concepts, parse_source, read_concept_file, resolve_classes
+from neuroscribe.vocabulary.sources import (
+    builtin_concepts,
+    parse_source,
+    read_concept_file,
+    resolve_classes,
+)
 
 
 class VocabularySummary(FrozenModel):
