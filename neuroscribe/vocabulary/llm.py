@@ -135,7 +135,8 @@ def _raise_if_fatal(exc: openai.APIError, spec: LLMSpec) -> None:
 
 
 def check_endpoint(spec: LLMSpec) -> None:
-    """Fail fast on a missing or rejected key or an unreachable endpoint (``spec`` resolved): one ``GET /models``, no retries."""
+    """Fail fast on a missing or rejected key or an unreachable endpoint: one ``GET /models``, no retries;
+    ``spec`` is resolved (``resolve_llm``), as for ``make_client``."""
     with make_client(spec) as client:
         try:
             client.with_options(timeout=min(spec.timeout_s, 10.0), max_retries=0).models.list()
