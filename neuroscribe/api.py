@@ -8,10 +8,9 @@
     report = ns.evaluate("runs/r50")
     run = ns.open_run("runs/r50")            # any store: made by the CLI, a flow or this API
 
-A thin layer: each call builds the config the CLI builds (``ExplainConfig``, ``AblateConfig``,
-``EvaluateConfig``) and runs the same stages, in this process by default (``run_explain``,
-``run_sweep``, ``run_evaluation``, with tqdm.auto progress bars), or as the Prefect flows on Dask
-with ``runner=`` ("dask" for a local cluster, a scheduler address, or RunnerSpec fields).
+A thin layer: each call builds the config the CLI builds and runs the same stages, in this process
+by default (with tqdm.auto progress bars), or as the CLI's Prefect flows on Dask with ``runner=``
+("dask" for a local cluster, a scheduler address, or RunnerSpec fields).
 
 Models: a name or import path as the CLI takes them, a ``ModelSpec``, or an ``nn.Module`` object
 with ``preprocessing=`` (a torchvision transform or weights object, a timm data config, a dict of
@@ -19,20 +18,20 @@ with ``preprocessing=`` (a torchvision transform or weights object, a timm data 
 An object is fingerprinted by content (``neuroscribe.models.loading.model_object_spec``) and,
 with a Dask runner, pickled to the workers: one that cannot be pickled fails before any work.
 
-Images: a folder or file list (local or fsspec URL) as the CLI takes them, a list of paths, a
-list of PIL images, or a torch ``Dataset`` yielding (image, label).  In-memory images are written
-once into the store's ``inputs/`` as PNGs with a (path, label) file list, all named by content
-(layout in ``neuroscribe.store``): every stage, on any worker, reads them as any file list, and the
-run key stays a content key.  Labels (for ablation) are model class indices or class names.
+Images: a folder or file list (local or fsspec URL) as the CLI takes them, a list of paths or PIL
+images, or a torch ``Dataset`` yielding (image, label); labels (for ablation) are model class indices
+or class names.  In-memory images are written once into the store's ``inputs/`` as PNGs with a file
+list, named by content (``neuroscribe.store``): any worker reads them, and the run key stays a content key.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import itertools
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -45,13 +44,8 @@ from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import content_key
 from neuroscribe.results import Ablation, Evaluation, Run, user_facing
 
-# PNG keeps every pixel; modes it cannot hold are converted first
-PNG_MODES = {"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"}
-IN_PROCESS = (None, "in-process", "local")
+PNG_MODES = {"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"}  # PNG keeps every pixel; others are converted first
 WRITE_BLOCK = 64  # in-memory images encoded and written per block: bounded memory for any dataset size
-
-
-# --- models ------------------------------------------------------------------------------
 
 
 def model_spec(model: Any, preprocessing: Any = None, class_names: Any = None, weights: Any = None, checkpoint: str | None = None) -> ModelSpec:
@@ -68,8 +62,7 @@ def model_spec(model: Any, preprocessing: Any = None, class_names: Any = None, w
                 f"model {model!r} is a name: it brings its own preprocessing and class names; pass class_names as a file "
                 f"with one name per line, or pass the model object to give preprocessing"
             )
-        if weights is not None and not isinstance(weights, str):
-            weights = getattr(weights, "name", weights)  # a torchvision weights enum member names itself
+        weights = getattr(weights, "name", weights)  # a torchvision weights enum member names itself
         return ModelSpec(name=str(model), weights=weights, checkpoint=checkpoint, class_names_file=str(class_names) if class_names else None)
     if isinstance(model, LoadedModel):
         preprocessing = preprocessing if preprocessing is not None else model.preprocessing
@@ -85,35 +78,27 @@ def model_spec(model: Any, preprocessing: Any = None, class_names: Any = None, w
     )
 
 
-# --- images ------------------------------------------------------------------------------
-
-
 def _png(image: Any) -> bytes:
+    """PNG bytes of a dataset item's image: PIL, a uint8 HWC array, or a CHW tensor in [0, 1] or uint8."""
+    import numpy as np
+    import torch
     from PIL import Image
+    from torchvision.transforms.functional import to_pil_image
 
-    if not isinstance(image, Image.Image):
-        image = _to_pil(image)
+    if isinstance(image, torch.Tensor) and image.is_floating_point() and (image.min() < 0 or image.max() > 1):
+        raise NeuroscribeError(
+            "the dataset yields normalised tensors; neuroscribe applies the model's preprocessing itself, so give the "
+            "dataset no transform (yield PIL images) or at most ToTensor()"
+        )
+    if isinstance(image, torch.Tensor) or (isinstance(image, np.ndarray) and image.dtype == np.uint8):
+        image = to_pil_image(image)
+    elif not isinstance(image, Image.Image):
+        raise NeuroscribeError(f"an image of type {type(image).__name__} is not understood; yield PIL images from the dataset")
     if image.mode not in PNG_MODES:
         image = image.convert("RGB")
     buf = io.BytesIO()
     image.save(buf, format="PNG", compress_level=1)  # measured 2.2x faster than the default 6, files 4% larger
     return buf.getvalue()
-
-
-def _to_pil(value: Any):
-    """A dataset item's image as PIL: uint8 HWC arrays, CHW tensors in [0, 1] or uint8."""
-    import numpy as np
-    import torch
-    from torchvision.transforms.functional import to_pil_image
-
-    if isinstance(value, torch.Tensor) and value.is_floating_point() and (value.min() < 0 or value.max() > 1):
-        raise NeuroscribeError(
-            "the dataset yields normalised tensors; neuroscribe applies the model's preprocessing itself, so give the "
-            "dataset no transform (yield PIL images) or at most ToTensor()"
-        )
-    if isinstance(value, torch.Tensor) or (isinstance(value, np.ndarray) and value.dtype == np.uint8):
-        return to_pil_image(value)
-    raise NeuroscribeError(f"an image of type {type(value).__name__} is not understood; yield PIL images from the dataset")
 
 
 def _items(images: Any, labels: Sequence | None) -> Iterator[tuple[Any, Any]]:
@@ -190,13 +175,10 @@ def dataset_spec(images: Any, store: str, labels: Sequence | None = None, limit:
     return DatasetSpec(uri=_write_listing(store, rows, options), storage_options=options)
 
 
-# --- execution ---------------------------------------------------------------------------
-
-
 def runner_spec(runner: Any, device: str | None, batch_size: int | None) -> tuple[RunnerSpec, bool]:
     """(RunnerSpec, whether to run the Prefect flows on Dask) from ``runner=``."""
     overrides = {k: v for k, v in {"device": device, "batch_size": batch_size}.items() if v is not None}
-    if runner in (*IN_PROCESS, "dask"):
+    if runner in (None, "in-process", "local", "dask"):  # this process, or a local Dask cluster
         return RunnerSpec(**overrides), runner == "dask"
     if isinstance(runner, RunnerSpec):
         return runner.model_copy(update=overrides), True
@@ -210,26 +192,25 @@ def runner_spec(runner: Any, device: str | None, batch_size: int | None) -> tupl
     )
 
 
-def _run_flow(flow_obj: Any, cfg: Any) -> dict:
-    """Run one of the CLI's Prefect flows on the Dask runner ``cfg.runner`` describes."""
+def _execute(cfg: Any, on_dask: bool, in_process: Callable[[Any], Any], flow: str) -> Any:
+    """``in_process(cfg)``, or the CLI's Prefect flow ``neuroscribe.flows.<flow>`` on the Dask runner ``cfg.runner``."""
+    if not on_dask:
+        return in_process(cfg)
     from neuroscribe.flows._run import run_flow
     from neuroscribe.models.loading import require_picklable
 
-    require_picklable(getattr(cfg, "extract", cfg).model)  # before a server or cluster starts
-    return run_flow(flow_obj, cfg)
+    if (model := getattr(getattr(cfg, "extract", cfg), "model", None)) is not None:
+        require_picklable(model)  # before a server or cluster starts
+    return run_flow(getattr(importlib.import_module(f"neuroscribe.flows.{flow}"), f"{flow}_flow"), cfg)
 
 
-def _spec_overrides(value: Any, key: str, extra: dict | None = None) -> Any:
+def _spec_overrides(value: Any, key: str, extra: dict) -> Any:
     """A spec field given as its short name (``backend="conse"``), a dict or the spec itself, plus ``extra``."""
-    extra = extra or {}
     if isinstance(value, str):
         value = {key: value}
     if hasattr(value, "model_copy"):
         return value.model_copy(update=extra)
     return (value or {}) | extra
-
-
-# --- the API -----------------------------------------------------------------------------
 
 
 @user_facing
@@ -253,31 +234,25 @@ def explain(
 
     options = storage_options or {}
     runner_cfg, on_dask = runner_spec(runner, device, batch_size)
-    overrides = fields | {
+    cfg = load_config(ExplainConfig, None, fields | {
         "model": model_spec(model, preprocessing, class_names, weights),
         "layers": [layers] if isinstance(layers, str) else list(layers),
         "dataset": dataset_spec(images, store, labels, limit, options),
         "store": store,
         "k": k,
         "vocabulary": {"sources": [vocabulary] if isinstance(vocabulary, str) else vocabulary},
-        "backend": _spec_overrides(backend, "kind", {"device": device} if device else None),
-        "rule": _spec_overrides(rule, "name"),
+        "backend": _spec_overrides(backend, "kind", {"device": device} if device else {}),
+        "rule": _spec_overrides(rule, "name", {}),
         "runner": runner_cfg,
         "overwrite": overwrite or None,
         "store_options": options or None,
-    }
-    cfg = load_config(ExplainConfig, None, overrides)
+    })
     if cfg.extract.overwrite:  # replace a store holding another extraction, keeping the inputs just written
         *_, key, previous = validate_extraction(cfg.extract)
         if previous not in (None, key):
             cfg.run_store.remove(keep_inputs=True)
     validate_explain(cfg)
-    if on_dask:
-        from neuroscribe.flows.explain import explain_flow
-
-        _run_flow(explain_flow, cfg)
-    else:
-        run_explain(cfg)  # a progress bar per stage
+    _execute(cfg, on_dask, run_explain, "explain")  # in this process: a progress bar per stage
     return Run(store, options)
 
 
@@ -301,7 +276,7 @@ def ablate(
         raise NeuroscribeError("say which units to ablate: units=[12, 559], or units='all' for every unit of the layer")
     options = storage_options or {}
     runner_cfg, on_dask = runner_spec(runner, device, batch_size)
-    overrides = fields | {
+    cfg = load_config(AblateConfig, None, fields | {
         "model": model_spec(model, preprocessing, class_names, weights),
         "layer": layer,
         "units": units,
@@ -311,14 +286,8 @@ def ablate(
         "mode": mode,
         "runner": runner_cfg,
         "store_options": options or None,
-    }
-    cfg = load_config(AblateConfig, None, overrides)
-    if on_dask:
-        from neuroscribe.flows.ablate import ablate_flow
-
-        summary = _run_flow(ablate_flow, cfg)
-    else:
-        summary = run_sweep(cfg)
+    })
+    summary = _execute(cfg, on_dask, run_sweep, "ablate")
     return Ablation(store, summary["layer"], summary, options)
 
 
@@ -340,7 +309,7 @@ def evaluate(
         store, storage_options = store.store, storage_options or store.storage_options
     options = storage_options or {}
     runner_cfg, on_dask = runner_spec(runner, None, None)
-    overrides = fields | {
+    cfg = load_config(EvaluateConfig, None, fields | {
         "store": store,
         "layers": [layers] if isinstance(layers, str) else layers,
         "labels": labels,
@@ -348,15 +317,8 @@ def evaluate(
         "device": device,
         "runner": runner_cfg,
         "store_options": options or None,
-    }
-    cfg = load_config(EvaluateConfig, None, overrides)
-    if on_dask:
-        from neuroscribe.flows._run import run_flow
-        from neuroscribe.flows.evaluate import evaluate_flow
-
-        run_flow(evaluate_flow, cfg)
-    else:
-        run_evaluation(cfg)
+    })
+    _execute(cfg, on_dask, run_evaluation, "evaluate")
     return Run(store, options).evaluation()
 
 

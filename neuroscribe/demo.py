@@ -4,16 +4,15 @@
     run_flow(explain_flow, cfg)        # what `neuroscribe demo` does
 
 Defaults (no network, no GPU): EfficientNet-Lite0 with its packaged ImageNet weights; layers
-``classifier`` (the 1000 logit units, whose class name is the ground truth) and ``blocks.5``
-(192 conv channels); k=5 top images per unit; the built-in vocabulary of ImageNet class names, their
-WordNet superclasses (dog, bird, fish, ...) and the project's colours, textures and materials; the offline ConSE backend (EfficientNet-Lite0
+``classifier`` (the 1000 logit units, whose class name is the ground truth) and ``blocks.5`` (192
+conv channels); k=5 top images per unit; the default built-in vocabulary (ImageNet class names, their
+WordNet superclasses, colours, textures, materials); the offline ConSE backend (EfficientNet-Lite0
 probabilities over MiniLM sentence embeddings); the default (percentile) scoring rule.
 
-Probe images: the folder or file list you pass; otherwise the photographs that scikit-image
-ships in ``skimage/data`` (astronaut, cat, coffee, rocket, motorcycle, ... - about 20 photos,
-public domain or CC0 per scikit-image's data README).  That built-in set is tiny: pass a real
-image folder (e.g. ImageNet val, or ``../shared/data/imagenet-samples`` in this repo's workplace)
-to see the method work.
+Probe images: the folder or file list you pass, else the ~20 photographs scikit-image ships in
+``skimage/data`` (astronaut, cat, coffee, rocket, ...; public domain or CC0 per its data README):
+too few to see the method work, so pass a real image folder (e.g. ImageNet val, or
+``../shared/data/imagenet-samples`` in this repo's workplace).
 """
 
 from __future__ import annotations
@@ -37,10 +36,8 @@ SKIMAGE_PHOTOS = (
 
 def builtin_probe_set(out: str) -> str:
     """Write a file list of scikit-image's bundled photographs under ``out``; returns its path."""
-    try:
-        import skimage
-    except ImportError:
-        raise NeuroscribeError("the built-in probe set needs scikit-image (`pip install scikit-image`); or pass --images FOLDER") from None
+    import skimage  # only when no --images are given
+
     data = Path(skimage.__file__).parent / "data"
     files = [str(data / name) for name in SKIMAGE_PHOTOS if (data / name).is_file()]
     if not files:

@@ -11,10 +11,9 @@
             mark_done(combo, summary)
 
 Each combination gets its own store ``<root>/<model>/<dataset>/<layers>[/<vocabulary>]`` (slugs,
-made unique within the grid) and a content key over its whole config (less ``runner`` and
-``overwrite``, which do not change results) and the code of the stage.  A combination is done
-when ``<store>/summary/sweep.json`` carries the same key: a rerun skips it, while a changed
-setting, model or code version runs it again.
+made unique within the grid) and a content key over its config (less ``runner`` and ``overwrite``,
+which do not change results) and its stage's code.  It is done when ``<store>/summary/sweep.json``
+carries that key: a rerun skips it, while a changed setting, model or code version runs it again.
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from neuroscribe import store as st
 from neuroscribe.config import (
     DatasetSpec,
+    ExtractConfig,
     FrozenModel,
     ModelSpec,
     RunnerSpec,
@@ -41,8 +41,7 @@ from neuroscribe.config import (
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import code_version, content_key
 
-# fields that say how or where a run executes, not what it computes
-NOT_IN_KEY = {"runner", "overwrite"}
+NOT_IN_KEY = {"runner", "overwrite"}  # fields that say how or where a run executes, not what it computes
 
 
 class SweepConfig(FrozenModel):
@@ -119,19 +118,15 @@ def _unique_slugs(items: Sequence[Any], slug: Callable[[Any], str]) -> list[str]
 def combination_key(stage: str, config: BaseModel, code_modules: Sequence[str]) -> str:
     view = config.model_dump(mode="json")
     view = {k: v for k, v in (view.pop("extract", {}) | view).items() if k not in NOT_IN_KEY | {"store_options"}}  # ExplainConfig: flat
-    if isinstance(view.get("dataset"), dict):
-        view["dataset"].pop("storage_options", None)
+    view["dataset"].pop("storage_options")  # both stages' configs hold a DatasetSpec
     return content_key({"stage": stage, "config": view, "code": code_version(*code_modules)})
 
 
 def _stage(flow: Literal["explain", "extract"]) -> tuple[type[BaseModel], tuple[str, ...]]:
-    """The config class and code modules of the stage a sweep's ``flow`` names (imported lazily:
-    stages load torch and friends)."""
+    """The config class and code modules of the ``flow`` stage (imported lazily: stages load torch)."""
     from neuroscribe.extraction import CODE_MODULES as EXTRACTION_CODE
 
     if flow == "extract":
-        from neuroscribe.config import ExtractConfig
-
         return ExtractConfig, EXTRACTION_CODE
     from neuroscribe.explanation import CODE_MODULES, ExplainConfig
     from neuroscribe.patches.cut import CODE_MODULES as PATCHES_CODE

@@ -13,7 +13,6 @@ LLM client and pandas: the CLI reads its defaults for ``--help`` (0.5 s instead 
 
 import importlib
 
-# public name -> the module that defines it, imported on first access
 _LAZY = {
     name: module
     for module, names in {

@@ -89,4 +89,4 @@ class AnswerCache:
 def run_answer_cache(cfg: VocabularyConfig) -> AnswerCache:
     """The run's own answer cache, with ``cfg.cache_dir`` (same storage options) as its shared level."""
     shared = AnswerCache(cfg.cache_dir, cfg.store_options) if cfg.cache_dir else None
-    return AnswerCache(cfg.cache_uri, cfg.store_options, shared)
+    return AnswerCache(cfg.run_store.llm_cache().uri, cfg.store_options, shared)

@@ -15,8 +15,7 @@ from neuroscribe.errors import NeuroscribeError
 
 CLASS_PLACEHOLDER = "{class_name}"
 
-# The vocabulary a run uses when none is given: offline built-in sets (the ImageNet class names, the
-# groups they form, colours, textures, materials). ExplainConfig and the CLI take it from here.
+# The vocabulary a run uses when none is given, all offline; ExplainConfig and the CLI take it from here.
 DEFAULT_SOURCES: tuple[str, ...] = ("builtin:imagenet+superclasses+colors+textures+materials",)
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -56,9 +55,8 @@ DEFAULT_TEMPLATES: tuple[PromptTemplate, ...] = tuple(
 
 
 class LLMSpec(FrozenModel):
-    """How to ask an OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp server); unset ``model``,
-    ``base_url`` and ``api_key`` come from the environment (``resolve_llm``; local servers accept any
-    non-empty key).  Reasoning models may need ``temperature``, ``max_tokens`` null."""
+    """How to ask an OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp server); ``resolve_llm``
+    fills unset fields from the environment.  Reasoning models may need ``temperature``, ``max_tokens`` null."""
 
     model: str | None = Field(default=None, description="model id; default $OPENAI_MODEL, else gpt-4o-mini")
     base_url: str | None = Field(default=None, description="endpoint, e.g. http://127.0.0.1:8000/v1; default $OPENAI_BASE_URL, else OpenAI")
@@ -144,8 +142,3 @@ class VocabularySpec(FrozenModel):
 
 class VocabularyConfig(VocabularySpec, StoreConfig):
     """One vocabulary build (the ``vocabulary`` flow); its layout: ``neuroscribe.vocabulary.artifact``."""
-
-    @property
-    def cache_uri(self) -> str:
-        """The run's own answer cache (``cache_dir`` is a shared second level)."""
-        return self.run_store.llm_cache().uri

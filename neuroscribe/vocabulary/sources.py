@@ -87,8 +87,7 @@ def builtin_concepts(name: str, path: str | None = None) -> list[str]:
 
         return [group.name for group in imagenet_superclasses()]
     if key in _PACKAGE_DATA:
-        text = resources.files("neuroscribe.vocabulary").joinpath("data", f"{key}.txt").read_text(encoding="utf-8")
-        return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+        return read_concept_file(str(resources.files("neuroscribe.vocabulary") / "data" / f"{key}.txt"))
     raise NeuroscribeError(f"no built-in concept set {name!r}; choose one of {', '.join(BUILTIN_NAMES)}")
 
 
