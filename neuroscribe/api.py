@@ -27,7 +27,6 @@ list, named by content (``neuroscribe.store``): any worker reads them, and the r
 from __future__ import annotations
 
 import hashlib
-import importlib
 import io
 import itertools
 import os
@@ -197,11 +196,14 @@ def _execute(cfg: Any, on_dask: bool, in_process: Callable[[Any], Any], flow: st
     if not on_dask:
         return in_process(cfg)
     from neuroscribe.flows._run import run_flow
+    from neuroscribe.flows.ablate import ablate_flow
+    from neuroscribe.flows.evaluate import evaluate_flow
+    from neuroscribe.flows.explain import explain_flow
     from neuroscribe.models.loading import require_picklable
 
     if (model := getattr(getattr(cfg, "extract", cfg), "model", None)) is not None:
         require_picklable(model)  # before a server or cluster starts
-    return run_flow(getattr(importlib.import_module(f"neuroscribe.flows.{flow}"), f"{flow}_flow"), cfg)
+    return run_flow({"explain": explain_flow, "ablate": ablate_flow, "evaluate": evaluate_flow}[flow], cfg)
 
 
 def _spec_overrides(value: Any, key: str, extra: dict) -> Any:
