@@ -5,11 +5,10 @@
     reduce_topk(cfg, "layer4")                      # merge per-shard top-k, keep the maps
     summary = finalize_extraction(cfg)              # index statuses and summary/extract.json
 
-``extract(cfg, execute)`` is the pipeline (``run_extraction(cfg)`` runs it in this process under the
-store's lease; the flow in ``flows/extract.py`` runs it as Prefect tasks on Dask).
-The store layout is documented in ``neuroscribe.store``.  A shard is done when its marker
-``shards/<n>.json`` carries the run key, which hashes the model, layers, dataset listing and code
-version: a store made by a different extraction is never silently reused.
+``extract(cfg, execute)`` is the pipeline: ``run_extraction(cfg)`` runs it here under the store's lease,
+``flows/extract.py`` as Prefect tasks on Dask.  Store layout: ``neuroscribe.store``.  A shard is done when
+its marker ``shards/<n>.json`` carries the run key (a hash of the model, layers, dataset listing and code
+version): a store made by a different extraction is never silently reused.
 """
 
 from __future__ import annotations
@@ -52,11 +51,9 @@ CODE_MODULES = (
 
 
 class ExtractionPlan(BaseModel):
-    run_key: str
     n_images: int
     n_shards: int
     pending: list[int]
-    layers: dict[str, dict]
 
 
 class ExtractionSummary(BaseModel):
@@ -102,24 +99,7 @@ def _unit_chunk(units: int, limit: int = 256) -> int:
     return max(d for d in range(1, min(units, limit) + 1) if units % d == 0)
 
 
-def extraction_key(cfg: ExtractConfig, index: pd.DataFrame, infos: list[LayerInfo]) -> str:
-    return content_key(
-        {
-            "model": cfg.model,
-            "layers": [_layer_attrs(i) | {"name": i.name} for i in infos],
-            "listing": listing_key(index),
-            "shard_size": cfg.dataset.shard_size,
-            "max_image_pixels": cfg.dataset.max_image_pixels,  # decides which images are skipped or drafted
-            "code": code_version(*CODE_MODULES),
-        }
-    )
-
-
 SAMPLES_PER_SHARD = 1024
-
-
-def _samples_per_shard(info: LayerInfo, shard_size: int) -> int:
-    return min(SAMPLES_PER_SHARD, shard_size * int(np.prod(info.map_shape)))
 
 
 # A shard keeps the maps of its own top-k images per unit when they take at most this much (per
@@ -128,16 +108,12 @@ def _samples_per_shard(info: LayerInfo, shard_size: int) -> int:
 CANDIDATE_MAP_BYTES = 64 * 2**20
 
 
-def _keeps_candidate_maps(info: LayerInfo, k: int) -> bool:
-    return info.kind != "linear" and info.units * k * int(np.prod(info.map_shape)) * 4 <= CANDIDATE_MAP_BYTES
-
-
 def _create_arrays(store: st.RunStore, infos: list[LayerInfo], n_images: int, shard_size: int, k: int) -> None:
     n_shards = len(shard_ranges(n_images, shard_size))
     nan_floats = {"dtype": "float32", "fill_value": np.nan, "overwrite": True}
     for info in infos:
         group = store.activations(info.name, "a")
-        if _keeps_candidate_maps(info, k):
+        if info.kind != "linear" and info.units * k * int(np.prod(info.map_shape)) * 4 <= CANDIDATE_MAP_BYTES:
             shape = (n_shards, info.units, k, *info.map_shape)
             group.create_array(
                 "candidate_ids", shape=shape[:3], chunks=(1, *shape[1:3]), dtype="int64", fill_value=-1,
@@ -148,7 +124,7 @@ def _create_arrays(store: st.RunStore, infos: list[LayerInfo], n_images: int, sh
                 shards=(1, *shape[1:]), **nan_floats,
             )
         if info.kind != "linear":
-            shape = (n_shards, info.units, _samples_per_shard(info, shard_size))
+            shape = (n_shards, info.units, min(SAMPLES_PER_SHARD, shard_size * int(np.prod(info.map_shape))))
             group.create_array("samples", shape=shape, chunks=(1, *shape[1:]), **nan_floats)
         for stat in _stat_names(info):
             group.create_array(
@@ -164,7 +140,14 @@ def validate_extraction(cfg: ExtractConfig) -> tuple[LoadedModel, list[LayerInfo
     index = build_index(cfg.dataset)
     if index.empty:
         raise NeuroscribeError(f"dataset {cfg.dataset.uri} lists no images; check the path and --limit")
-    key = extraction_key(cfg, index, infos)
+    key = content_key({
+        "model": cfg.model,
+        "layers": [_layer_attrs(i) | {"name": i.name} for i in infos],
+        "listing": listing_key(index),
+        "shard_size": cfg.dataset.shard_size,
+        "max_image_pixels": cfg.dataset.max_image_pixels,  # decides which images are skipped or drafted
+        "code": code_version(*CODE_MODULES),
+    })
     store = cfg.run_store
     if cfg.overwrite and store.old_layout():
         previous = "layout 1"  # replaced like a different extraction; without --overwrite, attrs() says how to fix it
@@ -187,8 +170,7 @@ def prepare_extraction(cfg: ExtractConfig) -> ExtractionPlan:
     if previous not in (None, key):
         require_lease(cfg.store, "--overwrite", cfg.store_options)
         store.remove()  # validate_extraction let a different key through only with overwrite
-        previous = None
-    if previous is None:
+    if previous != key:
         _create_arrays(store, infos, len(index), cfg.dataset.shard_size, cfg.k)
         store.index().write_parquet(index.assign(status="pending", reason=""))
         store.arrays("a").attrs["neuroscribe"] = {
@@ -201,9 +183,7 @@ def prepare_extraction(cfg: ExtractConfig) -> ExtractionPlan:
             },
         }
     pending = [s for s in range(len(ranges)) if not _shard_done(cfg, s, key)]
-    return ExtractionPlan(
-        run_key=key, n_images=len(index), n_shards=len(ranges), pending=pending, layers=layers
-    )
+    return ExtractionPlan(n_images=len(index), n_shards=len(ranges), pending=pending)
 
 
 def _shard_done(cfg: ExtractConfig, shard: int, key: str) -> bool:
@@ -273,7 +253,7 @@ def _extract_one(cfg, loaded, infos, group, rows, shard, start, key, device) -> 
         for stat in _stat_names(info)
     }
     samplers = {
-        info.name: _ShardSampler(info.units, _samples_per_shard(info, cfg.dataset.shard_size), seed=shard)
+        info.name: _ShardSampler(info.units, group[info.name]["samples"].shape[2], seed=shard)
         for info in infos
         if info.kind != "linear"
     }
@@ -317,9 +297,8 @@ def _extract_one(cfg, loaded, infos, group, rows, shard, start, key, device) -> 
 
 
 class _ShardTopMaps:
-    """Each unit's top-k images within one shard with their maps, ranked as ``TopK`` ranks them
-    (value descending, then lower id): every image of the dataset's top-k is in its shard's, so the
-    reduce finds each winner's map here without a second pass over the data."""
+    """Each unit's top-k images within one shard with their maps, ranked as ``TopK`` ranks them: every
+    image of the dataset's top-k is in its shard's, so the reduce finds each winner's map here."""
 
     def __init__(self, k: int, units: int, map_shape: tuple[int, int]):
         self.top = TopK(k, units)
@@ -368,9 +347,7 @@ def unit_quantiles(store: str, layer: str, q: float, storage_options: dict | Non
     group = st.RunStore(store, storage_options).activations(layer)
     if group is None or "samples" not in group:
         raise NeuroscribeError(f"layer {layer!r} has no activation maps in store {store} (linear or not extracted)")
-    samples = group["samples"][:]  # [shards, units, m]
-    flat = samples.transpose(1, 0, 2).reshape(samples.shape[1], -1)
-    return np.nanquantile(flat, q, axis=1).astype(np.float32)
+    return np.nanquantile(group["samples"][:], q, axis=(0, 2)).astype(np.float32)  # samples: [shards, units, m]
 
 
 def reduce_topk(cfg: ExtractConfig, layer: str) -> dict:
@@ -480,13 +457,7 @@ def _shard_batches(cfg: ExtractConfig, plan: ExtractionPlan) -> Plan:
 
 
 SHARDS = Stage("extract-shards", extract_shards, plan=_shard_batches, unit="task", gpu=True, retries=2)
-
-
-def _planned_layers(cfg: ExtractConfig, plan: ExtractionPlan) -> list[str]:
-    return plan.layers
-
-
-TOPK = Stage("reduce-topk", reduce_topk, plan=_planned_layers, gpu=True, retries=2)
+TOPK = Stage("reduce-topk", reduce_topk, gpu=True, retries=2)  # the default plan: each of cfg.layers
 
 
 def extract(cfg: ExtractConfig, execute: Executor = InProcess()) -> ExtractionSummary:

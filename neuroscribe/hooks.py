@@ -6,14 +6,12 @@
 
     with edit_outputs(model, {"layer4": lambda out: out * mask}):
         logits = model(x)        # layer4's output replaced for this forward only
-
-Hooks are removed in ``finally``, so an exception mid-forward leaves the model clean.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import torch
 from torch import nn
@@ -28,12 +26,10 @@ def _forward_hooks(model: nn.Module, names: Iterable[str], make_hook: Callable[[
     missing = [n for n in names if n not in modules]
     if missing:
         raise NeuroscribeError(f"no module named {missing} in the model; see `neuroscribe layers`")
-    handles = [modules[name].register_forward_hook(make_hook(name)) for name in names]
-    try:
+    with ExitStack() as stack:  # a handle removes its hook on exit
+        for name in names:
+            stack.enter_context(modules[name].register_forward_hook(make_hook(name)))
         yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 @contextmanager

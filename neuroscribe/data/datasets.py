@@ -72,7 +72,6 @@ def _index_file_list(fs, root: str, spec: DatasetSpec) -> tuple[list[str], list[
     if not root.endswith(LIST_SUFFIXES):
         raise NeuroscribeError(f"dataset {spec.uri} is a file but not a list (.txt/.csv/.tsv); pass a folder or a list")
     text = fs.cat_file(root).decode()
-    base = posixpath.dirname(root)
     if root.endswith((".csv", ".tsv")):
         table = pd.read_csv(io.StringIO(text), sep="\t" if root.endswith(".tsv") else ",", dtype=str, keep_default_na=False)
         path_col = _pick(list(table.columns), PATH_COLUMNS)
@@ -86,7 +85,7 @@ def _index_file_list(fs, root: str, spec: DatasetSpec) -> tuple[list[str], list[
         paths = [parts[0] for parts in lines]
         raw_labels = [parts[1].strip() if len(parts) > 1 else "" for parts in lines]
     classes = _read_class_list(spec.class_list, spec.storage_options) if spec.class_list else []
-    paths = [_full(fs, _join(base, p)) if "://" not in p else p for p in paths]
+    paths = [_full(fs, _join(posixpath.dirname(root), p)) if "://" not in p else p for p in paths]
     return paths, *_labels(raw_labels, classes, spec.uri)
 
 

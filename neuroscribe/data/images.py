@@ -67,15 +67,12 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+        return Image.alpha_composite(Image.new("RGBA", img.size, "white"), img.convert("RGBA")).convert("RGB")
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
 def _open_header(data: bytes, path: str) -> Image.Image:
-    """Parse the header (format, size, mode) without decoding pixels: ``Image.open``'s plugin search
-    (every registered format whose ``accept`` takes the prefix) minus its global pixel-limit check."""
+    """Parse the header without decoding pixels: ``Image.open``'s plugin search minus its pixel-limit check."""
     Image.init()  # registers every plugin once; what Image.open does lazily
     prefix = data[:16]
     for fmt in Image.ID:

@@ -8,7 +8,7 @@
 
 Every image is decoded by ``neuroscribe.data.images.decode_image``, so a bad file is skipped with exactly
 the reason it gets everywhere else.  ``workers`` decode ahead of the model: threads, or processes (a torch
-DataLoader keeping ``prefetch`` batches ready) outside a daemonic Dask worker.  On CUDA batches are pinned
+DataLoader keeping two batches per worker ready) outside a daemonic Dask worker.  On CUDA batches are pinned
 and copied without blocking, and the JPEGs nvjpeg reproduces exactly (baseline RGB or greyscale, no EXIF
 rotation, too small for draft decoding) are decoded on the GPU; any other file, or one it refuses, uses PIL.
 """
@@ -86,12 +86,10 @@ class _Decoded(torch.utils.data.Dataset):
             return skip.reason
 
 
-def _iterate_items(dataset: _Decoded, batch_size: int, workers: int, prefetch: int, processes: bool) -> Iterator[list]:
+def _iterate_items(dataset: _Decoded, batch_size: int, workers: int, processes: bool) -> Iterator[list]:
     if processes and workers > 0 and not multiprocessing.current_process().daemon:
-        yield from torch.utils.data.DataLoader(
-            dataset, batch_size=batch_size, num_workers=workers, prefetch_factor=prefetch, collate_fn=list,
-            pin_memory=False,  # pinned below, after the skipped items are dropped
-        )
+        # not pinned here (DataLoader's default): pinned below, after the skipped items are dropped
+        yield from torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=list)
         return
     # daemonic processes cannot fork: decode in threads (PIL releases the GIL), still ahead of the model
     with ThreadPoolExecutor(max(workers, 1)) as pool:
@@ -106,20 +104,13 @@ def _decode_on_gpu(raw: list[torch.Tensor], device: torch.device) -> list[torch.
 
     try:
         return list(decode_jpeg(raw, mode=ImageReadMode.RGB, device=device))
-    except RuntimeError:
-        out: list[torch.Tensor | None] = []
-        for data in raw:
-            try:
-                out.append(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
-            except RuntimeError:
-                out.append(None)
-        return out
+    except RuntimeError:  # one file nvjpeg refuses fails the batch: decode one at a time, None where refused
+        return [None] if len(raw) == 1 else [_decode_on_gpu([data], device)[0] for data in raw]
 
 
 def image_batches(
     index: pd.DataFrame, transform: Transform, batch_size: int, device: torch.device, workers: int = 2,
-    storage_options: dict | None = None, prefetch: int = 2, gpu_decode: bool = True,
-    processes: bool | None = None, max_image_pixels: int | None = None,
+    storage_options: dict | None = None, processes: bool | None = None, max_image_pixels: int | None = None,
 ) -> Iterator[Batch]:
     """Batches of ``index``'s images (column ``path``) in order, ready on ``device``.  ``transform`` is the
     model's ``Preprocessing.transform()``: its torchvision v2 steps take a PIL image (in the workers) or a
@@ -127,9 +118,8 @@ def image_batches(
     decodes in worker processes; on CPU the model already uses every core, and per-shard worker start-up
     measured slower than threads on 2 cores.  ``max_image_pixels``: ``decode_image``'s limit (None: PIL's)."""
     cuda = device.type == "cuda"
-    on_gpu = cuda and gpu_decode
-    dataset = _Decoded(index["path"].tolist(), transform, storage_options, jpeg_bytes=on_gpu, max_image_pixels=max_image_pixels)
-    for items in _iterate_items(dataset, batch_size, workers, prefetch, cuda if processes is None else processes):
+    dataset = _Decoded(index["path"].tolist(), transform, storage_options, jpeg_bytes=cuda, max_image_pixels=max_image_pixels)
+    for items in _iterate_items(dataset, batch_size, workers, cuda if processes is None else processes):
         kept, skipped = [], []
         raw = [(pos, item) for pos, item in items if isinstance(item, torch.Tensor) and item.dtype == torch.uint8 and item.dim() == 1]
         decoded = dict(zip([p for p, _ in raw], _decode_on_gpu([r for _, r in raw], device))) if raw else {}

@@ -36,21 +36,17 @@ class LayerInfo:
     prefix_tokens: int = 0
 
 
-def _infer_prefix(tokens: int, declared: int | None) -> int | None:
-    """The declared prefix, else a class token or none: whichever leaves a square patch grid."""
-    candidates = (1, 0) if declared is None else (declared,)
-    return next((p for p in candidates if tokens > p and math.isqrt(tokens - p) ** 2 == tokens - p), None)
-
-
 def _describe(name: str, module: torch.nn.Module, out: torch.Tensor, declared_prefix: int | None) -> LayerInfo | None:
     kind = type(module).__name__
     if out.ndim == 4:
         return LayerInfo(name, "conv", int(out.shape[1]), (int(out.shape[2]), int(out.shape[3])), kind)
-    if out.ndim == 3:
-        prefix = _infer_prefix(int(out.shape[1]), declared_prefix)
+    if out.ndim == 3:  # prefix: the declared one, else a class token or none, whichever leaves a square grid
+        tokens = int(out.shape[1])
+        candidates = (1, 0) if declared_prefix is None else (declared_prefix,)
+        prefix = next((p for p in candidates if tokens > p and math.isqrt(tokens - p) ** 2 == tokens - p), None)
         if prefix is None:
             return None
-        side = math.isqrt(int(out.shape[1]) - prefix)
+        side = math.isqrt(tokens - prefix)
         return LayerInfo(name, "token", int(out.shape[2]), (side, side), kind, prefix)
     if out.ndim == 2:
         return LayerInfo(name, "linear", int(out.shape[1]), None, kind)

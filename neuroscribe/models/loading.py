@@ -82,7 +82,6 @@ def read_class_names(path: str) -> list[str]:
     if not p.is_file():
         raise NeuroscribeError(f"class-names file {path} does not exist; pass a file with one class name per line")
     lines = filter(None, map(str.strip, p.read_text().splitlines()))
-    # '/b/bus_interior 1' -> 'bus_interior'
     names = (line.split()[0].split("/", 2)[-1] if line.startswith("/") else line for line in lines)
     return [name.replace("/", " ").replace("_", " ") for name in names]
 
@@ -249,9 +248,8 @@ def load_model(spec: ModelSpec | str) -> LoadedModel:
         return _timm(spec, name.removeprefix("timm:"))
     if ":" in name:
         return _import_path(spec)
-    if name.startswith("torchvision."):
-        name = name.removeprefix("torchvision.")
-        spec = spec.model_copy(update={"name": name})
+    name = name.removeprefix("torchvision.")
+    spec = spec.model_copy(update={"name": name})
     from torchvision.models import list_models
 
     if name in list_models():
@@ -371,14 +369,12 @@ def model_object_spec(
     categories = list(preprocessing.meta.get("categories") or []) if hasattr(preprocessing, "meta") else None
     prep = resolve_preprocessing(preprocessing, model)
     width = int(getattr(model, "num_classes", 0) or 0) or _find_classifier_width(model)
-    if isinstance(class_names, str):
-        names = read_class_names(class_names)
-    elif class_names is not None:
-        names = [str(c) for c in class_names]
-    else:
+    if class_names is None:
         names = _class_names(ModelSpec(), width, categories)
-    if class_names is not None and width and len(names) != width:
-        raise NeuroscribeError(f"class_names has {len(names)} names but the model has {width} outputs; pass one name per output")
+    else:
+        names = read_class_names(class_names) if isinstance(class_names, str) else [str(c) for c in class_names]
+        if width and len(names) != width:
+            raise NeuroscribeError(f"class_names has {len(names)} names but the model has {width} outputs; pass one name per output")
     obj = ModelObject(model, prep, names, _prefix_tokens(model))
     spec = ModelSpec(name=name or type(model).__name__, fingerprint=obj.key)
     spec._object = obj
