@@ -176,7 +176,6 @@ def load_layer_patches(
 ) -> Iterator[PatchBlock]:
     """Blocks of ``block_units`` units (all, or ``units`` in ascending order), read lazily."""
     sub = patches_group(store, layer, storage_options)
-    n = sub["image_id"].shape[0]
-    wanted = wanted_units(units, n, layer)
+    wanted = wanted_units(units, sub["image_id"].shape[0], layer)
     for start in range(0, wanted.size, block_units):
         yield _read(sub, wanted[start : start + block_units], layer)
