@@ -172,9 +172,8 @@ def _create_arrays(sub, specs: dict[str, tuple[tuple[int, ...], str, Any]]) -> N
 
 
 def _write_whole_image_crops(run, sub, topk, attrs, cfg, image_options, max_image_pixels, threads) -> int:
-    """``image_*`` arrays of a linear layer, one row per index image: the whole-image crop, its mask,
-    box and window, and whether the image could be read.  Only top images are decoded (each once);
-    rows are written a shard at a time."""
+    """The ``image_*`` arrays of a linear layer (see the module docstring).  Only top images are
+    decoded (each once); rows are written a shard at a time."""
     images = _DecodedImages(_image_paths(run), image_options, 0, max_image_pixels)
     n, s = len(images.paths), cfg.crop_size
     specs = {
@@ -224,10 +223,6 @@ def _usable(maps: np.ndarray | None, values: np.ndarray, ids: np.ndarray, thresh
     peak, low = maps.max(axis=(2, 3)), maps.min(axis=(2, 3))
     ok &= peak > low
     return ok if thresholds is None else ok & ((peak > 0) | (peak > thresholds[:, None]))
-
-
-def _otsu_thresholds(maps: np.ndarray, usable: np.ndarray) -> np.ndarray:
-    return np.array([geometry.otsu_threshold(m[u]) if u.any() else np.inf for m, u in zip(maps, usable)], dtype=np.float64)
 
 
 def _write_block(sub, start: int, arrays: dict[str, np.ndarray]) -> None:
@@ -317,7 +312,8 @@ def _compute_block(start, stop, topk, thresholds, cfg, prep, p, images, pool) ->
     block_thr = None if thresholds is None else thresholds[start:stop].astype(np.float64)
     usable = _usable(maps, topk["value"][start:stop], ids, block_thr)
     if maps is not None:
-        block_thr = _otsu_thresholds(maps, usable) if block_thr is None else block_thr
+        if block_thr is None:  # Otsu: each unit's threshold from its own usable maps
+            block_thr = np.array([geometry.otsu_threshold(m[u]) if u.any() else np.inf for m, u in zip(maps, usable)])
         usable &= np.isfinite(block_thr)[:, None]
     candidates = [list(np.flatnonzero(row)) for row in usable]
     found: list[dict[int, dict]] = [{} for _ in range(n)]

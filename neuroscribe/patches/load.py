@@ -128,10 +128,9 @@ def read_crops(sub, units: np.ndarray, image_id: np.ndarray, cache: ByteLRU | No
     masks = np.zeros((*image_id.shape, s, s), bool)
     present = image_id >= 0
     wanted = np.unique(image_id[present])
-    if wanted.size:
-        at = np.searchsorted(wanted, image_id[present])
-        crops[present] = _gather(sub["image_crops"], wanted, cache)[at]
-        masks[present] = _gather(sub["image_masks"], wanted, cache)[at]
+    at = np.searchsorted(wanted, image_id[present])
+    crops[present] = _gather(sub["image_crops"], wanted, cache)[at]
+    masks[present] = _gather(sub["image_masks"], wanted, cache)[at]
     return crops, masks
 
 
