@@ -99,10 +99,10 @@ def expand_box(box: Box, margin: float, min_side: float, size: tuple[int, int]) 
 def square_window(box: Box, size: tuple[int, int]) -> Box:
     """The square (side = the box's longer side) centred on the box and slid inside the image
     where it fits; along an axis shorter than the side it stays centred and runs past the edge."""
-    lo, hi = np.array(box[:2], np.float64), np.array(box[2:], np.float64)
+    lo, hi, extent = np.array(box[:2], np.float64), np.array(box[2:], np.float64), np.array(size)
     side = (hi - lo).max()
     start = np.floor((lo + hi - side) / 2)
-    start = np.where(side <= np.array(size), np.clip(start, 0, np.array(size) - side), start)
+    start = np.where(side <= extent, np.clip(start, 0, extent - side), start)
     return (*start.tolist(), *(start + side).tolist())
 
 
