@@ -267,15 +267,16 @@ def embed_unit_block(cfg: ExplainConfig, layer: str, units: Iterable[int]) -> di
     require_extracted(cfg, layer)
     backend = cached_backend(cfg.backend)
     file = cfg.run_store.embeddings(layer, embedding_key(cfg, layer, backend.fingerprint), units)
+    summary = {"layer": layer, "first_unit": units[0], "units": len(units)}
     if file.exists():
-        return {"layer": layer, "first_unit": units[0], "units": len(units), "cached": True}
+        return summary | {"cached": True}
     inputs = embedding_inputs(cfg, layer, units)
     vectors, embedded = embed_distinct(cfg, backend, inputs)
     buf = io.BytesIO()
     # each input's vector once, and its row per (unit, slot): the expanded array is ~k times larger
     np.savez(buf, vectors=vectors, slots=inputs.slots)
     file.write_bytes(buf.getvalue())
-    return {"layer": layer, "first_unit": units[0], "units": len(units), "cached": False, "inputs": len(inputs.digests), "embedded": embedded}
+    return summary | {"cached": False, "inputs": len(inputs.digests), "embedded": embedded}
 
 
 def stored_vectors(cfg: ExplainConfig, layer: str, key: str | None = None) -> np.ndarray:
@@ -291,9 +292,8 @@ def stored_vectors(cfg: ExplainConfig, layer: str, key: str | None = None) -> np
                 "rerun `neuroscribe explain` (or evaluation's embedding step) with the run's config"
             )
         with np.load(io.BytesIO(file.read_bytes())) as stored:
-            vectors, slots = stored["vectors"], stored["slots"]
-        # one gather: slot -1 picks the NaN row appended last
-        blocks.append(np.concatenate([vectors, np.full((1, vectors.shape[1]), np.nan, np.float32)])[slots])
+            # one gather: slot -1 picks the NaN row appended last
+            blocks.append(np.pad(stored["vectors"], ((0, 1), (0, 0)), constant_values=np.nan)[stored["slots"]])
     return np.concatenate(blocks)
 
 

@@ -70,13 +70,9 @@ def outlined(crop: np.ndarray, mask: np.ndarray, size: int, outline: bool = True
     return Image.fromarray(pixels.astype(np.uint8))
 
 
-def strip(patches: list[tuple[np.ndarray, np.ndarray]], size: int, outline: bool = True) -> Image.Image:
-    """Thumbnails side by side with a small gap: one image per unit keeps the page's requests few."""
-    return grid([outlined(crop, mask, size, outline) for crop, mask in patches], size)
-
-
 def grid(thumbnails: list[Image.Image], size: int, columns: int | None = None) -> Image.Image:
-    """Square thumbnails in rows of ``columns`` (default: one row), ``GAP`` pixels apart."""
+    """Square thumbnails in rows of ``columns`` (default: one row: a unit's strip, so that one image
+    per unit keeps the page's requests few), ``GAP`` pixels apart."""
     columns = columns or len(thumbnails)
     rows = math.ceil(len(thumbnails) / columns)
     canvas = Image.new("RGB", (columns * (size + GAP) - GAP, rows * (size + GAP) - GAP), BACKGROUND)

@@ -148,7 +148,7 @@ class Gallery:
 
     def strips(self) -> dict[int, Image.Image]:
         """Each unit of the page as a strip of its first patches (inactive units have none)."""
-        from neuroscribe.gallery import strip
+        from neuroscribe.gallery import grid, outlined
         from neuroscribe.patches.load import load_layer_patches
 
         wanted = sorted(int(u) for u in self.units["unit"])
@@ -158,7 +158,8 @@ class Gallery:
             for i, unit in enumerate(block.units):
                 slots = np.flatnonzero(block.image_id[i] >= 0)[:PATCHES_SHOWN]
                 if slots.size:
-                    out[int(unit)] = strip([(block.crops[i, j], block.masks[i, j]) for j in slots], THUMB, outline)
+                    thumbnails = [outlined(block.crops[i, j], block.masks[i, j], THUMB, outline) for j in slots]
+                    out[int(unit)] = grid(thumbnails, THUMB)
         return out
 
     def _repr_html_(self) -> str:

@@ -71,15 +71,7 @@ from neuroscribe.errors import NeuroscribeError
 from neuroscribe.extraction import unit_quantiles
 from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.models import Preprocessing
-from neuroscribe.patches.geometry import (
-    cut_patch,
-    expand_box,
-    highest_region,
-    otsu_threshold,
-    region_bbox,
-    square_window,
-    upsample_map,
-)
+from neuroscribe.patches import geometry
 from neuroscribe.patches.load import NO_PATCH, NOT_COMPUTED, ByteLRU, wanted_units
 
 BLOCK_UNITS = 64
@@ -180,9 +172,8 @@ def _create_arrays(sub, specs: dict[str, tuple[tuple[int, ...], str, Any]]) -> N
 
 
 def _write_whole_image_crops(run, sub, topk, attrs, cfg, image_options, max_image_pixels, threads) -> int:
-    """``image_*`` arrays of a linear layer, one row per index image: the whole-image crop, its mask,
-    box and window, and whether the image could be read.  Only top images are decoded (each once);
-    rows are written a shard at a time."""
+    """The ``image_*`` arrays of a linear layer (see the module docstring).  Only top images are
+    decoded (each once); rows are written a shard at a time."""
     images = _DecodedImages(_image_paths(run), image_options, 0, max_image_pixels)
     n, s = len(images.paths), cfg.crop_size
     specs = {
@@ -234,10 +225,6 @@ def _usable(maps: np.ndarray | None, values: np.ndarray, ids: np.ndarray, thresh
     return ok if thresholds is None else ok & ((peak > 0) | (peak > thresholds[:, None]))
 
 
-def _otsu_thresholds(maps: np.ndarray, usable: np.ndarray) -> np.ndarray:
-    return np.array([otsu_threshold(m[u]) if u.any() else np.inf for m, u in zip(maps, usable)], dtype=np.float64)
-
-
 def _write_block(sub, start: int, arrays: dict[str, np.ndarray]) -> None:
     # image_id last: it is the block's "done" marker
     for name in sorted(arrays, key=lambda name: name == "image_id"):
@@ -250,18 +237,18 @@ def _one_patch(image, unit_map, threshold, cfg: PatchConfig, prep: Preprocessing
     if unit_map is None:
         box, region, offset, fallback, used = (0.0, 0.0, float(width), float(height)), np.ones((height, width), bool), (0, 0), False, np.nan
     else:
-        up, offset = upsample_map(unit_map, crop_box, (width, height))
+        up, offset = geometry.upsample_map(unit_map, crop_box, (width, height))
         if up.size == 0:
             return None
         fallback = not up.max() > threshold
         used = min(float(threshold), float(up.min() + 0.5 * (up.max() - up.min())))
-        region = highest_region(up, used)
+        region = geometry.highest_region(up, used)
         if region is None:
             return None
         min_side = cfg.min_side * min(crop_box[2] - crop_box[0], crop_box[3] - crop_box[1])
-        box = expand_box(region_bbox(region, offset), cfg.margin, min_side, (width, height))
-    window = square_window(box, (width, height))
-    crop, mask = cut_patch(image, window, region, cfg.crop_size, offset, box if cfg.fit == "pad" else None)
+        box = geometry.expand_box(geometry.region_bbox(region, offset), cfg.margin, min_side, (width, height))
+    window = geometry.square_window(box, (width, height))
+    crop, mask = geometry.cut_patch(image, window, region, cfg.crop_size, offset, box if cfg.fit == "pad" else None)
     return {"crops": crop, "masks": mask, "boxes": box, "windows": window, "threshold": used, "fallback": fallback}
 
 
@@ -320,13 +307,13 @@ def _image_patches(image_id, jobs, maps, thresholds, cfg, prep, images) -> list[
 def _compute_block(start, stop, topk, thresholds, cfg, prep, p, images, pool) -> dict[str, np.ndarray]:
     """The arrays of units ``start:stop``, as ``_unit_arrays`` lays them out."""
     ids = topk["image_id"][start:stop]
-    values = topk["value"][start:stop]
     maps = topk["maps"][start:stop] if "maps" in topk else None
     n = stop - start
     block_thr = None if thresholds is None else thresholds[start:stop].astype(np.float64)
-    usable = _usable(maps, values, ids, block_thr)
+    usable = _usable(maps, topk["value"][start:stop], ids, block_thr)
     if maps is not None:
-        block_thr = _otsu_thresholds(maps, usable) if block_thr is None else block_thr
+        if block_thr is None:  # Otsu: each unit's threshold from its own usable maps
+            block_thr = np.array([geometry.otsu_threshold(m[u]) if u.any() else np.inf for m, u in zip(maps, usable)])
         usable &= np.isfinite(block_thr)[:, None]
     candidates = [list(np.flatnonzero(row)) for row in usable]
     found: list[dict[int, dict]] = [{} for _ in range(n)]
@@ -400,11 +387,10 @@ def extract_patches(
         summary["images_loaded"] = prepared_loads + images.loads
     final = sub["image_id"][:][wanted]
     seconds = time.perf_counter() - began
-    summary |= {
+    return summary | {
         "patches": int((final >= 0).sum()),
         "inactive": int((final == NO_PATCH).all(axis=1).sum()),
         "fallback": int(sub["fallback"][:][wanted].sum()),
         "seconds": round(seconds, 3),
         "patches_per_second": round(made / seconds, 1) if made else None,
     }
-    return summary

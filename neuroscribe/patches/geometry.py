@@ -32,20 +32,15 @@ PAD_RGB = (124, 116, 104)
 _CONNECTIVITY = np.ones((3, 3), dtype=bool)
 
 
-def _linear_taps(n_pixels: int, first_pixel: int, n_cells: int, start: float, step: float):
-    """For pixels ``first_pixel ..``: the two map cells around each pixel centre and the weight of
-    the second (bilinear, edges clamped)."""
-    centres = first_pixel + np.arange(n_pixels) + 0.5
-    u = np.clip((centres - start) / step - 0.5, 0.0, n_cells - 1)
-    lo = np.floor(u).astype(np.intp)
-    return lo, np.minimum(lo + 1, n_cells - 1), u - lo
-
-
-def pixel_span(lo: float, hi: float, extent: int) -> tuple[int, int]:
-    """The pixels whose centres lie in ``[lo, hi)``, clipped to ``[0, extent)``: (first, stop)."""
+def _linear_taps(lo: float, hi: float, extent: int, n_cells: int):
+    """For the pixels whose centres lie in ``[lo, hi)``, clipped to ``[0, extent)``, of a span cut into
+    ``n_cells`` cells: the first pixel, the two cells around each pixel centre and the weight of the
+    second (bilinear, edges clamped)."""
     first = max(0, math.ceil(lo - 0.5))
-    stop = min(extent, math.ceil(hi - 0.5))
-    return first, max(first, stop)
+    centres = np.arange(first, min(extent, math.ceil(hi - 0.5))) + 0.5
+    u = np.clip((centres - lo) / ((hi - lo) / n_cells) - 0.5, 0.0, n_cells - 1)
+    cell = np.floor(u).astype(np.intp)
+    return first, cell, np.minimum(cell + 1, n_cells - 1), u - cell
 
 
 def upsample_map(unit_map: np.ndarray, crop_box: Box, image_size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
@@ -53,12 +48,9 @@ def upsample_map(unit_map: np.ndarray, crop_box: Box, image_size: tuple[int, int
     [rows, cols], (x_lo, y_lo)), covering pixels ``x_lo .. x_lo + cols`` and ``y_lo .. y_lo + rows``."""
     h, w = unit_map.shape
     left, top, right, bottom = crop_box
-    width, height = image_size
-    x_lo, x_hi = pixel_span(left, right, width)
-    y_lo, y_hi = pixel_span(top, bottom, height)
     # separable gathers, not matrix products: BLAS threads cost more than this tiny work
-    y0, y1, fy = _linear_taps(y_hi - y_lo, y_lo, h, top, (bottom - top) / h)
-    x0, x1, fx = _linear_taps(x_hi - x_lo, x_lo, w, left, (right - left) / w)
+    y_lo, y0, y1, fy = _linear_taps(top, bottom, image_size[1], h)
+    x_lo, x0, x1, fx = _linear_taps(left, right, image_size[0], w)
     m = unit_map.astype(np.float64)
     rows = m[y0] * (1.0 - fy)[:, None] + m[y1] * fy[:, None]
     return rows[:, x0] * (1.0 - fx) + rows[:, x1] * fx, (x_lo, y_lo)
@@ -96,29 +88,22 @@ def region_bbox(region: np.ndarray, offset: tuple[int, int] = (0, 0)) -> Box:
 def expand_box(box: Box, margin: float, min_side: float, size: tuple[int, int]) -> Box:
     """Grow a box by ``margin`` of its width/height on each side and to at least ``min_side``
     around its centre, then round outwards to whole pixels inside the image."""
-    out = []
-    for lo, hi, extent in ((box[0], box[2], size[0]), (box[1], box[3], size[1])):
-        pad = margin * (hi - lo)
-        lo, hi = lo - pad, hi + pad
-        if hi - lo < min_side:
-            centre = (lo + hi) / 2
-            lo, hi = centre - min_side / 2, centre + min_side / 2
-        out.append((max(0, math.floor(lo + 1e-9)), min(extent, math.ceil(hi - 1e-9))))
-    (x0, x1), (y0, y1) = out
-    return (float(x0), float(y0), float(x1), float(y1))
+    lo, hi = np.array(box[:2], np.float64), np.array(box[2:], np.float64)
+    pad = margin * (hi - lo)
+    lo, hi = lo - pad, hi + pad
+    centre, short = (lo + hi) / 2, hi - lo < min_side
+    lo, hi = np.where(short, centre - min_side / 2, lo), np.where(short, centre + min_side / 2, hi)
+    return (*np.maximum(0, np.floor(lo + 1e-9)).tolist(), *np.minimum(size, np.ceil(hi - 1e-9)).tolist())
 
 
 def square_window(box: Box, size: tuple[int, int]) -> Box:
     """The square (side = the box's longer side) centred on the box and slid inside the image
     where it fits; along an axis shorter than the side it stays centred and runs past the edge."""
-    side = max(box[2] - box[0], box[3] - box[1])
-    starts = []
-    for lo, hi, extent in ((box[0], box[2], size[0]), (box[1], box[3], size[1])):
-        start = math.floor((lo + hi - side) / 2)
-        if side <= extent:
-            start = min(max(start, 0), extent - side)
-        starts.append(start)
-    return (float(starts[0]), float(starts[1]), float(starts[0] + side), float(starts[1] + side))
+    lo, hi, extent = np.array(box[:2], np.float64), np.array(box[2:], np.float64), np.array(size)
+    side = (hi - lo).max()
+    start = np.floor((lo + hi - side) / 2)
+    start = np.where(side <= extent, np.clip(start, 0, extent - side), start)
+    return (*start.tolist(), *(start + side).tolist())
 
 
 def cut_patch(

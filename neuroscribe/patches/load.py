@@ -128,10 +128,9 @@ def read_crops(sub, units: np.ndarray, image_id: np.ndarray, cache: ByteLRU | No
     masks = np.zeros((*image_id.shape, s, s), bool)
     present = image_id >= 0
     wanted = np.unique(image_id[present])
-    if wanted.size:
-        at = np.searchsorted(wanted, image_id[present])
-        crops[present] = _gather(sub["image_crops"], wanted, cache)[at]
-        masks[present] = _gather(sub["image_masks"], wanted, cache)[at]
+    at = np.searchsorted(wanted, image_id[present])
+    crops[present] = _gather(sub["image_crops"], wanted, cache)[at]
+    masks[present] = _gather(sub["image_masks"], wanted, cache)[at]
     return crops, masks
 
 
@@ -176,7 +175,6 @@ def load_layer_patches(
 ) -> Iterator[PatchBlock]:
     """Blocks of ``block_units`` units (all, or ``units`` in ascending order), read lazily."""
     sub = patches_group(store, layer, storage_options)
-    n = sub["image_id"].shape[0]
-    wanted = wanted_units(units, n, layer)
+    wanted = wanted_units(units, sub["image_id"].shape[0], layer)
     for start in range(0, wanted.size, block_units):
         yield _read(sub, wanted[start : start + block_units], layer)
