@@ -7,10 +7,32 @@
 Geometry in ``neuroscribe.patches.geometry``, rules and layout in ``neuroscribe.patches.cut``.
 """
 
-from neuroscribe.patches.cut import BLOCK_UNITS, PatchConfig, extract_patches, patches_key, prepare_patches, unit_blocks
-from neuroscribe.patches.load import Patch, PatchBlock, load_layer_patches, load_unit_patches, patches_group
+from neuroscribe.patches.cut import (
+    BLOCK_UNITS,
+    PatchConfig,
+    extract_patches,
+    patches_key,
+    prepare_patches,
+    unit_blocks,
+)
+from neuroscribe.patches.load import (
+    Patch,
+    PatchBlock,
+    load_layer_patches,
+    load_unit_patches,
+    patches_group,
+)
 
 __all__ = [
-    "BLOCK_UNITS", "Patch", "PatchBlock", "PatchConfig", "extract_patches", "load_layer_patches",
-    "load_unit_patches", "patches_group", "patches_key", "prepare_patches", "unit_blocks",
+    "BLOCK_UNITS",
+    "Patch",
+    "PatchBlock",
+    "PatchConfig",
+    "extract_patches",
+    "load_layer_patches",
+    "load_unit_patches",
+    "patches_group",
+    "patches_key",
+    "prepare_patches",
+    "unit_blocks",
 ]
