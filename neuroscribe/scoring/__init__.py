@@ -10,29 +10,13 @@ One algorithm per module: ``backend`` (interface, spec), ``factory`` (``make_bac
 (the default rule), ``seed`` and ``softwpmi`` (rules), ``rules`` (registry and ``explain_units``).
 """
 
-from neuroscribe.scoring.backend import (
-    BackendSpec,
-    ConseSpec,
-    ImageTextBackend,
-    OpenClipSpec,
-)
+from neuroscribe.scoring.backend import BackendSpec, ConseSpec, ImageTextBackend, OpenClipSpec
 from neuroscribe.scoring.concepts import concept_cache_key, concept_embeddings
 from neuroscribe.scoring.factory import make_backend
 from neuroscribe.scoring.percentile import percentile_scores
-from neuroscribe.scoring.rules import (
-    INACTIVE,
-    RULES,
-    UNCERTAIN_BELOW,
-    RuleSpec,
-    UnitScore,
-    explain_units,
-)
+from neuroscribe.scoring.rules import INACTIVE, RULES, UNCERTAIN_BELOW, RuleSpec, UnitScore, explain_units
 from neuroscribe.scoring.seed_rule import seed_scores
-from neuroscribe.scoring.softwpmi import (
-    softwpmi_from_activations,
-    softwpmi_scores,
-    top_image_embeddings,
-)
+from neuroscribe.scoring.softwpmi import softwpmi_from_activations, softwpmi_scores, top_image_embeddings
 
 __all__ = [
     "INACTIVE",

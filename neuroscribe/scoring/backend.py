@@ -134,8 +134,7 @@ def precision(device: torch.device) -> str:
 
 def l2_normalise(vectors: torch.Tensor) -> np.ndarray:
     """float32 numpy rows of unit length (an all-zero row stays zero instead of becoming NaN)."""
-    vectors = vectors.float()
-    return torch.nn.functional.normalize(vectors, dim=-1, eps=1e-12).cpu().numpy().astype(np.float32, copy=False)
+    return torch.nn.functional.normalize(vectors.float(), dim=-1).cpu().numpy().astype(np.float32, copy=False)
 
 
 def batched_embed(
