@@ -5,9 +5,8 @@
     patches = [backend.embed_images(crops) for crops in unit_crops]                 # one [P_u, d] per unit
     results = explain_units("percentile", patches, concepts, vocab.concepts)        # list[UnitScore]
 
-One algorithm per module: ``backend`` (interface, spec), ``factory`` (``make_backend``), ``open_clip_backend``, ``conse``,
-``concepts`` (cached concept embeddings), ``colour`` (colour names of a region), ``percentile``
-(the default rule), ``seed`` and ``softwpmi`` (rules), ``rules`` (registry and ``explain_units``).
+One algorithm per module: ``backend`` (interface, specs), ``factory``, ``open_clip_backend``, ``conse``,
+``concepts`` (cached), ``colour``, ``percentile`` (default rule), ``seed_rule``, ``softwpmi``, ``rules``.
 """
 
 from neuroscribe.scoring.backend import BackendSpec, ConseSpec, ImageTextBackend, OpenClipSpec

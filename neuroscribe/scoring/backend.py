@@ -93,9 +93,8 @@ class OpenClipSpec(_BackendBase):
 
 
 class ConseSpec(_BackendBase):
-    """ConSE (``neuroscribe.scoring.conse``): ``classifier`` (a neuroscribe model name or ModelSpec with
-    ImageNet-style class names) combined over its ``top_t`` most probable labels in the space of
-    ``sentence_model``, with optional class-probability and colour blocks."""
+    """ConSE: the ``top_t`` likeliest labels of ``classifier`` (a model name or ModelSpec with ImageNet-style
+    class names) combined in ``sentence_model``'s space, with optional class-probability and colour blocks."""
 
     kind: Literal["conse"] = "conse"
     classifier: ModelSpec = Field(default=ModelSpec(name="efficientnet_lite2"), description="the classifier")
