@@ -5,34 +5,17 @@
     patches = [backend.embed_images(crops) for crops in unit_crops]                 # one [P_u, d] per unit
     results = explain_units("percentile", patches, concepts, vocab.concepts)        # list[UnitScore]
 
-One algorithm per module: ``backend`` (interface, spec), ``factory`` (``make_backend``), ``open_clip_backend``, ``conse``,
-``concepts`` (cached concept embeddings), ``colour`` (colour names of a region), ``percentile``
-(the default rule), ``seed`` and ``softwpmi`` (rules), ``rules`` (registry and ``explain_units``).
+One algorithm per module: ``backend`` (interface, specs), ``factory``, ``open_clip_backend``, ``conse``,
+``concepts`` (cached), ``colour``, ``percentile`` (default rule), ``seed_rule``, ``softwpmi``, ``rules``.
 """
 
-from neuroscribe.scoring.backend import (
-    BackendSpec,
-    ConseSpec,
-    ImageTextBackend,
-    OpenClipSpec,
-)
+from neuroscribe.scoring.backend import BackendSpec, ConseSpec, ImageTextBackend, OpenClipSpec
 from neuroscribe.scoring.concepts import concept_cache_key, concept_embeddings
 from neuroscribe.scoring.factory import make_backend
 from neuroscribe.scoring.percentile import percentile_scores
-from neuroscribe.scoring.rules import (
-    INACTIVE,
-    RULES,
-    UNCERTAIN_BELOW,
-    RuleSpec,
-    UnitScore,
-    explain_units,
-)
+from neuroscribe.scoring.rules import INACTIVE, RULES, UNCERTAIN_BELOW, RuleSpec, UnitScore, explain_units
 from neuroscribe.scoring.seed_rule import seed_scores
-from neuroscribe.scoring.softwpmi import (
-    softwpmi_from_activations,
-    softwpmi_scores,
-    top_image_embeddings,
-)
+from neuroscribe.scoring.softwpmi import softwpmi_from_activations, softwpmi_scores, top_image_embeddings
 
 __all__ = [
     "INACTIVE",

@@ -93,9 +93,8 @@ class OpenClipSpec(_BackendBase):
 
 
 class ConseSpec(_BackendBase):
-    """ConSE (``neuroscribe.scoring.conse``): ``classifier`` (a neuroscribe model name or ModelSpec with
-    ImageNet-style class names) combined over its ``top_t`` most probable labels in the space of
-    ``sentence_model``, with optional class-probability and colour blocks."""
+    """ConSE: the ``top_t`` likeliest labels of ``classifier`` (a model name or ModelSpec with ImageNet-style
+    class names) combined in ``sentence_model``'s space, with optional class-probability and colour blocks."""
 
     kind: Literal["conse"] = "conse"
     classifier: ModelSpec = Field(default=ModelSpec(name="efficientnet_lite2"), description="the classifier")
@@ -134,8 +133,7 @@ def precision(device: torch.device) -> str:
 
 def l2_normalise(vectors: torch.Tensor) -> np.ndarray:
     """float32 numpy rows of unit length (an all-zero row stays zero instead of becoming NaN)."""
-    vectors = vectors.float()
-    return torch.nn.functional.normalize(vectors, dim=-1, eps=1e-12).cpu().numpy().astype(np.float32, copy=False)
+    return torch.nn.functional.normalize(vectors.float(), dim=-1).cpu().numpy().astype(np.float32, copy=False)
 
 
 def batched_embed(

@@ -5,10 +5,8 @@
     concepts.shape                       # [C, d] float32, unit rows, same order as vocab.concepts
 
 With several templates each concept's embedding is the mean of its per-template unit
-embeddings, renormalised (CLIP's prompt ensembling).  The cache file is
-``<store>/embeddings/<key>.npy``, the key a content hash of the backend fingerprint, the
-vocabulary hash, the concept list, the templates and this module's code: a changed vocabulary,
-backend or template gives a new key, never a stale hit.
+embeddings, renormalised (CLIP's prompt ensembling).  The cache file is ``<store>/embeddings/<key>.npy``,
+keyed by content (``concept_cache_key``): a changed vocabulary, backend or template gives a new key.
 """
 
 from __future__ import annotations

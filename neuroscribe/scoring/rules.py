@@ -77,8 +77,7 @@ class RuleSpec(FrozenModel):
     pool_size: int = Field(default=POOL_SIZE, ge=100, description="percentile: patches in the concept prior at most")
 
     def kwargs(self) -> dict:
-        names = inspect.signature(RULES[self.name]).parameters
-        return {k: v for k, v in self.model_dump().items() if k in names and k != "unit_sims"}
+        return self.model_dump(include=set(inspect.signature(RULES[self.name]).parameters))
 
 
 def _check_inputs(
@@ -123,18 +122,14 @@ def explain_units(
     """One ``UnitScore`` per unit; a unit with no patches gets ``best="(inactive)"`` and zeros."""
     fn = _check_rule(rule, rule_kwargs)
     vectors = _check_inputs(unit_patch_embeddings, concept_embeddings, concepts)
-    sims = _similarities(unit_patch_embeddings, vectors)
+    # each distinct patch embedding (a whole image many units share) is multiplied once
+    rows = [np.asarray(p, dtype=np.float32).reshape(-1, vectors.shape[1]) for p in unit_patch_embeddings]
+    sims = map_distinct_rows(rows, lambda distinct: distinct @ vectors.T)
     percentiles = concept_percentiles(sims, rule_kwargs.get("pool_size", POOL_SIZE))
     decay = rule_kwargs.get("decay", CONFIDENCE_DECAY)
     # the percentile rule's scores are the confidence's percentiles, weighted: compute them once
     scores = weighted_percentiles(percentiles, decay) if rule == "percentile" else fn(sims, **rule_kwargs)
     return [_unit_score(s, row, q, concepts, decay) for s, row, q in zip(sims, scores, percentiles)]
-
-
-def _similarities(unit_patch_embeddings: Sequence[np.ndarray], vectors: np.ndarray) -> list[np.ndarray]:
-    """Each unit's ``[P_u, C]`` patch-concept similarities, each distinct embedding multiplied once."""
-    rows = [np.asarray(p, dtype=np.float32).reshape(-1, vectors.shape[1]) for p in unit_patch_embeddings]
-    return map_distinct_rows(rows, lambda distinct: distinct @ vectors.T)
 
 
 def _unit_score(sims: np.ndarray, scores: np.ndarray, q: np.ndarray, concepts: Sequence[str], decay: float) -> UnitScore:

@@ -31,9 +31,8 @@ def bomb_gif(width: int, height: int) -> bytes:
     """A 1x1 GIF whose logical screen (the image size a decoder allocates) is width x height."""
     buf = io.BytesIO()
     Image.new("P", (1, 1), 0).save(buf, "GIF")
-    data = bytearray(buf.getvalue())
-    data[6:10] = struct.pack("<HH", width, height)
-    return bytes(data)
+    data = buf.getvalue()
+    return data[:6] + struct.pack("<HH", width, height) + data[10:]
 
 
 # Baseline JPEG entropy data of a uniform 128-grey image with the standard Huffman tables: every 8x8

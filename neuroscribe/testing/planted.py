@@ -56,17 +56,16 @@ def planted_images(n_per_class: int, size: int = 32, seed: int = 0) -> tuple[tor
     """Normalised images ([-1, 1]): a colour class has its channel at 1 and the others noisy in
     [-1, 0]; gray has equal channels noisy in [-0.3, 0.3].  Labels follow ``CLASSES``."""
     generator = torch.Generator().manual_seed(seed)
-    images, labels = [], []
-    for label in range(len(CLASSES)):
-        for _ in range(n_per_class):
-            if label < 3:
-                x = -torch.rand(3, size, size, generator=generator)
-                x[label] = 1.0
-            else:
-                x = (torch.rand(1, size, size, generator=generator) * 0.6 - 0.3).expand(3, -1, -1).clone()
-            images.append(x)
-            labels.append(label)
-    return torch.stack(images), torch.tensor(labels)
+    labels = torch.arange(len(CLASSES)).repeat_interleave(n_per_class)
+    images = []
+    for label in labels.tolist():
+        if label < 3:
+            x = -torch.rand(3, size, size, generator=generator)
+            x[label] = 1.0
+        else:
+            x = (torch.rand(1, size, size, generator=generator) * 0.6 - 0.3).expand(3, -1, -1).clone()
+        images.append(x)
+    return torch.stack(images), labels
 
 
 def write_planted_folder(root: str | Path, n_per_class: int, seed: int = 0) -> Path:

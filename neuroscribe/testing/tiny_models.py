@@ -1,7 +1,6 @@
 """Tiny models addressable by import path, e.g. ``ModelSpec(name="neuroscribe.testing.tiny_models:tiny_cnn")``.
 
-They are deterministic (seeded init) so that every process, a Dask worker included, builds the
-same weights.
+They are deterministic (seeded init), so every process, a Dask worker included, builds the same weights.
 """
 
 from __future__ import annotations
