@@ -9,13 +9,29 @@ One algorithm per module: ``backend`` (interface, specs), ``factory``, ``open_cl
 ``concepts`` (cached), ``colour``, ``percentile`` (default rule), ``seed_rule``, ``softwpmi``, ``rules``.
 """
 
-from neuroscribe.scoring.backend import BackendSpec, ConseSpec, ImageTextBackend, OpenClipSpec
+from neuroscribe.scoring.backend import (
+    BackendSpec,
+    ConseSpec,
+    ImageTextBackend,
+    OpenClipSpec,
+)
 from neuroscribe.scoring.concepts import concept_cache_key, concept_embeddings
 from neuroscribe.scoring.factory import make_backend
 from neuroscribe.scoring.percentile import percentile_scores
-from neuroscribe.scoring.rules import INACTIVE, RULES, UNCERTAIN_BELOW, RuleSpec, UnitScore, explain_units
+from neuroscribe.scoring.rules import (
+    INACTIVE,
+    RULES,
+    UNCERTAIN_BELOW,
+    RuleSpec,
+    UnitScore,
+    explain_units,
+)
 from neuroscribe.scoring.seed_rule import seed_scores
-from neuroscribe.scoring.softwpmi import softwpmi_from_activations, softwpmi_scores, top_image_embeddings
+from neuroscribe.scoring.softwpmi import (
+    softwpmi_from_activations,
+    softwpmi_scores,
+    top_image_embeddings,
+)
 
 __all__ = [
     "INACTIVE",

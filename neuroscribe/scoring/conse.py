@@ -41,7 +41,13 @@ from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.models import autocast, load_model, resolve_device
 from neuroscribe.progress import ProgressFn
-from neuroscribe.scoring.backend import ConseSpec, batched_embed, file_digest, l2_normalise, precision
+from neuroscribe.scoring.backend import (
+    ConseSpec,
+    batched_embed,
+    file_digest,
+    l2_normalise,
+    precision,
+)
 from neuroscribe.scoring.colour import COLOUR_NAMES, colour_index, region_colours
 from neuroscribe.scoring.concepts import embed_with_templates
 from neuroscribe.vocabulary.embedder import embed_sentences, sentence_embedder

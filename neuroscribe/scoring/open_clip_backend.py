@@ -21,7 +21,13 @@ from neuroscribe.errors import NeuroscribeError
 from neuroscribe.fingerprint import code_version, content_key
 from neuroscribe.models import autocast, resolve_device
 from neuroscribe.progress import ProgressFn
-from neuroscribe.scoring.backend import OpenClipSpec, batched_embed, file_digest, l2_normalise, precision
+from neuroscribe.scoring.backend import (
+    OpenClipSpec,
+    batched_embed,
+    file_digest,
+    l2_normalise,
+    precision,
+)
 
 RANDOM_INIT_SEED = 0
 LOCAL_WEIGHTS_FIX = "download the weights once elsewhere and pass checkpoint: PATH (a local open_clip weights file)"
