@@ -202,7 +202,7 @@ class _Heartbeat(threading.Thread):
 
     def run(self) -> None:
         while not self.stopped.wait(self.ttl_s / 4):
-            try:
+            with contextlib.suppress(OSError):  # a storage fault: the next beat retries, well before the lease expires
                 top = self.files.top()
                 if top is not None and top.generation > self.record.generation:
                     self.lost_to = top
@@ -210,8 +210,6 @@ class _Heartbeat(threading.Thread):
                 now = _now()
                 self.record = self.record.model_copy(update={"renewed_at": now, "expires_at": now + timedelta(seconds=self.ttl_s)})
                 self.files.write(self.record)
-            except OSError:  # a storage fault: the next beat tries again, well before the lease expires
-                continue
 
     def stop(self) -> None:
         self.stopped.set()
