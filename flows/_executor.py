@@ -15,7 +15,7 @@ from typing import Any
 from prefect.futures import as_completed
 
 from neuroscribe.flows._dask import gpu_resources
-from neuroscribe.flows._progress import FlowProgress
+from neuroscribe.flows._progress import flow_progress
 from neuroscribe.stages import Stage
 from neuroscribe.tasks.stage import stage_task
 
@@ -26,14 +26,12 @@ class PrefectExecutor:
         plan = stage.planned(config, *inputs)
         task = stage_task(stage)
         total = len(plan.items) + plan.done
-        progress = FlowProgress(stage.name, total=total, done=plan.done, unit=stage.unit) if total > 1 else None
         with gpu_resources() if stage.gpu else contextlib.nullcontext():
             futures = [task.with_options(task_run_name=f"{stage.name}-{stage.label(item)}").submit(config, item) for item in plan.items]
+        completed = as_completed(futures)
+        if total > 1:
+            completed = flow_progress(completed, stage.name, total=total, done=plan.done, unit=stage.unit)
         results: dict[Any, Any] = {}
-        for future in as_completed(futures):
+        for future in completed:
             results[future.task_run_id] = future.result()  # a task that failed its retries fails the flow
-            if progress:
-                progress.advance(1)
-        if progress:
-            progress.close()
         return stage.reduce(config, [results[future.task_run_id] for future in futures], *inputs)

@@ -9,9 +9,7 @@ from prefect.runtime import flow_run
 
 def _get(obj, *path):
     for key in path:
-        obj = obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
-        if obj is None:
-            return None
+        obj = obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)  # None stays None
     return obj
 
 

@@ -3,9 +3,8 @@
     from neuroscribe.flows._run import run_flow
     result = run_flow(evaluate_flow, EvaluateConfig(store="runs/r50", compare=("rules", "k")))
 
-missing embeddings (unit blocks, GPU workers when present) -> probe-image embeddings (GPU) ->
-per layer: metrics, AUC and stability, then the comparison tables -> evaluation.json/.md/.png;
-then a markdown artifact (the report) and a table artifact (headline numbers per layer).
+Runs ``neuroscribe.evaluation.evaluate``'s stages as tasks (embeddings on GPU workers when present),
+then adds a markdown artifact (the report) and a table artifact (headline numbers per layer).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from neuroscribe.config import ModelSpec
 from neuroscribe.errors import NeuroscribeError
 from neuroscribe.flows._dask import with_dask_runner
 from neuroscribe.flows._naming import _get
-from neuroscribe.flows._progress import FlowProgress
+from neuroscribe.flows._progress import flow_progress
 from neuroscribe.flows._run import flow_lease
 from neuroscribe.sweep import SweepConfig
 
@@ -52,8 +52,8 @@ def sweep_flow(config: SweepConfig) -> dict:
     combos = sweep.plan_sweep(config)
     target = pkgutil.resolve_name(STAGE_FLOWS[config.flow])  # imported only when a sweep runs that stage
     rows: list[dict] = []
-    progress = FlowProgress("sweep-combinations", total=len(combos), unit="run", description=f"{config.flow} sweep into {config.root}")
-    for combo in combos:
+    description = f"{config.flow} sweep into {config.root}"
+    for combo in flow_progress(combos, "sweep-combinations", total=len(combos), unit="run", description=description):
         try:
             with flow_lease(combo.config):  # held across the check, the run and the done mark
                 status = _run_combination(combo, target, config.store_options)
@@ -64,11 +64,9 @@ def sweep_flow(config: SweepConfig) -> dict:
             print(f"{combo.name}: {status}")
             if not config.continue_on_error:
                 break
-        progress.advance(1)
-    progress.close()
     failed = [r["name"] for r in rows if r["status"].startswith("failed")]
     create_markdown_artifact(
-        f"## {config.flow} sweep into {config.root}\n\n{sweep.sweep_table(rows)}\n",
+        f"## {description}\n\n{sweep.sweep_table(rows)}\n",
         key="sweep-summary",
         description=f"{len(combos)} combinations, {len(failed)} failed",
     )

@@ -4,8 +4,7 @@
     summary = run_flow(vocabulary_flow, cfg)   # VocabularySummary
 
 Without an ``llm`` source it only assembles the offline sets.  LLM answers are asked per batch of
-classes (a task each, progress per batch); no task is cached by Prefect: the run's content-keyed
-answer cache (``<store>/vocabulary/llm_cache``) already makes a rerun ask nothing.
+classes (a task each); the answer cache ``<store>/vocabulary/llm_cache`` makes a rerun ask nothing.
 """
 
 from __future__ import annotations

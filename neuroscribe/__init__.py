@@ -18,11 +18,7 @@ from neuroscribe.errors import NeuroscribeError
 _API = ("explain", "ablate", "evaluate", "open_run")
 _RESULTS = ("Run", "Gallery", "Unit", "Ablation", "Evaluation")
 _LAZY = dict.fromkeys(_API, "neuroscribe.api") | dict.fromkeys(_RESULTS, "neuroscribe.results")
-
-__all__ = [
-    "Ablation", "Evaluation", "Gallery", "NeuroscribeError", "Run", "Unit", "__version__",
-    "ablate", "evaluate", "explain", "open_run",
-]
+__all__ = ["NeuroscribeError", "__version__", *_LAZY]
 
 
 def __getattr__(name: str):

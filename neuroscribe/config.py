@@ -22,7 +22,6 @@ from pydantic import (
     PrivateAttr,
     ValidationError,
     field_serializer,
-    model_serializer,
 )
 
 from neuroscribe.errors import NeuroscribeError
@@ -68,16 +67,12 @@ class ModelSpec(FrozenModel):
     checkpoint: str | None = Field(default=None, description="local state-dict path (module. prefix stripped)")
     class_names_file: str | None = Field(default=None, description="one class name per line, e.g. Places365")
     pretrained: bool = Field(default=True, description="timm only: load timm's pretrained weights")
-    fingerprint: str | None = Field(default=None, description="an in-memory model object's content hash (set by model_object_spec)")
+    # exclude_if: a named model dumps (and so keys runs and caches) exactly as before in-memory models existed
+    fingerprint: str | None = Field(
+        default=None, exclude_if=lambda v: v is None,
+        description="an in-memory model object's content hash (set by model_object_spec)",
+    )
     _object: Any = PrivateAttr(default=None)  # neuroscribe.models.loading.ModelObject of an in-memory model
-
-    @model_serializer(mode="wrap")
-    def _omit_unset_fingerprint(self, handler) -> dict[str, Any]:
-        # a named model dumps (and so keys runs and caches) exactly as before in-memory models existed
-        data = handler(self)
-        if data.get("fingerprint") is None:
-            data.pop("fingerprint", None)
-        return data
 
 
 @cache

@@ -91,7 +91,6 @@ class _LeaseFiles:
     """The lease folder of one store on its fsspec filesystem."""
 
     def __init__(self, store: str, storage_options: dict | None):
-        self.store = store
         self.run = RunStore(store, storage_options)
         self.fs, self.folder = self.run.leases().locate()
 
@@ -114,7 +113,7 @@ class _LeaseFiles:
                 return None
             except ValidationError:  # caught between a local create and its write: read again
                 time.sleep(0.1 * (attempt + 1))
-        raise NeuroscribeError(f"lease file {self.path(generation)} of store {self.store} is unreadable; delete it if no run is writing the store")
+        raise NeuroscribeError(f"lease file {self.path(generation)} of store {self.run.uri} is unreadable; delete it if no run is writing the store")
 
     def top(self) -> LeaseRecord | None:
         """The highest generation; listed again if a newer holder pruned it between listing and reading."""
@@ -188,7 +187,7 @@ def _acquire(
             continue  # another run created this generation first: look again
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise _held_error(files.store, top)
+            raise _held_error(files.run.uri, top)
         time.sleep(min(POLL_S, remaining))
 
 
@@ -203,7 +202,7 @@ class _Heartbeat(threading.Thread):
 
     def run(self) -> None:
         while not self.stopped.wait(self.ttl_s / 4):
-            try:
+            with contextlib.suppress(OSError):  # a storage fault: the next beat retries, well before the lease expires
                 top = self.files.top()
                 if top is not None and top.generation > self.record.generation:
                     self.lost_to = top
@@ -211,8 +210,6 @@ class _Heartbeat(threading.Thread):
                 now = _now()
                 self.record = self.record.model_copy(update={"renewed_at": now, "expires_at": now + timedelta(seconds=self.ttl_s)})
                 self.files.write(self.record)
-            except OSError:  # a storage fault: the next beat tries again, well before the lease expires
-                continue
 
     def stop(self) -> None:
         self.stopped.set()

@@ -29,7 +29,7 @@ place it is documented; README links here)::
     <store>/ablation/<layer>[.set-<key>][.units|.classes|.baseline].parquet|csv, .png, .html; parts/
                                              per unit and class accuracy drop (neuroscribe.ablation)
     <store>/gallery/<layer>.html, <layer>/   patch galleries and their strips
-    <store>/embeddings/<layer>/<key>/<first>-<last>.npy, crops/<backend>/, <concepts>.npy
+    <store>/embeddings/<layer>/<key>/<first>-<last>.npz, crops/<backend>/, <concepts>.npy
                                              cached patch and concept embeddings (neuroscribe.explanation, .scoring)
     <store>/explain_config.json              the explain run's config (secrets masked)
     <store>/inputs/images/<hash>.png, <hash>.tsv  images handed to the Python API in memory, and their
@@ -292,7 +292,6 @@ class RunStore:
         return self._file(f"shards/{shard:06d}.json")
 
     def summary(self, stage: str) -> StoreFile:
-        """``extract``, ``sweep``, ``ablate-<layer>``."""
         return self._file(f"summary/{stage}.json")
 
     def summaries(self) -> StoreFile:
@@ -322,7 +321,6 @@ class RunStore:
         return self._file(f"ablation/parts/{layer}/{run_key}/{part_key}.parquet")
 
     def evaluation_layer(self, layer: str, name: str) -> StoreFile:
-        """summary.json, units.parquet, compare.parquet, compare_units.parquet."""
         return self._file(f"evaluation/{layer}/{name}")
 
     def evaluation_images(self, key: str) -> StoreFile:
@@ -354,7 +352,6 @@ class RunStore:
         return self._file(f"embeddings/{layer}/{key}/{block[0]:06d}-{block[-1]:06d}.npz")
 
     def ablation(self, layer: str, variant: str = "", table: str = "") -> StoreFile:
-        """``ablation/<layer>[.set-<variant>][.<table>].parquet``; ``table``: units, classes, baseline."""
         return self._file(f"ablation/{layer}" + (f".set-{variant}" if variant else "") + (f".{table}" if table else "") + ".parquet")
 
     def evaluation(self, suffix: str = ".json") -> StoreFile:
