@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,23 +16,14 @@ from rich.console import Console
 from rich.table import Table
 
 from neuroscribe.cli.app import (
-    BatchSizeOption,
-    CheckpointOption,
-    ClassListOption,
-    ClassNamesOption,
-    DaskAddressOption,
-    DeviceOption,
-    LimitOption,
+    DataOptions,
     LocalOption,
-    MaxImagePixelsOption,
-    ModelOption,
+    ModelOptions,
+    RunnerOptions,
     StorageOption,
-    WaitOption,
-    WeightsOption,
-    WorkersOption,
     app,
     parse_storage_options,
-    runner_overrides,
+    with_options,
 )
 from neuroscribe.config import load_config
 from neuroscribe.errors import NeuroscribeError
@@ -104,18 +96,15 @@ def _print_summary(summary: dict, run: RunStore) -> None:
 
 
 @app.command()
+@with_options
 def ablate(
     layer: str | None = typer.Option(None, "--layer", "-l", help="layer whose units are ablated (see `neuroscribe layers`)"),
     units: str | None = typer.Option(None, "--units", "-u", help="comma-separated unit indices, e.g. 12,559"),
     all_units: bool = typer.Option(False, "--all", help="ablate every unit of the layer, one at a time"),
     dataset: str | None = typer.Option(None, "--dataset", "-d", help="labelled images: folder of class subfolders or a file list with labels"),
     store: str | None = typer.Option(None, "--store", "-s", help="run store: local path or s3://bucket/prefix"),
-    model: ModelOption = None,
-    weights: WeightsOption = None,
-    checkpoint: CheckpointOption = None,
-    class_names: ClassNamesOption = None,
-    class_list: ClassListOption = None,
-    limit: LimitOption = None,
+    model: ModelOptions = ModelOptions(),
+    data: DataOptions = DataOptions(),
     mode: str | None = typer.Option(None, help="activation (default: force the unit's output to 0) or weights (zero its weights and bias)"),
     together: bool = typer.Option(False, help="ablate the --units as one set instead of one at a time"),
     fast: str | None = typer.Option(None, help="evaluation path: auto (default), closed, suffix, hook or naive"),
@@ -124,14 +113,8 @@ def ablate(
     top: int | None = typer.Option(None, help="most affected classes listed per unit (default 5)"),
     chart_units: str | None = typer.Option(None, help="units to chart, e.g. 12,559 (default: the 6 largest drops)"),
     class_name: str | None = typer.Option(None, "--class", help="then list the units this class depends on, e.g. guacamole"),
-    batch_size: BatchSizeOption = None,
-    device: DeviceOption = None,
-    dask_address: DaskAddressOption = None,
-    workers: WorkersOption = None,
+    runner: RunnerOptions = RunnerOptions(),
     local: LocalOption = False,
-    storage_option: StorageOption = None,
-    max_image_pixels: MaxImagePixelsOption = None,
-    wait: WaitOption = None,
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML file of AblateConfig fields; flags override it"),
 ) -> None:
     """Ablate units of a layer and measure each class's top-1 accuracy drop; writes ablation/<layer>.parquet, views, a chart."""
@@ -139,7 +122,6 @@ def ablate(
 
     if units and all_units:
         raise NeuroscribeError("pass either --units 12,559 or --all, not both")
-    options = parse_storage_options(storage_option)
     overrides = {
         "layer": layer,
         "store": store,
@@ -151,10 +133,10 @@ def ablate(
         "units_per_task": units_per_task,
         "top": top,
         "chart_units": chart_units,
-        "store_options": options or None,
-        "model": {"name": model, "weights": weights, "checkpoint": checkpoint, "class_names_file": class_names},
-        "dataset": {"uri": dataset, "class_list": class_list, "limit": limit, "storage_options": options or None, "max_image_pixels": max_image_pixels},
-        "runner": runner_overrides(batch_size, device, dask_address, workers, wait),
+        "store_options": data.storage_options,
+        "model": model.overrides(),
+        "dataset": data.overrides(dataset),
+        "runner": asdict(runner),
     }
     cfg = load_config(AblateConfig, config, overrides)
     if cfg.units is None and not (all_units or config):

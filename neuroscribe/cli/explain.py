@@ -51,7 +51,7 @@ def _run_explain_flow(cfg) -> None:
 
 
 @app.command()
-@with_options(extraction=ExtractOptions)
+@with_options
 def explain(
     extraction: ExtractOptions,
     vocabulary: list[str] | None = typer.Option(None, help=VOCABULARY_HELP),
@@ -70,7 +70,7 @@ def explain(
 
     overrides = extraction.overrides() | {  # ExtractConfig's flat field names, lifted into ExplainConfig.extract
         "vocabulary": {"sources": tuple(vocabulary) if vocabulary else None, "classes": classes}, "vocabulary_uri": vocabulary_uri,
-        "backend": {"kind": backend, "device": extraction.device},
+        "backend": {"kind": backend, "device": extraction.runner.device},
         "rule": {"name": rule},
         "patches": {"quantile": quantile},
     }

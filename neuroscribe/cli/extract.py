@@ -42,7 +42,7 @@ def layers(
 
 
 @app.command()
-@with_options(extraction=ExtractOptions)
+@with_options
 def extract(
     extraction: ExtractOptions,
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML file of ExtractConfig fields; flags override it"),

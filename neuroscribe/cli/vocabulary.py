@@ -44,7 +44,7 @@ def vocabulary(
     storage_option: list[str] = typer.Option(None, "--storage-option", help="fsspec key=value for the store, repeatable"),
     dask_address: str = typer.Option(None, "--dask-address", help="existing Dask scheduler \\[default: a local cluster]"),
     workers: int = typer.Option(None, "--workers", min=1, help="local cluster worker processes \\[default: 1]"),
-    in_process: bool = typer.Option(False, "--in-process", help="run here with a progress bar, without Prefect and Dask"),
+    local: bool = typer.Option(False, "--local", "--in-process", help="run here with a progress bar, without Prefect and Dask"),
     wait: WaitOption = None,
     out: str = typer.Option(None, "--out", hidden=True),  # the old name of --store: refused, naming the new one
 ) -> None:
@@ -66,7 +66,7 @@ def vocabulary(
     cfg = load_config(VocabularyConfig, config, overrides)
     if no_dedup:
         cfg = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"dedup_threshold": None})})
-    if in_process:
+    if local:
         from neuroscribe.lease import config_lease
         from neuroscribe.vocabulary import build_vocabulary
 

@@ -1,4 +1,4 @@
-"""``neuroscribe vocabulary --in-process``: the printed summary and one-line errors."""
+"""``neuroscribe vocabulary --local`` (or its old name ``--in-process``): the printed summary and one-line errors."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from neuroscribe.cli.app import app
 from neuroscribe.errors import NeuroscribeError
 
 
-def test_in_process_run_prints_the_summary(tmp_path, fake_llm, monkeypatch):
+def test_local_run_prints_the_summary(tmp_path, fake_llm, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", fake_llm.api_key)
     fake_llm.answers["goldfish"] = ["Orange scales", "fins", "the Goldfish"]
     classes = tmp_path / "classes.txt"
     classes.write_text("goldfish\n")
-    args = ["vocabulary", "--in-process", "--classes", str(classes), "--source", "llm", "--store", str(tmp_path / "run"),
+    args = ["vocabulary", "--local", "--classes", str(classes), "--source", "llm", "--store", str(tmp_path / "run"),
             "--base-url", fake_llm.base_url, "--model", fake_llm.model, "--no-dedup"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
