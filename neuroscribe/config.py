@@ -154,7 +154,7 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 def parse_layers(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     if isinstance(value, str):
         value = value.split(",")
-    layers = tuple(v.strip() for v in value if v and v.strip())
+    layers = tuple(dict.fromkeys(v.strip() for v in value if v and v.strip()))  # a layer named twice is one layer
     if not layers:
         raise NeuroscribeError("no layers given; pass --layers with comma-separated names (see `neuroscribe layers`)")
     return layers

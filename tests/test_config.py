@@ -33,9 +33,10 @@ def make_extract(**extra) -> ExtractConfig:
         (" layer3 , layer4,,", ("layer3", "layer4")),
         (["layer3", " layer4 ", ""], ("layer3", "layer4")),
         (("a.b.c",), ("a.b.c",)),
+        ("layer4,layer3, layer4", ("layer4", "layer3")),  # a layer named twice is extracted once, first order kept
     ],
 )
-def test_layers_are_split_stripped_and_stored_as_a_tuple(given, expected):
+def test_layers_are_split_stripped_deduplicated_and_stored_as_a_tuple(given, expected):
     assert parse_layers(given) == expected
     assert LayersConfig(layers=given).layers == expected
 
