@@ -62,7 +62,7 @@ def compare_vocabulary(ctx: LayerContext, sources: tuple[str, ...]):
     """Build (or reuse, the build caches by content) the vocabulary of ``sources`` beside the evaluation."""
     base = ctx.explain.vocabulary_config()
     update = {"sources": sources, "store": ctx.cfg.run_store.evaluation_vocabulary().uri,
-              "name": f"compare-{content_key(list(sources), 10)}", "cache_dir": base.cache_uri}
+              "name": f"compare-{content_key(list(sources), 10)}", "cache_dir": base.run_store.llm_cache().uri}
     cfg = VocabularyConfig.model_validate(base.model_dump() | update)
     return load_vocabulary(build_vocabulary(cfg).uri, ctx.cfg.store_options)
 
