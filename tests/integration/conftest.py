@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import urllib3
 
 from neuroscribe.config import DatasetSpec, ExtractConfig, ModelSpec, RunnerSpec
 
@@ -158,15 +159,19 @@ class PrefectServer:
     service: Service
 
     def get(self, path: str):
-        with urllib.request.urlopen(self.api_url + path, timeout=10) as r:
-            return json.loads(r.read())
+        return self._request("GET", path, None, timeout=10)
 
     def post(self, path: str, body: dict):
-        request = urllib.request.Request(
-            self.api_url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=30) as r:
-            return json.loads(r.read())
+        return self._request("POST", path, body, timeout=30)
+
+    def _request(self, method: str, path: str, body: dict | None, timeout: float):
+        # the server answers 503 when its SQLite database was busy (a retryable error: nothing was written),
+        # and Prefect's own client retries it; so do these calls, with the same kind of backoff
+        retries = urllib3.Retry(total=6, status_forcelist=(503,), allowed_methods=None, backoff_factor=0.5)
+        response = urllib3.request(method, self.api_url + path, json=body, timeout=timeout, retries=retries)
+        if response.status >= 400:
+            raise AssertionError(f"{method} {path}: HTTP {response.status} {response.data[:500]!r}")
+        return response.json()
 
 
 @pytest.fixture(scope="session")
